@@ -1,0 +1,5 @@
+// Every CLI command module, one file each. Add a line here for a new command.
+import type { CommandModule } from 'yargs';
+
+export const commands: CommandModule<any, any>[] = [
+];

@@ -1,0 +1,118 @@
+// Typed, validated loader for hparams/hparams.json. An unknown key or a value of
+// the wrong type or range is an error naming the key: a typo in a validator's
+// settings must never silently fall back to a default.
+import * as fs from 'fs';
+import { UserError } from '../errors';
+
+export interface OptimizerParams {
+  lr: number;
+  weight_decay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+}
+
+export interface Hparams {
+  benchmark_model_name: string;
+  benchmark_dataset_name: string;
+  benchmark_batch_size: number;
+  benchmark_seq_len: number;
+  benchmark_num_samples: number;
+  benchmark_data_seed: number;
+  eval_steps: number;
+  warmup_steps: number;
+  evaluation_runs: number;
+  optimizer: OptimizerParams;
+  max_code_bytes: number;
+  reveal_blocks: number;
+  min_blocks_between_commits: number;
+  netuid: number;
+  burn_rate: number;
+  burn_uid: number;
+  set_weights_interval_blocks: number;
+  block_time: number;
+}
+
+type Check = (v: unknown) => string | null; // null when valid, else what is wrong
+
+const str: Check = (v) => (typeof v === 'string' && v.length > 0 ? null : 'a non-empty string');
+const int = (min: number, max = Number.MAX_SAFE_INTEGER): Check => (v) =>
+  Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? null : `an integer in [${min}, ${max}]`;
+const num = (min: number, max: number, openMin = false): Check => (v) =>
+  typeof v === 'number' && Number.isFinite(v) && (openMin ? v > min : v >= min) && v <= max
+    ? null
+    : `a number in ${openMin ? '(' : '['}${min}, ${max}]`;
+
+const OPTIMIZER_SCHEMA: Record<keyof OptimizerParams, Check> = {
+  lr: num(0, 1, true),
+  weight_decay: num(0, 1),
+  beta1: num(0, 1),
+  beta2: num(0, 1),
+  eps: num(0, 1, true),
+};
+
+const SCHEMA: Record<keyof Hparams, Check | Record<string, Check>> = {
+  benchmark_model_name: str,
+  benchmark_dataset_name: str,
+  benchmark_batch_size: int(1, 4096),
+  benchmark_seq_len: int(2, 1 << 20),
+  benchmark_num_samples: int(1),
+  benchmark_data_seed: int(0),
+  eval_steps: int(1, 100000),
+  warmup_steps: int(0, 100000),
+  evaluation_runs: int(1, 1000),
+  optimizer: OPTIMIZER_SCHEMA,
+  max_code_bytes: int(1, 64 << 20),
+  reveal_blocks: int(1),
+  min_blocks_between_commits: int(0),
+  netuid: int(0, 65535),
+  burn_rate: num(0, 1),
+  burn_uid: int(0, 65535),
+  set_weights_interval_blocks: int(1),
+  block_time: num(0, 3600, true),
+};
+
+function validate(obj: unknown, schema: Record<string, Check | Record<string, Check>>, where: string, prefix = ''): void {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
+    throw new UserError(`${where}: ${prefix || 'the file'} must be a JSON object`);
+  }
+  const rec = obj as Record<string, unknown>;
+  for (const key of Object.keys(rec)) {
+    if (!(key in schema)) {
+      throw new UserError(`${where}: unknown key "${prefix}${key}"`, {
+        hint: `known keys: ${Object.keys(schema).join(', ')}`,
+      });
+    }
+  }
+  for (const [key, check] of Object.entries(schema)) {
+    if (!(key in rec)) throw new UserError(`${where}: missing key "${prefix}${key}"`);
+    if (typeof check === 'function') {
+      const wrong = check(rec[key]);
+      if (wrong) throw new UserError(`${where}: "${prefix}${key}" must be ${wrong}, got ${JSON.stringify(rec[key])}`);
+    } else {
+      validate(rec[key], check, where, `${prefix}${key}.`);
+    }
+  }
+}
+
+/** Validates an already-parsed object; `where` names its source in errors. */
+export function parseHparams(obj: unknown, where = 'hparams'): Hparams {
+  validate(obj, SCHEMA as Record<string, Check | Record<string, Check>>, where);
+  return obj as Hparams;
+}
+
+export function loadHparams(file = 'hparams/hparams.json'): Hparams {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`cannot read hparams file ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseHparams(obj, file);
+}
