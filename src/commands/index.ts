@@ -1,5 +1,7 @@
 // Every CLI command module, one file each. Add a line here for a new command.
 import type { CommandModule } from 'yargs';
+import { setupBenchmarkCommand } from './setup-benchmark';
 
 export const commands: CommandModule<any, any>[] = [
+  setupBenchmarkCommand,
 ];

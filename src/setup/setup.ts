@@ -1,0 +1,115 @@
+// setup-benchmark: what it writes and when it leaves an existing setup alone.
+//
+// Layout under the benchmark folder (default ./benchmark):
+//   model/config.json            Hugging Face Qwen2 config (+ tokenizer and weights for the real model)
+//   data/train.pt                (samples, seq_len) int64 tokens, torch.save format (src/data/tokens.ts)
+//   manifest.json                written last: files, sizes, sha256, source
+import * as fs from 'fs';
+import * as path from 'path';
+import { UserError } from '../errors';
+import { writeAtomic, writeTokens } from '../data/tokens';
+import { PRESETS, PRESET_NAMES, configJson } from './presets';
+import {
+  Manifest,
+  ManifestSource,
+  describeFiles,
+  describeSource,
+  manifestProblems,
+  readManifest,
+  removeManifest,
+  writeManifest,
+} from './manifest';
+
+export const CONFIG_PATH = 'model/config.json';
+export const DATA_PATH = 'data/train.pt';
+
+export interface SetupResult {
+  dir: string;
+  skipped: boolean; // an existing complete setup was left alone
+  manifest: Manifest;
+}
+
+/** Same kind of setup? (a real one with weights also satisfies a config-only request) */
+function sameSource(a: ManifestSource, b: Partial<ManifestSource> & { kind: string }): boolean {
+  if (a.kind === 'preset' && b.kind === 'preset') return a.preset === (b as { preset: string }).preset;
+  if (a.kind === 'hub' && b.kind === 'hub') {
+    const w = b as { model?: string; weights?: boolean };
+    return (w.model === undefined || a.model === w.model) && (a.weights || !w.weights);
+  }
+  return false;
+}
+
+/**
+ * Returns the existing manifest when `dir` already holds a complete setup of the
+ * wanted kind (and `force` is off); throws when it holds a different complete
+ * setup; returns null when there is nothing complete to keep.
+ */
+export function existingSetup(dir: string, want: Partial<ManifestSource> & { kind: string }, force: boolean): Manifest | null {
+  const m = readManifest(dir);
+  if (!m) return null;
+  if (force) {
+    removeManifest(dir);
+    return null;
+  }
+  if (manifestProblems(dir, m).length > 0) {
+    removeManifest(dir); // incomplete or damaged: set up again
+    return null;
+  }
+  if (!sameSource(m.source, want)) {
+    throw new UserError(`${dir} already holds a complete benchmark setup of ${describeSource(m.source)}`, {
+      hint: 'add --force to replace it, or choose another folder with --benchmark-dir',
+    });
+  }
+  return m;
+}
+
+export function setupPreset(opts: { dir: string; preset: string; seed: number; force: boolean }): SetupResult {
+  const preset = PRESETS[opts.preset];
+  if (!preset) throw new UserError(`unknown preset "${opts.preset}"`, { hint: `known presets: ${PRESET_NAMES.join(', ')}` });
+  const dir = opts.dir;
+  const existing = existingSetup(dir, { kind: 'preset', preset: preset.name }, opts.force);
+  if (existing) return { dir, skipped: true, manifest: existing };
+  writeAtomic(path.join(dir, CONFIG_PATH), [Buffer.from(configJson(preset.config))]);
+  writeTokens(path.join(dir, DATA_PATH), preset.tokens(opts.seed));
+  const manifest: Manifest = {
+    format: 1,
+    created_at: new Date().toISOString(),
+    source: { kind: 'preset', preset: preset.name },
+    data: { path: DATA_PATH, samples: preset.samples, seq_len: preset.seqLen, seed: opts.seed, packing: 'synthetic Zipf(s=1) token ids' },
+    files: describeFiles(dir, [CONFIG_PATH, DATA_PATH]),
+  };
+  writeManifest(dir, manifest);
+  return { dir, skipped: false, manifest };
+}
+
+/** Human summary of a setup for stdout. */
+export function formatResult(r: SetupResult): string {
+  const m = r.manifest;
+  const lines = [
+    r.skipped
+      ? `${r.dir}: already set up (${describeSource(m.source)}, ${m.created_at}); left alone. Use --force to redo it.`
+      : `${r.dir}: set up ${describeSource(m.source)}`,
+  ];
+  for (const f of m.files) lines.push(`  ${f.path.padEnd(40)} ${formatBytes(f.bytes).padStart(10)}  sha256 ${f.sha256.slice(0, 16)}`);
+  lines.push(`  data: ${m.data.samples} samples x ${m.data.seq_len} tokens (${m.data.packing}), seed ${m.data.seed}`);
+  return lines.join('\n');
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+export function isDir(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,103 @@
+import { strict as assert } from 'assert';
+import { spawnSync } from 'child_process';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { readTokens } from '../src/data/tokens';
+import { setupPreset } from '../src/setup/setup';
+import { readManifest, writeManifest } from '../src/setup/manifest';
+import { UserError } from '../src/errors';
+
+const ROOT = path.join(__dirname, '..', '..');
+const BIN = path.join(ROOT, 'bin', 'tournament');
+const HPARAMS = path.join(ROOT, 'hparams', 'hparams.json');
+
+function cli(args: string[]) {
+  return spawnSync(process.execPath, [BIN, ...args, '--hparams', HPARAMS], { encoding: 'utf8' });
+}
+
+function sha256(file: string): string {
+  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+describe('setup-benchmark --preset tiny', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tt-setup-')), 'benchmark');
+  });
+
+  it('writes a Qwen2 config, 256 x 128 Zipf tokens and a manifest, with no network', () => {
+    const r = cli(['setup-benchmark', '--preset', 'tiny', '--benchmark-dir', dir]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /set up preset tiny/);
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'model', 'config.json'), 'utf8'));
+    assert.deepEqual(config.architectures, ['Qwen2ForCausalLM']);
+    assert.equal(config.model_type, 'qwen2');
+    assert.deepEqual(
+      [config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads, config.vocab_size],
+      [128, 352, 2, 4, 2, 2048],
+    );
+    assert.equal(config.rope_theta, 1e6);
+    assert.equal(config.rms_norm_eps, 1e-6);
+    assert.equal(config.tie_word_embeddings, false);
+    assert.equal(config.torch_dtype, 'bfloat16');
+    assert.ok(config.bos_token_id < 2048 && config.eos_token_id < 2048);
+    const t = readTokens(path.join(dir, 'data', 'train.pt'));
+    assert.deepEqual([t.samples, t.seqLen], [256, 128]);
+    assert.ok(t.ids.every((v) => v >= 0 && v < 2048));
+    const m = readManifest(dir)!;
+    assert.deepEqual(m.source, { kind: 'preset', preset: 'tiny' });
+    assert.equal(m.data.seed, 42);
+    for (const f of m.files) {
+      assert.equal(f.sha256, sha256(path.join(dir, f.path)), f.path);
+      assert.equal(f.bytes, fs.statSync(path.join(dir, f.path)).size);
+    }
+  });
+
+  it('leaves a complete setup alone, redoes it with --force, byte for byte the same', () => {
+    setupPreset({ dir, preset: 'tiny', seed: 42, force: false });
+    const first = readManifest(dir)!;
+    const again = cli(['setup-benchmark', '--preset', 'tiny', '--benchmark-dir', dir]);
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stdout, /already set up \(preset tiny/);
+    assert.equal(readManifest(dir)!.created_at, first.created_at);
+    const forced = cli(['setup-benchmark', '--preset', 'tiny', '--benchmark-dir', dir, '--force', '--json']);
+    assert.equal(forced.status, 0, forced.stderr);
+    const m = JSON.parse(forced.stdout);
+    assert.equal(m.skipped, false);
+    assert.deepEqual(m.files, first.files, 'same seed, same bytes');
+  });
+
+  it('treats a setup without manifest, or with a changed file, as incomplete and redoes it', () => {
+    setupPreset({ dir, preset: 'tiny', seed: 42, force: false });
+    const data = path.join(dir, 'data', 'train.pt');
+    fs.truncateSync(data, 100);
+    assert.equal(setupPreset({ dir, preset: 'tiny', seed: 42, force: false }).skipped, false);
+    assert.equal(readTokens(data).samples, 256);
+    fs.rmSync(path.join(dir, 'manifest.json'));
+    assert.equal(setupPreset({ dir, preset: 'tiny', seed: 42, force: false }).skipped, false);
+    assert.ok(readManifest(dir));
+  });
+
+  it('refuses to replace a different complete setup without --force', () => {
+    setupPreset({ dir, preset: 'tiny', seed: 42, force: false });
+    const m = readManifest(dir)!;
+    writeManifest(dir, { ...m, source: { kind: 'preset', preset: 'other' } });
+    assert.throws(() => setupPreset({ dir, preset: 'tiny', seed: 42, force: false }), (e: unknown) => e instanceof UserError && /already holds a complete benchmark setup of preset other/.test(e.message));
+    assert.equal(setupPreset({ dir, preset: 'tiny', seed: 42, force: true }).skipped, false);
+  });
+
+  it('the data follows the hparams seed', () => {
+    const a = setupPreset({ dir, preset: 'tiny', seed: 42, force: false }).manifest.files[1].sha256;
+    const b = setupPreset({ dir, preset: 'tiny', seed: 7, force: true }).manifest.files[1].sha256;
+    assert.notEqual(a, b);
+  });
+
+  it('an unknown preset is a usage error', () => {
+    const r = cli(['setup-benchmark', '--preset', 'huge', '--benchmark-dir', dir]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /Invalid values|choices/i);
+  });
+});
+
