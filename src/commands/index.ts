@@ -1,7 +1,9 @@
 // Every CLI command module, one file each. Add a line here for a new command.
 import type { CommandModule } from 'yargs';
 import { setupBenchmarkCommand } from './setup-benchmark';
+import { localBenchCommand } from './local-bench';
 
 export const commands: CommandModule<any, any>[] = [
   setupBenchmarkCommand,
+  localBenchCommand,
 ];

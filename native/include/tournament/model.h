@@ -1,0 +1,124 @@
+// Qwen2 decoder-only language model on libtorch: the engine's model, the one
+// every submission trains. Parameter names are Hugging Face's exactly
+// ("model.layers.0.self_attn.q_proj.weight", ...), so checkpoints load by name.
+//
+// Shapes below: B batch, S sequence, H hidden, Nq query heads, Nkv key/value
+// heads, D head dim (H / Nq), I intermediate, V vocab.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace tournament {
+
+struct Qwen2Config {
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;
+  int64_t max_position_embeddings = 0;
+  double rope_theta = 1e6;
+  double rms_norm_eps = 1e-6;
+  bool tie_word_embeddings = false;
+
+  int64_t head_dim() const { return hidden_size / num_attention_heads; }
+  // Throws c10::Error naming the first inconsistent field.
+  void validate() const;
+  // Number of parameters the model will have (embeddings and lm_head included).
+  int64_t num_parameters() const;
+};
+
+// Which attention kernel the model uses. kAuto picks scaled-dot-product
+// attention where the libtorch build has it (flash kernels on CUDA) and the
+// plain math path elsewhere; the choice is made in one place (compat.h).
+enum class AttentionKernel { kAuto, kSdpa, kMath };
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);  // [..., H] -> [..., H]
+  torch::Tensor weight;                           // [H]
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const Qwen2Config& cfg, AttentionKernel kernel);
+  // x [B, S, H], cos/sin [S, D] -> [B, S, H]
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t n_heads, n_kv_heads, head_dim;
+  AttentionKernel kernel;
+};
+TORCH_MODULE(Attention);
+
+class MLPImpl : public torch::nn::Module {
+ public:
+  explicit MLPImpl(const Qwen2Config& cfg);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, S, H] -> [B, S, H]
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  DecoderLayerImpl(const Qwen2Config& cfg, AttentionKernel kernel);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  RMSNorm input_layernorm{nullptr};
+  Attention self_attn{nullptr};
+  RMSNorm post_attention_layernorm{nullptr};
+  MLP mlp{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+// The backbone, registered as "model" so names match Hugging Face's.
+class Qwen2BackboneImpl : public torch::nn::Module {
+ public:
+  Qwen2BackboneImpl(const Qwen2Config& cfg, AttentionKernel kernel);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(Qwen2Backbone);
+
+class Qwen2ForCausalLMImpl : public torch::nn::Module {
+ public:
+  Qwen2ForCausalLMImpl(const Qwen2Config& cfg, AttentionKernel kernel = AttentionKernel::kAuto);
+
+  // input_ids [B, S] int64 -> logits [B, S, V] in the parameters' dtype.
+  torch::Tensor forward(const torch::Tensor& input_ids);
+
+  // Recompute these decoder layers in backward instead of keeping their
+  // activations (activation checkpointing). Empty: keep everything.
+  void set_checkpointed_layers(std::vector<bool> layers);
+
+  // Rotary tables for positions [0, S): cos, sin [S, D] in `dtype`, cached.
+  std::pair<torch::Tensor, torch::Tensor> rope(int64_t seq_len, torch::Dtype dtype, torch::Device device);
+
+  Qwen2Config config;
+  Qwen2Backbone model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+  torch::Tensor lm_head_weight() const;  // [V, H], tied or not
+
+ private:
+  std::vector<bool> checkpointed_;
+  torch::Tensor cos_cache_, sin_cache_;
+};
+TORCH_MODULE(Qwen2ForCausalLM);
+
+// Causal language-model loss as Hugging Face computes it: logits[:, :-1]
+// predict ids[:, 1:], cross entropy in float32, mean over all B*(S-1) targets.
+// logits [B, S, V] or already shifted [B, S-1, V]; ids [B, S] -> scalar fp32.
+torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& input_ids);
+
+// Seeded random initialisation as Hugging Face's Qwen2 does it: normal(0,
+// initializer_range) for linear and embedding weights, zero biases, ones for
+// norms. Deterministic for a seed and device.
+void init_weights(Qwen2ForCausalLM& model, uint64_t seed, double initializer_range = 0.02);
+
+}  // namespace tournament

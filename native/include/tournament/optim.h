@@ -1,0 +1,39 @@
+// AdamW exactly as PyTorch applies it to bf16 parameters (torch.optim.AdamW,
+// fused=True on CUDA): state tensors (exp_avg, exp_avg_sq) in the parameter's
+// dtype, the update computed in float32 and rounded once into the parameter.
+// Where the build has no fused kernel (CPU, libtorch 1.x) the same arithmetic
+// runs tensor by tensor. This is the numerics every submission is held to.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace tournament {
+
+struct OptimizerConfig {
+  double lr = 1e-4;
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+};
+
+class AdamW {
+ public:
+  AdamW(std::vector<torch::Tensor> params, OptimizerConfig cfg);
+  // Applies one update from the parameters' .grad(); parameters without a
+  // gradient are skipped, as PyTorch does.
+  void step();
+  // Drops gradients (sets them undefined), as zero_grad(set_to_none=True).
+  void zero_grad();
+  int64_t steps_taken() const { return step_; }
+
+ private:
+  std::vector<torch::Tensor> params_, exp_avg_, exp_avg_sq_;
+  std::vector<torch::Tensor> step_tensors_;  // fused kernel wants float32 step counts
+  OptimizerConfig cfg_;
+  int64_t step_ = 0;
+};
+
+}  // namespace tournament

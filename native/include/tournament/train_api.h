@@ -1,0 +1,84 @@
+// The submission contract, version 1. A submission is one C++ file that
+// includes this header and defines `inner_steps` with exactly the signature
+// below. The validator compiles it itself (pinned flags, against the runner's
+// libtorch) and calls it in a sandboxed runner process. The runner refuses a
+// plugin built against another TOURNAMENT_TRAIN_API_VERSION.
+//
+// What inner_steps receives
+//   model      the engine's Qwen2 (model.h): parameters bf16, on `device`, in
+//              train mode, their storage owned by the validator. Update them
+//              IN PLACE: the final weights are read from that storage, so
+//              replacing a parameter tensor loses the update.
+//   data       yields `num_steps` batches [batch, seq_len] int64 on `device`,
+//              chosen by the validator at the start of the timed run.
+//   num_steps  how many optimizer steps to take: one per batch.
+//   device     where the model lives.
+//   optimizer  AdamW hyper-parameters (optim.h says exactly how the update is
+//              computed on bf16 parameters).
+//
+// What inner_steps must do
+//   Train on every token of every batch, one AdamW step per batch, loss as
+//   causal_lm_loss (model.h). Anything else is yours: kernels, CUDA graphs,
+//   checkpointing, fusions, precision tricks within the verification
+//   tolerance (README, "Verification").
+//
+// What it returns (TrainResult)
+//   logits        of the last forward pass, [batch, seq_len - 1, vocab]
+//                 (the positions that predict a next token), any float dtype.
+//   total_tokens  batch * seq_len * num_steps that were trained on.
+//   final_loss    the loss of the last step.
+//
+// What the validator checks, from its own copy of the data and the weights it
+// reads back: the loss of the final weights on a held-out batch, the returned
+// logits, which parameters changed and by how much, against the official
+// baseline (local_test/train.cpp) run on the same seed and data. The clock
+// stops when inner_steps returns and the runner process is killed at once:
+// work still queued on the GPU or in other threads never lands.
+#pragma once
+
+#include <tournament/model.h>
+#include <tournament/optim.h>
+
+#define TOURNAMENT_TRAIN_API_VERSION 1
+
+namespace tournament {
+
+class DataIterator {
+ public:
+  virtual ~DataIterator() = default;
+  // The next batch [batch, seq_len] int64 on the device; false when exhausted.
+  virtual bool next(torch::Tensor* batch) = 0;
+  virtual int64_t batch_size() const = 0;
+  virtual int64_t seq_len() const = 0;
+};
+
+struct TrainResult {
+  torch::Tensor logits;  // [batch, seq_len - 1, vocab]
+  int64_t total_tokens = 0;
+  double final_loss = 0.0;
+};
+
+}  // namespace tournament
+
+tournament::TrainResult inner_steps(tournament::Qwen2ForCausalLM& model, tournament::DataIterator& data,
+                                    int64_t num_steps, torch::Device device,
+                                    const tournament::OptimizerConfig& optimizer);
+
+// The runner finds a submission through these two C symbols, defined here so a
+// submission needs nothing but inner_steps. The runner and the engine include
+// this header with TOURNAMENT_HOST defined and get declarations only.
+extern "C" int tournament_train_api_version();
+extern "C" void tournament_call_inner_steps(tournament::Qwen2ForCausalLM* model, tournament::DataIterator* data,
+                                            int64_t num_steps, const torch::Device* device,
+                                            const tournament::OptimizerConfig* optimizer,
+                                            tournament::TrainResult* out);
+#ifndef TOURNAMENT_HOST
+extern "C" __attribute__((visibility("default"))) int tournament_train_api_version() {
+  return TOURNAMENT_TRAIN_API_VERSION;
+}
+extern "C" __attribute__((visibility("default"))) void tournament_call_inner_steps(
+    tournament::Qwen2ForCausalLM* model, tournament::DataIterator* data, int64_t num_steps,
+    const torch::Device* device, const tournament::OptimizerConfig* optimizer, tournament::TrainResult* out) {
+  *out = inner_steps(*model, *data, num_steps, *device, *optimizer);
+}
+#endif

@@ -1,0 +1,35 @@
+#include "compat.h"
+
+#ifdef TOURNAMENT_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+namespace tournament::compat {
+
+int64_t cuda_peak_allocated(const torch::Device& device) {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (device.is_cuda()) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return stats.allocated_bytes[0].peak;  // index 0: the aggregate over pool types
+  }
+#endif
+  (void)device;
+  return -1;
+}
+
+void cuda_reset_peak(const torch::Device& device) {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+#endif
+  (void)device;
+}
+
+void cuda_synchronize(const torch::Device& device) {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::device_synchronize();
+#endif
+  (void)device;
+}
+
+}  // namespace tournament::compat

@@ -1,0 +1,62 @@
+// Every difference between the libtorch builds the engine meets, in one place:
+// Debian's libtorch-dev 1.13 (CPU) and the libtorch of a pip PyTorch 2.x (CUDA).
+#pragma once
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#define TOURNAMENT_TORCH_2 (TORCH_VERSION_MAJOR >= 2)
+
+namespace tournament::compat {
+
+// Whether this build has the public scaled_dot_product_attention (flash and
+// memory-efficient kernels on CUDA). 1.13 has only a private prototype.
+constexpr bool kHasSdpa = TOURNAMENT_TORCH_2;
+
+// Causal attention through SDPA. q [B, Nq, S, D], k/v [B, Nkv, S, D] with
+// Nkv already expanded to Nq -> [B, Nq, S, D].
+inline torch::Tensor sdpa_causal(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+#if TOURNAMENT_TORCH_2
+  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true);
+#else
+  (void)q; (void)k; (void)v;
+  TORCH_CHECK(false, "scaled_dot_product_attention needs libtorch 2.x; this build is ", TORCH_VERSION);
+#endif
+}
+
+// Whether one fused AdamW kernel can update all tensors on this device.
+inline bool has_fused_adamw(const torch::Device& device) {
+  return TOURNAMENT_TORCH_2 && device.is_cuda();
+}
+
+// PyTorch's fused AdamW (the kernel behind torch.optim.AdamW(fused=True)).
+// `steps` are float32 scalars on the device, already incremented.
+inline void fused_adamw(std::vector<torch::Tensor>& params, std::vector<torch::Tensor>& grads,
+                        std::vector<torch::Tensor>& exp_avg, std::vector<torch::Tensor>& exp_avg_sq,
+                        std::vector<torch::Tensor>& steps, double lr, double beta1, double beta2,
+                        double weight_decay, double eps) {
+#if TOURNAMENT_TORCH_2
+  at::_fused_adamw_(params, grads, exp_avg, exp_avg_sq, /*max_exp_avg_sqs=*/{}, steps, lr, beta1, beta2,
+                    weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+#else
+  (void)params; (void)grads; (void)exp_avg; (void)exp_avg_sq; (void)steps;
+  (void)lr; (void)beta1; (void)beta2; (void)weight_decay; (void)eps;
+  TORCH_CHECK(false, "fused AdamW needs libtorch 2.x");
+#endif
+}
+
+// A private generator for `device`, seeded: the same seed gives the same
+// numbers on every run of one device type, whatever else drew from the global one.
+inline at::Generator seeded_generator(const torch::Device& device, uint64_t seed) {
+  auto gen = at::globalContext().defaultGenerator(device).clone();
+  gen.set_current_seed(seed);
+  return gen;
+}
+
+// Peak device memory in bytes since the last reset, or -1 where the build
+// cannot tell (CPU: the driver reads the process's peak RSS instead).
+int64_t cuda_peak_allocated(const torch::Device& device);
+void cuda_reset_peak(const torch::Device& device);
+void cuda_synchronize(const torch::Device& device);
+
+}  // namespace tournament::compat

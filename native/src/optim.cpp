@@ -1,0 +1,64 @@
+#include <tournament/optim.h>
+
+#include <cmath>
+
+#include "compat.h"
+
+namespace tournament {
+
+AdamW::AdamW(std::vector<torch::Tensor> params, OptimizerConfig cfg) : params_(std::move(params)), cfg_(cfg) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : params_) {
+    exp_avg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    exp_avg_sq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+    step_tensors_.push_back(torch::zeros({}, p.options().dtype(torch::kFloat32)));
+  }
+}
+
+void AdamW::zero_grad() {
+  for (auto& p : params_) p.mutable_grad() = torch::Tensor();
+}
+
+void AdamW::step() {
+  torch::NoGradGuard no_grad;
+  ++step_;
+  const double lr = cfg_.lr, b1 = cfg_.beta1, b2 = cfg_.beta2, wd = cfg_.weight_decay, eps = cfg_.eps;
+
+  std::vector<torch::Tensor> p, g, m, v, s;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!params_[i].grad().defined()) continue;
+    p.push_back(params_[i]);
+    g.push_back(params_[i].grad());
+    m.push_back(exp_avg_[i]);
+    v.push_back(exp_avg_sq_[i]);
+    s.push_back(step_tensors_[i]);
+  }
+  if (p.empty()) return;
+
+  if (compat::has_fused_adamw(p[0].device())) {
+    for (auto& t : s) t.add_(1);
+    compat::fused_adamw(p, g, m, v, s, lr, b1, b2, wd, eps);
+    return;
+  }
+  // The fused kernel's arithmetic, tensor by tensor: float32 math, one rounding
+  // into each stored tensor.
+  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step_));
+  const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(step_)));
+  for (size_t i = 0; i < p.size(); ++i) {
+    s[i].add_(1);
+    auto pf = p[i].to(torch::kFloat32);
+    auto gf = g[i].to(torch::kFloat32);
+    auto mf = m[i].to(torch::kFloat32);
+    auto vf = v[i].to(torch::kFloat32);
+    pf.mul_(1.0 - lr * wd);
+    mf.mul_(b1).add_(gf, 1.0 - b1);
+    vf.mul_(b2).addcmul_(gf, gf, 1.0 - b2);
+    auto denom = vf.sqrt().div_(bc2_sqrt).add_(eps);
+    pf.addcdiv_(mf, denom, -lr / bc1);
+    p[i].copy_(pf);
+    m[i].copy_(mf);
+    v[i].copy_(vf);
+  }
+}
+
+}  // namespace tournament

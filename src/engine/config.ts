@@ -1,0 +1,73 @@
+// Reads a Hugging Face Qwen2 config.json into the engine's config, checking
+// every field the engine uses. Fields the engine does not use are ignored,
+// except those that would change the model's function (sliding window, other
+// activations or rope scaling): those are refused rather than silently wrong.
+import * as fs from 'fs';
+import { UserError } from '../errors';
+import type { Qwen2Config } from './native';
+
+const INT_FIELDS = [
+  'vocab_size',
+  'hidden_size',
+  'intermediate_size',
+  'num_hidden_layers',
+  'num_attention_heads',
+  'num_key_value_heads',
+  'max_position_embeddings',
+] as const;
+
+export function parseQwen2Config(raw: unknown, where: string): Qwen2Config {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new UserError(`${where}: not a JSON object`);
+  const c = raw as Record<string, unknown>;
+  if (c.model_type !== undefined && c.model_type !== 'qwen2') {
+    throw new UserError(`${where}: model_type is ${JSON.stringify(c.model_type)}; the engine implements "qwen2"`);
+  }
+  const out: Partial<Qwen2Config> = {};
+  for (const k of INT_FIELDS) {
+    const v = c[k];
+    if (!Number.isInteger(v) || (v as number) <= 0) {
+      throw new UserError(`${where}: "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
+    }
+    out[k] = v as number;
+  }
+  const num = (k: 'rope_theta' | 'rms_norm_eps', dflt: number) => {
+    const v = c[k] ?? dflt;
+    if (typeof v !== 'number' || !(v > 0)) throw new UserError(`${where}: "${k}" must be a positive number, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  out.rope_theta = num('rope_theta', 10000);
+  out.rms_norm_eps = num('rms_norm_eps', 1e-6);
+  const tie = c.tie_word_embeddings ?? false;
+  if (typeof tie !== 'boolean') throw new UserError(`${where}: "tie_word_embeddings" must be true or false`);
+  out.tie_word_embeddings = tie;
+  if ((c.hidden_act ?? 'silu') !== 'silu') throw new UserError(`${where}: hidden_act ${JSON.stringify(c.hidden_act)} is not supported (only "silu")`);
+  if (c.use_sliding_window === true) throw new UserError(`${where}: use_sliding_window=true is not supported`);
+  if (c.rope_scaling != null) throw new UserError(`${where}: rope_scaling is not supported`);
+  const cfg = out as Qwen2Config;
+  if (cfg.hidden_size % cfg.num_attention_heads !== 0) {
+    throw new UserError(`${where}: hidden_size ${cfg.hidden_size} is not a multiple of num_attention_heads ${cfg.num_attention_heads}`);
+  }
+  if (cfg.num_attention_heads % cfg.num_key_value_heads !== 0) {
+    throw new UserError(`${where}: num_attention_heads ${cfg.num_attention_heads} is not a multiple of num_key_value_heads ${cfg.num_key_value_heads}`);
+  }
+  if ((cfg.hidden_size / cfg.num_attention_heads) % 2 !== 0) throw new UserError(`${where}: the head dimension must be even`);
+  return cfg;
+}
+
+export function readQwen2Config(file: string): Qwen2Config {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`cannot read model config ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`, {
+      hint: 'run `tournament setup-benchmark` (or `--preset tiny`) first',
+    });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseQwen2Config(raw, file);
+}

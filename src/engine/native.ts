@@ -1,0 +1,128 @@
+// The one place that finds and loads the native addon, and says what to do
+// when it cannot. Everything else imports the typed surface from here.
+import * as path from 'path';
+import { UserError } from '../errors';
+
+export interface Qwen2Config {
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  max_position_embeddings: number;
+  rope_theta: number;
+  rms_norm_eps: number;
+  tie_word_embeddings: boolean;
+}
+
+export type Dtype = 'bfloat16' | 'float32' | 'float16';
+export type Attention = 'auto' | 'sdpa' | 'math';
+
+export interface ModelOptions {
+  config: Qwen2Config;
+  device: string;
+  dtype: Dtype;
+  attention: Attention;
+  seed: number;
+}
+
+export interface ParameterInfo {
+  name: string;
+  shape: number[];
+  dtype: Dtype;
+}
+
+export interface WeightEntry {
+  name: string;
+  file: string;
+  offset: number;
+  nbytes: number;
+  dtype: Dtype;
+}
+
+export interface ForwardBackwardResult {
+  logits: Float32Array;
+  logitsShape: number[];
+  loss: number;
+  grads: Record<string, Float32Array>;
+}
+
+export interface OptimizerOptions {
+  lr: number;
+  weight_decay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+}
+
+export interface NativeBenchOptions {
+  tokens: Int32Array;
+  samples: number;
+  seqLen: number;
+  batchSize: number;
+  steps: number;
+  warmupSteps: number;
+  seed: number;
+  optimizer: OptimizerOptions;
+}
+
+export interface NativeBenchResult {
+  warmupSeconds: number;
+  timedSeconds: number;
+  steps: number;
+  tokens: number;
+  reportedTokens: number;
+  finalLoss: number;
+  peakDeviceBytes: number;
+  logitsShape: number[];
+}
+
+export interface NativeModel {
+  parameters(): ParameterInfo[];
+  loadWeights(entries: WeightEntry[]): Promise<void>;
+  forwardBackward(o: { ids: Int32Array; batch: number; seqLen: number; grads: string[] }): ForwardBackwardResult;
+  benchmark(o: NativeBenchOptions, onProgress?: (phase: string, done: number, total: number) => void): Promise<NativeBenchResult>;
+}
+
+export interface NativeAddon {
+  Model: new (o: ModelOptions) => NativeModel;
+  info(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; sdpa: boolean };
+  numParameters(c: Qwen2Config): number;
+}
+
+export const PROJECT_ROOT = path.resolve(__dirname, '..', '..', '..');
+
+let cached: NativeAddon | undefined;
+
+/** Loads build/Release/tournament.node, or explains how to build it. */
+export function loadAddon(): NativeAddon {
+  if (cached) return cached;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    cached = require('bindings')({ bindings: 'tournament', module_root: PROJECT_ROOT }) as NativeAddon;
+    return cached;
+  } catch (e) {
+    const msg = (e as Error).message.split('\n')[0];
+    if (/Could not locate the bindings file/.test((e as Error).message)) {
+      throw new UserError('the native engine is not built', {
+        hint: 'run `npm run build` (needs cmake, a C++17 compiler and libtorch: apt-get install build-essential cmake libtorch-dev)',
+      });
+    }
+    throw new UserError(`the native engine failed to load: ${msg}`, {
+      hint: /libtorch|libc10|\.so/.test(msg)
+        ? 'a libtorch shared library is missing at run time: install libtorch-dev or rebuild with `npm run build` against the libtorch you have'
+        : 'rebuild it with `npm run build`',
+    });
+  }
+}
+
+/** Runs a native call, turning its errors into UserErrors that keep the engine's message. */
+export async function native<T>(what: string, fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError(`${what}: ${(e as Error).message}`);
+  }
+}
