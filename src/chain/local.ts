@@ -1,0 +1,151 @@
+// The file-backed local network (--network local): commitments live under
+// .local_commitments/ with a simulated block height, and are revealed after the
+// same reveal delay as on chain. Nothing is encrypted (there is no beacon);
+// the plaintext is simply not reported as revealed before its block.
+//
+//   .local_commitments/chain.json                  { "genesis_ms": <unix ms>, "block_time_s": <seconds> }
+//   .local_commitments/<netuid>/<hotkey ss58>.json { "hotkey", "netuid", "last_commit_block",
+//                                                    "commitments": [ { "block", "reveal_block", "data_hex" } ] }
+// Height = floor((now - genesis_ms) / block_time_s). block_time_s is fixed when
+// the folder is created: hparams' block_time, or TOURNAMENT_LOCAL_BLOCK_TIME
+// (seconds, for quick local trials). Every hotkey counts as registered, with a
+// uid given in order of first commitment. The last 10 commitments are kept,
+// as the chain keeps the last 10 reveals.
+import * as fs from 'fs';
+import * as path from 'path';
+import { u8aToHex, hexToU8a } from '@polkadot/util';
+import { UserError } from '../errors';
+import { writeFileAtomic } from '../storage/atomic';
+import type { ChainStatus, CommitReceipt, CommitRequest, MinerChain } from './types';
+
+interface LocalChainFile {
+  genesis_ms: number;
+  block_time_s: number;
+}
+
+interface LocalCommitment {
+  block: number;
+  reveal_block: number;
+  data_hex: string;
+}
+
+interface LocalAccountFile {
+  hotkey: string;
+  netuid: number;
+  uid: number;
+  last_commit_block: number;
+  commitments: LocalCommitment[];
+}
+
+const KEEP = 10;
+
+function readJson<T>(file: string): T | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new UserError(`${file} is not valid JSON; the local network's state is damaged (delete the folder to start over)`);
+  }
+}
+
+export class LocalChain implements MinerChain {
+  readonly name = 'local';
+  private readonly chain: LocalChainFile;
+
+  constructor(readonly dir: string, blockTimeS: number, private readonly now: () => number = Date.now) {
+    const file = path.join(dir, 'chain.json');
+    const existing = readJson<LocalChainFile>(file);
+    if (existing) {
+      if (!Number.isFinite(existing.genesis_ms) || !(existing.block_time_s > 0)) {
+        throw new UserError(`${file} is malformed; delete ${dir} to start the local network over`);
+      }
+      this.chain = existing;
+    } else {
+      if (!(blockTimeS > 0)) throw new UserError(`local block time must be positive, got ${blockTimeS}`);
+      this.chain = { genesis_ms: this.now(), block_time_s: blockTimeS };
+      writeFileAtomic(file, JSON.stringify(this.chain, null, 2) + '\n');
+    }
+  }
+
+  get blockTimeS(): number {
+    return this.chain.block_time_s;
+  }
+
+  private height(): number {
+    return Math.max(0, Math.floor((this.now() - this.chain.genesis_ms) / (this.chain.block_time_s * 1000)));
+  }
+
+  private accountFile(netuid: number, address: string): string {
+    if (!/^[1-9A-HJ-NP-Za-km-z]{40,60}$/.test(address)) throw new UserError(`${JSON.stringify(address)} is not an ss58 address`);
+    return path.join(this.dir, String(netuid), `${address}.json`);
+  }
+
+  private account(netuid: number, address: string): LocalAccountFile | null {
+    return readJson<LocalAccountFile>(this.accountFile(netuid, address));
+  }
+
+  async currentBlock(): Promise<number> {
+    return this.height();
+  }
+
+  async uidOf(netuid: number, address: string): Promise<number | null> {
+    const acc = this.account(netuid, address);
+    if (acc) return acc.uid;
+    // Everyone is registered locally: the next free uid.
+    const folder = path.join(this.dir, String(netuid));
+    return fs.existsSync(folder) ? fs.readdirSync(folder).filter((f) => f.endsWith('.json')).length : 0;
+  }
+
+  async lastCommitBlock(netuid: number, address: string): Promise<number | null> {
+    return this.account(netuid, address)?.last_commit_block ?? null;
+  }
+
+  async submitCommitment(req: CommitRequest): Promise<CommitReceipt> {
+    const address = req.hotkey.address;
+    const uid = (await this.uidOf(req.netuid, address)) as number;
+    const block = this.height();
+    const acc: LocalAccountFile = this.account(req.netuid, address) ?? { hotkey: address, netuid: req.netuid, uid, last_commit_block: block, commitments: [] };
+    const entry: LocalCommitment = { block, reveal_block: block + req.revealBlocks, data_hex: u8aToHex(req.plaintext) };
+    acc.last_commit_block = block;
+    acc.commitments = [...acc.commitments, entry].slice(-KEEP);
+    writeFileAtomic(this.accountFile(req.netuid, address), JSON.stringify(acc, null, 2) + '\n');
+    return { block, revealBlock: entry.reveal_block, bytes: req.plaintext.length };
+  }
+
+  async status(netuid: number, address: string): Promise<ChainStatus> {
+    const acc = this.account(netuid, address);
+    const cur = this.height();
+    const all = acc?.commitments ?? [];
+    return {
+      currentBlock: cur,
+      uid: await this.uidOf(netuid, address),
+      lastCommitBlock: acc?.last_commit_block ?? null,
+      pending: all.filter((c) => c.reveal_block > cur).map((c) => ({ block: c.block, revealBlock: c.reveal_block })),
+      revealed: all.filter((c) => c.reveal_block <= cur).map((c) => ({ block: c.reveal_block, bytes: hexToU8a(c.data_hex) })),
+    };
+  }
+
+  /** Every hotkey's revealed commitments on a subnet, as a validator reads them. */
+  revealedAll(netuid: number): { hotkey: string; uid: number; revealed: { block: number; bytes: Uint8Array }[] }[] {
+    const folder = path.join(this.dir, String(netuid));
+    if (!fs.existsSync(folder)) return [];
+    const cur = this.height();
+    return fs
+      .readdirSync(folder)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => readJson<LocalAccountFile>(path.join(folder, f)) as LocalAccountFile)
+      .map((a) => ({
+        hotkey: a.hotkey,
+        uid: a.uid,
+        revealed: a.commitments.filter((c) => c.reveal_block <= cur).map((c) => ({ block: c.reveal_block, bytes: hexToU8a(c.data_hex) })),
+      }));
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,98 @@
+// The commitment a miner puts on chain: what a validator needs to fetch the code
+// and the code's sha256. It is JSON, carried as a SCALE-encoded string (compact
+// length, then UTF-8), the convention Bittensor's own tools use for revealed
+// commitments, so they show it as text too.
+//
+//   { "v": 1, "sha256": "<64 hex>", "size": <bytes>, "loc": <location> }
+//   location: { "kind": "r2", "account_id", "bucket", "key", "access_key_id"?, "secret_access_key"? }
+//             (a read-only token, published on reveal by design; never the write keys)
+//           | { "kind": "url", "url" }        (a public bucket URL)
+//           | { "kind": "local", "key" }      (--network local: .local_storage/<key>)
+import { compactAddLength, compactStripLength, u8aToString, stringToU8a } from '@polkadot/util';
+import { TLE_OVERHEAD_BYTES } from './timelock';
+import { MAX_TIMELOCK_COMMITMENT_BYTES } from './codec';
+
+export type CodeLocation =
+  | { kind: 'r2'; account_id: string; bucket: string; key: string; access_key_id?: string; secret_access_key?: string }
+  | { kind: 'url'; url: string }
+  | { kind: 'local'; key: string };
+
+export interface CommitmentPayload {
+  v: 1;
+  sha256: string;
+  size: number;
+  loc: CodeLocation;
+}
+
+export class PayloadError extends Error {}
+
+/** The largest plaintext that still fits the chain's ciphertext bound. */
+export const MAX_PAYLOAD_BYTES = MAX_TIMELOCK_COMMITMENT_BYTES - TLE_OVERHEAD_BYTES;
+
+export function encodePayload(p: CommitmentPayload): Uint8Array {
+  return compactAddLength(stringToU8a(JSON.stringify(p)));
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+function str(o: Record<string, unknown>, k: string, optional = false): string | undefined {
+  const v = o[k];
+  if (v === undefined && optional) return undefined;
+  if (typeof v !== 'string' || v.length === 0) throw new PayloadError(`"${k}" must be a non-empty string`);
+  return v;
+}
+
+/** Parses revealed bytes (SCALE string or bare JSON); throws PayloadError when they are not ours. */
+export function decodePayload(bytes: Uint8Array): CommitmentPayload {
+  // A SCALE string never starts with 0x7b ('{': compact mode 3, a length over 2^30).
+  let text: string;
+  try {
+    text = bytes[0] === 0x7b ? u8aToString(bytes) : u8aToString(compactStripLength(bytes)[1]);
+  } catch {
+    throw new PayloadError('not a tournament commitment (bad length prefix)');
+  }
+  let o: unknown;
+  try {
+    o = JSON.parse(text);
+  } catch {
+    throw new PayloadError('not a tournament commitment (not JSON)');
+  }
+  if (typeof o !== 'object' || o === null) throw new PayloadError('not a tournament commitment');
+  const rec = o as Record<string, unknown>;
+  if (rec.v !== 1) throw new PayloadError(`unsupported commitment version ${JSON.stringify(rec.v)}`);
+  const sha256 = str(rec, 'sha256') as string;
+  if (!HEX64.test(sha256)) throw new PayloadError('"sha256" must be 64 lowercase hex digits');
+  if (!Number.isInteger(rec.size) || (rec.size as number) < 0) throw new PayloadError('"size" must be a non-negative integer');
+  const loc = rec.loc as Record<string, unknown> | undefined;
+  if (typeof loc !== 'object' || loc === null) throw new PayloadError('"loc" must be an object');
+  let parsed: CodeLocation;
+  switch (loc.kind) {
+    case 'r2':
+      parsed = {
+        kind: 'r2',
+        account_id: str(loc, 'account_id') as string,
+        bucket: str(loc, 'bucket') as string,
+        key: str(loc, 'key') as string,
+        access_key_id: str(loc, 'access_key_id', true),
+        secret_access_key: str(loc, 'secret_access_key', true),
+      };
+      break;
+    case 'url':
+      parsed = { kind: 'url', url: str(loc, 'url') as string };
+      break;
+    case 'local':
+      parsed = { kind: 'local', key: str(loc, 'key') as string };
+      break;
+    default:
+      throw new PayloadError(`unknown location kind ${JSON.stringify(loc.kind)}`);
+  }
+  return { v: 1, sha256, size: rec.size as number, loc: parsed };
+}
+
+/** A copy safe to print: the read secret, if any, replaced by a note. */
+export function redactPayload(p: CommitmentPayload): CommitmentPayload {
+  if (p.loc.kind === 'r2' && p.loc.secret_access_key) {
+    return { ...p, loc: { ...p.loc, secret_access_key: '(read-only secret, hidden)' } };
+  }
+  return p;
+}

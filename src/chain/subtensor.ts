@@ -1,0 +1,137 @@
+// Subtensor through @polkadot/api: registration and rate-limit look-ups, the
+// timelocked Commitments.set_commitment signed by the hotkey, and the state of
+// a hotkey's commitments. Every failure a user can meet (endpoint down, a
+// refused extrinsic) becomes a UserError.
+import { ApiPromise, WsProvider } from '@polkadot/api';
+import type { SubmittableResultValue } from '@polkadot/api/types';
+import { UserError } from '../errors';
+import {
+  SUBTENSOR_SIGNED_EXTENSIONS,
+  MAX_TIMELOCK_COMMITMENT_BYTES,
+  timelockCommitmentInfo,
+  parseCommitmentOf,
+  parseRevealedCommitments,
+  parseOptionalNumber,
+} from './codec';
+import { timelockEncrypt, revealRound, roundTime, QUICKNET } from './timelock';
+import type { ChainStatus, CommitReceipt, CommitRequest, MinerChain } from './types';
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout;
+  const timer = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new UserError(`${what} timed out after ${Math.round(ms / 1000)} s`)), ms);
+  });
+  return Promise.race([p, timer]).finally(() => clearTimeout(t));
+}
+
+export class SubtensorChain implements MinerChain {
+  private constructor(readonly name: string, private readonly api: ApiPromise, private readonly provider: WsProvider) {}
+
+  /** Connects, or throws a UserError saying the endpoint cannot be reached. */
+  static async connect(name: string, url: string, timeoutMs = 30000): Promise<SubtensorChain> {
+    const provider = new WsProvider(url, false);
+    // The provider logs every failed attempt; the error below says it once.
+    provider.on('error', () => undefined);
+    try {
+      await withTimeout(provider.connect(), timeoutMs, `connecting to ${name} (${url})`);
+      const api = await withTimeout(
+        ApiPromise.create({ provider, signedExtensions: SUBTENSOR_SIGNED_EXTENSIONS, noInitWarn: true, throwOnConnect: true }),
+        timeoutMs,
+        `connecting to ${name} (${url})`,
+      );
+      if (!api.tx.commitments?.setCommitment || !api.query.subtensorModule?.uids) {
+        await api.disconnect();
+        throw new UserError(`${url} is not a subtensor node (no Commitments or SubtensorModule pallet)`);
+      }
+      return new SubtensorChain(name, api, provider);
+    } catch (e) {
+      await provider.disconnect().catch(() => undefined);
+      if (e instanceof UserError) throw e;
+      throw new UserError(`cannot reach ${name} at ${url}: ${(e as Error).message}`, { hint: 'check the network and --network' });
+    }
+  }
+
+  async currentBlock(): Promise<number> {
+    const header = await this.api.rpc.chain.getHeader();
+    return header.number.toNumber();
+  }
+
+  async uidOf(netuid: number, address: string): Promise<number | null> {
+    return parseOptionalNumber(await this.api.query.subtensorModule.uids(netuid, address));
+  }
+
+  async lastCommitBlock(netuid: number, address: string): Promise<number | null> {
+    return parseOptionalNumber(await this.api.query.commitments.lastCommitment(netuid, address));
+  }
+
+  async submitCommitment(req: CommitRequest): Promise<CommitReceipt> {
+    const round = revealRound(req.revealBlocks * req.blockTime, Date.now(), QUICKNET);
+    const encrypted = timelockEncrypt(req.plaintext, round, QUICKNET.publicKey);
+    if (encrypted.length > MAX_TIMELOCK_COMMITMENT_BYTES) {
+      throw new UserError(`the encrypted commitment is ${encrypted.length} bytes; the chain takes at most ${MAX_TIMELOCK_COMMITMENT_BYTES}`);
+    }
+    const tx = this.api.tx.commitments.setCommitment(req.netuid, timelockCommitmentInfo(encrypted, round));
+    const result = await withTimeout(
+      new Promise<SubmittableResultValue & { blockHash: string }>((resolve, reject) => {
+        let unsub: (() => void) | undefined;
+        tx.signAndSend(req.hotkey.pair, (res) => {
+          if (res.status.isInBlock || res.status.isFinalized) {
+            unsub?.();
+            resolve({ ...res, blockHash: res.status.isInBlock ? res.status.asInBlock.toHex() : res.status.asFinalized.toHex() } as never);
+          } else if (res.status.isDropped || res.status.isInvalid || res.status.isUsurped) {
+            unsub?.();
+            reject(new UserError(`the commitment transaction was ${res.status.type.toLowerCase()} by the chain`));
+          }
+        })
+          .then((u) => (unsub = u))
+          .catch((e: Error) => reject(new UserError(`the chain refused the commitment: ${e.message}`)));
+      }),
+      180000,
+      'waiting for the commitment to be included in a block',
+    );
+    if (result.dispatchError) {
+      let reason = result.dispatchError.toString();
+      if (result.dispatchError.isModule) {
+        const meta = this.api.registry.findMetaError(result.dispatchError.asModule);
+        reason = `${meta.section}.${meta.name}: ${meta.docs.join(' ').trim()}`;
+      }
+      throw new UserError(`the chain rejected the commitment: ${reason}`);
+    }
+    const header = await this.api.rpc.chain.getHeader(result.blockHash);
+    const block = header.number.toNumber();
+    return {
+      block,
+      revealRound: round,
+      revealBlock: block + req.revealBlocks,
+      bytes: encrypted.length,
+      txHash: tx.hash.toHex(),
+    };
+  }
+
+  async status(netuid: number, address: string, blockTime: number): Promise<ChainStatus> {
+    const [cur, uid, last, pendingRaw, revealedRaw] = await Promise.all([
+      this.currentBlock(),
+      this.uidOf(netuid, address),
+      this.lastCommitBlock(netuid, address),
+      this.api.query.commitments.commitmentOf(netuid, address),
+      this.api.query.commitments.revealedCommitments(netuid, address),
+    ]);
+    const pending = parseCommitmentOf(pendingRaw);
+    const nowS = Date.now() / 1000;
+    return {
+      currentBlock: cur,
+      uid,
+      lastCommitBlock: last,
+      pending: (pending?.fields ?? []).map((f) => ({
+        block: pending!.block,
+        revealRound: f.revealRound,
+        revealBlock: cur + Math.max(0, Math.ceil((roundTime(f.revealRound) - nowS) / blockTime)),
+      })),
+      revealed: parseRevealedCommitments(revealedRaw),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.api.disconnect().catch(() => undefined);
+  }
+}

@@ -1,0 +1,171 @@
+// The miner's Cloudflare R2 bucket through the S3 API. Settings come from the
+// environment or a .env file in the working directory (the environment wins):
+//   TOURNAMENT_R2_ACCOUNT_ID, TOURNAMENT_R2_BUCKET_NAME,
+//   TOURNAMENT_R2_ACCESS_KEY_ID, TOURNAMENT_R2_SECRET_ACCESS_KEY   (write token: used to upload, never published)
+//   TOURNAMENT_R2_READ_ACCESS_KEY_ID, TOURNAMENT_R2_READ_SECRET_ACCESS_KEY
+//                                  (read-only token: goes into the commitment for validators)
+//   TOURNAMENT_R2_PUBLIC_URL       (instead of a read token: the bucket's public URL)
+//   TOURNAMENT_R2_ENDPOINT         (optional: another S3-compatible endpoint, e.g. for tests)
+import * as fs from 'fs';
+import * as path from 'path';
+import { S3Client, PutObjectCommand, HeadObjectCommand, GetObjectCommand } from '@aws-sdk/client-s3';
+import { UserError } from '../errors';
+import type { ObjectInfo, ObjectStore } from './store';
+import type { CodeLocation } from '../chain/payload';
+
+export interface R2Config {
+  accountId: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  endpoint?: string;
+  readAccessKeyId?: string;
+  readSecretAccessKey?: string;
+  publicUrl?: string;
+}
+
+/** Parses KEY=VALUE lines (# comments, optional quotes, optional `export `). */
+export function parseDotEnv(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (!m) continue;
+    let v = m[2].trim();
+    if ((v.startsWith('"') && v.endsWith('"') && v.length >= 2) || (v.startsWith("'") && v.endsWith("'") && v.length >= 2)) {
+      v = v.slice(1, -1);
+    } else {
+      v = v.replace(/\s+#.*$/, '');
+    }
+    out[m[1]] = v;
+  }
+  return out;
+}
+
+/** The environment merged over ./.env (when present). */
+export function loadEnv(cwd = process.cwd(), env: NodeJS.ProcessEnv = process.env): Record<string, string | undefined> {
+  const file = path.join(cwd, '.env');
+  let fromFile: Record<string, string> = {};
+  if (fs.existsSync(file)) {
+    try {
+      fromFile = parseDotEnv(fs.readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    }
+  }
+  return { ...fromFile, ...env };
+}
+
+const REQUIRED = ['TOURNAMENT_R2_ACCOUNT_ID', 'TOURNAMENT_R2_BUCKET_NAME', 'TOURNAMENT_R2_ACCESS_KEY_ID', 'TOURNAMENT_R2_SECRET_ACCESS_KEY'] as const;
+
+export function r2ConfigFromEnv(env: Record<string, string | undefined>): R2Config {
+  const missing = REQUIRED.filter((k) => !env[k]);
+  if (missing.length) {
+    throw new UserError(`missing R2 settings: ${missing.join(', ')}`, {
+      hint: 'set them in the environment or in a .env file in this folder (see `tournament miner upload --help`)',
+    });
+  }
+  const cfg: R2Config = {
+    accountId: env.TOURNAMENT_R2_ACCOUNT_ID as string,
+    bucket: env.TOURNAMENT_R2_BUCKET_NAME as string,
+    accessKeyId: env.TOURNAMENT_R2_ACCESS_KEY_ID as string,
+    secretAccessKey: env.TOURNAMENT_R2_SECRET_ACCESS_KEY as string,
+    endpoint: env.TOURNAMENT_R2_ENDPOINT || undefined,
+    readAccessKeyId: env.TOURNAMENT_R2_READ_ACCESS_KEY_ID || undefined,
+    readSecretAccessKey: env.TOURNAMENT_R2_READ_SECRET_ACCESS_KEY || undefined,
+    publicUrl: env.TOURNAMENT_R2_PUBLIC_URL || undefined,
+  };
+  if (!/^[0-9a-zA-Z-]+$/.test(cfg.accountId)) throw new UserError('TOURNAMENT_R2_ACCOUNT_ID must be the account id (letters, digits, dashes)');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(cfg.bucket)) throw new UserError(`TOURNAMENT_R2_BUCKET_NAME ${JSON.stringify(cfg.bucket)} is not a valid bucket name`);
+  if (!!cfg.readAccessKeyId !== !!cfg.readSecretAccessKey) {
+    throw new UserError('set both TOURNAMENT_R2_READ_ACCESS_KEY_ID and TOURNAMENT_R2_READ_SECRET_ACCESS_KEY, or neither');
+  }
+  if (cfg.publicUrl && !/^https?:\/\/[^\s]+$/.test(cfg.publicUrl)) throw new UserError('TOURNAMENT_R2_PUBLIC_URL must be an http(s) URL');
+  return cfg;
+}
+
+/** Where a validator will fetch `key` from: the public URL or the bucket with the read-only token. */
+export function r2Location(cfg: R2Config, key: string): CodeLocation {
+  if (cfg.publicUrl) return { kind: 'url', url: `${cfg.publicUrl.replace(/\/+$/, '')}/${key}` };
+  if (cfg.readAccessKeyId && cfg.readSecretAccessKey) {
+    return { kind: 'r2', account_id: cfg.accountId, bucket: cfg.bucket, key, access_key_id: cfg.readAccessKeyId, secret_access_key: cfg.readSecretAccessKey };
+  }
+  throw new UserError('validators could not fetch your code: no read access is configured', {
+    hint: 'set TOURNAMENT_R2_PUBLIC_URL (the bucket\'s public URL) or TOURNAMENT_R2_READ_ACCESS_KEY_ID and TOURNAMENT_R2_READ_SECRET_ACCESS_KEY (a read-only token); the write token is never published',
+  });
+}
+
+const REFUSALS: Record<string, string> = {
+  NoSuchBucket: 'the bucket does not exist',
+  AccessDenied: 'access denied (does the token have write access to this bucket?)',
+  InvalidAccessKeyId: 'the access key id is not known',
+  SignatureDoesNotMatch: 'the secret access key is wrong',
+  InvalidBucketName: 'the bucket name is invalid',
+  Forbidden: 'access denied',
+};
+
+function describeS3Error(e: unknown, what: string, where: string): UserError {
+  const err = e as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const name = err.name ?? err.code ?? 'Error';
+  const status = err.$metadata?.httpStatusCode;
+  const reason = REFUSALS[name] ?? (status ? `HTTP ${status} ${name}` : `${name}: ${err.message ?? 'network error'}`);
+  return new UserError(`${what} failed at ${where}: ${reason}`);
+}
+
+export class R2Store implements ObjectStore {
+  readonly description: string;
+  private readonly client: S3Client;
+  constructor(private readonly bucket: string, accountId: string, accessKeyId: string, secretAccessKey: string, endpoint?: string, maxAttempts = 4) {
+    const url = endpoint ?? `https://${accountId}.r2.cloudflarestorage.com`;
+    this.description = `bucket ${bucket} at ${url}`;
+    this.client = new S3Client({
+      region: 'auto',
+      endpoint: url,
+      forcePathStyle: true,
+      credentials: { accessKeyId, secretAccessKey },
+      maxAttempts, // the SDK retries network errors, 5xx and throttling with backoff
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+  }
+
+  static forUpload(cfg: R2Config, maxAttempts?: number): R2Store {
+    return new R2Store(cfg.bucket, cfg.accountId, cfg.accessKeyId, cfg.secretAccessKey, cfg.endpoint, maxAttempts);
+  }
+
+  async put(key: string, body: Uint8Array, sha256: string): Promise<void> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: 'text/x-c++src', Metadata: { sha256 } }),
+      );
+    } catch (e) {
+      throw describeS3Error(e, `upload of ${key}`, this.description);
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    try {
+      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return { size: Number(r.ContentLength ?? 0), sha256: r.Metadata?.sha256 };
+    } catch (e) {
+      const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (err.name === 'NotFound' || err.name === 'NoSuchKey' || err.$metadata?.httpStatusCode === 404) return null;
+      throw describeS3Error(e, `lookup of ${key}`, this.description);
+    }
+  }
+
+  async get(key: string): Promise<Uint8Array> {
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      if (!r.Body) throw new Error('empty response');
+      return await r.Body.transformToByteArray();
+    } catch (e) {
+      throw describeS3Error(e, `download of ${key}`, this.description);
+    }
+  }
+
+  destroy(): void {
+    this.client.destroy();
+  }
+}
