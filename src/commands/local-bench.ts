@@ -1,14 +1,16 @@
-// tournament local-bench: train the baseline for N steps on the benchmark
-// model and data and report tokens/s, step time, peak memory and loss.
+// tournament local-bench: train the baseline on the benchmark model and data
+// and report tokens/s, step time, MFU, peak memory and loss.
 import type { CommandModule } from 'yargs';
-import * as path from 'path';
 import { loadHparams } from '../config/hparams';
 import { UserError } from '../errors';
-import { readTokens } from '../data/tokens';
-import { defaultDevice, openModel } from '../engine/model';
-import { native, Attention, Dtype } from '../engine/native';
-import { withBenchmarkDir, withHparams, withJson } from './options';
+import { formatLocalBench, runLocalBench } from '../engine/bench';
+import { defaultDevice } from '../engine/model';
+import type { Attention, Dtype } from '../engine/native';
 import { ProgressLine } from '../util/progress';
+import { withBenchmarkDir, withHparams, withJson } from './options';
+
+/** The H200's measured bf16 matrix-multiply rate (DESIGN.md), the MFU peak on CUDA. */
+export const H200_MEASURED_BF16_TFLOPS = 790;
 
 interface Args {
   'benchmark-dir': string;
@@ -24,6 +26,12 @@ interface Args {
   'peak-tflops'?: number;
 }
 
+function intOption(name: string, v: number | undefined, dflt: number, min: number): number {
+  const x = v ?? dflt;
+  if (!Number.isInteger(x) || x < min) throw new UserError(`--${name} must be an integer >= ${min}, got ${x}`);
+  return x;
+}
+
 export const localBenchCommand: CommandModule<object, Args> = {
   command: 'local-bench',
   describe: 'Train the baseline on the benchmark model and data and report tokens/s',
@@ -36,79 +44,30 @@ export const localBenchCommand: CommandModule<object, Args> = {
       .option('warmup-steps', { type: 'number', describe: 'Untimed steps on other data first (default: hparams warmup_steps)' })
       .option('batch-size', { type: 'number', describe: 'Samples per step (default: hparams benchmark_batch_size)' })
       .option('seed', { type: 'number', default: 1234, describe: 'Seeds the initialisation and the data order' })
-      .option('peak-tflops', { type: 'number', describe: 'Device peak bf16 TFLOP/s for MFU (default: 790 on CUDA, the H200 measured rate; none on CPU)' })
+      .option('peak-tflops', {
+        type: 'number',
+        describe: `Device peak bf16 TFLOP/s for MFU (default: ${H200_MEASURED_BF16_TFLOPS} on CUDA, the H200's measured rate; none on CPU)`,
+      })
       .example('$0 setup-benchmark --preset tiny && $0 local-bench', 'Benchmark the tiny default on the CPU'),
   handler: async (a) => {
-    const hp = loadHparams(a.hparams);
-    const intOpt = (name: string, v: number | undefined, dflt: number, min: number) => {
-      const x = v ?? dflt;
-      if (!Number.isInteger(x) || x < min) throw new UserError(`--${name} must be an integer >= ${min}, got ${x}`);
-      return x;
-    };
-    const steps = intOpt('steps', a.steps, hp.eval_steps, 1);
-    const warmupSteps = intOpt('warmup-steps', a['warmup-steps'], hp.warmup_steps, 0);
-    const batchSize = intOpt('batch-size', a['batch-size'], hp.benchmark_batch_size, 1);
-    const seed = intOpt('seed', a.seed, 1234, 0);
+    const hparams = loadHparams(a.hparams);
     const device = a.device ?? defaultDevice();
-    const modelDir = path.join(a['benchmark-dir'], 'model');
-    const dataFile = path.join(a['benchmark-dir'], 'data', 'train.pt');
-
     const progress = new ProgressLine(!a.json);
-    progress.note(`loading ${dataFile}`);
-    const data = readTokens(dataFile);
-    progress.note(`building the model from ${modelDir} on ${device}`);
-    const opened = await openModel({ modelDir, device, dtype: a.dtype, attention: a.attention, seed });
-    const vocab = opened.config.vocab_size;
-    for (let i = 0; i < data.ids.length; i++) {
-      if (data.ids[i] >= vocab) throw new UserError(`${dataFile}: token id ${data.ids[i]} is outside the model's vocabulary of ${vocab}`);
-    }
-
-    const r = await native('benchmark', () =>
-      opened.model.benchmark(
-        { tokens: data.ids, samples: data.samples, seqLen: data.seqLen, batchSize, steps, warmupSteps, seed, optimizer: hp.optimizer },
-        (phase, done, total) => progress.update(`${phase} step ${done}/${total}`),
-      ),
-    );
-    progress.done();
-    if (r.tokens !== r.reportedTokens) {
-      throw new UserError(`the step function reported ${r.reportedTokens} tokens but was served ${r.tokens}`);
-    }
-    const tps = r.tokens / r.timedSeconds;
-    const peak = a['peak-tflops'] ?? (device.startsWith('cuda') ? 790 : undefined);
-    const mfu = peak ? (6 * opened.numParameters * tps) / (peak * 1e12) : undefined;
-    const out = {
+    const r = await runLocalBench({
+      benchmarkDir: a['benchmark-dir'],
+      hparams,
       device,
       dtype: a.dtype,
-      weights: opened.weights,
-      parameters: opened.numParameters,
-      batch_size: batchSize,
-      seq_len: data.seqLen,
-      steps: r.steps,
-      warmup_steps: warmupSteps,
-      tokens: r.tokens,
-      seconds: r.timedSeconds,
-      tokens_per_second: tps,
-      step_seconds: r.timedSeconds / r.steps,
-      mfu: mfu ?? null,
-      mfu_peak_tflops: peak ?? null,
-      peak_memory_bytes: r.peakDeviceBytes >= 0 ? r.peakDeviceBytes : process.resourceUsage().maxRSS * 1024,
-      peak_memory_kind: r.peakDeviceBytes >= 0 ? 'device allocated' : 'process max RSS',
-      final_loss: r.finalLoss,
-    };
-    if (a.json) {
-      process.stdout.write(JSON.stringify(out, null, 2) + '\n');
-      return;
-    }
-    const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
-    const lines = [
-      `model        ${(opened.numParameters / 1e6).toFixed(2)}M parameters (${opened.weights} weights), ${a.dtype} on ${device}`,
-      `data         ${r.steps} steps x ${batchSize} x ${data.seqLen} tokens (+${warmupSteps} warmup steps)`,
-      `tokens/s     ${tps.toFixed(1)}`,
-      `step time    ${(out.step_seconds * 1000).toFixed(1)} ms`,
-      `MFU          ${mfu !== undefined ? `${(mfu * 100).toFixed(1)}% of ${peak} TFLOP/s (6 x params x tokens)` : 'n/a (no peak for this device; pass --peak-tflops)'}`,
-      `peak memory  ${gib(out.peak_memory_bytes)} (${out.peak_memory_kind})`,
-      `final loss   ${r.finalLoss.toFixed(4)}`,
-    ];
-    process.stdout.write(lines.join('\n') + '\n');
+      attention: a.attention,
+      steps: intOption('steps', a.steps, hparams.eval_steps, 1),
+      warmupSteps: intOption('warmup-steps', a['warmup-steps'], hparams.warmup_steps, 0),
+      batchSize: intOption('batch-size', a['batch-size'], hparams.benchmark_batch_size, 1),
+      seed: intOption('seed', a.seed, 1234, 0),
+      peakTflops: a['peak-tflops'] ?? (device.startsWith('cuda') ? H200_MEASURED_BF16_TFLOPS : undefined),
+      onNote: (t) => progress.note(t),
+      onProgress: (phase, done, total) => progress.update(`${phase} step ${done}/${total}`),
+    });
+    progress.done();
+    process.stdout.write((a.json ? JSON.stringify(r, null, 2) : formatLocalBench(r)) + '\n');
   },
 };
