@@ -9,6 +9,7 @@ import * as path from 'path';
 import { UserError } from '../errors';
 import { writeAtomic, writeTokens } from '../data/tokens';
 import { PRESETS, PRESET_NAMES, configJson } from './presets';
+import { formatBytes } from './format';
 import {
   Manifest,
   ManifestSource,
@@ -55,6 +56,10 @@ export function existingSetup(dir: string, want: Partial<ManifestSource> & { kin
     removeManifest(dir); // incomplete or damaged: set up again
     return null;
   }
+  if (m.source.kind === 'hub' && want.kind === 'hub' && m.source.model === (want as { model?: string }).model && !sameSource(m.source, want)) {
+    removeManifest(dir); // config only, now with weights: the files already there are checked and kept
+    return null;
+  }
   if (!sameSource(m.source, want)) {
     throw new UserError(`${dir} already holds a complete benchmark setup of ${describeSource(m.source)}`, {
       hint: 'add --force to replace it, or choose another folder with --benchmark-dir',
@@ -93,17 +98,6 @@ export function formatResult(r: SetupResult): string {
   for (const f of m.files) lines.push(`  ${f.path.padEnd(40)} ${formatBytes(f.bytes).padStart(10)}  sha256 ${f.sha256.slice(0, 16)}`);
   lines.push(`  data: ${m.data.samples} samples x ${m.data.seq_len} tokens (${m.data.packing}), seed ${m.data.seed}`);
   return lines.join('\n');
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
 export function isDir(p: string): boolean {

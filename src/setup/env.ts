@@ -1,0 +1,41 @@
+// Where the hub is and who we are: HF_ENDPOINT and HF_TOKEN, from the
+// environment or, failing that, a .env file in the working directory.
+import * as fs from 'fs';
+
+export const DEFAULT_ENDPOINT = 'https://huggingface.co';
+
+/** KEY=VALUE lines; '#' comments; optional quotes; `export ` prefix allowed. */
+export function parseDotenv(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const raw of text.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (!m) continue;
+    let v = m[2].trim();
+    if ((v.startsWith('"') && v.endsWith('"')) || (v.startsWith("'") && v.endsWith("'"))) v = v.slice(1, -1);
+    else v = v.replace(/\s+#.*$/, '');
+    out[m[1]] = v;
+  }
+  return out;
+}
+
+export interface HubEnv {
+  endpoint: string;
+  token?: string;
+  tokenSource?: string;
+}
+
+export function hubEnv(env: NodeJS.ProcessEnv = process.env, dotenvPath = '.env'): HubEnv {
+  let dot: Record<string, string> = {};
+  try {
+    dot = parseDotenv(fs.readFileSync(dotenvPath, 'utf8'));
+  } catch {
+    // no .env: fine
+  }
+  const pick = (k: string): [string | undefined, string | undefined] =>
+    env[k] ? [env[k], 'the environment'] : dot[k] ? [dot[k], dotenvPath] : [undefined, undefined];
+  const [token, tokenSource] = pick('HF_TOKEN');
+  const [endpoint] = pick('HF_ENDPOINT');
+  return { endpoint: (endpoint || DEFAULT_ENDPOINT).replace(/\/+$/, ''), token: token || undefined, tokenSource };
+}
