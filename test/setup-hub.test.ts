@@ -1,4 +1,5 @@
 import { strict as assert } from 'assert';
+import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -218,6 +219,35 @@ describe('setup-benchmark from a (loopback) hub', () => {
 
   it('says so when the dataset has too few tokens', async () => {
     expectUserError(await run(path.join(tmp, 'b'), { configOnly: true, hp: { benchmark_num_samples: 100 } }), /only \d+ tokens in sample\/10BT, 100 x 8 needed/);
+  });
+
+  it('the CLI uses HF_ENDPOINT and HF_TOKEN from the environment', async () => {
+    const hpFile = path.join(tmp, 'hparams.json');
+    fs.writeFileSync(hpFile, JSON.stringify(hparams()));
+    const dir = path.join(tmp, 'cli');
+    const args = [path.join(ROOT, 'bin', 'tournament'), 'setup-benchmark', '--config-only', '--benchmark-dir', dir, '--hparams', hpFile, '--json'];
+    const env = { ...process.env, HF_ENDPOINT: endpoint, HF_TOKEN: 'hf_good' };
+    const run = () =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, args, { env, cwd: tmp });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+    const r = await run();
+    assert.equal(r.code, 0, r.stderr);
+    const m = JSON.parse(r.stdout);
+    assert.equal(m.source.endpoint, endpoint);
+    assert.equal(m.skipped, false);
+    assert.match(r.stderr, /model test-org\/tiny-qwen @ [0-9a-f]{12}: 4 files/);
+    env.HF_TOKEN = 'hf_wrong';
+    fs.rmSync(dir, { recursive: true });
+    const bad = await run();
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^error: .*rejected HF_TOKEN from the environment[\s\S]*hint: /m);
+    assert.doesNotMatch(bad.stderr, /at .*\.js:\d+/, 'no stack trace for a user error');
   });
 
   it('reads HF_TOKEN and HF_ENDPOINT from the environment first, then .env', () => {
