@@ -73,7 +73,7 @@ export class LocalChain implements MinerChain {
     }
   }
 
-  get blockTimeS(): number {
+  get blockTime(): number {
     return this.chain.block_time_s;
   }
 

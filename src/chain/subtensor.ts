@@ -33,11 +33,11 @@ export class SubtensorChain implements MinerChain {
     // The provider logs every failed attempt; the error below says it once.
     provider.on('error', () => undefined);
     try {
-      await withTimeout(provider.connect(), timeoutMs, `connecting to ${name} (${url})`);
+      await withTimeout(provider.connect(), timeoutMs, `connecting to ${url}`);
       const api = await withTimeout(
         ApiPromise.create({ provider, signedExtensions: SUBTENSOR_SIGNED_EXTENSIONS, noInitWarn: true, throwOnConnect: true }),
         timeoutMs,
-        `connecting to ${name} (${url})`,
+        `connecting to ${url}`,
       );
       if (!api.tx.commitments?.setCommitment || !api.query.subtensorModule?.uids) {
         await api.disconnect();
@@ -47,7 +47,8 @@ export class SubtensorChain implements MinerChain {
     } catch (e) {
       await provider.disconnect().catch(() => undefined);
       if (e instanceof UserError) throw e;
-      throw new UserError(`cannot reach ${name} at ${url}: ${(e as Error).message}`, { hint: 'check the network and --network' });
+      const where = name === url ? url : `${name} at ${url}`;
+      throw new UserError(`cannot reach ${where}: ${(e as Error).message}`, { hint: 'check the network connection and --network' });
     }
   }
 

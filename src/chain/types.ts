@@ -48,6 +48,8 @@ export interface CommitRequest {
 export interface MinerChain {
   /** 'local', 'finney', 'test' or the endpoint URL: safe to print */
   readonly name: string;
+  /** seconds per block where the network knows it exactly (the local one) */
+  readonly blockTime?: number;
   currentBlock(): Promise<number>;
   uidOf(netuid: number, address: string): Promise<number | null>;
   lastCommitBlock(netuid: number, address: string): Promise<number | null>;

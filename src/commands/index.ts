@@ -2,8 +2,10 @@
 import type { CommandModule } from 'yargs';
 import { setupBenchmarkCommand } from './setup-benchmark';
 import { localBenchCommand } from './local-bench';
+import { minerCommand } from './miner';
 
 export const commands: CommandModule<any, any>[] = [
   setupBenchmarkCommand,
   localBenchCommand,
+  minerCommand,
 ];

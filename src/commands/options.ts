@@ -20,3 +20,24 @@ export function withHparams<T>(y: Argv<T>) {
     describe: 'Tournament settings file',
   });
 }
+
+// Bittensor's wallet flags: --wallet.name, --wallet.hotkey, --wallet.path. They are
+// flat keys (argv['wallet.name']): with dot-notation on, strict mode rejects "wallet".
+export function withWallet<T>(y: Argv<T>) {
+  return y
+    .parserConfiguration({ 'dot-notation': false })
+    .option('wallet.name', { type: 'string', default: 'default', describe: 'Wallet (coldkey) name: ~/.bittensor/wallets/NAME' })
+    .option('wallet.hotkey', { type: 'string', default: 'default', describe: 'Hotkey name: NAME/hotkeys/HOTKEY (signs commitments)' })
+    .option('wallet.path', { type: 'string', default: '~/.bittensor/wallets', describe: 'Folder holding the wallets' });
+}
+
+// Bittensor's network flags: --network and --netuid.
+export function withNetwork<T>(y: Argv<T>) {
+  return y
+    .option('network', {
+      type: 'string',
+      default: 'finney',
+      describe: 'finney, test, local (files under .local_commitments/ and .local_storage/), or a ws:// / wss:// subtensor URL',
+    })
+    .option('netuid', { type: 'number', describe: 'Subnet id (default: netuid in the hparams file)' });
+}

@@ -1,0 +1,88 @@
+// tournament miner test [file]: the checks a validator makes before running code.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import type { Argv, CommandModule } from 'yargs';
+import { UserError } from '../../errors';
+import { loadHparams } from '../../config/hparams';
+import { withHparams, withJson } from '../options';
+import { checkSource, DEFAULT_SOURCE, report, SourceCheck } from './common';
+
+type CompileResult = { ok: true; pluginPath: string } | { ok: false; message: string };
+type CompileFn = (sourcePath: string, opts: { workDir: string }) => Promise<CompileResult>;
+
+/** The harness's compile step, when that module is present in this build. */
+function loadCompiler(): { compile?: CompileFn; why?: string } {
+  let mod: { compileSubmission?: CompileFn };
+  try {
+    // Loaded at run time: the harness is built separately and may be absent.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    mod = require(path.join(__dirname, '..', '..', 'harness', 'compile'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { why: code === 'MODULE_NOT_FOUND' ? 'the harness compile step is not part of this build' : `the harness failed to load: ${(e as Error).message}` };
+  }
+  if (typeof mod.compileSubmission !== 'function') return { why: 'the harness has no compileSubmission' };
+  return { compile: mod.compileSubmission };
+}
+
+interface Args {
+  file: string;
+  hparams: string;
+  json: boolean;
+  compile: boolean;
+}
+
+export const minerTestCommand: CommandModule<{}, Args> = {
+  command: 'test [file]',
+  describe: 'Check a submission: structure, size, and that it compiles against the contract',
+  builder: (y: Argv<{}>) =>
+    withJson(withHparams(y))
+      .positional('file', { type: 'string', default: DEFAULT_SOURCE, describe: 'The C++ source to check' })
+      .option('compile', { type: 'boolean', default: true, describe: 'Also compile it with the harness (--no-compile to skip)' })
+      .epilog(
+        'Checks, in order: the file exists; its size is within max_code_bytes (hparams); it is UTF-8 text; it includes ' +
+          '<tournament/train_api.h>; it defines inner_steps; and it compiles as a plugin with the flags a validator uses ' +
+          '(needs the engine built; otherwise this check is reported as skipped, with the reason). Exit status is non-zero ' +
+          'when any check fails.',
+      ) as unknown as Argv<Args>,
+  handler: async (argv) => {
+    const hp = loadHparams(argv.hparams);
+    const { checks, source } = checkSource(argv.file, hp.max_code_bytes);
+    let compile: { status: 'passed' | 'failed' | 'skipped'; detail: string } | undefined;
+    if (checks.every((c) => c.ok) && source) {
+      if (!argv.compile) {
+        compile = { status: 'skipped', detail: 'skipped: --no-compile' };
+      } else {
+        const { compile: fn, why } = loadCompiler();
+        if (!fn) {
+          compile = { status: 'skipped', detail: `skipped: ${why}` };
+        } else {
+          const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tournament-miner-test-'));
+          try {
+            const r = await fn(path.resolve(argv.file), { workDir });
+            compile = r.ok ? { status: 'passed', detail: 'compiles against the contract' } : { status: 'failed', detail: r.message };
+          } catch (e) {
+            if (e instanceof UserError) compile = { status: 'skipped', detail: `skipped: ${e.message}` };
+            else throw e;
+          } finally {
+            fs.rmSync(workDir, { recursive: true, force: true });
+          }
+        }
+      }
+    }
+    const all: SourceCheck[] = compile ? [...checks, { name: 'compiles', ok: compile.status !== 'failed', detail: compile.detail }] : checks;
+    const passed = all.every((c) => c.ok);
+    report(
+      argv.json,
+      { file: argv.file, passed, sha256: source?.sha256, checks: all, compile: compile?.status ?? 'not run' },
+      [
+        ...all.map((c) => `${c.ok ? (c.name === 'compiles' && compile?.status === 'skipped' ? 'SKIP' : ' ok ') : 'FAIL'}  ${c.name}: ${c.detail}`),
+        passed
+          ? `${argv.file}: ${compile?.status === 'skipped' ? 'structure checks pass; the compile check was skipped' : 'all checks pass'}${source ? ` (sha256 ${source.sha256})` : ''}`
+          : `${argv.file}: not a valid submission`,
+      ],
+    );
+    if (!passed) process.exitCode = 1;
+  },
+};
