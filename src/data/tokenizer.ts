@@ -2,35 +2,22 @@
 // ships them), run by @huggingface/tokenizers, a pure-JS port of Hugging Face's
 // tokenizers. Text is encoded without added special tokens: the packer puts
 // the EOS between documents itself.
-import * as fs from 'fs';
 import * as path from 'path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors';
+import { readJsonFile } from './json';
 
 export interface TextEncoder {
   encode(text: string): number[];
   tokenToId(token: string): number | undefined;
 }
 
-function readJson(file: string, required: boolean): object {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if (!required && (e as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${file} is not valid JSON: ${(e as Error).message}`);
-  }
-}
-
 /** Loads the tokenizer of a model folder (tokenizer.json, optional tokenizer_config.json). */
 export function loadTokenizer(modelDir: string): TextEncoder {
-  const json = readJson(path.join(modelDir, 'tokenizer.json'), true);
-  const config = readJson(path.join(modelDir, 'tokenizer_config.json'), false);
+  const file = path.join(modelDir, 'tokenizer.json');
+  const json = readJsonFile<object>(file);
+  if (!json) throw new UserError(`cannot read ${file}: ENOENT`, { hint: 'run `tournament setup-benchmark` first' });
+  const config = readJsonFile<object>(path.join(modelDir, 'tokenizer_config.json')) ?? {};
   let tok: Tokenizer;
   try {
     tok = new Tokenizer(json, config);

@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import { writeAtomic } from '../data/tokens';
+import { readJsonFile } from '../data/json';
 
 export const MANIFEST = 'manifest.json';
 
@@ -68,20 +69,10 @@ export function removeManifest(dir: string): void {
 /** The manifest, or null when there is none. A damaged manifest is an error. */
 export function readManifest(dir: string): Manifest | null {
   const file = path.join(dir, MANIFEST);
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
-  }
-  try {
-    const m = JSON.parse(text) as Manifest;
-    if (m.format !== 1 || !Array.isArray(m.files) || !m.source) throw new Error('unexpected content');
-    return m;
-  } catch (e) {
-    throw new UserError(`${file} is damaged (${(e as Error).message})`, { hint: 'run setup-benchmark again with --force' });
-  }
+  const hint = 'run setup-benchmark again with --force';
+  const m = readJsonFile<Manifest>(file, hint);
+  if (m && (m.format !== 1 || !Array.isArray(m.files) || !m.source)) throw new UserError(`${file} is damaged (unexpected content)`, { hint });
+  return m;
 }
 
 /** What is wrong with the files a manifest lists (sizes only; hashing 15 GB each time would be slow). */
