@@ -102,14 +102,20 @@ const REFUSALS: Record<string, string> = {
   InvalidAccessKeyId: 'the access key id is not known',
   SignatureDoesNotMatch: 'the secret access key is wrong',
   InvalidBucketName: 'the bucket name is invalid',
-  Forbidden: 'access denied',
+  Forbidden: 'access denied (check the access key id, the secret and the token\'s permissions)',
+};
+
+const BY_STATUS: Record<number, string> = {
+  401: REFUSALS.Forbidden,
+  403: REFUSALS.Forbidden,
 };
 
 function describeS3Error(e: unknown, what: string, where: string): UserError {
   const err = e as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } };
   const name = err.name ?? err.code ?? 'Error';
   const status = err.$metadata?.httpStatusCode;
-  const reason = REFUSALS[name] ?? (status ? `HTTP ${status} ${name}` : `${name}: ${err.message ?? 'network error'}`);
+  const reason =
+    REFUSALS[name] ?? (status && BY_STATUS[status]) ?? (status ? `HTTP ${status} ${name}` : `${name}: ${err.message || err.code || 'network error'}`);
   return new UserError(`${what} failed at ${where}: ${reason}`);
 }
 
@@ -117,6 +123,8 @@ export class R2Store implements ObjectStore {
   readonly description: string;
   private readonly client: S3Client;
   constructor(private readonly bucket: string, accountId: string, accessKeyId: string, secretAccessKey: string, endpoint?: string, maxAttempts = 4) {
+    // The SDK version is pinned; its notice about future Node versions is noise in a CLI.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     const url = endpoint ?? `https://${accountId}.r2.cloudflarestorage.com`;
     this.description = `bucket ${bucket} at ${url}`;
     this.client = new S3Client({

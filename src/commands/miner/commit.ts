@@ -6,7 +6,8 @@ import {
   readCheckedSource,
   storageFor,
   hotkeyFor,
-  commitSource,
+  prepareCommit,
+  sendCommit,
   withChain,
   report,
   describeLocation,
@@ -68,7 +69,8 @@ export const minerCommitCommand: CommandModule<{}, Args> = {
     const hotkey = await hotkeyFor(argv);
     const target = storageFor(ctx.network);
     try {
-      const o = await withChain(ctx, (chain) => commitSource(ctx, chain, target, hotkey, source));
+      const prepared = await prepareCommit(target, source);
+      const o = await withChain(ctx, (chain) => sendCommit(ctx, chain, hotkey, prepared));
       report(argv.json, commitDoc(ctx, hotkey, o), commitLines(ctx, hotkey, o));
     } finally {
       target.close();

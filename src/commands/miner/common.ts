@@ -168,18 +168,17 @@ export interface CommitOutcome {
   uid: number;
 }
 
+export interface PreparedCommit {
+  payload: CommitmentPayload;
+  plaintext: Uint8Array;
+}
+
 /**
- * Builds the payload for code already in the store and commits it, after the
- * checks that must pass before anything is sent: the object is there with the
- * right size, the payload fits, the hotkey is registered, the rate limit allows it.
+ * Builds the payload for code already in the store, checking before any network
+ * is contacted that the object is there with the right size and that the
+ * payload fits the chain's limit.
  */
-export async function commitSource(
-  ctx: Context,
-  chain: MinerChain,
-  target: StorageTarget,
-  hotkey: Hotkey,
-  source: SourceFile,
-): Promise<CommitOutcome> {
+export async function prepareCommit(target: StorageTarget, source: SourceFile): Promise<PreparedCommit> {
   const key = codeKey(source.sha256);
   const info = await target.store.head(key);
   if (!info || info.size !== source.bytes.length) {
@@ -194,6 +193,11 @@ export async function commitSource(
       hint: 'shorten the bucket name, public URL or read-token values',
     });
   }
+  return { payload, plaintext };
+}
+
+/** Sends a prepared commitment once the hotkey is registered and the rate limit allows it. */
+export async function sendCommit(ctx: Context, chain: MinerChain, hotkey: Hotkey, prepared: PreparedCommit): Promise<CommitOutcome> {
   const uid = await chain.uidOf(ctx.netuid, hotkey.address);
   if (uid === null) {
     throw new UserError(`hotkey ${hotkey.address} is not registered on subnet ${ctx.netuid} of ${chain.name}`, {
@@ -211,11 +215,11 @@ export async function commitSource(
   const receipt = await chain.submitCommitment({
     netuid: ctx.netuid,
     hotkey,
-    plaintext,
+    plaintext: prepared.plaintext,
     revealBlocks: ctx.hp.reveal_blocks,
     blockTime: ctx.hp.block_time,
   });
-  return { payload, receipt, uid };
+  return { payload: prepared.payload, receipt, uid };
 }
 
 export function describeLocation(loc: CodeLocation): string {

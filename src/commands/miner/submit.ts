@@ -3,7 +3,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { UserError } from '../../errors';
 import { withHparams, withJson, withNetwork, withWallet } from '../options';
 import { uploadCode } from '../../storage/store';
-import { context, readCheckedSource, storageFor, hotkeyFor, commitSource, withChain, report, DEFAULT_SOURCE, CommonArgs } from './common';
+import { context, readCheckedSource, storageFor, hotkeyFor, prepareCommit, sendCommit, withChain, report, DEFAULT_SOURCE, CommonArgs } from './common';
 import { commitDoc, commitLines, COMMIT_HELP } from './commit';
 import { STORAGE_HELP } from './upload';
 
@@ -28,7 +28,8 @@ export const minerSubmitCommand: CommandModule<{}, Args> = {
       if (!argv.json) process.stdout.write(`${up.uploaded ? 'uploaded' : 'already uploaded'}: ${up.key} to ${target.store.description}\n`);
       let o;
       try {
-        o = await withChain(ctx, (chain) => commitSource(ctx, chain, target, hotkey, source));
+        const prepared = await prepareCommit(target, source);
+        o = await withChain(ctx, (chain) => sendCommit(ctx, chain, hotkey, prepared));
       } catch (e) {
         if (e instanceof UserError) {
           throw new UserError(`${e.message}`, { hint: `the code is uploaded (${up.key}); once fixed, run \`tournament miner commit\` to commit it${e.hint ? `; ${e.hint}` : ''}`, exitCode: e.exitCode });

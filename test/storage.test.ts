@@ -1,0 +1,134 @@
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { R2Store, r2ConfigFromEnv, r2Location, parseDotEnv, loadEnv } from '../src/storage/r2';
+import { LocalStore, uploadCode, downloadCode, codeKey, sha256Hex } from '../src/storage/store';
+import { writeFileAtomic } from '../src/storage/atomic';
+import { UserError } from '../src/errors';
+import { startS3, LoopbackS3 } from './helpers/miner-s3';
+
+const CODE = new TextEncoder().encode('#include <tournament/train_api.h>\n// code\n');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+describe('storage: R2 through the S3 API, against a loopback S3 server', function () {
+  let s3: LoopbackS3;
+  before(async () => (s3 = await startS3()));
+  after(async () => s3?.close());
+
+  const store = (over: Partial<{ bucket: string; key: string; secret: string; endpoint: string }> = {}) =>
+    new R2Store(over.bucket ?? s3.bucket, 'acct', over.key ?? s3.accessKeyId, over.secret ?? s3.secretAccessKey, over.endpoint ?? s3.endpoint, 2);
+
+  it('uploads under the content address, records the sha256, and downloads it back', async function () {
+    const st = store();
+    const r = await uploadCode(st, CODE);
+    assert.equal(r.sha256, sha256Hex(CODE));
+    assert.equal(r.key, codeKey(r.sha256));
+    assert.equal(r.uploaded, true);
+    const info = await st.head(r.key);
+    assert.deepEqual(info, { size: CODE.length, sha256: r.sha256 });
+    assert.deepEqual(Buffer.from(await downloadCode(st, r.key, r.sha256)), Buffer.from(CODE));
+    const again = await uploadCode(st, CODE);
+    assert.equal(again.uploaded, false, 'the same bytes are not uploaded twice');
+    st.destroy();
+  });
+
+  it('refuses a download whose hash does not match what was committed', async function () {
+    const st = store();
+    const r = await uploadCode(st, CODE);
+    await assert.rejects(downloadCode(st, r.key, 'f'.repeat(64)), /has sha256 .* not the committed/);
+    await assert.rejects(downloadCode(st, r.key, r.sha256, 3), /over the 3-byte limit/);
+    st.destroy();
+  });
+
+  // (s3rver checks the access key id but not the signature, so a wrong secret is not tried here.)
+  it('turns refusals into clear UserErrors: unknown key, missing bucket, server down', async function () {
+    const cases: [R2Store, RegExp][] = [
+      [store({ key: 'NOPE' }), /access key id is not known|access denied/],
+      [store({ bucket: 'no-such-bucket' }), /bucket does not exist/],
+      [store({ endpoint: `http://127.0.0.1:${await freePort()}` }), /ECONNREFUSED|network error|failed at/],
+    ];
+    for (const [st, re] of cases) {
+      await assert.rejects(uploadCode(st, CODE), (e: unknown) => {
+        assert.ok(e instanceof UserError, `not a UserError: ${e}`);
+        assert.match((e as Error).message, re);
+        assert.ok(!(e as Error).message.includes('S3RVER'), 'no credentials in messages');
+        return true;
+      });
+      st.destroy();
+    }
+  });
+});
+
+describe('storage: settings from the environment and .env', function () {
+  const full = {
+    TOURNAMENT_R2_ACCOUNT_ID: 'abc123',
+    TOURNAMENT_R2_BUCKET_NAME: 'my-bucket',
+    TOURNAMENT_R2_ACCESS_KEY_ID: 'writeid',
+    TOURNAMENT_R2_SECRET_ACCESS_KEY: 'writesecret',
+  };
+
+  it('names every missing variable, without values', function () {
+    assert.throws(() => r2ConfigFromEnv({ TOURNAMENT_R2_ACCOUNT_ID: 'abc' }), (e: unknown) => {
+      assert.ok(e instanceof UserError);
+      assert.match((e as Error).message, /TOURNAMENT_R2_BUCKET_NAME, TOURNAMENT_R2_ACCESS_KEY_ID, TOURNAMENT_R2_SECRET_ACCESS_KEY/);
+      return true;
+    });
+    assert.throws(() => r2ConfigFromEnv({ ...full, TOURNAMENT_R2_BUCKET_NAME: 'Bad_Bucket' }), /not a valid bucket name/);
+    assert.throws(() => r2ConfigFromEnv({ ...full, TOURNAMENT_R2_READ_ACCESS_KEY_ID: 'x' }), /both/);
+  });
+
+  it('commits a public URL or a read-only token, never the write token', function () {
+    const key = codeKey('a'.repeat(64));
+    assert.throws(() => r2Location(r2ConfigFromEnv(full), key), /no read access/);
+    assert.deepEqual(r2Location(r2ConfigFromEnv({ ...full, TOURNAMENT_R2_PUBLIC_URL: 'https://pub.example.dev/' }), key), { kind: 'url', url: `https://pub.example.dev/${key}` });
+    const loc = r2Location(r2ConfigFromEnv({ ...full, TOURNAMENT_R2_READ_ACCESS_KEY_ID: 'rid', TOURNAMENT_R2_READ_SECRET_ACCESS_KEY: 'rsec' }), key);
+    assert.equal(loc.kind, 'r2');
+    assert.ok(!JSON.stringify(loc).includes('writesecret') && !JSON.stringify(loc).includes('writeid'));
+  });
+
+  it('reads .env (comments, quotes, export) with the environment winning', function () {
+    assert.deepEqual(parseDotEnv('# c\nexport A=1\nB="two words"\nC=\'x\' \nD=3 # trailing\nnot a line\n'), { A: '1', B: 'two words', C: 'x', D: '3' });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dotenv-'));
+    fs.writeFileSync(path.join(dir, '.env'), 'TOURNAMENT_R2_BUCKET_NAME=from-file\nTOURNAMENT_R2_ACCOUNT_ID=file\n');
+    const env = loadEnv(dir, { TOURNAMENT_R2_ACCOUNT_ID: 'from-env' });
+    assert.equal(env.TOURNAMENT_R2_BUCKET_NAME, 'from-file');
+    assert.equal(env.TOURNAMENT_R2_ACCOUNT_ID, 'from-env');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('storage: local folder and atomic writes', function () {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'local-store-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('round-trips through .local_storage and keeps keys inside it', async function () {
+    const st = new LocalStore(path.join(dir, '.local_storage'));
+    const r = await uploadCode(st, CODE);
+    assert.ok(fs.existsSync(path.join(dir, '.local_storage', r.key)));
+    assert.deepEqual(Buffer.from(await downloadCode(st, r.key, r.sha256)), Buffer.from(CODE));
+    await assert.rejects(st.put('../escape', CODE), /escapes/);
+    await assert.rejects(st.get('tournament/train/missing.cpp'), UserError);
+  });
+
+  it('leaves no temporary or partial file behind', function () {
+    const f = path.join(dir, 'sub', 'x.json');
+    writeFileAtomic(f, 'one');
+    writeFileAtomic(f, 'two');
+    assert.equal(fs.readFileSync(f, 'utf8'), 'two');
+    assert.deepEqual(fs.readdirSync(path.dirname(f)), ['x.json']);
+    fs.mkdirSync(path.join(dir, 'isdir'));
+    assert.throws(() => writeFileAtomic(path.join(dir, 'isdir'), 'x'));
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['isdir', 'sub']);
+  });
+});
