@@ -3,6 +3,7 @@
 import type { CommandModule } from 'yargs';
 import { loadHparams } from '../config/hparams';
 import { PRESET_NAMES } from '../setup/presets';
+import { DEFAULT_DATASET_DIR } from '../setup/dataset';
 import { formatResult, setupPreset, SetupResult } from '../setup/setup';
 import { withBenchmarkDir, withHparams, withJson } from './options';
 
@@ -13,6 +14,9 @@ interface Args {
   preset?: string;
   force: boolean;
   'config-only': boolean;
+  'model-revision': string;
+  'dataset-revision': string;
+  'dataset-dir': string;
 }
 
 export const setupBenchmarkCommand: CommandModule<{}, Args> = {
@@ -25,12 +29,27 @@ export const setupBenchmarkCommand: CommandModule<{}, Args> = {
         choices: PRESET_NAMES,
         describe: 'Write a small offline setup instead of downloading Qwen2.5-7B and FineWeb',
       })
-      .option('force', { type: 'boolean', default: false, describe: 'Redo the setup even if a complete one exists' })
+      .option('force', {
+        type: 'boolean',
+        default: false,
+        describe: 'Redo the setup even if a complete one exists (downloaded files are re-verified and kept)',
+      })
       .option('config-only', {
         type: 'boolean',
         default: false,
         describe: 'Real setup: download config and tokenizer but not the weights (random init benchmarks)',
-      }) as any,
+      })
+      .option('model-revision', { type: 'string', default: 'main', describe: 'Real setup: branch, tag or commit of the model repo' })
+      .option('dataset-revision', { type: 'string', default: 'main', describe: 'Real setup: branch, tag or commit of the dataset repo' })
+      .option('dataset-dir', {
+        type: 'string',
+        default: DEFAULT_DATASET_DIR,
+        describe: 'Real setup: folder of parquet files in the dataset repo to sample documents from',
+      })
+      .epilog(
+        'The real setup reads HF_TOKEN and HF_ENDPOINT from the environment or .env, resumes interrupted downloads, ' +
+          'and writes benchmark/manifest.json last: a folder without it is incomplete.',
+      ) as any,
   handler: async (argv) => {
     const hp = loadHparams(argv.hparams);
     let result: SetupResult;
@@ -43,6 +62,9 @@ export const setupBenchmarkCommand: CommandModule<{}, Args> = {
         hparams: hp,
         force: argv.force,
         configOnly: argv['config-only'],
+        modelRevision: argv['model-revision'],
+        datasetRevision: argv['dataset-revision'],
+        datasetDir: argv['dataset-dir'],
       });
     }
     process.stdout.write(argv.json ? JSON.stringify({ ...result.manifest, skipped: result.skipped }, null, 2) + '\n' : formatResult(result) + '\n');

@@ -9,6 +9,9 @@ import { UserError } from '../errors';
 import { Rng } from '../data/synthetic';
 import type { Hub, RemoteFile } from './hub';
 
+/** The folder of the dataset repo whose parquet files are sampled (FineWeb's 10B-token sample). */
+export const DEFAULT_DATASET_DIR = 'sample/10BT';
+
 // hyparquet is ESM-only; load it with a real dynamic import that tsc's CommonJS output keeps.
 const importEsm = new Function('specifier', 'return import(specifier)') as <T>(s: string) => Promise<T>;
 

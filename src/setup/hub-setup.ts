@@ -15,10 +15,8 @@ import { Hub, RemoteFile } from './hub';
 import { Manifest, describeFiles, writeManifest } from './manifest';
 import { Progress, info } from './progress';
 import { DATA_PATH, SetupResult, existingSetup } from './setup';
-import { sampleDocuments } from './dataset';
+import { DEFAULT_DATASET_DIR, sampleDocuments } from './dataset';
 
-/** The folder of the dataset repo whose parquet files are sampled (FineWeb's 10B-token sample). */
-export const DEFAULT_DATASET_DIR = 'sample/10BT';
 
 /** Model files other than weights: fetched when the repo has them; the first two are required. */
 const MODEL_META = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'vocab.json', 'merges.txt', 'special_tokens_map.json'];
