@@ -1,0 +1,235 @@
+// bin/tournament miner ... end to end, in a scratch folder: the local network,
+// uploads to a loopback S3 server, and every kind of bad input.
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { runCli, CliResult } from './helpers/miner-cli';
+import { writeHotkey, TestHotkey } from './helpers/miner-wallet';
+import { startS3, LoopbackS3 } from './helpers/miner-s3';
+import { repoRoot } from './helpers/chain-fixtures';
+import { sha256Hex } from '../src/storage/store';
+
+const GOOD = `// a submission
+#include <tournament/train_api.h>
+
+tournament::TrainResult inner_steps(tournament::Qwen2ForCausalLM& model, tournament::DataIterator& data,
+                                    int64_t num_steps, torch::Device device, tournament::OptimizerParams& opt) {
+  return {};
+}
+`;
+
+function listFiles(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => path.join(d.parentPath ?? (d as unknown as { path: string }).path, d.name)).sort();
+}
+
+function assertFails(r: CliResult, re: RegExp) {
+  assert.notEqual(r.code, 0, `expected failure, got success:\n${r.stdout}`);
+  assert.match(r.stderr, re);
+  assert.doesNotMatch(r.stderr, /internal error|\n\s+at /, 'a user error must not print a stack');
+}
+
+describe('miner CLI', function () {
+  this.timeout(120000);
+  let dir: string;
+  let hk: TestHotkey;
+  let hparams: string;
+  let wallet: string[];
+
+  beforeEach(async function () {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'miner-cli-'));
+    hk = await writeHotkey(path.join(dir, 'wallets'));
+    fs.writeFileSync(path.join(dir, 'train.cpp'), GOOD);
+    hparams = path.join(repoRoot(), 'hparams', 'hparams.json');
+    wallet = ['--wallet.path', hk.walletsDir, '--wallet.name', hk.name, '--wallet.hotkey', hk.hotkey];
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const run = (args: string[], env?: Record<string, string>) => runCli([...args, '--hparams', hparams], { cwd: dir, env });
+
+  describe('miner test', function () {
+    it('passes a good file and reports the compile check (run or skipped, with the reason)', async function () {
+      const r = await run(['miner', 'test', 'train.cpp', '--json']);
+      const doc = JSON.parse(r.stdout);
+      assert.equal(doc.sha256, sha256Hex(Buffer.from(GOOD)));
+      assert.ok(['passed', 'skipped', 'failed'].includes(doc.compile));
+      const compile = doc.checks.find((c: { name: string }) => c.name === 'compiles');
+      if (doc.compile === 'skipped') assert.match(compile.detail, /^skipped: .+/);
+      if (doc.compile !== 'failed') assert.equal(r.code, 0);
+      const plain = await run(['miner', 'test', 'train.cpp', '--no-compile']);
+      assert.equal(plain.code, 0, plain.stderr);
+      assert.match(plain.stdout, /defines inner_steps: ok/);
+      assert.match(plain.stdout, /SKIP\s+compiles: skipped: --no-compile/);
+    });
+
+    const bad: [string, string | Buffer, RegExp][] = [
+      ['no include', GOOD.replace('#include <tournament/train_api.h>', '#include <torch/torch.h>'), /FAIL\s+includes tournament\/train_api.h/],
+      ['include only in a comment', GOOD.replace('#include <tournament/train_api.h>', '// #include <tournament/train_api.h>'), /FAIL\s+includes/],
+      ['no inner_steps definition', GOOD.replace(/\{\n  return \{\};\n\}/, ';'), /FAIL\s+defines inner_steps/],
+      ['binary', Buffer.from([0xff, 0xfe, 0x00, 0x41]), /FAIL\s+utf-8 text/],
+      ['empty', '', /FAIL\s+size: 0 bytes.*empty/],
+      ['too big', GOOD + '//'.padEnd(300000, 'x') + '\n', /FAIL\s+size: \d+ bytes \(limit 262144\)/],
+    ];
+    for (const [what, content, re] of bad) {
+      it(`fails a file with ${what}`, async function () {
+        fs.writeFileSync(path.join(dir, 'train.cpp'), content);
+        const r = await run(['miner', 'test', 'train.cpp', '--no-compile']);
+        assert.equal(r.code, 1);
+        assert.match(r.stdout, re);
+        assert.match(r.stdout, /not a valid submission/);
+      });
+    }
+
+    it('fails a missing file', async function () {
+      const r = await run(['miner', 'test', 'nope.cpp']);
+      assert.equal(r.code, 1);
+      assert.match(r.stdout, /FAIL\s+exists: nope.cpp: no such file/);
+    });
+  });
+
+  describe('local network end to end', function () {
+    const local = (blockTime: string) => ({ TOURNAMENT_LOCAL_BLOCK_TIME: blockTime });
+
+    it('submit, then status: pending with the reveal delay, then revealed with what validators fetch', async function () {
+      const env = local('0.05'); // 100 blocks = 5 s
+      const sub = await run(['miner', 'submit', 'train.cpp', '--network', 'local', '--json', ...wallet], env);
+      assert.equal(sub.code, 0, sub.stderr);
+      const receipt = JSON.parse(sub.stdout);
+      assert.equal(receipt.hotkey, hk.address);
+      assert.equal(receipt.reveal_block - receipt.block, 100, 'reveal_blocks from hparams');
+      assert.equal(receipt.sha256, sha256Hex(Buffer.from(GOOD)));
+
+      const pending = JSON.parse((await run(['miner', 'status', '--network', 'local', '--json', ...wallet], env)).stdout);
+      assert.equal(pending.pending.length, 1);
+      assert.equal(pending.pending[0].reveal_block, receipt.reveal_block);
+      assert.equal(pending.revealed.length, 0);
+      assert.equal(pending.latest, null);
+      assert.ok(pending.next_commit_block >= receipt.block + 100);
+
+      // the rate limit holds, and refusing writes nothing
+      const before = fs.readFileSync(path.join(dir, '.local_commitments', '3', `${hk.address}.json`), 'utf8');
+      const again = await run(['miner', 'commit', 'train.cpp', '--network', 'local', ...wallet], env);
+      assertFails(again, /rate limit: the last commitment was at block \d+/);
+      assert.equal(fs.readFileSync(path.join(dir, '.local_commitments', '3', `${hk.address}.json`), 'utf8'), before);
+
+      // wait out the reveal delay on the simulated chain
+      const wait = (receipt.reveal_block - pending.current_block + 2) * 50;
+      await new Promise((r) => setTimeout(r, Math.max(0, wait)));
+      const st = await run(['miner', 'status', '--network', 'local', '--json', '--address', hk.address], env);
+      assert.equal(st.code, 0, st.stderr);
+      const revealed = JSON.parse(st.stdout);
+      assert.equal(revealed.pending.length, 0);
+      assert.equal(revealed.revealed.length, 1);
+      assert.equal(revealed.latest.payload.sha256, receipt.sha256);
+      const fetched = fs.readFileSync(path.join(dir, revealed.latest.fetch));
+      assert.equal(sha256Hex(fetched), receipt.sha256, 'what a validator fetches is the committed code');
+
+      const text = await run(['miner', 'status', '--network', 'local', ...wallet], env);
+      assert.match(text.stdout, /revealed  at block \d+: sha256 [0-9a-f]{64}/);
+      assert.match(text.stdout, /validators fetch \.local_storage\/tournament\/train\/[0-9a-f]{64}\.cpp/);
+    });
+
+    it('commit before upload is refused and writes nothing', async function () {
+      const r = await run(['miner', 'commit', 'train.cpp', '--network', 'local', ...wallet], local('0.05'));
+      assertFails(r, /is not uploaded to local storage/);
+      assert.deepEqual(listFiles(path.join(dir, '.local_commitments', '3')), []);
+    });
+
+    it('a missing or malformed wallet stops submit before anything is written', async function () {
+      const r = await run(['miner', 'submit', 'train.cpp', '--network', 'local', '--wallet.path', hk.walletsDir, '--wallet.name', 'nobody'], local('0.05'));
+      assertFails(r, /no hotkey file at .*nobody\/hotkeys\/default/);
+      fs.writeFileSync(hk.file, '{"secretSeed": "0x12"}');
+      const r2 = await run(['miner', 'submit', 'train.cpp', '--network', 'local', ...wallet], local('0.05'));
+      assertFails(r2, /"secretSeed" must be 32 bytes/);
+      assert.deepEqual(listFiles(path.join(dir, '.local_storage')), []);
+      assert.deepEqual(listFiles(path.join(dir, '.local_commitments', '3')), []);
+    });
+
+    it('a bad file stops submit before anything is written', async function () {
+      fs.writeFileSync(path.join(dir, 'train.cpp'), 'int main() {}\n');
+      const r = await run(['miner', 'submit', 'train.cpp', '--network', 'local', ...wallet]);
+      assertFails(r, /not a valid submission: includes tournament\/train_api.h/);
+      assert.deepEqual(listFiles(path.join(dir, '.local_storage')), []);
+    });
+  });
+
+  describe('R2 (a loopback S3 server) and subtensor endpoints', function () {
+    let s3: LoopbackS3;
+    before(async () => (s3 = await startS3('miner-cli')));
+    after(async () => s3?.close());
+
+    const r2env = (extra: Record<string, string> = {}) => ({
+      TOURNAMENT_R2_ACCOUNT_ID: 'test-account',
+      TOURNAMENT_R2_BUCKET_NAME: s3.bucket,
+      TOURNAMENT_R2_ACCESS_KEY_ID: s3.accessKeyId,
+      TOURNAMENT_R2_SECRET_ACCESS_KEY: s3.secretAccessKey,
+      TOURNAMENT_R2_ENDPOINT: s3.endpoint,
+      ...extra,
+    });
+
+    async function deadEndpoint(): Promise<string> {
+      const port = await new Promise<number>((resolve) => {
+        const s = net.createServer().listen(0, '127.0.0.1', () => {
+          const p = (s.address() as net.AddressInfo).port;
+          s.close(() => resolve(p));
+        });
+      });
+      return `ws://127.0.0.1:${port}`;
+    }
+
+    it('uploads to the bucket, content-addressed, and says so', async function () {
+      const r = await run(['miner', 'upload', 'train.cpp', '--json'], r2env());
+      assert.equal(r.code, 0, r.stderr);
+      const doc = JSON.parse(r.stdout);
+      assert.equal(doc.key, `tournament/train/${sha256Hex(Buffer.from(GOOD))}.cpp`);
+      assert.equal(doc.uploaded, true);
+      const again = JSON.parse((await run(['miner', 'upload', 'train.cpp', '--json'], r2env())).stdout);
+      assert.equal(again.uploaded, false);
+      assert.ok(!r.stdout.includes(s3.secretAccessKey) && !r.stderr.includes(s3.secretAccessKey));
+    });
+
+    it('reads settings from .env', async function () {
+      const env = r2env();
+      fs.writeFileSync(path.join(dir, '.env'), Object.entries(env).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+      const r = await run(['miner', 'upload', 'train.cpp']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /key\s+tournament\/train\/[0-9a-f]{64}\.cpp/);
+    });
+
+    it('names missing settings and a refusing bucket', async function () {
+      assertFails(await run(['miner', 'upload', 'train.cpp'], { TOURNAMENT_R2_ACCOUNT_ID: 'x' }), /missing R2 settings: TOURNAMENT_R2_BUCKET_NAME, TOURNAMENT_R2_ACCESS_KEY_ID, TOURNAMENT_R2_SECRET_ACCESS_KEY/);
+      assertFails(await run(['miner', 'upload', 'train.cpp'], r2env({ TOURNAMENT_R2_BUCKET_NAME: 'not-there' })), /bucket does not exist/);
+      assertFails(await run(['miner', 'upload', 'train.cpp'], r2env({ TOURNAMENT_R2_ACCESS_KEY_ID: 'WRONG' })), /access denied/);
+    });
+
+    it('commit: checks read access and size before contacting the chain, and reports a chain that is down', async function () {
+      assert.equal((await run(['miner', 'upload', 'train.cpp'], r2env())).code, 0);
+      const ws = await deadEndpoint();
+      assertFails(await run(['miner', 'commit', 'train.cpp', '--network', ws, ...wallet], r2env()), /validators could not fetch your code: no read access/);
+      const longUrl = 'https://pub.example.dev/' + 'x'.repeat(900);
+      assertFails(await run(['miner', 'commit', 'train.cpp', '--network', ws, ...wallet], r2env({ TOURNAMENT_R2_PUBLIC_URL: longUrl })), /the commitment would be \d+ bytes; the chain's limit leaves room for 780/);
+      const down = await run(['miner', 'commit', 'train.cpp', '--network', ws, ...wallet], r2env({ TOURNAMENT_R2_PUBLIC_URL: 'https://pub.example.dev' }));
+      assertFails(down, /cannot reach ws:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+      const status = await run(['miner', 'status', '--network', ws, '--address', hk.address], r2env());
+      assertFails(status, /cannot reach/);
+    });
+
+    it('rejects an unknown network and a bad address', async function () {
+      assertFails(await run(['miner', 'status', '--network', 'mainnet', '--address', hk.address]), /unknown network "mainnet"/);
+      assertFails(await run(['miner', 'status', '--network', 'local', '--address', 'nope']), /not a valid ss58 address/);
+    });
+  });
+
+  it('--help explains each command', async function () {
+    for (const cmd of ['test', 'upload', 'commit', 'submit', 'status']) {
+      const r = await run(['miner', cmd, '--help']);
+      assert.equal(r.code, 0);
+      assert.ok(r.stdout.length > 600, `${cmd} --help is thin`);
+    }
+    const top = await run(['miner', '--help']);
+    assert.match(top.stdout, /miner submit/);
+    assert.match(top.stdout, /--network local/);
+  });
+});
