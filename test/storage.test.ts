@@ -5,7 +5,6 @@ import * as os from 'os';
 import * as path from 'path';
 import { R2Store, r2ConfigFromEnv, r2Location, parseDotEnv, loadEnv } from '../src/storage/r2';
 import { LocalStore, uploadCode, downloadCode, codeKey, sha256Hex } from '../src/storage/store';
-import { writeFileAtomic } from '../src/storage/atomic';
 import { UserError } from '../src/errors';
 import { startS3, LoopbackS3 } from './helpers/miner-s3';
 
@@ -121,14 +120,12 @@ describe('storage: local folder and atomic writes', function () {
     await assert.rejects(st.get('tournament/train/missing.cpp'), UserError);
   });
 
-  it('leaves no temporary or partial file behind', function () {
-    const f = path.join(dir, 'sub', 'x.json');
-    writeFileAtomic(f, 'one');
-    writeFileAtomic(f, 'two');
-    assert.equal(fs.readFileSync(f, 'utf8'), 'two');
-    assert.deepEqual(fs.readdirSync(path.dirname(f)), ['x.json']);
-    fs.mkdirSync(path.join(dir, 'isdir'));
-    assert.throws(() => writeFileAtomic(path.join(dir, 'isdir'), 'x'));
-    assert.deepEqual(fs.readdirSync(dir).sort(), ['isdir', 'sub']);
+  it('writes whole objects only: no temporary file is left beside them', async function () {
+    const st = new LocalStore(path.join(dir, '.local_storage'));
+    const r = await uploadCode(st, CODE);
+    await st.put(r.key, new TextEncoder().encode('replaced'), '');
+    const folder = path.dirname(path.join(dir, '.local_storage', r.key));
+    assert.deepEqual(fs.readdirSync(folder), [path.basename(r.key)]);
+    assert.equal(fs.readFileSync(path.join(folder, path.basename(r.key)), 'utf8'), 'replaced');
   });
 });

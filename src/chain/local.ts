@@ -15,7 +15,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { u8aToHex, hexToU8a } from '@polkadot/util';
 import { UserError } from '../errors';
-import { writeFileAtomic } from '../storage/atomic';
+import { writeAtomic } from '../data/tokens';
+import { readJsonFile } from '../data/json';
 import type { ChainStatus, CommitReceipt, CommitRequest, MinerChain } from './types';
 
 interface LocalChainFile {
@@ -39,20 +40,8 @@ interface LocalAccountFile {
 
 const KEEP = 10;
 
-function readJson<T>(file: string): T | null {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
-  }
-  try {
-    return JSON.parse(text) as T;
-  } catch {
-    throw new UserError(`${file} is not valid JSON; the local network's state is damaged (delete the folder to start over)`);
-  }
-}
+const DAMAGED = 'the local network\'s state is damaged: delete .local_commitments/ to start over';
+const readJson = <T>(file: string): T | null => readJsonFile<T>(file, DAMAGED);
 
 export class LocalChain implements MinerChain {
   readonly name = 'local';
@@ -69,7 +58,7 @@ export class LocalChain implements MinerChain {
     } else {
       if (!(blockTimeS > 0)) throw new UserError(`local block time must be positive, got ${blockTimeS}`);
       this.chain = { genesis_ms: this.now(), block_time_s: blockTimeS };
-      writeFileAtomic(file, JSON.stringify(this.chain, null, 2) + '\n');
+      writeAtomic(file, [Buffer.from(JSON.stringify(this.chain, null, 2) + '\n')]);
     }
   }
 
@@ -114,7 +103,7 @@ export class LocalChain implements MinerChain {
     const entry: LocalCommitment = { block, reveal_block: block + req.revealBlocks, data_hex: u8aToHex(req.plaintext) };
     acc.last_commit_block = block;
     acc.commitments = [...acc.commitments, entry].slice(-KEEP);
-    writeFileAtomic(this.accountFile(req.netuid, address), JSON.stringify(acc, null, 2) + '\n');
+    writeAtomic(this.accountFile(req.netuid, address), [Buffer.from(JSON.stringify(acc, null, 2) + '\n')]);
     return { block, revealBlock: entry.reveal_block, bytes: req.plaintext.length };
   }
 

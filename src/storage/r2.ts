@@ -10,6 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { S3Client, PutObjectCommand, HeadObjectCommand, GetObjectCommand } from '@aws-sdk/client-s3';
 import { UserError } from '../errors';
+import { parseDotenv } from '../setup/env';
 import type { ObjectInfo, ObjectStore } from './store';
 import type { CodeLocation } from '../chain/payload';
 
@@ -24,24 +25,8 @@ export interface R2Config {
   publicUrl?: string;
 }
 
-/** Parses KEY=VALUE lines (# comments, optional quotes, optional `export `). */
-export function parseDotEnv(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const raw of text.split(/\r?\n/)) {
-    const line = raw.trim();
-    if (!line || line.startsWith('#')) continue;
-    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
-    if (!m) continue;
-    let v = m[2].trim();
-    if ((v.startsWith('"') && v.endsWith('"') && v.length >= 2) || (v.startsWith("'") && v.endsWith("'") && v.length >= 2)) {
-      v = v.slice(1, -1);
-    } else {
-      v = v.replace(/\s+#.*$/, '');
-    }
-    out[m[1]] = v;
-  }
-  return out;
-}
+/** KEY=VALUE lines (# comments, optional quotes, optional `export `): the project's one .env reader. */
+export const parseDotEnv = parseDotenv;
 
 /** The environment merged over ./.env (when present). */
 export function loadEnv(cwd = process.cwd(), env: NodeJS.ProcessEnv = process.env): Record<string, string | undefined> {

@@ -5,7 +5,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
-import { writeFileAtomic } from './atomic';
+import { writeAtomic } from '../data/tokens';
 
 export interface ObjectInfo {
   size: number;
@@ -75,8 +75,8 @@ export class LocalStore implements ObjectStore {
     if (!p.startsWith(path.resolve(this.root) + path.sep)) throw new UserError(`object key ${JSON.stringify(key)} escapes ${this.root}`);
     return p;
   }
-  async put(key: string, body: Uint8Array): Promise<void> {
-    writeFileAtomic(this.file(key), body);
+  async put(key: string, body: Uint8Array, _sha256?: string): Promise<void> {
+    writeAtomic(this.file(key), [Buffer.from(body)]);
   }
   async head(key: string): Promise<ObjectInfo | null> {
     try {

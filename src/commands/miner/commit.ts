@@ -17,9 +17,11 @@ import {
   Context,
 } from './common';
 import type { Hotkey } from '../../wallet/wallet';
+import { UserError } from '../../errors';
+import { uploadCode } from '../../storage/store';
 import { STORAGE_HELP } from './upload';
 
-interface Args extends CommonArgs {
+export interface Args extends CommonArgs {
   file: string;
 }
 
@@ -56,24 +58,44 @@ export function commitDoc(ctx: Context, hotkey: Hotkey, o: CommitOutcome) {
   };
 }
 
+/** The flags of commit and submit. */
+export function commitBuilder(fileHelp: string, epilog: string) {
+  return (y: Argv<{}>) =>
+    withWallet(withNetwork(withJson(withHparams(y))))
+      .positional('file', { type: 'string', default: DEFAULT_SOURCE, describe: fileHelp })
+      .epilog(epilog) as unknown as Argv<Args>;
+}
+
+/** commit, or with `upload` submit: every check runs before anything is written or sent. */
+export async function runCommit(argv: Args, upload: boolean): Promise<void> {
+  const ctx = context(argv);
+  const source = readCheckedSource(argv.file, ctx.hp.max_code_bytes);
+  const hotkey = await hotkeyFor(argv);
+  const target = storageFor(ctx.network);
+  try {
+    const up = upload ? await uploadCode(target.store, source.bytes) : undefined;
+    if (up && !argv.json) process.stdout.write(`${up.uploaded ? 'uploaded' : 'already uploaded'}: ${up.key} to ${target.store.description}\n`);
+    let o: CommitOutcome;
+    try {
+      const prepared = await prepareCommit(target, source);
+      o = await withChain(ctx, (chain) => sendCommit(ctx, chain, hotkey, prepared));
+    } catch (e) {
+      if (up && e instanceof UserError) {
+        const hint = `the code is uploaded (${up.key}); once fixed, run \`tournament miner commit\` to commit it${e.hint ? `; ${e.hint}` : ''}`;
+        throw new UserError(e.message, { hint, exitCode: e.exitCode });
+      }
+      throw e;
+    }
+    const extra = up ? { key: up.key, uploaded: up.uploaded } : {};
+    report(argv.json, { ...commitDoc(ctx, hotkey, o), ...extra }, commitLines(ctx, hotkey, o));
+  } finally {
+    target.close();
+  }
+}
+
 export const minerCommitCommand: CommandModule<{}, Args> = {
   command: 'commit [file]',
   describe: 'Commit uploaded code on chain, hidden until reveal_blocks have passed',
-  builder: (y: Argv<{}>) =>
-    withWallet(withNetwork(withJson(withHparams(y))))
-      .positional('file', { type: 'string', default: DEFAULT_SOURCE, describe: 'The C++ source that was uploaded' })
-      .epilog(`${COMMIT_HELP}\n\n${STORAGE_HELP}`) as unknown as Argv<Args>,
-  handler: async (argv) => {
-    const ctx = context(argv);
-    const source = readCheckedSource(argv.file, ctx.hp.max_code_bytes);
-    const hotkey = await hotkeyFor(argv);
-    const target = storageFor(ctx.network);
-    try {
-      const prepared = await prepareCommit(target, source);
-      const o = await withChain(ctx, (chain) => sendCommit(ctx, chain, hotkey, prepared));
-      report(argv.json, commitDoc(ctx, hotkey, o), commitLines(ctx, hotkey, o));
-    } finally {
-      target.close();
-    }
-  },
+  builder: commitBuilder('The C++ source that was uploaded', `${COMMIT_HELP}\n\n${STORAGE_HELP}`),
+  handler: (argv) => runCommit(argv, false),
 };
