@@ -117,11 +117,8 @@ class Model : public Napi::ObjectWrap<Model> {
     guarded(env, [&] {
       device_ = torch::Device(o.Get("device").As<Napi::String>().Utf8Value());
       dtype_ = parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value());
-      // Build on the CPU in float32, then move: construction-time init is
-      // replaced by init_weights anyway, and moving once is cheaper than
-      // initialising twice on the device.
-      model_ = Qwen2ForCausalLM(cfg, kernel);
-      model_->to(device_, dtype_);
+      model_ = Qwen2ForCausalLM(cfg, tournament::device_allocator(torch::TensorOptions().device(device_).dtype(dtype_)),
+                                kernel);
       tournament::init_weights(model_, static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().Int64Value()));
       return 0;
     });

@@ -27,19 +27,69 @@ void Qwen2Config::validate() const {
   TORCH_CHECK(rope_theta > 0 && rms_norm_eps > 0, "config: rope_theta and rms_norm_eps must be > 0");
 }
 
+int64_t ParamSpec::numel() const {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+std::vector<ParamSpec> parameter_specs(const Qwen2Config& cfg) {
+  const int64_t h = cfg.hidden_size, i = cfg.intermediate_size, kv = cfg.num_key_value_heads * cfg.head_dim();
+  std::vector<ParamSpec> s;
+  s.push_back({"model.embed_tokens.weight", {cfg.vocab_size, h}});
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    s.push_back({p + "input_layernorm.weight", {h}});
+    s.push_back({p + "self_attn.q_proj.weight", {h, h}});
+    s.push_back({p + "self_attn.q_proj.bias", {h}});
+    s.push_back({p + "self_attn.k_proj.weight", {kv, h}});
+    s.push_back({p + "self_attn.k_proj.bias", {kv}});
+    s.push_back({p + "self_attn.v_proj.weight", {kv, h}});
+    s.push_back({p + "self_attn.v_proj.bias", {kv}});
+    s.push_back({p + "self_attn.o_proj.weight", {h, h}});
+    s.push_back({p + "post_attention_layernorm.weight", {h}});
+    s.push_back({p + "mlp.gate_proj.weight", {i, h}});
+    s.push_back({p + "mlp.up_proj.weight", {i, h}});
+    s.push_back({p + "mlp.down_proj.weight", {h, i}});
+  }
+  s.push_back({"model.norm.weight", {h}});
+  if (!cfg.tie_word_embeddings) s.push_back({"lm_head.weight", {cfg.vocab_size, h}});
+  return s;
+}
+
 int64_t Qwen2Config::num_parameters() const {
-  const int64_t h = hidden_size, d = head_dim(), kv = num_key_value_heads * d;
-  const int64_t attn = (h * h + h) + 2 * (h * kv + kv) + h * h;  // q (+bias), k, v (+bias), o
-  const int64_t mlp = 3 * h * intermediate_size;
-  const int64_t layer = attn + mlp + 2 * h;  // two norms
-  const int64_t embed = vocab_size * h;
-  return embed + num_hidden_layers * layer + h + (tie_word_embeddings ? 0 : embed);
+  int64_t n = 0;
+  for (const auto& p : parameter_specs(*this)) n += p.numel();
+  return n;
+}
+
+ParamAllocator device_allocator(torch::TensorOptions options) {
+  return [options](const std::string&, at::IntArrayRef shape) { return torch::empty(shape, options); };
+}
+
+// ---------------------------------------------------------------- linear, embedding
+
+LinearImpl::LinearImpl(const ParamAllocator& alloc, const std::string& name, int64_t in, int64_t out, bool has_bias) {
+  weight = register_parameter("weight", alloc(name + ".weight", {out, in}));
+  if (has_bias) bias = register_parameter("bias", alloc(name + ".bias", {out}));
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  return torch::nn::functional::linear(x, weight, bias);
+}
+
+EmbeddingImpl::EmbeddingImpl(const ParamAllocator& alloc, const std::string& name, int64_t vocab, int64_t dim) {
+  weight = register_parameter("weight", alloc(name + ".weight", {vocab, dim}));
+}
+
+torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) {
+  return torch::embedding(weight, ids);
 }
 
 // ---------------------------------------------------------------- RMSNorm
 
-RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", torch::ones({dim}));
+RMSNormImpl::RMSNormImpl(const ParamAllocator& alloc, const std::string& name, int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", alloc(name + ".weight", {dim}));
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
@@ -85,14 +135,15 @@ std::pair<torch::Tensor, torch::Tensor> Qwen2ForCausalLMImpl::rope(int64_t seq_l
 
 // ---------------------------------------------------------------- attention
 
-AttentionImpl::AttentionImpl(const Qwen2Config& cfg, AttentionKernel kernel_)
+AttentionImpl::AttentionImpl(const ParamAllocator& alloc, const std::string& name, const Qwen2Config& cfg,
+                             AttentionKernel kernel_)
     : n_heads(cfg.num_attention_heads), n_kv_heads(cfg.num_key_value_heads), head_dim(cfg.head_dim()),
       kernel(kernel_) {
   const int64_t h = cfg.hidden_size;
-  q_proj = register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(h, n_heads * head_dim).bias(true)));
-  k_proj = register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(h, n_kv_heads * head_dim).bias(true)));
-  v_proj = register_module("v_proj", torch::nn::Linear(torch::nn::LinearOptions(h, n_kv_heads * head_dim).bias(true)));
-  o_proj = register_module("o_proj", torch::nn::Linear(torch::nn::LinearOptions(n_heads * head_dim, h).bias(false)));
+  q_proj = register_module("q_proj", Linear(alloc, name + ".q_proj", h, n_heads * head_dim, true));
+  k_proj = register_module("k_proj", Linear(alloc, name + ".k_proj", h, n_kv_heads * head_dim, true));
+  v_proj = register_module("v_proj", Linear(alloc, name + ".v_proj", h, n_kv_heads * head_dim, true));
+  o_proj = register_module("o_proj", Linear(alloc, name + ".o_proj", n_heads * head_dim, h, false));
   if (kernel == AttentionKernel::kAuto) kernel = compat::kHasSdpa ? AttentionKernel::kSdpa : AttentionKernel::kMath;
   TORCH_CHECK(kernel != AttentionKernel::kSdpa || compat::kHasSdpa,
               "attention: scaled-dot-product attention is not available in this libtorch build");
@@ -128,11 +179,11 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
 
 // ---------------------------------------------------------------- MLP
 
-MLPImpl::MLPImpl(const Qwen2Config& cfg) {
+MLPImpl::MLPImpl(const ParamAllocator& alloc, const std::string& name, const Qwen2Config& cfg) {
   const int64_t h = cfg.hidden_size, i = cfg.intermediate_size;
-  gate_proj = register_module("gate_proj", torch::nn::Linear(torch::nn::LinearOptions(h, i).bias(false)));
-  up_proj = register_module("up_proj", torch::nn::Linear(torch::nn::LinearOptions(h, i).bias(false)));
-  down_proj = register_module("down_proj", torch::nn::Linear(torch::nn::LinearOptions(i, h).bias(false)));
+  gate_proj = register_module("gate_proj", Linear(alloc, name + ".gate_proj", h, i, false));
+  up_proj = register_module("up_proj", Linear(alloc, name + ".up_proj", h, i, false));
+  down_proj = register_module("down_proj", Linear(alloc, name + ".down_proj", i, h, false));
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
@@ -141,11 +192,14 @@ torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
 
 // ---------------------------------------------------------------- decoder layer
 
-DecoderLayerImpl::DecoderLayerImpl(const Qwen2Config& cfg, AttentionKernel kernel) {
-  input_layernorm = register_module("input_layernorm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps));
-  self_attn = register_module("self_attn", Attention(cfg, kernel));
-  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps));
-  mlp = register_module("mlp", MLP(cfg));
+DecoderLayerImpl::DecoderLayerImpl(const ParamAllocator& alloc, const std::string& name, const Qwen2Config& cfg,
+                                   AttentionKernel kernel) {
+  const int64_t h = cfg.hidden_size;
+  input_layernorm = register_module("input_layernorm", RMSNorm(alloc, name + ".input_layernorm", h, cfg.rms_norm_eps));
+  self_attn = register_module("self_attn", Attention(alloc, name + ".self_attn", cfg, kernel));
+  post_attention_layernorm = register_module(
+      "post_attention_layernorm", RMSNorm(alloc, name + ".post_attention_layernorm", h, cfg.rms_norm_eps));
+  mlp = register_module("mlp", MLP(alloc, name + ".mlp", cfg));
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
@@ -190,19 +244,21 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
 
 // ---------------------------------------------------------------- model
 
-Qwen2BackboneImpl::Qwen2BackboneImpl(const Qwen2Config& cfg, AttentionKernel kernel) {
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(cfg.vocab_size, cfg.hidden_size));
+Qwen2BackboneImpl::Qwen2BackboneImpl(const ParamAllocator& alloc, const Qwen2Config& cfg, AttentionKernel kernel) {
+  embed_tokens = register_module("embed_tokens", Embedding(alloc, "model.embed_tokens", cfg.vocab_size, cfg.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) layers->push_back(DecoderLayer(cfg, kernel));
-  norm = register_module("norm", RMSNorm(cfg.hidden_size, cfg.rms_norm_eps));
+  for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) {
+    layers->push_back(DecoderLayer(alloc, "model.layers." + std::to_string(i), cfg, kernel));
+  }
+  norm = register_module("norm", RMSNorm(alloc, "model.norm", cfg.hidden_size, cfg.rms_norm_eps));
 }
 
-Qwen2ForCausalLMImpl::Qwen2ForCausalLMImpl(const Qwen2Config& cfg, AttentionKernel kernel) : config(cfg) {
+Qwen2ForCausalLMImpl::Qwen2ForCausalLMImpl(const Qwen2Config& cfg, const ParamAllocator& alloc, AttentionKernel kernel)
+    : config(cfg) {
   config.validate();
-  model = register_module("model", Qwen2Backbone(cfg, kernel));
+  model = register_module("model", Qwen2Backbone(alloc, cfg, kernel));
   if (!cfg.tie_word_embeddings) {
-    lm_head = register_module("lm_head",
-                              torch::nn::Linear(torch::nn::LinearOptions(cfg.hidden_size, cfg.vocab_size).bias(false)));
+    lm_head = register_module("lm_head", Linear(alloc, "lm_head", cfg.hidden_size, cfg.vocab_size, false));
   }
 }
 
@@ -242,24 +298,24 @@ torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& i
 
 // ---------------------------------------------------------------- initialisation
 
-void init_weights(Qwen2ForCausalLM& model, uint64_t seed, double initializer_range) {
+void init_parameter(torch::Tensor& p, const std::string& name, size_t index, uint64_t seed, double initializer_range) {
   torch::NoGradGuard no_grad;
-  auto device = model->parameters().front().device();
-  auto gen = compat::seeded_generator(device, seed);
-  for (auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
-    auto& p = item.value();
-    const bool is_norm = name.find("norm.weight") != std::string::npos;
-    const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    if (is_norm) {
-      p.fill_(1.0);
-    } else if (is_bias) {
-      p.zero_();
-    } else {
-      // Draw in float32 and round once, so every dtype sees the same numbers.
-      p.copy_(at::normal(0.0, initializer_range, p.sizes(), gen, p.options().dtype(torch::kFloat32)));
-    }
+  const bool is_norm = name.find("norm.weight") != std::string::npos;
+  const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+  if (is_norm) {
+    p.fill_(1.0);
+  } else if (is_bias) {
+    p.zero_();
+  } else {
+    // Draw in float32 and round once, so every dtype sees the same numbers.
+    auto gen = compat::seeded_generator(p.device(), seed * 1000003ULL + index);
+    p.copy_(at::normal(0.0, initializer_range, p.sizes(), gen, p.options().dtype(torch::kFloat32)));
   }
+}
+
+void init_weights(Qwen2ForCausalLM& model, uint64_t seed, double initializer_range) {
+  size_t index = 0;
+  for (auto& item : model->named_parameters()) init_parameter(item.value(), item.key(), index++, seed, initializer_range);
 }
 
 }  // namespace tournament

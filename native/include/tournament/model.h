@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -32,14 +33,47 @@ struct Qwen2Config {
   int64_t num_parameters() const;
 };
 
+// Every parameter of the model, Hugging Face name and shape, in the order the
+// model registers them. Parameter memory layouts are computed from this.
+struct ParamSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t numel() const;
+};
+std::vector<ParamSpec> parameter_specs(const Qwen2Config& cfg);
+
+// Where a parameter's storage comes from: given its full name and shape,
+// return an (uninitialised) tensor. The default allocates on a device; the
+// evaluation harness returns views into memory shared between processes.
+using ParamAllocator = std::function<torch::Tensor(const std::string& name, at::IntArrayRef shape)>;
+ParamAllocator device_allocator(torch::TensorOptions options);
+
 // Which attention kernel the model uses. kAuto picks scaled-dot-product
 // attention where the libtorch build has it (flash kernels on CUDA) and the
 // plain math path elsewhere; the choice is made in one place (compat.h).
 enum class AttentionKernel { kAuto, kSdpa, kMath };
 
+// y = x W^T + b, with W [out, in] and b [out] from the allocator.
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(const ParamAllocator& alloc, const std::string& name, int64_t in, int64_t out, bool bias);
+  torch::Tensor forward(const torch::Tensor& x);  // [..., in] -> [..., out]
+  torch::Tensor weight, bias;
+};
+TORCH_MODULE(Linear);
+
+// Token embedding: ids [B, S] -> [B, S, H], weight [V, H].
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(const ParamAllocator& alloc, const std::string& name, int64_t vocab, int64_t dim);
+  torch::Tensor forward(const torch::Tensor& ids);
+  torch::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
 class RMSNormImpl : public torch::nn::Module {
  public:
-  RMSNormImpl(int64_t dim, double eps);
+  RMSNormImpl(const ParamAllocator& alloc, const std::string& name, int64_t dim, double eps);
   torch::Tensor forward(const torch::Tensor& x);  // [..., H] -> [..., H]
   torch::Tensor weight;                           // [H]
   double eps;
@@ -48,10 +82,10 @@ TORCH_MODULE(RMSNorm);
 
 class AttentionImpl : public torch::nn::Module {
  public:
-  AttentionImpl(const Qwen2Config& cfg, AttentionKernel kernel);
+  AttentionImpl(const ParamAllocator& alloc, const std::string& name, const Qwen2Config& cfg, AttentionKernel kernel);
   // x [B, S, H], cos/sin [S, D] -> [B, S, H]
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t n_heads, n_kv_heads, head_dim;
   AttentionKernel kernel;
 };
@@ -59,15 +93,16 @@ TORCH_MODULE(Attention);
 
 class MLPImpl : public torch::nn::Module {
  public:
-  explicit MLPImpl(const Qwen2Config& cfg);
+  MLPImpl(const ParamAllocator& alloc, const std::string& name, const Qwen2Config& cfg);
   torch::Tensor forward(const torch::Tensor& x);  // [B, S, H] -> [B, S, H]
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(MLP);
 
 class DecoderLayerImpl : public torch::nn::Module {
  public:
-  DecoderLayerImpl(const Qwen2Config& cfg, AttentionKernel kernel);
+  DecoderLayerImpl(const ParamAllocator& alloc, const std::string& name, const Qwen2Config& cfg,
+                   AttentionKernel kernel);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
   RMSNorm input_layernorm{nullptr};
   Attention self_attn{nullptr};
@@ -79,8 +114,8 @@ TORCH_MODULE(DecoderLayer);
 // The backbone, registered as "model" so names match Hugging Face's.
 class Qwen2BackboneImpl : public torch::nn::Module {
  public:
-  Qwen2BackboneImpl(const Qwen2Config& cfg, AttentionKernel kernel);
-  torch::nn::Embedding embed_tokens{nullptr};
+  Qwen2BackboneImpl(const ParamAllocator& alloc, const Qwen2Config& cfg, AttentionKernel kernel);
+  Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
 };
@@ -88,7 +123,10 @@ TORCH_MODULE(Qwen2Backbone);
 
 class Qwen2ForCausalLMImpl : public torch::nn::Module {
  public:
-  Qwen2ForCausalLMImpl(const Qwen2Config& cfg, AttentionKernel kernel = AttentionKernel::kAuto);
+  // Parameters come from `alloc` uninitialised: call init_weights or load a
+  // checkpoint before use.
+  Qwen2ForCausalLMImpl(const Qwen2Config& cfg, const ParamAllocator& alloc,
+                       AttentionKernel kernel = AttentionKernel::kAuto);
 
   // input_ids [B, S] int64 -> logits [B, S, V] in the parameters' dtype.
   torch::Tensor forward(const torch::Tensor& input_ids);
@@ -102,7 +140,7 @@ class Qwen2ForCausalLMImpl : public torch::nn::Module {
 
   Qwen2Config config;
   Qwen2Backbone model{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+  Linear lm_head{nullptr};  // null when tie_word_embeddings
   torch::Tensor lm_head_weight() const;  // [V, H], tied or not
 
  private:
@@ -118,7 +156,11 @@ torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& i
 
 // Seeded random initialisation as Hugging Face's Qwen2 does it: normal(0,
 // initializer_range) for linear and embedding weights, zero biases, ones for
-// norms. Deterministic for a seed and device.
+// norms. Each tensor draws from its own generator (seed, position), so any one
+// can be regenerated alone: init_parameter(model's i-th parameter) gives the
+// same values as init_weights gave it. Deterministic for a seed and device type.
 void init_weights(Qwen2ForCausalLM& model, uint64_t seed, double initializer_range = 0.02);
+void init_parameter(torch::Tensor& p, const std::string& name, size_t index, uint64_t seed,
+                    double initializer_range = 0.02);
 
 }  // namespace tournament
