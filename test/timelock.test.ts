@@ -73,6 +73,9 @@ describe('timelock (tle format, drand quicknet)', function () {
     const sig = q.rounds[0].signature;
     assert.throws(() => timelockDecrypt(ct.subarray(0, ct.length - 1), sig), /truncated/);
     assert.throws(() => timelockDecrypt(new Uint8Array([...ct, 0]), sig), /trailing/);
+    // a Buffer view into a larger pool reads the same as a plain array
+    const pooled = Buffer.concat([Buffer.alloc(100, 7), Buffer.from(ct)]).subarray(100);
+    assert.equal(Buffer.from(timelockDecrypt(pooled, sig)).toString(), 'payload');
     const bad = ct.slice();
     bad[ct.length - 30] ^= 1; // inside the AES-GCM output
     assert.throws(() => timelockDecrypt(bad, sig), TimelockError);

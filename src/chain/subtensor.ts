@@ -4,6 +4,7 @@
 // refused extrinsic) becomes a UserError.
 import { ApiPromise, WsProvider } from '@polkadot/api';
 import type { SubmittableResultValue } from '@polkadot/api/types';
+import type { ProviderInterface } from '@polkadot/rpc-provider/types';
 import { UserError } from '../errors';
 import {
   SUBTENSOR_SIGNED_EXTENSIONS,
@@ -25,7 +26,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 export class SubtensorChain implements MinerChain {
-  private constructor(readonly name: string, private readonly api: ApiPromise, private readonly provider: WsProvider) {}
+  private constructor(readonly name: string, private readonly api: ApiPromise) {}
 
   /** Connects, or throws a UserError saying the endpoint cannot be reached. */
   static async connect(name: string, url: string, timeoutMs = 30000): Promise<SubtensorChain> {
@@ -34,22 +35,27 @@ export class SubtensorChain implements MinerChain {
     provider.on('error', () => undefined);
     try {
       await withTimeout(provider.connect(), timeoutMs, `connecting to ${url}`);
-      const api = await withTimeout(
-        ApiPromise.create({ provider, signedExtensions: SUBTENSOR_SIGNED_EXTENSIONS, noInitWarn: true, throwOnConnect: true }),
-        timeoutMs,
-        `connecting to ${url}`,
-      );
-      if (!api.tx.commitments?.setCommitment || !api.query.subtensorModule?.uids) {
-        await api.disconnect();
-        throw new UserError(`${url} is not a subtensor node (no Commitments or SubtensorModule pallet)`);
-      }
-      return new SubtensorChain(name, api, provider);
+      return await SubtensorChain.over(name, provider, timeoutMs);
     } catch (e) {
       await provider.disconnect().catch(() => undefined);
-      if (e instanceof UserError) throw e;
+      if (e instanceof UserError) throw new UserError(e.message.replace('this node', url), { hint: e.hint });
       const where = name === url ? url : `${name} at ${url}`;
       throw new UserError(`cannot reach ${where}: ${(e as Error).message}`, { hint: 'check the network connection and --network' });
     }
+  }
+
+  /** The client over an already connected provider (tests use an in-process node). */
+  static async over(name: string, provider: ProviderInterface, timeoutMs = 30000): Promise<SubtensorChain> {
+    const api = await withTimeout(
+      ApiPromise.create({ provider, signedExtensions: SUBTENSOR_SIGNED_EXTENSIONS, noInitWarn: true, throwOnConnect: true }),
+      timeoutMs,
+      `connecting to ${name}`,
+    );
+    if (!api.tx.commitments?.setCommitment || !api.query.subtensorModule?.uids) {
+      await api.disconnect();
+      throw new UserError('this node is not a subtensor node (no Commitments or SubtensorModule pallet)');
+    }
+    return new SubtensorChain(name, api);
   }
 
   async currentBlock(): Promise<number> {

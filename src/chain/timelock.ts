@@ -117,7 +117,8 @@ class Reader {
     return out;
   }
   vec(maxLen = this.buf.length): Uint8Array {
-    const len = new DataView(this.take(8).slice().buffer).getBigUint64(0, true);
+    const b = this.take(8);
+    const len = new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true);
     if (len > BigInt(maxLen)) throw new TimelockError(`${this.what}: length ${len} out of range`);
     return this.take(Number(len));
   }
