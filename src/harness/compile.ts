@@ -1,0 +1,181 @@
+// Compiling a submission into the plugin the runner loads. The checks that
+// need no compiler come first (the same ones `miner test` reports); then the
+// source is copied into the work directory and compiled there inside the
+// sandbox (no network, read-only system, a time and memory limit), with
+// pinned flags against the headers and libtorch of this build, as recorded by
+// CMake in build/Release/plugin_build.json. Nothing is linked: the plugin's
+// undefined symbols resolve against the runner, which links
+// libtournament_core and libtorch.
+import { spawn } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { UserError } from '../errors';
+import { loadHparams } from '../config/hparams';
+import { checkSource } from '../commands/miner/common';
+import { checkSandbox, projectDir, sandboxArgv } from './sandbox';
+
+export type CompileResult = { ok: true; pluginPath: string; seconds: number } | { ok: false; message: string };
+
+export interface CompileOptions {
+  /** The sandbox's scratch directory: created if missing; holds the source copy and plugin.so. */
+  workDir: string;
+  /** Wall-clock limit for the compiler (default 300 s). */
+  timeoutMs?: number;
+  /** Size limit in bytes (default: hparams max_code_bytes). */
+  maxCodeBytes?: number;
+}
+
+/** What CMake recorded about this build (CMakeLists.txt, last block). */
+export interface PluginBuild {
+  cxx: string;
+  cxx_flags: string[];
+  include_dirs: string[];
+  torch_version: string;
+  cuda: boolean;
+}
+
+/** The flags every plugin is compiled with, before the build's own. */
+export const PINNED_FLAGS = ['-std=c++17', '-O2', '-fPIC', '-shared', '-fvisibility=hidden'];
+const DIAGNOSTIC_FLAGS = ['-fdiagnostics-color=never', '-fno-diagnostics-show-caret', '-fmax-errors=20'];
+// The compiler's own default search dirs: naming them again with -isystem breaks #include_next.
+const DEFAULT_INCLUDE_DIRS = new Set(['/usr/include', '/usr/local/include']);
+const DEFAULT_TIMEOUT_MS = 300_000;
+const MEMORY_BYTES = 8 * 2 ** 30;
+const OUTPUT_BYTES = 2 ** 30;
+const MAX_ERRORS_SHOWN = 5;
+const STDERR_KEEP = 256 * 1024;
+
+export function pluginBuildPath(): string {
+  return path.join(projectDir(), 'build', 'Release', 'plugin_build.json');
+}
+
+/** Reads build/Release/plugin_build.json, or says to build the engine. */
+export function loadPluginBuild(): PluginBuild {
+  const file = pluginBuildPath();
+  let raw: string;
+  try {
+    raw = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw new UserError(`${file} is missing: the native engine is not built (or was built before plugins were supported)`, {
+      hint: 'run `npm run build` (needs cmake, a C++17 compiler and libtorch: apt-get install build-essential cmake libtorch-dev)',
+    });
+  }
+  const b = JSON.parse(raw) as PluginBuild;
+  if (typeof b.cxx !== 'string' || !Array.isArray(b.cxx_flags) || !Array.isArray(b.include_dirs)) {
+    throw new UserError(`${file} is malformed`, { hint: 'run `npm run build` again' });
+  }
+  return b;
+}
+
+/** The compiler's argv, run in the work directory on `source` (a bare file name there). */
+export function compilerArgv(build: PluginBuild, source: string, output: string): string[] {
+  const includes = build.include_dirs.filter((d) => !DEFAULT_INCLUDE_DIRS.has(path.resolve(d))).flatMap((d) => ['-isystem', d]);
+  return [build.cxx, ...PINNED_FLAGS, ...build.cxx_flags, ...includes, ...DIAGNOSTIC_FLAGS, '-o', output, source];
+}
+
+/** The directories the compiler needs to see beyond the sandbox's system view. */
+function compilerBinds(build: PluginBuild): string[] {
+  const inSystem = (p: string) => p === '/usr' || p.startsWith('/usr/') || p.startsWith(projectDir() + path.sep);
+  const dirs = [...build.include_dirs, path.dirname(build.cxx)].map((d) => path.resolve(d)).filter((d) => fs.existsSync(d) && !inSystem(d));
+  return [...new Set(dirs)];
+}
+
+/**
+ * The first few `error:` lines of the compiler's output, with the work
+ * directory's copy named as the user named the submission.
+ */
+export function summarizeCompilerErrors(stderr: string, copyName: string, displayName: string, workDir: string): string[] {
+  const lines = stderr.split('\n').map((l) => l.split(workDir + path.sep).join(''));
+  const errors = lines.filter((l) => /\berror:/.test(l));
+  const shown = errors.slice(0, MAX_ERRORS_SHOWN).map((l) => (l.startsWith(copyName + ':') ? displayName + l.slice(copyName.length) : l));
+  if (errors.length > shown.length) shown.push(`(${errors.length - shown.length} more error${errors.length - shown.length === 1 ? '' : 's'})`);
+  return shown;
+}
+
+function displayPath(sourcePath: string): string {
+  const rel = path.relative(process.cwd(), path.resolve(sourcePath));
+  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : sourcePath;
+}
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** Runs argv, keeping the head of stderr, killing the whole sandbox at the deadline. */
+function runWithDeadline(argv: string[], timeoutMs: number): Promise<Exit> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let timedOut = false;
+    const keep = (chunk: Buffer) => {
+      if (stderr.length < STDERR_KEEP) stderr += chunk.toString('utf8');
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL'); // bwrap is the sandbox's PID namespace parent: everything inside dies with it
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stderr, timedOut });
+    });
+  });
+}
+
+/** Refuses or compiles `sourcePath` into `<workDir>/plugin.so`. */
+export async function compileSubmission(sourcePath: string, opts: CompileOptions): Promise<CompileResult> {
+  const display = displayPath(sourcePath);
+  const maxBytes = opts.maxCodeBytes ?? loadHparams(path.join(projectDir(), 'hparams', 'hparams.json')).max_code_bytes;
+  const { checks, source } = checkSource(sourcePath, maxBytes);
+  const failed = checks.filter((c) => !c.ok);
+  if (failed.length || !source) {
+    return { ok: false, message: `${display} refused before compiling: ${failed.map((c) => `${c.name}: ${c.detail}`).join('; ')}` };
+  }
+
+  const build = loadPluginBuild();
+  checkSandbox();
+  const workDir = path.resolve(opts.workDir);
+  fs.mkdirSync(workDir, { recursive: true });
+  const copyName = /\.(cpp|cc|cxx)$/.test(path.basename(sourcePath)) ? path.basename(sourcePath) : 'train.cpp';
+  const pluginName = 'plugin.so';
+  fs.writeFileSync(path.join(workDir, copyName), source.bytes);
+  fs.rmSync(path.join(workDir, pluginName), { force: true });
+
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const argv = sandboxArgv({
+    command: compilerArgv(build, copyName, pluginName),
+    scratchDir: workDir,
+    readOnlyBinds: compilerBinds(build),
+    env: { LANG: 'C', LC_ALL: 'C' },
+    memoryBytes: MEMORY_BYTES,
+    cpuSeconds: Math.ceil(timeoutMs / 1000) + 5,
+    fileBytes: OUTPUT_BYTES,
+    maxProcesses: 256,
+  });
+  const t0 = process.hrtime.bigint();
+  const exit = await runWithDeadline(argv, timeoutMs);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+
+  if (exit.timedOut) {
+    return { ok: false, message: `${display}: compiling took longer than the limit of ${(timeoutMs / 1000).toFixed(1)} s and was stopped` };
+  }
+  const pluginPath = path.join(workDir, pluginName);
+  if (exit.code === 0 && fs.existsSync(pluginPath)) return { ok: true, pluginPath, seconds };
+
+  const errors = summarizeCompilerErrors(exit.stderr, copyName, display, workDir);
+  if (errors.length) return { ok: false, message: `${display} does not compile:\n${errors.map((l) => `  ${l}`).join('\n')}` };
+  const how = exit.signal
+    ? `the compiler was killed by ${exit.signal}${exit.signal === 'SIGXCPU' ? ' (CPU time limit)' : ''}`
+    : `the compiler exited with status ${exit.code}`;
+  const tail = exit.stderr.trim().split('\n').slice(-3).join('\n  ');
+  const oom = /virtual memory exhausted|out of memory|cannot allocate/i.test(exit.stderr) ? ' (memory limit)' : '';
+  return { ok: false, message: `${display} does not compile: ${how}${oom}${tail ? `:\n  ${tail}` : ''}` };
+}

@@ -1,0 +1,164 @@
+// Compiling submissions: the baseline builds into a plugin exporting the
+// runner's entry points; broken, oversized or malformed sources get a short
+// clear message; a compile that does not end is stopped. Compiles against the
+// libtorch headers take 15-30 s each, so the independent ones run together.
+import { strict as assert } from 'assert';
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { compileSubmission, CompileResult, pluginBuildPath, summarizeCompilerErrors } from '../src/harness/compile';
+import { projectDir } from '../src/harness/sandbox';
+
+const BASELINE = path.join(projectDir(), 'local_test', 'train.cpp');
+const HEADER = '#include <tournament/train_api.h>\nusing namespace tournament;\n';
+const SIGNATURE =
+  'TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,\n' +
+  '                        const OptimizerConfig& optimizer) {\n';
+
+/** Processes (other than zombies) whose working directory is `dir`. */
+function processesIn(dir: string): number[] {
+  const pids: number[] = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (fs.readlinkSync(`/proc/${p}/cwd`) === dir) pids.push(Number(p));
+    } catch {
+      // gone or not ours to read
+    }
+  }
+  return pids;
+}
+
+describe('compileSubmission', function () {
+  this.timeout(300000);
+  let tmp: string;
+  const write = (name: string, text: string | Buffer) => {
+    const p = path.join(tmp, name);
+    fs.writeFileSync(p, text);
+    return p;
+  };
+  const work = (name: string) => path.join(tmp, `work-${name}`);
+
+  before(function () {
+    if (!fs.existsSync(pluginBuildPath())) {
+      console.log(`      (skipped: ${pluginBuildPath()} missing; run npm run build)`);
+      this.skip();
+    }
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'compile-test-'));
+  });
+  after(function () {
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  describe('refuses before compiling', function () {
+    it('a missing file', async function () {
+      const r = await compileSubmission(path.join(tmp, 'nope.cpp'), { workDir: work('missing') });
+      assert.equal(r.ok, false);
+      assert.match((r as { message: string }).message, /nope\.cpp.*no such file/);
+    });
+
+    it('a file over max_code_bytes', async function () {
+      const big = write('big.cpp', HEADER + SIGNATURE + '  return {};\n}\n' + '// padding\n'.repeat(30000));
+      const r = await compileSubmission(big, { workDir: work('big') });
+      assert.equal(r.ok, false);
+      assert.match((r as { message: string }).message, /size: \d+ bytes \(limit 262144\)/);
+      const small = await compileSubmission(big, { workDir: work('big2'), maxCodeBytes: 100 });
+      assert.match((small as { message: string }).message, /limit 100\)/);
+    });
+
+    it('a file that is not UTF-8 text', async function () {
+      const bin = write('bin.cpp', Buffer.concat([Buffer.from(HEADER), Buffer.from([0xff, 0xfe, 0x00, 0x80])]));
+      const r = await compileSubmission(bin, { workDir: work('bin') });
+      assert.match((r as { message: string }).message, /not UTF-8 text/);
+    });
+
+    it('a file without #include <tournament/train_api.h>', async function () {
+      const noinc = write('noinc.cpp', '#include <torch/torch.h>\n// #include <tournament/train_api.h>\nint inner_steps() { return 0; }\n');
+      const r = await compileSubmission(noinc, { workDir: work('noinc') });
+      assert.equal(r.ok, false);
+      assert.match((r as { message: string }).message, /refused before compiling: includes tournament\/train_api\.h: add `#include <tournament\/train_api\.h>`/);
+      assert.ok(!fs.existsSync(path.join(work('noinc'), 'plugin.so')));
+    });
+  });
+
+  describe('compiles', function () {
+    const results: Record<string, CompileResult> = {};
+    const started: Record<string, number> = {};
+    before(async function () {
+      const bad = write('bad.cpp', HEADER + SIGNATURE + '  TrainResult r;\n  undeclared_helper(model);\n  return r;\n}\n');
+      const zero = write('zero.cpp', HEADER + '#include "/dev/zero"\n' + SIGNATURE + '  return {};\n}\n');
+      const jobs: Record<string, () => Promise<CompileResult>> = {
+        baseline: () => compileSubmission(BASELINE, { workDir: work('baseline') }),
+        bad: () => compileSubmission(bad, { workDir: work('bad') }),
+        zero: () => compileSubmission(zero, { workDir: work('zero'), timeoutMs: 20000 }),
+      };
+      await Promise.all(
+        Object.entries(jobs).map(async ([k, f]) => {
+          const t0 = Date.now();
+          results[k] = await f();
+          started[k] = (Date.now() - t0) / 1000;
+        }),
+      );
+    });
+
+    it('the baseline into a plugin exporting the runner entry points', function () {
+      const r = results.baseline;
+      assert.ok(r.ok, (r as { message: string }).message);
+      assert.equal(r.pluginPath, path.join(work('baseline'), 'plugin.so'));
+      assert.ok(r.seconds > 0);
+      const nm = spawnSync('nm', ['-D', '--defined-only', r.pluginPath], { encoding: 'utf8' });
+      assert.equal(nm.status, 0, nm.stderr);
+      assert.match(nm.stdout, / T tournament_train_api_version\n/);
+      assert.match(nm.stdout, / T tournament_call_inner_steps\n/);
+      // -fvisibility=hidden: inner_steps itself is not exported.
+      assert.doesNotMatch(nm.stdout, /inner_steps.*Qwen2/);
+    });
+
+    it('a syntax error: the first error, with its line, named as the submission', function () {
+      const r = results.bad;
+      assert.equal(r.ok, false);
+      const msg = (r as { message: string }).message;
+      const first = msg.split('\n')[1].trim();
+      assert.match(first, /bad\.cpp:6:\d+: error: .*undeclared_helper/);
+      assert.doesNotMatch(msg, new RegExp(work('bad')), 'the scratch dir leaks into the message');
+      assert.ok(msg.split('\n').length <= 7, msg);
+    });
+
+    it('#include "/dev/zero" is stopped by the memory or time limit', function () {
+      const r = results.zero;
+      assert.equal(r.ok, false);
+      assert.match((r as { message: string }).message, /memory limit|longer than the limit/);
+      assert.ok(started.zero < 40, `took ${started.zero} s`);
+    });
+  });
+
+  it('a compile past timeoutMs is killed, sandbox and all', async function () {
+    const dir = work('timeout');
+    const t0 = Date.now();
+    const r = await compileSubmission(BASELINE, { workDir: dir, timeoutMs: 1500 });
+    const took = (Date.now() - t0) / 1000;
+    assert.equal(r.ok, false);
+    assert.match((r as { message: string }).message, /compiling took longer than the limit of 1\.5 s and was stopped/);
+    assert.ok(took < 10, `took ${took} s`);
+    await new Promise((res) => setTimeout(res, 300));
+    assert.deepEqual(processesIn(dir), [], 'a compiler process survived');
+  });
+
+  it('error summaries keep at most five errors and count the rest', function () {
+    const stderr = [
+      '/w/x/train.cpp: In function foo:',
+      ...Array.from({ length: 8 }, (_, i) => `/w/x/train.cpp:${i + 1}:1: error: e${i}`),
+      '/usr/include/a.h:3:1: error: in a header',
+    ].join('\n');
+    const lines = summarizeCompilerErrors(stderr, 'train.cpp', 'local_test/train.cpp', '/w/x');
+    assert.deepEqual(lines, [
+      'local_test/train.cpp:1:1: error: e0',
+      'local_test/train.cpp:2:1: error: e1',
+      'local_test/train.cpp:3:1: error: e2',
+      'local_test/train.cpp:4:1: error: e3',
+      'local_test/train.cpp:5:1: error: e4',
+      '(4 more errors)',
+    ]);
+  });
+});
