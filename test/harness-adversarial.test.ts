@@ -1,0 +1,206 @@
+// The adversarial suite: every plugin in test/plugins/ runs through the full
+// evaluation path (compile, sandboxed runner, trusted clock, verification) on
+// the tiny CPU benchmark. Each file's header says what the harness must
+// answer, on a line `// expect: pass` or `// expect: code|code...` (any of
+// the listed FailureCodes is a correct rejection; the first is the one the
+// cheat is meant to trip). The baseline itself runs too, as the control.
+//
+// Beyond the verdict: write_outside's files must not exist on the host,
+// open_socket's target server must see no connection, and no process of any
+// run may survive its evaluation (fork_bomb_or_fork leaves a child and a
+// grandchild that would zero the shared parameters 300 ms after DONE).
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { loadHparams, Hparams } from '../src/config/hparams';
+import { setupPreset } from '../src/setup/setup';
+import type { FailureCode, Verdict } from '../src/harness/types';
+import { projectDir } from '../src/harness/sandbox';
+
+const ROOT = projectDir();
+const PLUGINS = path.join(ROOT, 'test', 'plugins');
+const EVALUATE_JS = path.join(ROOT, 'dist', 'src', 'harness', 'evaluate.js');
+const SOCKET_PORT = 47631; // open_socket.cpp's kPort
+const CONCURRENCY = 2;
+
+type Evaluate = (o: {
+  submission: string;
+  benchmarkDir: string;
+  hparams: Hparams;
+  device: 'cpu';
+  runs: number;
+  steps: number;
+  warmupSteps: number;
+  batchSize: number;
+  seed: number;
+  workDir: string;
+}) => Promise<Verdict>;
+
+interface Case {
+  name: string;
+  file: string;
+  /** null: must pass; else any of these codes is a correct rejection. */
+  expect: FailureCode[] | null;
+}
+
+interface Outcome {
+  verdict?: Verdict;
+  error?: Error;
+  seconds: number;
+  leftover: number[];
+}
+
+/** Reads the `// expect:` line of a plugin's header comment. */
+function parseExpectation(source: string, file: string): FailureCode[] | null {
+  const m = /^\/\/ expect: ([a-z_|]+)/m.exec(source);
+  if (!m) throw new Error(`${file}: no "// expect: pass|<code>" line in its header`);
+  return m[1] === 'pass' ? null : (m[1].split('|') as FailureCode[]);
+}
+
+function cases(): Case[] {
+  const list: Case[] = [{ name: 'baseline (control)', file: path.join(ROOT, 'local_test', 'train.cpp'), expect: null }];
+  for (const f of fs.readdirSync(PLUGINS).filter((n) => n.endsWith('.cpp')).sort()) {
+    const file = path.join(PLUGINS, f);
+    list.push({ name: path.basename(f, '.cpp'), file, expect: parseExpectation(fs.readFileSync(file, 'utf8'), file) });
+  }
+  return list;
+}
+
+/** Host processes of a run: working directory under `dir`, or `dir` in the command line (bwrap's, the runner's, their forks'). */
+function processesUnder(dir: string): number[] {
+  const pids: number[] = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+    try {
+      const cwd = fs.readlinkSync(`/proc/${p}/cwd`);
+      const cmdline = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      if (cwd === dir || cwd.startsWith(dir + path.sep) || cmdline.includes(dir + path.sep)) pids.push(Number(p));
+    } catch {
+      // exited, or not readable
+    }
+  }
+  return pids;
+}
+
+const ESCAPES = [
+  '/tmp/tournament-escape-write_outside',
+  path.join(ROOT, 'tournament-escape-write_outside'),
+  '/root/tournament-escape-write_outside',
+];
+const SECRETS = ['/tmp/tournament-secret-read_outside', path.join(os.homedir(), '.tournament-secret-read_outside')];
+
+describe('harness: adversarial plugins', function () {
+  this.timeout(3_600_000);
+  const all = cases();
+  const outcomes = new Map<string, Outcome>();
+  let tmp: string;
+  let server: net.Server | undefined;
+  let connections = 0;
+
+  before(async function () {
+    if (!fs.existsSync(EVALUATE_JS)) {
+      console.log(`      (skipped: ${path.relative(ROOT, EVALUATE_JS)} does not exist yet: src/harness/evaluate.ts is not written or not built)`);
+      this.skip();
+    }
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const evaluateSubmission = (require(EVALUATE_JS) as { evaluateSubmission: Evaluate }).evaluateSubmission;
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'adversarial-'));
+    const benchmarkDir = path.join(tmp, 'benchmark');
+    setupPreset({ dir: benchmarkDir, preset: 'tiny', seed: 42, force: false });
+    const hparams = loadHparams(path.join(ROOT, 'hparams', 'hparams.json'));
+
+    for (const f of ESCAPES) fs.rmSync(f, { force: true });
+    for (const f of SECRETS) fs.writeFileSync(f, 'secret: the sandbox must not see this\n');
+    server = net.createServer((s) => {
+      connections++;
+      s.destroy();
+    });
+    await new Promise<void>((res) => {
+      server!.once('error', () => {
+        console.log(`      (port ${SOCKET_PORT} is taken: open_socket's target server does not run)`);
+        server = undefined;
+        res();
+      });
+      server!.listen(SOCKET_PORT, '127.0.0.1', res);
+    });
+
+    let next = 0;
+    const worker = async () => {
+      while (next < all.length) {
+        const c = all[next++];
+        const workDir = path.join(tmp, c.name.replace(/\W+/g, '_'));
+        fs.mkdirSync(workDir, { recursive: true });
+        const t0 = Date.now();
+        const o: Outcome = { seconds: 0, leftover: [] };
+        try {
+          o.verdict = await evaluateSubmission({
+            submission: c.file,
+            benchmarkDir,
+            hparams,
+            device: 'cpu',
+            runs: 1,
+            steps: 3,
+            warmupSteps: 1,
+            batchSize: 4,
+            seed: 1234,
+            workDir,
+          });
+        } catch (e) {
+          o.error = e as Error;
+        }
+        o.seconds = (Date.now() - t0) / 1000;
+        await new Promise((r) => setTimeout(r, 500)); // past fork_bomb_or_fork's 300 ms
+        o.leftover = processesUnder(workDir);
+        for (const pid of o.leftover) {
+          try {
+            process.kill(pid, 'SIGKILL'); // ours: started by this run; do not let it outlive the suite
+          } catch {
+            // already gone
+          }
+        }
+        outcomes.set(c.name, o);
+      }
+    };
+    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  });
+
+  after(function () {
+    server?.close();
+    for (const f of [...SECRETS, ...ESCAPES]) fs.rmSync(f, { force: true });
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  for (const c of all) {
+    const what = c.expect ? `is rejected for ${c.expect.join(' or ')}` : 'passes';
+    it(`${c.name} ${what}`, function () {
+      const o = outcomes.get(c.name);
+      assert.ok(o, 'not evaluated');
+      assert.ok(!o.error, `evaluateSubmission threw: ${o.error?.stack}`);
+      const v = o.verdict!;
+      const codes = v.runs.flatMap((r) => r.failures.map((f) => f.code));
+      const why = `verdict: ${JSON.stringify({ accepted: v.accepted, reasons: v.reasons, codes, seconds: o.seconds })}`;
+      if (!c.expect) {
+        assert.equal(v.accepted, true, why);
+      } else {
+        assert.equal(v.accepted, false, why);
+        assert.ok(v.runs.length > 0, `no run report: ${why}`);
+        assert.ok(
+          v.runs[0].failures.some((f) => c.expect!.includes(f.code)),
+          `runs[0].failures lack ${c.expect.join('|')}: ${why}`,
+        );
+      }
+      assert.deepEqual(o.leftover, [], `processes of the run outlived the evaluation: ${o.leftover.join(', ')}`);
+    });
+  }
+
+  it('write_outside left nothing on the host', function () {
+    for (const f of ESCAPES) assert.ok(!fs.existsSync(f), `${f} exists`);
+  });
+
+  it('open_socket never reached the host server', function () {
+    if (!server) this.skip();
+    assert.equal(connections, 0);
+  });
+});

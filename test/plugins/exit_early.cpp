@@ -1,0 +1,34 @@
+// Attack: honest in the first call (the warmup); in the timed call it trains
+// one step and then calls _exit(0): the runner vanishes with a clean exit
+// status before DONE. A clean exit is not a result: the run must fail.
+// expect: crash
+#include <tournament/train_api.h>
+
+#include <unistd.h>
+
+using namespace tournament;
+
+TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,
+                        const OptimizerConfig& optimizer) {
+  static int calls = 0;
+  const bool timed = ++calls > 1;
+  model->set_checkpointed_layers(std::vector<bool>(model->config.num_hidden_layers, device.is_cuda()));
+  AdamW opt(model->parameters(), optimizer);
+  TrainResult result;
+  torch::Tensor batch;
+  for (int64_t step = 0; step < num_steps; ++step) {
+    TORCH_CHECK(data.next(&batch), "data ran out");
+    auto logits = model->forward(batch);
+    auto loss = causal_lm_loss(logits, batch);
+    loss.backward();
+    opt.step();
+    opt.zero_grad();
+    if (timed) _exit(0);
+    result.total_tokens += batch.numel();
+    if (step == num_steps - 1) {
+      result.logits = logits.detach().narrow(1, 0, batch.size(1) - 1);
+      result.final_loss = loss.item<double>();
+    }
+  }
+  return result;
+}

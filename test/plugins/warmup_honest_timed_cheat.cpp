@@ -1,0 +1,33 @@
+// Cheat: a static call counter makes the first call in the runner process (the
+// warmup) honest and every later call (the timed run) skip the optimizer step
+// on its last batch, hoping the validator checks only the warmup.
+// expect: probe_loss|update_error
+#include <tournament/train_api.h>
+
+using namespace tournament;
+
+TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,
+                        const OptimizerConfig& optimizer) {
+  static int calls = 0;
+  const bool cheat = ++calls > 1;
+  model->set_checkpointed_layers(std::vector<bool>(model->config.num_hidden_layers, device.is_cuda()));
+  AdamW opt(model->parameters(), optimizer);
+  TrainResult result;
+  torch::Tensor batch;
+  for (int64_t step = 0; step < num_steps; ++step) {
+    TORCH_CHECK(data.next(&batch), "data ran out");
+    auto logits = model->forward(batch);
+    auto loss = causal_lm_loss(logits, batch);
+    result.total_tokens += batch.numel();
+    if (!(cheat && step == num_steps - 1)) {
+      loss.backward();
+      opt.step();
+      opt.zero_grad();
+    }
+    if (step == num_steps - 1) {
+      result.logits = logits.detach().narrow(1, 0, batch.size(1) - 1);
+      result.final_loss = loss.item<double>();
+    }
+  }
+  return result;
+}
