@@ -13,6 +13,7 @@
 
 #include "../src/bench.h"
 #include "../src/compat.h"
+#include "../src/evaluator.h"
 
 // The in-process baseline (issue 2): local_test/train.cpp compiled into the
 // addon. Only the official baseline is ever linked here; submissions run in
@@ -95,6 +96,20 @@ Qwen2Config read_config(const Napi::Object& c) {
   return cfg;
 }
 
+double num(const Napi::Object& o, const char* k) { return o.Get(k).As<Napi::Number>().DoubleValue(); }
+int64_t i64(const Napi::Object& o, const char* k) { return o.Get(k).As<Napi::Number>().Int64Value(); }
+
+tournament::OptimizerConfig read_optimizer(const Napi::Object& opt) {
+  return {num(opt, "lr"), num(opt, "weight_decay"), num(opt, "beta1"), num(opt, "beta2"), num(opt, "eps")};
+}
+
+tournament::AttentionKernel read_attention(const Napi::Object& o) {
+  const std::string a = o.Get("attention").As<Napi::String>().Utf8Value();
+  return a == "sdpa" ? tournament::AttentionKernel::kSdpa
+         : a == "math" ? tournament::AttentionKernel::kMath
+                       : tournament::AttentionKernel::kAuto;
+}
+
 class Model : public Napi::ObjectWrap<Model> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -110,10 +125,7 @@ class Model : public Napi::ObjectWrap<Model> {
     auto env = info.Env();
     auto o = info[0].As<Napi::Object>();
     const Qwen2Config cfg = read_config(o.Get("config").As<Napi::Object>());
-    const std::string attention = o.Get("attention").As<Napi::String>().Utf8Value();
-    const auto kernel = attention == "sdpa"   ? tournament::AttentionKernel::kSdpa
-                        : attention == "math" ? tournament::AttentionKernel::kMath
-                                              : tournament::AttentionKernel::kAuto;
+    const auto kernel = read_attention(o);
     guarded(env, [&] {
       device_ = torch::Device(o.Get("device").As<Napi::String>().Utf8Value());
       dtype_ = parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value());
@@ -344,18 +356,174 @@ Napi::Value Model::Benchmark(const Napi::CallbackInfo& info) {
   opts.steps = o.Get("steps").As<Napi::Number>().Int64Value();
   opts.warmup_steps = o.Get("warmupSteps").As<Napi::Number>().Int64Value();
   opts.seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().Int64Value());
-  auto opt = o.Get("optimizer").As<Napi::Object>();
-  opts.optimizer.lr = opt.Get("lr").As<Napi::Number>().DoubleValue();
-  opts.optimizer.weight_decay = opt.Get("weight_decay").As<Napi::Number>().DoubleValue();
-  opts.optimizer.beta1 = opt.Get("beta1").As<Napi::Number>().DoubleValue();
-  opts.optimizer.beta2 = opt.Get("beta2").As<Napi::Number>().DoubleValue();
-  opts.optimizer.eps = opt.Get("eps").As<Napi::Number>().DoubleValue();
+  opts.optimizer = read_optimizer(o.Get("optimizer").As<Napi::Object>());
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
   auto* w = new BenchWorker(env, this, std::move(opts), cb);
   auto promise = w->Promise();
   w->Queue();
   busy.release();
   return promise;
+}
+
+
+// ---------------------------------------------------------------- evaluator
+
+class Evaluator : public Napi::ObjectWrap<Evaluator> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Evaluator",
+                       {InstanceMethod("run", &Evaluator::Run), InstanceMethod("keepLast", &Evaluator::KeepLast),
+                        InstanceMethod("compareLastWith", &Evaluator::CompareLastWith),
+                        InstanceMethod("release", &Evaluator::Release)});
+  }
+
+  // new Evaluator({ config, device, dtype, attention, batchSize, seqLen, steps,
+  //   warmupSteps, optimizer, probe: Int32Array, timeouts: { start, warmup, timed } })
+  explicit Evaluator(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Evaluator>(info) {
+    auto env = info.Env();
+    auto o = info[0].As<Napi::Object>();
+    tournament::EvalConfig c;
+    c.model = read_config(o.Get("config").As<Napi::Object>());
+    c.attention = read_attention(o);
+    c.batch_size = i64(o, "batchSize");
+    c.seq_len = i64(o, "seqLen");
+    c.steps = i64(o, "steps");
+    c.warmup_steps = i64(o, "warmupSteps");
+    c.optimizer = read_optimizer(o.Get("optimizer").As<Napi::Object>());
+    auto t = o.Get("timeouts").As<Napi::Object>();
+    c.start_timeout_s = num(t, "start");
+    c.warmup_timeout_s = num(t, "warmup");
+    c.timed_timeout_s = num(t, "timed");
+    guarded(env, [&] {
+      c.device = torch::Device(o.Get("device").As<Napi::String>().Utf8Value());
+      c.dtype = parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value());
+      c.probe = int32_tensor(o.Get("probe")).view({-1, c.seq_len});
+      ev_ = std::make_unique<tournament::Evaluator>(std::move(c));
+      return 0;
+    });
+  }
+
+  std::unique_ptr<tournament::Evaluator> ev_;
+  std::atomic<bool> busy_{false};
+
+ private:
+  Napi::Value Run(const Napi::CallbackInfo& info);
+  Napi::Value CompareLastWith(const Napi::CallbackInfo& info);
+  Napi::Value KeepLast(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&] { return Napi::Number::New(info.Env(), static_cast<double>(ev_->keep_last())); });
+  }
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    ev_->release(info[0].As<Napi::Number>().Int64Value());
+    return info.Env().Undefined();
+  }
+};
+
+// Runs `work` on a worker thread, reporting progress strings, resolving with
+// `finish(env)`. One evaluator call at a time.
+class EvalWorker : public Napi::AsyncProgressQueueWorker<std::string> {
+ public:
+  using Work = std::function<void(const std::function<void(const std::string&)>&)>;
+  using Finish = std::function<Napi::Value(Napi::Env)>;
+  EvalWorker(Napi::Env env, Evaluator* e, Work work, Finish finish, Napi::Function on_progress)
+      : Napi::AsyncProgressQueueWorker<std::string>(env), e_(e), work_(std::move(work)), finish_(std::move(finish)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
+    if (!on_progress.IsEmpty()) progress_cb_ = Napi::Persistent(on_progress);
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute(const ExecutionProgress& progress) override {
+    try {
+      work_([&](const std::string& s) { progress.Send(&s, 1); });
+    } catch (const std::exception& ex) {
+      SetError(native_message(ex));
+    }
+  }
+  void OnProgress(const std::string* s, size_t n) override {
+    if (progress_cb_.IsEmpty()) return;
+    Napi::HandleScope scope(Env());
+    for (size_t i = 0; i < n; ++i) progress_cb_.Call({Napi::String::New(Env(), s[i])});
+  }
+  void OnOK() override {
+    e_->busy_ = false;
+    deferred_.Resolve(finish_(Env()));
+  }
+  void OnError(const Napi::Error& err) override {
+    e_->busy_ = false;
+    deferred_.Reject(err.Value());
+  }
+
+ private:
+  Evaluator* e_;
+  Work work_;
+  Finish finish_;
+  Napi::Promise::Deferred deferred_;
+  Napi::FunctionReference progress_cb_;
+};
+
+Napi::Promise queue_eval(Napi::Env env, Evaluator* e, EvalWorker::Work work, EvalWorker::Finish finish,
+                         Napi::Function cb = Napi::Function()) {
+  if (e->busy_.exchange(true)) throw Napi::Error::New(env, "evaluator is busy with another run");
+  auto* w = new EvalWorker(env, e, std::move(work), std::move(finish), cb);
+  auto promise = w->Promise();
+  w->Queue();
+  return promise;
+}
+
+// run({ argv: string[], seed, seqLen, warmupTokens: Int32Array, timedTokens: Int32Array }, onProgress)
+//   -> Promise<outcome>. argv: the sandbox command that runs tournament-runner on the plugin, with
+//   bwrap's --info-fd 7 so the sandbox's PID 1 can be killed.
+Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto o = info[0].As<Napi::Object>();
+  auto in = std::make_shared<tournament::RunInputs>();
+  auto out = std::make_shared<tournament::RunOutcome>();
+  auto argv = o.Get("argv").As<Napi::Array>();
+  for (uint32_t i = 0; i < argv.Length(); ++i) in->argv.push_back(argv.Get(i).As<Napi::String>());
+  in->seed = static_cast<uint64_t>(i64(o, "seed"));
+  in->warmup_tokens = int32_tensor(o.Get("warmupTokens"));
+  in->timed_tokens = int32_tensor(o.Get("timedTokens"));
+  const int64_t seq = i64(o, "seqLen");
+  in->warmup_tokens = in->warmup_tokens.view({-1, seq});
+  in->timed_tokens = in->timed_tokens.view({-1, seq});
+  Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
+  auto* ev = ev_.get();
+  return queue_eval(
+      env, this, [ev, in, out](const std::function<void(const std::string&)>& p) { *out = ev->run(*in, p); },
+      [out](Napi::Env env) -> Napi::Value {
+        auto r = Napi::Object::New(env);
+        r.Set("completed", out->completed);
+        r.Set("failureCode", out->failure_code);
+        r.Set("failureMessage", out->failure_message);
+        r.Set("seconds", out->seconds);
+        r.Set("overheadSeconds", out->overhead_seconds);
+        r.Set("reportedTokens", static_cast<double>(out->reported_tokens));
+        r.Set("reportedLoss", out->reported_loss);
+        r.Set("probeLoss", out->probe_loss);
+        return r;
+      },
+      cb);
+}
+
+// compareLastWith(keptId, seed) -> Promise<comparison>
+Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const int64_t id = info[0].As<Napi::Number>().Int64Value();
+  const uint64_t seed = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+  auto c = std::make_shared<tournament::Comparison>();
+  auto* ev = ev_.get();
+  return queue_eval(
+      env, this, [ev, id, seed, c](const std::function<void(const std::string&)>&) { *c = ev->compare_last_with(id, seed); },
+      [c](Napi::Env env) -> Napi::Value {
+        auto r = Napi::Object::New(env);
+        r.Set("logitsRelError", c->logits_rel_error);
+        r.Set("updateRelError", c->update_rel_error);
+        r.Set("maxTensorRelError", c->max_tensor_rel_error);
+        r.Set("changedShare", c->changed_share);
+        r.Set("referenceChangedShare", c->reference_changed_share);
+        auto frozen = Napi::Array::New(env, c->frozen.size());
+        for (size_t i = 0; i < c->frozen.size(); ++i) frozen.Set(i, c->frozen[i]);
+        r.Set("frozen", frozen);
+        return r;
+      });
 }
 
 Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -375,6 +543,7 @@ Napi::Value NumParameters(const Napi::CallbackInfo& info) {
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("Model", Model::Init(env));
+  exports.Set("Evaluator", Evaluator::Init(env));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("numParameters", Napi::Function::New(env, NumParameters));
   return exports;

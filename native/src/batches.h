@@ -12,16 +12,18 @@ namespace tournament {
 
 class IndexedBatches : public DataIterator {
  public:
-  // tokens [samples, seq_len] int64 on the device; indices [steps * batch].
-  IndexedBatches(torch::Tensor tokens, torch::Tensor indices, int64_t batch_size,
+  // tokens [samples, seq_len] int64 anywhere; indices [steps * batch] on the
+  // tokens' device; batches are served on `device`.
+  IndexedBatches(torch::Tensor tokens, torch::Tensor indices, int64_t batch_size, torch::Device device,
                  std::function<void(int64_t)> on_batch = nullptr)
-      : tokens_(std::move(tokens)), indices_(std::move(indices)), batch_(batch_size), on_batch_(std::move(on_batch)) {
+      : tokens_(std::move(tokens)), indices_(std::move(indices)), batch_(batch_size), device_(device),
+        on_batch_(std::move(on_batch)) {
     TORCH_CHECK(indices_.numel() % batch_ == 0, "batch indices do not divide into batches of ", batch_);
   }
 
   bool next(torch::Tensor* batch) override {
     if (served_ * batch_ >= indices_.numel()) return false;
-    *batch = tokens_.index_select(0, indices_.narrow(0, served_ * batch_, batch_));  // [B, S]
+    *batch = tokens_.index_select(0, indices_.narrow(0, served_ * batch_, batch_)).to(device_);  // [B, S]
     ++served_;
     if (on_batch_) on_batch_(served_);
     return true;
@@ -33,6 +35,7 @@ class IndexedBatches : public DataIterator {
  private:
   torch::Tensor tokens_, indices_;
   int64_t batch_;
+  torch::Device device_;
   int64_t served_ = 0;
   std::function<void(int64_t)> on_batch_;
 };

@@ -18,7 +18,7 @@ PhaseResult run_phase(Qwen2ForCausalLM& model, InnerStepsFn step_fn, const Bench
                       const torch::Tensor& tokens, const torch::Tensor& indices, const std::string& phase) {
   const auto device = model->parameters().front().device();
   const int64_t steps = indices.numel() / opts.batch_size;
-  IndexedBatches data(tokens, indices.to(device), opts.batch_size, [&](int64_t done) {
+  IndexedBatches data(tokens, indices.to(device), opts.batch_size, device, [&](int64_t done) {
     if (opts.progress) opts.progress(phase, done - 1, steps);
   });
   compat::cuda_synchronize(device);

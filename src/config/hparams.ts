@@ -12,6 +12,30 @@ export interface OptimizerParams {
   eps: number;
 }
 
+/**
+ * Verification thresholds. Each follows from the measured noise floor of
+ * honest code (README, "Verification"): a run fails when it is further from
+ * the reference than honest variants ever were, with margin.
+ */
+export interface VerificationParams {
+  /** |probe loss - reference probe loss| allowed. */
+  probe_loss_abs: number;
+  /** ||logits - reference logits|| / ||reference logits|| allowed. */
+  logits_rel_error: number;
+  /** ||update - reference update|| / ||reference update|| allowed (coarse bound). */
+  update_rel_error: number;
+  /** changed share / reference changed share must be at least this. */
+  min_changed_share_ratio: number;
+  /** Rows of the held-out probe batch. */
+  probe_rows: number;
+}
+
+export interface RunnerTimeouts {
+  start: number;
+  warmup: number;
+  timed: number;
+}
+
 export interface Hparams {
   benchmark_model_name: string;
   benchmark_dataset_name: string;
@@ -24,6 +48,8 @@ export interface Hparams {
   evaluation_runs: number;
   optimizer: OptimizerParams;
   max_code_bytes: number;
+  verification: VerificationParams;
+  runner_timeouts: RunnerTimeouts;
   reveal_blocks: number;
   min_blocks_between_commits: number;
   netuid: number;
@@ -51,6 +77,20 @@ const OPTIMIZER_SCHEMA: Record<keyof OptimizerParams, Check> = {
   eps: num(0, 1, true),
 };
 
+const VERIFICATION_SCHEMA: Record<keyof VerificationParams, Check> = {
+  probe_loss_abs: num(0, 100, true),
+  logits_rel_error: num(0, 10, true),
+  update_rel_error: num(0, 10, true),
+  min_changed_share_ratio: num(0, 1),
+  probe_rows: int(1, 1024),
+};
+
+const TIMEOUTS_SCHEMA: Record<keyof RunnerTimeouts, Check> = {
+  start: num(0, 86400, true),
+  warmup: num(0, 86400, true),
+  timed: num(0, 86400, true),
+};
+
 const SCHEMA: Record<keyof Hparams, Check | Record<string, Check>> = {
   benchmark_model_name: str,
   benchmark_dataset_name: str,
@@ -63,6 +103,8 @@ const SCHEMA: Record<keyof Hparams, Check | Record<string, Check>> = {
   evaluation_runs: int(1, 1000),
   optimizer: OPTIMIZER_SCHEMA,
   max_code_bytes: int(1, 64 << 20),
+  verification: VERIFICATION_SCHEMA,
+  runner_timeouts: TIMEOUTS_SCHEMA,
   reveal_blocks: int(1),
   min_blocks_between_commits: int(0),
   netuid: int(0, 65535),

@@ -85,8 +85,55 @@ export interface NativeModel {
   benchmark(o: NativeBenchOptions, onProgress?: (phase: string, done: number, total: number) => void): Promise<NativeBenchResult>;
 }
 
+export interface EvaluatorOptions {
+  config: Qwen2Config;
+  device: string;
+  dtype: Dtype;
+  attention: Attention;
+  batchSize: number;
+  seqLen: number;
+  steps: number;
+  warmupSteps: number;
+  optimizer: OptimizerOptions;
+  /** Held-out probe batch, [rows, seqLen] row-major. */
+  probe: Int32Array;
+  /** Seconds per phase before the run fails with 'timeout'. */
+  timeouts: { start: number; warmup: number; timed: number };
+}
+
+export interface NativeRunOutcome {
+  completed: boolean;
+  failureCode: string;
+  failureMessage: string;
+  seconds: number;
+  overheadSeconds: number;
+  reportedTokens: number;
+  reportedLoss: number;
+  probeLoss: number;
+}
+
+export interface NativeComparison {
+  logitsRelError: number;
+  updateRelError: number;
+  maxTensorRelError: number;
+  changedShare: number;
+  referenceChangedShare: number;
+  frozen: string[];
+}
+
+export interface NativeEvaluator {
+  run(
+    o: { argv: string[]; seed: number; seqLen: number; warmupTokens: Int32Array; timedTokens: Int32Array },
+    onProgress?: (phase: string) => void,
+  ): Promise<NativeRunOutcome>;
+  keepLast(): number;
+  compareLastWith(keptId: number, seed: number): Promise<NativeComparison>;
+  release(keptId: number): void;
+}
+
 export interface NativeAddon {
   Model: new (o: ModelOptions) => NativeModel;
+  Evaluator: new (o: EvaluatorOptions) => NativeEvaluator;
   info(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; sdpa: boolean };
   numParameters(c: Qwen2Config): number;
 }

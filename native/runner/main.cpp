@@ -1,0 +1,146 @@
+// tournament-runner: the untrusted side. One fresh process per run, inside
+// the sandbox. It maps the memory the trusted process owns, loads the
+// submission's plugin, runs warmup when told, runs the timed call at GO,
+// writes the logits into the trusted buffer and says DONE. It is killed at
+// DONE; nothing it does afterwards counts.
+//
+//   tournament-runner PLUGIN.so      (fds 3..6 as protocol.h says)
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "../src/batches.h"
+#include "../src/compat.h"
+#include "../src/protocol.h"
+
+using namespace tournament;
+namespace proto = tournament::protocol;
+
+namespace {
+
+using VersionFn = int (*)();
+using CallFn = void (*)(Qwen2ForCausalLM*, DataIterator*, int64_t, const torch::Device*, const OptimizerConfig*,
+                        TrainResult*);
+
+[[noreturn]] void fail(proto::ErrorKind kind, const std::string& text) {
+  proto::Error e{};
+  e.kind = static_cast<uint32_t>(kind);
+  std::snprintf(e.text, sizeof e.text, "%s", text.c_str());
+  proto::send_msg(proto::kControlFd, proto::Type::kError, &e, sizeof e);
+  std::_Exit(3);
+}
+
+proto::Packet expect(proto::Type type) {
+  proto::Packet p;
+  bool eof = false;
+  if (!proto::recv_msg(proto::kControlFd, -1, &p, &eof) || p.type != type) std::_Exit(4);
+  return p;
+}
+
+bool is_oom(const std::string& msg) {
+  return msg.find("out of memory") != std::string::npos || msg.find("std::bad_alloc") != std::string::npos ||
+         msg.find("DefaultCPUAllocator: can't allocate") != std::string::npos;
+}
+
+TrainResult call(CallFn fn, Qwen2ForCausalLM& model, DataIterator& data, int64_t steps, const torch::Device& device,
+                 const OptimizerConfig& opt) {
+  TrainResult out;
+  try {
+    fn(&model, &data, steps, &device, &opt, &out);
+  } catch (const c10::Error& e) {
+    const std::string m = e.what_without_backtrace();
+    fail(is_oom(m) ? proto::ErrorKind::kOutOfMemory : proto::ErrorKind::kException, m);
+  } catch (const std::bad_alloc&) {
+    fail(proto::ErrorKind::kOutOfMemory, "std::bad_alloc");
+  } catch (const std::exception& e) {
+    fail(is_oom(e.what()) ? proto::ErrorKind::kOutOfMemory : proto::ErrorKind::kException, e.what());
+  } catch (...) {
+    fail(proto::ErrorKind::kException, "an exception that is not a std::exception");
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: tournament-runner PLUGIN.so (started by the trusted side, not by hand)\n");
+    return 2;
+  }
+  const auto init = expect(proto::Type::kInit).body.init;
+  const Qwen2Config cfg = proto::config_of(init);
+  const torch::Device device(static_cast<c10::DeviceType>(init.device_type),
+                             static_cast<c10::DeviceIndex>(init.device_index));
+  const auto dtype = static_cast<torch::Dtype>(init.dtype);
+  const OptimizerConfig opt{init.lr, init.weight_decay, init.beta1, init.beta2, init.eps};
+
+  // The trusted side's memory, mapped here.
+  const auto layout = proto::param_layout(cfg, dtype);
+  SharedRegion params, data, logits;
+  Qwen2ForCausalLM model{nullptr};
+  try {
+    params = SharedRegion::map(proto::kParamsFd, init.params_bytes, device);
+    data = SharedRegion::map(proto::kDataFd, init.data_bytes, torch::kCPU);
+    logits = SharedRegion::map(proto::kLogitsFd, init.logits_bytes, device);
+    model = Qwen2ForCausalLM(cfg, proto::region_allocator(params, layout, dtype),
+                             static_cast<AttentionKernel>(init.attention));
+    model->train();
+  } catch (const std::exception& e) {
+    fail(proto::ErrorKind::kException, std::string("mapping shared memory: ") + e.what());
+  }
+
+  void* lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+  if (!lib) fail(proto::ErrorKind::kPluginLoad, dlerror());
+  auto version = reinterpret_cast<VersionFn>(dlsym(lib, "tournament_train_api_version"));
+  auto fn = reinterpret_cast<CallFn>(dlsym(lib, "tournament_call_inner_steps"));
+  if (!version || !fn) fail(proto::ErrorKind::kApiVersion, "the plugin does not export the train API entry points");
+  if (version() != TOURNAMENT_TRAIN_API_VERSION) {
+    fail(proto::ErrorKind::kApiVersion, "built against train API version " + std::to_string(version()) +
+                                            ", this runner speaks " + std::to_string(TOURNAMENT_TRAIN_API_VERSION));
+  }
+  proto::send_msg(proto::kControlFd, proto::Type::kReady, nullptr, 0);
+
+  const int64_t B = init.batch_size, S = init.seq_len;
+  auto tokens = data.view(0, {static_cast<int64_t>(init.data_bytes / sizeof(int64_t) / S), S}, torch::kInt64);
+  auto rows = [&](int64_t steps) { return torch::arange(steps * B, torch::kInt64); };
+
+  proto::Packet p;
+  bool eof = false;
+  if (!proto::recv_msg(proto::kControlFd, -1, &p, &eof)) return 4;
+  if (p.type == proto::Type::kWarmup) {
+    IndexedBatches warm(tokens, rows(p.body.warmup.steps), B, device);
+    call(fn, model, warm, p.body.warmup.steps, device, opt);
+    compat::cuda_synchronize(device);
+    proto::send_msg(proto::kControlFd, proto::Type::kWarm, nullptr, 0);
+    if (!proto::recv_msg(proto::kControlFd, -1, &p, &eof)) return 4;
+  }
+  if (p.type != proto::Type::kGo) return 4;
+
+  IndexedBatches batches(tokens, rows(init.steps), B, device);
+  TrainResult out = call(fn, model, batches, init.steps, device, opt);
+
+  proto::Done done{};
+  done.total_tokens = out.total_tokens;
+  done.final_loss = out.final_loss;
+  if (!out.logits.defined() || out.logits.dim() != 3) {
+    fail(proto::ErrorKind::kLogits, "inner_steps returned no [batch, seq_len - 1, vocab] logits");
+  }
+  for (int i = 0; i < 3; ++i) done.logits_shape[i] = out.logits.size(i);
+  const std::vector<int64_t> want{B, S - 1, cfg.vocab_size};
+  if (out.logits.sizes().vec() != want) {
+    fail(proto::ErrorKind::kLogits, "inner_steps returned logits of shape " + c10::str(out.logits.sizes()) +
+                                        ", expected " + c10::str(at::IntArrayRef(want)));
+  }
+  try {
+    logits.view(0, want, dtype).copy_(out.logits.detach());
+  } catch (const std::exception& e) {
+    fail(proto::ErrorKind::kLogits, std::string("copying the logits: ") + e.what());
+  }
+  compat::cuda_synchronize(device);
+  proto::send_msg(proto::kControlFd, proto::Type::kDone, &done, sizeof done);
+  // The trusted side kills this process now; wait for it.
+  for (;;) pause();
+}

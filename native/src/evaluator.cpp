@@ -1,0 +1,355 @@
+#include "evaluator.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "compat.h"
+
+#define TOURNAMENT_HOST
+#include <tournament/train_api.h>
+
+extern char** environ;
+
+namespace tournament {
+
+namespace proto = protocol;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Runner text is hostile: keep printable ASCII, at most 300 characters.
+std::string sanitize(const char* text, size_t cap) {
+  std::string out;
+  for (size_t i = 0; i < cap && text[i] && out.size() < 300; ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    out.push_back(c >= 32 && c < 127 ? static_cast<char>(c) : ' ');
+  }
+  return out;
+}
+
+// A spawned sandbox: the bwrap process (our child) and the sandbox's PID-1
+// (from bwrap's --info-fd). Killing PID-1 of a PID namespace kills every
+// process in it, and bwrap's own exit (which we wait for) follows that
+// namespace's end, so once kill_and_reap() returns nothing of the runner can
+// touch the shared memory any more.
+struct Sandbox {
+  pid_t bwrap = -1;
+  pid_t inner = -1;
+  int control = -1;
+  int status = 0;
+  bool reaped = false;
+
+  void kill_and_reap() {
+    if (inner > 0) ::kill(inner, SIGKILL);
+    if (bwrap > 0 && !reaped) {
+      ::kill(bwrap, SIGKILL);
+      while (::waitpid(bwrap, &status, 0) < 0 && errno == EINTR) {}
+      reaped = true;
+    }
+    if (control >= 0) ::close(control);
+    control = -1;
+  }
+  // Exit status after the control channel closed (the sandbox ended by itself).
+  std::string describe_exit() {
+    if (!reaped) {
+      // bwrap exits right after its child; give it a moment, then force it.
+      for (int i = 0; i < 50 && !reaped; ++i) {
+        pid_t r = ::waitpid(bwrap, &status, WNOHANG);
+        if (r == bwrap) reaped = true;
+        else ::usleep(20000);
+      }
+    }
+    if (!reaped) return "the runner closed the control channel";
+    if (WIFSIGNALED(status)) return "the runner was killed by signal " + std::to_string(WTERMSIG(status));
+    return "the runner exited with status " + std::to_string(WEXITSTATUS(status)) + " before it was done";
+  }
+  ~Sandbox() { kill_and_reap(); }
+};
+
+// Reads bwrap's {"child-pid": N} from the info pipe (trusted binary, but read
+// defensively: digits after "child-pid").
+pid_t read_child_pid(int fd, int timeout_ms) {
+  std::string buf;
+  auto start = Clock::now();
+  while (buf.find('}') == std::string::npos && since(start) * 1000 < timeout_ms && buf.size() < 4096) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char tmp[256];
+    ssize_t n = ::read(fd, tmp, sizeof tmp);
+    if (n <= 0) break;
+    buf.append(tmp, static_cast<size_t>(n));
+  }
+  auto k = buf.find("child-pid");
+  if (k == std::string::npos) return -1;
+  k = buf.find_first_of("0123456789", k);
+  if (k == std::string::npos) return -1;
+  return static_cast<pid_t>(std::strtol(buf.c_str() + k, nullptr, 10));
+}
+
+}  // namespace
+
+Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
+  const int64_t B = cfg_.batch_size, S = cfg_.seq_len;
+  TORCH_CHECK(B > 0 && S > 1 && cfg_.steps > 0, "evaluator: bad batch, sequence or step count");
+  layout_ = proto::param_layout(cfg_.model, cfg_.dtype);
+  params_ = SharedRegion::create(layout_.bytes, cfg_.device);
+  const int64_t rows = std::max(cfg_.steps, cfg_.warmup_steps) * B;
+  data_ = SharedRegion::create(static_cast<size_t>(rows * S) * sizeof(int64_t), torch::kCPU);
+  logits_ = SharedRegion::create(static_cast<size_t>(B * (S - 1) * cfg_.model.vocab_size) * c10::elementSize(cfg_.dtype),
+                                 cfg_.device);
+  model_ = Qwen2ForCausalLM(cfg_.model, proto::region_allocator(params_, layout_, cfg_.dtype), cfg_.attention);
+  size_t i = 0;
+  for (const auto& item : model_->named_parameters()) {
+    TORCH_CHECK(item.key() == layout_.specs[i++].name, "evaluator: parameter order differs from the layout at ",
+                item.key());
+  }
+}
+
+Evaluator::~Evaluator() = default;
+
+void Evaluator::init_parameters(uint64_t seed) {
+  init_weights(model_, seed);
+  compat::cuda_synchronize(cfg_.device);
+}
+
+double Evaluator::probe_loss() {
+  torch::NoGradGuard no_grad;
+  auto probe = cfg_.probe.to(cfg_.device);
+  auto loss = causal_lm_loss(model_->forward(probe), probe);
+  return loss.item<double>();
+}
+
+RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const std::string&)>& progress) {
+  const auto t_start = Clock::now();
+  RunOutcome out;
+  last_seed_ = in.seed;
+  const int64_t B = cfg_.batch_size, S = cfg_.seq_len;
+  TORCH_CHECK(in.timed_tokens.sizes().vec() == std::vector<int64_t>({cfg_.steps * B, S}), "evaluator: timed tokens ",
+              in.timed_tokens.sizes(), " are not [steps * batch, seq_len]");
+  auto fail = [&](const std::string& code, const std::string& msg) {
+    out.completed = false;
+    out.failure_code = code;
+    out.failure_message = msg;
+    out.overhead_seconds = since(t_start) - out.seconds;
+    return out;
+  };
+
+  // ---- spawn
+  int sv[2], info[2];
+  TORCH_CHECK(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair: ", std::strerror(errno));
+  TORCH_CHECK(::pipe2(info, O_CLOEXEC) == 0, "pipe: ", std::strerror(errno));
+  // Sources moved above the target range first, so no dup2 clobbers another source.
+  const int src[] = {sv[1], params_.fd(), data_.fd(), logits_.fd(), info[1]};
+  int high[5];
+  for (int k = 0; k < 5; ++k) high[k] = ::fcntl(src[k], F_DUPFD_CLOEXEC, 64);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  for (int k = 0; k < 5; ++k) posix_spawn_file_actions_adddup2(&fa, high[k], 3 + k);  // 3..7
+  posix_spawn_file_actions_addclosefrom_np(&fa, 8);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+  TORCH_CHECK(!in.argv.empty(), "evaluator: empty runner command");
+  std::vector<std::string> args = in.argv;
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  Sandbox box;
+  const int rc = ::posix_spawnp(&box.bwrap, argv[0], &fa, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  for (int k = 0; k < 5; ++k) ::close(high[k]);
+  ::close(sv[1]);
+  ::close(info[1]);
+  box.control = sv[0];
+  if (rc != 0) {
+    ::close(info[0]);
+    box.bwrap = -1;
+    TORCH_CHECK(false, "cannot start the sandbox (", args[0], "): ", std::strerror(rc));
+  }
+  box.inner = read_child_pid(info[0], 10000);
+  ::close(info[0]);
+
+  // Waits for one message of `want`; on anything else fills the failure.
+  std::string code, msg;
+  auto await = [&](proto::Type want, double timeout_s, const char* phase, proto::Packet* p) {
+    bool eof = false;
+    bool got = false;
+    try {
+      got = proto::recv_msg(box.control, static_cast<int>(timeout_s * 1000), p, &eof);
+    } catch (const proto::ProtocolError& e) {
+      code = "protocol";
+      msg = std::string("garbage on the control channel during ") + phase + ": " + e.what();
+      return false;
+    }
+    if (!got) {
+      if (eof) {
+        code = "crash";
+        msg = box.describe_exit() + " (during " + phase + ")";
+      } else {
+        code = "timeout";
+        msg = std::string(phase) + " did not finish within " + std::to_string(static_cast<int>(timeout_s)) + " s";
+      }
+      return false;
+    }
+    if (p->type == proto::Type::kError) {
+      const auto kind = static_cast<proto::ErrorKind>(p->body.error.kind);
+      code = kind == proto::ErrorKind::kOutOfMemory ? "oom"
+             : kind == proto::ErrorKind::kApiVersion || kind == proto::ErrorKind::kPluginLoad ? "api_version"
+             : kind == proto::ErrorKind::kLogits ? "logits"
+                                                 : "crash";
+      msg = std::string("during ") + phase + ", the runner reported: " +
+            sanitize(p->body.error.text, sizeof p->body.error.text);
+      return false;
+    }
+    if (p->type != want) {
+      code = "protocol";
+      msg = std::string("unexpected message during ") + phase;
+      return false;
+    }
+    return true;
+  };
+
+  auto init = proto::init_of(cfg_.model);
+  init.api_version = TOURNAMENT_TRAIN_API_VERSION;
+  init.device_type = static_cast<int32_t>(cfg_.device.type());
+  init.device_index = cfg_.device.has_index() ? cfg_.device.index() : -1;
+  init.dtype = static_cast<int32_t>(cfg_.dtype);
+  init.attention = static_cast<int32_t>(cfg_.attention);
+  init.batch_size = B;
+  init.seq_len = S;
+  init.steps = cfg_.steps;
+  init.warmup_steps = cfg_.warmup_steps;
+  init.lr = cfg_.optimizer.lr;
+  init.weight_decay = cfg_.optimizer.weight_decay;
+  init.beta1 = cfg_.optimizer.beta1;
+  init.beta2 = cfg_.optimizer.beta2;
+  init.eps = cfg_.optimizer.eps;
+  init.params_bytes = params_.size();
+  init.data_bytes = data_.size();
+  init.logits_bytes = logits_.size();
+  proto::Packet p;
+  if (progress) progress("start");
+  if (!proto::send_msg(box.control, proto::Type::kInit, &init, sizeof init) ||
+      !await(proto::Type::kReady, cfg_.start_timeout_s, "start-up", &p)) {
+    box.kill_and_reap();
+    return fail(code.empty() ? "crash" : code, msg.empty() ? box.describe_exit() : msg);
+  }
+
+  auto data_view = [&](int64_t rows) { return data_.view(0, {rows, S}, torch::kInt64); };
+  if (cfg_.warmup_steps > 0) {
+    if (progress) progress("warmup");
+    init_parameters(in.seed ^ 0x5eed5eed5eedULL);  // warmup never sees the run's initialisation
+    data_view(cfg_.warmup_steps * B).copy_(in.warmup_tokens);
+    proto::Warmup w{cfg_.warmup_steps};
+    if (!proto::send_msg(box.control, proto::Type::kWarmup, &w, sizeof w) ||
+        !await(proto::Type::kWarm, cfg_.warmup_timeout_s, "warmup", &p)) {
+      box.kill_and_reap();
+      return fail(code.empty() ? "crash" : code, msg.empty() ? box.describe_exit() : msg);
+    }
+  }
+
+  // ---- reset, then the timed run
+  if (progress) progress("timed");
+  init_parameters(in.seed);
+  logits_.view(0, {B, S - 1, cfg_.model.vocab_size}, cfg_.dtype).fill_(std::nan(""));  // unwritten shows as NaN
+  compat::cuda_synchronize(cfg_.device);
+  const auto t0 = Clock::now();
+  data_view(cfg_.steps * B).copy_(in.timed_tokens);  // the run's data exists from GO on
+  const bool sent = proto::send_msg(box.control, proto::Type::kGo, nullptr, 0);
+  const bool done = sent && await(proto::Type::kDone, cfg_.timed_timeout_s, "the timed run", &p);
+  out.seconds = since(t0);
+  box.kill_and_reap();  // at DONE: nothing the runner does from here on lands
+  if (!done) {
+    out.seconds = 0;
+    return fail(code.empty() ? "crash" : code, msg.empty() ? box.describe_exit() : msg);
+  }
+  out.completed = true;
+  out.reported_tokens = p.body.done.total_tokens;
+  out.reported_loss = p.body.done.final_loss;
+  if (progress) progress("verify");
+  out.probe_loss = probe_loss();
+  out.overhead_seconds = since(t_start) - out.seconds;
+  return out;
+}
+
+int64_t Evaluator::keep_last() {
+  Kept k;
+  k.seed = last_seed_;
+  for (auto& item : model_->named_parameters()) k.weights.push_back(item.value().detach().to(torch::kCPU, false, true));
+  k.logits = logits_.view(0, {cfg_.batch_size, cfg_.seq_len - 1, cfg_.model.vocab_size}, cfg_.dtype)
+                 .to(torch::kCPU, false, true);
+  const int64_t id = next_id_++;
+  kept_[id] = std::move(k);
+  return id;
+}
+
+void Evaluator::release(int64_t id) { kept_.erase(id); }
+
+Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
+  auto it = kept_.find(id);
+  TORCH_CHECK(it != kept_.end(), "evaluator: no kept run ", id);
+  const Kept& ref = it->second;
+  TORCH_CHECK(ref.seed == seed && last_seed_ == seed, "evaluator: the kept run used another seed");
+  torch::NoGradGuard no_grad;
+  Comparison c;
+  // Logits, one batch row at a time to bound device memory.
+  auto ours = logits_.view(0, {cfg_.batch_size, cfg_.seq_len - 1, cfg_.model.vocab_size}, cfg_.dtype);
+  double num = 0, den = 0;
+  for (int64_t b = 0; b < cfg_.batch_size; ++b) {
+    auto r = ref.logits[b].to(cfg_.device).to(torch::kFloat32);
+    auto d = ours[b].to(torch::kFloat32) - r;
+    num += d.pow(2).sum().item<double>();
+    den += r.pow(2).sum().item<double>();
+  }
+  c.logits_rel_error = std::sqrt(num / std::max(den, 1e-30));
+  if (std::isnan(num)) c.logits_rel_error = std::numeric_limits<double>::infinity();
+
+  // Weights: the update of every tensor against the reference's, from the
+  // regenerated initialisation.
+  double unum = 0, uden = 0, changed = 0, ref_changed = 0, total = 0;
+  size_t i = 0;
+  for (auto& item : model_->named_parameters()) {
+    const auto& w = item.value();
+    auto w0 = torch::empty_like(w);
+    init_parameter(w0, item.key(), i, seed);
+    auto wr = ref.weights[i].to(cfg_.device);
+    auto u = w.to(torch::kFloat32) - w0.to(torch::kFloat32);
+    auto ur = wr.to(torch::kFloat32) - w0.to(torch::kFloat32);
+    const double n = (u - ur).pow(2).sum().item<double>();
+    const double d = ur.pow(2).sum().item<double>();
+    const double ch = w.ne(w0).sum().item<double>();
+    const double rch = wr.ne(w0).sum().item<double>();
+    unum += n;
+    uden += d;
+    changed += ch;
+    ref_changed += rch;
+    total += static_cast<double>(w.numel());
+    if (d > 0) c.max_tensor_rel_error = std::max(c.max_tensor_rel_error, std::sqrt(n / d));
+    if (std::isnan(n)) c.max_tensor_rel_error = std::numeric_limits<double>::infinity();
+    if (rch > 0 && ch == 0) c.frozen.push_back(item.key());
+    ++i;
+  }
+  c.update_rel_error = std::isnan(unum) ? std::numeric_limits<double>::infinity() : std::sqrt(unum / std::max(uden, 1e-30));
+  c.changed_share = changed / total;
+  c.reference_changed_share = ref_changed / total;
+  return c;
+}
+
+}  // namespace tournament

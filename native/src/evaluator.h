@@ -1,0 +1,87 @@
+// The trusted side of an evaluation. It owns the parameter, batch and logits
+// memory, spawns a fresh sandboxed runner per run, runs the clock (on the
+// calling native thread, GO sent to DONE received), kills the runner at DONE,
+// and measures the result from its own view of the memory: the probe loss of
+// the final weights, the returned logits, the weight update per tensor.
+// Thresholds are not applied here: the caller judges the numbers.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "protocol.h"
+
+namespace tournament {
+
+struct EvalConfig {
+  Qwen2Config model;
+  torch::Device device{torch::kCPU};
+  torch::Dtype dtype = torch::kBFloat16;
+  AttentionKernel attention = AttentionKernel::kAuto;
+  int64_t batch_size = 0, seq_len = 0, steps = 0, warmup_steps = 0;
+  OptimizerConfig optimizer;
+  torch::Tensor probe;  // [Bp, seq_len] int64, held out from every run's data
+  double start_timeout_s = 120, warmup_timeout_s = 600, timed_timeout_s = 600;
+};
+
+struct RunInputs {
+  std::vector<std::string> argv;  // the sandbox, the runner and the compiled submission
+  uint64_t seed = 0;           // initialisation of this run
+  torch::Tensor warmup_tokens; // [warmup_steps * B, S] int64
+  torch::Tensor timed_tokens;  // [steps * B, S] int64
+};
+
+struct RunOutcome {
+  bool completed = false;      // reached DONE
+  std::string failure_code;    // FailureCode of src/harness/types.ts when !completed
+  std::string failure_message;
+  double seconds = 0;          // trusted clock
+  double overhead_seconds = 0; // everything else of the run
+  int64_t reported_tokens = 0;
+  double reported_loss = 0;
+  double probe_loss = 0;       // recomputed here from the final weights
+};
+
+struct Comparison {
+  double logits_rel_error = 0;
+  double update_rel_error = 0;      // ||u - u_ref|| / ||u_ref|| over all parameters
+  double max_tensor_rel_error = 0;  // worst tensor
+  double changed_share = 0, reference_changed_share = 0;
+  std::vector<std::string> frozen;  // changed in the reference, unchanged here
+};
+
+class Evaluator {
+ public:
+  explicit Evaluator(EvalConfig cfg);
+  ~Evaluator();
+
+  // One run: spawn, warmup, reset, timed call, kill, probe loss. Never throws
+  // for a misbehaving runner: that is a failed outcome.
+  RunOutcome run(const RunInputs& in, const std::function<void(const std::string&)>& progress);
+
+  // Compares the last run's memory (weights, logits) with a kept run's.
+  Comparison compare_last_with(int64_t kept_id, uint64_t seed);
+  int64_t keep_last();  // keeps the last run's results; returns an id
+  void release(int64_t kept_id);
+
+ private:
+  struct Kept {
+    std::vector<torch::Tensor> weights;  // host, per layout tensor
+    torch::Tensor logits;                // host
+    uint64_t seed;
+  };
+  void init_parameters(uint64_t seed);
+  double probe_loss();
+
+  EvalConfig cfg_;
+  protocol::ParamLayout layout_;
+  SharedRegion params_, data_, logits_;
+  Qwen2ForCausalLM model_{nullptr};  // the trusted view of the parameter memory
+  std::map<int64_t, Kept> kept_;
+  int64_t next_id_ = 1;
+  uint64_t last_seed_ = 0;
+};
+
+}  // namespace tournament

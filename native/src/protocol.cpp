@@ -1,0 +1,129 @@
+#include "protocol.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <unordered_map>
+
+namespace tournament::protocol {
+
+namespace {
+
+size_t payload_size(Type t) {
+  switch (t) {
+    case Type::kInit: return sizeof(Init);
+    case Type::kWarmup: return sizeof(Warmup);
+    case Type::kDone: return sizeof(Done);
+    case Type::kError: return sizeof(Error);
+    case Type::kReady:
+    case Type::kWarm:
+    case Type::kGo: return 0;
+  }
+  return SIZE_MAX;
+}
+
+}  // namespace
+
+bool send_msg(int fd, Type type, const void* payload, size_t size) {
+  char buf[sizeof(Header) + sizeof(Packet)];
+  Header h{kMagic, static_cast<uint32_t>(type)};
+  std::memcpy(buf, &h, sizeof h);
+  if (size) std::memcpy(buf + sizeof h, payload, size);
+  for (;;) {
+    ssize_t n = ::send(fd, buf, sizeof h + size, MSG_NOSIGNAL);
+    if (n == static_cast<ssize_t>(sizeof h + size)) return true;
+    if (n < 0 && errno == EINTR) continue;
+    return false;
+  }
+}
+
+bool recv_msg(int fd, int timeout_ms, Packet* out, bool* eof) {
+  *eof = false;
+  pollfd p{fd, POLLIN, 0};
+  for (;;) {
+    int r = ::poll(&p, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == 0) return false;  // timeout
+    break;
+  }
+  char buf[sizeof(Header) + sizeof(Packet) + 1];
+  ssize_t n;
+  do {
+    n = ::recv(fd, buf, sizeof buf, MSG_TRUNC);
+  } while (n < 0 && errno == EINTR);
+  if (n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE))) {
+    *eof = true;
+    return false;
+  }
+  if (n < 0) throw ProtocolError(std::string("control channel: ") + std::strerror(errno));
+  if (static_cast<size_t>(n) < sizeof(Header)) throw ProtocolError("a packet shorter than a header");
+  Header h;
+  std::memcpy(&h, buf, sizeof h);
+  if (h.magic != kMagic) throw ProtocolError("a packet with a bad magic number");
+  const auto type = static_cast<Type>(h.type);
+  const size_t want = payload_size(type);
+  if (want == SIZE_MAX) throw ProtocolError("a packet of unknown type " + std::to_string(h.type));
+  if (static_cast<size_t>(n) != sizeof h + want) throw ProtocolError("a packet of the wrong size for its type");
+  out->type = type;
+  if (want) std::memcpy(&out->body, buf + sizeof h, want);
+  return true;
+}
+
+ParamLayout param_layout(const Qwen2Config& cfg, torch::Dtype dtype) {
+  ParamLayout l;
+  l.specs = parameter_specs(cfg);
+  size_t off = 0;
+  const size_t item = c10::elementSize(dtype);
+  for (const auto& s : l.specs) {
+    off = (off + 255) / 256 * 256;
+    l.offsets.push_back(off);
+    off += static_cast<size_t>(s.numel()) * item;
+  }
+  l.bytes = off;
+  return l;
+}
+
+ParamAllocator region_allocator(const SharedRegion& region, const ParamLayout& layout, torch::Dtype dtype) {
+  auto index = std::make_shared<std::unordered_map<std::string, size_t>>();
+  for (size_t i = 0; i < layout.specs.size(); ++i) (*index)[layout.specs[i].name] = i;
+  return [&region, &layout, dtype, index](const std::string& name, at::IntArrayRef shape) {
+    auto it = index->find(name);
+    TORCH_CHECK(it != index->end(), "parameter layout has no ", name);
+    TORCH_CHECK(shape.vec() == layout.specs[it->second].shape, "parameter layout: shape mismatch for ", name);
+    return region.view(layout.offsets[it->second], shape, dtype);
+  };
+}
+
+Qwen2Config config_of(const Init& m) {
+  Qwen2Config c;
+  c.vocab_size = m.vocab_size;
+  c.hidden_size = m.hidden_size;
+  c.intermediate_size = m.intermediate_size;
+  c.num_hidden_layers = m.num_hidden_layers;
+  c.num_attention_heads = m.num_attention_heads;
+  c.num_key_value_heads = m.num_key_value_heads;
+  c.max_position_embeddings = m.max_position_embeddings;
+  c.rope_theta = m.rope_theta;
+  c.rms_norm_eps = m.rms_norm_eps;
+  c.tie_word_embeddings = m.tie_word_embeddings != 0;
+  return c;
+}
+
+Init init_of(const Qwen2Config& c) {
+  Init m{};
+  m.vocab_size = c.vocab_size;
+  m.hidden_size = c.hidden_size;
+  m.intermediate_size = c.intermediate_size;
+  m.num_hidden_layers = c.num_hidden_layers;
+  m.num_attention_heads = c.num_attention_heads;
+  m.num_key_value_heads = c.num_key_value_heads;
+  m.max_position_embeddings = c.max_position_embeddings;
+  m.rope_theta = c.rope_theta;
+  m.rms_norm_eps = c.rms_norm_eps;
+  m.tie_word_embeddings = c.tie_word_embeddings ? 1 : 0;
+  return m;
+}
+
+}  // namespace tournament::protocol

@@ -1,0 +1,100 @@
+// The control channel between the trusted process and a runner: fixed-size
+// binary messages over a SOCK_SEQPACKET socket pair (one message per packet).
+// The trusted side accepts a packet only if its magic, type and exact size
+// match; anything else is a protocol failure. It never parses free text.
+//
+// trusted -> runner: INIT, WARMUP, GO
+// runner -> trusted: READY (plugin loaded, memory mapped), WARM (warmup done),
+//                    DONE (timed call returned, logits written), ERROR
+//
+// File descriptors in the runner: 3 control, 4 parameters, 5 batches,
+// 6 logits (see SharedRegion).
+#pragma once
+
+#include <tournament/model.h>
+#include <tournament/optim.h>
+
+#include <cstdint>
+#include <string>
+
+#include "shared_memory.h"
+
+namespace tournament::protocol {
+
+constexpr uint32_t kMagic = 0x544e5254;  // "TRNT"
+constexpr int kControlFd = 3, kParamsFd = 4, kDataFd = 5, kLogitsFd = 6;
+
+enum class Type : uint32_t { kInit = 1, kReady = 2, kWarmup = 3, kWarm = 4, kGo = 5, kDone = 6, kError = 7 };
+
+struct Header {
+  uint32_t magic;
+  uint32_t type;
+};
+
+// Plain-old-data copy of what the runner needs; fixed layout on both sides
+// (same binary build).
+struct Init {
+  int32_t api_version;
+  int64_t vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads,
+      max_position_embeddings;
+  double rope_theta, rms_norm_eps;
+  int32_t tie_word_embeddings;
+  int32_t device_type, device_index, dtype, attention;
+  int64_t batch_size, seq_len, steps, warmup_steps;
+  double lr, weight_decay, beta1, beta2, eps;
+  uint64_t params_bytes, data_bytes, logits_bytes;
+};
+
+struct Warmup {
+  int64_t steps;
+};
+
+struct Done {
+  int64_t total_tokens;
+  double final_loss;
+  int64_t logits_shape[3];
+};
+
+enum class ErrorKind : uint32_t { kException = 1, kOutOfMemory = 2, kApiVersion = 3, kPluginLoad = 4, kLogits = 5 };
+
+struct Error {
+  uint32_t kind;
+  char text[500];
+};
+
+// Sends one message; false if the peer is gone.
+bool send_msg(int fd, Type type, const void* payload, size_t size);
+// Receives one message into `payload` of exactly `size` bytes for `want`.
+// Returns the type received, or throws ProtocolError on anything malformed.
+// Waits at most timeout_ms (< 0: forever); returns 0 on timeout.
+struct ProtocolError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct Packet {
+  Type type;
+  union {
+    Init init;
+    Warmup warmup;
+    Done done;
+    Error error;
+  } body;
+};
+// Returns false on timeout or end of stream (`eof` tells which).
+bool recv_msg(int fd, int timeout_ms, Packet* out, bool* eof);
+
+// Parameter memory layout: every parameter of parameter_specs at an offset
+// aligned to 256 bytes. Both sides derive it from the config.
+struct ParamLayout {
+  std::vector<ParamSpec> specs;
+  std::vector<size_t> offsets;
+  size_t bytes = 0;
+};
+ParamLayout param_layout(const Qwen2Config& cfg, torch::Dtype dtype);
+
+// Allocator handing out views of `region` at the layout's offsets.
+ParamAllocator region_allocator(const SharedRegion& region, const ParamLayout& layout, torch::Dtype dtype);
+
+Qwen2Config config_of(const Init& m);
+Init init_of(const Qwen2Config& cfg);
+
+}  // namespace tournament::protocol

@@ -1,0 +1,276 @@
+// The trusted evaluation of one submission: compile it and the official
+// baseline, then for every run start a fresh sandboxed runner for the
+// reference and for the submission on the same seed and data, and judge the
+// submission's numbers (measured by the engine from its own memory) against
+// the reference's. The thresholds live in hparams.verification.
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import type { Hparams } from '../config/hparams';
+import { Rng } from '../data/synthetic';
+import { readTokens, TokenSet } from '../data/tokens';
+import { readQwen2Config } from '../engine/config';
+import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome, PROJECT_ROOT } from '../engine/native';
+import { UserError } from '../errors';
+import { compileSubmission, loadPluginBuild, PluginBuild } from './compile';
+import { bwrapPath, checkSandbox, sandboxArgv } from './sandbox';
+import type { Failure, RunReport, Verdict } from './types';
+
+export const BASELINE = path.join(PROJECT_ROOT, 'local_test', 'train.cpp');
+const RUNNER = path.join(PROJECT_ROOT, 'build', 'Release', 'tournament-runner');
+
+export interface EvaluateOptions {
+  submission: string;
+  benchmarkDir: string;
+  hparams: Hparams;
+  device: string;
+  runs: number;
+  steps: number;
+  warmupSteps: number;
+  batchSize: number;
+  /** Seeds the runs' initialisations and data orders (run i uses seed + i). */
+  seed: number;
+  /** Scratch space: compiled plugins and per-run sandbox directories. */
+  workDir: string;
+  dtype?: Dtype;
+  attention?: Attention;
+  /** Extra environment for the submission's runner (e.g. OMP_NUM_THREADS for noise-floor runs). */
+  submissionEnv?: Record<string, string>;
+  /** Device peak bf16 TFLOP/s for MFU. */
+  peakTflops?: number;
+  onProgress?: (text: string) => void;
+}
+
+/** The runs' data: a probe batch held out from everything, then per run a seeded choice of rows. */
+export function planData(tokens: TokenSet, o: { probeRows: number; batchSize: number; steps: number; warmupSteps: number }) {
+  const { samples, seqLen, ids } = tokens;
+  const need = o.probeRows + (o.steps + o.warmupSteps) * o.batchSize;
+  if (samples < need) {
+    throw new UserError(`the benchmark data has ${samples} samples; a run needs ${need} (probe ${o.probeRows} + (steps + warmup steps) x batch)`);
+  }
+  const rows = (idx: number[]) => {
+    const out = new Int32Array(idx.length * seqLen);
+    idx.forEach((r, i) => out.set(ids.subarray(r * seqLen, (r + 1) * seqLen), i * seqLen));
+    return out;
+  };
+  const probe = rows(Array.from({ length: o.probeRows }, (_, i) => samples - o.probeRows + i));
+  const forRun = (seed: number) => {
+    // Fisher-Yates over the rows that are not the probe's, seeded per run.
+    const rng = new Rng(seed);
+    const order = Array.from({ length: samples - o.probeRows }, (_, i) => i);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = rng.below(i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    const timed = order.slice(0, o.steps * o.batchSize);
+    const warmup = order.slice(o.steps * o.batchSize, (o.steps + o.warmupSteps) * o.batchSize);
+    return { timed: rows(timed), warmup: rows(warmup) };
+  };
+  return { probe, forRun };
+}
+
+/** Host directories the runner needs that the sandbox does not bind by default (a pip libtorch). */
+function runtimeBinds(build: PluginBuild): string[] {
+  const out = new Set<string>();
+  for (const d of build.include_dirs) {
+    if (d.startsWith('/usr/') || d.startsWith(PROJECT_ROOT)) continue;
+    const k = d.indexOf('/site-packages/');
+    out.add(k >= 0 ? d.slice(0, k + '/site-packages'.length) : path.dirname(d));
+  }
+  return [...out].filter((d) => fs.existsSync(d));
+}
+
+/** The sandboxed command for one run, with bwrap's --info-fd on fd 7 (see native/src/evaluator.cpp). */
+function runnerArgv(plugin: string, scratch: string, build: PluginBuild, cuda: boolean, env: Record<string, string>): string[] {
+  const argv = sandboxArgv({
+    command: [RUNNER, plugin],
+    scratchDir: scratch,
+    readOnlyBinds: [path.dirname(plugin), ...runtimeBinds(build)],
+    cuda,
+    env,
+    memoryBytes: cuda ? undefined : 16 * 2 ** 30,
+    fileBytes: 64 * 2 ** 20,
+  });
+  const at = argv.indexOf(bwrapPath());
+  if (at < 0) throw new Error('sandbox: bwrap not found in the sandbox command');
+  argv.splice(at + 1, 0, '--info-fd', '7');
+  return argv;
+}
+
+const inFlight = new Map<string, Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }>>();
+
+/** Compiles `source` into workDir/plugins/<sha256 of source and toolchain>/, reusing an earlier build. */
+async function compileCached(source: string, workDir: string, build: PluginBuild): Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }> {
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(source);
+  } catch (e) {
+    return { ok: false, message: `cannot read ${source}: ${(e as NodeJS.ErrnoException).code ?? e}` };
+  }
+  const key = crypto.createHash('sha256').update(bytes).update(JSON.stringify(build)).digest('hex').slice(0, 16);
+  const dir = path.join(workDir, 'plugins', key);
+  const plugin = path.join(dir, 'plugin.so');
+  if (fs.existsSync(plugin)) return { ok: true, pluginPath: plugin };
+  const pending = inFlight.get(dir);
+  if (pending) return pending;
+  const job = (async () => {
+    const tmp = `${dir}.tmp-${process.pid}`;
+    fs.rmSync(tmp, { recursive: true, force: true });
+    const r = await compileSubmission(source, { workDir: tmp });
+    if (!r.ok) return r;
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.renameSync(tmp, dir);
+    return { ok: true as const, pluginPath: plugin };
+  })();
+  inFlight.set(dir, job);
+  try {
+    return await job;
+  } finally {
+    inFlight.delete(dir);
+  }
+}
+
+function judge(o: EvaluateOptions, outcome: NativeRunOutcome, ref: NativeRunOutcome, cmp: NativeComparison): Failure[] {
+  const v = o.hparams.verification;
+  const failures: Failure[] = [];
+  const fmt = (x: number) => (Number.isFinite(x) ? x.toPrecision(3) : String(x));
+  const dProbe = Math.abs(outcome.probeLoss - ref.probeLoss);
+  if (!(dProbe <= v.probe_loss_abs)) {
+    failures.push({ code: 'probe_loss', message: `the final weights' probe loss is ${fmt(outcome.probeLoss)}, the reference's ${fmt(ref.probeLoss)}: off by ${fmt(dProbe)} (allowed ${v.probe_loss_abs})` });
+  }
+  if (!(cmp.logitsRelError <= v.logits_rel_error)) {
+    failures.push({ code: 'logits', message: `the returned logits differ from the reference's by ${fmt(cmp.logitsRelError)} relative (allowed ${v.logits_rel_error})` });
+  }
+  if (cmp.frozen.length > 0) {
+    const names = cmp.frozen.slice(0, 4).join(', ') + (cmp.frozen.length > 4 ? `, ... (${cmp.frozen.length} in all)` : '');
+    failures.push({ code: 'frozen', message: `${cmp.frozen.length} parameter tensor(s) never changed though the reference updated them: ${names}` });
+  }
+  if (!(cmp.changedShare >= v.min_changed_share_ratio * cmp.referenceChangedShare)) {
+    failures.push({ code: 'changed_share', message: `${(cmp.changedShare * 100).toFixed(1)}% of the parameters changed, the reference changed ${(cmp.referenceChangedShare * 100).toFixed(1)}% (at least ${v.min_changed_share_ratio} of that required)` });
+  }
+  if (!(cmp.updateRelError <= v.update_rel_error)) {
+    failures.push({ code: 'update_error', message: `the weight update differs from the reference's by ${fmt(cmp.updateRelError)} relative (allowed ${v.update_rel_error})` });
+  }
+  return failures;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
+  const progress = o.onProgress ?? (() => {});
+  const addon = loadAddon();
+  checkSandbox();
+  const build = loadPluginBuild();
+  const cuda = o.device.startsWith('cuda');
+  const config = readQwen2Config(path.join(o.benchmarkDir, 'model', 'config.json'));
+  const tokens = readTokens(path.join(o.benchmarkDir, 'data', 'train.pt'));
+  for (let i = 0; i < tokens.ids.length; i++) {
+    if (tokens.ids[i] >= config.vocab_size) throw new UserError(`benchmark data: token id ${tokens.ids[i]} is outside the vocabulary of ${config.vocab_size}`);
+  }
+  const data = planData(tokens, { probeRows: o.hparams.verification.probe_rows, batchSize: o.batchSize, steps: o.steps, warmupSteps: o.warmupSteps });
+  fs.mkdirSync(o.workDir, { recursive: true });
+  const workDir = fs.realpathSync(o.workDir);
+
+  progress('compiling the baseline and the submission');
+  const [ref, sub] = await Promise.all([compileCached(BASELINE, workDir, build), compileCached(o.submission, workDir, build)]);
+  if (!ref.ok) throw new UserError(`the official baseline does not compile here: ${ref.message}`);
+  const empty: Verdict = { accepted: false, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null };
+  if (!sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
+
+  const evaluator: NativeEvaluator = await native('setting up the evaluation', () => new addon.Evaluator({
+    config,
+    device: o.device,
+    dtype: o.dtype ?? 'bfloat16',
+    attention: o.attention ?? 'auto',
+    batchSize: o.batchSize,
+    seqLen: tokens.seqLen,
+    steps: o.steps,
+    warmupSteps: o.warmupSteps,
+    optimizer: o.hparams.optimizer,
+    probe: data.probe,
+    timeouts: o.hparams.runner_timeouts,
+  }));
+  const numParameters = addon.numParameters(config);
+  const expectedTokens = o.steps * o.batchSize * tokens.seqLen;
+  const runs: RunReport[] = [];
+  const referenceRuns: RunReport[] = [];
+
+  for (let i = 0; i < o.runs; i++) {
+    const seed = o.seed + i;
+    const { timed, warmup } = data.forRun(seed);
+    const runOnce = async (plugin: string, who: string, env: Record<string, string>) => {
+      const scratch = fs.mkdtempSync(path.join(workDir, 'run-'));
+      try {
+        return await native(`${who} run`, () =>
+          evaluator.run(
+            { argv: runnerArgv(plugin, scratch, build, cuda, env), seed, seqLen: tokens.seqLen, warmupTokens: warmup, timedTokens: timed },
+            (phase) => progress(`run ${i + 1}/${o.runs}: ${who}: ${phase}`),
+          ),
+        );
+      } finally {
+        fs.rmSync(scratch, { recursive: true, force: true });
+      }
+    };
+
+    const r = await runOnce(ref.pluginPath, 'reference', {});
+    referenceRuns.push(report(seed, r, [], null, expectedTokens));
+    if (!r.completed || r.reportedTokens !== expectedTokens) {
+      throw new UserError(`the official baseline failed its run on this machine (${r.failureCode}: ${r.failureMessage || `reported ${r.reportedTokens} tokens`}); the evaluation cannot be judged`);
+    }
+    const refId = evaluator.keepLast();
+    try {
+      const s = await runOnce(sub.pluginPath, 'submission', o.submissionEnv ?? {});
+      if (!s.completed) {
+        runs.push(report(seed, s, [{ code: s.failureCode as Failure['code'], message: s.failureMessage }], null, expectedTokens));
+        continue;
+      }
+      progress(`run ${i + 1}/${o.runs}: comparing with the reference`);
+      const cmp = await native('comparing with the reference', () => evaluator.compareLastWith(refId, seed));
+      const failures = judge(o, s, r, cmp);
+      if (s.reportedTokens !== expectedTokens) {
+        failures.unshift({ code: 'tokens', message: `inner_steps reported ${s.reportedTokens} tokens; the run served ${expectedTokens}` });
+      }
+      runs.push(report(seed, s, failures, { cmp, ref: r }, expectedTokens));
+    } finally {
+      evaluator.release(refId);
+    }
+  }
+
+  const reasons = runs.flatMap((r, i) => r.failures.map((f) => `run ${i + 1}: ${f.code}: ${f.message}`));
+  const accepted = reasons.length === 0 && runs.length === o.runs;
+  const tps = accepted ? median(runs.map((r) => r.tokens_per_second as number)) : null;
+  const mfu = tps !== null && o.peakTflops ? (6 * numParameters * tps) / (o.peakTflops * 1e12) : null;
+  return { accepted, reasons, runs, reference_runs: referenceRuns, tokens_per_second: tps, mfu };
+}
+
+function report(
+  seed: number,
+  r: NativeRunOutcome,
+  failures: Failure[],
+  c: { cmp: NativeComparison; ref: NativeRunOutcome } | null,
+  expectedTokens: number,
+): RunReport {
+  return {
+    seed,
+    ok: r.completed && failures.length === 0,
+    failures,
+    seconds: r.completed ? r.seconds : null,
+    tokens: r.completed ? expectedTokens : 0,
+    tokens_per_second: r.completed ? expectedTokens / r.seconds : null,
+    overhead_seconds: r.overheadSeconds,
+    checks: c && {
+      probe_loss: r.probeLoss,
+      reference_probe_loss: c.ref.probeLoss,
+      logits_rel_error: c.cmp.logitsRelError,
+      update_rel_error: c.cmp.updateRelError,
+      max_tensor_rel_error: c.cmp.maxTensorRelError,
+      changed_share: c.cmp.changedShare,
+      reference_changed_share: c.cmp.referenceChangedShare,
+      frozen_tensors: c.cmp.frozen,
+    },
+  };
+}

@@ -1,0 +1,57 @@
+// The evaluation harness's public types: what a run and a verdict look like.
+// A failed check or a misbehaving runner is a Failure with a stable `code`;
+// scripts and tests match on the code, people read the message.
+
+export type FailureCode =
+  | 'compile' // the submission did not compile (or was refused before compiling: size, encoding)
+  | 'api_version' // built against another TOURNAMENT_TRAIN_API_VERSION or missing the entry points
+  | 'crash' // the runner died (signal, abort, exception) or exited before DONE
+  | 'timeout' // a phase ran past its time limit
+  | 'oom' // out of memory (host or device)
+  | 'protocol' // garbage or an unexpected message on the control channel
+  | 'tokens' // trained on a different number of tokens than served
+  | 'probe_loss' // the final weights' loss on the held-out probe batch is off the reference's
+  | 'logits' // the returned last-step logits are off the reference's (or missing / wrong shape)
+  | 'frozen' // parameter tensors that the reference updated did not change
+  | 'changed_share' // too small a share of the parameters changed
+  | 'update_error'; // the weight update is too far from the reference's
+
+export interface Failure {
+  code: FailureCode;
+  message: string;
+}
+
+/** One timed run of a submission (or of the reference). */
+export interface RunReport {
+  seed: number;
+  ok: boolean;
+  failures: Failure[];
+  /** Trusted clock, GO sent to DONE received; null when the run never reached DONE. */
+  seconds: number | null;
+  tokens: number;
+  tokens_per_second: number | null;
+  /** Outside the timed region: spawn, plugin load, warmup, reset, verification. */
+  overhead_seconds: number;
+  /** The measurements behind the verdict (null when the run failed before them). */
+  checks: {
+    probe_loss: number;
+    reference_probe_loss: number;
+    logits_rel_error: number;
+    update_rel_error: number;
+    max_tensor_rel_error: number;
+    changed_share: number;
+    reference_changed_share: number;
+    frozen_tensors: string[];
+  } | null;
+}
+
+export interface Verdict {
+  accepted: boolean;
+  /** Every failure of every run, prefixed by the run. Empty when accepted. */
+  reasons: string[];
+  runs: RunReport[];
+  reference_runs: RunReport[];
+  /** Median tokens/s over the runs when accepted, else null. */
+  tokens_per_second: number | null;
+  mfu: number | null;
+}
