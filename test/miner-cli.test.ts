@@ -51,6 +51,7 @@ describe('miner CLI', function () {
 
   describe('miner test', function () {
     it('passes a good file and reports the compile check (run or skipped, with the reason)', async function () {
+      this.timeout(400000); // a real compile when the engine is built
       const r = await run(['miner', 'test', 'train.cpp', '--json']);
       const doc = JSON.parse(r.stdout);
       assert.equal(doc.sha256, sha256Hex(Buffer.from(GOOD)));
@@ -92,8 +93,17 @@ describe('miner CLI', function () {
   describe('local network end to end', function () {
     const local = (blockTime: string) => ({ TOURNAMENT_LOCAL_BLOCK_TIME: blockTime });
 
+    // The simulated chain's clock is moved by shifting its genesis back, so the
+    // test does not depend on how fast the machine runs the CLI.
+    function advanceBlocks(n: number) {
+      const file = path.join(dir, '.local_commitments', 'chain.json');
+      const c = JSON.parse(fs.readFileSync(file, 'utf8'));
+      c.genesis_ms -= n * c.block_time_s * 1000;
+      fs.writeFileSync(file, JSON.stringify(c));
+    }
+
     it('submit, then status: pending with the reveal delay, then revealed with what validators fetch', async function () {
-      const env = local('0.05'); // 100 blocks = 5 s
+      const env = local('10');
       const sub = await run(['miner', 'submit', 'train.cpp', '--network', 'local', '--json', ...wallet], env);
       assert.equal(sub.code, 0, sub.stderr);
       const receipt = JSON.parse(sub.stdout);
@@ -106,22 +116,25 @@ describe('miner CLI', function () {
       assert.equal(pending.pending[0].reveal_block, receipt.reveal_block);
       assert.equal(pending.revealed.length, 0);
       assert.equal(pending.latest, null);
-      assert.ok(pending.next_commit_block >= receipt.block + 100);
+      assert.equal(pending.next_commit_block, receipt.block + 100);
 
       // the rate limit holds, and refusing writes nothing
-      const before = fs.readFileSync(path.join(dir, '.local_commitments', '3', `${hk.address}.json`), 'utf8');
+      const accountFile = path.join(dir, '.local_commitments', '3', `${hk.address}.json`);
+      const before = fs.readFileSync(accountFile, 'utf8');
+      advanceBlocks(60);
       const again = await run(['miner', 'commit', 'train.cpp', '--network', 'local', ...wallet], env);
-      assertFails(again, /rate limit: the last commitment was at block \d+/);
-      assert.equal(fs.readFileSync(path.join(dir, '.local_commitments', '3', `${hk.address}.json`), 'utf8'), before);
+      assertFails(again, /rate limit: the last commitment was at block \d+, now \d+; the next is allowed at block \d+/);
+      assert.equal(fs.readFileSync(accountFile, 'utf8'), before);
+      const stillPending = JSON.parse((await run(['miner', 'status', '--network', 'local', '--json', ...wallet], env)).stdout);
+      assert.equal(stillPending.pending.length, 1, 'not revealed before reveal_blocks have passed');
 
-      // wait out the reveal delay on the simulated chain
-      const wait = (receipt.reveal_block - pending.current_block + 2) * 50;
-      await new Promise((r) => setTimeout(r, Math.max(0, wait)));
+      advanceBlocks(41);
       const st = await run(['miner', 'status', '--network', 'local', '--json', '--address', hk.address], env);
       assert.equal(st.code, 0, st.stderr);
       const revealed = JSON.parse(st.stdout);
       assert.equal(revealed.pending.length, 0);
       assert.equal(revealed.revealed.length, 1);
+      assert.equal(revealed.revealed[0].block, receipt.reveal_block);
       assert.equal(revealed.latest.payload.sha256, receipt.sha256);
       const fetched = fs.readFileSync(path.join(dir, revealed.latest.fetch));
       assert.equal(sha256Hex(fetched), receipt.sha256, 'what a validator fetches is the committed code');
@@ -129,6 +142,12 @@ describe('miner CLI', function () {
       const text = await run(['miner', 'status', '--network', 'local', ...wallet], env);
       assert.match(text.stdout, /revealed  at block \d+: sha256 [0-9a-f]{64}/);
       assert.match(text.stdout, /validators fetch \.local_storage\/tournament\/train\/[0-9a-f]{64}\.cpp/);
+
+      // and the next commitment is allowed again
+      fs.appendFileSync(path.join(dir, 'train.cpp'), '// v2\n');
+      const second = await run(['miner', 'submit', 'train.cpp', '--network', 'local', '--json', ...wallet], env);
+      assert.equal(second.code, 0, second.stderr);
+      assert.notEqual(JSON.parse(second.stdout).sha256, receipt.sha256);
     });
 
     it('commit before upload is refused and writes nothing', async function () {
