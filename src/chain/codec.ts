@@ -18,8 +18,7 @@ export const SUBTENSOR_SIGNED_EXTENSIONS = {
   DrandPriority: { extrinsic: {}, payload: {} },
 };
 
-/** pallet_commitments' MAX_TIMELOCK_COMMITMENT_SIZE_BYTES: the ciphertext's upper bound. */
-export const MAX_TIMELOCK_COMMITMENT_BYTES = 1024;
+export { MAX_TIMELOCK_COMMITMENT_BYTES } from './limits';
 
 /** The `info` argument of set_commitment holding one timelocked field. */
 export function timelockCommitmentInfo(encrypted: Uint8Array, revealRound: bigint) {

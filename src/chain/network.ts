@@ -1,7 +1,6 @@
 // --network: finney, test, local, or a ws(s):// URL of a subtensor node.
 import * as path from 'path';
 import { UserError } from '../errors';
-import { LocalChain } from './local';
 import type { MinerChain } from './types';
 
 export const NETWORK_ENDPOINTS: Record<string, string> = {
@@ -34,6 +33,7 @@ export function localBlockTime(hparamsBlockTime: number, env: Record<string, str
 
 export async function openChain(spec: NetworkSpec, opts: { cwd?: string; blockTime: number }): Promise<MinerChain> {
   if (spec.kind === 'local') {
+    const { LocalChain } = await import('./local');
     return new LocalChain(path.join(opts.cwd ?? process.cwd(), LOCAL_COMMITMENTS_DIR), localBlockTime(opts.blockTime));
   }
   // Loaded only when needed: @polkadot/api is heavy.

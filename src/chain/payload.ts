@@ -8,9 +8,7 @@
 //             (a read-only token, published on reveal by design; never the write keys)
 //           | { "kind": "url", "url" }        (a public bucket URL)
 //           | { "kind": "local", "key" }      (--network local: .local_storage/<key>)
-import { compactAddLength, compactStripLength, u8aToString, stringToU8a } from '@polkadot/util';
-import { TLE_OVERHEAD_BYTES } from './timelock';
-import { MAX_TIMELOCK_COMMITMENT_BYTES } from './codec';
+import { MAX_TIMELOCK_COMMITMENT_BYTES, TLE_OVERHEAD_BYTES } from './limits';
 
 export type CodeLocation =
   | { kind: 'r2'; account_id: string; bucket: string; key: string; access_key_id?: string; secret_access_key?: string }
@@ -29,8 +27,37 @@ export class PayloadError extends Error {}
 /** The largest plaintext that still fits the chain's ciphertext bound. */
 export const MAX_PAYLOAD_BYTES = MAX_TIMELOCK_COMMITMENT_BYTES - TLE_OVERHEAD_BYTES;
 
+/** SCALE compact length prefix (lengths below 2^30 are all a payload can have). */
+function compactLength(n: number): Uint8Array {
+  if (n < 1 << 6) return Uint8Array.of(n << 2);
+  if (n < 1 << 14) return Uint8Array.of(((n << 2) | 1) & 0xff, n >> 6);
+  if (n < 1 << 30) {
+    const v = (n << 2) | 2;
+    return Uint8Array.of(v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff);
+  }
+  throw new PayloadError(`length ${n} too large`);
+}
+
+/** Reads a SCALE compact length prefix: [length, prefix bytes]. */
+function readCompactLength(b: Uint8Array): [number, number] {
+  if (b.length === 0) throw new PayloadError('empty');
+  switch (b[0] & 3) {
+    case 0:
+      return [b[0] >> 2, 1];
+    case 1:
+      if (b.length < 2) throw new PayloadError('truncated length');
+      return [(b[0] | (b[1] << 8)) >>> 2, 2];
+    case 2:
+      if (b.length < 4) throw new PayloadError('truncated length');
+      return [(b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 2, 4];
+    default:
+      throw new PayloadError('length too large');
+  }
+}
+
 export function encodePayload(p: CommitmentPayload): Uint8Array {
-  return compactAddLength(stringToU8a(JSON.stringify(p)));
+  const json = Buffer.from(JSON.stringify(p), 'utf8');
+  return Buffer.concat([compactLength(json.length), json]);
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -46,10 +73,18 @@ function str(o: Record<string, unknown>, k: string, optional = false): string | 
 export function decodePayload(bytes: Uint8Array): CommitmentPayload {
   // A SCALE string never starts with 0x7b ('{': compact mode 3, a length over 2^30).
   let text: string;
-  try {
-    text = bytes[0] === 0x7b ? u8aToString(bytes) : u8aToString(compactStripLength(bytes)[1]);
-  } catch {
-    throw new PayloadError('not a tournament commitment (bad length prefix)');
+  if (bytes[0] === 0x7b) {
+    text = Buffer.from(bytes).toString('utf8');
+  } else {
+    let len: number;
+    let off: number;
+    try {
+      [len, off] = readCompactLength(bytes);
+    } catch {
+      throw new PayloadError('not a tournament commitment (bad length prefix)');
+    }
+    if (off + len !== bytes.length) throw new PayloadError('not a tournament commitment (length prefix does not match)');
+    text = Buffer.from(bytes.subarray(off)).toString('utf8');
   }
   let o: unknown;
   try {

@@ -30,10 +30,8 @@ const CIPHER_SUITE = new TextEncoder().encode('AES_GCM_');
 const G2_BYTES = 96;
 const FP_BYTES = 48;
 const NONCE_BYTES = 12;
-const TAG_BYTES = 16;
 
-/** Bytes the format adds around the plaintext: header, length prefixes, nonce, tag, suite. */
-export const TLE_OVERHEAD_BYTES = G2_BYTES + 2 * (8 + 32) + 8 + (8 + TAG_BYTES) + (8 + NONCE_BYTES) + (8 + CIPHER_SUITE.length);
+export { TLE_OVERHEAD_BYTES } from './limits';
 
 export class TimelockError extends Error {
   constructor(message: string) {

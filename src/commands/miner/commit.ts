@@ -71,7 +71,7 @@ export async function runCommit(argv: Args, upload: boolean): Promise<void> {
   const ctx = context(argv);
   const source = readCheckedSource(argv.file, ctx.hp.max_code_bytes);
   const hotkey = await hotkeyFor(argv);
-  const target = storageFor(ctx.network);
+  const target = await storageFor(ctx.network);
   try {
     const up = upload ? await uploadCode(target.store, source.bytes) : undefined;
     if (up && !argv.json) process.stdout.write(`${up.uploaded ? 'uploaded' : 'already uploaded'}: ${up.key} to ${target.store.description}\n`);

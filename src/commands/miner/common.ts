@@ -7,9 +7,10 @@ import { loadHparams, Hparams } from '../../config/hparams';
 import { resolveNetwork, openChain, NetworkSpec, LOCAL_STORAGE_DIR } from '../../chain/network';
 import type { MinerChain, CommitReceipt } from '../../chain/types';
 import { encodePayload, MAX_PAYLOAD_BYTES, CommitmentPayload, CodeLocation } from '../../chain/payload';
-import { loadHotkey, Hotkey } from '../../wallet/wallet';
+import type { Hotkey } from '../../wallet/wallet';
 import { LocalStore, ObjectStore, codeKey, sha256Hex } from '../../storage/store';
-import { loadEnv, r2ConfigFromEnv, r2Location, R2Store } from '../../storage/r2';
+// The wallet (@polkadot/keyring), R2 (@aws-sdk) and chain modules load only when a
+// command needs them: every CLI start would otherwise pay for them.
 
 export const DEFAULT_SOURCE = 'local_test/train.cpp';
 
@@ -42,6 +43,7 @@ export function walletSpec(argv: CommonArgs) {
 }
 
 export async function hotkeyFor(argv: CommonArgs): Promise<Hotkey> {
+  const { loadHotkey } = await import('../../wallet/wallet');
   return loadHotkey(walletSpec(argv));
 }
 
@@ -150,11 +152,12 @@ export interface StorageTarget {
 }
 
 /** The local folder on --network local, the miner's R2 bucket otherwise. */
-export function storageFor(network: NetworkSpec, cwd = process.cwd()): StorageTarget {
+export async function storageFor(network: NetworkSpec, cwd = process.cwd()): Promise<StorageTarget> {
   if (network.kind === 'local') {
     const store = new LocalStore(path.join(cwd, LOCAL_STORAGE_DIR));
     return { store, location: (key) => ({ kind: 'local', key }), close: () => undefined };
   }
+  const { loadEnv, r2ConfigFromEnv, r2Location, R2Store } = await import('../../storage/r2');
   const cfg = r2ConfigFromEnv(loadEnv(cwd));
   const store = R2Store.forUpload(cfg);
   return { store, location: (key) => r2Location(cfg, key), close: () => store.destroy() };

@@ -2,9 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { withHparams, withJson, withNetwork, withWallet } from '../options';
 import { context, hotkeyFor, withChain, report, describeLocation, CommonArgs } from './common';
-import { normaliseAddress } from '../../wallet/wallet';
 import { decodePayload, redactPayload, PayloadError, CommitmentPayload } from '../../chain/payload';
-import { u8aToHex } from '@polkadot/util';
 
 interface Args extends CommonArgs {
   address?: string;
@@ -32,7 +30,7 @@ export const minerStatusCommand: CommandModule<{}, Args> = {
       ) as unknown as Argv<Args>,
   handler: async (argv) => {
     const ctx = context(argv);
-    const address = argv.address ? normaliseAddress(argv.address) : (await hotkeyFor(argv)).address;
+    const address = argv.address ? (await import('../../wallet/wallet')).normaliseAddress(argv.address) : (await hotkeyFor(argv)).address;
     const st = await withChain(ctx, (chain) => chain.status(ctx.netuid, address, ctx.hp.block_time));
     const revealed: RevealedDoc[] = st.revealed.map((r) => {
       try {
@@ -40,7 +38,7 @@ export const minerStatusCommand: CommandModule<{}, Args> = {
         return { block: r.block, payload: redactPayload(p), fetch: describeLocation(p.loc) };
       } catch (e) {
         if (!(e instanceof PayloadError)) throw e;
-        return { block: r.block, not_ours: e.message, raw_hex: u8aToHex(r.bytes.subarray(0, 64)) + (r.bytes.length > 64 ? '…' : '') };
+        return { block: r.block, not_ours: e.message, raw_hex: '0x' + Buffer.from(r.bytes.subarray(0, 64)).toString('hex') + (r.bytes.length > 64 ? '…' : '') };
       }
     });
     const latest = [...revealed].reverse().find((r) => r.payload) ?? null;

@@ -18,7 +18,7 @@ export const STORAGE_HELP =
 export async function runUpload(argv: Args) {
   const ctx = context(argv);
   const source = readCheckedSource(argv.file, ctx.hp.max_code_bytes);
-  const target = storageFor(ctx.network);
+  const target = await storageFor(ctx.network);
   try {
     const r = await uploadCode(target.store, source.bytes);
     return { ctx, source, target, result: r };
