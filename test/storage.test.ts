@@ -1,5 +1,6 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
+import * as http from 'http';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
@@ -7,6 +8,8 @@ import { R2Store, r2ConfigFromEnv, r2Location, parseDotEnv, loadEnv } from '../s
 import { LocalStore, uploadCode, downloadCode, codeKey, sha256Hex } from '../src/storage/store';
 import { UserError } from '../src/errors';
 import { startS3, LoopbackS3 } from './helpers/miner-s3';
+import { fetchCommitted } from '../src/storage/fetch';
+import type { CodeLocation, CommitmentPayload } from '../src/chain/payload';
 
 const CODE = new TextEncoder().encode('#include <tournament/train_api.h>\n// code\n');
 
@@ -127,5 +130,46 @@ describe('storage: local folder and atomic writes', function () {
     const folder = path.dirname(path.join(dir, '.local_storage', r.key));
     assert.deepEqual(fs.readdirSync(folder), [path.basename(r.key)]);
     assert.equal(fs.readFileSync(path.join(folder, path.basename(r.key)), 'utf8'), 'replaced');
+  });
+});
+
+describe('storage: fetching what a commitment points at (the validator side)', function () {
+  let s3: LoopbackS3;
+  let dir: string;
+  before(async () => (s3 = await startS3('fetch-bucket')));
+  after(async () => s3?.close());
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fetch-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const payloadFor = (loc: CodeLocation): CommitmentPayload => ({ v: 1, sha256: sha256Hex(CODE), size: CODE.length, loc });
+
+  it('from R2 with the read-only token, from a public URL, and from .local_storage', async function () {
+    const st = new R2Store(s3.bucket, 'acct', s3.accessKeyId, s3.secretAccessKey, s3.endpoint);
+    const { key } = await uploadCode(st, CODE);
+    st.destroy();
+    const viaR2 = await fetchCommitted(payloadFor({ kind: 'r2', account_id: 'acct', bucket: s3.bucket, key, access_key_id: s3.accessKeyId, secret_access_key: s3.secretAccessKey }), { r2Endpoint: s3.endpoint });
+    assert.deepEqual(Buffer.from(viaR2), Buffer.from(CODE));
+
+    const server = http.createServer((req, res) => {
+      if (req.url === `/${key}`) res.end(Buffer.from(CODE));
+      else if (req.url === '/tampered') res.end('something else');
+      else {
+        res.statusCode = 404;
+        res.end();
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    try {
+      assert.deepEqual(Buffer.from(await fetchCommitted(payloadFor({ kind: 'url', url: `${base}/${key}` }))), Buffer.from(CODE));
+      await assert.rejects(fetchCommitted(payloadFor({ kind: 'url', url: `${base}/tampered` })), /not the committed/);
+      await assert.rejects(fetchCommitted(payloadFor({ kind: 'url', url: `${base}/missing` })), /HTTP 404/);
+    } finally {
+      server.close();
+    }
+
+    await uploadCode(new LocalStore(path.join(dir, '.local_storage')), CODE);
+    assert.deepEqual(Buffer.from(await fetchCommitted(payloadFor({ kind: 'local', key }), { cwd: dir })), Buffer.from(CODE));
+    await assert.rejects(fetchCommitted(payloadFor({ kind: 'local', key }), { cwd: dir, maxBytes: 4 }), /over the 4-byte limit/);
   });
 });
