@@ -11,16 +11,8 @@
 #include <memory>
 #include <mutex>
 
-#include "../src/bench.h"
 #include "../src/compat.h"
 #include "../src/evaluator.h"
-
-// The in-process baseline (issue 2): local_test/train.cpp compiled into the
-// addon. Only the official baseline is ever linked here; submissions run in
-// the sandboxed runner.
-extern "C" void tournament_call_inner_steps(tournament::Qwen2ForCausalLM*, tournament::DataIterator*, int64_t,
-                                            const torch::Device*, const tournament::OptimizerConfig*,
-                                            tournament::TrainResult*);
 
 namespace {
 
@@ -116,8 +108,7 @@ class Model : public Napi::ObjectWrap<Model> {
     return DefineClass(env, "Model",
                        {InstanceMethod("parameters", &Model::Parameters),
                         InstanceMethod("loadWeights", &Model::LoadWeights),
-                        InstanceMethod("forwardBackward", &Model::ForwardBackward),
-                        InstanceMethod("benchmark", &Model::Benchmark)});
+                        InstanceMethod("forwardBackward", &Model::ForwardBackward)});
   }
 
   // new Model({ config, device, dtype, attention, seed })
@@ -200,12 +191,7 @@ class Model : public Napi::ObjectWrap<Model> {
     });
   }
 
-  // benchmark({ tokens: Int32Array, samples, seqLen, batchSize, steps,
-  //             warmupSteps, seed, optimizer }, onProgress(phase, done, total)) -> Promise<result>
-  Napi::Value Benchmark(const Napi::CallbackInfo& info);
-
   friend class LoadWorker;
-  friend class BenchWorker;
   Qwen2ForCausalLM model_{nullptr};
   torch::Device device_{torch::kCPU};
   torch::Dtype dtype_ = torch::kBFloat16;
@@ -284,87 +270,6 @@ Napi::Value Model::LoadWeights(const Napi::CallbackInfo& info) {
   busy.release();  // the worker clears it when done
   return promise;
 }
-
-struct Progress {
-  std::string phase;
-  int64_t done, total;
-};
-
-class BenchWorker : public Napi::AsyncProgressQueueWorker<Progress> {
- public:
-  BenchWorker(Napi::Env env, Model* m, tournament::BenchOptions opts, Napi::Function on_progress)
-      : Napi::AsyncProgressQueueWorker<Progress>(env), m_(m), opts_(std::move(opts)),
-        deferred_(Napi::Promise::Deferred::New(env)) {
-    if (!on_progress.IsEmpty()) progress_cb_ = Napi::Persistent(on_progress);
-  }
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute(const ExecutionProgress& progress) override {
-    try {
-      opts_.progress = [&](const std::string& phase, int64_t done, int64_t total) {
-        Progress p{phase, done, total};
-        progress.Send(&p, 1);
-      };
-      result_ = tournament::run_benchmark(m_->model_, &tournament_call_inner_steps, opts_);
-    } catch (const std::exception& ex) {
-      SetError(native_message(ex));
-    }
-  }
-
-  void OnProgress(const Progress* p, size_t n) override {
-    if (progress_cb_.IsEmpty()) return;
-    Napi::HandleScope scope(Env());
-    for (size_t i = 0; i < n; ++i) {
-      progress_cb_.Call({Napi::String::New(Env(), p[i].phase), Napi::Number::New(Env(), p[i].done),
-                         Napi::Number::New(Env(), p[i].total)});
-    }
-  }
-
-  void OnOK() override {
-    m_->busy_ = false;
-    auto env = Env();
-    auto o = Napi::Object::New(env);
-    o.Set("warmupSeconds", result_.warmup_seconds);
-    o.Set("timedSeconds", result_.timed_seconds);
-    o.Set("steps", result_.steps);
-    o.Set("tokens", result_.tokens);
-    o.Set("reportedTokens", result_.reported_tokens);
-    o.Set("finalLoss", result_.final_loss);
-    o.Set("peakDeviceBytes", static_cast<double>(result_.peak_device_bytes));
-    o.Set("logitsShape", shape_array(env, result_.logits_shape));
-    deferred_.Resolve(o);
-  }
-  void OnError(const Napi::Error& err) override { m_->busy_ = false; deferred_.Reject(err.Value()); }
-
- private:
-  Model* m_;
-  tournament::BenchOptions opts_;
-  tournament::BenchResult result_;
-  Napi::Promise::Deferred deferred_;
-  Napi::FunctionReference progress_cb_;
-};
-
-Napi::Value Model::Benchmark(const Napi::CallbackInfo& info) {
-  auto env = info.Env();
-  BusyGuard busy(this, env);
-  auto o = info[0].As<Napi::Object>();
-  tournament::BenchOptions opts;
-  const int64_t samples = o.Get("samples").As<Napi::Number>().Int64Value();
-  const int64_t seq_len = o.Get("seqLen").As<Napi::Number>().Int64Value();
-  opts.tokens = int32_tensor(o.Get("tokens")).view({samples, seq_len});
-  opts.batch_size = o.Get("batchSize").As<Napi::Number>().Int64Value();
-  opts.steps = o.Get("steps").As<Napi::Number>().Int64Value();
-  opts.warmup_steps = o.Get("warmupSteps").As<Napi::Number>().Int64Value();
-  opts.seed = static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().Int64Value());
-  opts.optimizer = read_optimizer(o.Get("optimizer").As<Napi::Object>());
-  Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
-  auto* w = new BenchWorker(env, this, std::move(opts), cb);
-  auto promise = w->Promise();
-  w->Queue();
-  busy.release();
-  return promise;
-}
-
 
 // ---------------------------------------------------------------- evaluator
 
@@ -498,6 +403,7 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
         r.Set("reportedTokens", static_cast<double>(out->reported_tokens));
         r.Set("reportedLoss", out->reported_loss);
         r.Set("probeLoss", out->probe_loss);
+        r.Set("initialProbeLoss", out->initial_probe_loss);
         return r;
       },
       cb);

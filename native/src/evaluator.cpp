@@ -268,6 +268,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   // ---- reset, then the timed run
   if (progress) progress("timed");
   init_parameters(in.seed);
+  out.initial_probe_loss = probe_loss();
   logits_.view(0, {B, S - 1, cfg_.model.vocab_size}, cfg_.dtype).fill_(std::nan(""));  // unwritten shows as NaN
   compat::cuda_synchronize(cfg_.device);
   const auto t0 = Clock::now();

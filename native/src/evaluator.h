@@ -42,6 +42,7 @@ struct RunOutcome {
   int64_t reported_tokens = 0;
   double reported_loss = 0;
   double probe_loss = 0;       // recomputed here from the final weights
+  double initial_probe_loss = 0;  // the same batch at the run's initialisation
 };
 
 struct Comparison {

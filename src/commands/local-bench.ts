@@ -1,29 +1,39 @@
-// tournament local-bench: train the baseline on the benchmark model and data
-// and report tokens/s, step time, MFU, peak memory and loss.
+// tournament local-bench [train.cpp]: exactly what a validator does with a
+// submission: compile it and the official baseline in the sandbox, run both
+// on the same seeds and data through the sandboxed runner, time the
+// submission on the trusted clock and verify it against the reference.
 import type { CommandModule } from 'yargs';
+import * as os from 'os';
+import * as path from 'path';
 import { loadHparams } from '../config/hparams';
 import { UserError } from '../errors';
-import { formatLocalBench, runLocalBench } from '../engine/bench';
+import { readQwen2Config } from '../engine/config';
 import { defaultDevice } from '../engine/model';
-import type { Attention, Dtype } from '../engine/native';
+import { loadAddon } from '../engine/native';
+import { BASELINE, evaluateSubmission } from '../harness/evaluate';
+import { formatVerdict } from '../harness/report';
 import { ProgressLine } from '../util/progress';
 import { withBenchmarkDir, withHparams, withJson } from './options';
 
 /** The H200's measured bf16 matrix-multiply rate (DESIGN.md), the MFU peak on CUDA. */
 export const H200_MEASURED_BF16_TFLOPS = 790;
 
+/** Exit status of a run whose verdict is REJECTED (the command itself worked). */
+export const EXIT_REJECTED = 3;
+
 interface Args {
+  submission?: string;
   'benchmark-dir': string;
   hparams: string;
   json: boolean;
   device?: string;
-  dtype: Dtype;
-  attention: Attention;
+  runs?: number;
   steps?: number;
   'warmup-steps'?: number;
   'batch-size'?: number;
   seed: number;
   'peak-tflops'?: number;
+  'work-dir'?: string;
 }
 
 function intOption(name: string, v: number | undefined, dflt: number, min: number): number {
@@ -33,41 +43,53 @@ function intOption(name: string, v: number | undefined, dflt: number, min: numbe
 }
 
 export const localBenchCommand: CommandModule<object, Args> = {
-  command: 'local-bench',
-  describe: 'Train the baseline on the benchmark model and data and report tokens/s',
+  command: 'local-bench [submission]',
+  describe: 'Compile, run and verify a submission exactly as a validator does, and report tokens/s',
   builder: (y) =>
     withJson(withHparams(withBenchmarkDir(y)))
+      .positional('submission', { type: 'string', describe: 'The train.cpp to judge (default: the baseline, local_test/train.cpp)' })
       .option('device', { type: 'string', describe: 'cpu, cuda or cuda:N (default: cuda when available)' })
-      .option('dtype', { choices: ['bfloat16', 'float32'] as const, default: 'bfloat16' as Dtype, describe: 'Parameter dtype' })
-      .option('attention', { choices: ['auto', 'sdpa', 'math'] as const, default: 'auto' as Attention, describe: 'Attention kernel' })
-      .option('steps', { type: 'number', describe: 'Timed optimizer steps (default: hparams eval_steps)' })
+      .option('runs', { type: 'number', describe: 'Timed runs, each against a reference run (default: hparams evaluation_runs)' })
+      .option('steps', { type: 'number', describe: 'Optimizer steps per run (default: hparams eval_steps)' })
       .option('warmup-steps', { type: 'number', describe: 'Untimed steps on other data first (default: hparams warmup_steps)' })
       .option('batch-size', { type: 'number', describe: 'Samples per step (default: hparams benchmark_batch_size)' })
-      .option('seed', { type: 'number', default: 1234, describe: 'Seeds the initialisation and the data order' })
+      .option('seed', { type: 'number', default: 1234, describe: 'Seeds run i with seed + i (initialisation and data order)' })
       .option('peak-tflops', {
         type: 'number',
         describe: `Device peak bf16 TFLOP/s for MFU (default: ${H200_MEASURED_BF16_TFLOPS} on CUDA, the H200's measured rate; none on CPU)`,
       })
-      .example('$0 setup-benchmark --preset tiny && $0 local-bench', 'Benchmark the tiny default on the CPU'),
+      .option('work-dir', { type: 'string', describe: 'Scratch for compiled plugins and runs (default: a folder under the system temp dir)' })
+      .epilogue(`Exit status: 0 accepted, ${EXIT_REJECTED} rejected (the reasons are printed), other non-zero values for errors.`)
+      .example('$0 setup-benchmark --preset tiny && $0 local-bench', 'Judge the baseline on the tiny default (CPU)')
+      .example('$0 local-bench my_train.cpp --json', 'Judge your own submission; machine-readable verdict'),
   handler: async (a) => {
     const hparams = loadHparams(a.hparams);
     const device = a.device ?? defaultDevice();
+    const submission = path.resolve(a.submission ?? BASELINE);
+    const peakTflops = a['peak-tflops'] ?? (device.startsWith('cuda') ? H200_MEASURED_BF16_TFLOPS : undefined);
     const progress = new ProgressLine(!a.json);
-    const r = await runLocalBench({
+    const config = readQwen2Config(path.join(a['benchmark-dir'], 'model', 'config.json'));
+    const verdict = await evaluateSubmission({
+      submission,
       benchmarkDir: a['benchmark-dir'],
       hparams,
       device,
-      dtype: a.dtype,
-      attention: a.attention,
+      runs: intOption('runs', a.runs, hparams.evaluation_runs, 1),
       steps: intOption('steps', a.steps, hparams.eval_steps, 1),
       warmupSteps: intOption('warmup-steps', a['warmup-steps'], hparams.warmup_steps, 0),
       batchSize: intOption('batch-size', a['batch-size'], hparams.benchmark_batch_size, 1),
       seed: intOption('seed', a.seed, 1234, 0),
-      peakTflops: a['peak-tflops'] ?? (device.startsWith('cuda') ? H200_MEASURED_BF16_TFLOPS : undefined),
-      onNote: (t) => progress.note(t),
-      onProgress: (phase, done, total) => progress.update(`${phase} step ${done}/${total}`),
+      workDir: a['work-dir'] ?? path.join(os.tmpdir(), `tournament-${process.getuid?.() ?? 'user'}`),
+      peakTflops,
+      onProgress: (t) => progress.update(t),
     });
     progress.done();
-    process.stdout.write((a.json ? JSON.stringify(r, null, 2) : formatLocalBench(r)) + '\n');
+    const parameters = loadAddon().numParameters(config);
+    process.stdout.write(
+      (a.json
+        ? JSON.stringify({ submission, device, parameters, mfu_peak_tflops: peakTflops ?? null, ...verdict }, null, 2)
+        : formatVerdict(verdict, { submission: path.relative(process.cwd(), submission) || submission, device, parameters, peakTflops })) + '\n',
+    );
+    if (!verdict.accepted) process.exitCode = EXIT_REJECTED;
   },
 };

@@ -13,21 +13,27 @@ export interface OptimizerParams {
 }
 
 /**
- * Verification thresholds. Each follows from the measured noise floor of
- * honest code (README, "Verification"): a run fails when it is further from
- * the reference than honest variants ever were, with margin.
+ * Verification thresholds for one kind of device. Each follows from the
+ * measured noise floor of honest code on that kind (README, "Verification"):
+ * a run fails when it is further from the reference than honest variants
+ * were, with margin. CPU runs are deterministic and tiny; CUDA runs are not.
  */
-export interface VerificationParams {
+export interface Thresholds {
   /** |probe loss - reference probe loss| allowed. */
   probe_loss_abs: number;
   /** ||logits - reference logits|| / ||reference logits|| allowed. */
   logits_rel_error: number;
-  /** ||update - reference update|| / ||reference update|| allowed (coarse bound). */
+  /** ||update - reference update|| / ||reference update|| allowed (a coarse bound). */
   update_rel_error: number;
   /** changed share / reference changed share must be at least this. */
   min_changed_share_ratio: number;
+}
+
+export interface VerificationParams {
   /** Rows of the held-out probe batch. */
   probe_rows: number;
+  cpu: Thresholds;
+  cuda: Thresholds;
 }
 
 export interface RunnerTimeouts {
@@ -77,12 +83,17 @@ const OPTIMIZER_SCHEMA: Record<keyof OptimizerParams, Check> = {
   eps: num(0, 1, true),
 };
 
-const VERIFICATION_SCHEMA: Record<keyof VerificationParams, Check> = {
+const THRESHOLDS_SCHEMA: Record<keyof Thresholds, Check> = {
   probe_loss_abs: num(0, 100, true),
   logits_rel_error: num(0, 10, true),
   update_rel_error: num(0, 10, true),
   min_changed_share_ratio: num(0, 1),
+};
+
+const VERIFICATION_SCHEMA = {
   probe_rows: int(1, 1024),
+  cpu: THRESHOLDS_SCHEMA,
+  cuda: THRESHOLDS_SCHEMA,
 };
 
 const TIMEOUTS_SCHEMA: Record<keyof RunnerTimeouts, Check> = {
@@ -91,7 +102,9 @@ const TIMEOUTS_SCHEMA: Record<keyof RunnerTimeouts, Check> = {
   timed: num(0, 86400, true),
 };
 
-const SCHEMA: Record<keyof Hparams, Check | Record<string, Check>> = {
+type Schema = { [key: string]: Check | Schema };
+
+const SCHEMA: Record<keyof Hparams, Check | Schema> = {
   benchmark_model_name: str,
   benchmark_dataset_name: str,
   benchmark_batch_size: int(1, 4096),
@@ -114,7 +127,7 @@ const SCHEMA: Record<keyof Hparams, Check | Record<string, Check>> = {
   block_time: num(0, 3600, true),
 };
 
-function validate(obj: unknown, schema: Record<string, Check | Record<string, Check>>, where: string, prefix = ''): void {
+function validate(obj: unknown, schema: Schema, where: string, prefix = ''): void {
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
     throw new UserError(`${where}: ${prefix || 'the file'} must be a JSON object`);
   }
@@ -132,14 +145,14 @@ function validate(obj: unknown, schema: Record<string, Check | Record<string, Ch
       const wrong = check(rec[key]);
       if (wrong) throw new UserError(`${where}: "${prefix}${key}" must be ${wrong}, got ${JSON.stringify(rec[key])}`);
     } else {
-      validate(rec[key], check, where, `${prefix}${key}.`);
+      validate(rec[key], check as Schema, where, `${prefix}${key}.`);
     }
   }
 }
 
 /** Validates an already-parsed object; `where` names its source in errors. */
 export function parseHparams(obj: unknown, where = 'hparams'): Hparams {
-  validate(obj, SCHEMA as Record<string, Check | Record<string, Check>>, where);
+  validate(obj, SCHEMA as Schema, where);
   return obj as Hparams;
 }
 

@@ -56,33 +56,10 @@ export interface OptimizerOptions {
   eps: number;
 }
 
-export interface NativeBenchOptions {
-  tokens: Int32Array;
-  samples: number;
-  seqLen: number;
-  batchSize: number;
-  steps: number;
-  warmupSteps: number;
-  seed: number;
-  optimizer: OptimizerOptions;
-}
-
-export interface NativeBenchResult {
-  warmupSeconds: number;
-  timedSeconds: number;
-  steps: number;
-  tokens: number;
-  reportedTokens: number;
-  finalLoss: number;
-  peakDeviceBytes: number;
-  logitsShape: number[];
-}
-
 export interface NativeModel {
   parameters(): ParameterInfo[];
   loadWeights(entries: WeightEntry[]): Promise<void>;
   forwardBackward(o: { ids: Int32Array; batch: number; seqLen: number; grads: string[] }): ForwardBackwardResult;
-  benchmark(o: NativeBenchOptions, onProgress?: (phase: string, done: number, total: number) => void): Promise<NativeBenchResult>;
 }
 
 export interface EvaluatorOptions {
@@ -110,6 +87,7 @@ export interface NativeRunOutcome {
   reportedTokens: number;
   reportedLoss: number;
   probeLoss: number;
+  initialProbeLoss: number;
 }
 
 export interface NativeComparison {

@@ -74,10 +74,22 @@ export function compilerArgv(build: PluginBuild, source: string, output: string)
 }
 
 /** The directories the compiler needs to see beyond the sandbox's system view. */
-function compilerBinds(build: PluginBuild): string[] {
-  const inSystem = (p: string) => p === '/usr' || p.startsWith('/usr/') || p.startsWith(projectDir() + path.sep);
-  const dirs = [...build.include_dirs, path.dirname(build.cxx)].map((d) => path.resolve(d)).filter((d) => fs.existsSync(d) && !inSystem(d));
-  return [...new Set(dirs)];
+/**
+ * Host directories outside /usr that compiling or running a plugin needs:
+ * the compiler's whole prefix (its internal headers and libstdc++ live beside
+ * bin/), and libtorch's install (for a pip PyTorch, the whole site-packages,
+ * where its CUDA libraries are too).
+ */
+export function toolchainBinds(build: PluginBuild): string[] {
+  const outside = (p: string) => !(p === '/usr' || p.startsWith('/usr/') || p.startsWith(projectDir() + path.sep));
+  const dirs: string[] = [];
+  const cxxDir = path.dirname(fs.realpathSync(build.cxx));
+  dirs.push(path.basename(cxxDir) === 'bin' ? path.dirname(cxxDir) : cxxDir);
+  for (const d of build.include_dirs) {
+    const k = d.indexOf('/site-packages/');
+    dirs.push(k >= 0 ? d.slice(0, k + '/site-packages'.length) : d);
+  }
+  return [...new Set(dirs.map((d) => path.resolve(d)))].filter((d) => outside(d) && fs.existsSync(d));
 }
 
 /**
@@ -153,7 +165,7 @@ export async function compileSubmission(sourcePath: string, opts: CompileOptions
   const argv = sandboxArgv({
     command: compilerArgv(build, copyName, pluginName),
     scratchDir: workDir,
-    readOnlyBinds: compilerBinds(build),
+    readOnlyBinds: toolchainBinds(build),
     env: { LANG: 'C', LC_ALL: 'C' },
     memoryBytes: MEMORY_BYTES,
     cpuSeconds: Math.ceil(timeoutMs / 1000) + 5,

@@ -12,7 +12,7 @@ import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
 import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome, PROJECT_ROOT } from '../engine/native';
 import { UserError } from '../errors';
-import { compileSubmission, loadPluginBuild, PluginBuild } from './compile';
+import { compileSubmission, loadPluginBuild, PluginBuild, toolchainBinds } from './compile';
 import { bwrapPath, checkSandbox, sandboxArgv } from './sandbox';
 import type { Failure, RunReport, Verdict } from './types';
 
@@ -69,23 +69,12 @@ export function planData(tokens: TokenSet, o: { probeRows: number; batchSize: nu
   return { probe, forRun };
 }
 
-/** Host directories the runner needs that the sandbox does not bind by default (a pip libtorch). */
-function runtimeBinds(build: PluginBuild): string[] {
-  const out = new Set<string>();
-  for (const d of build.include_dirs) {
-    if (d.startsWith('/usr/') || d.startsWith(PROJECT_ROOT)) continue;
-    const k = d.indexOf('/site-packages/');
-    out.add(k >= 0 ? d.slice(0, k + '/site-packages'.length) : path.dirname(d));
-  }
-  return [...out].filter((d) => fs.existsSync(d));
-}
-
 /** The sandboxed command for one run, with bwrap's --info-fd on fd 7 (see native/src/evaluator.cpp). */
 function runnerArgv(plugin: string, scratch: string, build: PluginBuild, cuda: boolean, env: Record<string, string>): string[] {
   const argv = sandboxArgv({
     command: [RUNNER, plugin],
     scratchDir: scratch,
-    readOnlyBinds: [path.dirname(plugin), ...runtimeBinds(build)],
+    readOnlyBinds: [path.dirname(plugin), ...toolchainBinds(build)],
     cuda,
     env,
     memoryBytes: cuda ? undefined : 16 * 2 ** 30,
@@ -131,12 +120,15 @@ async function compileCached(source: string, workDir: string, build: PluginBuild
 }
 
 function judge(o: EvaluateOptions, outcome: NativeRunOutcome, ref: NativeRunOutcome, cmp: NativeComparison): Failure[] {
-  const v = o.hparams.verification;
+  const v = o.device.startsWith('cuda') ? o.hparams.verification.cuda : o.hparams.verification.cpu;
   const failures: Failure[] = [];
   const fmt = (x: number) => (Number.isFinite(x) ? x.toPrecision(3) : String(x));
   const dProbe = Math.abs(outcome.probeLoss - ref.probeLoss);
   if (!(dProbe <= v.probe_loss_abs)) {
-    failures.push({ code: 'probe_loss', message: `the final weights' probe loss is ${fmt(outcome.probeLoss)}, the reference's ${fmt(ref.probeLoss)}: off by ${fmt(dProbe)} (allowed ${v.probe_loss_abs})` });
+    failures.push({
+      code: 'probe_loss',
+      message: `the final weights' probe loss is ${fmt(outcome.probeLoss)}, the reference's ${fmt(ref.probeLoss)}: off by ${fmt(dProbe)} (allowed ${v.probe_loss_abs})`,
+    });
   }
   if (!(cmp.logitsRelError <= v.logits_rel_error)) {
     failures.push({ code: 'logits', message: `the returned logits differ from the reference's by ${fmt(cmp.logitsRelError)} relative (allowed ${v.logits_rel_error})` });
@@ -202,7 +194,9 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   for (let i = 0; i < o.runs; i++) {
     const seed = o.seed + i;
     const { timed, warmup } = data.forRun(seed);
-    const runOnce = async (plugin: string, who: string, env: Record<string, string>) => {
+    const runOnce = async (plugin: string, who: string, extraEnv: Record<string, string>) => {
+      // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
+      const env = { ...(process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {}), ...extraEnv };
       const scratch = fs.mkdtempSync(path.join(workDir, 'run-'));
       try {
         return await native(`${who} run`, () =>
@@ -265,6 +259,7 @@ function report(
     checks: c && {
       probe_loss: r.probeLoss,
       reference_probe_loss: c.ref.probeLoss,
+      initial_probe_loss: c.ref.initialProbeLoss,
       logits_rel_error: c.cmp.logitsRelError,
       update_rel_error: c.cmp.updateRelError,
       max_tensor_rel_error: c.cmp.maxTensorRelError,

@@ -36,6 +36,8 @@ export interface RunReport {
   checks: {
     probe_loss: number;
     reference_probe_loss: number;
+    /** The reference's probe loss at initialisation: how far training moved it. */
+    initial_probe_loss: number;
     logits_rel_error: number;
     update_rel_error: number;
     max_tensor_rel_error: number;

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The trusted harness on the GPU machine: CUDA build, a Qwen2.5-7B-shaped
+# benchmark, then the step named by $1:
+#   bench    local-bench of the baseline (2 runs) + noise floor of honest variants
+#   cheats   noise floor of cheats + the PyTorch peer, side by side
+# Needs in carry: .device (node.xz, deps/node_modules) and dist. Results in $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+if [ ! -x /tmp/nodebin/node ]; then mkdir -p /tmp/nodebin && xz -dc .device/node.xz > /tmp/nodebin/node && chmod +x /tmp/nodebin/node; fi
+export PATH=/tmp/nodebin:$PATH
+[ -e node_modules ] || ln -s .device/deps/node_modules node_modules
+# Debian's bubblewrap may be missing there: use the one unpacked from its package when carried.
+command -v bwrap >/dev/null || { [ -x .device/bwrap/usr/bin/bwrap ] && export TOURNAMENT_BWRAP=$PWD/.device/bwrap/usr/bin/bwrap; }
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+start=$(date +%s)
+TOURNAMENT_BUILD_JOBS=16 node scripts/build-native.js > "$OUT/build-$1.log" 2>&1 || { tail -30 "$OUT/build-$1.log"; exit 1; }
+echo "build seconds: $(( $(date +%s) - start ))"
+[ -f /tmp/bench7b/data/train.pt ] || node scripts/make-7b-benchmark.js /tmp/bench7b 256
+case "$1" in
+  bench)
+    bin/tournament local-bench --benchmark-dir /tmp/bench7b --device cuda --runs 2 --warmup-steps 1 --json --work-dir /tmp/work > "$OUT/local-bench-7b.json"
+    echo "local-bench exit: $?"
+    node -e 'const v=require(process.argv[1]);console.log(JSON.stringify({accepted:v.accepted,reasons:v.reasons,tps:v.tokens_per_second,mfu:v.mfu,runs:v.runs.map(r=>({s:r.seconds,tps:r.tokens_per_second,overhead:r.overhead_seconds,checks:r.checks})),ref:v.reference_runs.map(r=>({s:r.seconds,tps:r.tokens_per_second,overhead:r.overhead_seconds}))},null,1))' "$OUT/local-bench-7b.json"
+    node scripts/noise-floor.js --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 baseline honest_math_attention honest_fp32_loss 2>&1 | tee "$OUT/noise-honest.md"
+    ;;
+  cheats)
+    node scripts/noise-floor.js --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 skip_last_step freeze_layers fewer_tokens deferred_thread honest_manual_adamw 2>&1 | tee "$OUT/noise-cheats.md"
+    python3 scripts/peer-bench.py 5 16 2>/tmp/peer.err | tee "$OUT/peer.json" || tail -20 /tmp/peer.err
+    ;;
+esac
