@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Everything issue 2 measures on the GPU machine, in one call:
 #   the CUDA build, the reference fixture from transformers, the engine's tests
-#   on that build, torch.load of our token file, and the 7B-shaped benchmark
-#   next to the PyTorch peer. Results land in $OUT.
+#   on that build, torch.load of our token file. Results land in $OUT.
 # Needs in carry: .device (node.xz, deps/node_modules) and dist.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -27,6 +26,4 @@ echo "== torch.load of a token file"
 node -e "const t=require('./dist/src/data/tokens.js'),s=require('./dist/src/data/synthetic.js');t.writeTokens('/tmp/tok.pt',s.syntheticTokens({samples:8,seqLen:16,vocabSize:1000,seed:3}))" && python3 scripts/check-torch-load.py /tmp/tok.pt
 python3 scripts/check-torch-load.py --save-reference /tmp/torchref && tar czf "$OUT/torchref.tgz" -C /tmp torchref
 
-echo "== 7B-shaped benchmark (ours, then the PyTorch peer)"
-node scripts/gpu-bench.js /tmp/bench7b 3 16 auto 2>/tmp/ours.err | tee -a "$OUT/results.jsonl" || tail -20 /tmp/ours.err
-python3 scripts/peer-bench.py 3 16 2>/tmp/peer.err | tee -a "$OUT/results.jsonl" || tail -20 /tmp/peer.err
+# The 7B-shaped benchmark through the trusted harness, beside the PyTorch peer: scripts/gpu-harness.sh.
