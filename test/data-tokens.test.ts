@@ -100,6 +100,16 @@ describe('data/tokens: torch.save format', () => {
     assert.deepEqual([tt.samples, tt.seqLen, Array.from(tt.ids)], [4, 3, [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]]);
   });
 
+  it('reads files written by Python torch.save in PyTorch 2.11 (made on the H200 by scripts/check-torch-load.py --save-reference)', () => {
+    const want = Array.from({ length: 12 }, (_, i) => i);
+    for (const f of ['pytorch211-i64.pt', 'pytorch211-i32.pt']) {
+      const t = readTokens(path.join(FIX, f));
+      assert.deepEqual([t.samples, t.seqLen, Array.from(t.ids)], [3, 4, want], f);
+    }
+    const tt = readTokens(path.join(FIX, 'pytorch211-i64-t.pt'));
+    assert.deepEqual([tt.samples, tt.seqLen, Array.from(tt.ids)], [4, 3, [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]]);
+  });
+
   it('reads the pickle Python torch.save writes (TUPLE2 opcodes, any archive name)', () => {
     const dir = tmpdir();
     const f = path.join(dir, 'train.pt');
