@@ -90,25 +90,22 @@ describe('data/tokens: torch.save format', () => {
     assert.ok(Buffer.concat(torchSaveBytes(arange(3, 4))).equals(buf));
   });
 
-  it('reads files written by libtorch 1.13 torch::pickle_save (int64, int32, transposed strides)', () => {
-    const want = Array.from({ length: 12 }, (_, i) => i);
-    for (const f of ['libtorch113-i64.pt', 'libtorch113-i32.pt']) {
-      const t = readTokens(path.join(FIX, f));
-      assert.deepEqual([t.samples, t.seqLen, Array.from(t.ids)], [3, 4, want], f);
-    }
-    const tt = readTokens(path.join(FIX, 'libtorch113-i64_t.pt'));
-    assert.deepEqual([tt.samples, tt.seqLen, Array.from(tt.ids)], [4, 3, [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]]);
-  });
-
-  it('reads files written by Python torch.save in PyTorch 2.11 (made on the H200 by scripts/check-torch-load.py --save-reference)', () => {
-    const want = Array.from({ length: 12 }, (_, i) => i);
-    for (const f of ['pytorch211-i64.pt', 'pytorch211-i32.pt']) {
-      const t = readTokens(path.join(FIX, f));
-      assert.deepEqual([t.samples, t.seqLen, Array.from(t.ids)], [3, 4, want], f);
-    }
-    const tt = readTokens(path.join(FIX, 'pytorch211-i64-t.pt'));
-    assert.deepEqual([tt.samples, tt.seqLen, Array.from(tt.ids)], [4, 3, [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]]);
-  });
+  // Files made by libtorch 1.13's torch::pickle_save here, and by Python torch.save in PyTorch 2.11 on the
+  // H200 (scripts/check-torch-load.py --save-reference): a 3x4 int64 arange, an int32 copy, the transpose.
+  for (const [maker, i64, i32, transposed] of [
+    ['libtorch 1.13 torch::pickle_save', 'libtorch113-i64.pt', 'libtorch113-i32.pt', 'libtorch113-i64_t.pt'],
+    ['PyTorch 2.11 torch.save', 'pytorch211-i64.pt', 'pytorch211-i32.pt', 'pytorch211-i64-t.pt'],
+  ]) {
+    it(`reads files written by ${maker} (int64, int32, transposed strides)`, () => {
+      const want = Array.from({ length: 12 }, (_, i) => i);
+      for (const f of [i64, i32]) {
+        const t = readTokens(path.join(FIX, f));
+        assert.deepEqual([t.samples, t.seqLen, Array.from(t.ids)], [3, 4, want], f);
+      }
+      const tt = readTokens(path.join(FIX, transposed));
+      assert.deepEqual([tt.samples, tt.seqLen, Array.from(tt.ids)], [4, 3, [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]]);
+    });
+  }
 
   it('reads the pickle Python torch.save writes (TUPLE2 opcodes, any archive name)', () => {
     const dir = tmpdir();

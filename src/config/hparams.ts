@@ -1,7 +1,7 @@
 // Typed, validated loader for hparams/hparams.json. An unknown key or a value of
 // the wrong type or range is an error naming the key: a typo in a validator's
 // settings must never silently fall back to a default.
-import * as fs from 'fs';
+import { readJsonFile } from '../data/json';
 import { UserError } from '../errors';
 
 export interface OptimizerParams {
@@ -157,17 +157,7 @@ export function parseHparams(obj: unknown, where = 'hparams'): Hparams {
 }
 
 export function loadHparams(file = 'hparams/hparams.json'): Hparams {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`cannot read hparams file ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
-  }
-  let obj: unknown;
-  try {
-    obj = JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${file} is not valid JSON: ${(e as Error).message}`);
-  }
+  const obj = readJsonFile<unknown>(file);
+  if (obj === null) throw new UserError(`hparams file ${file} does not exist`);
   return parseHparams(obj, file);
 }

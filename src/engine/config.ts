@@ -2,7 +2,7 @@
 // every field the engine uses. Fields the engine does not use are ignored,
 // except those that would change the model's function (sliding window, other
 // activations or rope scaling): those are refused rather than silently wrong.
-import * as fs from 'fs';
+import { readJsonFile } from '../data/json';
 import { UserError } from '../errors';
 import type { Qwen2Config } from './native';
 
@@ -55,19 +55,9 @@ export function parseQwen2Config(raw: unknown, where: string): Qwen2Config {
 }
 
 export function readQwen2Config(file: string): Qwen2Config {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`cannot read model config ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`, {
-      hint: 'run `tournament setup-benchmark` (or `--preset tiny`) first',
-    });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${file} is not valid JSON: ${(e as Error).message}`);
+  const raw = readJsonFile<unknown>(file);
+  if (raw === null) {
+    throw new UserError(`model config ${file} does not exist`, { hint: 'run `tournament setup-benchmark` (or `--preset tiny`) first' });
   }
   return parseQwen2Config(raw, file);
 }
