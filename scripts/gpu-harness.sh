@@ -3,6 +3,7 @@
 # benchmark, then the step named by $1:
 #   bench    local-bench of the baseline (2 runs) + noise floor of honest variants
 #   cheats   noise floor of cheats + the PyTorch peer, side by side
+#   seed2    honest and cheating cases again on another seed
 # Needs in carry: .device (node.xz, deps/node_modules) and dist. Results in $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -26,5 +27,8 @@ case "$1" in
   cheats)
     node scripts/noise-floor.js --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 skip_last_step freeze_layers fewer_tokens deferred_thread honest_manual_adamw 2>&1 | tee "$OUT/noise-cheats.md"
     python3 scripts/peer-bench.py 5 16 2>/tmp/peer.err | tee "$OUT/peer.json" || tail -20 /tmp/peer.err
+    ;;
+  seed2)
+    node scripts/noise-floor.js --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 --seed 2000 baseline honest_math_attention skip_last_step fewer_tokens stale_logits 2>&1 | tee "$OUT/noise-seed2.md"
     ;;
 esac

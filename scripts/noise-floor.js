@@ -4,7 +4,7 @@
 // reference on the same seed and data. Prints one markdown table row per
 // submission with the numbers the thresholds are set from.
 //   node scripts/noise-floor.js [--device cuda] [--benchmark-dir benchmark] [--runs 1]
-//        [--steps N] [--batch N] [--warmup-steps N] [case ...]
+//        [--steps N] [--batch N] [--warmup-steps N] [--seed N] [case ...]
 // A case is a plugin path, `baseline`, or `baseline-1-thread`.
 'use strict';
 const path = require('path');
@@ -26,6 +26,7 @@ const runs = Number(opt('runs', '1'));
 const steps = opt('steps');
 const batch = opt('batch');
 const warmup = opt('warmup-steps');
+const seed = Number(opt('seed', '1000'));
 const names = args.length ? args : [
   'baseline', 'baseline-1-thread', 'honest_math_attention', 'honest_fp32_loss', 'honest_manual_adamw', 'honest_grad_accum',
   'skip_last_step', 'freeze_layers', 'fewer_tokens', 'stale_logits', 'deferred_thread',
@@ -41,14 +42,14 @@ const caseOf = (n) =>
   const open = { probe_loss_abs: 1e9, logits_rel_error: 1e9, update_rel_error: 1e9, min_changed_share_ratio: 0 };
   hparams.verification = { ...hparams.verification, cpu: open, cuda: open };
   const cases = names.map(caseOf);
-  console.log(`device ${device}, ${runs} run(s) each, steps ${steps ?? hparams.eval_steps}, batch ${batch ?? hparams.benchmark_batch_size}`);
+  console.log(`device ${device}, seed ${seed}, ${runs} run(s) each, steps ${steps ?? hparams.eval_steps}, batch ${batch ?? hparams.benchmark_batch_size}`);
   console.log('| submission | probe loss - ref | probe loss moved by ref | logits rel. err | update rel. err | max tensor rel. err | changed / ref changed | frozen tensors | run s | overhead s |');
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const c of cases) {
     const v = await evaluateSubmission({
       submission: c.file, benchmarkDir, hparams, device, runs,
       steps: Number(steps ?? hparams.eval_steps), warmupSteps: Number(warmup ?? hparams.warmup_steps),
-      batchSize: Number(batch ?? hparams.benchmark_batch_size), seed: 1000, workDir: path.join(require('os').tmpdir(), 'tournament-noise-floor'),
+      batchSize: Number(batch ?? hparams.benchmark_batch_size), seed, workDir: path.join(require('os').tmpdir(), 'tournament-noise-floor'),
       submissionEnv: c.env,
     });
     for (const r of v.runs) {
