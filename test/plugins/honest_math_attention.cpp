@@ -2,7 +2,10 @@
 // baseline uses scaled-dot-product/flash kernels; on a CPU build without SDPA
 // the kernel is already the math one), and the CPU runs single-threaded
 // (torch::set_num_threads(1)), which changes the order of every reduction.
-// Same training otherwise: the differences are rounding only.
+// Same training otherwise: the differences are rounding only. On the CPU this
+// passes. On CUDA it is outside the tolerance and rejected (probe_loss): the
+// math path rounds the attention scores to bf16, which moved the 7B probe loss
+// by 0.27 and 0.81 on the H200 (README, "Verification"); the suite runs on CPU.
 // expect: pass
 #include <tournament/train_api.h>
 
