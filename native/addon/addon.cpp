@@ -402,6 +402,7 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
         r.Set("overheadSeconds", out->overhead_seconds);
         r.Set("reportedTokens", static_cast<double>(out->reported_tokens));
         r.Set("reportedLoss", out->reported_loss);
+        r.Set("reportedPeakMemory", static_cast<double>(out->reported_peak_memory));
         r.Set("probeLoss", out->probe_loss);
         r.Set("initialProbeLoss", out->initial_probe_loss);
         return r;

@@ -6,6 +6,7 @@
 //
 //   tournament-runner PLUGIN.so      (fds 3..6 as protocol.h says)
 #include <dlfcn.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -119,6 +120,7 @@ int main(int argc, char** argv) {
   }
   if (p.type != proto::Type::kGo) return 4;
 
+  compat::cuda_reset_peak(device);  // the timed call's peak, not warmup's
   IndexedBatches batches(tokens, rows(init.steps), B, device);
   TrainResult out = call(fn, model, batches, init.steps, device, opt);
 
@@ -140,6 +142,12 @@ int main(int argc, char** argv) {
     fail(proto::ErrorKind::kLogits, std::string("copying the logits: ") + e.what());
   }
   compat::cuda_synchronize(device);
+  done.peak_memory_bytes = compat::cuda_peak_allocated(device);
+  if (done.peak_memory_bytes < 0) {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    done.peak_memory_bytes = static_cast<int64_t>(ru.ru_maxrss) * 1024;
+  }
   proto::send_msg(proto::kControlFd, proto::Type::kDone, &done, sizeof done);
   // The trusted side kills this process now; wait for it.
   for (;;) pause();

@@ -284,6 +284,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   out.completed = true;
   out.reported_tokens = p.body.done.total_tokens;
   out.reported_loss = p.body.done.final_loss;
+  out.reported_peak_memory = p.body.done.peak_memory_bytes;
   if (progress) progress("verify");
   out.probe_loss = probe_loss();
   out.overhead_seconds = since(t_start) - out.seconds;

@@ -41,6 +41,7 @@ struct RunOutcome {
   double overhead_seconds = 0; // everything else of the run
   int64_t reported_tokens = 0;
   double reported_loss = 0;
+  int64_t reported_peak_memory = 0;  // runner's own account, informational
   double probe_loss = 0;       // recomputed here from the final weights
   double initial_probe_loss = 0;  // the same batch at the run's initialisation
 };

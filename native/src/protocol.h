@@ -53,6 +53,7 @@ struct Done {
   int64_t total_tokens;
   double final_loss;
   int64_t logits_shape[3];
+  int64_t peak_memory_bytes;  // the runner's own account: device peak on CUDA, max RSS on the CPU
 };
 
 enum class ErrorKind : uint32_t { kException = 1, kOutOfMemory = 2, kApiVersion = 3, kPluginLoad = 4, kLogits = 5 };

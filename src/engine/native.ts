@@ -86,6 +86,8 @@ export interface NativeRunOutcome {
   overheadSeconds: number;
   reportedTokens: number;
   reportedLoss: number;
+  /** The runner's own account of its peak memory (device on CUDA, max RSS on the CPU): informational, not verified. */
+  reportedPeakMemory: number;
   probeLoss: number;
   initialProbeLoss: number;
 }

@@ -211,7 +211,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
     };
 
     const r = await runOnce(ref.pluginPath, 'reference', {});
-    referenceRuns.push(report(seed, r, [], null, expectedTokens));
+    referenceRuns.push(report(seed, r, [], null, expectedTokens, o.steps));
     if (!r.completed || r.reportedTokens !== expectedTokens) {
       throw new UserError(`the official baseline failed its run on this machine (${r.failureCode}: ${r.failureMessage || `reported ${r.reportedTokens} tokens`}); the evaluation cannot be judged`);
     }
@@ -219,7 +219,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
     try {
       const s = await runOnce(sub.pluginPath, 'submission', o.submissionEnv ?? {});
       if (!s.completed) {
-        runs.push(report(seed, s, [{ code: s.failureCode as Failure['code'], message: s.failureMessage }], null, expectedTokens));
+        runs.push(report(seed, s, [{ code: s.failureCode as Failure['code'], message: s.failureMessage }], null, expectedTokens, o.steps));
         continue;
       }
       progress(`run ${i + 1}/${o.runs}: comparing with the reference`);
@@ -228,7 +228,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
       if (s.reportedTokens !== expectedTokens) {
         failures.unshift({ code: 'tokens', message: `inner_steps reported ${s.reportedTokens} tokens; the run served ${expectedTokens}` });
       }
-      runs.push(report(seed, s, failures, { cmp, ref: r }, expectedTokens));
+      runs.push(report(seed, s, failures, { cmp, ref: r }, expectedTokens, o.steps));
     } finally {
       evaluator.release(refId);
     }
@@ -247,6 +247,7 @@ function report(
   failures: Failure[],
   c: { cmp: NativeComparison; ref: NativeRunOutcome } | null,
   expectedTokens: number,
+  steps: number,
 ): RunReport {
   return {
     seed,
@@ -256,6 +257,9 @@ function report(
     tokens: r.completed ? expectedTokens : 0,
     tokens_per_second: r.completed ? expectedTokens / r.seconds : null,
     overhead_seconds: r.overheadSeconds,
+    step_seconds: r.completed ? r.seconds / steps : null,
+    reported_loss: r.completed ? r.reportedLoss : null,
+    reported_peak_memory_bytes: r.completed ? r.reportedPeakMemory : null,
     checks: c && {
       probe_loss: r.probeLoss,
       reference_probe_loss: c.ref.probeLoss,

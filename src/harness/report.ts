@@ -11,6 +11,10 @@ export function formatVerdict(v: Verdict, o: { submission: string; device: strin
       `run ${i + 1}        ${r.ok ? 'ok  ' : 'FAIL'} ${f(r.tokens_per_second)} tokens/s in ${f(r.seconds, 3)} s` +
         ` (reference ${f(ref?.tokens_per_second)} tokens/s; harness overhead ${f(r.overhead_seconds, 2)} s)`,
     );
+    if (r.step_seconds !== null) {
+      const gib = r.reported_peak_memory_bytes !== null ? (r.reported_peak_memory_bytes / 2 ** 30).toFixed(2) : '-';
+      lines.push(`             step ${(r.step_seconds * 1000).toFixed(1)} ms, last loss ${f(r.reported_loss, 4)}, peak memory ${gib} GiB (both as the runner reports them)`);
+    }
     if (c) {
       lines.push(
         `             probe loss ${c.probe_loss.toFixed(4)} (reference ${c.reference_probe_loss.toFixed(4)}), logits rel. err ${c.logits_rel_error.toPrecision(3)},` +

@@ -32,6 +32,11 @@ export interface RunReport {
   tokens_per_second: number | null;
   /** Outside the timed region: spawn, plugin load, warmup, reset, verification. */
   overhead_seconds: number;
+  /** Seconds per optimizer step on the trusted clock. */
+  step_seconds: number | null;
+  /** What the runner says: its last loss and peak memory. Informational, never trusted. */
+  reported_loss: number | null;
+  reported_peak_memory_bytes: number | null;
   /** The measurements behind the verdict (null when the run failed before them). */
   checks: {
     probe_loss: number;
