@@ -4,6 +4,7 @@
 #   bench    local-bench of the baseline (2 runs) + noise floor of honest variants
 #   cheats   noise floor of cheats + the PyTorch peer, side by side
 #   seed2    honest and cheating cases again on another seed
+#   final    local-bench of the baseline, one run, with the thresholds in hparams
 # Needs in carry: .device (node.xz, deps/node_modules) and dist. Results in $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -27,6 +28,10 @@ case "$1" in
   cheats)
     node scripts/noise-floor.js --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 skip_last_step freeze_layers fewer_tokens deferred_thread honest_manual_adamw 2>&1 | tee "$OUT/noise-cheats.md"
     python3 scripts/peer-bench.py 5 16 2>/tmp/peer.err | tee "$OUT/peer.json" || tail -20 /tmp/peer.err
+    ;;
+  final)
+    bin/tournament local-bench --benchmark-dir /tmp/bench7b --device cuda --runs 1 --warmup-steps 1 --work-dir /tmp/work
+    echo "local-bench exit: $?"
     ;;
   seed2)
     node scripts/noise-floor.js --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 --seed 2000 baseline honest_math_attention skip_last_step fewer_tokens stale_logits 2>&1 | tee "$OUT/noise-seed2.md"
