@@ -7,10 +7,17 @@
 
 namespace tournament::compat {
 
+#ifdef TOURNAMENT_WITH_CUDA
+namespace {
+// "cuda" without an index means the current device.
+c10::DeviceIndex index_of(const torch::Device& d) { return d.has_index() ? d.index() : c10::cuda::current_device(); }
+}  // namespace
+#endif
+
 int64_t cuda_peak_allocated(const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
   if (device.is_cuda()) {
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index_of(device));
     return stats.allocated_bytes[0].peak;  // index 0: the aggregate over pool types
   }
 #endif
@@ -20,7 +27,7 @@ int64_t cuda_peak_allocated(const torch::Device& device) {
 
 void cuda_reset_peak(const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(index_of(device));
 #endif
   (void)device;
 }
