@@ -103,6 +103,8 @@ describe('harness: adversarial plugins', function () {
     const benchmarkDir = path.join(tmp, 'benchmark');
     setupPreset({ dir: benchmarkDir, preset: 'tiny', seed: 42, force: false });
     const hparams = loadHparams(path.join(ROOT, 'hparams', 'hparams.json'));
+    // A tiny run takes about 2 s a phase here: a hang is caught in seconds, not after the 7B limits.
+    hparams.runner_timeouts = { start: 60, warmup: 60, timed: 30 };
 
     for (const f of ESCAPES) fs.rmSync(f, { force: true });
     for (const f of SECRETS) fs.writeFileSync(f, 'secret: the sandbox must not see this\n');
@@ -139,6 +141,7 @@ describe('harness: adversarial plugins', function () {
             batchSize: 4,
             seed: 1234,
             workDir,
+            pluginCache: path.join(tmp, 'plugins'), // the baseline compiles once for all cases
           });
         } catch (e) {
           o.error = e as Error;

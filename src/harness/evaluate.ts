@@ -30,8 +30,10 @@ export interface EvaluateOptions {
   batchSize: number;
   /** Seeds the runs' initialisations and data orders (run i uses seed + i). */
   seed: number;
-  /** Scratch space: compiled plugins and per-run sandbox directories. */
+  /** Scratch space: per-run sandbox directories, and compiled plugins unless pluginCache is given. */
   workDir: string;
+  /** Where compiled plugins are kept, by source and toolchain hash (default: workDir/plugins). */
+  pluginCache?: string;
   dtype?: Dtype;
   attention?: Attention;
   /** Extra environment for the submission's runner (e.g. OMP_NUM_THREADS for noise-floor runs). */
@@ -88,8 +90,8 @@ function runnerArgv(plugin: string, scratch: string, build: PluginBuild, cuda: b
 
 const inFlight = new Map<string, Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }>>();
 
-/** Compiles `source` into workDir/plugins/<sha256 of source and toolchain>/, reusing an earlier build. */
-async function compileCached(source: string, workDir: string, build: PluginBuild): Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }> {
+/** Compiles `source` into cacheDir/<sha256 of source and toolchain>/, reusing an earlier build. */
+async function compileCached(source: string, cacheDir: string, build: PluginBuild): Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }> {
   let bytes: Buffer;
   try {
     bytes = fs.readFileSync(source);
@@ -97,7 +99,7 @@ async function compileCached(source: string, workDir: string, build: PluginBuild
     return { ok: false, message: `cannot read ${source}: ${(e as NodeJS.ErrnoException).code ?? e}` };
   }
   const key = crypto.createHash('sha256').update(bytes).update(JSON.stringify(build)).digest('hex').slice(0, 16);
-  const dir = path.join(workDir, 'plugins', key);
+  const dir = path.join(cacheDir, key);
   const plugin = path.join(dir, 'plugin.so');
   if (fs.existsSync(plugin)) return { ok: true, pluginPath: plugin };
   const pending = inFlight.get(dir);
@@ -168,7 +170,9 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const workDir = fs.realpathSync(o.workDir);
 
   progress('compiling the baseline and the submission');
-  const [ref, sub] = await Promise.all([compileCached(BASELINE, workDir, build), compileCached(o.submission, workDir, build)]);
+  const cache = path.resolve(o.pluginCache ?? path.join(workDir, 'plugins'));
+  fs.mkdirSync(cache, { recursive: true });
+  const [ref, sub] = await Promise.all([compileCached(BASELINE, cache, build), compileCached(o.submission, cache, build)]);
   if (!ref.ok) throw new UserError(`the official baseline does not compile here: ${ref.message}`);
   const empty: Verdict = { accepted: false, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null };
   if (!sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
