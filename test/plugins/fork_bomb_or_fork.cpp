@@ -1,4 +1,6 @@
-// Attack: trains honestly, then forks just before returning. The child (and a
+// Attack: trains honestly, then, in the timed call only (a child forked in
+// warmup would clobber the timed run itself and sabotage only this
+// submission), forks just before returning. The child (and a
 // grandchild it forks) leave the session, ignore SIGTERM/SIGHUP/SIGINT, wait
 // 300 ms (the trusted side has DONE by then) and then zero every parameter in
 // the shared parameter memory, over and over, forever. The harness must kill
@@ -58,6 +60,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   if (!device.is_cuda()) {
     for (auto& p : model->parameters()) params.emplace_back(p.data_ptr(), p.numel() * p.element_size());
   }
-  if (fork() == 0) clobber_forever(params);  // the child never returns into the runner
+  static int calls = 0;  // 1: warmup, 2: the timed call
+  if (++calls == 2 && fork() == 0) clobber_forever(params);  // the child never returns into the runner
   return result;
 }
