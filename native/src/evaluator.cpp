@@ -51,11 +51,22 @@ struct Sandbox {
   bool reaped = false;
 
   void kill_and_reap() {
-    if (inner > 0) ::kill(inner, SIGKILL);
     if (bwrap > 0 && !reaped) {
-      ::kill(bwrap, SIGKILL);
-      while (::waitpid(bwrap, &status, 0) < 0 && errno == EINTR) {}
-      reaped = true;
+      if (inner > 0) {
+        ::kill(inner, SIGKILL);
+        // bwrap exits once the sandbox's PID 1 has ended, and PID 1 ends only
+        // after every other process of its namespace is gone (the kernel
+        // kills and waits for them): when bwrap is reaped, nothing is left.
+        for (int i = 0; i < 3000 && !reaped; ++i) {  // up to 30 s for a large process to unmap
+          if (::waitpid(bwrap, &status, WNOHANG) == bwrap) reaped = true;
+          else ::usleep(10000);
+        }
+      }
+      if (!reaped) {
+        ::kill(bwrap, SIGKILL);
+        while (::waitpid(bwrap, &status, 0) < 0 && errno == EINTR) {}
+        reaped = true;
+      }
     }
     if (control >= 0) ::close(control);
     control = -1;
