@@ -126,7 +126,10 @@ describe('sandbox (bubblewrap)', function () {
 
   it('hides the real checkout benchmark/ too', function () {
     const bench = path.join(projectDir(), 'benchmark');
-    if (!fs.existsSync(bench)) this.skip();
+    if (!fs.existsSync(bench)) {
+      console.log(`    skipped: ${bench} does not exist (run \`tournament setup-benchmark --preset tiny\` to test that it is hidden)`);
+      this.skip();
+    }
     const r = runIn({ scratchDir: scratch }, `ls -A ${bench} | wc -l; ls ${projectDir()}/package.json`);
     assert.equal(r.out.split('\n')[0], '0');
   });
@@ -158,7 +161,10 @@ describe('sandbox (bubblewrap)', function () {
   });
 
   it('with uid, maxProcesses limits forking', function () {
-    if (process.getuid?.() !== 0) this.skip();
+    if (process.getuid?.() !== 0) {
+      console.log('    skipped: switching to an unprivileged uid needs root');
+      this.skip();
+    }
     const r = runIn(
       { scratchDir: scratch, uid: SANDBOX_UID, maxProcesses: 16 },
       'n=0; for i in $(seq 40); do (sleep 3) 2>/dev/null & done 2>/dev/null; ls /proc | grep -c "^[0-9]"; id -u; touch mine',
