@@ -72,11 +72,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   const auto init = expect(proto::Type::kInit).body.init;
-  const Qwen2Config cfg = proto::config_of(init);
+  const Qwen2Config& cfg = init.model;
   const torch::Device device(static_cast<c10::DeviceType>(init.device_type),
                              static_cast<c10::DeviceIndex>(init.device_index));
   const auto dtype = static_cast<torch::Dtype>(init.dtype);
-  const OptimizerConfig opt{init.lr, init.weight_decay, init.beta1, init.beta2, init.eps};
+  const OptimizerConfig& opt = init.optimizer;
 
   // The trusted side's memory, mapped here.
   const auto layout = proto::param_layout(cfg, dtype);

@@ -237,8 +237,9 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
     return true;
   };
 
-  auto init = proto::init_of(cfg_.model);
+  proto::Init init{};
   init.api_version = TOURNAMENT_TRAIN_API_VERSION;
+  init.model = cfg_.model;
   init.device_type = static_cast<int32_t>(cfg_.device.type());
   init.device_index = cfg_.device.has_index() ? cfg_.device.index() : -1;
   init.dtype = static_cast<int32_t>(cfg_.dtype);
@@ -247,20 +248,20 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   init.seq_len = S;
   init.steps = cfg_.steps;
   init.warmup_steps = cfg_.warmup_steps;
-  init.lr = cfg_.optimizer.lr;
-  init.weight_decay = cfg_.optimizer.weight_decay;
-  init.beta1 = cfg_.optimizer.beta1;
-  init.beta2 = cfg_.optimizer.beta2;
-  init.eps = cfg_.optimizer.eps;
+  init.optimizer = cfg_.optimizer;
   init.params_bytes = params_.size();
   init.data_bytes = data_.size();
   init.logits_bytes = logits_.size();
+  // A run that missed its next message: end the sandbox, then say why.
+  auto failed_run = [&] {
+    box.kill_and_reap();
+    return fail(code.empty() ? "crash" : code, msg.empty() ? box.describe_exit() : msg);
+  };
   proto::Packet p;
   if (progress) progress("start");
   if (!proto::send_msg(box.control, proto::Type::kInit, &init, sizeof init) ||
       !await(proto::Type::kReady, cfg_.start_timeout_s, "start-up", &p)) {
-    box.kill_and_reap();
-    return fail(code.empty() ? "crash" : code, msg.empty() ? box.describe_exit() : msg);
+    return failed_run();
   }
 
   auto data_view = [&](int64_t rows) { return data_.view(0, {rows, S}, torch::kInt64); };
@@ -271,8 +272,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
     proto::Warmup w{cfg_.warmup_steps};
     if (!proto::send_msg(box.control, proto::Type::kWarmup, &w, sizeof w) ||
         !await(proto::Type::kWarm, cfg_.warmup_timeout_s, "warmup", &p)) {
-      box.kill_and_reap();
-      return fail(code.empty() ? "crash" : code, msg.empty() ? box.describe_exit() : msg);
+      return failed_run();
     }
   }
 
@@ -287,11 +287,11 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   const bool sent = proto::send_msg(box.control, proto::Type::kGo, nullptr, 0);
   const bool done = sent && await(proto::Type::kDone, cfg_.timed_timeout_s, "the timed run", &p);
   out.seconds = since(t0);
-  box.kill_and_reap();  // at DONE: nothing the runner does from here on lands
   if (!done) {
     out.seconds = 0;
-    return fail(code.empty() ? "crash" : code, msg.empty() ? box.describe_exit() : msg);
+    return failed_run();
   }
+  box.kill_and_reap();  // at DONE: nothing the runner does from here on lands
   out.completed = true;
   out.reported_tokens = p.body.done.total_tokens;
   out.reported_loss = p.body.done.final_loss;

@@ -96,34 +96,4 @@ ParamAllocator region_allocator(const SharedRegion& region, const ParamLayout& l
   };
 }
 
-Qwen2Config config_of(const Init& m) {
-  Qwen2Config c;
-  c.vocab_size = m.vocab_size;
-  c.hidden_size = m.hidden_size;
-  c.intermediate_size = m.intermediate_size;
-  c.num_hidden_layers = m.num_hidden_layers;
-  c.num_attention_heads = m.num_attention_heads;
-  c.num_key_value_heads = m.num_key_value_heads;
-  c.max_position_embeddings = m.max_position_embeddings;
-  c.rope_theta = m.rope_theta;
-  c.rms_norm_eps = m.rms_norm_eps;
-  c.tie_word_embeddings = m.tie_word_embeddings != 0;
-  return c;
-}
-
-Init init_of(const Qwen2Config& c) {
-  Init m{};
-  m.vocab_size = c.vocab_size;
-  m.hidden_size = c.hidden_size;
-  m.intermediate_size = c.intermediate_size;
-  m.num_hidden_layers = c.num_hidden_layers;
-  m.num_attention_heads = c.num_attention_heads;
-  m.num_key_value_heads = c.num_key_value_heads;
-  m.max_position_embeddings = c.max_position_embeddings;
-  m.rope_theta = c.rope_theta;
-  m.rms_norm_eps = c.rms_norm_eps;
-  m.tie_word_embeddings = c.tie_word_embeddings ? 1 : 0;
-  return m;
-}
-
 }  // namespace tournament::protocol

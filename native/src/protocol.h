@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "shared_memory.h"
 
@@ -31,19 +32,16 @@ struct Header {
   uint32_t type;
 };
 
-// Plain-old-data copy of what the runner needs; fixed layout on both sides
-// (same binary build).
+// What the runner needs, copied byte for byte (both sides are one build).
 struct Init {
   int32_t api_version;
-  int64_t vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, num_key_value_heads,
-      max_position_embeddings;
-  double rope_theta, rms_norm_eps;
-  int32_t tie_word_embeddings;
+  Qwen2Config model;
   int32_t device_type, device_index, dtype, attention;
   int64_t batch_size, seq_len, steps, warmup_steps;
-  double lr, weight_decay, beta1, beta2, eps;
+  OptimizerConfig optimizer;
   uint64_t params_bytes, data_bytes, logits_bytes;
 };
+static_assert(std::is_trivially_copyable<Init>::value, "Init travels as raw bytes");
 
 struct Warmup {
   int64_t steps;
@@ -73,7 +71,8 @@ struct ProtocolError : std::runtime_error {
 };
 struct Packet {
   Type type;
-  union {
+  union Body {
+    Body() {}  // filled by recv_msg; Init's config has default member values
     Init init;
     Warmup warmup;
     Done done;
@@ -94,8 +93,5 @@ ParamLayout param_layout(const Qwen2Config& cfg, torch::Dtype dtype);
 
 // Allocator handing out views of `region` at the layout's offsets.
 ParamAllocator region_allocator(const SharedRegion& region, const ParamLayout& layout, torch::Dtype dtype);
-
-Qwen2Config config_of(const Init& m);
-Init init_of(const Qwen2Config& cfg);
 
 }  // namespace tournament::protocol
