@@ -43,8 +43,8 @@ const caseOf = (n) =>
   hparams.verification = { ...hparams.verification, cpu: open, cuda: open };
   const cases = names.map(caseOf);
   console.log(`device ${device}, seed ${seed}, ${runs} run(s) each, steps ${steps ?? hparams.eval_steps}, batch ${batch ?? hparams.benchmark_batch_size}`);
-  console.log('| submission | probe loss - ref | probe loss moved by ref | logits rel. err | update rel. err | max tensor rel. err | changed / ref changed | frozen tensors | run s | overhead s |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|');
+  console.log('| submission | probe loss - ref | probe loss moved by ref | logits rel. err | update rel. err | max tensor rel. err | changed / ref changed | frozen tensors | run s | overhead s | failures |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const c of cases) {
     const v = await evaluateSubmission({
       submission: c.file, benchmarkDir, hparams, device, runs,
@@ -55,8 +55,8 @@ const caseOf = (n) =>
     for (const r of v.runs) {
       const k = r.checks;
       const f = (x) => (x === undefined || x === null ? '-' : Number.isFinite(x) ? x.toPrecision(3) : String(x));
-      if (!k) { console.log(`| ${c.name} | failed: ${r.failures.map((x) => x.code).join(', ')} | | | | | | | | |`); continue; }
-      console.log(`| ${c.name} | ${f(k.probe_loss - k.reference_probe_loss)} | ${f(k.reference_probe_loss - k.initial_probe_loss)} | ${f(k.logits_rel_error)} | ${f(k.update_rel_error)} | ${f(k.max_tensor_rel_error)} | ${f(k.changed_share / k.reference_changed_share)} | ${k.frozen_tensors.length} | ${f(r.seconds)} | ${f(r.overhead_seconds)} |`);
+      if (!k) { console.log(`| ${c.name} | failed: ${r.failures.map((x) => x.code).join(', ')} | | | | | | | | | |`); continue; }
+      console.log(`| ${c.name} | ${f(k.probe_loss - k.reference_probe_loss)} | ${f(k.reference_probe_loss - k.initial_probe_loss)} | ${f(k.logits_rel_error)} | ${f(k.update_rel_error)} | ${f(k.max_tensor_rel_error)} | ${f(k.changed_share / k.reference_changed_share)} | ${k.frozen_tensors.length} | ${f(r.seconds)} | ${f(r.overhead_seconds)} | ${r.failures.map((x) => x.code).join(', ') || '-'} |`);
     }
   }
 })().catch((e) => { console.error(e.message || e); process.exit(1); });

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { checkSandbox, projectDir, sandboxArgv, SandboxOptions, SANDBOX_UID } from '../src/harness/sandbox';
+import { checkSandbox, projectDir, sandboxArgv, SandboxOptions, sandboxUser, SANDBOX_UID } from '../src/harness/sandbox';
 
 const TAG = `tournament-sandbox-test-${process.pid}-${Date.now()}`;
 
@@ -120,6 +120,7 @@ describe('sandbox (bubblewrap)', function () {
     cleanup.push(homeFile, tmpFile);
     const hidden = [homeFile, tmpFile, path.join(proj, 'benchmark', 'probe.bin'), path.join(proj, '.env'), '/etc/shadow', '/root/.bashrc'];
     const script = [...hidden.map((h) => `cat ${h} 2>/dev/null | head -c 1 | grep -q . && echo "read ${h}"`), `cat ${proj}/visible.txt`].join('; ');
+    fs.chmodSync(proj, 0o755); // readable by the sandbox's uid when it is not root
     const r = runIn({ scratchDir: scratch, projectDir: proj }, script);
     assert.equal(r.out, 'yes', `visible inside: ${r.out}`);
   });
@@ -160,13 +161,14 @@ describe('sandbox (bubblewrap)', function () {
     assert.notEqual(r.out, '536870912');
   });
 
-  it('with uid, maxProcesses limits forking', function () {
-    if (process.getuid?.() !== 0) {
-      console.log('    skipped: switching to an unprivileged uid needs root');
+  it('as root, runs as SANDBOX_UID, so maxProcesses limits forking', function () {
+    const user = sandboxUser({ scratchDir: scratch });
+    if (user.uid !== SANDBOX_UID) {
+      console.log(`    skipped: the sandbox runs as uid ${user.uid} here${user.rootBecause ? ` (${user.rootBecause})` : ''}`);
       this.skip();
     }
     const r = runIn(
-      { scratchDir: scratch, uid: SANDBOX_UID, maxProcesses: 16 },
+      { scratchDir: scratch, maxProcesses: 16 },
       'n=0; for i in $(seq 40); do (sleep 3) 2>/dev/null & done 2>/dev/null; ls /proc | grep -c "^[0-9]"; id -u; touch mine',
     );
     const [count, uid] = r.out.split('\n').slice(-2).map(Number);

@@ -426,6 +426,7 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
         r.Set("maxTensorRelError", c->max_tensor_rel_error);
         r.Set("changedShare", c->changed_share);
         r.Set("referenceChangedShare", c->reference_changed_share);
+        r.Set("changedAfterKill", c->changed_after_kill);
         auto frozen = Napi::Array::New(env, c->frozen.size());
         for (size_t i = 0; i < c->frozen.size(); ++i) frozen.Set(i, c->frozen[i]);
         r.Set("frozen", frozen);

@@ -141,7 +141,9 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     fail(proto::ErrorKind::kLogits, std::string("copying the logits: ") + e.what());
   }
-  compat::cuda_synchronize(device);
+  // Only the stream the logits were copied on: what the plugin left queued
+  // elsewhere is not waited for, and dies with this process at DONE.
+  compat::cuda_synchronize_current_stream(device);
   done.peak_memory_bytes = compat::cuda_peak_allocated(device);
   if (done.peak_memory_bytes < 0) {
     rusage ru{};

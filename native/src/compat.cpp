@@ -3,6 +3,7 @@
 #ifdef TOURNAMENT_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
 #endif
 
 namespace tournament::compat {
@@ -35,6 +36,13 @@ void cuda_reset_peak(const torch::Device& device) {
 void cuda_synchronize(const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
   if (device.is_cuda()) c10::cuda::device_synchronize();
+#endif
+  (void)device;
+}
+
+void cuda_synchronize_current_stream(const torch::Device& device) {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(index_of(device)).synchronize();
 #endif
   (void)device;
 }

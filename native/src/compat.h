@@ -58,5 +58,8 @@ inline at::Generator seeded_generator(const torch::Device& device, uint64_t seed
 int64_t cuda_peak_allocated(const torch::Device& device);
 void cuda_reset_peak(const torch::Device& device);
 void cuda_synchronize(const torch::Device& device);
+// Waits for the calling thread's current stream only: work a plugin left on
+// other streams is not waited for (it dies with the runner at DONE).
+void cuda_synchronize_current_stream(const torch::Device& device);
 
 }  // namespace tournament::compat

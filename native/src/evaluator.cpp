@@ -134,6 +134,18 @@ void Evaluator::init_parameters(uint64_t seed) {
   compat::cuda_synchronize(cfg_.device);
 }
 
+std::vector<int64_t> Evaluator::memory_digest() {
+  auto bits = [](const torch::Tensor& t) {
+    const auto e = t.element_size();
+    return t.view(e == 2 ? torch::kInt16 : e == 4 ? torch::kInt32 : torch::kInt64).sum(torch::kInt64);
+  };
+  std::vector<torch::Tensor> sums;
+  for (const auto& p : model_->parameters()) sums.push_back(bits(p.detach()));
+  sums.push_back(bits(logits_.view(0, {cfg_.batch_size, cfg_.seq_len - 1, cfg_.model.vocab_size}, cfg_.dtype)));
+  auto host = torch::stack(sums).to(torch::kCPU);
+  return std::vector<int64_t>(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
+}
+
 double Evaluator::probe_loss() {
   torch::NoGradGuard no_grad;
   auto probe = cfg_.probe.to(cfg_.device);
@@ -292,6 +304,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
     return failed_run();
   }
   box.kill_and_reap();  // at DONE: nothing the runner does from here on lands
+  post_kill_digest_ = memory_digest();  // compare_last_with checks that it still holds
   out.completed = true;
   out.reported_tokens = p.body.done.total_tokens;
   out.reported_loss = p.body.done.final_loss;
@@ -362,6 +375,8 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   c.update_rel_error = std::isnan(unum) ? std::numeric_limits<double>::infinity() : std::sqrt(unum / std::max(uden, 1e-30));
   c.changed_share = changed / total;
   c.reference_changed_share = ref_changed / total;
+  // Last, after every read the verdict rests on (probe loss, logits, weights).
+  c.changed_after_kill = memory_digest() != post_kill_digest_;
   return c;
 }
 

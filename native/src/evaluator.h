@@ -52,6 +52,9 @@ struct Comparison {
   double max_tensor_rel_error = 0;  // worst tensor
   double changed_share = 0, reference_changed_share = 0;
   std::vector<std::string> frozen;  // changed in the reference, unchanged here
+  // The parameter or logits memory differs from what it held when the runner
+  // had just been killed: something of the run outlived the kill.
+  bool changed_after_kill = false;
 };
 
 class Evaluator {
@@ -76,6 +79,9 @@ class Evaluator {
   };
   void init_parameters(uint64_t seed);
   double probe_loss();
+  // Exact fingerprint of the parameter and logits memory: per tensor, the sum
+  // of its raw bits as integers (order-free, so the same on every read).
+  std::vector<int64_t> memory_digest();
 
   EvalConfig cfg_;
   protocol::ParamLayout layout_;
@@ -84,6 +90,7 @@ class Evaluator {
   std::map<int64_t, Kept> kept_;
   int64_t next_id_ = 1;
   uint64_t last_seed_ = 0;
+  std::vector<int64_t> post_kill_digest_;  // of the last run, taken right after the kill
 };
 
 }  // namespace tournament

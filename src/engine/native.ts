@@ -99,6 +99,8 @@ export interface NativeComparison {
   changedShare: number;
   referenceChangedShare: number;
   frozen: string[];
+  /** The parameter or logits memory changed after the runner had been killed. */
+  changedAfterKill: boolean;
 }
 
 export interface NativeEvaluator {

@@ -13,7 +13,7 @@ import { readQwen2Config } from '../engine/config';
 import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome, PROJECT_ROOT } from '../engine/native';
 import { UserError } from '../errors';
 import { compileSubmission, loadPluginBuild, PluginBuild, toolchainBinds } from './compile';
-import { bwrapPath, checkSandbox, sandboxArgv } from './sandbox';
+import { bwrapPath, checkSandbox, sandboxArgv, sandboxUser } from './sandbox';
 import type { Failure, RunReport, Verdict } from './types';
 
 export const BASELINE = path.join(PROJECT_ROOT, 'local_test', 'train.cpp');
@@ -72,16 +72,20 @@ export function planData(tokens: TokenSet, o: { probeRows: number; batchSize: nu
 }
 
 /** The sandboxed command for one run, with bwrap's --info-fd on fd 7 (see native/src/evaluator.cpp). */
-function runnerArgv(plugin: string, scratch: string, build: PluginBuild, cuda: boolean, env: Record<string, string>): string[] {
-  const argv = sandboxArgv({
-    command: [RUNNER, plugin],
+function runnerSandbox(plugin: string, scratch: string, build: PluginBuild, cuda: boolean) {
+  return {
     scratchDir: scratch,
     readOnlyBinds: [path.dirname(plugin), ...toolchainBinds(build)],
     cuda,
-    env,
     memoryBytes: cuda ? undefined : 16 * 2 ** 30,
+    // Threads count too: libtorch's pools need a few hundred on a large host.
+    maxProcesses: 4096,
     fileBytes: 64 * 2 ** 20,
-  });
+  };
+}
+
+function runnerArgv(plugin: string, scratch: string, build: PluginBuild, cuda: boolean, env: Record<string, string>): string[] {
+  const argv = sandboxArgv({ command: [RUNNER, plugin], env, ...runnerSandbox(plugin, scratch, build, cuda) });
   const at = argv.indexOf(bwrapPath());
   if (at < 0) throw new Error('sandbox: bwrap not found in the sandbox command');
   argv.splice(at + 1, 0, '--info-fd', '7');
@@ -124,6 +128,9 @@ async function compileCached(source: string, cacheDir: string, build: PluginBuil
 function judge(o: EvaluateOptions, outcome: NativeRunOutcome, ref: NativeRunOutcome, cmp: NativeComparison): Failure[] {
   const v = o.device.startsWith('cuda') ? o.hparams.verification.cuda : o.hparams.verification.cpu;
   const failures: Failure[] = [];
+  if (cmp.changedAfterKill) {
+    failures.push({ code: 'late_write', message: 'the parameter or logits memory changed after the runner was killed at DONE: something of the run outlived it' });
+  }
   const fmt = (x: number) => (Number.isFinite(x) ? x.toPrecision(3) : String(x));
   const dProbe = Math.abs(outcome.probeLoss - ref.probeLoss);
   if (!(dProbe <= v.probe_loss_abs)) {
@@ -174,7 +181,9 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   fs.mkdirSync(cache, { recursive: true });
   const [ref, sub] = await Promise.all([compileCached(BASELINE, cache, build), compileCached(o.submission, cache, build)]);
   if (!ref.ok) throw new UserError(`the official baseline does not compile here: ${ref.message}`);
-  const empty: Verdict = { accepted: false, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null };
+  const user = sandboxUser(runnerSandbox(sub.ok ? sub.pluginPath : ref.pluginPath, path.join(workDir, 'run-'), build, cuda));
+  const sandbox = { bwrap: bwrapPath(), uid: user.uid, root_because: user.rootBecause ?? null };
+  const empty: Verdict = { accepted: false, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, sandbox };
   if (!sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
 
   const evaluator: NativeEvaluator = await native('setting up the evaluation', () => new addon.Evaluator({
@@ -242,7 +251,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const accepted = reasons.length === 0 && runs.length === o.runs;
   const tps = accepted ? median(runs.map((r) => r.tokens_per_second as number)) : null;
   const mfu = tps !== null && o.peakTflops ? (6 * numParameters * tps) / (o.peakTflops * 1e12) : null;
-  return { accepted, reasons, runs, reference_runs: referenceRuns, tokens_per_second: tps, mfu };
+  return { accepted, reasons, runs, reference_runs: referenceRuns, tokens_per_second: tps, mfu, sandbox };
 }
 
 function report(

@@ -25,9 +25,12 @@
 //              UTS, cgroup. No capabilities, no new user namespaces inside.
 //   limits     prlimit (util-linux) sets RLIMIT_CORE=0 always, and on request
 //              RLIMIT_AS (never with `cuda`: CUDA reserves huge virtual
-//              ranges), RLIMIT_NPROC, RLIMIT_CPU, RLIMIT_FSIZE. The kernel
-//              exempts host uid 0 from RLIMIT_NPROC: a root caller that wants
-//              maxProcesses enforced passes `uid` (SANDBOX_UID) as well.
+//              ranges), RLIMIT_NPROC (only as SANDBOX_UID), RLIMIT_CPU, RLIMIT_FSIZE.
+//   user       a root caller's sandbox runs as SANDBOX_UID (setpriv switches
+//              before bwrap starts), because the kernel exempts host uid 0
+//              from RLIMIT_NPROC. It stays root only where that uid cannot
+//              read what is bound or bwrap fails unprivileged; sandboxUser()
+//              says which and why.
 //
 // File descriptors the caller leaves open without FD_CLOEXEC (Node: the
 // `stdio` array of child_process.spawn) reach the command with the same
@@ -54,21 +57,17 @@ export interface SandboxOptions {
   env?: Record<string, string>;
   /** RLIMIT_AS in bytes; ignored when `cuda`. */
   memoryBytes?: number;
-  /** RLIMIT_NPROC: processes and threads (counted in the sandbox's own user namespace). */
+  /**
+   * RLIMIT_NPROC: processes and threads. The kernel counts every process of
+   * the uid on the host, so it is set only when the sandbox has a uid of its
+   * own (a root caller's SANDBOX_UID): for anyone else it would count their
+   * desktop too.
+   */
   maxProcesses?: number;
   /** RLIMIT_CPU in seconds of CPU time (all threads together); SIGXCPU then SIGKILL. */
   cpuSeconds?: number;
   /** RLIMIT_FSIZE: largest file the command may write. */
   fileBytes?: number;
-  /**
-   * Run as this host uid (and gid) instead of the caller's: setpriv switches
-   * before bwrap starts, so bwrap runs unprivileged and scratchDir is handed
-   * to that uid. Only honoured when the caller is root. Needed for
-   * maxProcesses to bite: the kernel never applies RLIMIT_NPROC to host uid 0.
-   * Every bound path must then be readable by that uid (a checkout under
-   * /root, mode 700, is not).
-   */
-  uid?: number;
   /** Overrides the project directory that is bound (default: this checkout). */
   projectDir?: string;
 }
@@ -148,7 +147,7 @@ export function nvidiaDevices(): string[] {
     .map((n) => `/dev/${n}`);
 }
 
-function resourceLimits(o: SandboxOptions): string[] {
+function resourceLimits(o: SandboxOptions, ownUid: boolean): string[] {
   const lim = ['--core=0'];
   const positive = (name: string, v: number | undefined) => {
     if (v === undefined) return;
@@ -160,21 +159,63 @@ function resourceLimits(o: SandboxOptions): string[] {
   const cpu = positive('cpuSeconds', o.cpuSeconds);
   const fsize = positive('fileBytes', o.fileBytes);
   if (as !== undefined && !o.cuda) lim.push(`--as=${as}`);
-  if (nproc !== undefined) lim.push(`--nproc=${nproc}`);
+  if (nproc !== undefined && ownUid) lim.push(`--nproc=${nproc}`);
   if (cpu !== undefined) lim.push(`--cpu=${cpu}`);
   if (fsize !== undefined) lim.push(`--fsize=${fsize}`);
   return [PRLIMIT, ...lim, '--'];
 }
 
+/** Why sandboxes of this process stay root although the paths allow the switch (set by checkSandbox). */
+let unprivilegedFails: string | undefined;
+
+/** Whether `p` can be read (and, if a directory, entered) by a uid that owns nothing on the way to it. */
+function othersCanRead(p: string, write = false): boolean {
+  try {
+    const real = fs.realpathSync(p);
+    const st = fs.statSync(real);
+    const need = (st.isDirectory() ? 0o005 : 0o004) | (write ? 0o002 : 0);
+    if ((st.mode & need) !== need) return false;
+    for (let dir = path.dirname(real); ; dir = path.dirname(dir)) {
+      if (!(fs.statSync(dir).mode & 0o001)) return false;
+      if (dir === path.dirname(dir)) return true;
+    }
+  } catch {
+    return false;
+  }
+}
+
 /**
- * The full argv that runs `o.command` in the sandbox: bwrap first, or setpriv
- * then bwrap when `uid` applies. Side effect: with `uid`, chowns scratchDir.
+ * The host uid this sandbox runs as, and why it stays root when it does: a
+ * root caller switches to SANDBOX_UID unless that uid could not read a bound
+ * path (or enter the scratch directory's parent, or use a GPU device node), or
+ * bwrap does not work unprivileged on this host.
+ */
+export function sandboxUser(o: Omit<SandboxOptions, 'command'>): { uid: number; rootBecause?: string } {
+  const me = process.getuid?.() ?? 0;
+  if (me !== 0) return { uid: me };
+  if (unprivilegedFails) return { uid: 0, rootBecause: unprivilegedFails };
+  const bwrap = bwrapPath();
+  const readable = [
+    path.resolve(o.projectDir ?? projectDir()),
+    path.dirname(path.resolve(o.scratchDir)),
+    ...(o.readOnlyBinds ?? []),
+    ...(path.isAbsolute(bwrap) ? [bwrap] : []),
+  ];
+  const blocked = readable.find((p) => !othersCanRead(p)) ?? (o.cuda ? nvidiaDevices().find((d) => !othersCanRead(d, true)) : undefined);
+  if (blocked) return { uid: 0, rootBecause: `uid ${SANDBOX_UID} cannot ${blocked.startsWith('/dev/') ? 'use' : 'read'} ${blocked}` };
+  return { uid: SANDBOX_UID };
+}
+
+/**
+ * The full argv that runs `o.command` in the sandbox: bwrap, behind setpriv
+ * when sandboxUser() switches uid (then scratchDir is chowned to that uid).
  */
 export function sandboxArgv(o: SandboxOptions): string[] {
   if (o.command.length === 0) throw new Error('sandbox: empty command');
   const scratch = path.resolve(o.scratchDir);
   const project = path.resolve(o.projectDir ?? projectDir());
-  const dropTo = o.uid !== undefined && process.getuid?.() === 0 ? o.uid : undefined;
+  const { uid } = sandboxUser(o);
+  const dropTo = uid !== (process.getuid?.() ?? 0) ? uid : undefined;
   if (dropTo !== undefined) fs.chownSync(scratch, dropTo, dropTo);
   const args: string[] = [
     ...(dropTo !== undefined ? [SETPRIV, `--reuid=${dropTo}`, `--regid=${dropTo}`, '--clear-groups', '--'] : []),
@@ -208,20 +249,32 @@ export function sandboxArgv(o: SandboxOptions): string[] {
   const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: scratch, ...(o.env ?? {}) };
   args.push('--clearenv');
   for (const [k, v] of Object.entries(env)) args.push('--setenv', k, v);
-  args.push('--', ...resourceLimits(o), ...o.command);
+  args.push('--', ...resourceLimits(o, dropTo !== undefined), ...o.command);
   return args;
 }
 
 let checked = false;
 
-/** Runs `true` in the sandbox once per process; throws a UserError saying how to fix the host when it fails. */
+/**
+ * Runs `true` in the sandbox once per process; throws a UserError saying how
+ * to fix the host when it fails. When it fails only as SANDBOX_UID, later
+ * sandboxes stay root and sandboxUser() says why.
+ */
 export function checkSandbox(): void {
   if (checked) return;
   const bwrap = bwrapPath();
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'tournament-sandbox-check-'));
   try {
-    const argv = sandboxArgv({ command: ['/bin/true'], scratchDir: scratch, maxProcesses: 64 });
-    const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 30000 });
+    const attempt = () => {
+      const argv = sandboxArgv({ command: ['/bin/true'], scratchDir: scratch, maxProcesses: 64 });
+      return spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 30000 });
+    };
+    let r = attempt();
+    if ((r.error || r.status !== 0) && sandboxUser({ scratchDir: scratch }).uid === SANDBOX_UID) {
+      const why = (r.stderr ?? r.error?.message ?? '').trim().split('\n').pop();
+      unprivilegedFails = `bwrap fails as uid ${SANDBOX_UID} here (${why || `exit status ${r.status}`})`;
+      r = attempt();
+    }
     if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new UserError(`bubblewrap (${bwrap}) is not installed: miner code runs only inside its sandbox`, {
         hint:

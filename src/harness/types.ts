@@ -14,7 +14,8 @@ export type FailureCode =
   | 'logits' // the returned last-step logits are off the reference's (or missing / wrong shape)
   | 'frozen' // parameter tensors that the reference updated did not change
   | 'changed_share' // too small a share of the parameters changed
-  | 'update_error'; // the weight update is too far from the reference's
+  | 'update_error' // the weight update is too far from the reference's
+  | 'late_write'; // the parameter or logits memory changed after the runner was killed
 
 export interface Failure {
   code: FailureCode;
@@ -61,4 +62,6 @@ export interface Verdict {
   /** Median tokens/s over the runs when accepted, else null. */
   tokens_per_second: number | null;
   mfu: number | null;
+  /** How the runners were sandboxed: the bwrap binary and the host uid they ran as. */
+  sandbox: { bwrap: string; uid: number; root_because: string | null };
 }

@@ -1,13 +1,19 @@
-// Cheat: does every forward and backward pass in the call, but the last
-// optimizer step is handed to a detached thread and the call returns at once,
-// so the last update would land after the clock stopped. On CUDA this is the
-// "queued GPU work" case: the thread enqueues the step's kernels without any
-// synchronisation after DONE was sent. On CPU it is the same as
-// deferred_thread with a smaller deferred piece (only opt.step()); the harness
-// must answer both the same way: the runner is killed at DONE, the update is
-// missing (or partial) in the final weights.
+// Cheat: does every forward and backward pass in the call, but queues the last
+// optimizer step where it would land after the clock stopped.
+//   CUDA: on a side stream, behind about 3 s of matrix multiplies, never
+//         joined back to the current stream. The runner waits for the current
+//         stream only, so DONE comes at once; the step is still queued on the
+//         GPU when the runner is killed, and the kill must abort it.
+//   CPU:  a detached thread runs the step after the call returned.
+// Either way the final weights lack the last update. Should the queued work
+// land during the trusted side's teardown or verification instead, the probe
+// loss passes and the memory check after the kill (late_write) fires.
 // expect: probe_loss|update_error
 #include <tournament/train_api.h>
+
+#include <c10/core/Event.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 
 #include <thread>
 
@@ -16,7 +22,7 @@ using namespace tournament;
 TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,
                         const OptimizerConfig& optimizer) {
   model->set_checkpointed_layers(std::vector<bool>(model->config.num_hidden_layers, device.is_cuda()));
-  auto* opt = new AdamW(model->parameters(), optimizer);  // outlives the call: the thread uses it
+  auto* opt = new AdamW(model->parameters(), optimizer);  // outlives the call: the queued step uses it
   TrainResult result;
   torch::Tensor batch;
   for (int64_t step = 0; step < num_steps; ++step) {
@@ -25,14 +31,26 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     auto loss = causal_lm_loss(logits, batch);
     loss.backward();
     result.total_tokens += batch.numel();
-    if (step == num_steps - 1) {
-      result.logits = logits.detach().narrow(1, 0, batch.size(1) - 1);
-      result.final_loss = loss.detach().item<double>();
+    if (step < num_steps - 1) {
+      opt->step();
+      opt->zero_grad();
+      continue;
+    }
+    result.logits = logits.detach().narrow(1, 0, batch.size(1) - 1);
+    result.final_loss = loss.detach().item<double>();
+    if (!device.is_cuda()) {
       std::thread([opt]() { opt->step(); }).detach();
       break;
     }
+    const auto* impl = c10::impl::getDeviceGuardImpl(device.type());
+    const c10::Stream side = impl->getStreamFromGlobalPool(device);
+    c10::Event grads_ready(device.type());
+    grads_ready.record(impl->getStream(device));
+    grads_ready.block(side);  // the side stream sees the finished gradients
+    c10::StreamGuard on_side(side);
+    auto x = torch::randn({16384, 16384}, torch::TensorOptions().dtype(torch::kBFloat16).device(device));
+    for (int i = 0; i < 250; ++i) torch::mm(x, x);  // ~12 ms each on an H200: ~3 s in all
     opt->step();
-    opt->zero_grad();
   }
   return result;
 }
