@@ -5,6 +5,7 @@
 #   cheats   noise floor of cheats + the PyTorch peer, side by side
 #   seed2    honest and cheating cases again on another seed
 #   final    local-bench of the baseline, one run, with the thresholds in hparams
+#   floor SEED CASE...   noise-floor rows of the named cases on another seed
 # Needs in carry: .device (node.xz, deps/node_modules) and dist. Results in $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -14,6 +15,9 @@ export PATH=/tmp/nodebin:$PATH
 # Debian's bubblewrap may be missing there: use the one unpacked from its package when carried.
 command -v bwrap >/dev/null || { [ -x .device/bwrap/usr/bin/bwrap ] && export TOURNAMENT_BWRAP=$PWD/.device/bwrap/usr/bin/bwrap; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+# How the runs are sandboxed here: which bwrap, and whether uid 65534 can use the GPU and read the checkout.
+echo "bwrap: ${TOURNAMENT_BWRAP:-$(command -v bwrap)} ($(${TOURNAMENT_BWRAP:-bwrap} --version 2>&1)); caller uid $(id -u)"
+ls -l /dev/nvidia* | awk '{print "  " $1, $NF}'; namei -m "$PWD" | tail -n +2 | awk '{print "  " $0}'
 start=$(date +%s)
 TOURNAMENT_BUILD_JOBS=16 node scripts/build-native.js > "$OUT/build-$1.log" 2>&1 || { tail -30 "$OUT/build-$1.log"; exit 1; }
 echo "build seconds: $(( $(date +%s) - start ))"
@@ -35,5 +39,9 @@ case "$1" in
     ;;
   seed2)
     node scripts/noise-floor.js --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 --seed 2000 baseline honest_math_attention skip_last_step fewer_tokens stale_logits 2>&1 | tee "$OUT/noise-seed2.md"
+    ;;
+  floor)
+    seed=$2; shift 2
+    node scripts/noise-floor.js --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 --seed "$seed" "$@" 2>&1 | tee "$OUT/noise-seed$seed.md"
     ;;
 esac

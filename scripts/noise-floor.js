@@ -52,6 +52,7 @@ const caseOf = (n) =>
       batchSize: Number(batch ?? hparams.benchmark_batch_size), seed, workDir: path.join(require('os').tmpdir(), 'tournament-noise-floor'),
       submissionEnv: c.env,
     });
+    if (c === cases[0]) console.error(`sandbox: ${v.sandbox.bwrap} as uid ${v.sandbox.uid}${v.sandbox.root_because ? ` (root: ${v.sandbox.root_because})` : ''}`);
     for (const r of v.runs) {
       const k = r.checks;
       const f = (x) => (x === undefined || x === null ? '-' : Number.isFinite(x) ? x.toPrecision(3) : String(x));

@@ -100,6 +100,7 @@ describe('harness: adversarial plugins', function () {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const evaluateSubmission = (require(EVALUATE_JS) as { evaluateSubmission: Evaluate }).evaluateSubmission;
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'adversarial-'));
+    fs.chmodSync(tmp, 0o755); // as a validator's work dir is: the sandbox's own uid must reach the plugins
     const benchmarkDir = path.join(tmp, 'benchmark');
     setupPreset({ dir: benchmarkDir, preset: 'tiny', seed: 42, force: false });
     const hparams = loadHparams(path.join(ROOT, 'hparams', 'hparams.json'));
@@ -190,6 +191,19 @@ describe('harness: adversarial plugins', function () {
       assert.deepEqual(o.leftover, [], `processes of the run outlived the evaluation: ${o.leftover.join(', ')}`);
     });
   }
+
+  it('as root, the runners ran as uid 65534, where the process limit applies', function () {
+    const v = outcomes.get('baseline')?.verdict;
+    if (!v) {
+      console.log('      skipped: the baseline was not among the cases run (ADVERSARIAL_ONLY)');
+      this.skip();
+    }
+    if (process.getuid?.() !== 0 || v.sandbox.root_because) {
+      console.log(`      skipped: the sandbox ran as uid ${v.sandbox.uid}${v.sandbox.root_because ? ` (${v.sandbox.root_because})` : ' (not started by root)'}`);
+      this.skip();
+    }
+    assert.equal(v.sandbox.uid, 65534);
+  });
 
   it('write_outside left nothing on the host', function () {
     if (!outcomes.has('write_outside')) {

@@ -279,7 +279,7 @@ class Evaluator : public Napi::ObjectWrap<Evaluator> {
     return DefineClass(env, "Evaluator",
                        {InstanceMethod("run", &Evaluator::Run), InstanceMethod("keepLast", &Evaluator::KeepLast),
                         InstanceMethod("compareLastWith", &Evaluator::CompareLastWith),
-                        InstanceMethod("release", &Evaluator::Release)});
+                        InstanceMethod("release", &Evaluator::Release), InstanceMethod("close", &Evaluator::Close)});
   }
 
   // new Evaluator({ config, device, dtype, attention, batchSize, seqLen, steps,
@@ -315,11 +315,25 @@ class Evaluator : public Napi::ObjectWrap<Evaluator> {
   Napi::Value Run(const Napi::CallbackInfo& info);
   Napi::Value CompareLastWith(const Napi::CallbackInfo& info);
   Napi::Value KeepLast(const Napi::CallbackInfo& info) {
+    open(info.Env());
     return guarded(info.Env(), [&] { return Napi::Number::New(info.Env(), static_cast<double>(ev_->keep_last())); });
   }
   Napi::Value Release(const Napi::CallbackInfo& info) {
+    open(info.Env());
     ev_->release(info[0].As<Napi::Number>().Int64Value());
     return info.Env().Undefined();
+  }
+  // Frees the shared memory now (GBs on the device) rather than whenever the
+  // garbage collector gets to this object.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (busy_) throw Napi::Error::New(info.Env(), "evaluator: close() while a call is running");
+    ev_.reset();
+    return info.Env().Undefined();
+  }
+
+ public:
+  void open(Napi::Env env) const {
+    if (!ev_) throw Napi::Error::New(env, "evaluator: already closed");
   }
 };
 
@@ -366,6 +380,7 @@ class EvalWorker : public Napi::AsyncProgressQueueWorker<std::string> {
 
 Napi::Promise queue_eval(Napi::Env env, Evaluator* e, EvalWorker::Work work, EvalWorker::Finish finish,
                          Napi::Function cb = Napi::Function()) {
+  e->open(env);
   if (e->busy_.exchange(true)) throw Napi::Error::New(env, "evaluator is busy with another run");
   auto* w = new EvalWorker(env, e, std::move(work), std::move(finish), cb);
   auto promise = w->Promise();

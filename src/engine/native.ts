@@ -111,6 +111,8 @@ export interface NativeEvaluator {
   keepLast(): number;
   compareLastWith(keptId: number, seed: number): Promise<NativeComparison>;
   release(keptId: number): void;
+  /** Frees the evaluator's memory now; no call may follow. */
+  close(): void;
 }
 
 export interface NativeAddon {

@@ -204,47 +204,51 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const runs: RunReport[] = [];
   const referenceRuns: RunReport[] = [];
 
-  for (let i = 0; i < o.runs; i++) {
-    const seed = o.seed + i;
-    const { timed, warmup } = data.forRun(seed);
-    const runOnce = async (plugin: string, who: string, extraEnv: Record<string, string>) => {
-      // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
-      const env = { ...(process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {}), ...extraEnv };
-      const scratch = fs.mkdtempSync(path.join(workDir, 'run-'));
-      try {
-        return await native(`${who} run`, () =>
-          evaluator.run(
-            { argv: runnerArgv(plugin, scratch, build, cuda, env), seed, seqLen: tokens.seqLen, warmupTokens: warmup, timedTokens: timed },
-            (phase) => progress(`run ${i + 1}/${o.runs}: ${who}: ${phase}`),
-          ),
-        );
-      } finally {
-        fs.rmSync(scratch, { recursive: true, force: true });
-      }
-    };
+  try {
+    for (let i = 0; i < o.runs; i++) {
+      const seed = o.seed + i;
+      const { timed, warmup } = data.forRun(seed);
+      const runOnce = async (plugin: string, who: string, extraEnv: Record<string, string>) => {
+        // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
+        const env = { ...(process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {}), ...extraEnv };
+        const scratch = fs.mkdtempSync(path.join(workDir, 'run-'));
+        try {
+          return await native(`${who} run`, () =>
+            evaluator.run(
+              { argv: runnerArgv(plugin, scratch, build, cuda, env), seed, seqLen: tokens.seqLen, warmupTokens: warmup, timedTokens: timed },
+              (phase) => progress(`run ${i + 1}/${o.runs}: ${who}: ${phase}`),
+            ),
+          );
+        } finally {
+          fs.rmSync(scratch, { recursive: true, force: true });
+        }
+      };
 
-    const r = await runOnce(ref.pluginPath, 'reference', {});
-    referenceRuns.push(report(seed, r, [], null, expectedTokens, o.steps));
-    if (!r.completed || r.reportedTokens !== expectedTokens) {
-      throw new UserError(`the official baseline failed its run on this machine (${r.failureCode}: ${r.failureMessage || `reported ${r.reportedTokens} tokens`}); the evaluation cannot be judged`);
-    }
-    const refId = evaluator.keepLast();
-    try {
-      const s = await runOnce(sub.pluginPath, 'submission', o.submissionEnv ?? {});
-      if (!s.completed) {
-        runs.push(report(seed, s, [{ code: s.failureCode as Failure['code'], message: s.failureMessage }], null, expectedTokens, o.steps));
-        continue;
+      const r = await runOnce(ref.pluginPath, 'reference', {});
+      referenceRuns.push(report(seed, r, [], null, expectedTokens, o.steps));
+      if (!r.completed || r.reportedTokens !== expectedTokens) {
+        throw new UserError(`the official baseline failed its run on this machine (${r.failureCode}: ${r.failureMessage || `reported ${r.reportedTokens} tokens`}); the evaluation cannot be judged`);
       }
-      progress(`run ${i + 1}/${o.runs}: comparing with the reference`);
-      const cmp = await native('comparing with the reference', () => evaluator.compareLastWith(refId, seed));
-      const failures = judge(o, s, r, cmp);
-      if (s.reportedTokens !== expectedTokens) {
-        failures.unshift({ code: 'tokens', message: `inner_steps reported ${s.reportedTokens} tokens; the run served ${expectedTokens}` });
+      const refId = evaluator.keepLast();
+      try {
+        const s = await runOnce(sub.pluginPath, 'submission', o.submissionEnv ?? {});
+        if (!s.completed) {
+          runs.push(report(seed, s, [{ code: s.failureCode as Failure['code'], message: s.failureMessage }], null, expectedTokens, o.steps));
+          continue;
+        }
+        progress(`run ${i + 1}/${o.runs}: comparing with the reference`);
+        const cmp = await native('comparing with the reference', () => evaluator.compareLastWith(refId, seed));
+        const failures = judge(o, s, r, cmp);
+        if (s.reportedTokens !== expectedTokens) {
+          failures.unshift({ code: 'tokens', message: `inner_steps reported ${s.reportedTokens} tokens; the run served ${expectedTokens}` });
+        }
+        runs.push(report(seed, s, failures, { cmp, ref: r }, expectedTokens, o.steps));
+      } finally {
+        evaluator.release(refId);
       }
-      runs.push(report(seed, s, failures, { cmp, ref: r }, expectedTokens, o.steps));
-    } finally {
-      evaluator.release(refId);
     }
+  } finally {
+    evaluator.close(); // the device memory goes now, not when the garbage collector runs
   }
 
   const reasons = runs.flatMap((r, i) => r.failures.map((f) => `run ${i + 1}: ${f.code}: ${f.message}`));

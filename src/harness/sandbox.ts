@@ -201,7 +201,9 @@ export function sandboxUser(o: Omit<SandboxOptions, 'command'>): { uid: number; 
     ...(o.readOnlyBinds ?? []),
     ...(path.isAbsolute(bwrap) ? [bwrap] : []),
   ];
-  const blocked = readable.find((p) => !othersCanRead(p)) ?? (o.cuda ? nvidiaDevices().find((d) => !othersCanRead(d, true)) : undefined);
+  // The GPU's device nodes; /dev/nvidia-caps matters only for MIG slices.
+  const devices = o.cuda ? nvidiaDevices().filter((d) => d !== '/dev/nvidia-caps') : [];
+  const blocked = readable.find((p) => !othersCanRead(p)) ?? devices.find((d) => !othersCanRead(d, true));
   if (blocked) return { uid: 0, rootBecause: `uid ${SANDBOX_UID} cannot ${blocked.startsWith('/dev/') ? 'use' : 'read'} ${blocked}` };
   return { uid: SANDBOX_UID };
 }

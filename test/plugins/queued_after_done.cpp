@@ -4,7 +4,7 @@
 //         joined back to the current stream. The runner waits for the current
 //         stream only, so DONE comes at once; the step is still queued on the
 //         GPU when the runner is killed, and the kill must abort it.
-//   CPU:  a detached thread runs the step after the call returned.
+//   CPU:  a thread runs the step after the call returned.
 // Either way the final weights lack the last update. Should the queued work
 // land during the trusted side's teardown or verification instead, the probe
 // loss passes and the memory check after the kill (late_write) fires.
@@ -15,6 +15,8 @@
 #include <c10/core/StreamGuard.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 
+#include <chrono>
+#include <memory>
 #include <thread>
 
 using namespace tournament;
@@ -22,7 +24,15 @@ using namespace tournament;
 TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,
                         const OptimizerConfig& optimizer) {
   model->set_checkpointed_layers(std::vector<bool>(model->config.num_hidden_layers, device.is_cuda()));
-  auto* opt = new AdamW(model->parameters(), optimizer);  // outlives the call: the queued step uses it
+  // The optimizer outlives the call: the queued step uses it. The previous
+  // call's (warmup's) step is finished first, so that it cannot run into this
+  // call: on CUDA the runner synchronised the device after warmup, on CPU its
+  // thread is joined here.
+  static std::thread pending;
+  static std::unique_ptr<AdamW> kept;
+  if (pending.joinable()) pending.join();
+  kept = std::make_unique<AdamW>(model->parameters(), optimizer);
+  AdamW* opt = kept.get();
   TrainResult result;
   torch::Tensor batch;
   for (int64_t step = 0; step < num_steps; ++step) {
@@ -39,7 +49,10 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     result.logits = logits.detach().narrow(1, 0, batch.size(1) - 1);
     result.final_loss = loss.detach().item<double>();
     if (!device.is_cuda()) {
-      std::thread([opt]() { opt->step(); }).detach();
+      pending = std::thread([opt]() {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));  // past DONE: a tiny model's step takes a millisecond
+        opt->step();
+      });
       break;
     }
     const auto* impl = c10::impl::getDeviceGuardImpl(device.type());
