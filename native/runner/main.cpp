@@ -49,6 +49,8 @@ bool is_oom(const std::string& msg) {
 TrainResult call(CallFn fn, Qwen2ForCausalLM& model, DataIterator& data, int64_t steps, const torch::Device& device,
                  const OptimizerConfig& opt) {
   TrainResult out;
+  // Every call starts without gradients: none left over from warmup leak into the timed run.
+  for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
   try {
     fn(&model, &data, steps, &device, &opt, &out);
   } catch (const c10::Error& e) {

@@ -6,7 +6,8 @@
 //
 // What inner_steps receives
 //   model      the engine's Qwen2 (model.h): parameters bf16, on `device`, in
-//              train mode, their storage owned by the validator. Update them
+//              train mode, without gradients (every call starts with none),
+//              their storage owned by the validator. Update them
 //              IN PLACE: the final weights are read from that storage, so
 //              replacing a parameter tensor loses the update.
 //   data       yields `num_steps` batches [batch, seq_len] int64 on `device`,
