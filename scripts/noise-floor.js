@@ -39,7 +39,7 @@ const caseOf = (n) =>
 (async () => {
   const hparams = loadHparams(path.join(root, 'hparams', 'hparams.json'));
   // Report everything: thresholds are what is being measured, so none may fail a run here.
-  const open = { probe_loss_abs: 1e9, logits_rel_error: 1e9, update_rel_error: 1e9, min_changed_share_ratio: 0 };
+  const open = { probe_loss_abs: 1e9, logits_rel_error: 1e9, update_rel_error: 1e9, min_changed_share_ratio: 0, basis: 'open: measuring' };
   hparams.verification = { ...hparams.verification, cpu: open, cuda: open };
   const cases = names.map(caseOf);
   console.log(`device ${device}, seed ${seed}, ${runs} run(s) each, steps ${steps ?? hparams.eval_steps}, batch ${batch ?? hparams.benchmark_batch_size}`);

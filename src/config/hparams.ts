@@ -27,6 +27,8 @@ export interface Thresholds {
   update_rel_error: number;
   /** changed share / reference changed share must be at least this. */
   min_changed_share_ratio: number;
+  /** The measurement these rest on: where, how, the worst honest run and the closest cheat. */
+  basis: string;
 }
 
 export interface VerificationParams {
@@ -88,6 +90,7 @@ const THRESHOLDS_SCHEMA: Record<keyof Thresholds, Check> = {
   logits_rel_error: num(0, 10, true),
   update_rel_error: num(0, 10, true),
   min_changed_share_ratio: num(0, 1),
+  basis: str,
 };
 
 const VERIFICATION_SCHEMA = {
