@@ -4,10 +4,7 @@
 #   on that build, torch.load of our token file. Results land in $OUT.
 # Needs in carry: .device (node.xz, deps/node_modules) and dist.
 set -uo pipefail
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-mkdir -p /tmp/nodebin && xz -dc .device/node.xz > /tmp/nodebin/node && chmod +x /tmp/nodebin/node
-export PATH=/tmp/nodebin:$PATH
-[ -e node_modules ] || ln -s .device/deps/node_modules node_modules
+source scripts/device-env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
 

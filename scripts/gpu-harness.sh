@@ -8,12 +8,7 @@
 #   floor SEED CASE...   noise-floor rows of the named cases on another seed
 # Needs in carry: .device (node.xz, deps/node_modules) and dist. Results in $OUT.
 set -uo pipefail
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-if [ ! -x /tmp/nodebin/node ]; then mkdir -p /tmp/nodebin && xz -dc .device/node.xz > /tmp/nodebin/node && chmod +x /tmp/nodebin/node; fi
-export PATH=/tmp/nodebin:$PATH
-[ -e node_modules ] || ln -s .device/deps/node_modules node_modules
-# Debian's bubblewrap may be missing there: use the one unpacked from its package when carried.
-command -v bwrap >/dev/null || { [ -x .device/bwrap/usr/bin/bwrap ] && export TOURNAMENT_BWRAP=$PWD/.device/bwrap/usr/bin/bwrap; }
+source scripts/device-env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 # How the runs are sandboxed here: which bwrap, and whether uid 65534 can use the GPU and read the checkout.
 echo "bwrap: ${TOURNAMENT_BWRAP:-$(command -v bwrap)} ($(${TOURNAMENT_BWRAP:-bwrap} --version 2>&1)); caller uid $(id -u)"

@@ -2,7 +2,7 @@
 // Writes a Qwen2.5-7B-shaped benchmark (config only: random init, bf16;
 // synthetic tokens) into DIR, so local-bench and noise-floor can run the
 // real shape on a GPU without the hub.
-//   node scripts/gpu-bench.js DIR [samples]
+//   node scripts/make-7b-benchmark.js DIR [samples]
 'use strict';
 const fs = require('fs');
 const path = require('path');

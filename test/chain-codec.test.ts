@@ -3,19 +3,13 @@ import * as fs from 'fs';
 import { u8aToHex, hexToU8a, compactAddLength, compactStripLength } from '@polkadot/util';
 import { Keyring } from '@polkadot/keyring';
 import { xxhashAsU8a, blake2AsU8a } from '@polkadot/util-crypto';
-import {
-  registryFromMetadataHex,
-  decorate,
-  timelockCommitmentInfo,
-  parseCommitmentOf,
-  parseRevealedCommitments,
-  parseOptionalNumber,
-  decodeStorageValue,
-  MAX_TIMELOCK_COMMITMENT_BYTES,
-} from '../src/chain/codec';
+import { expandMetadata } from '@polkadot/types';
+import { timelockCommitmentInfo, parseCommitmentOf, parseRevealedCommitments, parseOptionalNumber } from '../src/chain/codec';
+import { MAX_TIMELOCK_COMMITMENT_BYTES } from '../src/chain/limits';
 import { encodePayload, decodePayload, MAX_PAYLOAD_BYTES, CommitmentPayload } from '../src/chain/payload';
 import { timelockEncrypt, QUICKNET } from '../src/chain/timelock';
 import { requireFixture } from './helpers/chain-fixtures';
+import { registryFromMetadataHex, decodeStorageValue } from './helpers/chain-metadata';
 
 const ALICE = new Keyring({ type: 'sr25519', ss58Format: 42 }).addFromUri('//Alice').address;
 
@@ -31,14 +25,14 @@ function u16le(n: number): Uint8Array {
 
 describe('subtensor calls and storage against real finney metadata', function () {
   let registry: ReturnType<typeof registryFromMetadataHex>['registry'];
-  let d: ReturnType<typeof decorate>;
+  let d: ReturnType<typeof expandMetadata>;
   const alicePk = new Keyring({ type: 'sr25519' }).decodeAddress(ALICE);
 
   before(function () {
     const file = requireFixture(this, 'subtensor/metadata-v14-spec343.hex');
     const m = registryFromMetadataHex(fs.readFileSync(file, 'utf8'));
     registry = m.registry;
-    d = decorate(m.registry, m.metadata);
+    d = expandMetadata(m.registry, m.metadata);
   });
 
   it('encodes Commitments.set_commitment with a TimelockEncrypted field and decodes it back', function () {

@@ -9,13 +9,15 @@ import { compactAddLength } from '@polkadot/util';
 import { SubtensorChain } from '../src/chain/subtensor';
 import { timelockCommitmentInfo } from '../src/chain/codec';
 import { encodePayload, decodePayload, CommitmentPayload } from '../src/chain/payload';
-import { timelockDecrypt, revealRound, TLE_OVERHEAD_BYTES, TimelockError } from '../src/chain/timelock';
+import { timelockDecrypt, revealRound, TimelockError } from '../src/chain/timelock';
+import { TLE_OVERHEAD_BYTES } from '../src/chain/limits';
 import { loadHotkey, Hotkey } from '../src/wallet/wallet';
 import { sendCommit, prepareCommit, Context } from '../src/commands/miner/common';
 import { LocalStore, uploadCode } from '../src/storage/store';
 import { loadHparams } from '../src/config/hparams';
 import { UserError } from '../src/errors';
-import { requireFixture, loadQuicknet, repoRoot } from './helpers/chain-fixtures';
+import { requireFixture, loadQuicknet } from './helpers/chain-fixtures';
+import { PROJECT_ROOT } from '../src/engine/native';
 import { FakeSubtensor } from './helpers/chain-fake-node';
 import { writeHotkey } from './helpers/miner-wallet';
 
@@ -42,7 +44,7 @@ describe('subtensor client (in-process node, real finney metadata)', function ()
 
   beforeEach(async function () {
     node = new FakeSubtensor(metadataHex, metadataV15Hex);
-    chain = await SubtensorChain.over('fake', node);
+    chain = await SubtensorChain.over('fake', node, { blockTime: 12 });
   });
   afterEach(async () => chain?.close());
 
@@ -64,7 +66,7 @@ describe('subtensor client (in-process node, real finney metadata)', function ()
   it('sends Commitments.set_commitment signed by the hotkey, timelocked to the right round', async function () {
     const plaintext = encodePayload(payload);
     const t0 = Date.now();
-    const receipt = await chain.submitCommitment({ netuid: 3, hotkey, plaintext, revealBlocks: 100, blockTime: 12 });
+    const receipt = await chain.submitCommitment({ netuid: 3, hotkey, plaintext, revealBlocks: 100 });
     assert.equal(receipt.block, 1001);
     assert.equal(receipt.revealBlock, 1101);
     assert.equal(receipt.bytes, plaintext.length + TLE_OVERHEAD_BYTES);
@@ -90,7 +92,7 @@ describe('subtensor client (in-process node, real finney metadata)', function ()
   it('reports a refused extrinsic with the pallet error', async function () {
     node.failWith = ['Commitments', 'SpaceLimitExceeded'];
     await assert.rejects(
-      chain.submitCommitment({ netuid: 3, hotkey, plaintext: encodePayload(payload), revealBlocks: 100, blockTime: 12 }),
+      chain.submitCommitment({ netuid: 3, hotkey, plaintext: encodePayload(payload), revealBlocks: 100 }),
       (e: unknown) => e instanceof UserError && /rejected the commitment: commitments\.SpaceLimitExceeded: Space Limit Exceeded/.test((e as Error).message),
     );
   });
@@ -102,7 +104,7 @@ describe('subtensor client (in-process node, real finney metadata)', function ()
     node.set(node.d.query.commitments.commitmentOf as never, [3, hotkey.address], node.registry.createType(regType, { deposit: 0, block: 990, info: timelockCommitmentInfo(ciphertext, futureRound) }).toU8a());
     const revealed = node.registry.createType('Vec<(Bytes,u64)>', [[compactAddLength(encodePayload(payload)), 900]]).toU8a();
     node.set(node.d.query.commitments.revealedCommitments as never, [3, hotkey.address], revealed);
-    const st = await chain.status(3, hotkey.address, 12);
+    const st = await chain.status(3, hotkey.address);
     assert.equal(st.currentBlock, 1000);
     assert.equal(st.pending.length, 1);
     assert.equal(st.pending[0].block, 990);
@@ -114,7 +116,7 @@ describe('subtensor client (in-process node, real finney metadata)', function ()
   });
 
   it('the commit step refuses an unregistered hotkey and a rate-limited one, sending nothing', async function () {
-    const hp = loadHparams(path.join(repoRoot(), 'hparams', 'hparams.json'));
+    const hp = loadHparams(path.join(PROJECT_ROOT, 'hparams', 'hparams.json'));
     const ctx: Context = { hp, network: { kind: 'subtensor', name: 'fake', url: 'ws://fake' }, netuid: 3 };
     const store = new LocalStore(path.join(dir, 'store'));
     const code = new TextEncoder().encode('#include <tournament/train_api.h>\n');

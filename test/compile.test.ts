@@ -8,27 +8,13 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { compileSubmission, CompileResult, pluginBuildPath, summarizeCompilerErrors } from '../src/harness/compile';
-import { projectDir } from '../src/harness/sandbox';
+import { BASELINE } from '../src/harness/evaluate';
+import { processesUnder } from './helpers/processes';
 
-const BASELINE = path.join(projectDir(), 'local_test', 'train.cpp');
 const HEADER = '#include <tournament/train_api.h>\nusing namespace tournament;\n';
 const SIGNATURE =
   'TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,\n' +
   '                        const OptimizerConfig& optimizer) {\n';
-
-/** Processes (other than zombies) whose working directory is `dir`. */
-function processesIn(dir: string): number[] {
-  const pids: number[] = [];
-  for (const p of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      if (fs.readlinkSync(`/proc/${p}/cwd`) === dir) pids.push(Number(p));
-    } catch {
-      // gone or not ours to read
-    }
-  }
-  return pids;
-}
 
 describe('compileSubmission', function () {
   this.timeout(300000);
@@ -142,7 +128,7 @@ describe('compileSubmission', function () {
     assert.match((r as { message: string }).message, /compiling took longer than the limit of 1\.5 s and was stopped/);
     assert.ok(took < 10, `took ${took} s`);
     await new Promise((res) => setTimeout(res, 300));
-    assert.deepEqual(processesIn(dir), [], 'a compiler process survived');
+    assert.deepEqual(processesUnder(dir), [], 'a compiler process survived');
   });
 
   it('error summaries keep at most five errors and count the rest', function () {

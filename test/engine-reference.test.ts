@@ -36,11 +36,13 @@ function relError(a: Float32Array, b: Float32Array): number {
 }
 
 describe('engine vs Hugging Face transformers (tiny Qwen2 fixture)', function () {
+  let expected: ReturnType<typeof readExpected>;
   before(function () {
     if (!fs.existsSync(path.join(FIXTURE, 'expected.safetensors'))) {
       console.log(`    skipped: fixture ${FIXTURE} is missing (make it with scripts/make-qwen2-fixture.py)`);
       this.skip();
     }
+    expected = readExpected();
   });
 
   // float32 on the CPU: differences are summation order only. The tolerances
@@ -56,7 +58,6 @@ describe('engine vs Hugging Face transformers (tiny Qwen2 fixture)', function ()
         console.log(`    skipped: this libtorch build (${loadAddon().info().torchVersion}) has no scaled-dot-product attention`);
         this.skip();
       }
-      const expected = readExpected();
       const { model, weights } = await openModel({ modelDir: FIXTURE, device: 'cpu', dtype: 'float32', attention, seed: 0 });
       assert.equal(weights, 'checkpoint');
       const ids = expected.input_ids;

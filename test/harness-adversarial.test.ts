@@ -18,16 +18,13 @@ import * as path from 'path';
 import { loadHparams, Hparams } from '../src/config/hparams';
 import { setupPreset } from '../src/setup/setup';
 import type { FailureCode, Verdict } from '../src/harness/types';
-import { projectDir } from '../src/harness/sandbox';
+import { PROJECT_ROOT as ROOT } from '../src/engine/native';
+import { BASELINE, evaluateSubmission } from '../src/harness/evaluate';
+import { processesUnder } from './helpers/processes';
 
-const ROOT = projectDir();
 const PLUGINS = path.join(ROOT, 'test', 'plugins');
-const EVALUATE_JS = path.join(ROOT, 'dist', 'src', 'harness', 'evaluate.js');
 const SOCKET_PORT = 47631; // open_socket.cpp's kPort
 const CONCURRENCY = 2;
-
-// evaluate.ts's options, as far as this suite uses them (the module may not exist yet, so no type import).
-type Evaluate = (o: Record<string, unknown>) => Promise<Verdict>;
 
 interface Case {
   name: string;
@@ -52,29 +49,13 @@ function parseExpectation(source: string, file: string): FailureCode[] | null {
 
 /** Every plugin, or only those named in ADVERSARIAL_ONLY (comma-separated; `baseline` is the control). */
 function cases(): Case[] {
-  const list: Case[] = [{ name: 'baseline', file: path.join(ROOT, 'local_test', 'train.cpp'), expect: null }];
+  const list: Case[] = [{ name: 'baseline', file: BASELINE, expect: null }];
   for (const f of fs.readdirSync(PLUGINS).filter((n) => n.endsWith('.cpp')).sort()) {
     const file = path.join(PLUGINS, f);
     list.push({ name: path.basename(f, '.cpp'), file, expect: parseExpectation(fs.readFileSync(file, 'utf8'), file) });
   }
   const only = process.env.ADVERSARIAL_ONLY?.split(',').filter(Boolean);
   return only ? list.filter((c) => only.includes(c.name)) : list;
-}
-
-/** Host processes of a run: working directory under `dir`, or `dir` in the command line (bwrap's, the runner's, their forks'). */
-function processesUnder(dir: string): number[] {
-  const pids: number[] = [];
-  for (const p of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
-    try {
-      const cwd = fs.readlinkSync(`/proc/${p}/cwd`);
-      const cmdline = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      if (cwd === dir || cwd.startsWith(dir + path.sep) || cmdline.includes(dir + path.sep)) pids.push(Number(p));
-    } catch {
-      // exited, or not readable
-    }
-  }
-  return pids;
 }
 
 const ESCAPES = [
@@ -93,12 +74,6 @@ describe('harness: adversarial plugins', function () {
   let connections = 0;
 
   before(async function () {
-    if (!fs.existsSync(EVALUATE_JS)) {
-      console.log(`      (skipped: ${path.relative(ROOT, EVALUATE_JS)} does not exist yet: src/harness/evaluate.ts is not written or not built)`);
-      this.skip();
-    }
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const evaluateSubmission = (require(EVALUATE_JS) as { evaluateSubmission: Evaluate }).evaluateSubmission;
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'adversarial-'));
     fs.chmodSync(tmp, 0o755); // as a validator's work dir is: the sandbox's own uid must reach the plugins
     const benchmarkDir = path.join(tmp, 'benchmark');

@@ -8,7 +8,7 @@ import * as path from 'path';
 import { runCli, CliResult } from './helpers/miner-cli';
 import { writeHotkey, TestHotkey } from './helpers/miner-wallet';
 import { startS3, LoopbackS3 } from './helpers/miner-s3';
-import { repoRoot } from './helpers/chain-fixtures';
+import { PROJECT_ROOT } from '../src/engine/native';
 import { sha256Hex } from '../src/storage/store';
 
 const GOOD = `// a submission
@@ -42,7 +42,7 @@ describe('miner CLI', function () {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'miner-cli-'));
     hk = await writeHotkey(path.join(dir, 'wallets'));
     fs.writeFileSync(path.join(dir, 'train.cpp'), GOOD);
-    hparams = path.join(repoRoot(), 'hparams', 'hparams.json');
+    hparams = path.join(PROJECT_ROOT, 'hparams', 'hparams.json');
     wallet = ['--wallet.path', hk.walletsDir, '--wallet.name', hk.name, '--wallet.hotkey', hk.hotkey];
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));

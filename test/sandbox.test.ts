@@ -8,7 +8,8 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { checkSandbox, projectDir, sandboxArgv, SandboxOptions, sandboxUser, SANDBOX_UID } from '../src/harness/sandbox';
+import { PROJECT_ROOT } from '../src/engine/native';
+import { checkSandbox, sandboxArgv, SandboxOptions, sandboxUser, SANDBOX_UID } from '../src/harness/sandbox';
 
 const TAG = `tournament-sandbox-test-${process.pid}-${Date.now()}`;
 
@@ -50,7 +51,7 @@ describe('sandbox (bubblewrap)', function () {
 
   it('writes land in scratchDir only; the project, $HOME and the host /tmp stay untouched', function () {
     const targets = [
-      path.join(projectDir(), `${TAG}.txt`),
+      path.join(PROJECT_ROOT, `${TAG}.txt`),
       path.join(os.homedir(), `${TAG}.txt`),
       path.join('/tmp', `${TAG}.txt`),
       path.join('/usr', `${TAG}.txt`),
@@ -126,12 +127,12 @@ describe('sandbox (bubblewrap)', function () {
   });
 
   it('hides the real checkout benchmark/ too', function () {
-    const bench = path.join(projectDir(), 'benchmark');
+    const bench = path.join(PROJECT_ROOT, 'benchmark');
     if (!fs.existsSync(bench)) {
       console.log(`    skipped: ${bench} does not exist (run \`tournament setup-benchmark --preset tiny\` to test that it is hidden)`);
       this.skip();
     }
-    const r = runIn({ scratchDir: scratch }, `ls -A ${bench} | wc -l; ls ${projectDir()}/package.json`);
+    const r = runIn({ scratchDir: scratch }, `ls -A ${bench} | wc -l; ls ${PROJECT_ROOT}/package.json`);
     assert.equal(r.out.split('\n')[0], '0');
   });
 

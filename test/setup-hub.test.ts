@@ -1,5 +1,4 @@
 import { strict as assert } from 'assert';
-import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -9,8 +8,10 @@ import { readTokens } from '../src/data/tokens';
 import { loadTokenizer } from '../src/data/tokenizer';
 import { hubEnv, parseDotenv } from '../src/setup/env';
 import { setupFromHub } from '../src/setup/hub-setup';
+import { DATA_PATH } from '../src/setup/setup';
 import { readManifest } from '../src/setup/manifest';
 import { FakeHub } from './helpers/hub-server';
+import { runCli } from './helpers/miner-cli';
 import { DATASET, DOCS, EOS, MODEL, TOKENIZER_DIR, datasetRepo, modelRepo } from './helpers/hub-fixtures';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -85,7 +86,7 @@ describe('setup-benchmark from a (loopback) hub', () => {
     }
     assert.ok(!fs.existsSync(path.join(dir, 'model', 'README.md')));
     assert.deepEqual(fs.readdirSync(path.join(dir, 'model')).filter((f) => f.includes('.partial')), []);
-    const t = readTokens(path.join(dir, 'data', 'train.pt'));
+    const t = readTokens(path.join(dir, DATA_PATH));
     assert.deepEqual([t.samples, t.seqLen], [4, 8]);
     assert.ok(t.ids.every((v) => v >= 0 && v < 266));
     assert.ok(t.ids.includes(EOS), 'documents are separated by EOS');
@@ -117,9 +118,9 @@ describe('setup-benchmark from a (loopback) hub', () => {
     await run(a, { configOnly: true });
     await run(b, { configOnly: true });
     await run(c, { configOnly: true, hp: { benchmark_data_seed: 7 } });
-    const ta = readTokens(path.join(a, 'data', 'train.pt')).ids;
-    assert.deepEqual(readTokens(path.join(b, 'data', 'train.pt')).ids, ta);
-    assert.notDeepEqual(readTokens(path.join(c, 'data', 'train.pt')).ids, ta);
+    const ta = readTokens(path.join(a, DATA_PATH)).ids;
+    assert.deepEqual(readTokens(path.join(b, DATA_PATH)).ids, ta);
+    assert.notDeepEqual(readTokens(path.join(c, DATA_PATH)).ids, ta);
   });
 
   it('--config-only leaves the weights out; a complete setup is left alone', async () => {
@@ -225,26 +226,16 @@ describe('setup-benchmark from a (loopback) hub', () => {
     const hpFile = path.join(tmp, 'hparams.json');
     fs.writeFileSync(hpFile, JSON.stringify(hparams()));
     const dir = path.join(tmp, 'cli');
-    const args = [path.join(ROOT, 'bin', 'tournament'), 'setup-benchmark', '--config-only', '--benchmark-dir', dir, '--hparams', hpFile, '--json'];
-    const env = { ...process.env, HF_ENDPOINT: endpoint, HF_TOKEN: 'hf_good' };
-    const run = () =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = spawn(process.execPath, args, { env, cwd: tmp });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d) => (stdout += d));
-        child.stderr.on('data', (d) => (stderr += d));
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
-    const r = await run();
+    const args = ['setup-benchmark', '--config-only', '--benchmark-dir', dir, '--hparams', hpFile, '--json'];
+    const run = (token: string) => runCli(args, { cwd: tmp, env: { HF_ENDPOINT: endpoint, HF_TOKEN: token } });
+    const r = await run('hf_good');
     assert.equal(r.code, 0, r.stderr);
     const m = JSON.parse(r.stdout);
     assert.equal(m.source.endpoint, endpoint);
     assert.equal(m.skipped, false);
     assert.match(r.stderr, /model test-org\/tiny-qwen @ [0-9a-f]{12}: 4 files/);
-    env.HF_TOKEN = 'hf_wrong';
     fs.rmSync(dir, { recursive: true });
-    const bad = await run();
+    const bad = await run('hf_wrong');
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /^error: .*rejected HF_TOKEN from the environment[\s\S]*hint: /m);
     assert.doesNotMatch(bad.stderr, /at .*\.js:\d+/, 'no stack trace for a user error');

@@ -1,12 +1,11 @@
 import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
-import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { readTokens } from '../src/data/tokens';
-import { setupPreset } from '../src/setup/setup';
-import { readManifest, writeManifest } from '../src/setup/manifest';
+import { CONFIG_PATH, DATA_PATH, setupPreset } from '../src/setup/setup';
+import { readManifest, sha256File, writeManifest } from '../src/setup/manifest';
 import { UserError } from '../src/errors';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -15,10 +14,6 @@ const HPARAMS = path.join(ROOT, 'hparams', 'hparams.json');
 
 function cli(args: string[]) {
   return spawnSync(process.execPath, [BIN, ...args, '--hparams', HPARAMS], { encoding: 'utf8' });
-}
-
-function sha256(file: string): string {
-  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 
 describe('setup-benchmark --preset tiny', () => {
@@ -31,7 +26,7 @@ describe('setup-benchmark --preset tiny', () => {
     const r = cli(['setup-benchmark', '--preset', 'tiny', '--benchmark-dir', dir]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /set up preset tiny/);
-    const config = JSON.parse(fs.readFileSync(path.join(dir, 'model', 'config.json'), 'utf8'));
+    const config = JSON.parse(fs.readFileSync(path.join(dir, CONFIG_PATH), 'utf8'));
     assert.deepEqual(config.architectures, ['Qwen2ForCausalLM']);
     assert.equal(config.model_type, 'qwen2');
     assert.deepEqual(
@@ -43,14 +38,14 @@ describe('setup-benchmark --preset tiny', () => {
     assert.equal(config.tie_word_embeddings, false);
     assert.equal(config.torch_dtype, 'bfloat16');
     assert.ok(config.bos_token_id < 2048 && config.eos_token_id < 2048);
-    const t = readTokens(path.join(dir, 'data', 'train.pt'));
+    const t = readTokens(path.join(dir, DATA_PATH));
     assert.deepEqual([t.samples, t.seqLen], [256, 128]);
     assert.ok(t.ids.every((v) => v >= 0 && v < 2048));
     const m = readManifest(dir)!;
     assert.deepEqual(m.source, { kind: 'preset', preset: 'tiny' });
     assert.equal(m.data.seed, 42);
     for (const f of m.files) {
-      assert.equal(f.sha256, sha256(path.join(dir, f.path)), f.path);
+      assert.equal(f.sha256, sha256File(path.join(dir, f.path)), f.path);
       assert.equal(f.bytes, fs.statSync(path.join(dir, f.path)).size);
     }
   });
@@ -71,7 +66,7 @@ describe('setup-benchmark --preset tiny', () => {
 
   it('treats a setup without manifest, or with a changed file, as incomplete and redoes it', () => {
     setupPreset({ dir, preset: 'tiny', seed: 42, force: false });
-    const data = path.join(dir, 'data', 'train.pt');
+    const data = path.join(dir, DATA_PATH);
     fs.truncateSync(data, 100);
     assert.equal(setupPreset({ dir, preset: 'tiny', seed: 42, force: false }).skipped, false);
     assert.equal(readTokens(data).samples, 256);

@@ -4,7 +4,8 @@ import * as http from 'http';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { R2Store, r2ConfigFromEnv, r2Location, parseDotEnv, loadEnv } from '../src/storage/r2';
+import { R2Store, r2ConfigFromEnv, r2Location, loadEnv } from '../src/storage/r2';
+import { parseDotenv } from '../src/setup/env';
 import { LocalStore, uploadCode, downloadCode, codeKey, sha256Hex } from '../src/storage/store';
 import { UserError } from '../src/errors';
 import { startS3, LoopbackS3 } from './helpers/miner-s3';
@@ -99,7 +100,7 @@ describe('storage: settings from the environment and .env', function () {
   });
 
   it('reads .env (comments, quotes, export) with the environment winning', function () {
-    assert.deepEqual(parseDotEnv('# c\nexport A=1\nB="two words"\nC=\'x\' \nD=3 # trailing\nnot a line\n'), { A: '1', B: 'two words', C: 'x', D: '3' });
+    assert.deepEqual(parseDotenv('# c\nexport A=1\nB="two words"\nC=\'x\' \nD=3 # trailing\nnot a line\n'), { A: '1', B: 'two words', C: 'x', D: '3' });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dotenv-'));
     fs.writeFileSync(path.join(dir, '.env'), 'TOURNAMENT_R2_BUCKET_NAME=from-file\nTOURNAMENT_R2_ACCOUNT_ID=file\n');
     const env = loadEnv(dir, { TOURNAMENT_R2_ACCOUNT_ID: 'from-env' });

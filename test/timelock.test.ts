@@ -8,10 +8,11 @@ import {
   revealRound,
   roundIdentity,
   TimelockError,
-  TLE_OVERHEAD_BYTES,
   QUICKNET,
 } from '../src/chain/timelock';
-import { requireFixture, loadQuicknet, QuicknetFixture, repoRoot } from './helpers/chain-fixtures';
+import { TLE_OVERHEAD_BYTES } from '../src/chain/limits';
+import { requireFixture, loadQuicknet, QuicknetFixture } from './helpers/chain-fixtures';
+import { PROJECT_ROOT } from '../src/engine/native';
 
 describe('timelock (tle format, drand quicknet)', function () {
   let q: QuicknetFixture;
@@ -91,7 +92,7 @@ describe('timelock (tle format, drand quicknet)', function () {
   describe('against the Rust tle crate (wasm build)', function () {
     let W: any;
     before(async function () {
-      const dir = path.join(repoRoot(), 'node_modules', '@ideallabs', 'timelock_wasm_wrapper');
+      const dir = path.join(PROJECT_ROOT, 'node_modules', '@ideallabs', 'timelock_wasm_wrapper');
       if (!fs.existsSync(dir)) {
         console.log('      (skipped: @ideallabs/timelock_wasm_wrapper is not installed)');
         this.skip();

@@ -71,25 +71,24 @@ Napi::Array shape_array(Napi::Env env, at::IntArrayRef sizes) {
   return a;
 }
 
+double num(const Napi::Object& o, const char* k) { return o.Get(k).As<Napi::Number>().DoubleValue(); }
+int64_t i64(const Napi::Object& o, const char* k) { return o.Get(k).As<Napi::Number>().Int64Value(); }
+
 // The Hugging Face config fields the engine uses (validated in TypeScript).
 Qwen2Config read_config(const Napi::Object& c) {
-  auto i64 = [&](const char* k) { return c.Get(k).As<Napi::Number>().Int64Value(); };
   Qwen2Config cfg;
-  cfg.vocab_size = i64("vocab_size");
-  cfg.hidden_size = i64("hidden_size");
-  cfg.intermediate_size = i64("intermediate_size");
-  cfg.num_hidden_layers = i64("num_hidden_layers");
-  cfg.num_attention_heads = i64("num_attention_heads");
-  cfg.num_key_value_heads = i64("num_key_value_heads");
-  cfg.max_position_embeddings = i64("max_position_embeddings");
-  cfg.rope_theta = c.Get("rope_theta").As<Napi::Number>().DoubleValue();
-  cfg.rms_norm_eps = c.Get("rms_norm_eps").As<Napi::Number>().DoubleValue();
+  cfg.vocab_size = i64(c, "vocab_size");
+  cfg.hidden_size = i64(c, "hidden_size");
+  cfg.intermediate_size = i64(c, "intermediate_size");
+  cfg.num_hidden_layers = i64(c, "num_hidden_layers");
+  cfg.num_attention_heads = i64(c, "num_attention_heads");
+  cfg.num_key_value_heads = i64(c, "num_key_value_heads");
+  cfg.max_position_embeddings = i64(c, "max_position_embeddings");
+  cfg.rope_theta = num(c, "rope_theta");
+  cfg.rms_norm_eps = num(c, "rms_norm_eps");
   cfg.tie_word_embeddings = c.Get("tie_word_embeddings").As<Napi::Boolean>().Value();
   return cfg;
 }
-
-double num(const Napi::Object& o, const char* k) { return o.Get(k).As<Napi::Number>().DoubleValue(); }
-int64_t i64(const Napi::Object& o, const char* k) { return o.Get(k).As<Napi::Number>().Int64Value(); }
 
 tournament::OptimizerConfig read_optimizer(const Napi::Object& opt) {
   return {num(opt, "lr"), num(opt, "weight_decay"), num(opt, "beta1"), num(opt, "beta2"), num(opt, "eps")};
@@ -119,10 +118,10 @@ class Model : public Napi::ObjectWrap<Model> {
     const auto kernel = read_attention(o);
     guarded(env, [&] {
       device_ = torch::Device(o.Get("device").As<Napi::String>().Utf8Value());
-      dtype_ = parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value());
-      model_ = Qwen2ForCausalLM(cfg, tournament::device_allocator(torch::TensorOptions().device(device_).dtype(dtype_)),
+      const auto dtype = parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value());
+      model_ = Qwen2ForCausalLM(cfg, tournament::device_allocator(torch::TensorOptions().device(device_).dtype(dtype)),
                                 kernel);
-      tournament::init_weights(model_, static_cast<uint64_t>(o.Get("seed").As<Napi::Number>().Int64Value()));
+      tournament::init_weights(model_, static_cast<uint64_t>(i64(o, "seed")));
       return 0;
     });
   }
@@ -164,8 +163,8 @@ class Model : public Napi::ObjectWrap<Model> {
     auto env = info.Env();
     BusyGuard busy(this, env);
     auto o = info[0].As<Napi::Object>();
-    const int64_t B = o.Get("batch").As<Napi::Number>().Int64Value();
-    const int64_t S = o.Get("seqLen").As<Napi::Number>().Int64Value();
+    const int64_t B = i64(o, "batch");
+    const int64_t S = i64(o, "seqLen");
     auto ids = int32_tensor(o.Get("ids")).view({B, S}).to(device_);
     auto names = o.Get("grads").As<Napi::Array>();
     return guarded(env, [&]() -> Napi::Value {
@@ -194,7 +193,6 @@ class Model : public Napi::ObjectWrap<Model> {
   friend class LoadWorker;
   Qwen2ForCausalLM model_{nullptr};
   torch::Device device_{torch::kCPU};
-  torch::Dtype dtype_ = torch::kBFloat16;
   std::atomic<bool> busy_{false};
 };
 
@@ -261,8 +259,7 @@ Napi::Value Model::LoadWeights(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < arr.Length(); ++i) {
     auto o = arr.Get(i).As<Napi::Object>();
     entries.push_back({o.Get("name").As<Napi::String>(), o.Get("file").As<Napi::String>(),
-                       o.Get("dtype").As<Napi::String>(), o.Get("offset").As<Napi::Number>().Int64Value(),
-                       o.Get("nbytes").As<Napi::Number>().Int64Value()});
+                       o.Get("dtype").As<Napi::String>(), i64(o, "offset"), i64(o, "nbytes")});
   }
   auto* w = new LoadWorker(env, this, std::move(entries));
   auto promise = w->Promise();

@@ -30,7 +30,7 @@ using CallFn = void (*)(Qwen2ForCausalLM*, DataIterator*, int64_t, const torch::
   proto::Error e{};
   e.kind = static_cast<uint32_t>(kind);
   std::snprintf(e.text, sizeof e.text, "%s", text.c_str());
-  proto::send_msg(proto::kControlFd, proto::Type::kError, &e, sizeof e);
+  proto::send_msg(proto::kControlFd, proto::Type::kError, &e);
   std::_Exit(3);
 }
 
@@ -50,7 +50,7 @@ TrainResult call(CallFn fn, Qwen2ForCausalLM& model, DataIterator& data, int64_t
                  const OptimizerConfig& opt) {
   TrainResult out;
   // Every call starts without gradients: none left over from warmup leak into the timed run.
-  for (auto& p : model->parameters()) p.mutable_grad() = torch::Tensor();
+  model->zero_grad(/*set_to_none=*/true);
   try {
     fn(&model, &data, steps, &device, &opt, &out);
   } catch (const c10::Error& e) {
@@ -104,26 +104,25 @@ int main(int argc, char** argv) {
     fail(proto::ErrorKind::kApiVersion, "built against train API version " + std::to_string(version()) +
                                             ", this runner speaks " + std::to_string(TOURNAMENT_TRAIN_API_VERSION));
   }
-  proto::send_msg(proto::kControlFd, proto::Type::kReady, nullptr, 0);
+  proto::send_msg(proto::kControlFd, proto::Type::kReady);
 
   const int64_t B = init.batch_size, S = init.seq_len;
   auto tokens = data.view(0, {static_cast<int64_t>(init.data_bytes / sizeof(int64_t) / S), S}, torch::kInt64);
-  auto rows = [&](int64_t steps) { return torch::arange(steps * B, torch::kInt64); };
 
   proto::Packet p;
   bool eof = false;
   if (!proto::recv_msg(proto::kControlFd, -1, &p, &eof)) return 4;
   if (p.type == proto::Type::kWarmup) {
-    IndexedBatches warm(tokens, rows(p.body.warmup.steps), B, device);
+    TableBatches warm(tokens, p.body.warmup.steps, B, device);
     call(fn, model, warm, p.body.warmup.steps, device, opt);
     compat::cuda_synchronize(device);
-    proto::send_msg(proto::kControlFd, proto::Type::kWarm, nullptr, 0);
+    proto::send_msg(proto::kControlFd, proto::Type::kWarm);
     if (!proto::recv_msg(proto::kControlFd, -1, &p, &eof)) return 4;
   }
   if (p.type != proto::Type::kGo) return 4;
 
   compat::cuda_reset_peak(device);  // the timed call's peak, not warmup's
-  IndexedBatches batches(tokens, rows(init.steps), B, device);
+  TableBatches batches(tokens, init.steps, B, device);
   TrainResult out = call(fn, model, batches, init.steps, device, opt);
 
   proto::Done done{};
@@ -132,7 +131,6 @@ int main(int argc, char** argv) {
   if (!out.logits.defined() || out.logits.dim() != 3) {
     fail(proto::ErrorKind::kLogits, "inner_steps returned no [batch, seq_len - 1, vocab] logits");
   }
-  for (int i = 0; i < 3; ++i) done.logits_shape[i] = out.logits.size(i);
   const std::vector<int64_t> want{B, S - 1, cfg.vocab_size};
   if (out.logits.sizes().vec() != want) {
     fail(proto::ErrorKind::kLogits, "inner_steps returned logits of shape " + c10::str(out.logits.sizes()) +
@@ -152,7 +150,7 @@ int main(int argc, char** argv) {
     getrusage(RUSAGE_SELF, &ru);
     done.peak_memory_bytes = static_cast<int64_t>(ru.ru_maxrss) * 1024;
   }
-  proto::send_msg(proto::kControlFd, proto::Type::kDone, &done, sizeof done);
+  proto::send_msg(proto::kControlFd, proto::Type::kDone, &done);
   // The trusted side kills this process now; wait for it.
   for (;;) pause();
 }

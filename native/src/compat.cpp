@@ -9,16 +9,15 @@
 namespace tournament::compat {
 
 #ifdef TOURNAMENT_WITH_CUDA
-namespace {
-// "cuda" without an index means the current device.
-c10::DeviceIndex index_of(const torch::Device& d) { return d.has_index() ? d.index() : c10::cuda::current_device(); }
-}  // namespace
+c10::DeviceIndex cuda_index(const torch::Device& device) {
+  return device.has_index() ? device.index() : c10::cuda::current_device();
+}
 #endif
 
 int64_t cuda_peak_allocated(const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
   if (device.is_cuda()) {
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index_of(device));
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(cuda_index(device));
     return stats.allocated_bytes[0].peak;  // index 0: the aggregate over pool types
   }
 #endif
@@ -28,7 +27,7 @@ int64_t cuda_peak_allocated(const torch::Device& device) {
 
 void cuda_reset_peak(const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(index_of(device));
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(cuda_index(device));
 #endif
   (void)device;
 }
@@ -42,7 +41,7 @@ void cuda_synchronize(const torch::Device& device) {
 
 void cuda_synchronize_current_stream(const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
-  if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(index_of(device)).synchronize();
+  if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(cuda_index(device)).synchronize();
 #endif
   (void)device;
 }

@@ -53,6 +53,11 @@ inline at::Generator seeded_generator(const torch::Device& device, uint64_t seed
   return gen;
 }
 
+#ifdef TOURNAMENT_WITH_CUDA
+// The CUDA device `device` names: its index, or the current device for "cuda".
+c10::DeviceIndex cuda_index(const torch::Device& device);
+#endif
+
 // Peak device memory in bytes since the last reset, or -1 where the build
 // cannot tell (CPU: the driver reads the process's peak RSS instead).
 int64_t cuda_peak_allocated(const torch::Device& device);

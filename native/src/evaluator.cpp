@@ -14,9 +14,6 @@
 
 #include "compat.h"
 
-#define TOURNAMENT_HOST
-#include <tournament/train_api.h>
-
 extern char** environ;
 
 namespace tournament {
@@ -50,6 +47,14 @@ struct Sandbox {
   int status = 0;
   bool reaped = false;
 
+  // Polls for bwrap's exit for up to `seconds`; true once it is reaped.
+  bool await_exit(double seconds) {
+    for (auto start = Clock::now(); !reaped && since(start) < seconds; ::usleep(10000)) {
+      if (::waitpid(bwrap, &status, WNOHANG) == bwrap) reaped = true;
+    }
+    return reaped;
+  }
+
   void kill_and_reap() {
     if (bwrap > 0 && !reaped) {
       if (inner > 0) {
@@ -57,10 +62,7 @@ struct Sandbox {
         // bwrap exits once the sandbox's PID 1 has ended, and PID 1 ends only
         // after every other process of its namespace is gone (the kernel
         // kills and waits for them): when bwrap is reaped, nothing is left.
-        for (int i = 0; i < 3000 && !reaped; ++i) {  // up to 30 s for a large process to unmap
-          if (::waitpid(bwrap, &status, WNOHANG) == bwrap) reaped = true;
-          else ::usleep(10000);
-        }
+        await_exit(30);  // a large process may take long to unmap
       }
       if (!reaped) {
         ::kill(bwrap, SIGKILL);
@@ -73,15 +75,8 @@ struct Sandbox {
   }
   // Exit status after the control channel closed (the sandbox ended by itself).
   std::string describe_exit() {
-    if (!reaped) {
-      // bwrap exits right after its child; give it a moment, then force it.
-      for (int i = 0; i < 50 && !reaped; ++i) {
-        pid_t r = ::waitpid(bwrap, &status, WNOHANG);
-        if (r == bwrap) reaped = true;
-        else ::usleep(20000);
-      }
-    }
-    if (!reaped) return "the runner closed the control channel";
+    // bwrap exits right after its child: give it a moment.
+    if (!await_exit(1)) return "the runner closed the control channel";
     if (WIFSIGNALED(status)) return "the runner was killed by signal " + std::to_string(WTERMSIG(status));
     return "the runner exited with status " + std::to_string(WEXITSTATUS(status)) + " before it was done";
   }
@@ -119,12 +114,9 @@ Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
   data_ = SharedRegion::create(static_cast<size_t>(rows * S) * sizeof(int64_t), torch::kCPU);
   logits_ = SharedRegion::create(static_cast<size_t>(B * (S - 1) * cfg_.model.vocab_size) * c10::elementSize(cfg_.dtype),
                                  cfg_.device);
+  logits_view_ = logits_.view(0, {B, S - 1, cfg_.model.vocab_size}, cfg_.dtype);
+  cfg_.probe = cfg_.probe.to(cfg_.device);
   model_ = Qwen2ForCausalLM(cfg_.model, proto::region_allocator(params_, layout_, cfg_.dtype), cfg_.attention);
-  size_t i = 0;
-  for (const auto& item : model_->named_parameters()) {
-    TORCH_CHECK(item.key() == layout_.specs[i++].name, "evaluator: parameter order differs from the layout at ",
-                item.key());
-  }
 }
 
 Evaluator::~Evaluator() = default;
@@ -141,15 +133,14 @@ std::vector<int64_t> Evaluator::memory_digest() {
   };
   std::vector<torch::Tensor> sums;
   for (const auto& p : model_->parameters()) sums.push_back(bits(p.detach()));
-  sums.push_back(bits(logits_.view(0, {cfg_.batch_size, cfg_.seq_len - 1, cfg_.model.vocab_size}, cfg_.dtype)));
+  sums.push_back(bits(logits_view_));
   auto host = torch::stack(sums).to(torch::kCPU);
   return std::vector<int64_t>(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
 }
 
 double Evaluator::probe_loss() {
   torch::NoGradGuard no_grad;
-  auto probe = cfg_.probe.to(cfg_.device);
-  auto loss = causal_lm_loss(model_->forward(probe), probe);
+  auto loss = causal_lm_loss(model_->forward(cfg_.probe), cfg_.probe);
   return loss.item<double>();
 }
 
@@ -250,7 +241,6 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   };
 
   proto::Init init{};
-  init.api_version = TOURNAMENT_TRAIN_API_VERSION;
   init.model = cfg_.model;
   init.device_type = static_cast<int32_t>(cfg_.device.type());
   init.device_index = cfg_.device.has_index() ? cfg_.device.index() : -1;
@@ -259,7 +249,6 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   init.batch_size = B;
   init.seq_len = S;
   init.steps = cfg_.steps;
-  init.warmup_steps = cfg_.warmup_steps;
   init.optimizer = cfg_.optimizer;
   init.params_bytes = params_.size();
   init.data_bytes = data_.size();
@@ -271,7 +260,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   };
   proto::Packet p;
   if (progress) progress("start");
-  if (!proto::send_msg(box.control, proto::Type::kInit, &init, sizeof init) ||
+  if (!proto::send_msg(box.control, proto::Type::kInit, &init) ||
       !await(proto::Type::kReady, cfg_.start_timeout_s, "start-up", &p)) {
     return failed_run();
   }
@@ -282,7 +271,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
     init_parameters(in.seed ^ 0x5eed5eed5eedULL);  // warmup never sees the run's initialisation
     data_view(cfg_.warmup_steps * B).copy_(in.warmup_tokens);
     proto::Warmup w{cfg_.warmup_steps};
-    if (!proto::send_msg(box.control, proto::Type::kWarmup, &w, sizeof w) ||
+    if (!proto::send_msg(box.control, proto::Type::kWarmup, &w) ||
         !await(proto::Type::kWarm, cfg_.warmup_timeout_s, "warmup", &p)) {
       return failed_run();
     }
@@ -292,11 +281,11 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   if (progress) progress("timed");
   init_parameters(in.seed);
   out.initial_probe_loss = probe_loss();
-  logits_.view(0, {B, S - 1, cfg_.model.vocab_size}, cfg_.dtype).fill_(std::nan(""));  // unwritten shows as NaN
+  logits_view_.fill_(std::nan(""));  // unwritten shows as NaN
   compat::cuda_synchronize(cfg_.device);
   const auto t0 = Clock::now();
   data_view(cfg_.steps * B).copy_(in.timed_tokens);  // the run's data exists from GO on
-  const bool sent = proto::send_msg(box.control, proto::Type::kGo, nullptr, 0);
+  const bool sent = proto::send_msg(box.control, proto::Type::kGo);
   const bool done = sent && await(proto::Type::kDone, cfg_.timed_timeout_s, "the timed run", &p);
   out.seconds = since(t0);
   if (!done) {
@@ -319,8 +308,7 @@ int64_t Evaluator::keep_last() {
   Kept k;
   k.seed = last_seed_;
   for (auto& item : model_->named_parameters()) k.weights.push_back(item.value().detach().to(torch::kCPU, false, true));
-  k.logits = logits_.view(0, {cfg_.batch_size, cfg_.seq_len - 1, cfg_.model.vocab_size}, cfg_.dtype)
-                 .to(torch::kCPU, false, true);
+  k.logits = logits_view_.to(torch::kCPU, false, true);
   const int64_t id = next_id_++;
   kept_[id] = std::move(k);
   return id;
@@ -335,42 +323,62 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   TORCH_CHECK(ref.seed == seed && last_seed_ == seed, "evaluator: the kept run used another seed");
   torch::NoGradGuard no_grad;
   Comparison c;
-  // Logits, one batch row at a time to bound device memory.
-  auto ours = logits_.view(0, {cfg_.batch_size, cfg_.seq_len - 1, cfg_.model.vocab_size}, cfg_.dtype);
-  double num = 0, den = 0;
+  // Sums stay on the device until one read each (a read per tensor would
+  // wait on the device per tensor); the host then adds them in double, in order.
+  auto to_host = [](const std::vector<torch::Tensor>& sums) {
+    return torch::stack(sums).to(torch::kFloat64).to(torch::kCPU).contiguous();
+  };
+  // Logits, one batch row at a time to bound device memory: per row,
+  // ||ours - ref||^2 and ||ref||^2.
+  std::vector<torch::Tensor> row_sums;
   for (int64_t b = 0; b < cfg_.batch_size; ++b) {
     auto r = ref.logits[b].to(cfg_.device).to(torch::kFloat32);
-    auto d = ours[b].to(torch::kFloat32) - r;
-    num += d.pow(2).sum().item<double>();
-    den += r.pow(2).sum().item<double>();
+    auto d = logits_view_[b].to(torch::kFloat32) - r;
+    row_sums.push_back(torch::stack({d.pow(2).sum(), r.pow(2).sum()}));
+  }
+  const auto rows = to_host(row_sums);
+  const double* row = rows.data_ptr<double>();
+  double num = 0, den = 0;
+  for (int64_t b = 0; b < cfg_.batch_size; ++b) {
+    num += row[2 * b];
+    den += row[2 * b + 1];
   }
   c.logits_rel_error = std::sqrt(num / std::max(den, 1e-30));
   if (std::isnan(num)) c.logits_rel_error = std::numeric_limits<double>::infinity();
 
   // Weights: the update of every tensor against the reference's, from the
-  // regenerated initialisation.
-  double unum = 0, uden = 0, changed = 0, ref_changed = 0, total = 0;
+  // regenerated initialisation. Per tensor: ||u - u_ref||^2, ||u_ref||^2, and
+  // how many elements changed here and in the reference.
+  std::vector<torch::Tensor> tensor_sums;
+  std::vector<std::string> names;
+  double total = 0;
   size_t i = 0;
   for (auto& item : model_->named_parameters()) {
     const auto& w = item.value();
     auto w0 = torch::empty_like(w);
     init_parameter(w0, item.key(), i, seed);
     auto wr = ref.weights[i].to(cfg_.device);
-    auto u = w.to(torch::kFloat32) - w0.to(torch::kFloat32);
-    auto ur = wr.to(torch::kFloat32) - w0.to(torch::kFloat32);
-    const double n = (u - ur).pow(2).sum().item<double>();
-    const double d = ur.pow(2).sum().item<double>();
-    const double ch = w.ne(w0).sum().item<double>();
-    const double rch = wr.ne(w0).sum().item<double>();
+    auto w0f = w0.to(torch::kFloat32);
+    auto u = w.to(torch::kFloat32) - w0f;
+    auto ur = wr.to(torch::kFloat32) - w0f;
+    tensor_sums.push_back(torch::stack({(u - ur).pow(2).sum().to(torch::kFloat64), ur.pow(2).sum().to(torch::kFloat64),
+                                        w.ne(w0).sum().to(torch::kFloat64), wr.ne(w0).sum().to(torch::kFloat64)}));
+    names.push_back(item.key());
+    total += static_cast<double>(w.numel());
+    ++i;
+  }
+  const auto stats = to_host(tensor_sums);
+  const double* st = stats.data_ptr<double>();
+  double unum = 0, uden = 0, changed = 0, ref_changed = 0;
+  for (size_t t = 0; t < names.size(); ++t) {
+    const double n = st[4 * t], d = st[4 * t + 1], ch = st[4 * t + 2], rch = st[4 * t + 3];
     unum += n;
     uden += d;
     changed += ch;
     ref_changed += rch;
-    total += static_cast<double>(w.numel());
     if (d > 0) c.max_tensor_rel_error = std::max(c.max_tensor_rel_error, std::sqrt(n / d));
     if (std::isnan(n)) c.max_tensor_rel_error = std::numeric_limits<double>::infinity();
-    if (rch > 0 && ch == 0) c.frozen.push_back(item.key());
-    ++i;
+    if (rch > 0 && ch == 0) c.frozen.push_back(names[t]);
   }
   c.update_rel_error = std::isnan(unum) ? std::numeric_limits<double>::infinity() : std::sqrt(unum / std::max(uden, 1e-30));
   c.changed_share = changed / total;

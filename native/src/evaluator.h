@@ -22,7 +22,7 @@ struct EvalConfig {
   AttentionKernel attention = AttentionKernel::kAuto;
   int64_t batch_size = 0, seq_len = 0, steps = 0, warmup_steps = 0;
   OptimizerConfig optimizer;
-  torch::Tensor probe;  // [Bp, seq_len] int64, held out from every run's data
+  torch::Tensor probe;  // [Bp, seq_len] int64, held out from every run's data (moved to `device`)
   double start_timeout_s = 120, warmup_timeout_s = 600, timed_timeout_s = 600;
 };
 
@@ -86,6 +86,7 @@ class Evaluator {
   EvalConfig cfg_;
   protocol::ParamLayout layout_;
   SharedRegion params_, data_, logits_;
+  torch::Tensor logits_view_;  // [B, S-1, V] over logits_
   Qwen2ForCausalLM model_{nullptr};  // the trusted view of the parameter memory
   std::map<int64_t, Kept> kept_;
   int64_t next_id_ = 1;

@@ -2,6 +2,8 @@
 // decoder layer, the model, loss, initialisation. Shapes as in model.h.
 #include <tournament/model.h>
 
+#include <c10/util/accumulate.h>
+
 #include <cmath>
 
 #include "compat.h"
@@ -27,33 +29,13 @@ void Qwen2Config::validate() const {
   TORCH_CHECK(rope_theta > 0 && rms_norm_eps > 0, "config: rope_theta and rms_norm_eps must be > 0");
 }
 
-int64_t ParamSpec::numel() const {
-  int64_t n = 1;
-  for (auto d : shape) n *= d;
-  return n;
-}
+int64_t ParamSpec::numel() const { return c10::multiply_integers(shape); }
 
+// The model itself, built on the meta device (shapes, no memory), names its parameters.
 std::vector<ParamSpec> parameter_specs(const Qwen2Config& cfg) {
-  const int64_t h = cfg.hidden_size, i = cfg.intermediate_size, kv = cfg.num_key_value_heads * cfg.head_dim();
+  Qwen2ForCausalLM meta(cfg, device_allocator(torch::TensorOptions().device(torch::kMeta)), AttentionKernel::kMath);
   std::vector<ParamSpec> s;
-  s.push_back({"model.embed_tokens.weight", {cfg.vocab_size, h}});
-  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    s.push_back({p + "input_layernorm.weight", {h}});
-    s.push_back({p + "self_attn.q_proj.weight", {h, h}});
-    s.push_back({p + "self_attn.q_proj.bias", {h}});
-    s.push_back({p + "self_attn.k_proj.weight", {kv, h}});
-    s.push_back({p + "self_attn.k_proj.bias", {kv}});
-    s.push_back({p + "self_attn.v_proj.weight", {kv, h}});
-    s.push_back({p + "self_attn.v_proj.bias", {kv}});
-    s.push_back({p + "self_attn.o_proj.weight", {h, h}});
-    s.push_back({p + "post_attention_layernorm.weight", {h}});
-    s.push_back({p + "mlp.gate_proj.weight", {i, h}});
-    s.push_back({p + "mlp.up_proj.weight", {i, h}});
-    s.push_back({p + "mlp.down_proj.weight", {h, i}});
-  }
-  s.push_back({"model.norm.weight", {h}});
-  if (!cfg.tie_word_embeddings) s.push_back({"lm_head.weight", {cfg.vocab_size, h}});
+  for (const auto& item : meta->named_parameters()) s.push_back({item.key(), item.value().sizes().vec()});
   return s;
 }
 

@@ -8,10 +8,11 @@ namespace tournament {
 
 AdamW::AdamW(std::vector<torch::Tensor> params, OptimizerConfig cfg) : params_(std::move(params)), cfg_(cfg) {
   torch::NoGradGuard no_grad;
+  fused_ = !params_.empty() && compat::has_fused_adamw(params_[0].device());
   for (auto& p : params_) {
     exp_avg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
     exp_avg_sq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-    step_tensors_.push_back(torch::zeros({}, p.options().dtype(torch::kFloat32)));
+    if (fused_) step_tensors_.push_back(torch::zeros({}, p.options().dtype(torch::kFloat32)));
   }
 }
 
@@ -31,12 +32,12 @@ void AdamW::step() {
     g.push_back(params_[i].grad());
     m.push_back(exp_avg_[i]);
     v.push_back(exp_avg_sq_[i]);
-    s.push_back(step_tensors_[i]);
+    if (fused_) s.push_back(step_tensors_[i]);
   }
   if (p.empty()) return;
 
-  if (compat::has_fused_adamw(p[0].device())) {
-    for (auto& t : s) t.add_(1);
+  if (fused_) {
+    at::_foreach_add_(s, 1);
     compat::fused_adamw(p, g, m, v, s, lr, b1, b2, wd, eps);
     return;
   }
@@ -45,7 +46,6 @@ void AdamW::step() {
   const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step_));
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(step_)));
   for (size_t i = 0; i < p.size(); ++i) {
-    s[i].add_(1);
     auto pf = p[i].to(torch::kFloat32);
     auto gf = g[i].to(torch::kFloat32);
     auto mf = m[i].to(torch::kFloat32);

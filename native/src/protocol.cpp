@@ -26,7 +26,10 @@ size_t payload_size(Type t) {
 
 }  // namespace
 
-bool send_msg(int fd, Type type, const void* payload, size_t size) {
+bool send_msg(int fd, Type type, const void* payload) {
+  const size_t size = payload_size(type);
+  TORCH_CHECK(size != SIZE_MAX && (size == 0 || payload), "send_msg: no payload for message type ",
+              static_cast<uint32_t>(type));
   char buf[sizeof(Header) + sizeof(Packet)];
   Header h{kMagic, static_cast<uint32_t>(type)};
   std::memcpy(buf, &h, sizeof h);

@@ -34,10 +34,9 @@ struct Header {
 
 // What the runner needs, copied byte for byte (both sides are one build).
 struct Init {
-  int32_t api_version;
   Qwen2Config model;
   int32_t device_type, device_index, dtype, attention;
-  int64_t batch_size, seq_len, steps, warmup_steps;
+  int64_t batch_size, seq_len, steps;
   OptimizerConfig optimizer;
   uint64_t params_bytes, data_bytes, logits_bytes;
 };
@@ -50,7 +49,6 @@ struct Warmup {
 struct Done {
   int64_t total_tokens;
   double final_loss;
-  int64_t logits_shape[3];
   int64_t peak_memory_bytes;  // the runner's own account: device peak on CUDA, max RSS on the CPU
 };
 
@@ -61,8 +59,9 @@ struct Error {
   char text[500];
 };
 
-// Sends one message; false if the peer is gone.
-bool send_msg(int fd, Type type, const void* payload, size_t size);
+// Sends one message, its payload the type's struct (none for READY, WARM,
+// GO); false if the peer is gone.
+bool send_msg(int fd, Type type, const void* payload = nullptr);
 // Receives one message into `payload` of exactly `size` bytes for `want`.
 // Returns the type received, or throws ProtocolError on anything malformed.
 // Waits at most timeout_ms (< 0: forever); returns 0 on timeout.

@@ -6,6 +6,10 @@
 #include <cerrno>
 #include <cstring>
 
+#include <c10/util/accumulate.h>
+
+#include "compat.h"
+
 #ifdef TOURNAMENT_WITH_CUDA
 #include <cuda.h>
 #endif
@@ -96,7 +100,7 @@ SharedRegion SharedRegion::create(size_t bytes, torch::Device device) {
   if (bytes == 0) bytes = 1;
   if (device.is_cuda()) {
 #ifdef TOURNAMENT_WITH_CUDA
-    const int dev = device.has_index() ? device.index() : 0;
+    const int dev = compat::cuda_index(device);
     torch::empty({1}, torch::TensorOptions().device(device));  // makes the primary context current
     auto prop = cuda_prop(dev);
     size_t gran = 0;
@@ -135,7 +139,7 @@ SharedRegion SharedRegion::map(int fd, size_t bytes, torch::Device device) {
   r.size_ = bytes;
   if (device.is_cuda()) {
 #ifdef TOURNAMENT_WITH_CUDA
-    const int dev = device.has_index() ? device.index() : 0;
+    const int dev = compat::cuda_index(device);
     torch::empty({1}, torch::TensorOptions().device(device));  // makes the primary context current
     CUmemGenericAllocationHandle handle;
     cu_check(cuMemImportFromShareableHandle(&handle, reinterpret_cast<void*>(static_cast<intptr_t>(fd)),
@@ -156,9 +160,7 @@ SharedRegion SharedRegion::map(int fd, size_t bytes, torch::Device device) {
 }
 
 torch::Tensor SharedRegion::view(size_t offset, at::IntArrayRef shape, torch::Dtype dtype) const {
-  int64_t numel = 1;
-  for (auto d : shape) numel *= d;
-  const size_t bytes = static_cast<size_t>(numel) * c10::elementSize(dtype);
+  const size_t bytes = static_cast<size_t>(c10::multiply_integers(shape)) * c10::elementSize(dtype);
   TORCH_CHECK(offset + bytes <= size_, "shared memory: view [", offset, ", ", offset + bytes, ") outside a region of ",
               size_, " bytes");
   return torch::from_blob(static_cast<char*>(ptr_) + offset, shape,

@@ -26,9 +26,7 @@ class SharedRegion {
   // Runner side: maps the region behind `fd` (taken over, closed on destruction).
   static SharedRegion map(int fd, size_t bytes, torch::Device device);
 
-  void* data() const { return ptr_; }
   size_t size() const { return size_; }
-  torch::Device device() const { return device_; }
   // A file descriptor for the region, to hand to a child process (owner side).
   int fd() const { return fd_; }
 

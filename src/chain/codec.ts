@@ -8,17 +8,14 @@
 //   Commitments.RevealedCommitments(netuid, AccountId) -> Option<Vec<(Bytes, u64)>>   (last 10)
 //   Commitments.LastCommitment(netuid, AccountId) -> Option<BlockNumber>
 //   SubtensorModule.Uids(netuid, AccountId) -> Option<u16>
-import type { Codec, Registry } from '@polkadot/types/types';
-import { TypeRegistry, Metadata, expandMetadata } from '@polkadot/types';
-import { hexToU8a, isHex, u8aToHex } from '@polkadot/util';
+import type { Codec } from '@polkadot/types/types';
+import { u8aToHex } from '@polkadot/util';
 
 /** Subtensor's own signed extensions: both carry no data, declared so signing knows them. */
 export const SUBTENSOR_SIGNED_EXTENSIONS = {
   SubtensorTransactionExtension: { extrinsic: {}, payload: {} },
   DrandPriority: { extrinsic: {}, payload: {} },
 };
-
-export { MAX_TIMELOCK_COMMITMENT_BYTES } from './limits';
 
 /** The `info` argument of set_commitment holding one timelocked field. */
 export function timelockCommitmentInfo(encrypted: Uint8Array, revealRound: bigint) {
@@ -76,29 +73,4 @@ export function parseRevealedCommitments(value: Codec): RevealedEntry[] {
 export function parseOptionalNumber(value: Codec): number | null {
   const v = unwrapOption(value);
   return v ? Number(v.toString()) : null;
-}
-
-/** A registry with subtensor's runtime metadata loaded from its hex (state_getMetadata). */
-export function registryFromMetadataHex(hex: string): { registry: TypeRegistry; metadata: Metadata } {
-  const clean = hex.trim();
-  if (!isHex(clean)) throw new Error('metadata is not a hex string');
-  const registry = new TypeRegistry();
-  const metadata = new Metadata(registry, hexToU8a(clean));
-  registry.setMetadata(metadata, undefined, SUBTENSOR_SIGNED_EXTENSIONS);
-  return { registry, metadata };
-}
-
-/** Calls, storage keys and constants decorated from that metadata (no network). */
-export function decorate(registry: Registry, metadata: Metadata) {
-  return expandMetadata(registry, metadata);
-}
-
-/** Decodes a storage value of the given entry from raw bytes, as the chain returns it. */
-export function decodeStorageValue(registry: Registry, entry: { meta: { type: { asMap: { value: { toNumber(): number } } }; modifier: { isOptional: boolean } } }, raw: Uint8Array): Codec {
-  const valueType = registry.createLookupType(entry.meta.type.asMap.value.toNumber());
-  const inner = raw.length === 0 ? null : registry.createType(valueType, raw);
-  if (entry.meta.modifier.isOptional) {
-    return registry.createType(`Option<${valueType}>`, inner ?? undefined);
-  }
-  return inner ?? registry.createType(valueType);
 }

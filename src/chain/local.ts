@@ -47,7 +47,7 @@ export class LocalChain implements MinerChain {
   readonly name = 'local';
   private readonly chain: LocalChainFile;
 
-  constructor(readonly dir: string, blockTimeS: number, private readonly now: () => number = Date.now) {
+  constructor(readonly dir: string, blockTimeS: number) {
     const file = path.join(dir, 'chain.json');
     const existing = readJson<LocalChainFile>(file);
     if (existing) {
@@ -57,7 +57,7 @@ export class LocalChain implements MinerChain {
       this.chain = existing;
     } else {
       if (!(blockTimeS > 0)) throw new UserError(`local block time must be positive, got ${blockTimeS}`);
-      this.chain = { genesis_ms: this.now(), block_time_s: blockTimeS };
+      this.chain = { genesis_ms: Date.now(), block_time_s: blockTimeS };
       writeAtomic(file, [Buffer.from(JSON.stringify(this.chain, null, 2) + '\n')]);
     }
   }
@@ -67,7 +67,7 @@ export class LocalChain implements MinerChain {
   }
 
   private height(): number {
-    return Math.max(0, Math.floor((this.now() - this.chain.genesis_ms) / (this.chain.block_time_s * 1000)));
+    return Math.max(0, Math.floor((Date.now() - this.chain.genesis_ms) / (this.chain.block_time_s * 1000)));
   }
 
   private accountFile(netuid: number, address: string): string {
@@ -83,12 +83,14 @@ export class LocalChain implements MinerChain {
     return this.height();
   }
 
-  async uidOf(netuid: number, address: string): Promise<number | null> {
-    const acc = this.account(netuid, address);
-    if (acc) return acc.uid;
-    // Everyone is registered locally: the next free uid.
+  /** Everyone is registered locally: a new hotkey gets the next free uid. */
+  private nextUid(netuid: number): number {
     const folder = path.join(this.dir, String(netuid));
     return fs.existsSync(folder) ? fs.readdirSync(folder).filter((f) => f.endsWith('.json')).length : 0;
+  }
+
+  async uidOf(netuid: number, address: string): Promise<number | null> {
+    return this.account(netuid, address)?.uid ?? this.nextUid(netuid);
   }
 
   async lastCommitBlock(netuid: number, address: string): Promise<number | null> {
@@ -97,9 +99,8 @@ export class LocalChain implements MinerChain {
 
   async submitCommitment(req: CommitRequest): Promise<CommitReceipt> {
     const address = req.hotkey.address;
-    const uid = (await this.uidOf(req.netuid, address)) as number;
     const block = this.height();
-    const acc: LocalAccountFile = this.account(req.netuid, address) ?? { hotkey: address, netuid: req.netuid, uid, last_commit_block: block, commitments: [] };
+    const acc: LocalAccountFile = this.account(req.netuid, address) ?? { hotkey: address, netuid: req.netuid, uid: this.nextUid(req.netuid), last_commit_block: block, commitments: [] };
     const entry: LocalCommitment = { block, reveal_block: block + req.revealBlocks, data_hex: u8aToHex(req.plaintext) };
     acc.last_commit_block = block;
     acc.commitments = [...acc.commitments, entry].slice(-KEEP);
@@ -113,27 +114,11 @@ export class LocalChain implements MinerChain {
     const all = acc?.commitments ?? [];
     return {
       currentBlock: cur,
-      uid: await this.uidOf(netuid, address),
+      uid: acc?.uid ?? this.nextUid(netuid),
       lastCommitBlock: acc?.last_commit_block ?? null,
       pending: all.filter((c) => c.reveal_block > cur).map((c) => ({ block: c.block, revealBlock: c.reveal_block })),
       revealed: all.filter((c) => c.reveal_block <= cur).map((c) => ({ block: c.reveal_block, bytes: hexToU8a(c.data_hex) })),
     };
-  }
-
-  /** Every hotkey's revealed commitments on a subnet, as a validator reads them. */
-  revealedAll(netuid: number): { hotkey: string; uid: number; revealed: { block: number; bytes: Uint8Array }[] }[] {
-    const folder = path.join(this.dir, String(netuid));
-    if (!fs.existsSync(folder)) return [];
-    const cur = this.height();
-    return fs
-      .readdirSync(folder)
-      .filter((f) => f.endsWith('.json'))
-      .map((f) => readJson<LocalAccountFile>(path.join(folder, f)) as LocalAccountFile)
-      .map((a) => ({
-        hotkey: a.hotkey,
-        uid: a.uid,
-        revealed: a.commitments.filter((c) => c.reveal_block <= cur).map((c) => ({ block: c.reveal_block, bytes: hexToU8a(c.data_hex) })),
-      }));
   }
 
   async close(): Promise<void> {}

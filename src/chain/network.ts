@@ -3,7 +3,7 @@ import * as path from 'path';
 import { UserError } from '../errors';
 import type { MinerChain } from './types';
 
-export const NETWORK_ENDPOINTS: Record<string, string> = {
+const NETWORK_ENDPOINTS: Record<string, string> = {
   finney: 'wss://entrypoint-finney.opentensor.ai:443',
   test: 'wss://test.finney.opentensor.ai:443',
 };
@@ -19,11 +19,11 @@ export function resolveNetwork(network: string): NetworkSpec {
   });
 }
 
-export const LOCAL_COMMITMENTS_DIR = '.local_commitments';
+const LOCAL_COMMITMENTS_DIR = '.local_commitments';
 export const LOCAL_STORAGE_DIR = '.local_storage';
 
 /** Block time of a fresh local network: TOURNAMENT_LOCAL_BLOCK_TIME (seconds) or the hparams value. */
-export function localBlockTime(hparamsBlockTime: number, env: Record<string, string | undefined> = process.env): number {
+function localBlockTime(hparamsBlockTime: number, env: Record<string, string | undefined> = process.env): number {
   const v = env.TOURNAMENT_LOCAL_BLOCK_TIME;
   if (v === undefined || v === '') return hparamsBlockTime;
   const n = Number(v);
@@ -31,12 +31,13 @@ export function localBlockTime(hparamsBlockTime: number, env: Record<string, str
   return n;
 }
 
-export async function openChain(spec: NetworkSpec, opts: { cwd?: string; blockTime: number }): Promise<MinerChain> {
+/** Opens the network; `blockTime` is hparams' block_time (a fresh local network's, unless overridden). */
+export async function openChain(spec: NetworkSpec, blockTime: number): Promise<MinerChain> {
   if (spec.kind === 'local') {
     const { LocalChain } = await import('./local');
-    return new LocalChain(path.join(opts.cwd ?? process.cwd(), LOCAL_COMMITMENTS_DIR), localBlockTime(opts.blockTime));
+    return new LocalChain(path.join(process.cwd(), LOCAL_COMMITMENTS_DIR), localBlockTime(blockTime));
   }
   // Loaded only when needed: @polkadot/api is heavy.
   const { SubtensorChain } = await import('./subtensor');
-  return SubtensorChain.connect(spec.name, spec.url);
+  return SubtensorChain.connect(spec.name, spec.url, blockTime);
 }

@@ -6,14 +6,8 @@ import { ApiPromise, WsProvider } from '@polkadot/api';
 import type { SubmittableResultValue } from '@polkadot/api/types';
 import type { ProviderInterface } from '@polkadot/rpc-provider/types';
 import { UserError } from '../errors';
-import {
-  SUBTENSOR_SIGNED_EXTENSIONS,
-  MAX_TIMELOCK_COMMITMENT_BYTES,
-  timelockCommitmentInfo,
-  parseCommitmentOf,
-  parseRevealedCommitments,
-  parseOptionalNumber,
-} from './codec';
+import { SUBTENSOR_SIGNED_EXTENSIONS, timelockCommitmentInfo, parseCommitmentOf, parseRevealedCommitments, parseOptionalNumber } from './codec';
+import { MAX_TIMELOCK_COMMITMENT_BYTES } from './limits';
 import { timelockEncrypt, revealRound, roundTime, QUICKNET } from './timelock';
 import type { ChainStatus, CommitReceipt, CommitRequest, MinerChain } from './types';
 
@@ -26,26 +20,34 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 export class SubtensorChain implements MinerChain {
-  private constructor(readonly name: string, private readonly api: ApiPromise) {}
+  private constructor(readonly name: string, private readonly api: ApiPromise, readonly blockTime: number) {}
 
   /** Connects, or throws a UserError saying the endpoint cannot be reached. */
-  static async connect(name: string, url: string, timeoutMs = 30000): Promise<SubtensorChain> {
+  static async connect(name: string, url: string, blockTime: number, timeoutMs = 30000): Promise<SubtensorChain> {
     const provider = new WsProvider(url, false);
     // The provider logs every failed attempt; the error below says it once.
     provider.on('error', () => undefined);
     try {
       await withTimeout(provider.connect(), timeoutMs, `connecting to ${url}`);
-      return await SubtensorChain.over(name, provider, timeoutMs);
+      return await SubtensorChain.over(name, provider, { blockTime, where: url, timeoutMs });
     } catch (e) {
       await provider.disconnect().catch(() => undefined);
-      if (e instanceof UserError) throw new UserError(e.message.replace('this node', url), { hint: e.hint });
+      if (e instanceof UserError) throw e;
       const where = name === url ? url : `${name} at ${url}`;
       throw new UserError(`cannot reach ${where}: ${(e as Error).message}`, { hint: 'check the network connection and --network' });
     }
   }
 
-  /** The client over an already connected provider (tests use an in-process node). */
-  static async over(name: string, provider: ProviderInterface, timeoutMs = 30000): Promise<SubtensorChain> {
+  /**
+   * The client over an already connected provider (tests use an in-process node).
+   * blockTime (hparams' block_time) sets reveal rounds and reveal-block estimates;
+   * `where` names the node in errors.
+   */
+  static async over(
+    name: string,
+    provider: ProviderInterface,
+    { blockTime, where = 'this node', timeoutMs = 30000 }: { blockTime: number; where?: string; timeoutMs?: number },
+  ): Promise<SubtensorChain> {
     const api = await withTimeout(
       ApiPromise.create({ provider, signedExtensions: SUBTENSOR_SIGNED_EXTENSIONS, noInitWarn: true, throwOnConnect: true }),
       timeoutMs,
@@ -53,9 +55,9 @@ export class SubtensorChain implements MinerChain {
     );
     if (!api.tx.commitments?.setCommitment || !api.query.subtensorModule?.uids) {
       await api.disconnect();
-      throw new UserError('this node is not a subtensor node (no Commitments or SubtensorModule pallet)');
+      throw new UserError(`${where} is not a subtensor node (no Commitments or SubtensorModule pallet)`);
     }
-    return new SubtensorChain(name, api);
+    return new SubtensorChain(name, api, blockTime);
   }
 
   async currentBlock(): Promise<number> {
@@ -72,7 +74,7 @@ export class SubtensorChain implements MinerChain {
   }
 
   async submitCommitment(req: CommitRequest): Promise<CommitReceipt> {
-    const round = revealRound(req.revealBlocks * req.blockTime, Date.now(), QUICKNET);
+    const round = revealRound(req.revealBlocks * this.blockTime, Date.now(), QUICKNET);
     const encrypted = timelockEncrypt(req.plaintext, round, QUICKNET.publicKey);
     if (encrypted.length > MAX_TIMELOCK_COMMITMENT_BYTES) {
       throw new UserError(`the encrypted commitment is ${encrypted.length} bytes; the chain takes at most ${MAX_TIMELOCK_COMMITMENT_BYTES}`);
@@ -115,7 +117,7 @@ export class SubtensorChain implements MinerChain {
     };
   }
 
-  async status(netuid: number, address: string, blockTime: number): Promise<ChainStatus> {
+  async status(netuid: number, address: string): Promise<ChainStatus> {
     const [cur, uid, last, pendingRaw, revealedRaw] = await Promise.all([
       this.currentBlock(),
       this.uidOf(netuid, address),
@@ -132,7 +134,7 @@ export class SubtensorChain implements MinerChain {
       pending: (pending?.fields ?? []).map((f) => ({
         block: pending!.block,
         revealRound: f.revealRound,
-        revealBlock: cur + Math.max(0, Math.ceil((roundTime(f.revealRound) - nowS) / blockTime)),
+        revealBlock: cur + Math.max(0, Math.ceil((roundTime(f.revealRound) - nowS) / this.blockTime)),
       })),
       revealed: parseRevealedCommitments(revealedRaw),
     };

@@ -17,6 +17,7 @@
 // value serialised as the 12 base-field coefficients of Fp12 (c0.c0.c0,
 // c0.c0.c1, c0.c1.c0, ... c1.c2.c1), each 48 bytes little-endian.
 import { bls12_381 } from '@noble/curves/bls12-381';
+import { bytesToNumberBE, concatBytes, equalBytes, numberToBytesLE } from '@noble/curves/utils';
 import { sha256 } from '@noble/hashes/sha2';
 import { gcm } from '@noble/ciphers/aes';
 import { randomBytes } from 'crypto';
@@ -25,13 +26,11 @@ type G1Point = ReturnType<typeof bls12_381.G1.Point.fromHex>;
 type G2Point = ReturnType<typeof bls12_381.G2.Point.fromHex>;
 type Fp12 = ReturnType<typeof bls12_381.pairing>;
 
-export const QUICKNET_DST = 'BLS_SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_';
+const QUICKNET_DST = 'BLS_SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_';
 const CIPHER_SUITE = new TextEncoder().encode('AES_GCM_');
 const G2_BYTES = 96;
 const FP_BYTES = 48;
 const NONCE_BYTES = 12;
-
-export { TLE_OVERHEAD_BYTES } from './limits';
 
 export class TimelockError extends Error {
   constructor(message: string) {
@@ -53,24 +52,14 @@ function identityPoint(round: bigint | number): G1Point {
   return bls12_381.G1.hashToCurve(roundIdentity(round), { DST: QUICKNET_DST }) as unknown as G1Point;
 }
 
-function le48(x: bigint): Uint8Array {
-  const out = new Uint8Array(FP_BYTES);
-  let v = x;
-  for (let i = 0; i < FP_BYTES; i++) {
-    out[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
-  return out;
-}
-
 /** arkworks' compressed serialisation of a pairing value (Fp12 has no flags). */
-export function serializeGt(e: Fp12): Uint8Array {
+function serializeGt(e: Fp12): Uint8Array {
   const out = new Uint8Array(12 * FP_BYTES);
   let off = 0;
   for (const f6 of [e.c0, e.c1]) {
     for (const f2 of [f6.c0, f6.c1, f6.c2]) {
       for (const c of [f2.c0, f2.c1]) {
-        out.set(le48(c), off);
+        out.set(numberToBytesLE(c, FP_BYTES), off);
         off += FP_BYTES;
       }
     }
@@ -84,16 +73,6 @@ function xor32(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
-
 function u64le(n: number): Uint8Array {
   const b = new Uint8Array(8);
   new DataView(b.buffer).setBigUint64(0, BigInt(n), true);
@@ -102,7 +81,7 @@ function u64le(n: number): Uint8Array {
 
 /** arkworks' Vec<u8>: u64 little-endian length, then the bytes. */
 function vec(bytes: Uint8Array): Uint8Array {
-  return concat(u64le(bytes.length), bytes);
+  return concatBytes(u64le(bytes.length), bytes);
 }
 
 class Reader {
@@ -127,10 +106,7 @@ class Reader {
 
 /** h3: sha256(a || b) as a big-endian integer, reduced mod the scalar field order. */
 function h3(sigma: Uint8Array, msg: Uint8Array): bigint {
-  const h = sha256(concat(sigma, msg));
-  let x = 0n;
-  for (const byte of h) x = (x << 8n) | BigInt(byte);
-  return x % bls12_381.params.r;
+  return bytesToNumberBE(sha256(concatBytes(sigma, msg))) % bls12_381.params.r;
 }
 
 function parsePublicKey(publicKey: Uint8Array | string): G2Point {
@@ -173,8 +149,8 @@ export function timelockEncrypt(
   const w = xor32(key, sha256(sigma));
   const nonce = random(NONCE_BYTES);
   const sealed = gcm(key, nonce).encrypt(plaintext);
-  const body = concat(vec(sealed), vec(nonce));
-  return concat(u.toBytes(true), vec(v), vec(w), vec(body), vec(CIPHER_SUITE));
+  const body = concatBytes(vec(sealed), vec(nonce));
+  return concatBytes(u.toBytes(true), vec(v), vec(w), vec(body), vec(CIPHER_SUITE));
 }
 
 interface ParsedCiphertext {
@@ -199,7 +175,7 @@ function parseCiphertext(ct: Uint8Array): ParsedCiphertext {
   const body = rd.vec();
   const suite = rd.vec(64);
   rd.end();
-  if (Buffer.compare(Buffer.from(suite), Buffer.from(CIPHER_SUITE)) !== 0) {
+  if (!equalBytes(suite, CIPHER_SUITE)) {
     throw new TimelockError(`timelock ciphertext: unsupported cipher suite ${JSON.stringify(Buffer.from(suite).toString('latin1'))}`);
   }
   const brd = new Reader(body, 'timelock body');

@@ -42,19 +42,18 @@ export interface CommitRequest {
   hotkey: Hotkey;
   plaintext: Uint8Array;
   revealBlocks: number;
-  blockTime: number;
 }
 
 export interface MinerChain {
   /** 'local', 'finney', 'test' or the endpoint URL: safe to print */
   readonly name: string;
-  /** seconds per block where the network knows it exactly (the local one) */
-  readonly blockTime?: number;
+  /** seconds per block: the local network's own, hparams' block_time on subtensor */
+  readonly blockTime: number;
   currentBlock(): Promise<number>;
   uidOf(netuid: number, address: string): Promise<number | null>;
   lastCommitBlock(netuid: number, address: string): Promise<number | null>;
   /** sends the commitment; the caller has already checked size, registration and rate limit */
   submitCommitment(req: CommitRequest): Promise<CommitReceipt>;
-  status(netuid: number, address: string, blockTime: number): Promise<ChainStatus>;
+  status(netuid: number, address: string): Promise<ChainStatus>;
   close(): Promise<void>;
 }

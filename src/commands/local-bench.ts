@@ -7,9 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { loadHparams } from '../config/hparams';
 import { UserError } from '../errors';
-import { readQwen2Config } from '../engine/config';
 import { defaultDevice } from '../engine/model';
-import { loadAddon } from '../engine/native';
 import { BASELINE, evaluateSubmission } from '../harness/evaluate';
 import { formatVerdict } from '../harness/report';
 import { ProgressLine } from '../util/progress';
@@ -68,7 +66,6 @@ export const localBenchCommand: CommandModule<object, Args> = {
     const submission = path.resolve(a.submission ?? BASELINE);
     const peakTflops = a['peak-tflops'] ?? (device.startsWith('cuda') ? H200_MEASURED_BF16_TFLOPS : undefined);
     const progress = new ProgressLine(!a.json);
-    const config = readQwen2Config(path.join(a['benchmark-dir'], 'model', 'config.json'));
     const verdict = await evaluateSubmission({
       submission,
       benchmarkDir: a['benchmark-dir'],
@@ -78,17 +75,17 @@ export const localBenchCommand: CommandModule<object, Args> = {
       steps: intOption('steps', a.steps, hparams.eval_steps, 1),
       warmupSteps: intOption('warmup-steps', a['warmup-steps'], hparams.warmup_steps, 0),
       batchSize: intOption('batch-size', a['batch-size'], hparams.benchmark_batch_size, 1),
-      seed: intOption('seed', a.seed, 1234, 0),
+      seed: intOption('seed', a.seed, 0, 0),
       workDir: a['work-dir'] ?? path.join(os.tmpdir(), `tournament-${process.getuid?.() ?? 'user'}`),
       peakTflops,
       onProgress: (t) => progress.update(t),
     });
     progress.done();
-    const parameters = loadAddon().numParameters(config);
+    const { parameters, ...rest } = verdict;
     process.stdout.write(
       (a.json
-        ? JSON.stringify({ submission, device, parameters, mfu_peak_tflops: peakTflops ?? null, ...verdict }, null, 2)
-        : formatVerdict(verdict, { submission: path.relative(process.cwd(), submission) || submission, device, parameters, peakTflops })) + '\n',
+        ? JSON.stringify({ submission, device, parameters, mfu_peak_tflops: peakTflops ?? null, ...rest }, null, 2)
+        : formatVerdict(verdict, { submission: path.relative(process.cwd(), submission) || submission, device, peakTflops })) + '\n',
     );
     if (!verdict.accepted) process.exitCode = EXIT_REJECTED;
   },

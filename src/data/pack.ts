@@ -37,6 +37,6 @@ export class Packer {
   result(): TokenSet {
     const rows = Math.floor(this.filled / this.seqLen);
     if (rows < 1) throw new Error('not enough tokens for one row');
-    return { samples: rows, seqLen: this.seqLen, ids: this.ids.slice(0, rows * this.seqLen) };
+    return { samples: rows, seqLen: this.seqLen, ids: this.ids.subarray(0, rows * this.seqLen) };
   }
 }

@@ -6,15 +6,15 @@
 
 export class PickleError extends Error {}
 
-export interface PGlobal { kind: 'global'; module: string; name: string }
-export interface PStorage { kind: 'storage'; dtype: string; key: string; location: string; numel: number }
+interface PGlobal { kind: 'global'; module: string; name: string }
+interface PStorage { kind: 'storage'; dtype: string; key: string; location: string; numel: number }
 export interface PTensor { kind: 'tensor'; storage: PStorage; offset: number; size: number[]; stride: number[] }
 type PValue = null | boolean | number | string | PValue[] | PGlobal | PStorage | PTensor | Map<PValue, PValue> | { kind: 'reduced'; of: string };
 
 const MARK = Symbol('mark');
 
 /** Storage classes torch.save names, and the dtype each holds. */
-export const STORAGE_DTYPES: Record<string, string> = {
+const STORAGE_DTYPES: Record<string, string> = {
   LongStorage: 'int64',
   IntStorage: 'int32',
   ShortStorage: 'int16',

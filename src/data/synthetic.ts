@@ -1,8 +1,8 @@
 // Seeded synthetic tokens, identical on every machine: a 32-bit xoshiro128**
 // generator seeded through splitmix32 (integer arithmetic only), and Zipf
-// sampling by binary search in a cumulative table of 1/(rank+1)^s. With the
-// default s = 1 the table uses only IEEE divisions and additions in a fixed
-// order, so it is bit-identical everywhere; other exponents go through Math.pow.
+// sampling by binary search in a cumulative table of 1/(rank+1) (s = 1): the
+// table uses only IEEE divisions and additions in a fixed order, so it is
+// bit-identical everywhere.
 import type { TokenSet } from './tokens';
 
 export class Rng {
@@ -68,17 +68,17 @@ function rotl(x: number, k: number): number {
 export class Zipf {
   private cdf: Float64Array;
 
-  constructor(readonly vocabSize: number, readonly exponent = 1) {
+  constructor(readonly vocabSize: number) {
     if (!Number.isInteger(vocabSize) || vocabSize < 1) throw new Error('vocab size must be a positive integer');
     this.cdf = new Float64Array(vocabSize);
     let sum = 0;
     for (let k = 0; k < vocabSize; k++) {
-      sum += exponent === 1 ? 1 / (k + 1) : 1 / Math.pow(k + 1, exponent);
+      sum += 1 / (k + 1);
       this.cdf[k] = sum;
     }
   }
 
-  /** A token id: rank r (0-based) with probability proportional to 1/(r+1)^s. */
+  /** A token id: rank r (0-based) with probability proportional to 1/(r+1). */
   sample(rng: Rng): number {
     const u = rng.nextFloat() * this.cdf[this.cdf.length - 1];
     let lo = 0;
@@ -92,18 +92,17 @@ export class Zipf {
   }
 }
 
-export interface SyntheticOptions {
+interface SyntheticOptions {
   samples: number;
   seqLen: number;
   vocabSize: number;
   seed: number;
-  exponent?: number;
 }
 
 /** `samples` x `seqLen` Zipf-distributed ids in [0, vocabSize), fixed by the seed. */
 export function syntheticTokens(o: SyntheticOptions): TokenSet {
   const rng = new Rng(o.seed);
-  const zipf = new Zipf(o.vocabSize, o.exponent ?? 1);
+  const zipf = new Zipf(o.vocabSize);
   const ids = new Int32Array(o.samples * o.seqLen);
   for (let i = 0; i < ids.length; i++) ids[i] = zipf.sample(rng);
   return { samples: o.samples, seqLen: o.seqLen, ids };

@@ -11,10 +11,14 @@
 // Token ids must lie in [0, 2^31): they come back as an Int32Array.
 import * as crypto from 'crypto';
 import * as fs from 'fs';
-import * as path from 'path';
 import { UserError } from '../errors';
+import { parseSafetensorsHeader, safetensorsHeader } from '../engine/safetensors';
+import { writeAtomic } from './atomic';
 import { ZipReader, ZipFormatError, buildStoredZip } from './zip';
 import { PickleError, PTensor, pickleTensor, unpickle } from './pickle';
+
+// Other modules write through here; src/data/atomic.ts is its home.
+export { writeAtomic };
 
 export interface TokenSet {
   samples: number;
@@ -116,21 +120,14 @@ function looksLikeSafetensors(buf: Buffer): boolean {
 }
 
 function readSafetensors(file: string, buf: Buffer): TokenSet {
-  const n = Number(buf.readBigUInt64LE(0));
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  try {
-    header = JSON.parse(buf.toString('utf8', 8, 8 + n));
-  } catch (e) {
-    throw bad(file, `damaged safetensors header: ${(e as Error).message}`);
-  }
-  const t = header.tokens;
-  if (!t) throw bad(file, `no tensor named "tokens" in the safetensors file (found: ${Object.keys(header).filter((k) => k !== '__metadata__').join(', ') || 'none'})`);
+  const { dataStart: base, tensors } = parseSafetensorsHeader(file, buf.length, (pos, len) => buf.subarray(pos, pos + len));
+  const t = tensors.tokens;
+  if (!t) throw bad(file, `no tensor named "tokens" in the safetensors file (found: ${Object.keys(tensors).join(', ') || 'none'})`);
   const dtype = t.dtype === 'I64' ? 'int64' : t.dtype === 'I32' ? 'int32' : null;
   if (!dtype || !Array.isArray(t.shape) || t.shape.length !== 2) {
     throw bad(file, `"tokens" must be a 2-D I64 or I32 tensor, found ${t.dtype} of shape [${t.shape}]`);
   }
   const [b, e] = t.data_offsets ?? [];
-  const base = 8 + n;
   const item = ITEM_SIZE[dtype];
   const numel = t.shape[0] * t.shape[1];
   if (!Number.isInteger(b) || !Number.isInteger(e) || e - b !== numel * item) {
@@ -178,46 +175,17 @@ export function torchSaveBytes(t: TokenSet): Buffer[] {
 }
 
 /** The bytes of the safetensors form (one I64 tensor "tokens"). */
-export function safetensorsBytes(t: TokenSet): Buffer[] {
+function safetensorsBytes(t: TokenSet): Buffer[] {
   checkSet(t);
   const data = int64Bytes(t.ids);
-  let json = JSON.stringify({ tokens: { dtype: 'I64', shape: [t.samples, t.seqLen], data_offsets: [0, data.length] } });
-  json += ' '.repeat((8 - (json.length % 8)) % 8); // keep the data 8-byte aligned
-  const head = Buffer.alloc(8);
-  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  return [head, Buffer.from(json), data];
+  return [safetensorsHeader([{ name: 'tokens', dtype: 'I64', shape: [t.samples, t.seqLen], nbytes: data.length }]), data];
 }
 
 /**
  * Writes `t` atomically (temp file, fsync, rename): int64 in the torch.save
- * zip format, or safetensors when the path ends in .safetensors.
+ * zip format, or safetensors when the path ends in .safetensors. Returns the
+ * file's sha256.
  */
-export function writeTokens(file: string, t: TokenSet): void {
-  const pieces = file.endsWith('.safetensors') ? safetensorsBytes(t) : torchSaveBytes(t);
-  writeAtomic(file, pieces);
-}
-
-/** Writes pieces to `file` through a temp file in the same folder and a rename. */
-export function writeAtomic(file: string, pieces: Buffer[]): void {
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(tmp, 'w');
-    for (const p of pieces) {
-      let off = 0;
-      while (off < p.length) off += fs.writeSync(fd, p, off, p.length - off);
-    }
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = undefined;
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    if (fd !== undefined) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOSPC') throw new UserError(`no space left on the device while writing ${file}`, { hint: 'free some disk space and run again' });
-    if (code === 'EACCES' || code === 'EROFS') throw new UserError(`cannot write ${file}: ${code}`);
-    throw e;
-  }
+export function writeTokens(file: string, t: TokenSet): string {
+  return writeAtomic(file, file.endsWith('.safetensors') ? safetensorsBytes(t) : torchSaveBytes(t));
 }

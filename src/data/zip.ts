@@ -8,7 +8,7 @@ import * as zlib from 'zlib';
 
 export class ZipFormatError extends Error {}
 
-export interface ZipEntry {
+interface ZipEntry {
   name: string;
   method: number;
   compressedSize: number;

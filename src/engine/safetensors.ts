@@ -5,6 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
+import { writeAtomic } from '../data/atomic';
 import type { Dtype, ParameterInfo, WeightEntry } from './native';
 
 const DTYPES: Record<string, { dtype: Dtype; bytes: number }> = {
@@ -13,14 +14,41 @@ const DTYPES: Record<string, { dtype: Dtype; bytes: number }> = {
   F32: { dtype: 'float32', bytes: 4 },
 };
 
-export interface TensorHeader {
+interface TensorHeader {
   dtype: string;
   shape: number[];
   data_offsets: [number, number];
 }
 
-/** Parses one file's header: { name: { dtype, shape, data_offsets } } and where the data starts. */
-export function readSafetensorsHeader(file: string): { dataStart: number; size: number; tensors: Record<string, TensorHeader> } {
+interface SafetensorsHeader {
+  dataStart: number;
+  size: number;
+  tensors: Record<string, TensorHeader>;
+}
+
+/**
+ * Parses the header of a safetensors file of `size` bytes, whose bytes
+ * `read(position, length)` gives: { name: { dtype, shape, data_offsets } }
+ * (without __metadata__) and where the data starts.
+ */
+export function parseSafetensorsHeader(file: string, size: number, read: (pos: number, len: number) => Buffer): SafetensorsHeader {
+  if (size < 8) throw new UserError(`${file}: truncated (${size} bytes), not a safetensors file`);
+  const headerLen = Number(read(0, 8).readBigUInt64LE(0));
+  if (headerLen <= 0 || headerLen > 100 * 1024 * 1024 || 8 + headerLen > size) {
+    throw new UserError(`${file}: bad safetensors header length ${headerLen} for a file of ${size} bytes`);
+  }
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(read(8, headerLen).toString('utf8'));
+  } catch (e) {
+    throw new UserError(`${file}: safetensors header is not valid JSON (${(e as Error).message})`);
+  }
+  delete parsed.__metadata__;
+  return { dataStart: 8 + headerLen, size, tensors: parsed as Record<string, TensorHeader> };
+}
+
+/** Reads and parses one file's header (see parseSafetensorsHeader). */
+export function readSafetensorsHeader(file: string): SafetensorsHeader {
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');
@@ -28,27 +56,34 @@ export function readSafetensorsHeader(file: string): { dataStart: number; size: 
     throw new UserError(`cannot open checkpoint file ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
   try {
-    const size = fs.fstatSync(fd).size;
-    if (size < 8) throw new UserError(`${file}: truncated (${size} bytes), not a safetensors file`);
-    const lenBuf = Buffer.alloc(8);
-    fs.readSync(fd, lenBuf, 0, 8, 0);
-    const headerLen = Number(lenBuf.readBigUInt64LE(0));
-    if (headerLen <= 0 || headerLen > 100 * 1024 * 1024 || 8 + headerLen > size) {
-      throw new UserError(`${file}: bad safetensors header length ${headerLen} for a file of ${size} bytes`);
-    }
-    const hdr = Buffer.alloc(headerLen);
-    fs.readSync(fd, hdr, 0, headerLen, 8);
-    let parsed: Record<string, unknown>;
-    try {
-      parsed = JSON.parse(hdr.toString('utf8'));
-    } catch {
-      throw new UserError(`${file}: safetensors header is not valid JSON`);
-    }
-    delete parsed.__metadata__;
-    return { dataStart: 8 + headerLen, size, tensors: parsed as Record<string, TensorHeader> };
+    return parseSafetensorsHeader(file, fs.fstatSync(fd).size, (pos, len) => {
+      const buf = Buffer.alloc(len);
+      fs.readSync(fd, buf, 0, len, pos);
+      return buf;
+    });
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * The bytes before the data of a safetensors file holding these tensors, in
+ * this order: the header length and the JSON header, padded with spaces so
+ * that the data is 8-byte aligned, as the reference writer does.
+ */
+export function safetensorsHeader(tensors: { name: string; dtype: string; shape: number[]; nbytes: number }[]): Buffer {
+  let offset = 0;
+  const header: Record<string, TensorHeader> = {};
+  for (const t of tensors) {
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.nbytes] };
+    offset += t.nbytes;
+  }
+  const json = Buffer.from(JSON.stringify(header));
+  const pad = (8 - (json.length % 8)) % 8;
+  const out = Buffer.alloc(8 + json.length + pad, 0x20);
+  out.writeBigUInt64LE(BigInt(json.length + pad));
+  json.copy(out, 8);
+  return out;
 }
 
 /** Files of a checkpoint directory: the index's shards, or model.safetensors. */
@@ -125,20 +160,8 @@ export function planCheckpointLoad(dir: string, params: ParameterInfo[]): Weight
   return entries;
 }
 
-/** Writes a single-file safetensors checkpoint (used by tests and tiny fixtures). */
+/** Writes a single-file safetensors checkpoint atomically (used by tests and tiny fixtures). */
 export function writeSafetensors(file: string, tensors: { name: string; dtype: keyof typeof DTYPES; shape: number[]; data: Buffer }[]): void {
-  let offset = 0;
-  const header: Record<string, TensorHeader> = {};
-  for (const t of tensors) {
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.length] };
-    offset += t.data.length;
-  }
-  let json = Buffer.from(JSON.stringify(header));
-  const pad = (8 - (json.length % 8)) % 8;  // keep the data 8-byte aligned, as the reference writer does
-  json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length));
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, Buffer.concat([len, json, ...tensors.map((t) => t.data)]));
-  fs.renameSync(tmp, file);
+  const header = safetensorsHeader(tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, nbytes: t.data.length })));
+  writeAtomic(file, [header, ...tensors.map((t) => t.data)]);
 }

@@ -11,8 +11,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import { loadHparams } from '../config/hparams';
-import { checkSource } from '../commands/miner/common';
-import { checkSandbox, projectDir, sandboxArgv } from './sandbox';
+import { readJsonFile } from '../data/json';
+import { PROJECT_ROOT } from '../engine/native';
+import { checkSource, SourceFile } from '../commands/miner/common';
+import { checkSandbox, sandboxArgv } from './sandbox';
 
 export type CompileResult = { ok: true; pluginPath: string; seconds: number } | { ok: false; message: string };
 
@@ -23,6 +25,8 @@ export interface CompileOptions {
   timeoutMs?: number;
   /** Size limit in bytes (default: hparams max_code_bytes). */
   maxCodeBytes?: number;
+  /** The build to compile against (default: loadPluginBuild()). */
+  build?: PluginBuild;
 }
 
 /** What CMake recorded about this build (CMakeLists.txt, last block). */
@@ -46,21 +50,18 @@ const MAX_ERRORS_SHOWN = 5;
 const STDERR_KEEP = 256 * 1024;
 
 export function pluginBuildPath(): string {
-  return path.join(projectDir(), 'build', 'Release', 'plugin_build.json');
+  return path.join(PROJECT_ROOT, 'build', 'Release', 'plugin_build.json');
 }
 
 /** Reads build/Release/plugin_build.json, or says to build the engine. */
 export function loadPluginBuild(): PluginBuild {
   const file = pluginBuildPath();
-  let raw: string;
-  try {
-    raw = fs.readFileSync(file, 'utf8');
-  } catch {
+  const b = readJsonFile<PluginBuild>(file, 'run `npm run build` again');
+  if (!b) {
     throw new UserError(`${file} is missing: the native engine is not built (or was built before plugins were supported)`, {
       hint: 'run `npm run build` (needs cmake, a C++17 compiler and libtorch: apt-get install build-essential cmake libtorch-dev)',
     });
   }
-  const b = JSON.parse(raw) as PluginBuild;
   if (typeof b.cxx !== 'string' || !Array.isArray(b.cxx_flags) || !Array.isArray(b.include_dirs)) {
     throw new UserError(`${file} is malformed`, { hint: 'run `npm run build` again' });
   }
@@ -73,7 +74,6 @@ export function compilerArgv(build: PluginBuild, source: string, output: string)
   return [build.cxx, ...PINNED_FLAGS, ...build.cxx_flags, ...includes, ...DIAGNOSTIC_FLAGS, '-o', output, source];
 }
 
-/** The directories the compiler needs to see beyond the sandbox's system view. */
 /**
  * Host directories outside /usr that compiling or running a plugin needs:
  * the compiler's whole prefix (its internal headers and libstdc++ live beside
@@ -81,7 +81,7 @@ export function compilerArgv(build: PluginBuild, source: string, output: string)
  * where its CUDA libraries are too).
  */
 export function toolchainBinds(build: PluginBuild): string[] {
-  const outside = (p: string) => !(p === '/usr' || p.startsWith('/usr/') || p.startsWith(projectDir() + path.sep));
+  const outside = (p: string) => !(p === '/usr' || p.startsWith('/usr/') || p.startsWith(PROJECT_ROOT + path.sep));
   const dirs: string[] = [];
   const cxxDir = path.dirname(fs.realpathSync(build.cxx));
   dirs.push(path.basename(cxxDir) === 'bin' ? path.dirname(cxxDir) : cxxDir);
@@ -142,17 +142,28 @@ function runWithDeadline(argv: string[], timeoutMs: number): Promise<Exit> {
   });
 }
 
-/** Refuses or compiles `sourcePath` into `<workDir>/plugin.so`. */
-export async function compileSubmission(sourcePath: string, opts: CompileOptions): Promise<CompileResult> {
-  const display = displayPath(sourcePath);
-  const maxBytes = opts.maxCodeBytes ?? loadHparams(path.join(projectDir(), 'hparams', 'hparams.json')).max_code_bytes;
+/** The submission read once and checked (the checks `miner test` reports), or why it is refused before compiling. */
+export function checkSubmission(sourcePath: string, maxCodeBytes?: number): { ok: true; source: SourceFile } | { ok: false; message: string } {
+  const maxBytes = maxCodeBytes ?? loadHparams(path.join(PROJECT_ROOT, 'hparams', 'hparams.json')).max_code_bytes;
   const { checks, source } = checkSource(sourcePath, maxBytes);
   const failed = checks.filter((c) => !c.ok);
   if (failed.length || !source) {
-    return { ok: false, message: `${display} refused before compiling: ${failed.map((c) => `${c.name}: ${c.detail}`).join('; ')}` };
+    return { ok: false, message: `${displayPath(sourcePath)} refused before compiling: ${failed.map((c) => `${c.name}: ${c.detail}`).join('; ')}` };
   }
+  return { ok: true, source };
+}
 
-  const build = loadPluginBuild();
+/** Refuses or compiles `sourcePath` into `<workDir>/plugin.so`. */
+export async function compileSubmission(sourcePath: string, opts: CompileOptions): Promise<CompileResult> {
+  const checked = checkSubmission(sourcePath, opts.maxCodeBytes);
+  return checked.ok ? compileChecked(checked.source, opts) : checked;
+}
+
+/** Compiles a source that passed checkSubmission into `<workDir>/plugin.so`. */
+export async function compileChecked(source: SourceFile, opts: CompileOptions): Promise<CompileResult> {
+  const sourcePath = source.path;
+  const display = displayPath(sourcePath);
+  const build = opts.build ?? loadPluginBuild();
   checkSandbox();
   const workDir = path.resolve(opts.workDir);
   fs.mkdirSync(workDir, { recursive: true });

@@ -12,7 +12,7 @@ import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
 import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome, PROJECT_ROOT } from '../engine/native';
 import { UserError } from '../errors';
-import { compileSubmission, loadPluginBuild, PluginBuild, toolchainBinds } from './compile';
+import { checkSubmission, compileChecked, loadPluginBuild, PluginBuild, toolchainBinds } from './compile';
 import { bwrapPath, checkSandbox, sandboxArgv, sandboxUser } from './sandbox';
 import type { Failure, RunReport, Verdict } from './types';
 
@@ -71,38 +71,26 @@ export function planData(tokens: TokenSet, o: { probeRows: number; batchSize: nu
   return { probe, forRun };
 }
 
-/** The sandboxed command for one run, with bwrap's --info-fd on fd 7 (see native/src/evaluator.cpp). */
-function runnerSandbox(plugin: string, scratch: string, build: PluginBuild, cuda: boolean) {
+/** The sandbox of one run, in `scratch`, seeing the plugin's directory and the toolchain `binds`. */
+function runnerSandbox(plugin: string, scratch: string, binds: string[], cuda: boolean) {
   return {
     scratchDir: scratch,
-    readOnlyBinds: [path.dirname(plugin), ...toolchainBinds(build)],
+    readOnlyBinds: [path.dirname(plugin), ...binds],
     cuda,
-    memoryBytes: cuda ? undefined : 16 * 2 ** 30,
+    memoryBytes: 16 * 2 ** 30,
     // Threads count too: libtorch's pools need a few hundred on a large host.
     maxProcesses: 4096,
     fileBytes: 64 * 2 ** 20,
   };
 }
 
-function runnerArgv(plugin: string, scratch: string, build: PluginBuild, cuda: boolean, env: Record<string, string>): string[] {
-  const argv = sandboxArgv({ command: [RUNNER, plugin], env, ...runnerSandbox(plugin, scratch, build, cuda) });
-  const at = argv.indexOf(bwrapPath());
-  if (at < 0) throw new Error('sandbox: bwrap not found in the sandbox command');
-  argv.splice(at + 1, 0, '--info-fd', '7');
-  return argv;
-}
-
 const inFlight = new Map<string, Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }>>();
 
-/** Compiles `source` into cacheDir/<sha256 of source and toolchain>/, reusing an earlier build. */
-async function compileCached(source: string, cacheDir: string, build: PluginBuild): Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }> {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(source);
-  } catch (e) {
-    return { ok: false, message: `cannot read ${source}: ${(e as NodeJS.ErrnoException).code ?? e}` };
-  }
-  const key = crypto.createHash('sha256').update(bytes).update(JSON.stringify(build)).digest('hex').slice(0, 16);
+/** Compiles `file` into cacheDir/<sha256 of source and toolchain>/, reusing an earlier build. */
+async function compileCached(file: string, cacheDir: string, build: PluginBuild, maxCodeBytes: number): Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }> {
+  const checked = checkSubmission(file, maxCodeBytes);
+  if (!checked.ok) return checked;
+  const key = crypto.createHash('sha256').update(checked.source.sha256).update(JSON.stringify(build)).digest('hex').slice(0, 16);
   const dir = path.join(cacheDir, key);
   const plugin = path.join(dir, 'plugin.so');
   if (fs.existsSync(plugin)) return { ok: true, pluginPath: plugin };
@@ -111,7 +99,7 @@ async function compileCached(source: string, cacheDir: string, build: PluginBuil
   const job = (async () => {
     const tmp = `${dir}.tmp-${process.pid}`;
     fs.rmSync(tmp, { recursive: true, force: true });
-    const r = await compileSubmission(source, { workDir: tmp });
+    const r = await compileChecked(checked.source, { workDir: tmp, build });
     if (!r.ok) return r;
     fs.rmSync(dir, { recursive: true, force: true });
     fs.renameSync(tmp, dir);
@@ -179,11 +167,13 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   progress('compiling the baseline and the submission');
   const cache = path.resolve(o.pluginCache ?? path.join(workDir, 'plugins'));
   fs.mkdirSync(cache, { recursive: true });
-  const [ref, sub] = await Promise.all([compileCached(BASELINE, cache, build), compileCached(o.submission, cache, build)]);
+  const [ref, sub] = await Promise.all([BASELINE, o.submission].map((f) => compileCached(f, cache, build, o.hparams.max_code_bytes)));
   if (!ref.ok) throw new UserError(`the official baseline does not compile here: ${ref.message}`);
-  const user = sandboxUser(runnerSandbox(sub.ok ? sub.pluginPath : ref.pluginPath, path.join(workDir, 'run-'), build, cuda));
+  const binds = toolchainBinds(build);
+  const user = sandboxUser(runnerSandbox(sub.ok ? sub.pluginPath : ref.pluginPath, path.join(workDir, 'run-'), binds, cuda));
   const sandbox = { bwrap: bwrapPath(), uid: user.uid, root_because: user.rootBecause ?? null };
-  const empty: Verdict = { accepted: false, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, sandbox };
+  const numParameters = addon.numParameters(config);
+  const empty: Verdict = { accepted: false, parameters: numParameters, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, sandbox };
   if (!sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
 
   const evaluator: NativeEvaluator = await native('setting up the evaluation', () => new addon.Evaluator({
@@ -199,7 +189,8 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
     probe: data.probe,
     timeouts: o.hparams.runner_timeouts,
   }));
-  const numParameters = addon.numParameters(config);
+  // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
+  const hostEnv: Record<string, string> = process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {};
   const expectedTokens = o.steps * o.batchSize * tokens.seqLen;
   const runs: RunReport[] = [];
   const referenceRuns: RunReport[] = [];
@@ -209,13 +200,18 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
       const seed = o.seed + i;
       const { timed, warmup } = data.forRun(seed);
       const runOnce = async (plugin: string, who: string, extraEnv: Record<string, string>) => {
-        // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
-        const env = { ...(process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {}), ...extraEnv };
         const scratch = fs.mkdtempSync(path.join(workDir, 'run-'));
         try {
           return await native(`${who} run`, () =>
             evaluator.run(
-              { argv: runnerArgv(plugin, scratch, build, cuda, env), seed, seqLen: tokens.seqLen, warmupTokens: warmup, timedTokens: timed },
+              {
+                // bwrap's --info-fd 7 gives the evaluator the sandbox's PID 1 (native/src/evaluator.cpp).
+                argv: sandboxArgv({ command: [RUNNER, plugin], env: { ...hostEnv, ...extraEnv }, bwrapArgs: ['--info-fd', '7'], ...runnerSandbox(plugin, scratch, binds, cuda) }),
+                seed,
+                seqLen: tokens.seqLen,
+                warmupTokens: warmup,
+                timedTokens: timed,
+              },
               (phase) => progress(`run ${i + 1}/${o.runs}: ${who}: ${phase}`),
             ),
           );
@@ -255,7 +251,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const accepted = reasons.length === 0 && runs.length === o.runs;
   const tps = accepted ? median(runs.map((r) => r.tokens_per_second as number)) : null;
   const mfu = tps !== null && o.peakTflops ? (6 * numParameters * tps) / (o.peakTflops * 1e12) : null;
-  return { accepted, reasons, runs, reference_runs: referenceRuns, tokens_per_second: tps, mfu, sandbox };
+  return { accepted, parameters: numParameters, reasons, runs, reference_runs: referenceRuns, tokens_per_second: tps, mfu, sandbox };
 }
 
 function report(

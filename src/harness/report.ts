@@ -1,9 +1,9 @@
 // The human report of a verdict.
 import type { Verdict } from './types';
 
-export function formatVerdict(v: Verdict, o: { submission: string; device: string; parameters: number; peakTflops?: number }): string {
+export function formatVerdict(v: Verdict, o: { submission: string; device: string; peakTflops?: number }): string {
   const f = (x: number | null | undefined, d = 1) => (x === null || x === undefined ? '-' : x.toFixed(d));
-  const lines = [`submission   ${o.submission} on ${o.device} (${(o.parameters / 1e6).toFixed(2)}M parameters)`];
+  const lines = [`submission   ${o.submission} on ${o.device} (${(v.parameters / 1e6).toFixed(2)}M parameters)`];
   const sb = v.sandbox;
   lines.push(`sandbox      ${sb.bwrap} as uid ${sb.uid}${sb.root_because ? ` (root: ${sb.root_because}; no process limit)` : ''}`);
   v.runs.forEach((r, i) => {

@@ -43,6 +43,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { UserError } from '../errors';
+import { PROJECT_ROOT } from '../engine/native';
 
 export interface SandboxOptions {
   /** argv of the program to run inside (argv[0] absolute, or found on the sandbox's PATH). */
@@ -68,6 +69,8 @@ export interface SandboxOptions {
   cpuSeconds?: number;
   /** RLIMIT_FSIZE: largest file the command may write. */
   fileBytes?: number;
+  /** Extra bubblewrap options, placed first (e.g. --info-fd N). */
+  bwrapArgs?: string[];
   /** Overrides the project directory that is bound (default: this checkout). */
   projectDir?: string;
 }
@@ -81,17 +84,6 @@ export const HIDDEN_PROJECT_PATHS = ['benchmark', '.env', '.local_commitments', 
 const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
 const PRLIMIT = '/usr/bin/prlimit';
 const SETPRIV = '/usr/bin/setpriv';
-
-/** The repository root: the nearest directory above this module holding package.json. */
-export function projectDir(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) return path.resolve(__dirname, '..', '..');
-    dir = up;
-  }
-  return dir;
-}
 
 /** The bwrap binary: $TOURNAMENT_BWRAP, else the first `bwrap` on PATH. */
 export function bwrapPath(): string {
@@ -196,7 +188,7 @@ export function sandboxUser(o: Omit<SandboxOptions, 'command'>): { uid: number; 
   if (unprivilegedFails) return { uid: 0, rootBecause: unprivilegedFails };
   const bwrap = bwrapPath();
   const readable = [
-    path.resolve(o.projectDir ?? projectDir()),
+    path.resolve(o.projectDir ?? PROJECT_ROOT),
     path.dirname(path.resolve(o.scratchDir)),
     ...(o.readOnlyBinds ?? []),
     ...(path.isAbsolute(bwrap) ? [bwrap] : []),
@@ -215,13 +207,14 @@ export function sandboxUser(o: Omit<SandboxOptions, 'command'>): { uid: number; 
 export function sandboxArgv(o: SandboxOptions): string[] {
   if (o.command.length === 0) throw new Error('sandbox: empty command');
   const scratch = path.resolve(o.scratchDir);
-  const project = path.resolve(o.projectDir ?? projectDir());
+  const project = path.resolve(o.projectDir ?? PROJECT_ROOT);
   const { uid } = sandboxUser(o);
   const dropTo = uid !== (process.getuid?.() ?? 0) ? uid : undefined;
   if (dropTo !== undefined) fs.chownSync(scratch, dropTo, dropTo);
   const args: string[] = [
     ...(dropTo !== undefined ? [SETPRIV, `--reuid=${dropTo}`, `--regid=${dropTo}`, '--clear-groups', '--'] : []),
     bwrapPath(),
+    ...(o.bwrapArgs ?? []),
     '--unshare-all',
     '--unshare-user',
     '--disable-userns',

@@ -55,6 +55,8 @@ export interface RunReport {
 
 export interface Verdict {
   accepted: boolean;
+  /** Parameters of the benchmark's model (what MFU counts). */
+  parameters: number;
   /** Every failure of every run, prefixed by the run. Empty when accepted. */
   reasons: string[];
   runs: RunReport[];

@@ -13,9 +13,9 @@ import type { Hub, RemoteFile } from './hub';
 export const DEFAULT_DATASET_DIR = 'sample/10BT';
 
 // hyparquet is ESM-only; load it with a real dynamic import that tsc's CommonJS output keeps.
-const importEsm = new Function('specifier', 'return import(specifier)') as <T>(s: string) => Promise<T>;
+export const importEsm = new Function('specifier', 'return import(specifier)') as <T>(s: string) => Promise<T>;
 
-export interface SampleResult {
+interface SampleResult {
   filesRead: string[];
   documents: number;
 }
@@ -24,6 +24,7 @@ export async function sampleDocuments(o: {
   hub: Hub;
   repo: string;
   revision: string;
+  /** The parquet files to sample from (the caller lists them and checks there are some). */
   files: RemoteFile[];
   seed: number;
   column?: string;
@@ -34,9 +35,7 @@ export async function sampleDocuments(o: {
   const { compressors } = await importEsm<typeof import('hyparquet-compressors')>('hyparquet-compressors');
   const column = o.column ?? 'text';
   const rng = new Rng(o.seed);
-  const files = o.files.filter((f) => f.path.endsWith('.parquet'));
-  if (files.length === 0) throw new UserError(`dataset ${o.repo}: no parquet files found`);
-  const order = files.slice();
+  const order = o.files.slice();
   rng.shuffle(order);
   const filesRead: string[] = [];
   let documents = 0;

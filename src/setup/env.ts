@@ -1,8 +1,9 @@
 // Where the hub is and who we are: HF_ENDPOINT and HF_TOKEN, from the
 // environment or, failing that, a .env file in the working directory.
 import * as fs from 'fs';
+import { UserError } from '../errors';
 
-export const DEFAULT_ENDPOINT = 'https://huggingface.co';
+const DEFAULT_ENDPOINT = 'https://huggingface.co';
 
 /** KEY=VALUE lines; '#' comments; optional quotes; `export ` prefix allowed. */
 export function parseDotenv(text: string): Record<string, string> {
@@ -26,13 +27,20 @@ export interface HubEnv {
   tokenSource?: string;
 }
 
-export function hubEnv(env: NodeJS.ProcessEnv = process.env, dotenvPath = '.env'): HubEnv {
-  let dot: Record<string, string> = {};
+/** The settings of a .env file; {} when there is none. */
+export function readDotenv(file: string): Record<string, string> {
+  let text: string;
   try {
-    dot = parseDotenv(fs.readFileSync(dotenvPath, 'utf8'));
-  } catch {
-    // no .env: fine
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
+  return parseDotenv(text);
+}
+
+export function hubEnv(env: NodeJS.ProcessEnv = process.env, dotenvPath = '.env'): HubEnv {
+  const dot = readDotenv(dotenvPath);
   const pick = (k: string): [string | undefined, string | undefined] =>
     env[k] ? [env[k], 'the environment'] : dot[k] ? [dot[k], dotenvPath] : [undefined, undefined];
   const [token, tokenSource] = pick('HF_TOKEN');

@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { Hparams } from '../config/hparams';
 import { UserError } from '../errors';
+import { readJsonFile } from '../data/json';
 import { Packer } from '../data/pack';
 import { loadTokenizer } from '../data/tokenizer';
 import { writeTokens } from '../data/tokens';
@@ -14,15 +15,14 @@ import { formatBytes } from './format';
 import { Hub, RemoteFile } from './hub';
 import { Manifest, describeFiles, writeManifest } from './manifest';
 import { Progress, info } from './progress';
-import { DATA_PATH, SetupResult, existingSetup } from './setup';
+import { CONFIG_PATH, DATA_PATH, SetupResult, existingSetup } from './setup';
 import { DEFAULT_DATASET_DIR, sampleDocuments } from './dataset';
-
 
 /** Model files other than weights: fetched when the repo has them; the first two are required. */
 const MODEL_META = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'vocab.json', 'merges.txt', 'special_tokens_map.json'];
 const REQUIRED_META = ['config.json', 'tokenizer.json'];
 
-export interface HubSetupOptions {
+interface HubSetupOptions {
   dir: string;
   hparams: Hparams;
   force: boolean;
@@ -105,9 +105,11 @@ export async function setupFromHub(o: HubSetupOptions): Promise<SetupResult> {
 
   // 2. The data.
   const tokenizer = loadTokenizer(modelDir);
-  const config = JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
+  const configFile = path.join(o.dir, CONFIG_PATH);
+  const config = readJsonFile<{ eos_token_id?: unknown }>(configFile);
+  if (!config) throw new UserError(`${configFile} is missing`);
   const eos = Array.isArray(config.eos_token_id) ? config.eos_token_id[0] : config.eos_token_id;
-  if (!Number.isInteger(eos)) throw new UserError(`${path.join(modelDir, 'config.json')}: no integer eos_token_id`);
+  if (!Number.isInteger(eos)) throw new UserError(`${configFile}: no integer eos_token_id`);
   const datasetSha = await hub.resolveRevision('dataset', datasetName, o.datasetRevision ?? 'main');
   const datasetDir = o.datasetDir ?? DEFAULT_DATASET_DIR;
   const parquet = (await hub.listFiles('dataset', datasetName, datasetSha, datasetDir)).filter((f) => f.path.endsWith('.parquet'));
@@ -133,7 +135,7 @@ export async function setupFromHub(o: HubSetupOptions): Promise<SetupResult> {
       `dataset ${datasetName}: only ${packer.tokens} tokens in ${datasetDir}, ${hp.benchmark_num_samples} x ${hp.benchmark_seq_len} needed`,
     );
   }
-  writeTokens(path.join(o.dir, DATA_PATH), packer.result());
+  known[DATA_PATH] = writeTokens(path.join(o.dir, DATA_PATH), packer.result());
 
   const manifest: Manifest = {
     format: 1,

@@ -17,7 +17,7 @@ import { UserError } from '../errors';
 import type { HubEnv } from './env';
 import { Progress } from './progress';
 
-export type RepoType = 'model' | 'dataset';
+type RepoType = 'model' | 'dataset';
 
 export interface RemoteFile {
   path: string;
@@ -221,7 +221,7 @@ export class Hub {
       if (have === 0) fs.rmSync(partial, { force: true });
       fs.writeFileSync(metaFile, JSON.stringify(meta));
       const hashes = newHashes(file.size);
-      if (have > 0) await hashFile(partial, hashes, have);
+      if (have > 0) await feedFile(partial, hashes, have);
       const progress = new Progress(`  ${file.path}`, file.size);
       if (have > 0) process.stderr.write(`  ${file.path}: resuming at ${have} of ${file.size} bytes\n`);
       const fd = fs.openSync(partial, have > 0 ? 'r+' : 'w');
@@ -297,11 +297,16 @@ function newHashes(size: number): Hashes {
   };
 }
 
-async function hashFile(file: string, into?: Hashes, limit = Infinity): Promise<{ sha256: string; gitOid: string }> {
-  const h = into ?? newHashes(fs.statSync(file).size);
+/** Feeds the first `limit` bytes of `file` (all of it by default) into `into`. */
+async function feedFile(file: string, into: Hashes, limit = Infinity): Promise<void> {
   const stream = fs.createReadStream(file, { highWaterMark: 1 << 20, ...(Number.isFinite(limit) ? { end: limit - 1 } : {}) });
-  for await (const chunk of stream) h.update(chunk as Buffer);
-  return into ? { sha256: '', gitOid: '' } : h.digest();
+  for await (const chunk of stream) into.update(chunk as Buffer);
+}
+
+async function hashFile(file: string): Promise<{ sha256: string; gitOid: string }> {
+  const h = newHashes(fs.statSync(file).size);
+  await feedFile(file, h);
+  return h.digest();
 }
 
 function checksumMatches(file: RemoteFile, h: { sha256: string; gitOid: string }): boolean {
@@ -313,7 +318,7 @@ function checksumMatches(file: RemoteFile, h: { sha256: string; gitOid: string }
 const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ECONNABORTED']);
 
 /** The network error code behind a failed fetch or stream, if that is what it was. */
-export function networkCode(err: unknown): string | undefined {
+function networkCode(err: unknown): string | undefined {
   let e = err as { code?: string; cause?: unknown; message?: string; name?: string } | undefined;
   for (let depth = 0; e && depth < 5; depth++) {
     if (e.code && NET_CODES.has(e.code)) return e.code;

@@ -30,7 +30,7 @@ export interface Qwen2Config {
   [key: string]: unknown;
 }
 
-export interface Preset {
+interface Preset {
   name: string;
   description: string;
   config: Qwen2Config;

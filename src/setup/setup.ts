@@ -4,15 +4,14 @@
 //   model/config.json            Hugging Face Qwen2 config (+ tokenizer and weights for the real model)
 //   data/train.pt                (samples, seq_len) int64 tokens, torch.save format (src/data/tokens.ts)
 //   manifest.json                written last: files, sizes, sha256, source
-import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
-import { writeAtomic, writeTokens } from '../data/tokens';
+import { writeAtomic } from '../data/atomic';
+import { writeTokens } from '../data/tokens';
 import { PRESETS, PRESET_NAMES, configJson } from './presets';
 import { formatBytes } from './format';
 import {
   Manifest,
-  ManifestSource,
   describeFiles,
   describeSource,
   manifestProblems,
@@ -30,22 +29,15 @@ export interface SetupResult {
   manifest: Manifest;
 }
 
-/** Same kind of setup? (a real one with weights also satisfies a config-only request) */
-function sameSource(a: ManifestSource, b: Partial<ManifestSource> & { kind: string }): boolean {
-  if (a.kind === 'preset' && b.kind === 'preset') return a.preset === (b as { preset: string }).preset;
-  if (a.kind === 'hub' && b.kind === 'hub') {
-    const w = b as { model?: string; weights?: boolean };
-    return (w.model === undefined || a.model === w.model) && (a.weights || !w.weights);
-  }
-  return false;
-}
+/** The setup a command asks for. */
+type WantedSetup = { kind: 'preset'; preset: string } | { kind: 'hub'; model: string; weights: boolean };
 
 /**
  * Returns the existing manifest when `dir` already holds a complete setup of the
  * wanted kind (and `force` is off); throws when it holds a different complete
  * setup; returns null when there is nothing complete to keep.
  */
-export function existingSetup(dir: string, want: Partial<ManifestSource> & { kind: string }, force: boolean): Manifest | null {
+export function existingSetup(dir: string, want: WantedSetup, force: boolean): Manifest | null {
   const m = readManifest(dir);
   if (!m) return null;
   if (force) {
@@ -56,16 +48,16 @@ export function existingSetup(dir: string, want: Partial<ManifestSource> & { kin
     removeManifest(dir); // incomplete or damaged: set up again
     return null;
   }
-  if (m.source.kind === 'hub' && want.kind === 'hub' && m.source.model === (want as { model?: string }).model && !sameSource(m.source, want)) {
+  const have = m.source;
+  if (have.kind === 'hub' && want.kind === 'hub' && have.model === want.model) {
+    if (have.weights || !want.weights) return m;
     removeManifest(dir); // config only, now with weights: the files already there are checked and kept
     return null;
   }
-  if (!sameSource(m.source, want)) {
-    throw new UserError(`${dir} already holds a complete benchmark setup of ${describeSource(m.source)}`, {
-      hint: 'add --force to replace it, or choose another folder with --benchmark-dir',
-    });
-  }
-  return m;
+  if (have.kind === 'preset' && want.kind === 'preset' && have.preset === want.preset) return m;
+  throw new UserError(`${dir} already holds a complete benchmark setup of ${describeSource(have)}`, {
+    hint: 'add --force to replace it, or choose another folder with --benchmark-dir',
+  });
 }
 
 export function setupPreset(opts: { dir: string; preset: string; seed: number; force: boolean }): SetupResult {
@@ -74,14 +66,16 @@ export function setupPreset(opts: { dir: string; preset: string; seed: number; f
   const dir = opts.dir;
   const existing = existingSetup(dir, { kind: 'preset', preset: preset.name }, opts.force);
   if (existing) return { dir, skipped: true, manifest: existing };
-  writeAtomic(path.join(dir, CONFIG_PATH), [Buffer.from(configJson(preset.config))]);
-  writeTokens(path.join(dir, DATA_PATH), preset.tokens(opts.seed));
+  const known = {
+    [CONFIG_PATH]: writeAtomic(path.join(dir, CONFIG_PATH), [Buffer.from(configJson(preset.config))]),
+    [DATA_PATH]: writeTokens(path.join(dir, DATA_PATH), preset.tokens(opts.seed)),
+  };
   const manifest: Manifest = {
     format: 1,
     created_at: new Date().toISOString(),
     source: { kind: 'preset', preset: preset.name },
     data: { path: DATA_PATH, samples: preset.samples, seq_len: preset.seqLen, seed: opts.seed, packing: 'synthetic Zipf(s=1) token ids' },
-    files: describeFiles(dir, [CONFIG_PATH, DATA_PATH]),
+    files: describeFiles(dir, [CONFIG_PATH, DATA_PATH], known),
   };
   writeManifest(dir, manifest);
   return { dir, skipped: false, manifest };
@@ -98,12 +92,4 @@ export function formatResult(r: SetupResult): string {
   for (const f of m.files) lines.push(`  ${f.path.padEnd(40)} ${formatBytes(f.bytes).padStart(10)}  sha256 ${f.sha256.slice(0, 16)}`);
   lines.push(`  data: ${m.data.samples} samples x ${m.data.seq_len} tokens (${m.data.packing}), seed ${m.data.seed}`);
   return lines.join('\n');
-}
-
-export function isDir(p: string): boolean {
-  try {
-    return fs.statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
 }

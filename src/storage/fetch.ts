@@ -3,10 +3,11 @@
 import * as path from 'path';
 import { UserError } from '../errors';
 import type { CodeLocation, CommitmentPayload } from '../chain/payload';
+import { LOCAL_STORAGE_DIR } from '../chain/network';
 import { LocalStore, ObjectStore, ObjectInfo, downloadCode } from './store';
 
 /** A public URL as a read-only store of one object. */
-export class HttpStore implements ObjectStore {
+class HttpStore implements ObjectStore {
   readonly description: string;
   constructor(private readonly url: string, private readonly timeoutMs = 60000) {
     this.description = url;
@@ -40,7 +41,7 @@ export interface FetchOptions {
 async function storeFor(loc: CodeLocation, opts: FetchOptions): Promise<{ store: ObjectStore; key: string; close(): void }> {
   switch (loc.kind) {
     case 'local':
-      return { store: new LocalStore(path.join(opts.cwd ?? process.cwd(), '.local_storage')), key: loc.key, close: () => undefined };
+      return { store: new LocalStore(path.join(opts.cwd ?? process.cwd(), LOCAL_STORAGE_DIR)), key: loc.key, close: () => undefined };
     case 'url':
       if (!/^https?:\/\//.test(loc.url)) throw new UserError(`committed URL ${JSON.stringify(loc.url)} is not http(s)`);
       return { store: new HttpStore(loc.url), key: '', close: () => undefined };

@@ -6,11 +6,10 @@
 //                                  (read-only token: goes into the commitment for validators)
 //   TOURNAMENT_R2_PUBLIC_URL       (instead of a read token: the bucket's public URL)
 //   TOURNAMENT_R2_ENDPOINT         (optional: another S3-compatible endpoint, e.g. for tests)
-import * as fs from 'fs';
 import * as path from 'path';
 import { S3Client, PutObjectCommand, HeadObjectCommand, GetObjectCommand } from '@aws-sdk/client-s3';
 import { UserError } from '../errors';
-import { parseDotenv } from '../setup/env';
+import { readDotenv } from '../setup/env';
 import type { ObjectInfo, ObjectStore } from './store';
 import type { CodeLocation } from '../chain/payload';
 
@@ -25,21 +24,9 @@ export interface R2Config {
   publicUrl?: string;
 }
 
-/** KEY=VALUE lines (# comments, optional quotes, optional `export `): the project's one .env reader. */
-export const parseDotEnv = parseDotenv;
-
 /** The environment merged over ./.env (when present). */
 export function loadEnv(cwd = process.cwd(), env: NodeJS.ProcessEnv = process.env): Record<string, string | undefined> {
-  const file = path.join(cwd, '.env');
-  let fromFile: Record<string, string> = {};
-  if (fs.existsSync(file)) {
-    try {
-      fromFile = parseDotEnv(fs.readFileSync(file, 'utf8'));
-    } catch (e) {
-      throw new UserError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
-    }
-  }
-  return { ...fromFile, ...env };
+  return { ...readDotenv(path.join(cwd, '.env')), ...env };
 }
 
 const REQUIRED = ['TOURNAMENT_R2_ACCOUNT_ID', 'TOURNAMENT_R2_BUCKET_NAME', 'TOURNAMENT_R2_ACCESS_KEY_ID', 'TOURNAMENT_R2_SECRET_ACCESS_KEY'] as const;

@@ -11,9 +11,9 @@ import { cryptoWaitReady, mnemonicValidate, signatureVerify } from '@polkadot/ut
 import { hexToU8a, isHex, stringToU8a } from '@polkadot/util';
 import { UserError } from '../errors';
 
-export const DEFAULT_WALLET_PATH = path.join(os.homedir(), '.bittensor', 'wallets');
+const DEFAULT_WALLET_PATH = path.join(os.homedir(), '.bittensor', 'wallets');
 /** Bittensor's SS58 prefix (42, the generic substrate one). */
-export const SS58_FORMAT = 42;
+const SS58_FORMAT = 42;
 
 export interface WalletSpec {
   name: string;
@@ -30,7 +30,7 @@ export interface Hotkey {
   pair: KeyringPair;
 }
 
-export function expandHome(p: string): string {
+function expandHome(p: string): string {
   return p === '~' || p.startsWith('~/') ? path.join(os.homedir(), p.slice(1)) : p;
 }
 

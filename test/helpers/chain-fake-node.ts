@@ -2,12 +2,14 @@
 // JSON-RPC calls the miner client makes, from the real finney metadata and a
 // storage map the test fills. Submitted extrinsics are kept for inspection and
 // "included" in the next block with ExtrinsicSuccess or a chosen module error.
-import { u8aToHex, hexToU8a, u8aConcat, compactToU8a, bnToU8a } from '@polkadot/util';
+import { u8aToHex, hexToU8a, u8aConcat, compactToU8a, bnToU8a, compactStripLength } from '@polkadot/util';
+import { expandMetadata } from '@polkadot/types';
+import type { Metadata } from '@polkadot/types';
 import { blake2AsHex } from '@polkadot/util-crypto';
 import type { ProviderInterface, ProviderInterfaceCallback, ProviderInterfaceEmitCb, ProviderInterfaceEmitted } from '@polkadot/rpc-provider/types';
-import { registryFromMetadataHex, decorate } from '../../src/chain/codec';
+import { registryFromMetadataHex } from './chain-metadata';
 
-type Decorated = ReturnType<typeof decorate>;
+type Decorated = ReturnType<typeof expandMetadata>;
 
 export class FakeSubtensor implements ProviderInterface {
   readonly hasSubscriptions = true;
@@ -25,6 +27,8 @@ export class FakeSubtensor implements ProviderInterface {
   private readonly subs = new Map<string, { method: string; cb: ProviderInterfaceCallback }>();
   private nextSub = 1;
   private readonly metadataHex: string;
+  private readonly metadata: Metadata;
+  private readonly eventsKey: string;
   private readonly genesis = blake2AsHex('fake-subtensor-genesis');
 
   /** metadataV15Hex: the Metadata_metadata_at_version(15) result, served as a real node does. */
@@ -32,7 +36,9 @@ export class FakeSubtensor implements ProviderInterface {
     this.metadataHex = metadataHex.trim();
     const { registry, metadata } = registryFromMetadataHex(this.metadataHex);
     this.registry = registry;
-    this.d = decorate(registry, metadata);
+    this.metadata = metadata;
+    this.d = expandMetadata(registry, metadata);
+    this.eventsKey = this.keyOf(this.d.query.system.events as never, []);
   }
 
   /** Sets a storage value of a decorated entry, e.g. set(d.query.subtensorModule.uids, [3, addr], value). */
@@ -43,7 +49,6 @@ export class FakeSubtensor implements ProviderInterface {
   keyOf(entry: (...args: unknown[]) => Uint8Array, args: unknown[]): string {
     const withLen = entry(...args);
     // decorated keys carry a compact length prefix
-    const { compactStripLength } = require('@polkadot/util') as typeof import('@polkadot/util');
     return u8aToHex(compactStripLength(withLen)[1]);
   }
 
@@ -68,8 +73,7 @@ export class FakeSubtensor implements ProviderInterface {
   }
 
   private palletIndex(name: string): number {
-    const { metadata } = registryFromMetadataHex(this.metadataHex);
-    const p = metadata.asLatest.pallets.find((x) => x.name.toString() === name);
+    const p = this.metadata.asLatest.pallets.find((x) => x.name.toString() === name);
     if (!p) throw new Error(`no pallet ${name}`);
     return p.index.toNumber();
   }
@@ -91,7 +95,7 @@ export class FakeSubtensor implements ProviderInterface {
   }
 
   private storageAt(key: string, at?: string): string | null {
-    if (key === this.keyOf(this.d.query.system.events as never, [])) {
+    if (key === this.eventsKey) {
       const b = at ? this.blocks.get(at) : undefined;
       return b ? this.eventsFor((b as unknown as { failed: [string, string] | null }).failed) : '0x00';
     }

@@ -2,18 +2,9 @@
 // skip-with-reason for suites that need it when it is absent.
 import * as fs from 'fs';
 import * as path from 'path';
+import { PROJECT_ROOT } from '../../src/engine/native';
 
-export function repoRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('package.json not found above ' + __dirname);
-    dir = up;
-  }
-  return dir;
-}
-
-export const SHARED_DIR = path.resolve(repoRoot(), '..', 'shared');
+export const SHARED_DIR = path.resolve(PROJECT_ROOT, '..', 'shared');
 
 /** Path of a shared fixture, or null (and the reason logged) when the folder is absent. */
 export function sharedFixture(rel: string): string | null {

@@ -3,9 +3,9 @@
 // and a "web" dataset of parquet files with a text column.
 import * as fs from 'fs';
 import * as path from 'path';
+import { importEsm } from '../../src/setup/dataset';
 import type { FakeRepo } from './hub-server';
 
-const importEsm = new Function('s', 'return import(s)') as (s: string) => Promise<any>;
 export const TOKENIZER_DIR = path.join(__dirname, '..', '..', '..', 'test', 'fixtures', 'tokenizer');
 export const MODEL = 'test-org/tiny-qwen';
 export const DATASET = 'test-org/tiny-web';
@@ -51,7 +51,7 @@ export const DOCS = [
 ];
 
 export async function datasetRepo(): Promise<FakeRepo> {
-  const { parquetWriteBuffer } = await importEsm('hyparquet-writer');
+  const { parquetWriteBuffer } = await importEsm<typeof import('hyparquet-writer')>('hyparquet-writer');
   const file = (docs: string[]) =>
     Buffer.from(parquetWriteBuffer({
       columnData: [

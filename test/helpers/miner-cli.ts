@@ -1,7 +1,7 @@
 // Runs bin/tournament in a scratch folder, as a miner would, and captures the result.
 import { spawn } from 'child_process';
 import * as path from 'path';
-import { repoRoot } from './chain-fixtures';
+import { PROJECT_ROOT } from '../../src/engine/native';
 
 export interface CliResult {
   code: number;
@@ -10,7 +10,7 @@ export interface CliResult {
 }
 
 export function runCli(args: string[], opts: { cwd: string; env?: Record<string, string> }): Promise<CliResult> {
-  const bin = path.join(repoRoot(), 'bin', 'tournament');
+  const bin = path.join(PROJECT_ROOT, 'bin', 'tournament');
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('TOURNAMENT_')) env[k] = v;
   return new Promise((resolve, reject) => {

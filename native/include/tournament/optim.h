@@ -31,7 +31,8 @@ class AdamW {
 
  private:
   std::vector<torch::Tensor> params_, exp_avg_, exp_avg_sq_;
-  std::vector<torch::Tensor> step_tensors_;  // fused kernel wants float32 step counts
+  bool fused_ = false;                       // one fused kernel updates every tensor (compat.h)
+  std::vector<torch::Tensor> step_tensors_;  // fused only: the kernel wants float32 step counts
   OptimizerConfig cfg_;
   int64_t step_ = 0;
 };

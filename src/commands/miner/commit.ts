@@ -32,7 +32,7 @@ export const COMMIT_HELP =
   'size limit, that the hotkey is registered on --netuid, and that min_blocks_between_commits have passed. On --network ' +
   'local it is written to .local_commitments/ with a simulated block height and the same reveal delay.';
 
-export function commitLines(ctx: Context, hotkey: Hotkey, o: CommitOutcome): string[] {
+function commitLines(ctx: Context, hotkey: Hotkey, o: CommitOutcome): string[] {
   return [
     `committed on ${ctx.network.name}, subnet ${ctx.netuid}, by hotkey ${hotkey.address} (uid ${o.uid})`,
     `  block     ${o.receipt.block}`,
@@ -43,7 +43,7 @@ export function commitLines(ctx: Context, hotkey: Hotkey, o: CommitOutcome): str
   ];
 }
 
-export function commitDoc(ctx: Context, hotkey: Hotkey, o: CommitOutcome) {
+function commitDoc(ctx: Context, hotkey: Hotkey, o: CommitOutcome) {
   return {
     network: ctx.network.name,
     netuid: ctx.netuid,
@@ -77,7 +77,7 @@ export async function runCommit(argv: Args, upload: boolean): Promise<void> {
     if (up && !argv.json) process.stdout.write(`${up.uploaded ? 'uploaded' : 'already uploaded'}: ${up.key} to ${target.store.description}\n`);
     let o: CommitOutcome;
     try {
-      const prepared = await prepareCommit(target, source);
+      const prepared = await prepareCommit(target, source, up && { size: up.size });
       o = await withChain(ctx, (chain) => sendCommit(ctx, chain, hotkey, prepared));
     } catch (e) {
       if (up && e instanceof UserError) {

@@ -8,7 +8,7 @@ import { resolveNetwork, openChain, NetworkSpec, LOCAL_STORAGE_DIR } from '../..
 import type { MinerChain, CommitReceipt } from '../../chain/types';
 import { encodePayload, MAX_PAYLOAD_BYTES, CommitmentPayload, CodeLocation } from '../../chain/payload';
 import type { Hotkey } from '../../wallet/wallet';
-import { LocalStore, ObjectStore, codeKey, sha256Hex } from '../../storage/store';
+import { LocalStore, ObjectStore, ObjectInfo, codeKey, sha256Hex } from '../../storage/store';
 // The wallet (@polkadot/keyring), R2 (@aws-sdk) and chain modules load only when a
 // command needs them: every CLI start would otherwise pay for them.
 
@@ -38,7 +38,7 @@ export function context(argv: CommonArgs): Context {
   return { hp, network, netuid };
 }
 
-export function walletSpec(argv: CommonArgs) {
+function walletSpec(argv: CommonArgs) {
   return { name: argv['wallet.name'] ?? 'default', hotkey: argv['wallet.hotkey'] ?? 'default', path: argv['wallet.path'] };
 }
 
@@ -71,7 +71,7 @@ function stripCommentsAndStrings(src: string, keepStrings = false): string {
 }
 
 /** True when the code defines (not just declares or calls) a function named inner_steps. */
-export function definesInnerSteps(src: string): boolean {
+function definesInnerSteps(src: string): boolean {
   const code = stripCommentsAndStrings(src);
   const re = /\binner_steps\s*\(/g;
   for (let m = re.exec(code); m; m = re.exec(code)) {
@@ -152,13 +152,13 @@ export interface StorageTarget {
 }
 
 /** The local folder on --network local, the miner's R2 bucket otherwise. */
-export async function storageFor(network: NetworkSpec, cwd = process.cwd()): Promise<StorageTarget> {
+export async function storageFor(network: NetworkSpec): Promise<StorageTarget> {
   if (network.kind === 'local') {
-    const store = new LocalStore(path.join(cwd, LOCAL_STORAGE_DIR));
+    const store = new LocalStore(path.join(process.cwd(), LOCAL_STORAGE_DIR));
     return { store, location: (key) => ({ kind: 'local', key }), close: () => undefined };
   }
   const { loadEnv, r2ConfigFromEnv, r2Location, R2Store } = await import('../../storage/r2');
-  const cfg = r2ConfigFromEnv(loadEnv(cwd));
+  const cfg = r2ConfigFromEnv(loadEnv());
   const store = R2Store.forUpload(cfg);
   return { store, location: (key) => r2Location(cfg, key), close: () => store.destroy() };
 }
@@ -179,11 +179,12 @@ export interface PreparedCommit {
 /**
  * Builds the payload for code already in the store, checking before any network
  * is contacted that the object is there with the right size and that the
- * payload fits the chain's limit.
+ * payload fits the chain's limit. `known`: the object as an upload just left it
+ * (the store is not asked again).
  */
-export async function prepareCommit(target: StorageTarget, source: SourceFile): Promise<PreparedCommit> {
+export async function prepareCommit(target: StorageTarget, source: SourceFile, known?: ObjectInfo): Promise<PreparedCommit> {
   const key = codeKey(source.sha256);
-  const info = await target.store.head(key);
+  const info = known ?? (await target.store.head(key));
   if (!info || info.size !== source.bytes.length) {
     throw new UserError(`${source.path} (sha256 ${source.sha256.slice(0, 12)}…) is not uploaded to ${target.store.description}`, {
       hint: 'run `tournament miner upload` first, or use `tournament miner submit`',
@@ -201,18 +202,21 @@ export async function prepareCommit(target: StorageTarget, source: SourceFile): 
 
 /** Sends a prepared commitment once the hotkey is registered and the rate limit allows it. */
 export async function sendCommit(ctx: Context, chain: MinerChain, hotkey: Hotkey, prepared: PreparedCommit): Promise<CommitOutcome> {
-  const uid = await chain.uidOf(ctx.netuid, hotkey.address);
+  const [uid, cur, last] = await Promise.all([
+    chain.uidOf(ctx.netuid, hotkey.address),
+    chain.currentBlock(),
+    chain.lastCommitBlock(ctx.netuid, hotkey.address),
+  ]);
   if (uid === null) {
     throw new UserError(`hotkey ${hotkey.address} is not registered on subnet ${ctx.netuid} of ${chain.name}`, {
       hint: `register it first: btcli subnet register --netuid ${ctx.netuid}`,
     });
   }
-  const [cur, last] = await Promise.all([chain.currentBlock(), chain.lastCommitBlock(ctx.netuid, hotkey.address)]);
   const gap = ctx.hp.min_blocks_between_commits;
   if (last !== null && cur - last < gap) {
     const wait = gap - (cur - last);
     throw new UserError(
-      `rate limit: the last commitment was at block ${last}, now ${cur}; the next is allowed at block ${last + gap} (in ${wait} blocks, about ${Math.ceil((wait * (chain.blockTime ?? ctx.hp.block_time)) / 60)} min)`,
+      `rate limit: the last commitment was at block ${last}, now ${cur}; the next is allowed at block ${last + gap} (in ${wait} blocks, about ${Math.ceil((wait * chain.blockTime) / 60)} min)`,
     );
   }
   const receipt = await chain.submitCommitment({
@@ -220,7 +224,6 @@ export async function sendCommit(ctx: Context, chain: MinerChain, hotkey: Hotkey
     hotkey,
     plaintext: prepared.plaintext,
     revealBlocks: ctx.hp.reveal_blocks,
-    blockTime: ctx.hp.block_time,
   });
   return { payload: prepared.payload, receipt, uid };
 }
@@ -238,7 +241,7 @@ export function describeLocation(loc: CodeLocation): string {
 
 /** Opens the network, runs `fn`, and always closes it. */
 export async function withChain<T>(ctx: Context, fn: (chain: MinerChain) => Promise<T>): Promise<T> {
-  const chain = await openChain(ctx.network, { blockTime: ctx.hp.block_time });
+  const chain = await openChain(ctx.network, ctx.hp.block_time);
   try {
     return await fn(chain);
   } finally {

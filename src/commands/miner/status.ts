@@ -31,7 +31,7 @@ export const minerStatusCommand: CommandModule<{}, Args> = {
   handler: async (argv) => {
     const ctx = context(argv);
     const address = argv.address ? (await import('../../wallet/wallet')).normaliseAddress(argv.address) : (await hotkeyFor(argv)).address;
-    const st = await withChain(ctx, (chain) => chain.status(ctx.netuid, address, ctx.hp.block_time));
+    const st = await withChain(ctx, (chain) => chain.status(ctx.netuid, address));
     const revealed: RevealedDoc[] = st.revealed.map((r) => {
       try {
         const p = decodePayload(r.bytes);

@@ -6,25 +6,8 @@ import type { Argv, CommandModule } from 'yargs';
 import { UserError } from '../../errors';
 import { loadHparams } from '../../config/hparams';
 import { withHparams, withJson } from '../options';
+import { compileSubmission } from '../../harness/compile';
 import { checkSource, DEFAULT_SOURCE, report, SourceCheck } from './common';
-
-type CompileResult = { ok: true; pluginPath: string } | { ok: false; message: string };
-type CompileFn = (sourcePath: string, opts: { workDir: string }) => Promise<CompileResult>;
-
-/** The harness's compile step, when that module is present in this build. */
-function loadCompiler(): { compile?: CompileFn; why?: string } {
-  let mod: { compileSubmission?: CompileFn };
-  try {
-    // Loaded at run time: the harness is built separately and may be absent.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    mod = require(path.join(__dirname, '..', '..', 'harness', 'compile'));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return { why: code === 'MODULE_NOT_FOUND' ? 'the harness compile step is not part of this build' : `the harness failed to load: ${(e as Error).message}` };
-  }
-  if (typeof mod.compileSubmission !== 'function') return { why: 'the harness has no compileSubmission' };
-  return { compile: mod.compileSubmission };
-}
 
 interface Args {
   file: string;
@@ -54,20 +37,15 @@ export const minerTestCommand: CommandModule<{}, Args> = {
       if (!argv.compile) {
         compile = { status: 'skipped', detail: 'skipped: --no-compile' };
       } else {
-        const { compile: fn, why } = loadCompiler();
-        if (!fn) {
-          compile = { status: 'skipped', detail: `skipped: ${why}` };
-        } else {
-          const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tournament-miner-test-'));
-          try {
-            const r = await fn(path.resolve(argv.file), { workDir });
-            compile = r.ok ? { status: 'passed', detail: 'compiles against the contract' } : { status: 'failed', detail: r.message };
-          } catch (e) {
-            if (e instanceof UserError) compile = { status: 'skipped', detail: `skipped: ${e.message}` };
-            else throw e;
-          } finally {
-            fs.rmSync(workDir, { recursive: true, force: true });
-          }
+        const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tournament-miner-test-'));
+        try {
+          const r = await compileSubmission(path.resolve(argv.file), { workDir, maxCodeBytes: hp.max_code_bytes });
+          compile = r.ok ? { status: 'passed', detail: 'compiles against the contract' } : { status: 'failed', detail: r.message };
+        } catch (e) {
+          if (e instanceof UserError) compile = { status: 'skipped', detail: `skipped: ${e.message}` };
+          else throw e;
+        } finally {
+          fs.rmSync(workDir, { recursive: true, force: true });
         }
       }
     }

@@ -2,7 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { withHparams, withJson, withNetwork } from '../options';
 import { uploadCode } from '../../storage/store';
-import { context, readCheckedSource, storageFor, report, describeLocation, DEFAULT_SOURCE, CommonArgs } from './common';
+import { context, readCheckedSource, storageFor, report, DEFAULT_SOURCE, CommonArgs } from './common';
 
 interface Args extends CommonArgs {
   file: string;
@@ -15,13 +15,13 @@ export const STORAGE_HELP =
   '(the bucket\'s public URL) or TOURNAMENT_R2_READ_ACCESS_KEY_ID + TOURNAMENT_R2_READ_SECRET_ACCESS_KEY (a read-only ' +
   'token, which the commitment reveals). TOURNAMENT_R2_ENDPOINT points at another S3-compatible endpoint.';
 
-export async function runUpload(argv: Args) {
+async function runUpload(argv: Args) {
   const ctx = context(argv);
   const source = readCheckedSource(argv.file, ctx.hp.max_code_bytes);
   const target = await storageFor(ctx.network);
   try {
     const r = await uploadCode(target.store, source.bytes);
-    return { ctx, source, target, result: r };
+    return { source, target, result: r };
   } finally {
     target.close();
   }
