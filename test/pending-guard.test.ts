@@ -57,6 +57,7 @@ describe('pending-test guard', function () {
       describe('outer', function () {
         it('runs', function () {});
         it('needs a gpu', function () { console.log('      skipped: no GPU here'); this.skip(); });
+        it('waits', function (done) { console.log('skipped: done-style'); setTimeout(() => this.skip(), 1); });
         describe('hooked', function () {
           before(function () { console.log('      (skipped: fixture absent)'); this.skip(); });
           it('inner', function () {});
@@ -68,7 +69,7 @@ describe('pending-test guard', function () {
       fs.writeFileSync(list, JSON.stringify({ expected }));
       const r = spawnSync(
         process.execPath,
-        [path.join(PROJECT_ROOT, 'node_modules', 'mocha', 'bin', 'mocha.js'), '--no-config', '--require', path.join(PROJECT_ROOT, 'dist', 'test', 'helpers', 'pending-guard.js'), path.join(dir, `${file}.js`)],
+        [path.join(PROJECT_ROOT, 'node_modules', 'mocha', 'bin', 'mocha.js'), '--no-config', '--require', path.join(__dirname, 'helpers', 'pending-guard.js'), path.join(dir, `${file}.js`)],
         { encoding: 'utf8', env: { ...process.env, TOURNAMENT_EXPECTED_PENDING: list }, cwd: dir },
       );
       return { status: r.status, out: r.stdout + r.stderr };
@@ -80,10 +81,10 @@ describe('pending-test guard', function () {
       fs.writeFileSync(path.join(dir, 'bad.js'), spec(true));
     });
 
-    it('passes when every skip is listed with its reason, a skip in a before hook included', function () {
-      const r = mocha('good', [entry('good', 'outer needs a gpu', 'no GPU here'), entry('good', 'outer hooked inner', 'fixture absent')]);
+    it('passes when every skip is listed with its reason, skips in a before hook and a done-style test included', function () {
+      const r = mocha('good', [entry('good', 'outer needs a gpu', 'no GPU here'), entry('good', 'outer waits', 'done-style'), entry('good', 'outer hooked inner', 'fixture absent')]);
       assert.equal(r.status, 0, r.out);
-      assert.match(r.out, /1 passing[\s\S]*2 pending/);
+      assert.match(r.out, /1 passing[\s\S]*3 pending/);
     });
 
     it('fails the run, naming each test, when a skip is unlisted, its reason changed, or it gave none', function () {

@@ -103,17 +103,17 @@ export function skipBecause(ctx: MochaTypes.Context, reason: string): never {
 function install(): void {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const mocha = require('mocha') as typeof MochaTypes;
-  const R = mocha.Runnable.prototype as unknown as { run: (fn: unknown) => void; skip: () => void };
+  // Every hook and test goes through Runnable#run: the reason it printed is kept
+  // when it ends pending (sync, async and done-style skips alike).
+  const R = mocha.Runnable.prototype as unknown as { run: (this: WithReason & { pending: boolean }, fn: (err?: unknown) => void) => void };
   const run = R.run;
-  R.run = function (this: unknown, fn: unknown) {
+  R.run = function (fn) {
     printed = null;
-    return run.call(this, fn);
-  };
-  const skip = R.skip;
-  R.skip = function (this: WithReason) {
-    if (this[REASON] === undefined && printed !== null) this[REASON] = printed;
-    printed = null;
-    return skip.call(this);
+    return run.call(this, (err?: unknown) => {
+      if (this.pending && this[REASON] === undefined && printed !== null) this[REASON] = printed;
+      printed = null;
+      fn(err);
+    });
   };
   const log = console.log;
   console.log = (...args: unknown[]) => {
