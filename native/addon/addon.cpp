@@ -420,6 +420,9 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
         r.Set("reportedPeakMemory", static_cast<double>(out->reported_peak_memory));
         r.Set("probeLoss", out->probe_loss);
         r.Set("initialProbeLoss", out->initial_probe_loss);
+        auto rows = Napi::Array::New(env, out->last_batch_row_losses.size());
+        for (size_t i = 0; i < out->last_batch_row_losses.size(); ++i) rows.Set(i, out->last_batch_row_losses[i]);
+        r.Set("lastBatchRowLosses", rows);
         return r;
       },
       cb);

@@ -47,6 +47,9 @@ struct RunOutcome {
   int64_t reported_peak_memory = 0;  // runner's own account, informational
   double probe_loss = 0;       // recomputed here from the final weights
   double initial_probe_loss = 0;  // the same batch at the run's initialisation (when asked for)
+  // Loss of the final weights on each row of the last timed batch: a row the
+  // run skipped in its last step was not lowered by it.
+  std::vector<double> last_batch_row_losses;
 };
 
 struct Comparison {
@@ -85,6 +88,9 @@ class Evaluator {
   // earlier run (the reference's weights, logits, batches) is there to read.
   void scrub(uint64_t warmup_seed);
   double probe_loss();
+  // Mean next-token loss of the current weights on each row of `tokens` [R, S],
+  // a few rows at a time (a 7B model's logits for 16 x 1024 tokens are 10 GB in float32).
+  std::vector<double> row_losses(const torch::Tensor& tokens);
   // Keyed hash of the parameter and logits memory (fingerprint.h), with a
   // key drawn right after the kill.
   std::vector<int64_t> memory_digest();
