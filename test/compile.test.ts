@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { compileSubmission, CompileResult, pluginBuildPath, summarizeCompilerErrors } from '../src/harness/compile';
-import { BASELINE } from '../src/harness/evaluate';
+import { BASELINE } from '../src/submission/source';
 import { processesUnder } from './helpers/processes';
 
 const HEADER = '#include <tournament/train_api.h>\nusing namespace tournament;\n';

@@ -5,7 +5,8 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { openModel } from '../src/engine/model';
-import { loadAddon, NativeModel, PROJECT_ROOT } from '../src/engine/native';
+import { loadAddon, NativeModel } from '../src/engine/native';
+import { PROJECT_ROOT } from '../src/util/paths';
 import { readSafetensorsHeader } from '../src/engine/safetensors';
 
 const FIXTURE = path.join(PROJECT_ROOT, 'test', 'fixtures', 'qwen2-tiny');

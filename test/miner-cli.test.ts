@@ -8,7 +8,7 @@ import * as path from 'path';
 import { runCli, CliResult } from './helpers/miner-cli';
 import { writeHotkey, TestHotkey } from './helpers/miner-wallet';
 import { startS3, LoopbackS3 } from './helpers/miner-s3';
-import { PROJECT_ROOT } from '../src/engine/native';
+import { PROJECT_ROOT } from '../src/util/paths';
 import { sha256Hex } from '../src/storage/store';
 
 const GOOD = `// a submission

@@ -4,8 +4,8 @@ import * as http from 'http';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { R2Store, r2ConfigFromEnv, r2Location, loadEnv } from '../src/storage/r2';
-import { parseDotenv } from '../src/setup/env';
+import { R2Store, r2ConfigFromEnv, r2Location } from '../src/storage/r2';
+import { loadEnv, parseDotenv } from '../src/util/env';
 import { LocalStore, uploadCode, downloadCode, codeKey, sha256Hex } from '../src/storage/store';
 import { UserError } from '../src/errors';
 import { startS3, LoopbackS3 } from './helpers/miner-s3';
@@ -29,7 +29,7 @@ describe('storage: R2 through the S3 API, against a loopback S3 server', functio
   after(async () => s3?.close());
 
   const store = (over: Partial<{ bucket: string; key: string; secret: string; endpoint: string }> = {}) =>
-    new R2Store(over.bucket ?? s3.bucket, 'acct', over.key ?? s3.accessKeyId, over.secret ?? s3.secretAccessKey, over.endpoint ?? s3.endpoint, 2);
+    new R2Store({ bucket: over.bucket ?? s3.bucket, accountId: 'acct', accessKeyId: over.key ?? s3.accessKeyId, secretAccessKey: over.secret ?? s3.secretAccessKey, endpoint: over.endpoint ?? s3.endpoint, maxAttempts: 2 });
 
   it('uploads under the content address, records the sha256, and downloads it back', async function () {
     const st = store();
@@ -145,7 +145,7 @@ describe('storage: fetching what a commitment points at (the validator side)', f
   const payloadFor = (loc: CodeLocation): CommitmentPayload => ({ v: 1, sha256: sha256Hex(CODE), size: CODE.length, loc });
 
   it('from R2 with the read-only token, from a public URL, and from .local_storage', async function () {
-    const st = new R2Store(s3.bucket, 'acct', s3.accessKeyId, s3.secretAccessKey, s3.endpoint);
+    const st = new R2Store({ bucket: s3.bucket, accountId: 'acct', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, endpoint: s3.endpoint });
     const { key } = await uploadCode(st, CODE);
     st.destroy();
     const viaR2 = await fetchCommitted(payloadFor({ kind: 'r2', account_id: 'acct', bucket: s3.bucket, key, access_key_id: s3.accessKeyId, secret_access_key: s3.secretAccessKey }), { r2Endpoint: s3.endpoint });

@@ -15,8 +15,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { u8aToHex, hexToU8a } from '@polkadot/util';
 import { UserError } from '../errors';
-import { writeAtomic } from '../data/tokens';
-import { readJsonFile } from '../data/json';
+import { writeAtomic } from '../util/atomic';
+import { readJsonFile } from '../util/json';
 import type { ChainStatus, CommitReceipt, CommitRequest, MinerChain } from './types';
 
 interface LocalChainFile {

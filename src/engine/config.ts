@@ -2,7 +2,7 @@
 // every field the engine uses. Fields the engine does not use are ignored,
 // except those that would change the model's function (sliding window, other
 // activations or rope scaling): those are refused rather than silently wrong.
-import { readJsonFile } from '../data/json';
+import { readJsonFile } from '../util/json';
 import { UserError } from '../errors';
 import type { Qwen2Config } from './native';
 

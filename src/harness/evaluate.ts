@@ -10,13 +10,14 @@ import type { Hparams } from '../config/hparams';
 import { Rng } from '../data/synthetic';
 import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
-import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome, PROJECT_ROOT } from '../engine/native';
+import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome } from '../engine/native';
+import { PROJECT_ROOT } from '../util/paths';
+import { BASELINE } from '../submission/source';
 import { UserError } from '../errors';
 import { checkSubmission, compileChecked, loadPluginBuild, PluginBuild, toolchainBinds } from './compile';
 import { bwrapPath, checkSandbox, sandboxArgv, sandboxUser } from './sandbox';
 import type { Failure, RunReport, Verdict } from './types';
 
-export const BASELINE = path.join(PROJECT_ROOT, 'local_test', 'train.cpp');
 const RUNNER = path.join(PROJECT_ROOT, 'build', 'Release', 'tournament-runner');
 
 export interface EvaluateOptions {

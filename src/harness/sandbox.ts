@@ -43,7 +43,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { UserError } from '../errors';
-import { PROJECT_ROOT } from '../engine/native';
+import { PROJECT_ROOT } from '../util/paths';
 
 export interface SandboxOptions {
   /** argv of the program to run inside (argv[0] absolute, or found on the sandbox's PATH). */

@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { Hparams } from '../config/hparams';
 import { UserError } from '../errors';
-import { readJsonFile } from '../data/json';
+import { readJsonFile } from '../util/json';
 import { Packer } from '../data/pack';
 import { loadTokenizer } from '../data/tokenizer';
 import { writeTokens } from '../data/tokens';

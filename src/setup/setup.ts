@@ -6,7 +6,7 @@
 //   manifest.json                written last: files, sizes, sha256, source
 import * as path from 'path';
 import { UserError } from '../errors';
-import { writeAtomic } from '../data/atomic';
+import { writeAtomic } from '../util/atomic';
 import { writeTokens } from '../data/tokens';
 import { PRESETS, PRESET_NAMES, configJson } from './presets';
 import { formatBytes } from './format';

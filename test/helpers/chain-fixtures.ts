@@ -2,7 +2,7 @@
 // skip-with-reason for suites that need it when it is absent.
 import * as fs from 'fs';
 import * as path from 'path';
-import { PROJECT_ROOT } from '../../src/engine/native';
+import { PROJECT_ROOT } from '../../src/util/paths';
 
 export const SHARED_DIR = path.resolve(PROJECT_ROOT, '..', 'shared');
 

@@ -1,12 +1,10 @@
 // tournament miner status: where the hotkey's commitments stand.
 import type { Argv, CommandModule } from 'yargs';
-import { withHparams, withJson, withNetwork, withWallet } from '../options';
-import { context, hotkeyFor, withChain, report, describeLocation, CommonArgs } from './common';
+import { ArgsOf, withHparams, withJson, withNetwork, withWallet } from '../options';
+import { minerContext, signingHotkey, withChain } from '../../miner/context';
+import { describeLocation } from '../../miner/storage';
 import { decodePayload, redactPayload, PayloadError, CommitmentPayload } from '../../chain/payload';
-
-interface Args extends CommonArgs {
-  address?: string;
-}
+import { report, walletChoice, WALLET_HELP } from './print';
 
 interface RevealedDoc {
   block: number;
@@ -16,21 +14,28 @@ interface RevealedDoc {
   raw_hex?: string;
 }
 
+const builder = (y: Argv) =>
+  withWallet(withNetwork(withJson(withHparams(y))))
+    .option('address', { type: 'string', describe: "Look at this hotkey (ss58) instead of the wallet's" })
+    .epilog(
+      'Pending commitments are still timelocked (their reveal block is an estimate from the drand round on subtensor); ' +
+        'the chain keeps one per hotkey, and a new commitment replaces it. Revealed ones are what validators read: the ' +
+        'latest is what they fetch and evaluate. With --json, one JSON document: network, netuid, hotkey, uid, ' +
+        'current_block, last_commit_block, next_commit_block, pending[], revealed[] (oldest first) and latest. Read-only ' +
+        `tokens in revealed commitments are not printed.\n\n${WALLET_HELP}`,
+    );
+
+type Args = ArgsOf<typeof builder>;
+
 export const minerStatusCommand: CommandModule<{}, Args> = {
   command: 'status',
   describe: 'Show your commitments: pending or revealed, reveal block, what a validator would fetch',
-  builder: (y: Argv<{}>) =>
-    withWallet(withNetwork(withJson(withHparams(y))))
-      .option('address', { type: 'string', describe: 'Look at this hotkey (ss58) instead of the wallet\'s' })
-      .epilog(
-        'Pending commitments are still timelocked (their reveal block is an estimate from the drand round on subtensor). ' +
-          'Revealed ones are what validators read: the latest is what they fetch and evaluate. With --json, one JSON ' +
-          'document: network, netuid, hotkey, uid, current_block, last_commit_block, next_commit_block, pending[], ' +
-          'revealed[] (oldest first) and latest. Read-only tokens in revealed commitments are not printed.',
-      ) as unknown as Argv<Args>,
+  builder,
   handler: async (argv) => {
-    const ctx = context(argv);
-    const address = argv.address ? (await import('../../wallet/wallet')).normaliseAddress(argv.address) : (await hotkeyFor(argv)).address;
+    const ctx = minerContext(argv);
+    const address = argv.address
+      ? (await import('../../wallet/wallet')).normaliseAddress(argv.address)
+      : (await signingHotkey(ctx, walletChoice(argv))).address;
     const st = await withChain(ctx, (chain) => chain.status(ctx.netuid, address));
     const revealed: RevealedDoc[] = st.revealed.map((r) => {
       try {
