@@ -15,8 +15,8 @@ export interface StorageTarget {
 
 /**
  * The store for the network. The R2 settings (environment over ./.env) are
- * checked here, read access included, so a missing setting stops a command
- * before anything is uploaded or sent.
+ * checked here, so a missing setting stops a command before anything is
+ * uploaded or sent; read access is checked when a commitment is prepared.
  */
 export async function storageFor(network: NetworkSpec, env: Env = loadEnv()): Promise<StorageTarget> {
   if (network.kind === 'local') {
@@ -26,7 +26,6 @@ export async function storageFor(network: NetworkSpec, env: Env = loadEnv()): Pr
   // @aws-sdk loads only when a bucket is used.
   const { r2ConfigFromEnv, r2Location, R2Store } = await import('../storage/r2');
   const cfg = r2ConfigFromEnv(env);
-  r2Location(cfg, 'probe'); // throws now, before any upload, when validators could not read the bucket
   const store = R2Store.forUpload(cfg);
   return { store, location: (key) => r2Location(cfg, key), close: () => store.destroy() };
 }

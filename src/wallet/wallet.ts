@@ -12,6 +12,7 @@ import type { KeyringPair } from '@polkadot/keyring/types';
 import { cryptoWaitReady, mnemonicValidate, signatureVerify } from '@polkadot/util-crypto';
 import { hexToU8a, isHex, stringToU8a, u8aToHex } from '@polkadot/util';
 import { ed25519, RistrettoPoint } from '@noble/curves/ed25519';
+import { bytesToNumberLE, equalBytes, numberToBytesLE } from '@noble/curves/utils';
 import { UserError } from '../errors';
 
 const DEFAULT_WALLET_PATH = path.join(os.homedir(), '.bittensor', 'wallets');
@@ -64,19 +65,6 @@ export function hotkeyExists(spec: WalletSpec): boolean {
 // vault, and the legacy Fernet format (base64 of a token that starts with 0x80).
 const ENCRYPTED_PREFIX = /^(\$NACL|\$ANSIBLE_VAULT|\$BITTENSOR|gAAAAA)/;
 
-/** Little-endian bytes as an integer. */
-function leToBigInt(b: Uint8Array): bigint {
-  let n = 0n;
-  for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i]);
-  return n;
-}
-
-function bigIntToLe(n: bigint, bytes: number): Uint8Array {
-  const out = new Uint8Array(bytes);
-  for (let i = 0; i < bytes; i++, n >>= 8n) out[i] = Number(n & 0xffn);
-  return out;
-}
-
 /** The sr25519 public key of a secret scalar: scalar x the Ristretto base point. */
 function publicOfScalar(scalar: bigint): Uint8Array | null {
   const s = scalar % ed25519.CURVE.n;
@@ -92,11 +80,11 @@ function publicOfScalar(scalar: bigint): Uint8Array | null {
  * is the file's. Without a public field the file is taken as btwallet's.
  */
 function signingSecret(privateKey: Uint8Array, expectedPublic: Uint8Array | undefined, file: string): { secretKey: Uint8Array; publicKey: Uint8Array } {
-  const key = leToBigInt(privateKey.subarray(0, 32));
+  const key = bytesToNumberLE(privateKey.subarray(0, 32));
   const nonce = privateKey.subarray(32);
   const fromRaw = publicOfScalar(key);
-  const asEd25519Form = (scalar: bigint) => Uint8Array.from([...bigIntToLe((scalar << 3n) & ((1n << 256n) - 1n), 32), ...nonce]);
-  const same = (a: Uint8Array | null, b: Uint8Array) => a !== null && Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+  const asEd25519Form = (scalar: bigint) => Uint8Array.from([...numberToBytesLE((scalar << 3n) & ((1n << 256n) - 1n), 32), ...nonce]);
+  const same = (a: Uint8Array | null, b: Uint8Array) => a !== null && equalBytes(a, b);
   if (fromRaw && (!expectedPublic || same(fromRaw, expectedPublic))) return { secretKey: asEd25519Form(key), publicKey: fromRaw };
   if (expectedPublic && (key & 7n) === 0n && same(publicOfScalar(key >> 3n), expectedPublic)) {
     return { secretKey: Uint8Array.from(privateKey), publicKey: expectedPublic };
