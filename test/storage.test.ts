@@ -4,13 +4,13 @@ import * as http from 'http';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { R2Store, r2ConfigFromEnv, r2Location } from '../src/storage/r2';
+import { R2Store, r2ConfigFromEnv, r2Endpoint, r2Location } from '../src/storage/r2';
 import { loadEnv, parseDotenv } from '../src/util/env';
 import { LocalStore, uploadCode, downloadCode, codeKey, sha256Hex } from '../src/storage/store';
 import { UserError } from '../src/errors';
 import { startS3, LoopbackS3 } from './helpers/miner-s3';
 import { fetchCommitted } from '../src/storage/fetch';
-import type { CodeLocation, CommitmentPayload } from '../src/chain/payload';
+import { decodePayload, encodePayload, PayloadError, CodeLocation, CommitmentPayload } from '../src/chain/payload';
 
 const CODE = new TextEncoder().encode('#include <tournament/train_api.h>\n// code\n');
 
@@ -97,6 +97,30 @@ describe('storage: settings from the environment and .env', function () {
     const loc = r2Location(r2ConfigFromEnv({ ...full, TOURNAMENT_R2_READ_ACCESS_KEY_ID: 'rid', TOURNAMENT_R2_READ_SECRET_ACCESS_KEY: 'rsec' }), key);
     assert.equal(loc.kind, 'r2');
     assert.ok(!JSON.stringify(loc).includes('writesecret') && !JSON.stringify(loc).includes('writeid'));
+  });
+
+  it('carries an R2 jurisdiction from an allow-list into the endpoint and the commitment', function () {
+    const key = codeKey('b'.repeat(64));
+    const read = { TOURNAMENT_R2_READ_ACCESS_KEY_ID: 'rid', TOURNAMENT_R2_READ_SECRET_ACCESS_KEY: 'rsec' };
+    const eu = r2ConfigFromEnv({ ...full, ...read, TOURNAMENT_R2_JURISDICTION: 'eu' });
+    assert.equal(eu.jurisdiction, 'eu');
+    assert.equal(r2Endpoint('acct', 'eu'), 'https://acct.eu.r2.cloudflarestorage.com');
+    assert.equal(r2Endpoint('acct', 'fedramp'), 'https://acct.fedramp.r2.cloudflarestorage.com');
+    assert.equal(r2Endpoint('acct'), 'https://acct.r2.cloudflarestorage.com');
+    const store = R2Store.forUpload(eu);
+    assert.match(store.description, /at https:\/\/abc123\.eu\.r2\.cloudflarestorage\.com$/);
+    store.destroy();
+    const loc = r2Location(eu, key);
+    assert.equal(loc.kind === 'r2' && loc.jurisdiction, 'eu');
+    const payload: CommitmentPayload = { v: 1, sha256: 'b'.repeat(64), size: 1, loc };
+    assert.deepEqual(decodePayload(encodePayload(payload)), payload, 'validators read the jurisdiction back');
+    assert.equal((r2Location(r2ConfigFromEnv({ ...full, ...read }), key) as { jurisdiction?: string }).jurisdiction, undefined);
+    assert.throws(() => r2ConfigFromEnv({ ...full, TOURNAMENT_R2_JURISDICTION: 'mars' }), /TOURNAMENT_R2_JURISDICTION must be one of eu, fedramp, us/);
+    // a revealed commitment is attacker-controlled: only listed jurisdictions and R2-shaped names become host names
+    const forged = (l: Record<string, unknown>) => encodePayload({ ...payload, loc: { ...loc, ...l } as CodeLocation });
+    assert.throws(() => decodePayload(forged({ jurisdiction: 'evil.example.com/' })), PayloadError);
+    assert.throws(() => decodePayload(forged({ account_id: 'evil.example.com#' })), /not an R2 account id/);
+    assert.throws(() => decodePayload(forged({ bucket: '../x' })), /not an R2 bucket name/);
   });
 
   it('reads .env (comments, quotes, export) with the environment winning', function () {
