@@ -108,7 +108,7 @@ describe('storage: settings from the environment and .env', function () {
     assert.equal(r2Endpoint('acct', 'fedramp'), 'https://acct.fedramp.r2.cloudflarestorage.com');
     assert.equal(r2Endpoint('acct'), 'https://acct.r2.cloudflarestorage.com');
     const store = R2Store.forUpload(eu);
-    assert.match(store.description, /at https:\/\/abc123\.eu\.r2\.cloudflarestorage\.com$/);
+    assert.equal(store.description, 'bucket my-bucket at https://abc123.eu.r2.cloudflarestorage.com');
     store.destroy();
     const loc = r2Location(eu, key);
     assert.equal(loc.kind === 'r2' && loc.jurisdiction, 'eu');
