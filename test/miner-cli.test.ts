@@ -106,6 +106,12 @@ describe('miner CLI', function () {
       assert.match(r.stdout, /FAIL\s+compiles: train.cpp does not compile:[\s\S]*not_declared_anywhere/);
     });
 
+    it('works from any folder: hparams and the baseline come from the installation', async function () {
+      const r = await runCli(['miner', 'test', '--no-compile'], { cwd: dir });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /local_test\/train.cpp: structure checks pass/);
+    });
+
     it('fails a missing file', async function () {
       const r = await run(['miner', 'test', 'nope.cpp']);
       assert.equal(r.code, 1);

@@ -9,7 +9,7 @@ import { loadTokenizer } from '../src/data/tokenizer';
 import { hubEnv } from '../src/setup/env';
 import { parseDotenv } from '../src/util/env';
 import { setupFromHub } from '../src/setup/hub-setup';
-import { DATA_PATH } from '../src/setup/setup';
+import { DATA_PATH } from '../src/util/paths';
 import { readManifest } from '../src/setup/manifest';
 import { FakeHub } from './helpers/hub-server';
 import { runCli } from './helpers/miner-cli';

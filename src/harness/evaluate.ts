@@ -11,7 +11,7 @@ import { Rng } from '../data/synthetic';
 import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
 import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome } from '../engine/native';
-import { PROJECT_ROOT } from '../util/paths';
+import { CONFIG_PATH, DATA_PATH, PROJECT_ROOT } from '../util/paths';
 import { BASELINE } from '../submission/source';
 import { UserError } from '../errors';
 import { checkSubmission, compileChecked, loadPluginBuild, PluginBuild, toolchainBinds } from './compile';
@@ -156,8 +156,8 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   checkSandbox();
   const build = loadPluginBuild();
   const cuda = o.device.startsWith('cuda');
-  const config = readQwen2Config(path.join(o.benchmarkDir, 'model', 'config.json'));
-  const tokens = readTokens(path.join(o.benchmarkDir, 'data', 'train.pt'));
+  const config = readQwen2Config(path.join(o.benchmarkDir, CONFIG_PATH));
+  const tokens = readTokens(path.join(o.benchmarkDir, DATA_PATH));
   for (let i = 0; i < tokens.ids.length; i++) {
     if (tokens.ids[i] >= config.vocab_size) throw new UserError(`benchmark data: token id ${tokens.ids[i]} is outside the vocabulary of ${config.vocab_size}`);
   }

@@ -11,3 +11,10 @@ export const HPARAMS_FILE = path.join(PROJECT_ROOT, 'hparams', 'hparams.json');
 
 /** Where setup-benchmark writes and local-bench reads, unless told otherwise. */
 export const DEFAULT_BENCHMARK_DIR = path.join(PROJECT_ROOT, 'benchmark');
+
+// The benchmark folder's layout, relative to it: setup-benchmark writes these,
+// the harness reads them.
+/** Hugging Face Qwen2 config.json (+ tokenizer and weights beside it for the real model) */
+export const CONFIG_PATH = 'model/config.json';
+/** (samples, seq_len) int64 tokens in torch.save format */
+export const DATA_PATH = 'data/train.pt';
