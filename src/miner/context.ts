@@ -49,6 +49,12 @@ export async function signingHotkey(ctx: MinerContext, choice: WalletChoice): Pr
   return { ...(await wallet.loadHotkey(spec)), dev: false };
 }
 
+/** The hotkey to look at: `address` (checked, normalised) when given, else the signing hotkey's. */
+export async function hotkeyAddress(ctx: MinerContext, address: string | undefined, choice: WalletChoice): Promise<string> {
+  if (address !== undefined) return (await import('../wallet/wallet')).normaliseAddress(address);
+  return (await signingHotkey(ctx, choice)).address;
+}
+
 /** Opens the network, runs `fn`, and always closes it. */
 export async function withChain<T>(ctx: MinerContext, fn: (chain: MinerChain) => Promise<T>): Promise<T> {
   const chain = await openChain(ctx.network, ctx.hp.block_time);

@@ -1,18 +1,9 @@
 // tournament miner status: where the hotkey's commitments stand.
 import type { Argv, CommandModule } from 'yargs';
 import { ArgsOf, withHparams, withJson, withNetwork, withWallet } from '../options';
-import { minerContext, signingHotkey, withChain } from '../../miner/context';
-import { describeLocation } from '../../miner/storage';
-import { decodePayload, redactPayload, PayloadError, CommitmentPayload } from '../../chain/payload';
+import { minerContext, hotkeyAddress } from '../../miner/context';
+import { minerStatus } from '../../miner/status';
 import { report, walletChoice, WALLET_HELP } from './print';
-
-interface RevealedDoc {
-  block: number;
-  payload?: CommitmentPayload;
-  fetch?: string;
-  not_ours?: string;
-  raw_hex?: string;
-}
 
 const builder = (y: Argv) =>
   withWallet(withNetwork(withJson(withHparams(y))))
@@ -33,21 +24,8 @@ export const minerStatusCommand: CommandModule<{}, Args> = {
   builder,
   handler: async (argv) => {
     const ctx = minerContext(argv);
-    const address = argv.address
-      ? (await import('../../wallet/wallet')).normaliseAddress(argv.address)
-      : (await signingHotkey(ctx, walletChoice(argv))).address;
-    const st = await withChain(ctx, (chain) => chain.status(ctx.netuid, address));
-    const revealed: RevealedDoc[] = st.revealed.map((r) => {
-      try {
-        const p = decodePayload(r.bytes);
-        return { block: r.block, payload: redactPayload(p), fetch: describeLocation(p.loc) };
-      } catch (e) {
-        if (!(e instanceof PayloadError)) throw e;
-        return { block: r.block, not_ours: e.message, raw_hex: '0x' + Buffer.from(r.bytes.subarray(0, 64)).toString('hex') + (r.bytes.length > 64 ? '…' : '') };
-      }
-    });
-    const latest = [...revealed].reverse().find((r) => r.payload) ?? null;
-    const next = st.lastCommitBlock === null ? st.currentBlock : Math.max(st.currentBlock, st.lastCommitBlock + ctx.hp.min_blocks_between_commits);
+    const address = await hotkeyAddress(ctx, argv.address, walletChoice(argv));
+    const { chain: st, revealed, latest, nextCommitBlock: next } = await minerStatus(ctx, address);
     const doc = {
       network: ctx.network.name,
       netuid: ctx.netuid,
