@@ -11,6 +11,7 @@ import { encodePayload, MAX_PAYLOAD_BYTES, CommitmentPayload } from '../chain/pa
 import type { CommitReceipt, MinerChain, PendingStatus } from '../chain/types';
 import { codeKey, uploadCode, UploadResult } from '../storage/store';
 import { readCheckedSource, SourceFile } from '../submission/source';
+import type { CompileResult } from '../harness/compile';
 import type { Hotkey } from '../wallet/wallet';
 import { MinerContext, withChain } from './context';
 import { storageFor, StorageTarget } from './storage';
@@ -19,29 +20,37 @@ import { storageFor, StorageTarget } from './storage';
 export type OnStep = (line: string) => void;
 
 /**
- * Compiles the source as a validator would (the harness, in the sandbox), or
- * throws a UserError with the compiler's errors. When the engine is not built
- * the check cannot run: that is an error too, which --no-compile skips.
+ * Compiles the source as a validator would (the harness, in the sandbox), in a
+ * scratch folder removed afterwards. Throws a UserError when the compile cannot
+ * run at all (the engine not built, no bubblewrap).
  */
-export async function checkCompiles(source: SourceFile, ctx: MinerContext): Promise<{ seconds: number }> {
-  // The harness (and with it the native engine's loader) loads only when a compile is asked for.
+export async function compileInScratch(source: SourceFile, maxCodeBytes: number): Promise<CompileResult> {
+  // The harness loads only when a compile is asked for.
   const { compileChecked } = await import('../harness/compile');
   const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tournament-miner-'));
   try {
-    let r;
-    try {
-      r = await compileChecked(source, { workDir, maxCodeBytes: ctx.hp.max_code_bytes });
-    } catch (e) {
-      if (!(e instanceof UserError)) throw e;
-      throw new UserError(`cannot check that ${source.path} compiles: ${e.message}`, {
-        hint: `${e.hint ? `${e.hint}; ` : ''}or pass --no-compile to skip this check (a file that does not compile still uses up the commitment)`,
-      });
-    }
-    if (!r.ok) throw new UserError(r.message, { hint: 'nothing was uploaded or committed; `tournament miner test` shows every check' });
-    return { seconds: r.seconds };
+    return await compileChecked(source, { workDir, maxCodeBytes });
   } finally {
     fs.rmSync(workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The compile check of upload, commit and submit: the compiler's errors, or the
+ * reason it cannot run (which --no-compile skips), as a UserError.
+ */
+export async function checkCompiles(source: SourceFile, ctx: MinerContext): Promise<{ seconds: number }> {
+  let r: CompileResult;
+  try {
+    r = await compileInScratch(source, ctx.hp.max_code_bytes);
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    throw new UserError(`cannot check that ${source.path} compiles: ${e.message}`, {
+      hint: `${e.hint ? `${e.hint}; ` : ''}or pass --no-compile to skip this check (a file that does not compile still uses up the commitment)`,
+    });
+  }
+  if (!r.ok) throw new UserError(r.message, { hint: 'nothing was uploaded or committed; `tournament miner test` shows every check' });
+  return { seconds: r.seconds };
 }
 
 export interface PreparedCommit {

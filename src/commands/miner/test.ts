@@ -1,12 +1,9 @@
 // tournament miner test [file]: the checks a validator makes before running code.
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
 import type { Argv, CommandModule } from 'yargs';
 import { UserError } from '../../errors';
 import { loadHparams } from '../../config/hparams';
 import { ArgsOf, withHparams, withJson } from '../options';
-import { compileSubmission } from '../../harness/compile';
+import { compileInScratch } from '../../miner/publish';
 import { checkSource, BASELINE, SourceCheck } from '../../submission/source';
 import { report } from './print';
 
@@ -35,15 +32,12 @@ export const minerTestCommand: CommandModule<{}, Args> = {
       if (!argv.compile) {
         compile = { status: 'skipped', detail: 'skipped: --no-compile' };
       } else {
-        const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tournament-miner-test-'));
         try {
-          const r = await compileSubmission(path.resolve(argv.file), { workDir, maxCodeBytes: hp.max_code_bytes });
+          const r = await compileInScratch(source, hp.max_code_bytes);
           compile = r.ok ? { status: 'passed', detail: 'compiles against the contract' } : { status: 'failed', detail: r.message };
         } catch (e) {
           if (e instanceof UserError) compile = { status: 'skipped', detail: `skipped: ${e.message}` };
           else throw e;
-        } finally {
-          fs.rmSync(workDir, { recursive: true, force: true });
         }
       }
     }
