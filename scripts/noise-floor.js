@@ -17,7 +17,8 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const root = path.join(__dirname, '..');
-const { evaluateSubmission, BASELINE } = require(path.join(root, 'dist', 'src', 'harness', 'evaluate.js'));
+const { evaluateSubmission } = require(path.join(root, 'dist', 'src', 'harness', 'evaluate.js'));
+const { BASELINE } = require(path.join(root, 'dist', 'src', 'submission', 'source.js'));
 const { loadHparams } = require(path.join(root, 'dist', 'src', 'config', 'hparams.js'));
 
 const args = process.argv.slice(2);

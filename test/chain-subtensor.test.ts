@@ -10,13 +10,14 @@ import { encodePayload, decodePayload, CommitmentPayload } from '../src/chain/pa
 import { timelockDecrypt, revealRound, roundTime, TimelockError } from '../src/chain/timelock';
 import { TLE_OVERHEAD_BYTES } from '../src/chain/limits';
 import { loadHotkey, Hotkey } from '../src/wallet/wallet';
-import { sendCommit, prepareCommit, Context } from '../src/commands/miner/common';
+import { sendCommit, prepareCommit } from '../src/miner/publish';
+import type { MinerContext as Context } from '../src/miner/context';
 import { LocalStore, uploadCode } from '../src/storage/store';
 import { loadHparams } from '../src/config/hparams';
 import { UserError } from '../src/errors';
 import { finneyMetadata, loadQuicknet } from './helpers/chain-fixtures';
 import { tmpDir, removeTmpDir } from './helpers/tmp';
-import { PROJECT_ROOT } from '../src/engine/native';
+import { PROJECT_ROOT } from '../src/util/paths';
 import { FakeSubtensor } from './helpers/chain-fake-node';
 import { writeHotkey } from './helpers/miner-wallet';
 

@@ -7,7 +7,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { compileSubmission, CompileResult, pluginBuildPath, summarizeCompilerErrors } from '../src/harness/compile';
-import { BASELINE } from '../src/harness/evaluate';
+import { BASELINE } from '../src/submission/source';
 import { processesGoneUnder } from './helpers/processes';
 import { tmpDir, removeTmpDir } from './helpers/tmp';
 

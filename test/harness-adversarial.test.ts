@@ -21,8 +21,9 @@ import * as path from 'path';
 import { loadHparams, Hparams } from '../src/config/hparams';
 import { setupPreset } from '../src/setup/setup';
 import type { FailureCode, Verdict } from '../src/harness/types';
-import { PROJECT_ROOT as ROOT } from '../src/engine/native';
-import { BASELINE, evaluateSubmission } from '../src/harness/evaluate';
+import { PROJECT_ROOT as ROOT } from '../src/util/paths';
+import { evaluateSubmission } from '../src/harness/evaluate';
+import { BASELINE } from '../src/submission/source';
 import { processesUnder } from './helpers/processes';
 
 const PLUGINS = path.join(ROOT, 'test', 'plugins');

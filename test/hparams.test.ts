@@ -5,7 +5,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { loadHparams, parseHparams } from '../src/config/hparams';
-import { PROJECT_ROOT } from '../src/engine/native';
+import { PROJECT_ROOT } from '../src/util/paths';
 import { UserError } from '../src/errors';
 import { tmpDir } from './helpers/tmp';
 

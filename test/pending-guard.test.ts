@@ -6,7 +6,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { checkPending, ExpectedPending, loadExpected, reasonFromLine } from './helpers/pending-guard';
-import { PROJECT_ROOT } from '../src/engine/native';
+import { PROJECT_ROOT } from '../src/util/paths';
 import { tmpDir } from './helpers/tmp';
 
 const E: ExpectedPending = { file: 'a.test.ts', test: 'suite gpu test', reason: 'no GPU \\(.+\\)', why: 'CI has none' };

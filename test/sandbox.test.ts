@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { PROJECT_ROOT } from '../src/engine/native';
+import { PROJECT_ROOT } from '../src/util/paths';
 import { Sandbox, SandboxJob, SANDBOX_SPAWN_ENV, SANDBOX_UID } from '../src/harness/sandbox';
 
 const TAG = `tournament-sandbox-test-${process.pid}-${Date.now()}`;

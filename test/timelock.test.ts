@@ -12,7 +12,7 @@ import {
 } from '../src/chain/timelock';
 import { TLE_OVERHEAD_BYTES } from '../src/chain/limits';
 import { loadQuicknet, QuicknetFixture } from './helpers/chain-fixtures';
-import { PROJECT_ROOT } from '../src/engine/native';
+import { PROJECT_ROOT } from '../src/util/paths';
 
 describe('timelock (tle format, drand quicknet)', function () {
   let q: QuicknetFixture;

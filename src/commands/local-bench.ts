@@ -8,12 +8,13 @@ import * as path from 'path';
 import { loadHparams } from '../config/hparams';
 import { UserError } from '../errors';
 import { defaultDevice } from '../engine/model';
-import { BASELINE, evaluateSubmission } from '../harness/evaluate';
+import { evaluateSubmission } from '../harness/evaluate';
+import { BASELINE } from '../submission/source';
 import { formatVerdict } from '../harness/report';
 import { ProgressLine } from '../util/progress';
 import { withBenchmarkDir, withHparams, withJson } from './options';
 
-/** The H200's measured bf16 matrix-multiply rate (DESIGN.md), the MFU peak on CUDA. */
+/** The H200's measured bf16 matrix-multiply rate (docs/design.md), the MFU peak on CUDA. */
 export const H200_MEASURED_BF16_TFLOPS = 790;
 
 /** Exit status of a run whose verdict is REJECTED (the command itself worked). */

@@ -1,7 +1,7 @@
 // The one place that finds and loads the native addon, and says what to do
 // when it cannot. Everything else imports the typed surface from here.
-import * as path from 'path';
 import { UserError } from '../errors';
+import { PROJECT_ROOT } from '../util/paths';
 
 export interface Qwen2Config {
   vocab_size: number;
@@ -136,8 +136,6 @@ export interface NativeAddon {
   /** The fd on which bubblewrap must report the sandbox's PID 1 (--info-fd): the runner's start-up contract. */
   runnerInfoFd: number;
 }
-
-export const PROJECT_ROOT = path.resolve(__dirname, '..', '..', '..');
 
 let cached: NativeAddon | undefined;
 

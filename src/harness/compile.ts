@@ -11,9 +11,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import { loadHparams } from '../config/hparams';
-import { readJsonFile } from '../data/json';
-import { PROJECT_ROOT } from '../engine/native';
-import { checkSource, SourceFile } from '../commands/miner/common';
+import { readJsonFile } from '../util/json';
+import { PROJECT_ROOT } from '../util/paths';
+import { checkSource, SourceFile } from '../submission/source';
 import { Sandbox, SANDBOX_SPAWN_ENV } from './sandbox';
 
 export type CompileResult = { ok: true; pluginPath: string; seconds: number } | { ok: false; message: string };

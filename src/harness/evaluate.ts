@@ -11,13 +11,14 @@ import type { Hparams } from '../config/hparams';
 import { Rng } from '../data/synthetic';
 import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
-import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome, PROJECT_ROOT } from '../engine/native';
+import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome } from '../engine/native';
+import { CONFIG_PATH, DATA_PATH, PROJECT_ROOT } from '../util/paths';
+import { BASELINE } from '../submission/source';
 import { UserError } from '../errors';
 import { checkSubmission, compileChecked, loadPluginBuild, PluginBuild, toolchainBinds } from './compile';
 import { Sandbox, SandboxJob } from './sandbox';
 import type { Failure, RunReport, Verdict } from './types';
 
-export const BASELINE = path.join(PROJECT_ROOT, 'local_test', 'train.cpp');
 const RUNNER = path.join(PROJECT_ROOT, 'build', 'Release', 'tournament-runner');
 
 export interface EvaluateOptions {
@@ -198,8 +199,8 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const box = Sandbox.open({ secrets: secretPaths(o) });
   const build = loadPluginBuild();
   const cuda = o.device.startsWith('cuda');
-  const config = readQwen2Config(path.join(o.benchmarkDir, 'model', 'config.json'));
-  const tokens = readTokens(path.join(o.benchmarkDir, 'data', 'train.pt'));
+  const config = readQwen2Config(path.join(o.benchmarkDir, CONFIG_PATH));
+  const tokens = readTokens(path.join(o.benchmarkDir, DATA_PATH));
   for (let i = 0; i < tokens.ids.length; i++) {
     if (tokens.ids[i] >= config.vocab_size) throw new UserError(`benchmark data: token id ${tokens.ids[i]} is outside the vocabulary of ${config.vocab_size}`);
   }

@@ -3,7 +3,7 @@
 // README beside each. A missing file is an error, not a skip.
 import * as fs from 'fs';
 import * as path from 'path';
-import { PROJECT_ROOT } from '../../src/engine/native';
+import { PROJECT_ROOT } from '../../src/util/paths';
 
 export const FIXTURES_DIR = path.join(PROJECT_ROOT, 'test', 'fixtures');
 
