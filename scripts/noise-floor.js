@@ -64,13 +64,13 @@ function caseOf(n) {
 (async () => {
   const v0 = device.startsWith('cuda') ? hparams.verification.cuda : hparams.verification.cpu;
   // Report everything: thresholds are what is being measured, so none may fail a run here.
-  const open = { probe_loss_abs: 1e9, logits_rel_error: 1e9, update_rel_error: 1e9, min_changed_share_ratio: 0, basis: 'open: measuring' };
+  const open = { probe_loss_abs: 1e9, row_loss_abs: 1e9, logits_rel_error: 1e9, update_rel_error: 1e9, min_changed_share_ratio: 0, basis: 'open: measuring' };
   const measuring = { ...hparams, verification: { ...hparams.verification, cpu: open, cuda: open } };
   const cases = names.map(caseOf);
   const f = (x) => (x === undefined || x === null ? '-' : Number.isFinite(x) ? x.toPrecision(3) : String(x));
-  console.log(`device ${device}, seeds ${seeds.join(', ')}, ${runs} run(s) each, steps ${steps}, batch ${batch}, warmup ${warmup}; thresholds: probe ${v0.probe_loss_abs}, logits ${v0.logits_rel_error}, update ${v0.update_rel_error}, changed share ${v0.min_changed_share_ratio}`);
-  console.log('| submission | seed | probe loss - ref | probe loss moved by ref | logits rel. err | update rel. err | max tensor rel. err | changed / ref changed | frozen tensors | run s | overhead s | failures |');
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log(`device ${device}, seeds ${seeds.join(', ')}, ${runs} run(s) each, steps ${steps}, batch ${batch}, warmup ${warmup}; thresholds: probe ${v0.probe_loss_abs}, row ${v0.row_loss_abs}, logits ${v0.logits_rel_error}, update ${v0.update_rel_error}, changed share ${v0.min_changed_share_ratio}`);
+  console.log('| submission | seed | probe loss - ref | probe loss moved by ref | row loss dev. | logits rel. err | update rel. err | max tensor rel. err | changed / ref changed | frozen tensors | run s | overhead s | failures |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   const summary = [];
   for (const c of cases) {
     const ratios = [];
@@ -83,7 +83,7 @@ function caseOf(n) {
       for (const r of v.runs) {
         const k = r.checks;
         if (!k) {
-          console.log(`| ${c.name} | ${r.seed} | failed: ${r.failures.map((x) => `${x.code}: ${x.message}`).join('; ')} | | | | | | | | | |`);
+          console.log(`| ${c.name} | ${r.seed} | failed: ${r.failures.map((x) => `${x.code}: ${x.message}`).join('; ')} | | | | | | | | | | |`);
           ratios.push(Infinity);
           continue;
         }
@@ -91,13 +91,14 @@ function caseOf(n) {
         // Each check as a multiple of its threshold (> 1 fails the run).
         const worst = Math.max(
           Math.abs(k.probe_loss - k.reference_probe_loss) / v0.probe_loss_abs,
+          k.row_loss_deviation / v0.row_loss_abs,
           k.logits_rel_error / v0.logits_rel_error,
           k.update_rel_error / v0.update_rel_error,
           k.frozen_tensors.length > 0 ? Infinity : 0,
           changed < v0.min_changed_share_ratio ? Infinity : 0,
         );
         ratios.push(worst);
-        console.log(`| ${c.name} | ${r.seed} | ${f(k.probe_loss - k.reference_probe_loss)} | ${f(k.reference_probe_loss - k.initial_probe_loss)} | ${f(k.logits_rel_error)} | ${f(k.update_rel_error)} | ${f(k.max_tensor_rel_error)} | ${f(changed)} | ${k.frozen_tensors.length} | ${f(r.seconds)} | ${f(r.overhead_seconds)} | ${r.failures.map((x) => x.code).join(', ') || '-'} |`);
+        console.log(`| ${c.name} | ${r.seed} | ${f(k.probe_loss - k.reference_probe_loss)} | ${f(k.reference_probe_loss - k.initial_probe_loss)} | ${f(k.row_loss_deviation)} | ${f(k.logits_rel_error)} | ${f(k.update_rel_error)} | ${f(k.max_tensor_rel_error)} | ${f(changed)} | ${k.frozen_tensors.length} | ${f(r.seconds)} | ${f(r.overhead_seconds)} | ${r.failures.map((x) => x.code).join(', ') || '-'} |`);
       }
     }
     summary.push({ c, worst: c.honest ? Math.max(...ratios) : Math.min(...ratios), n: ratios.length });

@@ -90,6 +90,8 @@ export interface NativeRunOutcome {
   reportedPeakMemory: number;
   probeLoss: number;
   initialProbeLoss: number;
+  /** The final weights' loss on each row of the last timed batch. */
+  lastBatchRowLosses: number[];
 }
 
 export interface NativeComparison {

@@ -7,7 +7,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { Hparams } from '../config/hparams';
+import type { Hparams, Thresholds } from '../config/hparams';
 import { Rng } from '../data/synthetic';
 import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
@@ -17,7 +17,7 @@ import { BASELINE } from '../submission/source';
 import { UserError } from '../errors';
 import { checkSubmission, compileChecked, loadPluginBuild, PluginBuild, toolchainBinds } from './compile';
 import { Sandbox, SandboxJob } from './sandbox';
-import type { Failure, RunReport, Verdict } from './types';
+import { asFailureCode, type Failure, type RunReport, type Verdict } from './types';
 
 const RUNNER = path.join(PROJECT_ROOT, 'build', 'Release', 'tournament-runner');
 
@@ -157,9 +157,25 @@ async function compileCached(file: string, cacheDir: string, build: PluginBuild,
   }
 }
 
-function judge(o: EvaluateOptions, outcome: NativeRunOutcome, ref: NativeRunOutcome, cmp: NativeComparison): Failure[] {
-  const v = o.device.startsWith('cuda') ? o.hparams.verification.cuda : o.hparams.verification.cpu;
+/**
+ * How far one row of the last batch stands out: per row, the run's loss minus
+ * the reference's, less the median of those differences (a shift common to
+ * every row is the probe check's business); the largest in absolute value.
+ */
+export function rowLossDeviation(rows: number[], refRows: number[]): number {
+  if (rows.length !== refRows.length || rows.length === 0) return Infinity;
+  const d = rows.map((x, i) => x - refRows[i]);
+  const m = median(d);
+  const dev = Math.max(...d.map((x) => Math.abs(x - m)));
+  return Number.isNaN(dev) ? Infinity : dev;
+}
+
+/** The verdict's checks on one completed run against the reference: every failure it shows. */
+export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOutcome, cmp: NativeComparison, expectedTokens: number): Failure[] {
   const failures: Failure[] = [];
+  if (outcome.reportedTokens !== expectedTokens) {
+    failures.push({ code: 'tokens', message: `inner_steps reported ${outcome.reportedTokens} tokens; the run served ${expectedTokens}` });
+  }
   if (cmp.changedAfterKill) {
     failures.push({ code: 'late_write', message: 'the parameter or logits memory changed after the runner was killed at DONE: something of the run outlived it' });
   }
@@ -169,6 +185,13 @@ function judge(o: EvaluateOptions, outcome: NativeRunOutcome, ref: NativeRunOutc
     failures.push({
       code: 'probe_loss',
       message: `the final weights' probe loss is ${fmt(outcome.probeLoss)}, the reference's ${fmt(ref.probeLoss)}: off by ${fmt(dProbe)} (allowed ${v.probe_loss_abs})`,
+    });
+  }
+  const dRow = rowLossDeviation(outcome.lastBatchRowLosses, ref.lastBatchRowLosses);
+  if (!(dRow <= v.row_loss_abs)) {
+    failures.push({
+      code: 'row_loss',
+      message: `on a row of the last batch the final weights' loss stands out from the reference's by ${fmt(dRow)} (allowed ${v.row_loss_abs}): a row left untrained`,
     });
   }
   if (!(cmp.logitsRelError <= v.logits_rel_error)) {
@@ -236,6 +259,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
   const hostEnv: Record<string, string> = process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {};
   const expectedTokens = o.steps * o.batchSize * tokens.seqLen;
+  const thresholds = cuda ? o.hparams.verification.cuda : o.hparams.verification.cpu;
   const runs: RunReport[] = [];
   const referenceRuns: RunReport[] = [];
 
@@ -277,15 +301,12 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
       try {
         const s = await runOnce(sub.pluginPath, 'submission', o.submissionEnv ?? {});
         if (!s.completed) {
-          runs.push(report(seed, s, [{ code: s.failureCode as Failure['code'], message: s.failureMessage }], null, expectedTokens, o.steps));
+          runs.push(report(seed, s, [{ code: asFailureCode(s.failureCode), message: s.failureMessage }], null, expectedTokens, o.steps));
           continue;
         }
         progress(`run ${i + 1}/${o.runs}: comparing with the reference`);
         const cmp = await native('comparing with the reference', () => evaluator.compareLastWith(refId, seed));
-        const failures = judge(o, s, r, cmp);
-        if (s.reportedTokens !== expectedTokens) {
-          failures.unshift({ code: 'tokens', message: `inner_steps reported ${s.reportedTokens} tokens; the run served ${expectedTokens}` });
-        }
+        const failures = judge(thresholds, s, r, cmp, expectedTokens);
         runs.push(report(seed, s, failures, { cmp, ref: r }, expectedTokens, o.steps));
       } finally {
         evaluator.release(refId);
@@ -325,6 +346,7 @@ function report(
       probe_loss: r.probeLoss,
       reference_probe_loss: c.ref.probeLoss,
       initial_probe_loss: c.ref.initialProbeLoss,
+      row_loss_deviation: rowLossDeviation(r.lastBatchRowLosses, c.ref.lastBatchRowLosses),
       logits_rel_error: c.cmp.logitsRelError,
       update_rel_error: c.cmp.updateRelError,
       max_tensor_rel_error: c.cmp.maxTensorRelError,
