@@ -8,7 +8,7 @@
 // (honest: the largest check / threshold; cheat: the run that came closest to
 // passing, i.e. the smallest of its largest check / threshold; > 1 rejects).
 //   node scripts/noise-floor.js [--device cuda] [--benchmark-dir benchmark] [--runs 1]
-//        [--steps N] [--batch N] [--warmup-steps N] [--seeds 1000,2000,3000] [case ...]
+//        [--steps N] [--batch N] [--warmup-steps N] [--seeds 1000,2000,3000] [--threads N] [case ...]
 // A case is a plugin path, a name in test/plugins, `baseline`, `baseline-1-thread`,
 // or `drop:every:K` / `drop:last:K` (test/plugins/drop_rows.cpp: K rows of
 // every batch, or of the last batch only, never trained on).
@@ -33,6 +33,8 @@ const device = opt('device', 'cpu');
 const benchmarkDir = opt('benchmark-dir', path.join(root, 'benchmark'));
 const runs = Number(opt('runs', '1'));
 const seeds = opt('seeds', opt('seed', '1000')).split(',').map(Number);
+// Every runner's CPU threads (OMP_NUM_THREADS): 1 keeps a shared machine from oversubscribing.
+const threads = opt('threads');
 const hparams = loadHparams(path.join(root, 'hparams', 'hparams.json'));
 const steps = Number(opt('steps', hparams.eval_steps));
 const batch = Number(opt('batch', hparams.benchmark_batch_size));
@@ -77,7 +79,7 @@ function caseOf(n) {
     for (const seed of seeds) {
       const v = await evaluateSubmission({
         submission: c.file, benchmarkDir, hparams: measuring, device, runs, steps, warmupSteps: warmup, batchSize: batch,
-        seed, workDir: work, submissionEnv: c.env,
+        seed, workDir: work, submissionEnv: c.env, runnerEnv: threads ? { OMP_NUM_THREADS: threads } : {},
       });
       if (c === cases[0] && seed === seeds[0]) console.error(`sandbox: ${v.sandbox.bwrap} as uid ${v.sandbox.uid}${v.sandbox.root_because ? ` (root: ${v.sandbox.root_because})` : ''}`);
       for (const r of v.runs) {

@@ -3,10 +3,10 @@
 // then, so every failure code that needs a measurement is seen firing. The
 // adversarial suite shows the same codes firing through the whole harness.
 import { strict as assert } from 'assert';
-import { judge, rowLossDeviation } from '../src/harness/evaluate';
+import { judge, rowLossDeviation, score } from '../src/harness/evaluate';
 import type { Thresholds } from '../src/config/hparams';
 import type { NativeComparison, NativeRunOutcome } from '../src/engine/native';
-import type { FailureCode } from '../src/harness/types';
+import type { FailureCode, RunReport } from '../src/harness/types';
 
 const T: Thresholds = {
   probe_loss_abs: 0.01,
@@ -57,5 +57,32 @@ describe('judge: the checks on a completed run', function () {
     assert.ok(Math.abs(rowLossDeviation([2.0, 2.1, 2.5], [2.0, 2.1, 2.2]) - 0.3) < 1e-12);
     assert.equal(rowLossDeviation([2.0, 2.1], [2.0, 2.1, 2.2]), Infinity);
     assert.equal(rowLossDeviation([2.0, NaN, 2.2], [2.0, 2.1, 2.2]), Infinity);
+  });
+});
+
+describe('score: the verdict over runs', function () {
+  const run = (tps: number, failures: Array<{ code: FailureCode; message: string }> = []): RunReport => ({
+    seed: 1, ok: failures.length === 0, failures, seconds: 1000 / tps, tokens: 1000, tokens_per_second: tps, overhead_seconds: 1,
+    step_seconds: 1, reported_loss: 1, reported_peak_memory_bytes: 0, checks: null,
+  });
+
+  it('is the median tokens/s of the runs, and MFU is 6 x parameters x tokens/s over the peak', function () {
+    const s = score([run(100), run(300), run(200)], 3, 1e9, 1);
+    assert.equal(s.accepted, true);
+    assert.equal(s.tokens_per_second, 200);
+    assert.ok(Math.abs((s.mfu as number) - (6 * 1e9 * 200) / 1e12) < 1e-12);
+    assert.equal(score([run(100), run(300)], 2, 1e9).tokens_per_second, 200);
+    assert.equal(score([run(100)], 1, 1e9).mfu, null, 'no peak, no MFU');
+  });
+
+  it('rejects a submission whose second run alone failed: every run must pass', function () {
+    const s = score([run(100), run(900, [{ code: 'probe_loss', message: 'off' }])], 2, 1e9, 1);
+    assert.equal(s.accepted, false);
+    assert.equal(s.tokens_per_second, null);
+    assert.deepEqual(s.reasons, ['run 2: probe_loss: off']);
+  });
+
+  it('rejects a submission with fewer runs than asked for', function () {
+    assert.equal(score([run(100)], 2, 1e9).accepted, false);
   });
 });

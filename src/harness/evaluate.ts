@@ -44,6 +44,8 @@ export interface EvaluateOptions {
   attention?: Attention;
   /** Extra environment for the submission's runner (e.g. OMP_NUM_THREADS for noise-floor runs). */
   submissionEnv?: Record<string, string>;
+  /** Extra environment for every runner, the reference's too (e.g. OMP_NUM_THREADS=1 on a shared machine). */
+  runnerEnv?: Record<string, string>;
   /** More paths no runner may see (e.g. the validator's data folder); the benchmark folder always is one. */
   secretPaths?: string[];
   /** Device peak bf16 TFLOP/s for MFU. */
@@ -275,7 +277,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
           return await native(`${who} run`, () =>
             evaluator.run(
               {
-                argv: box.argv({ ...job, command: [RUNNER, plugin], env: { ...hostEnv, ...extraEnv }, bwrapArgs: ['--info-fd', String(addon.runnerInfoFd)] }),
+                argv: box.argv({ ...job, command: [RUNNER, plugin], env: { ...hostEnv, ...o.runnerEnv, ...extraEnv }, bwrapArgs: ['--info-fd', String(addon.runnerInfoFd)] }),
                 seed,
                 warmupSeed,
                 seqLen: tokens.seqLen,
@@ -316,11 +318,20 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
     evaluator.close(); // the device memory goes now, not when the garbage collector runs
   }
 
+  return { ...score(runs, o.runs, numParameters, o.peakTflops), runs, reference_runs: referenceRuns, sandbox };
+}
+
+/**
+ * The score of a submission's runs: accepted only when all `wanted` runs ran
+ * and every one passed; then tokens/s is the median over the runs (each from
+ * the trusted clock) and MFU is 6 x parameters x tokens/s over the peak.
+ */
+export function score(runs: RunReport[], wanted: number, parameters: number, peakTflops?: number) {
   const reasons = runs.flatMap((r, i) => r.failures.map((f) => `run ${i + 1}: ${f.code}: ${f.message}`));
-  const accepted = reasons.length === 0 && runs.length === o.runs;
+  const accepted = reasons.length === 0 && runs.length === wanted && runs.every((r) => r.ok);
   const tps = accepted ? median(runs.map((r) => r.tokens_per_second as number)) : null;
-  const mfu = tps !== null && o.peakTflops ? (6 * numParameters * tps) / (o.peakTflops * 1e12) : null;
-  return { accepted, parameters: numParameters, reasons, runs, reference_runs: referenceRuns, tokens_per_second: tps, mfu, sandbox };
+  const mfu = tps !== null && peakTflops ? (6 * parameters * tps) / (peakTflops * 1e12) : null;
+  return { accepted, parameters, reasons, tokens_per_second: tps, mfu };
 }
 
 function report(
