@@ -7,6 +7,7 @@
 // undefined symbols resolve against the runner, which links
 // libtournament_core and libtorch.
 import { spawn } from 'child_process';
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
@@ -29,6 +30,8 @@ export interface CompileOptions {
   build?: PluginBuild;
   /** The sandbox to compile in (default: one opened for this compile). */
   sandbox?: Sandbox;
+  /** A precompiled contract header (precompiledHeader()): the same code, about 3.5x faster to compile. */
+  pch?: string;
 }
 
 /** What CMake recorded about this build (CMakeLists.txt, last block). */
@@ -70,10 +73,65 @@ export function loadPluginBuild(): PluginBuild {
   return b;
 }
 
-/** The compiler's argv, run in the work directory on `source` (a bare file name there). */
-export function compilerArgv(build: PluginBuild, source: string, output: string): string[] {
+/** The flags that decide the generated code: a precompiled header must be made with exactly these. */
+function codeFlags(build: PluginBuild): string[] {
   const includes = build.include_dirs.filter((d) => !DEFAULT_INCLUDE_DIRS.has(path.resolve(d))).flatMap((d) => ['-isystem', d]);
-  return [build.cxx, ...PINNED_FLAGS, ...build.cxx_flags, ...includes, ...DIAGNOSTIC_FLAGS, '-o', output, source];
+  return [...PINNED_FLAGS.filter((f) => f !== '-shared'), ...build.cxx_flags, ...includes];
+}
+
+/** The compiler's argv, run in the work directory on `source` (a bare file name there). */
+export function compilerArgv(build: PluginBuild, source: string, output: string, pch?: string): string[] {
+  const usePch = pch ? ['-include', pch, '-Winvalid-pch'] : [];
+  return [build.cxx, '-shared', ...codeFlags(build), ...usePch, ...DIAGNOSTIC_FLAGS, '-o', output, source];
+}
+
+const PCH_HEADER = 'tournament_pch.h';
+
+/**
+ * A precompiled header of the contract (and with it libtorch's headers) for
+ * this build: parsing torch/torch.h is most of a plugin's compile time
+ * (measured on the 2-core CPU machine: 25.8 s plain, 7.3 s with it). Made once
+ * per toolchain and headers, in the sandbox, under `cacheDir`; returns the
+ * header to pass to compilerArgv, or undefined (and plugins compile without
+ * it) when this compiler cannot make one. Only trusted headers go into it.
+ */
+export async function precompiledHeader(cacheDir: string, build: PluginBuild, sandbox: Sandbox): Promise<string | undefined> {
+  const headers = path.join(PROJECT_ROOT, 'native', 'include');
+  const hash = crypto.createHash('sha256').update(JSON.stringify(build)).update(JSON.stringify(codeFlags(build)));
+  for (const f of listFiles(headers)) hash.update(f).update(fs.readFileSync(f));
+  const dir = path.join(cacheDir, `pch-${hash.digest('hex').slice(0, 16)}`);
+  const header = path.join(dir, PCH_HEADER);
+  if (fs.existsSync(`${header}.gch`)) return header;
+  const tmp = `${dir}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { recursive: true });
+  fs.writeFileSync(path.join(tmp, PCH_HEADER), '// The submission contract, precompiled for this build (src/harness/compile.ts).\n#include <tournament/train_api.h>\n');
+  const job = {
+    command: [build.cxx, ...codeFlags(build), '-x', 'c++-header', PCH_HEADER, '-o', `${PCH_HEADER}.gch`],
+    scratchDir: tmp,
+    readOnlyBinds: toolchainBinds(build),
+    env: { LANG: 'C', LC_ALL: 'C' },
+    memoryBytes: MEMORY_BYTES,
+    cpuSeconds: DEFAULT_TIMEOUT_MS / 1000,
+    fileBytes: 4 * OUTPUT_BYTES,
+    maxProcesses: 256,
+  };
+  sandbox.prepareScratch(job);
+  const exit = await runWithDeadline(sandbox.argv(job), DEFAULT_TIMEOUT_MS);
+  if (exit.code !== 0 || !fs.existsSync(path.join(tmp, `${PCH_HEADER}.gch`))) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    return undefined;
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.renameSync(tmp, dir);
+  return header;
+}
+
+function listFiles(dir: string): string[] {
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? listFiles(path.join(dir, e.name)) : [path.join(dir, e.name)]))
+    .sort();
 }
 
 /**
@@ -176,9 +234,9 @@ export async function compileChecked(source: SourceFile, opts: CompileOptions): 
 
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const job = {
-    command: compilerArgv(build, copyName, pluginName),
+    command: compilerArgv(build, copyName, pluginName, opts.pch),
     scratchDir: workDir,
-    readOnlyBinds: toolchainBinds(build),
+    readOnlyBinds: [...toolchainBinds(build), ...(opts.pch ? [path.dirname(opts.pch)] : [])],
     env: { LANG: 'C', LC_ALL: 'C' },
     memoryBytes: MEMORY_BYTES,
     cpuSeconds: Math.ceil(timeoutMs / 1000) + 5,

@@ -15,7 +15,7 @@ import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator,
 import { CONFIG_PATH, DATA_PATH, PROJECT_ROOT } from '../util/paths';
 import { BASELINE } from '../submission/source';
 import { UserError } from '../errors';
-import { checkSubmission, compileChecked, loadPluginBuild, PluginBuild, toolchainBinds } from './compile';
+import { checkSubmission, compileChecked, loadPluginBuild, PluginBuild, precompiledHeader, toolchainBinds } from './compile';
 import { Sandbox, SandboxJob } from './sandbox';
 import { asFailureCode, type Failure, type RunReport, type Verdict } from './types';
 
@@ -132,11 +132,23 @@ function secretPaths(o: EvaluateOptions): string[] {
 
 const inFlight = new Map<string, Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }>>();
 
+const pchInFlight = new Map<string, Promise<string | undefined>>();
+
+/** precompiledHeader(), made once even when evaluations in this process share a cache. */
+function precompiledHeaderOnce(cacheDir: string, build: PluginBuild, sandbox: Sandbox): Promise<string | undefined> {
+  let job = pchInFlight.get(cacheDir);
+  if (!job) {
+    job = precompiledHeader(cacheDir, build, sandbox).finally(() => pchInFlight.delete(cacheDir));
+    pchInFlight.set(cacheDir, job);
+  }
+  return job;
+}
+
 /** Compiles `file` into cacheDir/<sha256 of source and toolchain>/, reusing an earlier build. */
-async function compileCached(file: string, cacheDir: string, build: PluginBuild, maxCodeBytes: number, sandbox: Sandbox): Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }> {
+async function compileCached(file: string, cacheDir: string, build: PluginBuild, maxCodeBytes: number, sandbox: Sandbox, pch: string | undefined): Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }> {
   const checked = checkSubmission(file, maxCodeBytes);
   if (!checked.ok) return checked;
-  const key = crypto.createHash('sha256').update(checked.source.sha256).update(JSON.stringify(build)).digest('hex').slice(0, 16);
+  const key = crypto.createHash('sha256').update(checked.source.sha256).update(JSON.stringify(build)).update(pch ?? '').digest('hex').slice(0, 16);
   const dir = path.join(cacheDir, key);
   const plugin = path.join(dir, 'plugin.so');
   if (fs.existsSync(plugin)) return { ok: true, pluginPath: plugin };
@@ -145,7 +157,7 @@ async function compileCached(file: string, cacheDir: string, build: PluginBuild,
   const job = (async () => {
     const tmp = `${dir}.tmp-${process.pid}`;
     fs.rmSync(tmp, { recursive: true, force: true });
-    const r = await compileChecked(checked.source, { workDir: tmp, build, sandbox });
+    const r = await compileChecked(checked.source, { workDir: tmp, build, sandbox, pch });
     if (!r.ok) return r;
     fs.rmSync(dir, { recursive: true, force: true });
     fs.renameSync(tmp, dir);
@@ -236,7 +248,8 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   progress('compiling the baseline and the submission');
   const cache = path.resolve(o.pluginCache ?? path.join(workDir, 'plugins'));
   fs.mkdirSync(cache, { recursive: true });
-  const [ref, sub] = await Promise.all([BASELINE, o.submission].map((f) => compileCached(f, cache, build, o.hparams.max_code_bytes, box)));
+  const pch = await precompiledHeaderOnce(cache, build, box);
+  const [ref, sub] = await Promise.all([BASELINE, o.submission].map((f) => compileCached(f, cache, build, o.hparams.max_code_bytes, box, pch)));
   if (!ref.ok) throw new UserError(`the official baseline does not compile here: ${ref.message}`);
   const binds = toolchainBinds(build);
   const user = box.user(runnerJob(sub.ok ? sub.pluginPath : ref.pluginPath, path.join(workDir, 'run-'), binds, cuda));
