@@ -479,6 +479,7 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   c.reference_changed_share = ref_changed / total;
   // Last, after every read the verdict rests on (probe loss, logits, weights).
   c.changed_after_kill = memory_digest() != post_kill_digest_;
+  release_device_cache();
   return c;
 }
 
