@@ -35,15 +35,16 @@ std::string sanitize(const char* text, size_t cap) {
 }
 
 // The runner's last output, for a failed run's message: hostile text, so
-// sanitised and short (information for the miner, never parsed).
-std::string log_tail(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+// sanitised and short (information for the miner, never parsed). Read through
+// the trusted side's own descriptor of the file it created: the runner can
+// rename, replace or relink the name in its scratch folder (a symlink to a
+// host secret, a FIFO that blocks an open), never this inode.
+std::string log_tail(int fd) {
   if (fd < 0) return "";
   char buf[400];
   const off_t size = ::lseek(fd, 0, SEEK_END);
   const off_t from = std::max<off_t>(0, size - static_cast<off_t>(sizeof buf - 1));
   const ssize_t n = ::pread(fd, buf, sizeof buf - 1, from);
-  ::close(fd);
   if (n <= 0) return "";
   buf[n] = 0;
   std::string t = sanitize(buf, static_cast<size_t>(n));
@@ -80,6 +81,7 @@ struct Sandbox {
   pid_t bwrap = -1;
   pid_t inner = -1;
   int control = -1;
+  int log = -1;  // the runner's stdout and stderr, as created here
   int status = 0;
   bool reaped = false;
 
@@ -94,7 +96,7 @@ struct Sandbox {
     int sv[2], info[2];
     TORCH_CHECK(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair: ", std::strerror(errno));
     TORCH_CHECK(::pipe2(info, O_CLOEXEC) == 0, "pipe: ", std::strerror(errno));
-    const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    log = ::open(log_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     TORCH_CHECK(log >= 0, "cannot create the runner's log ", log_path, ": ", std::strerror(errno));
     // Sources moved above the target range first, so no dup2 clobbers another source.
     const int src[] = {sv[1], params_fd, data_fd, logits_fd, info[1], log};
@@ -128,7 +130,6 @@ struct Sandbox {
     for (int k = 0; k < kN; ++k) ::close(high[k]);
     ::close(sv[1]);
     ::close(info[1]);
-    ::close(log);
     control = sv[0];
     if (rc != 0) {
       ::close(info[0]);
@@ -172,7 +173,10 @@ struct Sandbox {
     if (WIFSIGNALED(status)) return "the runner was killed by signal " + std::to_string(WTERMSIG(status));
     return "the runner exited with status " + std::to_string(WEXITSTATUS(status)) + " before it was done";
   }
-  ~Sandbox() { kill_and_reap(); }
+  ~Sandbox() {
+    kill_and_reap();
+    if (log >= 0) ::close(log);
+  }
 };
 
 }  // namespace
@@ -345,7 +349,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   auto failed_run = [&] {
     box.kill_and_reap();
     std::string why = msg.empty() ? box.describe_exit() : msg;
-    const std::string tail = log_tail(in.log_path);
+    const std::string tail = log_tail(box.log);
     if (!tail.empty() && code != "protocol") why += "; the runner's last output: " + tail;
     return fail(code.empty() ? "crash" : code, why);
   };
