@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Issue 13's performance table, in one call on the GPU machine (one H200):
+#   1. the engine built with CUDA, a Qwen2.5-7B-shaped benchmark (random init,
+#      bf16, 16 x 1024 synthetic tokens, 5 timed steps after 1 warmup step);
+#   2. each submission through the full `local-bench` path (compile in the
+#      sandbox, reference run of the official baseline, the submission's run,
+#      verification); every reference run is our baseline through that same
+#      path, so the baseline row comes from them;
+#   3. the memory probe (test/plugins/memory_probe.cpp) through local-bench:
+#      GiB a submission can allocate at the start of the timed call;
+#   4. the PyTorch peers (scripts/peer-bench.py), as far as the deadline allows;
+#   5. one table: tokens/s, MFU (6 x params x tokens over 790 TFLOP/s), step
+#      time, peak memory, memory free to the submission, ratio to each peer.
+#
+#   scripts/gpu-perf.sh [SUBMISSION.cpp ...]     (default: local_test/examples/*.cpp)
+# Environment:
+#   PERF_RUNS=1            local-bench runs per submission
+#   PERF_BASELINE=0        1: also local-bench the baseline as a submission
+#   PERF_PEERS="eager:all compiled:all compiled:none"   peers, MODE:CKPT each
+#                          (MODE eager, compiled (regional) or full; CKPT all, none or N)
+#   PERF_DEADLINE=560      seconds for the whole script; a peer that cannot
+#                          finish before it is skipped, and the table says so
+# Results: $OUT/table.md (also printed last), $OUT/perf.json, $OUT/logs.tgz.
+# Needs in carry: .gpu and .device, as scripts/device-pack.sh writes them.
+set -uo pipefail
+source scripts/device-env.sh
+T0=$(date +%s)
+DEADLINE=${PERF_DEADLINE:-560}
+RUNS=${PERF_RUNS:-1}
+PEERS=${PERF_PEERS:-eager:all compiled:all compiled:none}
+LOG=/tmp/perf-logs; rm -rf "$LOG"; mkdir -p "$LOG"
+BENCH=/tmp/bench7b
+left() { echo $(( DEADLINE - ($(date +%s) - T0) )); }
+stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
+
+{
+  date -u '+date: %F %T UTC'
+  nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader
+  python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+  echo "bwrap: ${TOURNAMENT_BWRAP:-$(command -v bwrap)}; caller uid $(id -u); commit $(cat .commit 2>/dev/null || echo unknown)"
+} | tee "$LOG/machine.txt"
+
+stamp "build"
+TOURNAMENT_BUILD_JOBS=16 node scripts/build-native.js > "$LOG/build.log" 2>&1 || { tail -40 "$LOG/build.log"; tar czf "$OUT/logs.tgz" -C /tmp perf-logs; exit 1; }
+[ -f "$BENCH/data/train.pt" ] || node scripts/make-7b-benchmark.js "$BENCH" 256 > /dev/null
+
+bench() {  # NAME FILE [local-bench options...]
+  local name=$1 file=$2; shift 2
+  local limit; limit=$(( $(left) - 20 ))
+  [ "$limit" -gt 60 ] || { stamp "skip local-bench $name: deadline"; return; }
+  stamp "local-bench $name ($file)"
+  timeout "$limit" bin/tournament local-bench "$file" --benchmark-dir "$BENCH" --device cuda --warmup-steps 1 \
+    --json --work-dir /tmp/perf-work "$@" > "$LOG/lb-$name.json" 2> "$LOG/lb-$name.err"
+  echo "  exit $?"
+  grep -h "memory_probe:" "$LOG/lb-$name.err" | head -3
+}
+
+subs=("$@")
+[ ${#subs[@]} -gt 0 ] || subs=(local_test/examples/*.cpp)
+for f in "${subs[@]}"; do [ -f "$f" ] && bench "$(basename "$f" .cpp)" "$f" --runs "$RUNS"; done
+bench memory_probe test/plugins/memory_probe.cpp --runs 1
+[ "${PERF_BASELINE:-0}" = 1 ] && bench baseline local_test/train.cpp --runs "$RUNS"
+
+for spec in $PEERS; do
+  mode=${spec%%:*} ckpt=${spec#*:}
+  name="peer-$mode-$ckpt"
+  # Compilation takes minutes; eager needs about one.
+  need=$([ "$mode" = eager ] && echo 70 || echo 200)
+  if [ "$(left)" -lt "$need" ]; then stamp "skip $name: $(left) s left, needs about $need"; echo "{\"peer\":\"$name\",\"skipped\":\"deadline\"}" > "$LOG/$name.json"; continue; fi
+  args=(--steps 5 --batch 16 --ckpt "$ckpt")
+  case $mode in compiled) args+=(--compile regional) ;; full) args+=(--compile full) ;; esac
+  env=()
+  [ "$ckpt" = none ] && env=(PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True)
+  stamp "$name"
+  env "${env[@]}" PYTHONUNBUFFERED=1 timeout $(( $(left) - 10 )) python3 scripts/peer-bench.py "${args[@]}" > "$LOG/$name.json" 2> "$LOG/$name.err"
+  rc=$?; echo "  exit $rc"
+  [ $rc -eq 0 ] || { tail -3 "$LOG/$name.err"; echo "{\"peer\":\"$name\",\"failed\":$rc}" > "$LOG/$name.json"; }
+done
+stamp "table"
+
+python3 - "$LOG" "$OUT" <<'EOF'
+import glob, json, os, re, statistics, sys
+log, out = sys.argv[1], sys.argv[2]
+PEAK = 790e12
+GiB = 2 ** 30
+machine = open(os.path.join(log, "machine.txt")).read().strip()
+
+def load(p):
+    try:
+        return json.load(open(p))
+    except Exception as e:
+        return {"error": str(e)}
+
+probe = None
+for p in glob.glob(os.path.join(log, "lb-*.err")):
+    for m in re.finditer(r"memory_probe: (\d+) x 1 GiB.*?free ([\d.-]+) of ([\d.-]+) GiB", open(p, errors="replace").read()):
+        probe = {"gib": int(m.group(1)), "free_gib": float(m.group(2)), "total_gib": float(m.group(3))}
+
+rows, ref_runs, params = [], [], None
+for p in sorted(glob.glob(os.path.join(log, "lb-*.json"))):
+    name = os.path.basename(p)[3:-5]
+    v = load(p)
+    if "runs" not in v:
+        rows.append({"name": name, "note": "local-bench gave no verdict: " + v.get("error", "")[:80]})
+        continue
+    params = v.get("parameters") or params
+    ref_runs += [r for r in v.get("reference_runs", []) if r.get("tokens_per_second")]
+    if name == "memory_probe":
+        continue
+    done = [r for r in v["runs"] if r.get("tokens_per_second")]
+    rows.append({
+        "name": name + (" (submission)" if name == "baseline" else ""),
+        "tps": statistics.median([r["tokens_per_second"] for r in done]) if done else None,
+        "step": statistics.median([r["step_seconds"] for r in done]) if done else None,
+        "peak": max((r["reported_peak_memory_bytes"] or 0) for r in done) if done else None,
+        "params": v.get("parameters"), "ours": True,
+        "verdict": ("ACCEPTED" if v["accepted"] else "REJECTED: " + "; ".join(v["reasons"])[:300]) + f" ({len(v['runs'])} run(s))",
+        "checks": [r.get("checks") for r in v["runs"]],
+    })
+if ref_runs:
+    rows.insert(0, {
+        "name": f"baseline (local_test/train.cpp, the reference runs, n={len(ref_runs)})",
+        "tps": statistics.median([r["tokens_per_second"] for r in ref_runs]),
+        "step": statistics.median([r["step_seconds"] for r in ref_runs]),
+        "peak": max(r["reported_peak_memory_bytes"] or 0 for r in ref_runs),
+        "params": params, "ours": True, "verdict": "the reference",
+    })
+peers = []
+for p in sorted(glob.glob(os.path.join(log, "peer-*.json"))):
+    v = load(p)
+    name = os.path.basename(p)[:-5]
+    if "tokens_per_second" not in v:
+        peers.append({"name": name, "note": "skipped (deadline)" if v.get("skipped") else f"failed ({v})"[:120]})
+        continue
+    peers.append({"name": v["peer"], "tps": v["tokens_per_second"], "step": v["step_seconds"], "peak": v["peak_memory_bytes"],
+                  "params": v["parameters"], "free": v["free_after_params_bytes"] / GiB, "ours": False})
+
+def f(x, fmt):
+    return "" if x is None else format(x, fmt)
+
+timed_peers = [p for p in peers if p.get("tps")]
+head = ["what", "tokens/s", "MFU", "step s", "peak GiB", "free GiB"] + [f"/ {p['name'].replace('pytorch-', '')}" for p in timed_peers] + ["verdict"]
+lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+for r in rows + peers:
+    if r.get("tps") is None:
+        lines.append(f"| {r['name']} | {r.get('note', 'no timed run')} |")
+        continue
+    param_bytes = 2 * (r["params"] or 0)
+    peak = (r["peak"] + param_bytes) / GiB if r["ours"] else r["peak"] / GiB  # ours: the runner's peak + the shared parameters
+    free = (probe["gib"] if probe else None) if r["ours"] else r["free"]
+    mfu = 6 * r["params"] * r["tps"] / PEAK if r["params"] else None
+    ratios = [f(r["tps"] / p["tps"], ".3f") for p in timed_peers]
+    lines.append("| " + " | ".join([r["name"], f(r["tps"], ",.0f"), f(mfu and 100 * mfu, ".1f") + "%", f(r["step"], ".3f"),
+                                    f(peak, ".1f"), f(free, ".0f")] + ratios + [r.get("verdict", "")]) + " |")
+notes = [
+    machine,
+    "tokens/s: 16 x 1024 x 5 tokens over the trusted clock (ours: local-bench, median of runs) or over 5 synchronised steps (peers).",
+    "MFU: 6 x parameters x tokens/s over 790 TFLOP/s (the H200's measured bf16 matrix rate).",
+    "peak GiB: ours = the runner's caching-allocator peak in the timed call + the bf16 parameters (trusted shared memory; the 4.6 GiB logits buffer not counted); peers = torch.cuda.max_memory_allocated (parameters included).",
+    "free GiB: ours = 1 GiB blocks the memory probe could allocate at the start of the timed call"
+    + (f" (cudaMemGetInfo there: {probe['free_gib']} of {probe['total_gib']} GiB free)" if probe else " (probe gave no count)")
+    + "; peers = cudaMemGetInfo free once the parameters exist.",
+]
+table = "\n".join(lines) + "\n\n" + "\n".join("- " + n for n in notes) + "\n"
+open(os.path.join(out, "table.md"), "w").write(table)
+json.dump({"rows": rows, "peers": peers, "probe": probe, "machine": machine}, open(os.path.join(out, "perf.json"), "w"), indent=1, default=str)
+print(table)
+EOF
+tar czf "$OUT/logs.tgz" -C /tmp perf-logs
+stamp "done"
