@@ -40,6 +40,47 @@ stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
   echo "bwrap: ${TOURNAMENT_BWRAP:-$(command -v bwrap)}; caller uid $(id -u); commit $(cat .commit 2>/dev/null || echo unknown)"
 } | tee "$LOG/machine.txt"
 
+if [ "${PERF_GEMM:-1}" = 1 ]; then
+  stamp "matrix-product floor of one 16 x 1024 step (torch.matmul, bf16)"
+  PYTHONUNBUFFERED=1 timeout 120 python3 - > "$LOG/gemm-floor.txt" 2>&1 <<'PY'
+# The matrix products of one Qwen2.5-7B training step at 16 x 1024 tokens
+# (forward, input and weight gradients), each timed alone with CUDA events
+# (median of 5 after 2 warmups), and flash attention forward + backward: the
+# floor under any implementation that runs these products as they are.
+import torch, torch.nn.functional as F
+T, H, I, KV, V, L = 16384, 3584, 18944, 512, 152064, 28
+def t(fn):
+    for _ in range(2): fn()
+    ts = []
+    for _ in range(5):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record(); fn(); b.record(); torch.cuda.synchronize(); ts.append(a.elapsed_time(b) / 1e3)
+    return sorted(ts)[2]
+def linear(M, K, N):  # forward, input gradient, weight gradient
+    x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16); w = torch.randn(N, K, device="cuda", dtype=torch.bfloat16)
+    dy = torch.randn(M, N, device="cuda", dtype=torch.bfloat16)
+    r = (t(lambda: x @ w.t()), t(lambda: dy @ w), t(lambda: dy.t() @ x))
+    del x, w, dy; return r
+total, flops = 0.0, 0.0
+for name, K, N, per_step in [("q/o", H, H, 2 * L), ("k/v", H, KV, 2 * L), ("qkv fused", H, H + 2 * KV, 0), ("gate/up", H, I, 2 * L),
+                             ("gate+up fused", H, 2 * I, 0), ("down", I, H, L), ("lm_head", H, V, 1)]:
+    f, di, dw = linear(T, K, N) if N != V else linear(4096, K, N)
+    if N == V: f, di, dw = 4 * f, 4 * di, 4 * dw  # lm_head timed on a quarter of the rows (memory)
+    tf = 2 * T * K * N / 1e12
+    print(f"{name:14s} [{T}x{K}] x [{K}x{N}]: fwd {f*1e3:6.2f} ms ({tf/f:5.0f} TF/s)  dX {di*1e3:6.2f} ms ({tf/di:5.0f})  dW {dw*1e3:6.2f} ms ({tf/dw:5.0f})  x{per_step} per step")
+    total += per_step * (f + di + dw); flops += per_step * 3 * tf
+q = torch.randn(16, 28, 1024, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+k = torch.randn(16, 4, 1024, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+v = torch.randn(16, 4, 1024, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+def att():
+    o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True); o.backward(torch.ones_like(o))
+ta = t(att)
+print(f"flash attention fwd+bwd (GQA 28/4, causal, 16 x 1024): {ta*1e3:.2f} ms per layer, backend {torch._fused_sdp_choice(q, k, v, is_causal=True, enable_gqa=True)}")
+print(f"matrix products per step: {total:.3f} s ({flops/total:.0f} TF/s effective); with attention {total + L*ta:.3f} s -> at most {T/(total + L*ta):,.0f} tokens/s")
+PY
+  cat "$LOG/gemm-floor.txt"
+fi
+
 stamp "build"
 TOURNAMENT_BUILD_JOBS=16 node scripts/build-native.js > "$LOG/build.log" 2>&1 || { tail -40 "$LOG/build.log"; tar czf "$OUT/logs.tgz" -C /tmp perf-logs; exit 1; }
 [ -f "$BENCH/data/train.pt" ] || node scripts/make-7b-benchmark.js "$BENCH" 256 > /dev/null
