@@ -57,6 +57,13 @@ void cuda_synchronize(const torch::Device& device) {
   (void)device;
 }
 
+void cuda_empty_cache(const torch::Device& device) {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  (void)device;
+}
+
 void cuda_synchronize_current_stream(const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
   if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(cuda_index(device)).synchronize();

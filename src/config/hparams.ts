@@ -1,7 +1,7 @@
 // Typed, validated loader for hparams/hparams.json. An unknown key or a value of
 // the wrong type or range is an error naming the key: a typo in a validator's
 // settings must never silently fall back to a default.
-import { readJsonFile } from '../data/json';
+import { readJsonFile } from '../util/json';
 import { UserError } from '../errors';
 
 export interface OptimizerParams {

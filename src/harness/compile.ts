@@ -11,10 +11,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import { loadHparams } from '../config/hparams';
-import { readJsonFile } from '../data/json';
-import { PROJECT_ROOT } from '../engine/native';
-import { checkSource, SourceFile } from '../commands/miner/common';
-import { checkSandbox, sandboxArgv } from './sandbox';
+import { readJsonFile } from '../util/json';
+import { PROJECT_ROOT } from '../util/paths';
+import { checkSource, SourceFile } from '../submission/source';
+import { Sandbox, SANDBOX_SPAWN_ENV } from './sandbox';
 
 export type CompileResult = { ok: true; pluginPath: string; seconds: number } | { ok: false; message: string };
 
@@ -27,6 +27,8 @@ export interface CompileOptions {
   maxCodeBytes?: number;
   /** The build to compile against (default: loadPluginBuild()). */
   build?: PluginBuild;
+  /** The sandbox to compile in (default: one opened for this compile). */
+  sandbox?: Sandbox;
 }
 
 /** What CMake recorded about this build (CMakeLists.txt, last block). */
@@ -77,11 +79,11 @@ export function compilerArgv(build: PluginBuild, source: string, output: string)
 /**
  * Host directories outside /usr that compiling or running a plugin needs:
  * the compiler's whole prefix (its internal headers and libstdc++ live beside
- * bin/), and libtorch's install (for a pip PyTorch, the whole site-packages,
- * where its CUDA libraries are too).
+ * bin/), libtorch's install (for a pip PyTorch, the whole site-packages,
+ * where its CUDA libraries are too) and the project's public headers.
  */
 export function toolchainBinds(build: PluginBuild): string[] {
-  const outside = (p: string) => !(p === '/usr' || p.startsWith('/usr/') || p.startsWith(PROJECT_ROOT + path.sep));
+  const outside = (p: string) => !(p === '/usr' || p.startsWith('/usr/'));
   const dirs: string[] = [];
   const cxxDir = path.dirname(fs.realpathSync(build.cxx));
   dirs.push(path.basename(cxxDir) === 'bin' ? path.dirname(cxxDir) : cxxDir);
@@ -119,7 +121,7 @@ interface Exit {
 /** Runs argv, keeping the head of stderr, killing the whole sandbox at the deadline. */
 function runWithDeadline(argv: string[], timeoutMs: number): Promise<Exit> {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...SANDBOX_SPAWN_ENV } });
     let stderr = '';
     let timedOut = false;
     const keep = (chunk: Buffer) => {
@@ -164,7 +166,7 @@ export async function compileChecked(source: SourceFile, opts: CompileOptions): 
   const sourcePath = source.path;
   const display = displayPath(sourcePath);
   const build = opts.build ?? loadPluginBuild();
-  checkSandbox();
+  const sandbox = opts.sandbox ?? Sandbox.open();
   const workDir = path.resolve(opts.workDir);
   fs.mkdirSync(workDir, { recursive: true });
   const copyName = /\.(cpp|cc|cxx)$/.test(path.basename(sourcePath)) ? path.basename(sourcePath) : 'train.cpp';
@@ -173,7 +175,7 @@ export async function compileChecked(source: SourceFile, opts: CompileOptions): 
   fs.rmSync(path.join(workDir, pluginName), { force: true });
 
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const argv = sandboxArgv({
+  const job = {
     command: compilerArgv(build, copyName, pluginName),
     scratchDir: workDir,
     readOnlyBinds: toolchainBinds(build),
@@ -182,7 +184,9 @@ export async function compileChecked(source: SourceFile, opts: CompileOptions): 
     cpuSeconds: Math.ceil(timeoutMs / 1000) + 5,
     fileBytes: OUTPUT_BYTES,
     maxProcesses: 256,
-  });
+  };
+  sandbox.prepareScratch(job);
+  const argv = sandbox.argv(job);
   const t0 = process.hrtime.bigint();
   const exit = await runWithDeadline(argv, timeoutMs);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
