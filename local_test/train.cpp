@@ -37,7 +37,7 @@ std::vector<bool> plan_checkpointing(Qwen2ForCausalLM& model, int64_t tokens, to
   // temporaries and some room for fragmentation. The gradients replace the
   // activations as backward frees them.
   const int64_t moments = 2 * param_bytes;
-  const int64_t reserve = int64_t(16) << 30;
+  const int64_t reserve = int64_t(20) << 30;
   const auto dtype = model->parameters()[0].scalar_type();
   const int64_t per_layer = layer_activation_bytes(model->config, tokens, dtype);
   const int64_t keep = std::clamp<int64_t>((available - moments - reserve) / per_layer, 0, layers);

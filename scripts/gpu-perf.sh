@@ -83,7 +83,7 @@ fi
 
 stamp "build"
 TOURNAMENT_BUILD_JOBS=16 node scripts/build-native.js > "$LOG/build.log" 2>&1 || { tail -40 "$LOG/build.log"; tar czf "$OUT/logs.tgz" -C /tmp perf-logs; exit 1; }
-[ -f "$BENCH/data/train.pt" ] || node scripts/make-7b-benchmark.js "$BENCH" 256 > /dev/null
+bin/tournament setup-benchmark --preset 7b-shape --benchmark-dir "$BENCH" > "$LOG/setup.log" 2>&1 || { tail -5 "$LOG/setup.log"; exit 1; }
 
 bench() {  # NAME FILE [local-bench options...]
   local name=$1 file=$2; shift 2
@@ -133,7 +133,7 @@ def load(p):
         return {"error": str(e)}
 
 probe = None
-for p in glob.glob(os.path.join(log, "lb-*.err")):
+for p in glob.glob(os.path.join(log, "lb-memory_probe.*")):  # the verdict's reasons carry the probe's line
     for m in re.finditer(r"memory_probe: (\d+) x 1 GiB.*?free ([\d.-]+) of ([\d.-]+) GiB", open(p, errors="replace").read()):
         probe = {"gib": int(m.group(1)), "free_gib": float(m.group(2)), "total_gib": float(m.group(3))}
 

@@ -5,10 +5,14 @@
 //     loop over the layers that keeps exactly what backward needs, and a
 //     backward loop in reverse (autograd only inside flash attention and the
 //     engine's chunked loss);
-//   - fuses the q/k/v projections into one matrix product and the MLP's gate
-//     and up projections into another (the weights are concatenated into a
-//     scratch buffer per layer, forward and backward; the gradient comes out
-//     as one tensor whose slices are the parameters' gradients);
+//   - RMSNorm through ATen's fused kernels (_fused_rms_norm and its backward,
+//     PyTorch 2.9 and later on CUDA: one pass each way; the normalised
+//     output is recomputed in backward instead of kept);
+//   - fuses the q/k/v projections into one matrix product (their weights are
+//     concatenated into a scratch buffer per layer, forward and backward; the
+//     gradient comes out as one tensor whose slices are the parameters'
+//     gradients). Gate and up stay two products: on the H200 one product of
+//     twice the width ran slower than the two (2026-12-02, gpu-perf.sh);
 //   - adds each residual inside its output projection's matrix product;
 //   - keeps every layer's activations when memory allows, recomputing a
 //     layer's forward in backward otherwise;
@@ -26,8 +30,19 @@ namespace {
 
 // ---------------------------------------------------------------- elementwise pieces
 
-// RMSNorm as the engine computes it: float32 statistics, rounded, then scaled.
+#define TUNED_FUSED_RMS_NORM (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 9))
+
+// RMSNorm: y = w * x / rms(x), statistics in float32. On CUDA with PyTorch
+// 2.9+ one fused kernel (the scaling by w in float32, rounded once); else as
+// the engine computes it (rounded before the scaling).
 Tensor rms_forward(const Tensor& x, const Tensor& w, double eps, Tensor* rstd) {  // [T, H] -> [T, H]
+#if TUNED_FUSED_RMS_NORM
+  if (x.is_cuda()) {
+    auto [y, r] = at::_fused_rms_norm(x, {x.size(-1)}, w, eps);
+    *rstd = r;
+    return y;
+  }
+#endif
   auto xf = x.to(torch::kFloat32);
   *rstd = torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);  // [T, 1]
   return w * (xf * *rstd).to(x.scalar_type());
@@ -35,6 +50,13 @@ Tensor rms_forward(const Tensor& x, const Tensor& w, double eps, Tensor* rstd) {
 
 // Its gradient: returns dx; *dw the weight's gradient.
 Tensor rms_backward(const Tensor& g, const Tensor& x, const Tensor& w, const Tensor& rstd, Tensor* dw) {
+#if TUNED_FUSED_RMS_NORM
+  if (x.is_cuda()) {
+    auto [dx, dweight] = at::_fused_rms_norm_backward(g, x, {x.size(-1)}, rstd, w, {true, true});
+    *dw = dweight;
+    return dx;
+  }
+#endif
   auto nf = x.to(torch::kFloat32) * rstd;
   *dw = (g * nf.to(x.scalar_type())).sum(0);
   auto dn = (g * w).to(torch::kFloat32);
@@ -67,18 +89,18 @@ struct Dims {
   int64_t B, S, T, H, I, Nq, Nkv, D, KV;
 };
 
-// Scratch buffers for the fused weights, shared by all layers.
+// Scratch buffer for the fused q/k/v weight, shared by all layers.
 struct Scratch {
-  Tensor qkv;      // [H + 2 KV, H]
-  Tensor gate_up;  // [2 I, H]
+  Tensor qkv;  // [H + 2 KV, H]
 };
 
-// What backward needs of one layer. A checkpointed layer keeps only x.
+// What backward needs of one layer (the norms' outputs are recomputed from
+// their inputs). A checkpointed layer keeps only x.
 struct Saved {
-  Tensor x, rstd1, n1;      // input, its norm
-  Tensor q, k, v, attn;     // attention's leaves [B, N, S, D] and output; autograd holds flash's state
-  Tensor a;                 // attention output [T, H]
-  Tensor h, rstd2, n2, gu;  // residual after attention, its norm, gate | up [T, 2 I]
+  Tensor x, rstd1;              // input, its norm's row scales
+  Tensor q, k, v, attn;         // attention's leaves [B, N, S, D] and output; autograd holds flash's state
+  Tensor a;                     // attention output [T, H]
+  Tensor h, rstd2, gate, up;    // residual after attention, its norm's row scales, the MLP's [T, I] products
   bool complete = false;
 };
 
@@ -90,9 +112,6 @@ struct Layer {
     return torch::cat_out(s.qkv, {attn().q_proj->weight, attn().k_proj->weight, attn().v_proj->weight}, 0);
   }
   Tensor qkv_bias() const { return torch::cat({attn().q_proj->bias, attn().k_proj->bias, attn().v_proj->bias}, 0); }
-  Tensor gate_up_weight(Scratch& s) const {
-    return torch::cat_out(s.gate_up, {mlp().gate_proj->weight, mlp().up_proj->weight}, 0);
-  }
 };
 
 // x [T, H] -> the layer's output [T, H]. With `save`, fills it for backward.
@@ -103,7 +122,10 @@ Tensor layer_forward(const Layer& L, const Tensor& x, const Tensor& cos, const T
   auto qkv = torch::addmm(L.qkv_bias(), n1, L.qkv_weight(scratch).t());                         // [T, H + 2 KV]
   auto q = rope_forward(qkv.narrow(1, 0, d.H).view({d.B, d.S, d.Nq, d.D}), cos, sin).transpose(1, 2);
   auto k = rope_forward(qkv.narrow(1, d.H, d.KV).view({d.B, d.S, d.Nkv, d.D}), cos, sin).transpose(1, 2);
-  auto v = qkv.narrow(1, d.H + d.KV, d.KV).view({d.B, d.S, d.Nkv, d.D}).transpose(1, 2);  // [B, N, S, D]
+  // v copied out, so the [T, H + 2 KV] product is freed with this layer's forward.
+  auto v = qkv.narrow(1, d.H + d.KV, d.KV).contiguous().view({d.B, d.S, d.Nkv, d.D}).transpose(1, 2);  // [B, N, S, D]
+  qkv = Tensor();
+  n1 = Tensor();
   Tensor attn;
   if (save) {
     q = q.detach().requires_grad_(true);
@@ -117,36 +139,39 @@ Tensor layer_forward(const Layer& L, const Tensor& x, const Tensor& cos, const T
   auto a = attn.detach().transpose(1, 2).reshape({d.T, d.H});                               // [T, H]
   auto h = torch::addmm(x, a, L.attn().o_proj->weight.t());                                 // x + o_proj(a)
   auto n2 = rms_forward(h, L.m->post_attention_layernorm->weight, L.m->post_attention_layernorm->eps, &rstd2);
-  auto gu = n2.mm(L.gate_up_weight(scratch).t());                                           // [T, 2 I]
-  auto p = torch::silu(gu.narrow(1, 0, d.I)) * gu.narrow(1, d.I, d.I);                      // [T, I]
-  auto y = torch::addmm(h, p, L.mlp().down_proj->weight.t());                               // h + down(p)
-  if (save) *save = Saved{x, rstd1, n1, q, k, v, attn, a, h, rstd2, n2, gu, true};
+  auto gate = n2.mm(L.mlp().gate_proj->weight.t());                                         // [T, I]
+  auto up = n2.mm(L.mlp().up_proj->weight.t());                                             // [T, I]
+  auto y = torch::addmm(h, torch::silu(gate) * up, L.mlp().down_proj->weight.t());          // h + down(silu(gate) up)
+  if (save) *save = Saved{x, rstd1, q, k, v, attn, a, h, rstd2, gate, up, true};
   return y;
 }
 
 // dy [T, H] -> dx [T, H]; sets the layer's parameter gradients and frees `s`.
 Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& cos, const Tensor& sin, const Dims& d,
                       Scratch& scratch) {
-  // MLP: y = h + down(silu(gate) * up)
-  auto gate = s.gu.narrow(1, 0, d.I), up = s.gu.narrow(1, d.I, d.I);
-  auto silu_gate = torch::silu(gate);
+  // MLP: y = h + down(silu(gate) * up), gate / up = n2 W^T, n2 = norm(h)
+  const auto& norm2 = *L.m->post_attention_layernorm;
+  Tensor unused;
+  auto n2 = rms_forward(s.h, norm2.weight, norm2.eps, &unused);  // recomputed
+  auto silu_gate = torch::silu(s.gate);
   auto w_down = L.mlp().down_proj->weight;
-  add_grad(w_down, dy.t().mm(silu_gate * up));                   // [H, I]
+  add_grad(w_down, dy.t().mm(silu_gate * s.up));                 // [H, I]
   auto dp = dy.mm(w_down);                                       // [T, I]
-  auto dgu = torch::empty_like(s.gu);                            // [T, 2 I]
-  dgu.narrow(1, 0, d.I).copy_(torch::silu_backward(dp * up, gate));
-  auto d_up = dgu.narrow(1, d.I, d.I);
-  torch::mul_out(d_up, dp, silu_gate);
+  auto d_up = dp * silu_gate;
   silu_gate = Tensor();
+  auto d_gate = torch::silu_backward(dp * s.up, s.gate);
   dp = Tensor();
-  auto dw_gu = dgu.t().mm(s.n2);                                 // [2 I, H]
-  add_grad(L.mlp().gate_proj->weight, dw_gu.narrow(0, 0, d.I));
-  add_grad(L.mlp().up_proj->weight, dw_gu.narrow(0, d.I, d.I));
-  auto dn2 = dgu.mm(L.gate_up_weight(scratch));                  // [T, H]
-  dgu = Tensor();
+  s.gate = Tensor();
+  s.up = Tensor();
+  auto w_gate = L.mlp().gate_proj->weight, w_up = L.mlp().up_proj->weight;
+  add_grad(w_gate, d_gate.t().mm(n2));                           // [I, H]
+  add_grad(w_up, d_up.t().mm(n2));                               // [I, H]
+  auto dn2 = torch::addmm(d_gate.mm(w_gate), d_up, w_up);        // [T, H]
+  d_gate = Tensor();
+  d_up = Tensor();
   Tensor dln;
-  auto dh = dy + rms_backward(dn2, s.h, L.m->post_attention_layernorm->weight, s.rstd2, &dln);
-  add_grad(L.m->post_attention_layernorm->weight, dln);
+  auto dh = dy + rms_backward(dn2, s.h, norm2.weight, s.rstd2, &dln);
+  add_grad(norm2.weight, dln);
 
   // Attention: h = x + o_proj(attention(rope(q), rope(k), v))
   auto w_o = L.attn().o_proj->weight;
@@ -157,7 +182,9 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
   auto dk = rope_backward(g[1].transpose(1, 2), cos, sin).reshape({d.T, d.KV});
   auto dv = g[2].transpose(1, 2).reshape({d.T, d.KV});
   auto dqkv = torch::cat({dq, dk, dv}, 1);                       // [T, H + 2 KV]
-  auto dw_qkv = dqkv.t().mm(s.n1);                               // [H + 2 KV, H]
+  const auto& norm1 = *L.m->input_layernorm;
+  auto n1 = rms_forward(s.x, norm1.weight, norm1.eps, &unused);  // recomputed
+  auto dw_qkv = dqkv.t().mm(n1);                                 // [H + 2 KV, H]
   auto db_qkv = dqkv.sum(0);
   auto& at = L.attn();
   add_grad(at.q_proj->weight, dw_qkv.narrow(0, 0, d.H));
@@ -173,16 +200,19 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
   return dx;
 }
 
-// How many layers keep their activations (the rest are recomputed in backward), as the baseline plans it.
-int64_t layers_to_keep(Qwen2ForCausalLM& model, int64_t tokens, torch::Device device) {
+// How many layers keep their activations (the rest are recomputed in
+// backward): what one layer keeps (Saved, from the shapes) against the memory
+// left once AdamW's moments exist, less a reserve for the loss's chunks, the
+// last step's logits, one layer's backward temporaries and fragmentation.
+int64_t layers_to_keep(Qwen2ForCausalLM& model, const Dims& d, torch::Device device) {
   const int64_t layers = model->config.num_hidden_layers;
   const int64_t available = available_device_memory(device);
   if (available < 0) return layers;
   int64_t param_bytes = 0;
   for (const auto& p : model->parameters()) param_bytes += p.numel() * p.element_size();
-  const int64_t reserve = int64_t(14) << 30;  // loss chunks, last logits, one layer's backward, fragmentation
-  const auto dtype = model->parameters()[0].scalar_type();
-  const int64_t per_layer = layer_activation_bytes(model->config, tokens, dtype);
+  const int64_t e = model->parameters()[0].element_size();
+  const int64_t per_layer = d.T * (e * (5 * d.H + 2 * d.KV + 2 * d.I) + 4 * (2 + d.Nq));
+  const int64_t reserve = int64_t(18) << 30;
   return std::clamp<int64_t>((available - 2 * param_bytes - reserve) / per_layer, 0, layers);
 }
 
@@ -203,13 +233,13 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   for (size_t i = 0; i < model->model->layers->size(); ++i) layers.push_back({model->model->layers[i]->as<DecoderLayerImpl>()});
   const auto embed = model->model->embed_tokens->weight;
   const auto opts = embed.options();
-  const int64_t keep = layers_to_keep(model, d.T, device);
+  const int64_t keep = layers_to_keep(model, d, device);
   const int64_t first_kept = static_cast<int64_t>(layers.size()) - keep;  // layers [0, first_kept) are recomputed
   auto [cos2d, sin2d] = model->rope(d.S, embed.scalar_type(), device);      // [S, D]
   auto cos = cos2d.unsqueeze(1), sin = sin2d.unsqueeze(1);                  // [S, 1, D]
 
   AdamW opt(model->parameters(), optimizer);
-  Scratch scratch{torch::empty({d.H + 2 * d.KV, d.H}, opts), torch::empty({2 * d.I, d.H}, opts)};
+  Scratch scratch{torch::empty({d.H + 2 * d.KV, d.H}, opts)};
   TrainResult result;
   Tensor loss;
   for (int64_t step = 0; step < num_steps; ++step) {
