@@ -262,7 +262,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       if (last) logits = torch::empty({d.B, d.S - 1, cfg.vocab_size}, opts);
       {
         torch::AutoGradMode grad_on(true);  // the engine's chunked loss; its backward fills lm_head's gradient
-        loss = linear_cross_entropy(hidden, model->lm_head_weight(), ids, logits, /*chunk_rows=*/4096);
+        loss = linear_cross_entropy(hidden, model->lm_head_weight(), ids, logits);
         loss.backward();
       }
       if (last) result.logits = logits;
