@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Issue 13's performance table, in one call on the GPU machine (one H200):
+#   0. the matrix-product floor: one step's products timed alone (PERF_GEMM);
 #   1. the engine built with CUDA, a Qwen2.5-7B-shaped benchmark (random init,
 #      bf16, 16 x 1024 synthetic tokens, 5 timed steps after 1 warmup step);
 #   2. each submission through the full `local-bench` path (compile in the
@@ -18,6 +19,7 @@
 #   PERF_BASELINE=0        1: also local-bench the baseline as a submission
 #   PERF_PEERS="compiled:none compiled:all eager:all"   peers in this order, MODE:CKPT each
 #                          (MODE eager, compiled (regional) or full; CKPT all, none or N)
+#   PERF_GEMM=1            0: skip the matrix-product floor (about 12 s)
 #   PERF_DEADLINE=560      seconds for the whole script; a peer that cannot
 #                          finish before it is skipped, and the table says so
 # Results: $OUT/table.md (also printed last), $OUT/perf.json, $OUT/logs.tgz.
