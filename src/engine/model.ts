@@ -1,5 +1,7 @@
-// Opens the benchmark model: config from model/config.json, parameters from
-// the checkpoint when there is one, seeded random initialisation otherwise.
+// Opens the benchmark model in this process (tests and checkpoint checks: the
+// harness's runs happen in the runner): config from model/config.json,
+// parameters from the checkpoint when there is one, seeded random
+// initialisation otherwise.
 import * as path from 'path';
 import { readQwen2Config } from './config';
 import { Attention, Dtype, loadAddon, native, NativeModel, Qwen2Config } from './native';
@@ -25,7 +27,7 @@ export interface OpenedModel {
 export async function openModel(o: OpenModelOptions): Promise<OpenedModel> {
   const config = readQwen2Config(path.join(o.modelDir, 'config.json'));
   const addon = loadAddon();
-  const model = await native('creating the model', () => new addon.Model({ config, device: o.device, dtype: o.dtype, attention: o.attention, seed: o.seed }));
+  const model = await native('creating the model', () => new addon.testing.Model({ config, device: o.device, dtype: o.dtype, attention: o.attention, seed: o.seed }));
   let weights: OpenedModel['weights'] = 'random';
   if (!o.randomInit && hasCheckpoint(o.modelDir)) {
     const plan = planCheckpointLoad(o.modelDir, model.parameters());

@@ -131,7 +131,8 @@ export interface NativeEvaluator {
 }
 
 export interface NativeAddon {
-  Model: new (o: ModelOptions) => NativeModel;
+  /** The in-process model, for tests against the reference implementation and checkpoint checks only. */
+  testing: { Model: new (o: ModelOptions) => NativeModel };
   Evaluator: new (o: EvaluatorOptions) => NativeEvaluator;
   info(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; sdpa: boolean };
   numParameters(c: Qwen2Config): number;
