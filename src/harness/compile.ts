@@ -30,7 +30,7 @@ export interface CompileOptions {
   build?: PluginBuild;
   /** The sandbox to compile in (default: one opened for this compile). */
   sandbox?: Sandbox;
-  /** A precompiled contract header (precompiledHeader()): the same code, about 3.5x faster to compile. */
+  /** A precompiled libtorch header (precompiledHeader()): the same code, about 3.5x faster to compile. */
   pch?: string;
 }
 
@@ -88,8 +88,8 @@ export function compilerArgv(build: PluginBuild, source: string, output: string,
 const PCH_HEADER = 'tournament_pch.h';
 
 /**
- * A precompiled header of the contract (and with it libtorch's headers) for
- * this build: parsing torch/torch.h is most of a plugin's compile time
+ * A precompiled header of libtorch (torch/torch.h, which the contract
+ * includes) for this build: parsing it is most of a plugin's compile time
  * (measured on the 2-core CPU machine: 25.8 s plain, 7.3 s with it). Made once
  * per toolchain and headers, in the sandbox, under `cacheDir`; returns the
  * header to pass to compilerArgv, or undefined (and plugins compile without
@@ -105,7 +105,8 @@ export async function precompiledHeader(cacheDir: string, build: PluginBuild, sa
   const tmp = `${dir}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
-  fs.writeFileSync(path.join(tmp, PCH_HEADER), '// The submission contract, precompiled for this build (src/harness/compile.ts).\n#include <tournament/train_api.h>\n');
+  // libtorch alone: the contract's own header stays the submission's to include (with or without TOURNAMENT_HOST).
+  fs.writeFileSync(path.join(tmp, PCH_HEADER), '// libtorch, precompiled for this build (src/harness/compile.ts).\n#include <torch/torch.h>\n');
   const job = {
     command: [build.cxx, ...codeFlags(build), '-x', 'c++-header', PCH_HEADER, '-o', `${PCH_HEADER}.gch`],
     scratchDir: tmp,

@@ -337,6 +337,8 @@ export class Sandbox {
     }
     for (const p of binds) if (covered.some((s) => within(p, s) && p !== s)) args.push('--ro-bind', p, p);
     args.push('--bind', scratch, scratch, '--chdir', scratch);
+    // The root bwrap built (a tmpfs holding the mount points) read-only too: only scratch and /tmp take writes.
+    args.push('--remount-ro', '/');
     const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: scratch, ...(o.env ?? {}) };
     args.push('--clearenv');
     for (const [k, v] of Object.entries(env)) args.push('--setenv', k, v);
