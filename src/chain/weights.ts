@@ -59,22 +59,19 @@ const payloadCodec = (v: unknown): Codec => registry.createType(PAYLOAD_TYPE, v)
 /** SCALE encoding of WeightsTlockPayload (the plaintext of a timelocked weights commit). */
 export function encodeWeightsPayload(hotkeyPublicKey: Uint8Array, uids: number[], values: number[], versionKey: bigint): Uint8Array {
   if (hotkeyPublicKey.length !== 32) throw new Error(`a hotkey public key is 32 bytes, got ${hotkeyPublicKey.length}`);
-  return payloadCodec({ hotkey: hotkeyPublicKey, uids, values, version_key: versionKey }).toU8a();
+  return payloadCodec({ hotkey: Array.from(hotkeyPublicKey), uids, values, version_key: versionKey }).toU8a();
 }
 
 /** Decodes what encodeWeightsPayload wrote (tests, and reading back a commit). */
 export function decodeWeightsPayload(bytes: Uint8Array): { hotkey: Uint8Array; uids: number[]; values: number[]; versionKey: bigint } {
-  const s = payloadCodec(bytes) as unknown as {
-    hotkey: { toU8a(bare: boolean): Uint8Array };
-    uids: { toNumber(): number }[];
-    values: { toNumber(): number }[];
-    version_key: { toBigInt(): bigint };
-  };
+  // A Struct is a Map: fields are read with get() (`values` would be Map.prototype.values).
+  const s = payloadCodec(bytes) as unknown as Map<string, Codec>;
+  const nums = (k: string) => Array.from(s.get(k) as unknown as Codec[], (x) => Number(x.toString()));
   return {
-    hotkey: s.hotkey.toU8a(true),
-    uids: Array.from(s.uids, (x) => x.toNumber()),
-    values: Array.from(s.values, (x) => x.toNumber()),
-    versionKey: s.version_key.toBigInt(),
+    hotkey: (s.get('hotkey') as Codec).toU8a(true),
+    uids: nums('uids'),
+    values: nums('values'),
+    versionKey: BigInt((s.get('version_key') as Codec).toString()),
   };
 }
 

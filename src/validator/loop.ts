@@ -48,6 +48,8 @@ export interface ValidatorOptions {
   sinceBlock?: number;
   fetch?: FetchFn;
   fetchTimeoutMs?: number;
+  /** first wait after a failed pass (doubles up to 5 min) */
+  outageBackoffMs?: number;
   r2Endpoint?: string;
 }
 
@@ -130,7 +132,7 @@ export class Validator {
         failures = 0;
       } catch (e) {
         failures++;
-        const wait = backoffMs(failures - 1, 5000, 300000);
+        const wait = backoffMs(failures - 1, this.o.outageBackoffMs ?? 5000, 300000);
         this.log.log('error', `pass failed (${failures} in a row): ${(e as Error).message}; retrying in ${Math.round(wait / 1000)} s`);
         if (opts.once && failures >= 3) throw e;
         await sleep(wait, this.stopping.signal);

@@ -35,7 +35,7 @@ export function planWeights(leader: LeaderRef | null, neurons: Neuron[], burnRat
   } else {
     add(leaderUid, 1 - burnRate);
     add(burnUid, burnRate);
-    reason = `leader submission ${leader.submissionId} (uid ${leaderUid}) gets ${1 - burnRate}, burn_uid ${burnUid} gets ${burnRate}`;
+    reason = `leader submission ${leader.submissionId} (uid ${leaderUid}) gets ${+(1 - burnRate).toFixed(6)}, burn_uid ${burnUid} gets ${burnRate}`;
   }
   const list = [...shares.entries()].sort((a, b) => a[0] - b[0]);
   const u16 = normalizeWeightsU16(list.map(([u]) => u), list.map(([, s]) => s));
