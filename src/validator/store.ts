@@ -452,13 +452,15 @@ export class ValidatorStore {
 
   /** Records weights about to be sent (before sending them). */
   beginWeights(w: { block: number; leaderSubmissionId: number | null; reason: string; uids: number[]; weights: number[] }): number {
-    return this.db.transaction(() => {
+    const id = this.db.transaction(() => {
       const r = this.db
         .prepare(`INSERT INTO weights (block, created_at, leader_submission_id, reason, uids, weights, status) VALUES (?, ?, ?, ?, ?, ?, 'pending')`)
         .run(w.block, now(), w.leaderSubmissionId, w.reason, JSON.stringify(w.uids), JSON.stringify(w.weights));
       this.hook('begin-weights');
       return Number(r.lastInsertRowid);
     })();
+    this.hook('weights-recorded'); // committed, not yet sent
+    return id;
   }
 
   finishWeights(id: number, r: { status: 'sent' | 'failed'; mode?: string; txHash?: string | null; revealRound?: bigint | null; error?: string }): void {
