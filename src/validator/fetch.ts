@@ -33,6 +33,8 @@ export interface FetchOptions {
   timeoutMs?: number;
   /** attempts within this call for retryable failures */
   attempts?: number;
+  /** wait before the second attempt (x4 for each further one) */
+  retryBaseMs?: number;
   /** the local network: private addresses allowed, .local_storage/ under cwd */
   local: boolean;
   cwd?: string;
@@ -194,7 +196,7 @@ export async function fetchCommittedCode(p: CommitmentPayload, o: FetchOptions):
     } catch (e) {
       const err = e instanceof FetchError ? e : new FetchError((e as Error).message, true);
       if (!err.retryable || i >= attempts) throw err;
-      await sleep(1000 * 4 ** (i - 1));
+      await sleep((o.retryBaseMs ?? 1000) * 4 ** (i - 1));
     }
   }
 }
