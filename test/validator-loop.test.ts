@@ -113,12 +113,18 @@ describe('validator: the loop', () => {
     const r = make();
     r.chain.neuronList.push({ uid: 5, hotkey: 'H' });
     r.chain.commitments.push({ hotkey: 'H', block: 11, bytes: Buffer.from('{"v":1,"sha256":"x"') });
+    r.chain.neuronList.push({ uid: 6, hotkey: 'Big' });
+    r.chain.commitments.push({ hotkey: 'Big', block: 12, bytes: Buffer.alloc(5 << 20, 0x7b) });
     reveal(r, 'A', 'a1', 10);
     reveal(r, 'A', 'a2', 15); // 5 blocks later: under min_blocks_between_commits (10)
     reveal(r, 'A', 'a3', 21); // 11 after the last counted one
     const s = await r.v.pass();
-    assert.equal(s.discovered, 4);
-    assert.deepEqual(stateOf(r), [['A', 'accepted', null], ['H', 'rejected', 'invalid_commitment'], ['A', 'rejected', 'rate_limited'], ['A', 'accepted', null]]);
+    assert.equal(s.discovered, 5);
+    assert.deepEqual(stateOf(r), [['A', 'accepted', null], ['H', 'rejected', 'invalid_commitment'], ['Big', 'rejected', 'invalid_commitment'], ['A', 'rejected', 'rate_limited'], ['A', 'accepted', null]]);
+    const big = r.store.recent(10).find((x) => x.hotkey === 'Big')!;
+    assert.ok(big.commitment_hex.length < 300, 'a 5 MiB commitment is not stored whole');
+    assert.match(big.reasons!, /over the chain's 1024/);
+    assert.equal((await r.v.pass()).discovered, 0, 'and is recognised on the next pass');
     const limited = r.store.recent(10).find((x) => x.reject_code === 'rate_limited')!;
     assert.match(limited.reasons!, /5 blocks after .*min_blocks_between_commits is 10/);
     assert.deepEqual(r.evaluated, ['a1', 'a3']);

@@ -14,7 +14,7 @@ import { lockDataDir } from '../validator/lock';
 import { createLogger } from '../validator/log';
 import { Validator } from '../validator/loop';
 import { ValidatorStore } from '../validator/store';
-import { withBenchmarkDir, withHparams, withJson, withNetwork, withWallet } from './options';
+import { intOption, withBenchmarkDir, withHparams, withJson, withNetwork, withWallet } from './options';
 
 export const DEFAULT_DATA_DIR = 'validator-data';
 
@@ -45,11 +45,6 @@ interface Args {
   'fetch-timeout': number;
   'log-format': string;
   'peak-tflops'?: number;
-}
-
-function positiveInt(name: string, v: number, min = 1): number {
-  if (!Number.isInteger(v) || v < min) throw new UserError(`--${name} must be an integer >= ${min}, got ${v}`);
-  return v;
 }
 
 export const evaluateCommand: CommandModule<object, Args> = {
@@ -84,9 +79,9 @@ export const evaluateCommand: CommandModule<object, Args> = {
     const netuid = a.netuid ?? hparams.netuid;
     if (!Number.isInteger(netuid) || netuid < 0 || netuid > 65535) throw new UserError(`--netuid must be an integer in [0, 65535], got ${a.netuid}`);
     for (const [n, v] of [['max-attempts', a['max-attempts']], ['max-fetch-failures', a['max-fetch-failures']], ['poll-seconds', a['poll-seconds']], ['fetch-timeout', a['fetch-timeout']]] as const) {
-      positiveInt(n, v);
+      intOption(n, v, 1, 1);
     }
-    positiveInt('since-block', a['since-block'], 0);
+    intOption('since-block', a['since-block'], 0, 0);
     for (const f of [path.join(a['benchmark-dir'], 'model', 'config.json'), path.join(a['benchmark-dir'], 'data', 'train.pt')]) {
       if (!fs.existsSync(f)) throw new UserError(`${f} does not exist: the benchmark is not set up`, { hint: `run \`tournament setup-benchmark\` (--preset tiny for the CPU default) first, or pass --benchmark-dir` });
     }

@@ -1,5 +1,6 @@
 // Shared option builders, so every command spells a flag the same way.
 import type { Argv } from 'yargs';
+import { UserError } from '../errors';
 
 export function withJson<T>(y: Argv<T>) {
   return y.option('json', { type: 'boolean', default: false, describe: 'Print one JSON document on stdout instead of text' });
@@ -40,4 +41,11 @@ export function withNetwork<T>(y: Argv<T>) {
       describe: 'finney, test, local (files under .local_commitments/ and .local_storage/), or a ws:// / wss:// subtensor URL',
     })
     .option('netuid', { type: 'number', describe: 'Subnet id (default: netuid in the hparams file)' });
+}
+
+/** An integer option's value (`dflt` when not given), at least `min`; otherwise a UserError naming the flag. */
+export function intOption(name: string, v: number | undefined, dflt: number, min: number): number {
+  const x = v ?? dflt;
+  if (!Number.isInteger(x) || x < min) throw new UserError(`--${name} must be an integer >= ${min}, got ${x}`);
+  return x;
 }

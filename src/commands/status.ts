@@ -8,7 +8,7 @@ import { UserError } from '../errors';
 import { buildStatus, type StatusDoc, type SubmissionDoc } from '../validator/report';
 import { ValidatorStore } from '../validator/store';
 import { withDataDir } from './evaluate';
-import { withHparams, withJson } from './options';
+import { intOption, withHparams, withJson } from './options';
 
 interface Args {
   'data-dir': string;
@@ -61,11 +61,11 @@ export const statusCommand: CommandModule<object, Args> = {
           'last_block, counts, evaluating, leader, leaderboard[], recent[] (each with state, reject_code, reasons, tokens_per_second, seeds) and weights.',
       ) as unknown as Argv<Args>,
   handler: (a) => {
-    if (!Number.isInteger(a.limit) || a.limit < 1) throw new UserError(`--limit must be a positive integer, got ${a.limit}`);
+    const limit = intOption('limit', a.limit, 20, 1);
     const store = ValidatorStore.openReadOnly(path.resolve(a['data-dir']));
     if (!store) throw new UserError(`no validator database in ${path.resolve(a['data-dir'])}`, { hint: 'run `tournament evaluate` first, or pass the --data-dir it uses' });
     try {
-      const d = buildStatus(store, loadHparams(a.hparams), a.limit);
+      const d = buildStatus(store, loadHparams(a.hparams), limit);
       process.stdout.write((a.json ? JSON.stringify(d, null, 2) : formatStatus(d)) + '\n');
     } finally {
       store.close();

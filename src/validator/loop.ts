@@ -17,6 +17,8 @@ import type { Hparams } from '../config/hparams';
 import type { Verdict } from '../harness/types';
 import type { Neuron, ValidatorChain } from '../chain/validator-chain';
 import { redactPayload } from '../chain/payload';
+import { MAX_TIMELOCK_COMMITMENT_BYTES } from '../chain/limits';
+import { sha256Hex } from '../storage/store';
 import type { Hotkey } from '../wallet/wallet';
 import { writeAtomic } from '../data/atomic';
 import { checkCommitment } from './commitments';
@@ -78,6 +80,15 @@ export function backoffMs(n: number, baseMs: number, capMs: number): number {
 }
 
 const ref = (s: SubmissionRow): SubmissionRef => ({ id: s.id, hotkey: s.hotkey });
+
+/**
+ * How revealed bytes are stored and recognised: their hex, or for bytes over the chain's limit (only a local
+ * file can hold such) a prefix and the sha256 of the whole, so hostile input cannot bloat the database.
+ */
+function commitmentKey(bytes: Uint8Array): string {
+  if (bytes.length <= MAX_TIMELOCK_COMMITMENT_BYTES) return u8aToHex(bytes);
+  return `${u8aToHex(bytes.subarray(0, 64))}…sha256:${sha256Hex(bytes)}`;
+}
 
 export class Validator {
   private stopping = new AbortController();
@@ -178,7 +189,7 @@ export class Validator {
     const hp = this.o.hparams;
     let n = 0;
     for (const r of revealed) {
-      const hex = u8aToHex(r.bytes);
+      const hex = commitmentKey(r.bytes);
       if (this.store.has(r.hotkey, r.block, hex)) continue;
       const check = checkCommitment(r.bytes, { local: this.o.local, maxCodeBytes: hp.max_code_bytes });
       const sub: NewSubmission = { hotkey: r.hotkey, uid: uidOf.get(r.hotkey) ?? null, block: r.block, commitmentHex: hex, sha256: null, size: null, location: null };
