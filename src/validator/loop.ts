@@ -6,7 +6,9 @@
 //      check, run through the trusted harness, record the verdict and the new
 //      leader in one transaction;
 //   3. set weights when set_weights_interval_blocks have passed since the
-//      last ones (also between evaluations, so a long queue never delays them).
+//      last ones.
+// Between evaluations it looks for new commitments and due weights again, so
+// a long queue delays neither.
 // Every step is recorded before it is acted on (store.ts), so a killed
 // validator resumes where it stopped. Chain and storage failures are logged
 // and retried with backoff; a submission's own failures cost only its own time.
@@ -163,18 +165,19 @@ export class Validator {
     const discovered = await this.discover(neurons);
     const summary: PassSummary = { block, discovered, evaluated: 0, accepted: 0, rejected: 0, weightsSet: false, pending: 0 };
     summary.weightsSet = await this.maybeSetWeights(block, neurons);
-    for (const s of this.store.due()) {
-      if (this.stopped) break;
+    // Always the earliest commitment due next, new ones included: a long queue never holds back discovery
+    // (the chain keeps only a hotkey's last 10 reveals) nor weights.
+    for (let s = this.store.due()[0]; s && !this.stopped; s = this.store.due()[0]) {
       const outcome = await this.evaluateOne(s, neurons);
       if (outcome === 'accepted') summary.accepted++;
       if (outcome === 'rejected') summary.rejected++;
       if (outcome === 'accepted' || outcome === 'rejected') summary.evaluated++;
-      // A long queue must not hold back weights: check between evaluations.
-      if (!this.stopped) {
-        const b = await this.chain.currentBlock();
-        neurons = await this.chain.neurons(this.o.netuid);
-        summary.weightsSet = (await this.maybeSetWeights(b, neurons)) || summary.weightsSet;
-      }
+      if (this.stopped) break;
+      const b = await this.chain.currentBlock();
+      this.store.setMeta('last_block', String(b));
+      neurons = await this.chain.neurons(this.o.netuid);
+      summary.discovered += await this.discover(neurons);
+      summary.weightsSet = (await this.maybeSetWeights(b, neurons)) || summary.weightsSet;
     }
     summary.pending = this.store.countByState().pending;
     return summary;
