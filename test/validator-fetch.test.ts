@@ -11,6 +11,8 @@ import * as path from 'path';
 import type { CommitmentPayload } from '../src/chain/payload';
 import { codeKey, sha256Hex } from '../src/storage/store';
 import { fetchCommittedCode, FetchError, isPublicAddress } from '../src/validator/fetch';
+import { R2Store } from '../src/storage/r2';
+import { startS3 } from './helpers/miner-s3';
 
 const CODE = Buffer.from('#include <tournament/train_api.h>\n// code\n');
 const SHA = sha256Hex(CODE);
@@ -128,6 +130,27 @@ describe('validator: fetching committed code', function () {
       assert.match(e.message, /over the/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads an R2 bucket with the committed read token, at most one byte past the committed size', async () => {
+    const s3 = await startS3('code-bucket');
+    const store = new R2Store(s3.bucket, 'acct', s3.accessKeyId, s3.secretAccessKey, s3.endpoint);
+    try {
+      const r2 = (over: Record<string, string> = {}, size = CODE.length) =>
+        ({ v: 1, sha256: SHA, size, loc: { kind: 'r2', account_id: 'acct', bucket: s3.bucket, key: KEY, access_key_id: s3.accessKeyId, secret_access_key: s3.secretAccessKey, ...over } }) as CommitmentPayload;
+      const o = { ...opts, local: false, r2Endpoint: s3.endpoint, attempts: 1 };
+      let e = await failure(fetchCommittedCode(r2(), o));
+      assert.match(e.message, /NoSuchKey|404/);
+      assert.equal(e.retryable, true, 'a missing object may appear (or the store may be down): retried later');
+      await store.put(KEY, CODE, SHA);
+      assert.deepEqual(await fetchCommittedCode(r2(), o), CODE);
+      e = await failure(fetchCommittedCode(r2({}, CODE.length - 5), o));
+      assert.match(e.message, new RegExp(`over the ${CODE.length - 5}-byte limit`));
+      assert.equal(e.retryable, false);
+    } finally {
+      store.destroy();
+      await s3.close();
     }
   });
 });
