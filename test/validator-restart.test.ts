@@ -20,7 +20,7 @@ interface Outcome {
   signal: NodeJS.Signals | null;
 }
 
-function runChild(config: string, opts: { crashAt?: string; killOnStart?: number; journal: string } ): Promise<Outcome> {
+function runChild(config: string, opts: { crashAt?: string; killOnStart?: number; signal?: NodeJS.Signals; journal: string }): Promise<Outcome> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env, ...(opts.crashAt ? { CRASH_AT: opts.crashAt } : {}) };
     const child = spawn(process.execPath, [CHILD, config], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -33,14 +33,14 @@ function runChild(config: string, opts: { crashAt?: string; killOnStart?: number
       timer = setInterval(() => {
         if (countLines(opts.journal, 'start') >= before + (opts.killOnStart as number)) {
           clearInterval(timer);
-          setTimeout(() => child.kill('SIGKILL'), 50);
+          setTimeout(() => child.kill(opts.signal ?? 'SIGKILL'), 50);
         }
       }, 10);
     }
     child.on('error', reject);
     child.on('close', (code, signal) => {
       if (timer) clearInterval(timer);
-      if (code !== 0 && signal === null) reject(new Error(`validator child failed: ${stderr}`));
+      if (code !== 0 && code !== 143 && signal === null) reject(new Error(`validator child failed: ${stderr}`));
       else resolve({ code, signal });
     });
   });
@@ -139,6 +139,31 @@ describe('validator: kill and restart', function () {
       assert.equal(store.lastSentWeights()?.leader_submission_id, rows.find((r) => r.hotkey === 'E')!.id);
       // eslint-disable-next-line no-console
       console.log(`      ${kills.length} kills, ${restarts} clean restart(s); evaluations started ${starts.length} for ${rows.length} submissions`);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('SIGTERM during an evaluation puts it back in the queue without counting the attempt, and exits at once', async () => {
+    const journal = path.join(dir, 'journal-term.txt');
+    const cfg: ChildConfig = {
+      dataDir: path.join(dir, 'data-term'),
+      hparams: path.join(PROJECT_ROOT, 'hparams', 'hparams.json'),
+      journal,
+      evalMs: 5000,
+      reveals: [['A', 'a'.repeat(100), 10]],
+    };
+    const config = path.join(dir, 'config-term.json');
+    fs.writeFileSync(config, JSON.stringify(cfg));
+    const t0 = Date.now();
+    const o = await runChild(config, { killOnStart: 1, signal: 'SIGTERM', journal });
+    assert.equal(o.code, 143);
+    assert.ok(Date.now() - t0 < 4500, 'did not wait for the evaluation to finish');
+    const store = ValidatorStore.openReadOnly(cfg.dataDir)!;
+    try {
+      const [row] = store.recent(1);
+      assert.deepEqual([row.state, row.attempts], ['pending', 0]);
+      assert.match(store.events(1)[0].message, /stopped by SIGTERM during the evaluation/);
     } finally {
       store.close();
     }

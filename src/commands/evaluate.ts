@@ -111,19 +111,12 @@ export const evaluateCommand: CommandModule<object, Args> = {
       fetchTimeoutMs: a['fetch-timeout'] * 1000,
     });
 
-    // A stop during an evaluation puts it back in the queue without counting the attempt, then exits at once
-    // (the sandboxed runners die with this process); otherwise the loop stops at its next step.
     const onSignal = (sig: NodeJS.Signals) => {
-      const id = validator.current;
-      if (id !== null) {
-        store.returnToPending(id, `stopped by ${sig} during the evaluation; it will start over`, { refundAttempt: true });
-        log.log('warn', `${sig}: submission #${id} goes back to the queue; exiting`);
+      if (validator.stopNow(sig) === 'exit') {
         store.close();
         release();
         process.exit(sig === 'SIGINT' ? 130 : 143);
       }
-      log.log('info', `${sig}: stopping`);
-      validator.stop();
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);

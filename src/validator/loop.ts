@@ -119,6 +119,23 @@ export class Validator {
     this.stopping.abort();
   }
 
+  /**
+   * An operator's stop (SIGTERM, SIGINT). During an evaluation: it goes back to the queue without counting the
+   * attempt, and the caller should exit at once ('exit'; the sandboxed runners die with the process). Otherwise
+   * the loop stops at its next step ('wait').
+   */
+  stopNow(why: string): 'exit' | 'wait' {
+    const id = this.current;
+    this.stop();
+    if (id === null) {
+      this.log.log('info', `${why}: stopping`);
+      return 'wait';
+    }
+    this.store.returnToPending(id, `stopped by ${why} during the evaluation; it will start over`, { refundAttempt: true });
+    this.log.log('warn', `${why}: the evaluation goes back to the queue; exiting`, this.refOf(id));
+    return 'exit';
+  }
+
   /** Puts evaluations a previous process left unfinished back in the queue. */
   recover(): void {
     const { resumed, gaveUp } = this.store.recover(this.maxAttempts);

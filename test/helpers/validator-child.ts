@@ -70,6 +70,12 @@ async function main(): Promise<void> {
     },
   );
   setInterval(() => (chain.block = height()), 5).unref();
+  process.on('SIGTERM', () => {
+    if (v.stopNow('SIGTERM') === 'exit') {
+      store.close();
+      process.exit(143);
+    }
+  });
   const s = await v.run({ once: true });
   store.close();
   process.stdout.write(JSON.stringify(s) + '\n');
