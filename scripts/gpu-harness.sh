@@ -16,7 +16,7 @@ ls -l /dev/nvidia* | awk '{print "  " $1, $NF}'; namei -m "$PWD" | tail -n +2 | 
 start=$(date +%s)
 TOURNAMENT_BUILD_JOBS=16 node scripts/build-native.js > "$OUT/build-$1.log" 2>&1 || { tail -30 "$OUT/build-$1.log"; exit 1; }
 echo "build seconds: $(( $(date +%s) - start ))"
-[ -f /tmp/bench7b/data/train.pt ] || node scripts/make-7b-benchmark.js /tmp/bench7b 256
+bin/tournament setup-benchmark --preset 7b-shape --benchmark-dir /tmp/bench7b > /dev/null
 case "$1" in
   bench)
     bin/tournament local-bench --benchmark-dir /tmp/bench7b --device cuda --runs 2 --warmup-steps 1 --json --work-dir /tmp/work > "$OUT/local-bench-7b.json"

@@ -1,5 +1,4 @@
 import { strict as assert } from 'assert';
-import * as fs from 'fs';
 import { u8aToHex, hexToU8a, compactAddLength, compactStripLength } from '@polkadot/util';
 import { Keyring } from '@polkadot/keyring';
 import { xxhashAsU8a, blake2AsU8a } from '@polkadot/util-crypto';
@@ -8,7 +7,7 @@ import { timelockCommitmentInfo, parseCommitmentOf, parseRevealedCommitments, pa
 import { MAX_TIMELOCK_COMMITMENT_BYTES } from '../src/chain/limits';
 import { encodePayload, decodePayload, MAX_PAYLOAD_BYTES, CommitmentPayload } from '../src/chain/payload';
 import { timelockEncrypt, QUICKNET } from '../src/chain/timelock';
-import { requireFixture } from './helpers/chain-fixtures';
+import { finneyMetadata } from './helpers/chain-fixtures';
 import { registryFromMetadataHex, decodeStorageValue } from './helpers/chain-metadata';
 
 const ALICE = new Keyring({ type: 'sr25519', ss58Format: 42 }).addFromUri('//Alice').address;
@@ -29,8 +28,7 @@ describe('subtensor calls and storage against real finney metadata', function ()
   const alicePk = new Keyring({ type: 'sr25519' }).decodeAddress(ALICE);
 
   before(function () {
-    const file = requireFixture(this, 'subtensor/metadata-v14-spec343.hex');
-    const m = registryFromMetadataHex(fs.readFileSync(file, 'utf8'));
+    const m = registryFromMetadataHex(finneyMetadata().v14);
     registry = m.registry;
     d = expandMetadata(m.registry, m.metadata);
   });

@@ -2,22 +2,22 @@
 // registration, rate-limit and commitment storage reads, and the signed
 // Commitments.set_commitment extrinsic exactly as it would reach the chain.
 import { strict as assert } from 'assert';
-import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { compactAddLength } from '@polkadot/util';
 import { SubtensorChain } from '../src/chain/subtensor';
 import { timelockCommitmentInfo } from '../src/chain/codec';
 import { encodePayload, decodePayload, CommitmentPayload } from '../src/chain/payload';
-import { timelockDecrypt, revealRound, TimelockError } from '../src/chain/timelock';
+import { timelockDecrypt, revealRound, roundTime, TimelockError } from '../src/chain/timelock';
 import { TLE_OVERHEAD_BYTES } from '../src/chain/limits';
 import { loadHotkey, Hotkey } from '../src/wallet/wallet';
-import { sendCommit, prepareCommit, Context } from '../src/commands/miner/common';
+import { sendCommit, prepareCommit } from '../src/miner/publish';
+import type { MinerContext as Context } from '../src/miner/context';
 import { LocalStore, uploadCode } from '../src/storage/store';
 import { loadHparams } from '../src/config/hparams';
 import { UserError } from '../src/errors';
-import { requireFixture, loadQuicknet } from './helpers/chain-fixtures';
-import { PROJECT_ROOT } from '../src/engine/native';
+import { finneyMetadata, loadQuicknet } from './helpers/chain-fixtures';
+import { tmpDir, removeTmpDir } from './helpers/tmp';
+import { PROJECT_ROOT } from '../src/util/paths';
 import { FakeSubtensor } from './helpers/chain-fake-node';
 import { writeHotkey } from './helpers/miner-wallet';
 
@@ -33,14 +33,13 @@ describe('subtensor client (in-process node, real finney metadata)', function ()
   const payload: CommitmentPayload = { v: 1, sha256: 'd'.repeat(64), size: 1234, loc: { kind: 'url', url: 'https://pub.example.dev/tournament/train/x.cpp' } };
 
   before(async function () {
-    metadataHex = fs.readFileSync(requireFixture(this, 'subtensor/metadata-v14-spec343.hex'), 'utf8');
-    metadataV15Hex = fs.readFileSync(requireFixture(this, 'subtensor/metadata-v15-at-version-spec343.hex'), 'utf8');
-    sig1000 = loadQuicknet(requireFixture(this, 'drand/quicknet.json')).rounds[0].signature;
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'subtensor-client-'));
+    ({ v14: metadataHex, v15: metadataV15Hex } = finneyMetadata());
+    sig1000 = loadQuicknet().rounds[0].signature;
+    dir = tmpDir('subtensor-client');
     const hk = await writeHotkey(dir);
     hotkey = await loadHotkey({ name: hk.name, hotkey: hk.hotkey, path: dir });
   });
-  after(() => dir && fs.rmSync(dir, { recursive: true, force: true }));
+  after(() => dir && removeTmpDir(dir));
 
   beforeEach(async function () {
     node = new FakeSubtensor(metadataHex, metadataV15Hex);
@@ -82,8 +81,11 @@ describe('subtensor client (in-process node, real finney metadata)', function ()
     const field = args.args.info.fields[0].timelockEncrypted;
     const round = BigInt(field.revealRound);
     assert.equal(round, receipt.revealRound);
+    // The client reads the clock itself, somewhere between t0 and now: the round
+    // is the one 100 blocks of 12 s after some moment of that interval.
     const lo = revealRound(1200, t0);
-    assert.ok(round >= lo && round <= lo + 1n, `round ${round} not ~${lo}`);
+    const hi = revealRound(1200, Date.now());
+    assert.ok(round >= lo && round <= hi, `reveal round ${round} is not that of 1200 s after the call (${lo} to ${hi})`);
     // the ciphertext is well formed and locked: another round's signature does not open it
     const ct = Buffer.from(field.encrypted.slice(2), 'hex');
     assert.throws(() => timelockDecrypt(ct, sig1000), (e: unknown) => e instanceof TimelockError && /does not match/.test((e as Error).message));
@@ -101,15 +103,20 @@ describe('subtensor client (in-process node, real finney metadata)', function ()
     const ciphertext = new Uint8Array(400).fill(1);
     const regType = node.registry.createLookupType((node.d.query.commitments.commitmentOf as unknown as { meta: { type: { asMap: { value: { toNumber(): number } } } } }).meta.type.asMap.value.toNumber());
     const futureRound = revealRound(3600, Date.now());
+    const t0 = Date.now() / 1000;
     node.set(node.d.query.commitments.commitmentOf as never, [3, hotkey.address], node.registry.createType(regType, { deposit: 0, block: 990, info: timelockCommitmentInfo(ciphertext, futureRound) }).toU8a());
     const revealed = node.registry.createType('Vec<(Bytes,u64)>', [[compactAddLength(encodePayload(payload)), 900]]).toU8a();
     node.set(node.d.query.commitments.revealedCommitments as never, [3, hotkey.address], revealed);
     const st = await chain.status(3, hotkey.address);
+    const t1 = Date.now() / 1000;
     assert.equal(st.currentBlock, 1000);
     assert.equal(st.pending.length, 1);
     assert.equal(st.pending[0].block, 990);
     assert.equal(st.pending[0].revealRound, futureRound);
-    assert.ok(Math.abs(st.pending[0].revealBlock - 1300) <= 2, `reveal block ${st.pending[0].revealBlock}`);
+    // about 300 blocks of 12 s ahead, counted from when status() read the clock (between t0 and t1)
+    const revealAt = roundTime(futureRound);
+    const [earliest, latest] = [1000 + Math.ceil((revealAt - t1) / 12), 1000 + Math.ceil((revealAt - t0) / 12)];
+    assert.ok(st.pending[0].revealBlock >= earliest && st.pending[0].revealBlock <= latest, `reveal block ${st.pending[0].revealBlock}, expected ${earliest} to ${latest}`);
     assert.equal(st.revealed.length, 1);
     assert.equal(st.revealed[0].block, 900);
     assert.deepEqual(decodePayload(st.revealed[0].bytes), payload);

@@ -5,8 +5,11 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { openModel } from '../src/engine/model';
-import { loadAddon, NativeModel, PROJECT_ROOT } from '../src/engine/native';
+import { loadAddon, NativeModel } from '../src/engine/native';
+import { PROJECT_ROOT } from '../src/util/paths';
 import { readSafetensorsHeader } from '../src/engine/safetensors';
+import { skipBecause } from './helpers/pending-guard';
+import { tmpDir } from './helpers/tmp';
 
 const FIXTURE = path.join(PROJECT_ROOT, 'test', 'fixtures', 'qwen2-tiny');
 
@@ -38,10 +41,7 @@ function relError(a: Float32Array, b: Float32Array): number {
 describe('engine vs Hugging Face transformers (tiny Qwen2 fixture)', function () {
   let expected: ReturnType<typeof readExpected>;
   before(function () {
-    if (!fs.existsSync(path.join(FIXTURE, 'expected.safetensors'))) {
-      console.log(`    skipped: fixture ${FIXTURE} is missing (make it with scripts/make-qwen2-fixture.py)`);
-      this.skip();
-    }
+    assert.ok(fs.existsSync(path.join(FIXTURE, 'expected.safetensors')), `fixture ${FIXTURE} is missing (it is in the repository; scripts/make-qwen2-fixture.py makes it)`);
     expected = readExpected();
   });
 
@@ -55,8 +55,7 @@ describe('engine vs Hugging Face transformers (tiny Qwen2 fixture)', function ()
   for (const attention of kernels) {
     it(`matches logits, loss and gradients with ${attention} attention`, async function () {
       if (attention === 'sdpa' && !loadAddon().info().sdpa) {
-        console.log(`    skipped: this libtorch build (${loadAddon().info().torchVersion}) has no scaled-dot-product attention`);
-        this.skip();
+        skipBecause(this, `this libtorch build (${loadAddon().info().torchVersion}) has no scaled-dot-product attention`);
       }
       const { model, weights } = await openModel({ modelDir: FIXTURE, device: 'cpu', dtype: 'float32', attention, seed: 0 });
       assert.equal(weights, 'checkpoint');
@@ -83,7 +82,7 @@ describe('engine vs Hugging Face transformers (tiny Qwen2 fixture)', function ()
   }
 
   it('refuses a checkpoint whose shapes do not match the config', async function () {
-    const tmp = fs.mkdtempSync(path.join(require('os').tmpdir(), 'qwen2-bad-'));
+    const tmp = tmpDir('qwen2-bad');
     const cfg = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
     cfg.intermediate_size += 2;
     fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(cfg));

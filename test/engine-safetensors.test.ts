@@ -2,11 +2,11 @@
 // checked in TypeScript before the engine reads a byte.
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { UserError } from '../src/errors';
 import type { ParameterInfo } from '../src/engine/native';
 import { planCheckpointLoad, writeSafetensors } from '../src/engine/safetensors';
+import { tmpDir } from './helpers/tmp';
 
 const PARAMS: ParameterInfo[] = [
   { name: 'model.embed_tokens.weight', shape: [8, 4], dtype: 'bfloat16' },
@@ -20,7 +20,7 @@ function tensor(name: string, shape: number[], dtype: 'BF16' | 'F32' = 'BF16') {
 }
 
 function dir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-'));
+  return tmpDir('ckpt');
 }
 
 function rejects(fn: () => unknown, re: RegExp) {

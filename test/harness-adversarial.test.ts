@@ -5,7 +5,10 @@
 // the listed FailureCodes is a correct rejection; the first is the one the
 // cheat is meant to trip). The baseline itself runs too, as the control.
 //
-// Beyond the verdict: write_outside's files must not exist on the host,
+// Beyond the verdict: read_secrets and foresight_probe pass only if they find
+// none of the canaries planted here (an environment variable of this process,
+// files in the benchmark folder, the work folder and the project) nor any
+// residue or foresight; write_outside's files must not exist on the host,
 // open_socket's target server must see no connection, and no process of any
 // run may survive its evaluation (fork_bomb_or_fork leaves a child and a
 // grandchild that would zero the shared parameters 300 ms after DONE).
@@ -18,8 +21,9 @@ import * as path from 'path';
 import { loadHparams, Hparams } from '../src/config/hparams';
 import { setupPreset } from '../src/setup/setup';
 import type { FailureCode, Verdict } from '../src/harness/types';
-import { PROJECT_ROOT as ROOT } from '../src/engine/native';
-import { BASELINE, evaluateSubmission } from '../src/harness/evaluate';
+import { PROJECT_ROOT as ROOT } from '../src/util/paths';
+import { evaluateSubmission } from '../src/harness/evaluate';
+import { BASELINE } from '../src/submission/source';
 import { processesUnder } from './helpers/processes';
 
 const PLUGINS = path.join(ROOT, 'test', 'plugins');
@@ -55,7 +59,11 @@ function cases(): Case[] {
     list.push({ name: path.basename(f, '.cpp'), file, expect: parseExpectation(fs.readFileSync(file, 'utf8'), file) });
   }
   const only = process.env.ADVERSARIAL_ONLY?.split(',').filter(Boolean);
-  return only ? list.filter((c) => only.includes(c.name)) : list;
+  if (!only) return list;
+  const unknown = only.filter((n) => !list.some((c) => c.name === n));
+  // A filter that matches nothing would evaluate nothing and pass.
+  if (unknown.length) throw new Error(`ADVERSARIAL_ONLY names no case: ${unknown.join(', ')} (cases: ${list.map((c) => c.name).join(', ')})`);
+  return list.filter((c) => only.includes(c.name));
 }
 
 const ESCAPES = [
@@ -64,6 +72,10 @@ const ESCAPES = [
   '/root/tournament-escape-write_outside',
 ];
 const SECRETS = ['/tmp/tournament-secret-read_outside', path.join(os.homedir(), '.tournament-secret-read_outside')];
+/** read_secrets.cpp looks for this prefix everywhere it can reach. */
+const CANARY = `TOURNAMENT_CANARY_${process.pid}`;
+/** One case's limit: a hang fails as that case, long before the suite's own limit. */
+const CASE_LIMIT_MS = 300_000;
 
 describe('harness: adversarial plugins', function () {
   this.timeout(3_600_000);
@@ -72,6 +84,7 @@ describe('harness: adversarial plugins', function () {
   let tmp: string;
   let server: net.Server | undefined;
   let connections = 0;
+  let plantedDotenv = false;
 
   before(async function () {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'adversarial-'));
@@ -84,6 +97,14 @@ describe('harness: adversarial plugins', function () {
 
     for (const f of ESCAPES) fs.rmSync(f, { force: true });
     for (const f of SECRETS) fs.writeFileSync(f, 'secret: the sandbox must not see this\n');
+    // Canaries for read_secrets: the validator's environment, its benchmark and work folders, the project's .env.
+    process.env.TOURNAMENT_R2_SECRET_ACCESS_KEY = `${CANARY}_env`;
+    fs.writeFileSync(path.join(benchmarkDir, 'canary.txt'), `${CANARY}_benchmark\n`);
+    fs.writeFileSync(path.join(tmp, 'canary.txt'), `${CANARY}_workdir\n`);
+    if (!fs.existsSync(path.join(ROOT, '.env'))) {
+      fs.writeFileSync(path.join(ROOT, '.env'), `TOURNAMENT_R2_SECRET_ACCESS_KEY=${CANARY}_dotenv\n`);
+      plantedDotenv = true;
+    }
     server = net.createServer((s) => {
       connections++;
       s.destroy();
@@ -105,8 +126,12 @@ describe('harness: adversarial plugins', function () {
         fs.mkdirSync(workDir, { recursive: true });
         const t0 = Date.now();
         const o: Outcome = { seconds: 0, leftover: [] };
+        let timer: NodeJS.Timeout | undefined;
         try {
-          o.verdict = await evaluateSubmission({
+          const limit = new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`the evaluation took longer than ${CASE_LIMIT_MS / 1000} s`)), CASE_LIMIT_MS);
+          });
+          o.verdict = await Promise.race([limit, evaluateSubmission({
             submission: c.file,
             benchmarkDir,
             hparams,
@@ -115,12 +140,13 @@ describe('harness: adversarial plugins', function () {
             steps: 3,
             warmupSteps: 1,
             batchSize: 4,
-            seed: 1234,
             workDir,
             pluginCache: path.join(tmp, 'plugins'), // the baseline compiles once for all cases
-          });
+          })]);
         } catch (e) {
           o.error = e as Error;
+        } finally {
+          clearTimeout(timer);
         }
         o.seconds = (Date.now() - t0) / 1000;
         await new Promise((r) => setTimeout(r, 500)); // past fork_bomb_or_fork's 300 ms
@@ -140,6 +166,8 @@ describe('harness: adversarial plugins', function () {
 
   after(function () {
     server?.close();
+    delete process.env.TOURNAMENT_R2_SECRET_ACCESS_KEY;
+    if (plantedDotenv) fs.rmSync(path.join(ROOT, '.env'), { force: true });
     for (const f of [...SECRETS, ...ESCAPES]) fs.rmSync(f, { force: true });
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
@@ -164,6 +192,7 @@ describe('harness: adversarial plugins', function () {
         );
       }
       assert.deepEqual(o.leftover, [], `processes of the run outlived the evaluation: ${o.leftover.join(', ')}`);
+      assert.ok(!JSON.stringify(v).includes(CANARY), 'a canary reached the verdict');
     });
   }
 

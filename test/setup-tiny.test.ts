@@ -4,9 +4,11 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { readTokens } from '../src/data/tokens';
-import { CONFIG_PATH, DATA_PATH, setupPreset } from '../src/setup/setup';
+import { setupPreset } from '../src/setup/setup';
+import { CONFIG_PATH, DATA_PATH } from '../src/util/paths';
 import { readManifest, sha256File, writeManifest } from '../src/setup/manifest';
 import { UserError } from '../src/errors';
+import { parseQwen2Config } from '../src/engine/config';
 
 const ROOT = path.join(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'tournament');
@@ -16,7 +18,7 @@ function cli(args: string[]) {
   return spawnSync(process.execPath, [BIN, ...args, '--hparams', HPARAMS], { encoding: 'utf8' });
 }
 
-describe('setup-benchmark --preset tiny', () => {
+describe('setup-benchmark --preset (tiny, 7b-shape)', () => {
   let dir: string;
   beforeEach(() => {
     dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tt-setup-')), 'benchmark');
@@ -87,6 +89,21 @@ describe('setup-benchmark --preset tiny', () => {
     const a = setupPreset({ dir, preset: 'tiny', seed: 42, force: false }).manifest.files[1].sha256;
     const b = setupPreset({ dir, preset: 'tiny', seed: 7, force: true }).manifest.files[1].sha256;
     assert.notEqual(a, b);
+  });
+
+  it('--preset 7b-shape: Qwen2.5-7B\'s config from the registry and 256 x 1024 tokens, as the GPU scripts use it', () => {
+    const r = cli(['setup-benchmark', '--preset', '7b-shape', '--benchmark-dir', dir]);
+    assert.equal(r.status, 0, r.stderr);
+    const config = parseQwen2Config(JSON.parse(fs.readFileSync(path.join(dir, CONFIG_PATH), 'utf8')), 'config.json');
+    // Qwen/Qwen2.5-7B's published shape
+    assert.deepEqual(
+      [config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads, config.vocab_size],
+      [3584, 18944, 28, 28, 4, 152064],
+    );
+    const t = readTokens(path.join(dir, DATA_PATH));
+    assert.deepEqual([t.samples, t.seqLen], [256, 1024]);
+    assert.ok(t.ids.some((v) => v >= 2048) && t.ids.every((v) => v >= 0 && v < 152064), 'ids span the real vocabulary');
+    assert.deepEqual(readManifest(dir)!.source, { kind: 'preset', preset: '7b-shape' });
   });
 
   it('an unknown preset is a usage error', () => {

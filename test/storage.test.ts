@@ -4,13 +4,13 @@ import * as http from 'http';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { R2Store, r2ConfigFromEnv, r2Location, loadEnv } from '../src/storage/r2';
-import { parseDotenv } from '../src/setup/env';
+import { R2Store, r2ConfigFromEnv, r2Endpoint, r2Location } from '../src/storage/r2';
+import { loadEnv, parseDotenv } from '../src/util/env';
 import { LocalStore, uploadCode, downloadCode, codeKey, sha256Hex } from '../src/storage/store';
 import { UserError } from '../src/errors';
 import { startS3, LoopbackS3 } from './helpers/miner-s3';
 import { fetchCommitted } from '../src/storage/fetch';
-import type { CodeLocation, CommitmentPayload } from '../src/chain/payload';
+import { decodePayload, encodePayload, PayloadError, CodeLocation, CommitmentPayload } from '../src/chain/payload';
 
 const CODE = new TextEncoder().encode('#include <tournament/train_api.h>\n// code\n');
 
@@ -29,7 +29,7 @@ describe('storage: R2 through the S3 API, against a loopback S3 server', functio
   after(async () => s3?.close());
 
   const store = (over: Partial<{ bucket: string; key: string; secret: string; endpoint: string }> = {}) =>
-    new R2Store(over.bucket ?? s3.bucket, 'acct', over.key ?? s3.accessKeyId, over.secret ?? s3.secretAccessKey, over.endpoint ?? s3.endpoint, 2);
+    new R2Store({ bucket: over.bucket ?? s3.bucket, accountId: 'acct', accessKeyId: over.key ?? s3.accessKeyId, secretAccessKey: over.secret ?? s3.secretAccessKey, endpoint: over.endpoint ?? s3.endpoint, maxAttempts: 2 });
 
   it('uploads under the content address, records the sha256, and downloads it back', async function () {
     const st = store();
@@ -99,6 +99,30 @@ describe('storage: settings from the environment and .env', function () {
     assert.ok(!JSON.stringify(loc).includes('writesecret') && !JSON.stringify(loc).includes('writeid'));
   });
 
+  it('carries an R2 jurisdiction from an allow-list into the endpoint and the commitment', function () {
+    const key = codeKey('b'.repeat(64));
+    const read = { TOURNAMENT_R2_READ_ACCESS_KEY_ID: 'rid', TOURNAMENT_R2_READ_SECRET_ACCESS_KEY: 'rsec' };
+    const eu = r2ConfigFromEnv({ ...full, ...read, TOURNAMENT_R2_JURISDICTION: 'eu' });
+    assert.equal(eu.jurisdiction, 'eu');
+    assert.equal(r2Endpoint('acct', 'eu'), 'https://acct.eu.r2.cloudflarestorage.com');
+    assert.equal(r2Endpoint('acct', 'fedramp'), 'https://acct.fedramp.r2.cloudflarestorage.com');
+    assert.equal(r2Endpoint('acct'), 'https://acct.r2.cloudflarestorage.com');
+    const store = R2Store.forUpload(eu);
+    assert.equal(store.description, 'bucket my-bucket at https://abc123.eu.r2.cloudflarestorage.com');
+    store.destroy();
+    const loc = r2Location(eu, key);
+    assert.equal(loc.kind === 'r2' && loc.jurisdiction, 'eu');
+    const payload: CommitmentPayload = { v: 1, sha256: 'b'.repeat(64), size: 1, loc };
+    assert.deepEqual(decodePayload(encodePayload(payload)), payload, 'validators read the jurisdiction back');
+    assert.equal((r2Location(r2ConfigFromEnv({ ...full, ...read }), key) as { jurisdiction?: string }).jurisdiction, undefined);
+    assert.throws(() => r2ConfigFromEnv({ ...full, TOURNAMENT_R2_JURISDICTION: 'mars' }), /TOURNAMENT_R2_JURISDICTION must be one of eu, fedramp, us/);
+    // a revealed commitment is attacker-controlled: only listed jurisdictions and R2-shaped names become host names
+    const forged = (l: Record<string, unknown>) => encodePayload({ ...payload, loc: { ...loc, ...l } as CodeLocation });
+    assert.throws(() => decodePayload(forged({ jurisdiction: 'evil.example.com/' })), PayloadError);
+    assert.throws(() => decodePayload(forged({ account_id: 'evil.example.com#' })), /not an R2 account id/);
+    assert.throws(() => decodePayload(forged({ bucket: '../x' })), /not an R2 bucket name/);
+  });
+
   it('reads .env (comments, quotes, export) with the environment winning', function () {
     assert.deepEqual(parseDotenv('# c\nexport A=1\nB="two words"\nC=\'x\' \nD=3 # trailing\nnot a line\n'), { A: '1', B: 'two words', C: 'x', D: '3' });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dotenv-'));
@@ -145,7 +169,7 @@ describe('storage: fetching what a commitment points at (the validator side)', f
   const payloadFor = (loc: CodeLocation): CommitmentPayload => ({ v: 1, sha256: sha256Hex(CODE), size: CODE.length, loc });
 
   it('from R2 with the read-only token, from a public URL, and from .local_storage', async function () {
-    const st = new R2Store(s3.bucket, 'acct', s3.accessKeyId, s3.secretAccessKey, s3.endpoint);
+    const st = new R2Store({ bucket: s3.bucket, accountId: 'acct', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, endpoint: s3.endpoint });
     const { key } = await uploadCode(st, CODE);
     st.destroy();
     const viaR2 = await fetchCommitted(payloadFor({ kind: 'r2', account_id: 'acct', bucket: s3.bucket, key, access_key_id: s3.accessKeyId, secret_access_key: s3.secretAccessKey }), { r2Endpoint: s3.endpoint });

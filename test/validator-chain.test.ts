@@ -3,8 +3,8 @@
 // settings, and set_weights / commit_timelocked_weights exactly as they reach
 // the chain. Also the local network's view.
 import { strict as assert } from 'assert';
+import { HPARAMS_FILE } from '../src/util/paths';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { compactAddLength, u8aConcat } from '@polkadot/util';
 import { encodePayload, type CommitmentPayload } from '../src/chain/payload';
@@ -13,9 +13,10 @@ import { SubtensorValidatorChain } from '../src/chain/validator-subtensor';
 import { decodeWeightsPayload, encodeWeightsPayload, weightsRevealRound } from '../src/chain/weights';
 import { loadHotkey, type Hotkey } from '../src/wallet/wallet';
 import { FakeSubtensor } from './helpers/chain-fake-node';
-import { loadQuicknet, requireFixture } from './helpers/chain-fixtures';
+import { finneyMetadata, loadQuicknet } from './helpers/chain-fixtures';
 import { writeHotkey } from './helpers/miner-wallet';
 import { runCli } from './helpers/miner-cli';
+import { removeTmpDir, tmpDir } from './helpers/tmp';
 
 describe('validator: subtensor reads and weights (in-process node, real finney metadata)', function () {
   this.timeout(60000);
@@ -28,15 +29,14 @@ describe('validator: subtensor reads and weights (in-process node, real finney m
   let chain: SubtensorValidatorChain;
 
   before(async function () {
-    metadataHex = fs.readFileSync(requireFixture(this, 'subtensor/metadata-v14-spec343.hex'), 'utf8');
-    metadataV15Hex = fs.readFileSync(requireFixture(this, 'subtensor/metadata-v15-at-version-spec343.hex'), 'utf8');
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'validator-chain-'));
+    ({ v14: metadataHex, v15: metadataV15Hex } = finneyMetadata());
+    dir = tmpDir('validator-chain');
     const a = await writeHotkey(dir, 'validator', 'hk');
     const b = await writeHotkey(dir, 'miner', 'hk');
     hotkey = await loadHotkey({ name: a.name, hotkey: a.hotkey, path: dir });
     other = await loadHotkey({ name: b.name, hotkey: b.hotkey, path: dir });
   });
-  after(() => dir && fs.rmSync(dir, { recursive: true, force: true }));
+  after(() => dir && removeTmpDir(dir));
 
   beforeEach(async () => {
     node = new FakeSubtensor(metadataHex, metadataV15Hex);
@@ -104,7 +104,7 @@ describe('validator: subtensor reads and weights (in-process node, real finney m
   });
 
   it('a weights payload locked to a real beacon round opens to what was sent', function () {
-    const fixture = loadQuicknet(requireFixture(this, 'drand/quicknet.json'));
+    const fixture = loadQuicknet();
     const { round, signature } = fixture.rounds[0];
     const plain = encodeWeightsPayload(hotkey.pair.publicKey, [1, 4], [65535, 3449], 9n);
     const opened = decodeWeightsPayload(timelockDecrypt(timelockEncrypt(plain, round, QUICKNET.publicKey), signature));
@@ -117,7 +117,7 @@ describe('validator: subtensor reads and weights (in-process node, real finney m
     fs.writeFileSync(path.join(dir, 'benchmark', 'model', 'config.json'), '{}');
     fs.writeFileSync(path.join(dir, 'benchmark', 'data', 'train.pt'), '');
     const r = await runCli(
-      ['evaluate', '--network', 'ws://127.0.0.1:9', '--wallet.path', dir, '--wallet.name', 'validator', '--wallet.hotkey', 'hk', '--benchmark-dir', path.join(dir, 'benchmark'), '--data-dir', path.join(dir, 'vd'), '--once', '--hparams', path.resolve(__dirname, '..', '..', 'hparams', 'hparams.json')],
+      ['evaluate', '--network', 'ws://127.0.0.1:9', '--wallet.path', dir, '--wallet.name', 'validator', '--wallet.hotkey', 'hk', '--benchmark-dir', path.join(dir, 'benchmark'), '--data-dir', path.join(dir, 'vd'), '--once', '--hparams', HPARAMS_FILE],
       { cwd: dir },
     );
     assert.equal(r.code, 1, r.stderr);

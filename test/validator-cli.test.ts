@@ -2,41 +2,40 @@
 // trace), one validator per data directory, and `status` as text and JSON.
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import { PROJECT_ROOT } from '../src/engine/native';
+import { HPARAMS_FILE } from '../src/util/paths';
 import { ValidatorStore } from '../src/validator/store';
 import { fakeVerdict } from './helpers/validator-fakes';
 import { runCli } from './helpers/miner-cli';
+import { removeTmpDir, tmpDir } from './helpers/tmp';
 
-const HPARAMS = path.join(PROJECT_ROOT, 'hparams', 'hparams.json');
 
 describe('validator: CLI', function () {
   this.timeout(60000);
   let dir: string;
   before(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'validator-cli-'));
+    dir = tmpDir('validator-cli');
   });
-  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  after(() => removeTmpDir(dir));
 
   const noStack = (s: string) => assert.doesNotMatch(s, /\n\s+at .*:\d+:\d+/, 'no stack trace');
 
   it('says what is wrong: no database, no benchmark, unknown network, a busy data directory', async () => {
-    let r = await runCli(['status', '--data-dir', path.join(dir, 'none'), '--hparams', HPARAMS], { cwd: dir });
+    let r = await runCli(['status', '--data-dir', path.join(dir, 'none'), '--hparams', HPARAMS_FILE], { cwd: dir });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^error: no validator database in .*none\nhint: run `tournament evaluate` first/m);
     noStack(r.stderr);
 
-    r = await runCli(['evaluate', '--network', 'local', '--once', '--benchmark-dir', path.join(dir, 'nope'), '--hparams', HPARAMS], { cwd: dir });
+    r = await runCli(['evaluate', '--network', 'local', '--once', '--benchmark-dir', path.join(dir, 'nope'), '--hparams', HPARAMS_FILE], { cwd: dir });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /error: .*nope\/model\/config\.json does not exist: the benchmark is not set up\nhint: run `tournament setup-benchmark`/);
     noStack(r.stderr);
 
-    r = await runCli(['evaluate', '--network', 'nowhere', '--hparams', HPARAMS], { cwd: dir });
+    r = await runCli(['evaluate', '--network', 'nowhere', '--hparams', HPARAMS_FILE], { cwd: dir });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /unknown network "nowhere"/);
 
-    r = await runCli(['evaluate', '--network', 'local', '--max-attempts', '0', '--hparams', HPARAMS], { cwd: dir });
+    r = await runCli(['evaluate', '--network', 'local', '--max-attempts', '0', '--hparams', HPARAMS_FILE], { cwd: dir });
     assert.match(r.stderr, /--max-attempts must be an integer >= 1, got 0/);
 
     // A live process holds the lock: this test's own pid.
@@ -47,7 +46,7 @@ describe('validator: CLI', function () {
     fs.writeFileSync(path.join(dir, 'bench', 'data', 'train.pt'), '');
     fs.mkdirSync(busy);
     fs.writeFileSync(path.join(busy, 'evaluate.lock'), `${process.pid}\n`);
-    r = await runCli(['evaluate', '--network', 'local', '--once', '--data-dir', busy, '--benchmark-dir', path.join(dir, 'bench'), '--hparams', HPARAMS], { cwd: dir });
+    r = await runCli(['evaluate', '--network', 'local', '--once', '--data-dir', busy, '--benchmark-dir', path.join(dir, 'bench'), '--hparams', HPARAMS_FILE], { cwd: dir });
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(`another validator \\(pid ${process.pid}\\) is running on`));
   });
@@ -68,7 +67,7 @@ describe('validator: CLI', function () {
     store.finishWeights(w, { status: 'sent', mode: 'local' });
     store.close();
 
-    const text = await runCli(['status', '--data-dir', dataDir, '--hparams', HPARAMS], { cwd: dir });
+    const text = await runCli(['status', '--data-dir', dataDir, '--hparams', HPARAMS_FILE], { cwd: dir });
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /leader\s+#1 uid 4 5Honest: 1234\.5 tokens\/s/);
     assert.match(text.stdout, /1\.\s+1234\.5 tokens\/s\s+#1 uid 4/);
@@ -76,7 +75,7 @@ describe('validator: CLI', function () {
     assert.match(text.stdout, /#3 .*invalid_commitment: "account_id" must be/);
     assert.match(text.stdout, /weights\s+block 40, sent \(local\): 1:65535 4:3449/);
 
-    const json = await runCli(['status', '--data-dir', dataDir, '--hparams', HPARAMS, '--json'], { cwd: dir });
+    const json = await runCli(['status', '--data-dir', dataDir, '--hparams', HPARAMS_FILE, '--json'], { cwd: dir });
     const d = JSON.parse(json.stdout);
     assert.equal(d.leader.id, 1);
     assert.ok(Math.abs(d.leader.score_to_beat - 1234.5 * 1.01) < 1e-9);

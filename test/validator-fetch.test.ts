@@ -6,13 +6,13 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as http from 'http';
 import type { AddressInfo } from 'net';
-import * as os from 'os';
 import * as path from 'path';
 import type { CommitmentPayload } from '../src/chain/payload';
 import { codeKey, sha256Hex } from '../src/storage/store';
 import { fetchCommittedCode, FetchError, isPublicAddress } from '../src/validator/fetch';
 import { R2Store } from '../src/storage/r2';
 import { startS3 } from './helpers/miner-s3';
+import { removeTmpDir, tmpDir } from './helpers/tmp';
 
 const CODE = Buffer.from('#include <tournament/train_api.h>\n// code\n');
 const SHA = sha256Hex(CODE);
@@ -118,7 +118,7 @@ describe('validator: fetching committed code', function () {
   });
 
   it('reads local storage by content address, with the cap', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'validator-fetch-'));
+    const dir = tmpDir('validator-fetch');
     try {
       const file = path.join(dir, '.local_storage', KEY);
       fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -129,13 +129,13 @@ describe('validator: fetching committed code', function () {
       const e = await failure(fetchCommittedCode(local, { ...opts, cwd: dir }));
       assert.match(e.message, /over the/);
     } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
+      removeTmpDir(dir);
     }
   });
 
   it('reads an R2 bucket with the committed read token, at most one byte past the committed size', async () => {
     const s3 = await startS3('code-bucket');
-    const store = new R2Store(s3.bucket, 'acct', s3.accessKeyId, s3.secretAccessKey, s3.endpoint);
+    const store = new R2Store({ bucket: s3.bucket, accountId: 'acct', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, endpoint: s3.endpoint });
     try {
       const r2 = (over: Record<string, string> = {}, size = CODE.length) =>
         ({ v: 1, sha256: SHA, size, loc: { kind: 'r2', account_id: 'acct', bucket: s3.bucket, key: KEY, access_key_id: s3.accessKeyId, secret_access_key: s3.secretAccessKey, ...over } }) as CommitmentPayload;

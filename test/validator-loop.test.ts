@@ -3,19 +3,19 @@
 // fetch and harness failures, outages, the leader, weights, and recovery.
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { loadHparams, type Hparams } from '../src/config/hparams';
-import { PROJECT_ROOT } from '../src/engine/native';
+import { HPARAMS_FILE } from '../src/util/paths';
 import { FetchError } from '../src/validator/fetch';
 import { silentLogger } from '../src/validator/log';
 import { Validator, type EvaluateFn, type FetchFn, type ValidatorOptions } from '../src/validator/loop';
 import { ValidatorStore } from '../src/validator/store';
 import { buildStatus } from '../src/validator/report';
 import { fakeVerdict, FakeValidatorChain } from './helpers/validator-fakes';
+import { removeTmpDir, tmpDir } from './helpers/tmp';
 
 const HP: Hparams = {
-  ...loadHparams(path.join(PROJECT_ROOT, 'hparams', 'hparams.json')),
+  ...loadHparams(HPARAMS_FILE),
   min_blocks_between_commits: 10,
   set_weights_interval_blocks: 50,
   burn_rate: 0.95,
@@ -35,7 +35,7 @@ interface Rig {
 }
 
 function rig(opts: Partial<ValidatorOptions> = {}): Rig {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'validator-loop-'));
+  const dir = tmpDir('validator-loop');
   const chain = new FakeValidatorChain();
   const store = ValidatorStore.open(dir, { network: 'fake', netuid: 3 });
   const r = { dir, chain, store, code: new Map<string, string>(), evaluated: [] as string[], verdicts: new Map(), fetchFails: new Map() } as unknown as Rig;
@@ -75,7 +75,7 @@ describe('validator: the loop', () => {
   after(() => {
     for (const r of rigs) {
       r.store.close();
-      fs.rmSync(r.dir, { recursive: true, force: true });
+      removeTmpDir(r.dir);
     }
   });
 

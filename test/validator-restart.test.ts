@@ -7,11 +7,11 @@
 import { strict as assert } from 'assert';
 import { spawn } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import { PROJECT_ROOT } from '../src/engine/native';
+import { HPARAMS_FILE } from '../src/util/paths';
 import { ValidatorStore } from '../src/validator/store';
 import type { ChildConfig } from './helpers/validator-child';
+import { removeTmpDir, tmpDir } from './helpers/tmp';
 
 const CHILD = path.join(__dirname, 'helpers', 'validator-child.js');
 
@@ -58,15 +58,15 @@ describe('validator: kill and restart', function () {
   this.timeout(120000);
   let dir: string;
   before(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'validator-restart-'));
+    dir = tmpDir('validator-restart');
   });
-  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  after(() => removeTmpDir(dir));
 
   it('resumes after SIGKILL at every write point and mid-evaluation, judging each submission exactly once', async () => {
     const journal = path.join(dir, 'journal.txt');
     const cfg: ChildConfig = {
       dataDir: path.join(dir, 'data'),
-      hparams: path.join(PROJECT_ROOT, 'hparams', 'hparams.json'),
+      hparams: HPARAMS_FILE,
       journal,
       evalMs: 300,
       reveals: [
@@ -148,7 +148,7 @@ describe('validator: kill and restart', function () {
     const journal = path.join(dir, 'journal-term.txt');
     const cfg: ChildConfig = {
       dataDir: path.join(dir, 'data-term'),
-      hparams: path.join(PROJECT_ROOT, 'hparams', 'hparams.json'),
+      hparams: HPARAMS_FILE,
       journal,
       evalMs: 5000,
       reveals: [['A', 'a'.repeat(100), 10]],

@@ -6,7 +6,7 @@ import { decodeWeightsPayload, encodeWeightsPayload, normalizeWeightsU16, weight
 import type { LeaderThreshold } from '../src/config/hparams';
 import { codeKey } from '../src/storage/store';
 import { checkCommitment } from '../src/validator/commitments';
-import { r2Endpoint } from '../src/validator/fetch';
+import { r2Endpoint } from '../src/storage/r2';
 import { currentLeader, leadershipHistory, scoreToBeat, thresholdAt } from '../src/validator/scoring';
 import { planWeights } from '../src/validator/weights';
 
@@ -32,6 +32,7 @@ const reason = (bytes: Uint8Array, r = rules) => {
 describe('validator: commitment checks (hostile input)', () => {
   it('accepts a well-formed r2, url and (locally) local commitment', () => {
     assert.equal(reason(payload(r2())), null);
+    assert.equal(reason(payload(r2({ jurisdiction: 'eu' }))), null);
     assert.equal(reason(payload({ kind: 'url', url: `https://pub-123.r2.dev/${KEY}` })), null);
     assert.equal(reason(payload({ kind: 'local', key: KEY }), { ...rules, local: true }), null);
   });
@@ -52,7 +53,7 @@ describe('validator: commitment checks (hostile input)', () => {
     // A hostile jurisdiction is refused, or (when the payload decoder drops the field) never reaches the endpoint.
     const j = checkCommitment(payload(r2({ jurisdiction: 'evil.example.com/' })), rules);
     if (j.ok) {
-      const loc = j.payload.loc as { account_id: string; jurisdiction?: string };
+      const loc = j.payload.loc as { account_id: string; jurisdiction?: 'eu' };
       assert.equal(r2Endpoint(loc.account_id, loc.jurisdiction), 'https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com');
     } else assert.match(j.reason, /jurisdiction/);
   });

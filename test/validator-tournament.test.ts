@@ -6,13 +6,13 @@
 import { strict as assert } from 'assert';
 import { execFile, spawn } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import { PROJECT_ROOT } from '../src/engine/native';
+import { PROJECT_ROOT } from '../src/util/paths';
 import { currentLeader } from '../src/validator/scoring';
 import type { StatusDoc } from '../src/validator/report';
 import { loadHparams } from '../src/config/hparams';
 import { processesUnder } from './helpers/processes';
+import { removeTmpDir, tmpDir } from './helpers/tmp';
 
 const SCRIPT = path.join(PROJECT_ROOT, 'scripts', 'local-tournament.js');
 const BIN = path.join(PROJECT_ROOT, 'bin', 'tournament');
@@ -36,10 +36,10 @@ describe('validator: the local tournament (real harness, CPU)', function () {
       console.log('      (skipped: the engine is not built; run `npm run build` first)');
       this.skip();
     }
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'local-tournament-'));
+    dir = tmpDir('local-tournament');
     fs.chmodSync(dir, 0o755); // the sandbox's own uid must reach the compiled plugins under it
   });
-  after(() => dir && fs.rmSync(dir, { recursive: true, force: true }));
+  after(() => dir && removeTmpDir(dir));
 
   it('rejects the cheater, keeps the honest, leads, weighs; survives a kill mid-evaluation', async () => {
     const work = path.join(dir, 'lt');

@@ -7,7 +7,7 @@ import { u8aToHex } from '@polkadot/util';
 import { signatureVerify } from '@polkadot/util-crypto';
 import { loadHotkey, hotkeyFile, normaliseAddress } from '../src/wallet/wallet';
 import { UserError } from '../src/errors';
-import { writeHotkey } from './helpers/miner-wallet';
+import { writeHotkey, writeUriHotkey } from './helpers/miner-wallet';
 
 describe('wallet: Bittensor hotkey files', function () {
   let dir: string;
@@ -51,6 +51,24 @@ describe('wallet: Bittensor hotkey files', function () {
     assert.equal((await loadHotkey({ name: 'b', hotkey: 'h', path: dir })).address, new Keyring({ type: 'sr25519', ss58Format: 42 }).encodeAddress(pair.publicKey));
   });
 
+  it('loads a hotkey btcli made from a URI (only the private key, in schnorrkel\'s raw form) and signs with it', async function () {
+    // //Alice's well-known public key, as every substrate dev chain lists it
+    const ALICE = '5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY';
+    const hk = await writeUriHotkey(dir, '//Alice');
+    assert.equal(hk.address, ALICE);
+    const loaded = await loadHotkey({ name: 'uri', hotkey: 'hk', path: dir });
+    assert.equal(loaded.address, ALICE);
+    const msg = new TextEncoder().encode('commitment');
+    assert.ok(signatureVerify(msg, loaded.pair.sign(msg), ALICE).isValid);
+    // the private key alone is enough: btwallet's form is assumed
+    fs.writeFileSync(hk.file, JSON.stringify({ privateKey: hk.privateKeyHex }));
+    assert.equal((await loadHotkey({ name: 'uri', hotkey: 'hk', path: dir })).address, ALICE);
+    // and it must derive the public key the file names
+    const bob = new Keyring({ type: 'sr25519', ss58Format: 42 }).addFromUri('//Bob');
+    fs.writeFileSync(hk.file, JSON.stringify({ privateKey: hk.privateKeyHex, publicKey: u8aToHex(bob.publicKey) }));
+    await expectUserError(loadHotkey({ name: 'uri', hotkey: 'hk', path: dir }), /"privateKey" does not derive its public key/, [hk.privateKeyHex, hk.privateKeyHex.slice(2)]);
+  });
+
   it('says clearly what is wrong, never quoting secrets', async function () {
     const hk = await writeHotkey(dir);
     const spec = { name: hk.name, hotkey: hk.hotkey, path: dir };
@@ -60,6 +78,9 @@ describe('wallet: Bittensor hotkey files', function () {
     await expectUserError(loadHotkey(spec), /not valid JSON/, secrets);
     fs.writeFileSync(hk.file, '$NACL' + 'x'.repeat(40));
     await expectUserError(loadHotkey(spec), /encrypted/);
+    // btwallet's legacy encryption: a Fernet token, base64 starting "gAAAAA"
+    fs.writeFileSync(hk.file, 'gAAAAABl' + 'x'.repeat(80));
+    await expectUserError(loadHotkey(spec), /is encrypted; tournament needs an unencrypted hotkey/);
     fs.writeFileSync(hk.file, JSON.stringify({ ss58Address: hk.address }));
     await expectUserError(loadHotkey(spec), /holds no secret/);
     fs.writeFileSync(hk.file, JSON.stringify({ secretSeed: '0x1234' }));

@@ -385,9 +385,9 @@ Napi::Promise queue_eval(Napi::Env env, Evaluator* e, EvalWorker::Work work, Eva
   return promise;
 }
 
-// run({ argv: string[], seed, seqLen, warmupTokens: Int32Array, timedTokens: Int32Array }, onProgress)
-//   -> Promise<outcome>. argv: the sandbox command that runs tournament-runner on the plugin, with
-//   bwrap's --info-fd 7 so the sandbox's PID 1 can be killed.
+// run({ argv: string[], seed, warmupSeed, seqLen, warmupTokens: Int32Array, timedTokens: Int32Array,
+//       logPath, measureInitialProbe }, onProgress) -> Promise<outcome>. argv: the sandbox command that
+//   runs tournament-runner on the plugin, with bwrap's --info-fd runnerInfoFd so the sandbox's PID 1 can be killed.
 Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto o = info[0].As<Napi::Object>();
@@ -396,6 +396,9 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
   auto argv = o.Get("argv").As<Napi::Array>();
   for (uint32_t i = 0; i < argv.Length(); ++i) in->argv.push_back(argv.Get(i).As<Napi::String>());
   in->seed = static_cast<uint64_t>(i64(o, "seed"));
+  in->warmup_seed = static_cast<uint64_t>(i64(o, "warmupSeed"));
+  in->log_path = o.Get("logPath").As<Napi::String>();
+  in->measure_initial_probe = o.Get("measureInitialProbe").ToBoolean();
   in->warmup_tokens = int32_tensor(o.Get("warmupTokens"));
   in->timed_tokens = int32_tensor(o.Get("timedTokens"));
   const int64_t seq = i64(o, "seqLen");
@@ -417,6 +420,9 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
         r.Set("reportedPeakMemory", static_cast<double>(out->reported_peak_memory));
         r.Set("probeLoss", out->probe_loss);
         r.Set("initialProbeLoss", out->initial_probe_loss);
+        auto rows = Napi::Array::New(env, out->last_batch_row_losses.size());
+        for (size_t i = 0; i < out->last_batch_row_losses.size(); ++i) rows.Set(i, out->last_batch_row_losses[i]);
+        r.Set("lastBatchRowLosses", rows);
         return r;
       },
       cb);
@@ -466,6 +472,8 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("Evaluator", Evaluator::Init(env));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("numParameters", Napi::Function::New(env, NumParameters));
+  // The runner's start-up contract is protocol.h's: the sandbox command must name this fd in --info-fd.
+  exports.Set("runnerInfoFd", Napi::Number::New(env, tournament::protocol::kInfoFd));
   return exports;
 }
 

@@ -3,6 +3,8 @@
 #ifdef TOURNAMENT_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
 
@@ -13,6 +15,22 @@ c10::DeviceIndex cuda_index(const torch::Device& device) {
   return device.has_index() ? device.index() : c10::cuda::current_device();
 }
 #endif
+
+int64_t available_device_memory(const torch::Device& device) {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto index = cuda_index(device);
+    c10::cuda::CUDAGuard guard(index);  // its primary context current on this thread
+    size_t free_bytes = 0, total_bytes = 0;
+    TORCH_CHECK(cuMemGetInfo(&free_bytes, &total_bytes) == CUDA_SUCCESS, "cuMemGetInfo failed");
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+    const int64_t cached_unused = stats.reserved_bytes[0].current - stats.allocated_bytes[0].current;
+    return static_cast<int64_t>(free_bytes) + cached_unused;
+  }
+#endif
+  (void)device;
+  return -1;
+}
 
 int64_t cuda_peak_allocated(const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
@@ -35,6 +53,13 @@ void cuda_reset_peak(const torch::Device& device) {
 void cuda_synchronize(const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
   if (device.is_cuda()) c10::cuda::device_synchronize();
+#endif
+  (void)device;
+}
+
+void cuda_empty_cache(const torch::Device& device) {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
 #endif
   (void)device;
 }

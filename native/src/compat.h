@@ -13,11 +13,29 @@ namespace tournament::compat {
 // memory-efficient kernels on CUDA). 1.13 has only a private prototype.
 constexpr bool kHasSdpa = TOURNAMENT_TORCH_2;
 
-// Causal attention through SDPA. q [B, Nq, S, D], k/v [B, Nkv, S, D] with
-// Nkv already expanded to Nq -> [B, Nq, S, D].
+// Whether SDPA takes grouped-query attention itself (enable_gqa, PyTorch 2.5).
+#define TOURNAMENT_TORCH_GQA (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5))
+
+// Causal attention through SDPA. q [B, Nq, S, D], k/v [B, Nkv, S, D] with Nq a
+// multiple of Nkv -> [B, Nq, S, D]. Where SDPA would run a fused kernel
+// (flash) on the grouped heads as they are, it gets them so (no expanded
+// copies of k and v to keep for backward); otherwise k and v are expanded to
+// Nq heads first.
 inline torch::Tensor sdpa_causal(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
 #if TOURNAMENT_TORCH_2
-  return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true);
+  const int64_t groups = q.size(1) / k.size(1);
+  if (groups == 1) return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true);
+#if TOURNAMENT_TORCH_GQA
+  // SDPBackend: -1 error, 0 math, 1 flash, 2 memory-efficient, 3 cuDNN, ...
+  const int64_t backend = at::_fused_sdp_choice(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true,
+                                                /*scale=*/c10::nullopt, /*enable_gqa=*/true);
+  if (q.is_cuda() && backend > 0) {
+    return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true,
+                                            /*scale=*/c10::nullopt, /*enable_gqa=*/true);
+  }
+#endif
+  return at::scaled_dot_product_attention(q, k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1),
+                                          /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true);
 #else
   (void)q; (void)k; (void)v;
   TORCH_CHECK(false, "scaled_dot_product_attention needs libtorch 2.x; this build is ", TORCH_VERSION);
@@ -58,11 +76,17 @@ inline at::Generator seeded_generator(const torch::Device& device, uint64_t seed
 c10::DeviceIndex cuda_index(const torch::Device& device);
 #endif
 
+// Free device memory plus the caching allocator's unused cached blocks, in
+// bytes; -1 on the CPU.
+int64_t available_device_memory(const torch::Device& device);
+
 // Peak device memory in bytes since the last reset, or -1 where the build
 // cannot tell (CPU: the driver reads the process's peak RSS instead).
 int64_t cuda_peak_allocated(const torch::Device& device);
 void cuda_reset_peak(const torch::Device& device);
 void cuda_synchronize(const torch::Device& device);
+// Returns this process's cached, unused device memory to the driver.
+void cuda_empty_cache(const torch::Device& device);
 // Waits for the calling thread's current stream only: work a plugin left on
 // other streams is not waited for (it dies with the runner at DONE).
 void cuda_synchronize_current_stream(const torch::Device& device);

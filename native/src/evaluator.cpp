@@ -13,8 +13,7 @@
 #include <cstring>
 
 #include "compat.h"
-
-extern char** environ;
+#include "fingerprint.h"
 
 namespace tournament {
 
@@ -35,6 +34,44 @@ std::string sanitize(const char* text, size_t cap) {
   return out;
 }
 
+// The runner's last output, for a failed run's message: hostile text, so
+// sanitised and short (information for the miner, never parsed). Read through
+// the trusted side's own descriptor of the file it created: the runner can
+// rename, replace or relink the name in its scratch folder (a symlink to a
+// host secret, a FIFO that blocks an open), never this inode.
+std::string log_tail(int fd) {
+  if (fd < 0) return "";
+  char buf[400];
+  const off_t size = ::lseek(fd, 0, SEEK_END);
+  const off_t from = std::max<off_t>(0, size - static_cast<off_t>(sizeof buf - 1));
+  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, from);
+  if (n <= 0) return "";
+  buf[n] = 0;
+  std::string t = sanitize(buf, static_cast<size_t>(n));
+  const auto first = t.find_first_not_of(' '), last = t.find_last_not_of(' ');
+  return first == std::string::npos ? "" : t.substr(first, last - first + 1);
+}
+
+// Reads bwrap's {"child-pid": N} from the info pipe (trusted binary, but read
+// defensively: digits after "child-pid").
+pid_t read_child_pid(int fd, int timeout_ms) {
+  std::string buf;
+  auto start = Clock::now();
+  while (buf.find('}') == std::string::npos && since(start) * 1000 < timeout_ms && buf.size() < 4096) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char tmp[256];
+    ssize_t n = ::read(fd, tmp, sizeof tmp);
+    if (n <= 0) break;
+    buf.append(tmp, static_cast<size_t>(n));
+  }
+  auto k = buf.find("child-pid");
+  if (k == std::string::npos) return -1;
+  k = buf.find_first_of("0123456789", k);
+  if (k == std::string::npos) return -1;
+  return static_cast<pid_t>(std::strtol(buf.c_str() + k, nullptr, 10));
+}
+
 // A spawned sandbox: the bwrap process (our child) and the sandbox's PID-1
 // (from bwrap's --info-fd). Killing PID-1 of a PID namespace kills every
 // process in it, and bwrap's own exit (which we wait for) follows that
@@ -44,8 +81,64 @@ struct Sandbox {
   pid_t bwrap = -1;
   pid_t inner = -1;
   int control = -1;
+  int log = -1;  // the runner's stdout and stderr, as created here
   int status = 0;
   bool reaped = false;
+
+  // Starts `argv` (the sandbox around the runner) with the runner's file
+  // descriptors as protocol.h numbers them, stdin from /dev/null, stdout and
+  // stderr into `log_path`, and a fixed minimal environment: bwrap's monitor
+  // is the sandbox's PID 1, readable by the runner's uid through /proc, so it
+  // must hold nothing of this process (its environment holds the validator's
+  // secrets).
+  void spawn(const std::vector<std::string>& argv_in, const std::string& log_path, int params_fd, int data_fd,
+             int logits_fd) {
+    int sv[2], info[2];
+    TORCH_CHECK(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair: ", std::strerror(errno));
+    TORCH_CHECK(::pipe2(info, O_CLOEXEC) == 0, "pipe: ", std::strerror(errno));
+    log = ::open(log_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    TORCH_CHECK(log >= 0, "cannot create the runner's log ", log_path, ": ", std::strerror(errno));
+    // Sources moved above the target range first, so no dup2 clobbers another source.
+    const int src[] = {sv[1], params_fd, data_fd, logits_fd, info[1], log};
+    const int dst[] = {proto::kControlFd, proto::kParamsFd, proto::kDataFd, proto::kLogitsFd, proto::kInfoFd, 1};
+    constexpr int kN = 6;
+    int high[kN];
+    for (int k = 0; k < kN; ++k) high[k] = ::fcntl(src[k], F_DUPFD_CLOEXEC, 64);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    for (int k = 0; k < kN; ++k) posix_spawn_file_actions_adddup2(&fa, high[k], dst[k]);
+    posix_spawn_file_actions_adddup2(&fa, high[kN - 1], 2);
+    posix_spawn_file_actions_addclosefrom_np(&fa, proto::kInfoFd + 1);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+    std::vector<std::string> args = argv_in;
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::string path_env = "PATH=/usr/local/bin:/usr/bin:/bin";
+    char* envp[] = {path_env.data(), nullptr};
+    const int rc = ::posix_spawnp(&bwrap, argv[0], &fa, &attr, argv.data(), envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    for (int k = 0; k < kN; ++k) ::close(high[k]);
+    ::close(sv[1]);
+    ::close(info[1]);
+    control = sv[0];
+    if (rc != 0) {
+      ::close(info[0]);
+      bwrap = -1;
+      TORCH_CHECK(false, "cannot start the sandbox (", args[0], "): ", std::strerror(rc));
+    }
+    inner = read_child_pid(info[0], 10000);
+    ::close(info[0]);
+  }
 
   // Polls for bwrap's exit for up to `seconds`; true once it is reaped.
   bool await_exit(double seconds) {
@@ -80,28 +173,11 @@ struct Sandbox {
     if (WIFSIGNALED(status)) return "the runner was killed by signal " + std::to_string(WTERMSIG(status));
     return "the runner exited with status " + std::to_string(WEXITSTATUS(status)) + " before it was done";
   }
-  ~Sandbox() { kill_and_reap(); }
-};
-
-// Reads bwrap's {"child-pid": N} from the info pipe (trusted binary, but read
-// defensively: digits after "child-pid").
-pid_t read_child_pid(int fd, int timeout_ms) {
-  std::string buf;
-  auto start = Clock::now();
-  while (buf.find('}') == std::string::npos && since(start) * 1000 < timeout_ms && buf.size() < 4096) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
-    char tmp[256];
-    ssize_t n = ::read(fd, tmp, sizeof tmp);
-    if (n <= 0) break;
-    buf.append(tmp, static_cast<size_t>(n));
+  ~Sandbox() {
+    kill_and_reap();
+    if (log >= 0) ::close(log);
   }
-  auto k = buf.find("child-pid");
-  if (k == std::string::npos) return -1;
-  k = buf.find_first_of("0123456789", k);
-  if (k == std::string::npos) return -1;
-  return static_cast<pid_t>(std::strtol(buf.c_str() + k, nullptr, 10));
-}
+};
 
 }  // namespace
 
@@ -123,19 +199,49 @@ Evaluator::~Evaluator() = default;
 
 void Evaluator::init_parameters(uint64_t seed) {
   init_weights(model_, seed);
-  compat::cuda_synchronize(cfg_.device);
+  release_device_cache();
 }
 
 std::vector<int64_t> Evaluator::memory_digest() {
-  auto bits = [](const torch::Tensor& t) {
-    const auto e = t.element_size();
-    return t.view(e == 2 ? torch::kInt16 : e == 4 ? torch::kInt32 : torch::kInt64).sum(torch::kInt64);
-  };
-  std::vector<torch::Tensor> sums;
-  for (const auto& p : model_->parameters()) sums.push_back(bits(p.detach()));
-  sums.push_back(bits(logits_view_));
-  auto host = torch::stack(sums).to(torch::kCPU);
-  return std::vector<int64_t>(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
+  return {keyed_digest(params_.view(0, {static_cast<int64_t>(params_.size())}, torch::kUInt8), digest_key_),
+          keyed_digest(logits_.view(0, {static_cast<int64_t>(logits_.size())}, torch::kUInt8), digest_key_)};
+}
+
+void Evaluator::scrub(uint64_t warmup_seed) {
+  // Parameters: warmup's own initialisation (or zeros without warmup); the
+  // timed one is written only once the clock runs.
+  if (cfg_.warmup_steps > 0) {
+    init_parameters(warmup_seed);
+  } else {
+    params_.view(0, {static_cast<int64_t>(params_.size())}, torch::kUInt8).zero_();
+  }
+  data_.view(0, {static_cast<int64_t>(data_.size())}, torch::kUInt8).zero_();
+  logits_view_.fill_(std::nan(""));
+  compat::cuda_synchronize(cfg_.device);
+}
+
+// The judge's own temporaries (initialisation, probe, comparison, hashing)
+// would otherwise stay cached by this process's allocator, and the card
+// belongs to the submission.
+void Evaluator::release_device_cache() {
+  compat::cuda_synchronize(cfg_.device);
+  compat::cuda_empty_cache(cfg_.device);
+}
+
+std::vector<double> Evaluator::row_losses(const torch::Tensor& tokens) {
+  torch::NoGradGuard no_grad;
+  auto ids = tokens.to(cfg_.device);  // [R, S]
+  std::vector<torch::Tensor> per_row;
+  for (int64_t r = 0; r < ids.size(0); r += 2) {
+    auto rows = ids.narrow(0, r, std::min<int64_t>(2, ids.size(0) - r));  // [r', S]
+    auto logits = model_->forward(rows).narrow(1, 0, ids.size(1) - 1).to(torch::kFloat32);  // [r', S-1, V]
+    auto nll = torch::nn::functional::cross_entropy(
+        logits.reshape({-1, logits.size(2)}), rows.narrow(1, 1, ids.size(1) - 1).reshape({-1}),
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));  // [r' * (S-1)]
+    per_row.push_back(nll.view({rows.size(0), -1}).mean(1).to(torch::kFloat64));
+  }
+  auto host = torch::cat(per_row).to(torch::kCPU).contiguous();
+  return std::vector<double>(host.data_ptr<double>(), host.data_ptr<double>() + host.numel());
 }
 
 double Evaluator::probe_loss() {
@@ -148,9 +254,12 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   const auto t_start = Clock::now();
   RunOutcome out;
   last_seed_ = in.seed;
+  post_kill_digest_.clear();
   const int64_t B = cfg_.batch_size, S = cfg_.seq_len;
   TORCH_CHECK(in.timed_tokens.sizes().vec() == std::vector<int64_t>({cfg_.steps * B, S}), "evaluator: timed tokens ",
               in.timed_tokens.sizes(), " are not [steps * batch, seq_len]");
+  TORCH_CHECK(!in.argv.empty(), "evaluator: empty runner command");
+  TORCH_CHECK(!in.log_path.empty(), "evaluator: no log path for the runner's output");
   auto fail = [&](const std::string& code, const std::string& msg) {
     out.completed = false;
     out.failure_code = code;
@@ -159,46 +268,17 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
     return out;
   };
 
-  // ---- spawn
-  int sv[2], info[2];
-  TORCH_CHECK(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair: ", std::strerror(errno));
-  TORCH_CHECK(::pipe2(info, O_CLOEXEC) == 0, "pipe: ", std::strerror(errno));
-  // Sources moved above the target range first, so no dup2 clobbers another source.
-  const int src[] = {sv[1], params_.fd(), data_.fd(), logits_.fd(), info[1]};
-  int high[5];
-  for (int k = 0; k < 5; ++k) high[k] = ::fcntl(src[k], F_DUPFD_CLOEXEC, 64);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  for (int k = 0; k < 5; ++k) posix_spawn_file_actions_adddup2(&fa, high[k], 3 + k);  // 3..7
-  posix_spawn_file_actions_addclosefrom_np(&fa, 8);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
-  TORCH_CHECK(!in.argv.empty(), "evaluator: empty runner command");
-  std::vector<std::string> args = in.argv;
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  Sandbox box;
-  const int rc = ::posix_spawnp(&box.bwrap, argv[0], &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  for (int k = 0; k < 5; ++k) ::close(high[k]);
-  ::close(sv[1]);
-  ::close(info[1]);
-  box.control = sv[0];
-  if (rc != 0) {
-    ::close(info[0]);
-    box.bwrap = -1;
-    TORCH_CHECK(false, "cannot start the sandbox (", args[0], "): ", std::strerror(rc));
+  // ---- before the spawn: nothing of an earlier run may be left to read,
+  // since a plugin's static initialisers run inside dlopen, before READY.
+  if (in.measure_initial_probe) {
+    init_parameters(in.seed);
+    out.initial_probe_loss = probe_loss();
   }
-  box.inner = read_child_pid(info[0], 10000);
-  ::close(info[0]);
+  scrub(in.warmup_seed);
+
+  // ---- spawn
+  Sandbox box;
+  box.spawn(in.argv, in.log_path, params_.fd(), data_.fd(), logits_.fd());
 
   // Waits for one message of `want`; on anything else fills the failure.
   std::string code, msg;
@@ -239,6 +319,18 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
     }
     return true;
   };
+  // The runner speaks only when spoken to: a message already waiting before
+  // the next command was sent by something other than the runner's own
+  // sequence (e.g. a plugin thread forging DONE ahead of GO).
+  auto quiet = [&](const char* before) {
+    pollfd pfd{box.control, POLLIN, 0};
+    if (::poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN)) {
+      code = "protocol";
+      msg = std::string("a message arrived out of turn, before ") + before;
+      return false;
+    }
+    return true;
+  };
 
   proto::Init init{};
   init.model = cfg_.model;
@@ -256,7 +348,10 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   // A run that missed its next message: end the sandbox, then say why.
   auto failed_run = [&] {
     box.kill_and_reap();
-    return fail(code.empty() ? "crash" : code, msg.empty() ? box.describe_exit() : msg);
+    std::string why = msg.empty() ? box.describe_exit() : msg;
+    const std::string tail = log_tail(box.log);
+    if (!tail.empty() && code != "protocol") why += "; the runner's last output: " + tail;
+    return fail(code.empty() ? "crash" : code, why);
   };
   proto::Packet p;
   if (progress) progress("start");
@@ -268,23 +363,23 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   auto data_view = [&](int64_t rows) { return data_.view(0, {rows, S}, torch::kInt64); };
   if (cfg_.warmup_steps > 0) {
     if (progress) progress("warmup");
-    init_parameters(in.seed ^ 0x5eed5eed5eedULL);  // warmup never sees the run's initialisation
     data_view(cfg_.warmup_steps * B).copy_(in.warmup_tokens);
     proto::Warmup w{cfg_.warmup_steps};
-    if (!proto::send_msg(box.control, proto::Type::kWarmup, &w) ||
+    if (!quiet("WARMUP") || !proto::send_msg(box.control, proto::Type::kWarmup, &w) ||
         !await(proto::Type::kWarm, cfg_.warmup_timeout_s, "warmup", &p)) {
       return failed_run();
     }
   }
 
-  // ---- reset, then the timed run
+  // ---- the timed run. The clock starts before the run's initialisation and
+  // data are written: nothing of the timed run exists while the clock stands.
   if (progress) progress("timed");
-  init_parameters(in.seed);
-  out.initial_probe_loss = probe_loss();
   logits_view_.fill_(std::nan(""));  // unwritten shows as NaN
   compat::cuda_synchronize(cfg_.device);
+  if (!quiet("GO")) return failed_run();
   const auto t0 = Clock::now();
-  data_view(cfg_.steps * B).copy_(in.timed_tokens);  // the run's data exists from GO on
+  init_parameters(in.seed);
+  data_view(cfg_.steps * B).copy_(in.timed_tokens);
   const bool sent = proto::send_msg(box.control, proto::Type::kGo);
   const bool done = sent && await(proto::Type::kDone, cfg_.timed_timeout_s, "the timed run", &p);
   out.seconds = since(t0);
@@ -293,6 +388,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
     return failed_run();
   }
   box.kill_and_reap();  // at DONE: nothing the runner does from here on lands
+  digest_key_ = fresh_key();
   post_kill_digest_ = memory_digest();  // compare_last_with checks that it still holds
   out.completed = true;
   out.reported_tokens = p.body.done.total_tokens;
@@ -300,6 +396,8 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   out.reported_peak_memory = p.body.done.peak_memory_bytes;
   if (progress) progress("verify");
   out.probe_loss = probe_loss();
+  out.last_batch_row_losses = row_losses(in.timed_tokens.narrow(0, (cfg_.steps - 1) * B, B));
+  release_device_cache();
   out.overhead_seconds = since(t_start) - out.seconds;
   return out;
 }
@@ -385,6 +483,7 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   c.reference_changed_share = ref_changed / total;
   // Last, after every read the verdict rests on (probe loss, logits, weights).
   c.changed_after_kill = memory_digest() != post_kill_digest_;
+  release_device_cache();
   return c;
 }
 

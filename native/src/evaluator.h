@@ -28,9 +28,12 @@ struct EvalConfig {
 
 struct RunInputs {
   std::vector<std::string> argv;  // the sandbox, the runner and the compiled submission
-  uint64_t seed = 0;           // initialisation of this run
+  uint64_t seed = 0;           // initialisation of the timed run
+  uint64_t warmup_seed = 0;    // initialisation for warmup: drawn independently of `seed`
   torch::Tensor warmup_tokens; // [warmup_steps * B, S] int64
   torch::Tensor timed_tokens;  // [steps * B, S] int64
+  std::string log_path;        // the runner's stdout and stderr go here (created; in its scratch directory)
+  bool measure_initial_probe = false;  // probe loss at `seed`'s initialisation, measured before the spawn
 };
 
 struct RunOutcome {
@@ -43,7 +46,10 @@ struct RunOutcome {
   double reported_loss = 0;
   int64_t reported_peak_memory = 0;  // runner's own account, informational
   double probe_loss = 0;       // recomputed here from the final weights
-  double initial_probe_loss = 0;  // the same batch at the run's initialisation
+  double initial_probe_loss = 0;  // the same batch at the run's initialisation (when asked for)
+  // Loss of the final weights on each row of the last timed batch: a row the
+  // run skipped in its last step was not lowered by it.
+  std::vector<double> last_batch_row_losses;
 };
 
 struct Comparison {
@@ -78,10 +84,17 @@ class Evaluator {
     uint64_t seed;
   };
   void init_parameters(uint64_t seed);
+  // Overwrites every shared region before a runner is spawned: nothing of an
+  // earlier run (the reference's weights, logits, batches) is there to read.
+  void scrub(uint64_t warmup_seed);
   double probe_loss();
-  // Exact fingerprint of the parameter and logits memory: per tensor, the sum
-  // of its raw bits as integers (order-free, so the same on every read).
+  // Mean next-token loss of the current weights on each row of `tokens` [R, S],
+  // a few rows at a time (a 7B model's logits for 16 x 1024 tokens are 10 GB in float32).
+  std::vector<double> row_losses(const torch::Tensor& tokens);
+  // Keyed hash of the parameter and logits memory (fingerprint.h), with a
+  // key drawn right after the kill.
   std::vector<int64_t> memory_digest();
+  void release_device_cache();
 
   EvalConfig cfg_;
   protocol::ParamLayout layout_;
@@ -92,6 +105,7 @@ class Evaluator {
   int64_t next_id_ = 1;
   uint64_t last_seed_ = 0;
   std::vector<int64_t> post_kill_digest_;  // of the last run, taken right after the kill
+  uint64_t digest_key_ = 0;                 // drawn after the last run's kill
 };
 
 }  // namespace tournament

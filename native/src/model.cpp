@@ -4,7 +4,9 @@
 
 #include <c10/util/accumulate.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "compat.h"
 
@@ -74,11 +76,42 @@ RMSNormImpl::RMSNormImpl(const ParamAllocator& alloc, const std::string& name, i
   weight = register_parameter("weight", alloc(name + ".weight", {dim}));
 }
 
+namespace {
+
+// RMSNorm with a hand-written backward that keeps only the input and the
+// per-row scale (autograd would keep three float32 copies of the input).
+// Forward as Hugging Face: normalise in float32, round to the input dtype,
+// scale by the weight in the input dtype. Backward: the weight's gradient in
+// the input dtype as autograd computes it; the input's in float32.
+struct RMSNormFunction : public torch::autograd::Function<RMSNormFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor weight,
+                               double eps) {
+    auto xf = x.to(torch::kFloat32);                                     // [..., H]
+    auto rstd = torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);  // [..., 1]
+    ctx->save_for_backward({x, weight, rstd});
+    return weight * (xf * rstd).to(x.scalar_type());                     // [..., H]
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &weight = saved[1], &rstd = saved[2];
+    auto g = grad_out[0];                                                // [..., H]
+    auto nf = x.to(torch::kFloat32) * rstd;                              // normalised, float32
+    std::vector<int64_t> rows(x.dim() - 1);
+    std::iota(rows.begin(), rows.end(), 0);
+    auto dweight = (g * nf.to(x.scalar_type())).sum(rows);              // [H]
+    auto dn = (g * weight).to(torch::kFloat32);                          // [..., H]
+    // d/dx of x * rstd(x): rstd * (dn - n * mean(dn * n)).
+    auto dx = rstd * (dn - nf * (dn * nf).mean(-1, /*keepdim=*/true));
+    return {dx.to(x.scalar_type()), dweight, torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
-  // Normalise in float32, scale in the input dtype, as Hugging Face does.
-  auto xf = x.to(torch::kFloat32);                                 // [..., H]
-  auto var = xf.pow(2).mean(-1, /*keepdim=*/true);                  // [..., 1]
-  return weight * (xf * torch::rsqrt(var + eps)).to(x.scalar_type());  // [..., H]
+  return RMSNormFunction::apply(x, weight, eps);  // [..., H]
 }
 
 // ---------------------------------------------------------------- rotary embeddings
@@ -131,6 +164,20 @@ AttentionImpl::AttentionImpl(const ParamAllocator& alloc, const std::string& nam
               "attention: scaled-dot-product attention is not available in this libtorch build");
 }
 
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               AttentionKernel kernel) {
+  if (kernel == AttentionKernel::kAuto) kernel = compat::kHasSdpa ? AttentionKernel::kSdpa : AttentionKernel::kMath;
+  if (kernel == AttentionKernel::kSdpa) return compat::sdpa_causal(q, k, v);  // grouped heads as the build supports
+  const int64_t S = q.size(2), D = q.size(3), groups = q.size(1) / k.size(1);
+  auto ke = groups > 1 ? k.repeat_interleave(groups, 1) : k;  // [B, Nq, S, D]: each kv head serves `groups` query heads
+  auto ve = groups > 1 ? v.repeat_interleave(groups, 1) : v;
+  auto scores = torch::matmul(q, ke.transpose(-2, -1)) / std::sqrt(static_cast<double>(D));  // [B, Nq, S, S]
+  auto mask = torch::ones({S, S}, q.options().dtype(torch::kBool)).triu(1);                   // [S, S]
+  scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());              // [B, Nq, S, S]
+  return torch::matmul(probs, ve);                                                            // [B, Nq, S, D]
+}
+
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
   const int64_t B = x.size(0), S = x.size(1);
   auto q = q_proj(x).view({B, S, n_heads, head_dim}).transpose(1, 2);     // [B, Nq, S, D]
@@ -138,23 +185,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto v = v_proj(x).view({B, S, n_kv_heads, head_dim}).transpose(1, 2);  // [B, Nkv, S, D]
   q = apply_rope(q, cos, sin);
   k = apply_rope(k, cos, sin);
-  const int64_t groups = n_heads / n_kv_heads;
-  if (groups > 1) {  // grouped-query attention: each kv head serves `groups` query heads
-    k = k.repeat_interleave(groups, 1);  // [B, Nq, S, D]
-    v = v.repeat_interleave(groups, 1);  // [B, Nq, S, D]
-  }
-  torch::Tensor out;  // [B, Nq, S, D]
-  if (kernel == AttentionKernel::kSdpa) {
-    out = compat::sdpa_causal(q, k, v);
-  } else {
-    // The plain path: scores in the input dtype, softmax in float32, as
-    // Hugging Face's eager attention.
-    auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(head_dim));  // [B, Nq, S, S]
-    auto mask = torch::ones({S, S}, x.options().dtype(torch::kBool)).triu(1);                         // [S, S]
-    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
-    auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());                    // [B, Nq, S, S]
-    out = torch::matmul(probs, v);
-  }
+  auto out = causal_attention(q, k, v, kernel);  // [B, Nq, S, D]
   out = out.transpose(1, 2).reshape({B, S, n_heads * head_dim});  // [B, S, H]
   return o_proj(out);                                             // [B, S, H]
 }
@@ -168,8 +199,50 @@ MLPImpl::MLPImpl(const ParamAllocator& alloc, const std::string& name, const Qwe
   down_proj = register_module("down_proj", Linear(alloc, name + ".down_proj", i, h, false));
 }
 
+namespace {
+
+// The SwiGLU MLP, down(silu(gate(x)) * up(x)), with a hand-written backward
+// that keeps x, gate(x) and up(x) and recomputes silu(gate) * up (autograd
+// would also keep silu(gate) and the product: two more [B, S, I] tensors).
+// Every op, forward and backward, is the one autograd would run, in the same
+// dtype and order, so the numbers are autograd's.
+struct SwiGLUFunction : public torch::autograd::Function<SwiGLUFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor w_gate,
+                               torch::Tensor w_up, torch::Tensor w_down) {
+    namespace F = torch::nn::functional;
+    auto gate = F::linear(x, w_gate);                            // [B, S, I]
+    auto up = F::linear(x, w_up);                                // [B, S, I]
+    ctx->save_for_backward({x, w_gate, w_up, w_down, gate, up});
+    return F::linear(torch::silu(gate) * up, w_down);           // [B, S, H]
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w_gate = saved[1], &w_up = saved[2], &w_down = saved[3], &gate = saved[4],
+               &up = saved[5];
+    const int64_t H = x.size(-1), I = gate.size(-1);
+    auto dy = grad_out[0].reshape({-1, H});                      // [T, H]
+    auto x2 = x.reshape({-1, H});                                // [T, H]
+    auto silu_gate = torch::silu(gate).reshape({-1, I});         // [T, I], recomputed
+    auto up2 = up.reshape({-1, I});
+    auto prod = silu_gate * up2;                                 // [T, I], recomputed
+    auto d_w_down = dy.t().mm(prod);                             // [H, I]
+    auto d_prod = dy.mm(w_down);                                 // [T, I]
+    auto d_silu = d_prod * up2;
+    auto d_up = d_prod * silu_gate;
+    auto d_gate = torch::silu_backward(d_silu, gate.reshape({-1, I}));
+    auto d_w_gate = d_gate.t().mm(x2);                           // [I, H]
+    auto d_w_up = d_up.t().mm(x2);                               // [I, H]
+    auto dx = d_gate.mm(w_gate) + d_up.mm(w_up);                 // [T, H]
+    return {dx.view(x.sizes()), d_w_gate, d_w_up, d_w_down};
+  }
+};
+
+}  // namespace
+
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
-  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));  // [B, S, I] inside, [B, S, H] out
+  return SwiGLUFunction::apply(x, gate_proj->weight, up_proj->weight, down_proj->weight);  // [B, S, H]
 }
 
 // ---------------------------------------------------------------- decoder layer
@@ -255,6 +328,10 @@ void Qwen2ForCausalLMImpl::set_checkpointed_layers(std::vector<bool> layers) {
 }
 
 torch::Tensor Qwen2ForCausalLMImpl::forward(const torch::Tensor& input_ids) {
+  return torch::nn::functional::linear(hidden_states(input_ids), lm_head_weight());  // [B, S, V]
+}
+
+torch::Tensor Qwen2ForCausalLMImpl::hidden_states(const torch::Tensor& input_ids) {
   TORCH_CHECK(input_ids.dim() == 2, "forward: input_ids must be [batch, seq_len], got ", input_ids.sizes());
   const int64_t S = input_ids.size(1);
   auto x = model->embed_tokens(input_ids);                          // [B, S, H]
@@ -264,8 +341,7 @@ torch::Tensor Qwen2ForCausalLMImpl::forward(const torch::Tensor& input_ids) {
     const bool ckpt = !checkpointed_.empty() && checkpointed_[i] && torch::GradMode::is_enabled();
     x = ckpt ? CheckpointedLayer::apply(x, cos, sin, reinterpret_cast<int64_t>(layer)) : layer->forward(x, cos, sin);
   }
-  x = model->norm(x);                                               // [B, S, H]
-  return torch::nn::functional::linear(x, lm_head_weight());        // [B, S, V]
+  return model->norm(x);                                            // [B, S, H]
 }
 
 // ---------------------------------------------------------------- loss
@@ -277,6 +353,81 @@ torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& i
   auto targets = input_ids.narrow(1, 1, S - 1).reshape({-1});                // [B*(S-1)]
   return torch::nn::functional::cross_entropy(shifted.reshape({-1, shifted.size(-1)}).to(torch::kFloat32), targets);
 }
+
+namespace {
+
+// Loss and both gradients in one pass over row chunks (see model.h). The
+// per-row arithmetic is cross_entropy's: log_softmax in float32 of the logits
+// rounded to the weight's dtype; its gradient (softmax - onehot) / N as
+// log_softmax's backward computes it, rounded to the weight's dtype before
+// the two matrix products, as the cast's backward does. The weight's gradient
+// sums the chunks' products in float32.
+struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossEntropyFunction> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor hidden, torch::Tensor weight,
+                               torch::Tensor targets, torch::Tensor logits_out, int64_t chunk_rows) {
+    const int64_t N = hidden.size(0);                            // hidden [N, H], targets [N]
+    const double inv_n = 1.0 / static_cast<double>(N);
+    auto d_hidden = torch::empty_like(hidden);                   // [N, H]
+    auto d_weight = torch::zeros(weight.sizes(), weight.options().dtype(torch::kFloat32));  // [V, H]
+    auto loss_sum = torch::zeros({}, hidden.options().dtype(torch::kFloat32));
+    for (int64_t r0 = 0; r0 < N; r0 += chunk_rows) {
+      const int64_t n = std::min(chunk_rows, N - r0);
+      auto h = hidden.narrow(0, r0, n);                          // [n, H]
+      auto t = targets.narrow(0, r0, n).unsqueeze(1);           // [n, 1]
+      auto logits = h.mm(weight.t());                            // [n, V], the weight's dtype
+      if (logits_out.numel() > 0) logits_out.narrow(0, r0, n).copy_(logits);
+      auto logp = torch::log_softmax(logits.to(torch::kFloat32), 1);  // [n, V] float32
+      loss_sum.sub_(logp.gather(1, t).sum());
+      // d loss / d logits = (exp(logp) - onehot) / N
+      auto grad = logp.exp_().mul_(inv_n);
+      grad.scatter_add_(1, t, torch::full({n, 1}, -inv_n, grad.options()));
+      auto grad_low = grad.to(weight.scalar_type());             // [n, V]
+      d_hidden.narrow(0, r0, n).copy_(grad_low.mm(weight));      // [n, H]
+      d_weight.add_(grad_low.t().mm(h));                         // [V, H]
+    }
+    ctx->save_for_backward({d_hidden, d_weight.to(weight.scalar_type())});
+    return loss_sum.mul_(inv_n);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto saved = ctx->get_saved_variables();
+    auto g = grad_out[0];  // scalar: 1 for loss.backward()
+    return {saved[0] * g.to(saved[0].scalar_type()), saved[1] * g.to(saved[1].scalar_type()), torch::Tensor(),
+            torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                   const torch::Tensor& input_ids, torch::Tensor logits_out, int64_t chunk_rows) {
+  const int64_t B = input_ids.size(0), S = input_ids.size(1), H = hidden.size(-1);
+  TORCH_CHECK(hidden.dim() == 3 && hidden.size(0) == B && hidden.size(1) == S, "linear_cross_entropy: hidden ",
+              hidden.sizes(), " does not match ids ", input_ids.sizes());
+  TORCH_CHECK(chunk_rows > 0, "linear_cross_entropy: chunk_rows must be > 0");
+  auto h = hidden.narrow(1, 0, S - 1).reshape({-1, H});                         // [B*(S-1), H]
+  auto targets = input_ids.narrow(1, 1, S - 1).reshape({-1});                   // [B*(S-1)]
+  auto out2d = torch::empty({0}, weight.options());  // none wanted (an empty tensor: apply() takes no undefined ones)
+  if (logits_out.defined()) {
+    TORCH_CHECK(logits_out.sizes() == at::IntArrayRef({B, S - 1, weight.size(0)}) && logits_out.is_contiguous() &&
+                    logits_out.scalar_type() == weight.scalar_type(),
+                "linear_cross_entropy: logits_out must be a contiguous [B, S-1, V] tensor of the weight's dtype");
+    out2d = logits_out.view({-1, weight.size(0)});
+  }
+  return LinearCrossEntropyFunction::apply(h, weight, targets, out2d, chunk_rows);
+}
+
+int64_t layer_activation_bytes(const Qwen2Config& cfg, int64_t tokens, torch::Dtype dtype) {
+  const int64_t e = torch::elementSize(dtype), H = cfg.hidden_size, I = cfg.intermediate_size;
+  const int64_t kv = 2 * cfg.num_key_value_heads * cfg.head_dim();
+  // layer input, norm output, q, k + v, attention output, o_proj input (when a copy), residual, norm output,
+  // gate, up; plus the norms' float32 row scales and attention's log-sum-exp.
+  const int64_t per_token = e * (7 * H + kv + 2 * I) + 4 * (2 + cfg.num_attention_heads);
+  return per_token * tokens;
+}
+
+int64_t available_device_memory(const torch::Device& device) { return compat::available_device_memory(device); }
 
 // ---------------------------------------------------------------- initialisation
 

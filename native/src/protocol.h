@@ -7,8 +7,11 @@
 // runner -> trusted: READY (plugin loaded, memory mapped), WARM (warmup done),
 //                    DONE (timed call returned, logits written), ERROR
 //
-// File descriptors in the runner: 3 control, 4 parameters, 5 batches,
-// 6 logits (see SharedRegion).
+// The runner's start-up contract, owned here: file descriptors 3 control,
+// 4 parameters, 5 batches, 6 logits (see SharedRegion), and 7 the write end
+// of the pipe on which bubblewrap (--info-fd) names the sandbox's PID 1; stdin
+// is /dev/null, stdout and stderr a log file of the run; the environment
+// outside the sandbox is PATH alone.
 #pragma once
 
 #include <tournament/model.h>
@@ -23,7 +26,7 @@
 namespace tournament::protocol {
 
 constexpr uint32_t kMagic = 0x544e5254;  // "TRNT"
-constexpr int kControlFd = 3, kParamsFd = 4, kDataFd = 5, kLogitsFd = 6;
+constexpr int kControlFd = 3, kParamsFd = 4, kDataFd = 5, kLogitsFd = 6, kInfoFd = 7;
 
 enum class Type : uint32_t { kInit = 1, kReady = 2, kWarmup = 3, kWarm = 4, kGo = 5, kDone = 6, kError = 7 };
 

@@ -1,5 +1,6 @@
 #include "shared_memory.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -122,9 +123,12 @@ SharedRegion SharedRegion::create(size_t bytes, torch::Device device) {
   }
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   bytes = (bytes + page - 1) / page * page;
-  r.fd_ = memfd_create("tournament", MFD_CLOEXEC);
+  r.fd_ = memfd_create("tournament", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (r.fd_ < 0) sys_fail("memfd_create");
   if (ftruncate(r.fd_, static_cast<off_t>(bytes)) != 0) sys_fail("ftruncate");
+  // The runner holds this fd: sealed, it can neither shrink the region (the
+  // owner's next read would die of SIGBUS) nor grow it, nor add seals of its own.
+  if (fcntl(r.fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) sys_fail("sealing the memfd");
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd_, 0);
   if (p == MAP_FAILED) sys_fail("mmap");
   r.ptr_ = p;

@@ -9,14 +9,17 @@
 // Height = floor((now - genesis_ms) / block_time_s). block_time_s is fixed when
 // the folder is created: hparams' block_time, or TOURNAMENT_LOCAL_BLOCK_TIME
 // (seconds, for quick local trials). Every hotkey counts as registered, with a
-// uid given in order of first commitment. The last 10 commitments are kept,
-// as the chain keeps the last 10 reveals.
+// uid given in order of first commitment. As on chain, a hotkey has at most one
+// pending commitment: a new one replaces it (Commitments.set_commitment
+// overwrites CommitmentOf), and it is then never revealed. The last 10 revealed
+// ones are kept, as the chain keeps the last 10 reveals. Every file is checked
+// for its shape when read: a damaged one is a UserError, never a crash.
 import * as fs from 'fs';
 import * as path from 'path';
 import { u8aToHex, hexToU8a } from '@polkadot/util';
 import { UserError } from '../errors';
-import { writeAtomic } from '../data/tokens';
-import { readJsonFile } from '../data/json';
+import { writeAtomic } from '../util/atomic';
+import { readJsonFile } from '../util/json';
 import type { ChainStatus, CommitReceipt, CommitRequest, MinerChain } from './types';
 
 interface LocalChainFile {
@@ -40,8 +43,46 @@ interface LocalAccountFile {
 
 const KEEP = 10;
 
-const DAMAGED = 'the local network\'s state is damaged: delete .local_commitments/ to start over';
-const readJson = <T>(file: string): T | null => readJsonFile<T>(file, DAMAGED);
+const DAMAGED_HINT = 'delete .local_commitments/ to start the local network over';
+
+function damaged(file: string, what: string): UserError {
+  return new UserError(`the local network's state is damaged: ${file} ${what}`, { hint: DAMAGED_HINT });
+}
+
+const isInt = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+function checkChainFile(file: string, v: unknown): LocalChainFile {
+  const o = v as Partial<LocalChainFile> | null;
+  if (typeof o !== 'object' || o === null || !Number.isFinite(o.genesis_ms) || typeof o.block_time_s !== 'number' || !(o.block_time_s > 0)) {
+    throw damaged(file, 'is not { "genesis_ms": <number>, "block_time_s": <positive number> }');
+  }
+  return { genesis_ms: o.genesis_ms as number, block_time_s: o.block_time_s };
+}
+
+function checkAccountFile(file: string, v: unknown, address: string, netuid: number): LocalAccountFile {
+  const o = v as Partial<LocalAccountFile> | null;
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw damaged(file, 'is not a JSON object');
+  if (o.hotkey !== address || o.netuid !== netuid) throw damaged(file, `does not belong to hotkey ${address} on subnet ${netuid}`);
+  if (!isInt(o.uid) || !isInt(o.last_commit_block)) throw damaged(file, 'has no valid "uid" or "last_commit_block"');
+  if (!Array.isArray(o.commitments)) throw damaged(file, 'has no "commitments" list');
+  for (const c of o.commitments as unknown[]) {
+    const e = c as Partial<LocalCommitment> | null;
+    if (typeof e !== 'object' || e === null || !isInt(e.block) || !isInt(e.reveal_block) || typeof e.data_hex !== 'string' || !/^0x([0-9a-f]{2})*$/.test(e.data_hex)) {
+      throw damaged(file, 'holds a commitment that is not { "block", "reveal_block", "data_hex" }');
+    }
+  }
+  return o as LocalAccountFile;
+}
+
+/** JSON of a state file, null when absent; unreadable or invalid JSON is the same "damaged" error. */
+function readState(file: string): unknown {
+  try {
+    return readJsonFile<unknown>(file);
+  } catch (e) {
+    if (e instanceof UserError) throw damaged(file, 'cannot be read as JSON');
+    throw e;
+  }
+}
 
 export class LocalChain implements MinerChain {
   readonly name = 'local';
@@ -49,12 +90,9 @@ export class LocalChain implements MinerChain {
 
   constructor(readonly dir: string, blockTimeS: number) {
     const file = path.join(dir, 'chain.json');
-    const existing = readJson<LocalChainFile>(file);
-    if (existing) {
-      if (!Number.isFinite(existing.genesis_ms) || !(existing.block_time_s > 0)) {
-        throw new UserError(`${file} is malformed; delete ${dir} to start the local network over`);
-      }
-      this.chain = existing;
+    const existing = readState(file);
+    if (existing !== null) {
+      this.chain = checkChainFile(file, existing);
     } else {
       if (!(blockTimeS > 0)) throw new UserError(`local block time must be positive, got ${blockTimeS}`);
       this.chain = { genesis_ms: Date.now(), block_time_s: blockTimeS };
@@ -76,7 +114,9 @@ export class LocalChain implements MinerChain {
   }
 
   private account(netuid: number, address: string): LocalAccountFile | null {
-    return readJson<LocalAccountFile>(this.accountFile(netuid, address));
+    const file = this.accountFile(netuid, address);
+    const v = readState(file);
+    return v === null ? null : checkAccountFile(file, v, address, netuid);
   }
 
   async currentBlock(): Promise<number> {
@@ -103,7 +143,9 @@ export class LocalChain implements MinerChain {
     const acc: LocalAccountFile = this.account(req.netuid, address) ?? { hotkey: address, netuid: req.netuid, uid: this.nextUid(req.netuid), last_commit_block: block, commitments: [] };
     const entry: LocalCommitment = { block, reveal_block: block + req.revealBlocks, data_hex: u8aToHex(req.plaintext) };
     acc.last_commit_block = block;
-    acc.commitments = [...acc.commitments, entry].slice(-KEEP);
+    // As set_commitment does: a still-pending commitment is overwritten, the revealed ones stay.
+    const revealed = acc.commitments.filter((c) => c.reveal_block <= block).slice(-KEEP);
+    acc.commitments = [...revealed, entry];
     writeAtomic(this.accountFile(req.netuid, address), [Buffer.from(JSON.stringify(acc, null, 2) + '\n')]);
     return { block, revealBlock: entry.reveal_block, bytes: req.plaintext.length };
   }

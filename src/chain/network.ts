@@ -19,8 +19,15 @@ export function resolveNetwork(network: string): NetworkSpec {
   });
 }
 
+// The local network's state lives in the working directory, so that separate
+// folders are separate networks (and tests stay apart).
 const LOCAL_COMMITMENTS_DIR = '.local_commitments';
 export const LOCAL_STORAGE_DIR = '.local_storage';
+
+/** The hotkey that signs on --network local when no wallet is given: generated on first use. */
+export function localDevHotkeyFile(cwd = process.cwd()): string {
+  return path.join(cwd, LOCAL_COMMITMENTS_DIR, 'dev-hotkey');
+}
 
 /** Block time of a fresh local network: TOURNAMENT_LOCAL_BLOCK_TIME (seconds) or the hparams value. */
 function localBlockTime(hparamsBlockTime: number, env: Record<string, string | undefined> = process.env): number {

@@ -4,14 +4,31 @@
 // commitments, so they show it as text too.
 //
 //   { "v": 1, "sha256": "<64 hex>", "size": <bytes>, "loc": <location> }
-//   location: { "kind": "r2", "account_id", "bucket", "key", "access_key_id"?, "secret_access_key"? }
-//             (a read-only token, published on reveal by design; never the write keys)
+//   location: { "kind": "r2", "account_id", "bucket", "key", "jurisdiction"?, "access_key_id"?, "secret_access_key"? }
+//             (a read-only token, published on reveal by design; never the write keys;
+//              "jurisdiction" for buckets in an R2 jurisdiction, which have their own endpoint)
 //           | { "kind": "url", "url" }        (a public bucket URL)
 //           | { "kind": "local", "key" }      (--network local: .local_storage/<key>)
 import { MAX_TIMELOCK_COMMITMENT_BYTES, TLE_OVERHEAD_BYTES } from './limits';
 
+/**
+ * R2 jurisdictions: a bucket created in one is reachable only at
+ * https://<account>.<jurisdiction>.r2.cloudflarestorage.com. A closed list, since
+ * the value becomes part of a host name a validator connects to.
+ */
+export const R2_JURISDICTIONS = ['eu', 'fedramp', 'us'] as const;
+export type R2Jurisdiction = (typeof R2_JURISDICTIONS)[number];
+
+/** An R2 account id and bucket name as R2 allows them: both end up in a URL a validator requests. */
+export const R2_ACCOUNT_ID = /^[0-9A-Za-z-]{1,64}$/;
+export const R2_BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+export function isR2Jurisdiction(v: unknown): v is R2Jurisdiction {
+  return typeof v === 'string' && (R2_JURISDICTIONS as readonly string[]).includes(v);
+}
+
 export type CodeLocation =
-  | { kind: 'r2'; account_id: string; bucket: string; key: string; access_key_id?: string; secret_access_key?: string }
+  | { kind: 'r2'; account_id: string; bucket: string; key: string; jurisdiction?: R2Jurisdiction; access_key_id?: string; secret_access_key?: string }
   | { kind: 'url'; url: string }
   | { kind: 'local'; key: string };
 
@@ -102,16 +119,25 @@ export function decodePayload(bytes: Uint8Array): CommitmentPayload {
   if (typeof loc !== 'object' || loc === null) throw new PayloadError('"loc" must be an object');
   let parsed: CodeLocation;
   switch (loc.kind) {
-    case 'r2':
+    case 'r2': {
+      if (loc.jurisdiction !== undefined && !isR2Jurisdiction(loc.jurisdiction)) {
+        throw new PayloadError(`"jurisdiction" must be one of ${R2_JURISDICTIONS.join(', ')}, got ${JSON.stringify(loc.jurisdiction)}`);
+      }
+      const account_id = str(loc, 'account_id') as string;
+      const bucket = str(loc, 'bucket') as string;
+      if (!R2_ACCOUNT_ID.test(account_id)) throw new PayloadError('"account_id" is not an R2 account id');
+      if (!R2_BUCKET_NAME.test(bucket)) throw new PayloadError('"bucket" is not an R2 bucket name');
       parsed = {
         kind: 'r2',
-        account_id: str(loc, 'account_id') as string,
-        bucket: str(loc, 'bucket') as string,
+        account_id,
+        bucket,
         key: str(loc, 'key') as string,
+        ...(loc.jurisdiction !== undefined ? { jurisdiction: loc.jurisdiction as R2Jurisdiction } : {}),
         access_key_id: str(loc, 'access_key_id', true),
         secret_access_key: str(loc, 'secret_access_key', true),
       };
       break;
+    }
     case 'url':
       parsed = { kind: 'url', url: str(loc, 'url') as string };
       break;

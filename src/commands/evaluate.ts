@@ -33,9 +33,9 @@ interface Args {
   json: boolean;
   network: string;
   netuid?: number;
-  'wallet.name': string;
-  'wallet.hotkey': string;
-  'wallet.path': string;
+  'wallet.name'?: string;
+  'wallet.hotkey'?: string;
+  'wallet.path'?: string;
   once: boolean;
   device?: string;
   'poll-seconds': number;
@@ -88,7 +88,10 @@ export const evaluateCommand: CommandModule<object, Args> = {
     const dataDir = path.resolve(a['data-dir']);
     const log = createLogger(a['log-format'] as 'text' | 'json');
     // The hotkey signs weights on subtensor; the local network records them and needs none.
-    const hotkey = network.kind === 'local' ? null : await (await import('../wallet/wallet')).loadHotkey({ name: a['wallet.name'], hotkey: a['wallet.hotkey'], path: a['wallet.path'] });
+    const hotkey =
+      network.kind === 'local'
+        ? null
+        : await (await import('../wallet/wallet')).loadHotkey({ name: a['wallet.name'] ?? 'default', hotkey: a['wallet.hotkey'] ?? 'default', path: a['wallet.path'] });
 
     const release = lockDataDir(dataDir);
     const store = ValidatorStore.open(dataDir, { network: network.name, netuid });

@@ -7,12 +7,13 @@ import * as os from 'os';
 import * as path from 'path';
 import { loadHparams } from '../config/hparams';
 import { defaultDevice } from '../engine/model';
-import { BASELINE, evaluateSubmission } from '../harness/evaluate';
+import { evaluateSubmission } from '../harness/evaluate';
+import { BASELINE } from '../submission/source';
 import { formatVerdict } from '../harness/report';
 import { ProgressLine } from '../util/progress';
 import { intOption, withBenchmarkDir, withHparams, withJson } from './options';
 
-/** The H200's measured bf16 matrix-multiply rate (DESIGN.md), the MFU peak on CUDA. */
+/** The H200's measured bf16 matrix-multiply rate (docs/design.md), the MFU peak on CUDA. */
 export const H200_MEASURED_BF16_TFLOPS = 790;
 
 /** Exit status of a run whose verdict is REJECTED (the command itself worked). */
@@ -28,7 +29,7 @@ interface Args {
   steps?: number;
   'warmup-steps'?: number;
   'batch-size'?: number;
-  seed: number;
+  seed?: number;
   'peak-tflops'?: number;
   'work-dir'?: string;
 }
@@ -44,7 +45,7 @@ export const localBenchCommand: CommandModule<object, Args> = {
       .option('steps', { type: 'number', describe: 'Optimizer steps per run (default: hparams eval_steps)' })
       .option('warmup-steps', { type: 'number', describe: 'Untimed steps on other data first (default: hparams warmup_steps)' })
       .option('batch-size', { type: 'number', describe: 'Samples per step (default: hparams benchmark_batch_size)' })
-      .option('seed', { type: 'number', default: 1234, describe: 'Seeds run i with seed + i (initialisation and data order)' })
+      .option('seed', { type: 'number', describe: 'Reproduce runs: run i uses seed + i for its initialisation and data (default: fresh random seeds, as a validator draws them; the verdict prints them)' })
       .option('peak-tflops', {
         type: 'number',
         describe: `Device peak bf16 TFLOP/s for MFU (default: ${H200_MEASURED_BF16_TFLOPS} on CUDA, the H200's measured rate; none on CPU)`,
@@ -68,7 +69,7 @@ export const localBenchCommand: CommandModule<object, Args> = {
       steps: intOption('steps', a.steps, hparams.eval_steps, 1),
       warmupSteps: intOption('warmup-steps', a['warmup-steps'], hparams.warmup_steps, 0),
       batchSize: intOption('batch-size', a['batch-size'], hparams.benchmark_batch_size, 1),
-      seed: intOption('seed', a.seed, 0, 0),
+      seed: a.seed === undefined ? undefined : intOption('seed', a.seed, 0, 0),
       workDir: a['work-dir'] ?? path.join(os.tmpdir(), `tournament-${process.getuid?.() ?? 'user'}`),
       peakTflops,
       onProgress: (t) => progress.update(t),

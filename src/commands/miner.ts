@@ -2,8 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { minerTestCommand } from './miner/test';
 import { minerUploadCommand } from './miner/upload';
-import { minerCommitCommand } from './miner/commit';
-import { minerSubmitCommand } from './miner/submit';
+import { minerCommitCommand, minerSubmitCommand } from './miner/commit';
 import { minerStatusCommand } from './miner/status';
 
 export const minerCommand: CommandModule = {
@@ -18,9 +17,9 @@ export const minerCommand: CommandModule = {
       .command(minerStatusCommand as CommandModule)
       .demandCommand(1, 'Give a miner command; see `tournament miner --help`.')
       .epilog(
-        'A typical round: `miner test` (structure, size, compile), then `miner submit` (upload to your bucket, then a ' +
-          'timelocked commitment signed by your hotkey), then `miner status` until it is revealed. ' +
-          'Use --network local to try it all without a chain or a bucket.',
+        'A typical round: `miner test` (structure, size, compile), then `miner submit` (the same checks, then upload to ' +
+          'your bucket, then a timelocked commitment signed by your hotkey), then `miner status` until it is revealed. ' +
+          'Use --network local to try it all without a chain, a bucket or a wallet.',
       ),
   handler: () => undefined,
 };

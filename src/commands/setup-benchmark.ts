@@ -1,55 +1,48 @@
 // tournament setup-benchmark: prepares benchmark/ (model config, tokenizer and
-// weights, tokenized data). --preset tiny needs no network.
-import type { CommandModule } from 'yargs';
+// weights, tokenized data). The presets need no network.
+import type { Argv, CommandModule } from 'yargs';
 import { loadHparams } from '../config/hparams';
 import { PRESET_NAMES } from '../setup/presets';
 import { DEFAULT_DATASET_DIR } from '../setup/dataset';
 import { formatResult, setupPreset, SetupResult } from '../setup/setup';
-import { withBenchmarkDir, withHparams, withJson } from './options';
+import { ArgsOf, withBenchmarkDir, withHparams, withJson } from './options';
 
-interface Args {
-  'benchmark-dir': string;
-  hparams: string;
-  json: boolean;
-  preset?: string;
-  force: boolean;
-  'config-only': boolean;
-  'model-revision': string;
-  'dataset-revision': string;
-  'dataset-dir': string;
-}
+const builder = (y: Argv) =>
+  withJson(withHparams(withBenchmarkDir(y)))
+    .option('preset', {
+      type: 'string',
+      choices: PRESET_NAMES,
+      describe: 'Write an offline setup (model shape and synthetic tokens) instead of downloading Qwen2.5-7B and FineWeb',
+    })
+    .option('force', {
+      type: 'boolean',
+      default: false,
+      describe: 'Redo the setup even if a complete one exists (downloaded files are re-verified and kept)',
+    })
+    .option('config-only', {
+      type: 'boolean',
+      default: false,
+      describe: 'Real setup: download config and tokenizer but not the weights (random init benchmarks)',
+    })
+    .option('model-revision', { type: 'string', default: 'main', describe: 'Real setup: branch, tag or commit of the model repo' })
+    .option('dataset-revision', { type: 'string', default: 'main', describe: 'Real setup: branch, tag or commit of the dataset repo' })
+    .option('dataset-dir', {
+      type: 'string',
+      default: DEFAULT_DATASET_DIR,
+      describe: 'Real setup: folder of parquet files in the dataset repo to sample documents from',
+    })
+    .epilog(
+      'The real setup reads HF_TOKEN and HF_ENDPOINT from the environment or .env, resumes interrupted downloads, ' +
+        'and writes benchmark/manifest.json last: a folder without it is incomplete. --preset 7b-shape writes ' +
+        "Qwen2.5-7B's config (random init, no weights) and synthetic tokens, for GPU measurements without the hub.",
+    );
+
+type Args = ArgsOf<typeof builder>;
 
 export const setupBenchmarkCommand: CommandModule<{}, Args> = {
   command: 'setup-benchmark',
   describe: 'Prepare benchmark/: model config (+ tokenizer, weights) and pre-tokenized data',
-  builder: (y) =>
-    withJson(withHparams(withBenchmarkDir(y)))
-      .option('preset', {
-        type: 'string',
-        choices: PRESET_NAMES,
-        describe: 'Write a small offline setup instead of downloading Qwen2.5-7B and FineWeb',
-      })
-      .option('force', {
-        type: 'boolean',
-        default: false,
-        describe: 'Redo the setup even if a complete one exists (downloaded files are re-verified and kept)',
-      })
-      .option('config-only', {
-        type: 'boolean',
-        default: false,
-        describe: 'Real setup: download config and tokenizer but not the weights (random init benchmarks)',
-      })
-      .option('model-revision', { type: 'string', default: 'main', describe: 'Real setup: branch, tag or commit of the model repo' })
-      .option('dataset-revision', { type: 'string', default: 'main', describe: 'Real setup: branch, tag or commit of the dataset repo' })
-      .option('dataset-dir', {
-        type: 'string',
-        default: DEFAULT_DATASET_DIR,
-        describe: 'Real setup: folder of parquet files in the dataset repo to sample documents from',
-      })
-      .epilog(
-        'The real setup reads HF_TOKEN and HF_ENDPOINT from the environment or .env, resumes interrupted downloads, ' +
-          'and writes benchmark/manifest.json last: a folder without it is incomplete.',
-      ) as any,
+  builder,
   handler: async (argv) => {
     const hp = loadHparams(argv.hparams);
     let result: SetupResult;

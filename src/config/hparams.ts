@@ -1,7 +1,7 @@
 // Typed, validated loader for hparams/hparams.json. An unknown key or a value of
 // the wrong type or range is an error naming the key: a typo in a validator's
 // settings must never silently fall back to a default.
-import { readJsonFile } from '../data/json';
+import { readJsonFile } from '../util/json';
 import { UserError } from '../errors';
 
 export interface OptimizerParams {
@@ -21,6 +21,12 @@ export interface OptimizerParams {
 export interface Thresholds {
   /** |probe loss - reference probe loss| allowed. */
   probe_loss_abs: number;
+  /**
+   * Per row of the last timed batch, the final weights' loss minus the
+   * reference's, less the median of those differences: the largest allowed.
+   * A row the run skipped in its last step stands out from the rest.
+   */
+  row_loss_abs: number;
   /** ||logits - reference logits|| / ||reference logits|| allowed. */
   logits_rel_error: number;
   /** ||update - reference update|| / ||reference update|| allowed (a coarse bound). */
@@ -99,6 +105,7 @@ const OPTIMIZER_SCHEMA: Record<keyof OptimizerParams, Check> = {
 
 const THRESHOLDS_SCHEMA: Record<keyof Thresholds, Check> = {
   probe_loss_abs: num(0, 100, true),
+  row_loss_abs: num(0, 100, true),
   logits_rel_error: num(0, 10, true),
   update_rel_error: num(0, 10, true),
   min_changed_share_ratio: num(0, 1),

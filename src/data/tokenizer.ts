@@ -5,7 +5,7 @@
 import * as path from 'path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors';
-import { readJsonFile } from './json';
+import { readJsonFile } from '../util/json';
 
 export interface TextEncoder {
   encode(text: string): number[];

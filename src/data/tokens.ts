@@ -13,12 +13,9 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import { UserError } from '../errors';
 import { parseSafetensorsHeader, safetensorsHeader } from '../engine/safetensors';
-import { writeAtomic } from './atomic';
+import { writeAtomic } from '../util/atomic';
 import { ZipReader, ZipFormatError, buildStoredZip } from './zip';
 import { PickleError, PTensor, pickleTensor, unpickle } from './pickle';
-
-// Other modules write through here; src/data/atomic.ts is its home.
-export { writeAtomic };
 
 export interface TokenSet {
   samples: number;

@@ -1,7 +1,7 @@
 // The one place that finds and loads the native addon, and says what to do
 // when it cannot. Everything else imports the typed surface from here.
-import * as path from 'path';
 import { UserError } from '../errors';
+import { PROJECT_ROOT } from '../util/paths';
 
 export interface Qwen2Config {
   vocab_size: number;
@@ -90,6 +90,8 @@ export interface NativeRunOutcome {
   reportedPeakMemory: number;
   probeLoss: number;
   initialProbeLoss: number;
+  /** The final weights' loss on each row of the last timed batch. */
+  lastBatchRowLosses: number[];
 }
 
 export interface NativeComparison {
@@ -105,7 +107,20 @@ export interface NativeComparison {
 
 export interface NativeEvaluator {
   run(
-    o: { argv: string[]; seed: number; seqLen: number; warmupTokens: Int32Array; timedTokens: Int32Array },
+    o: {
+      argv: string[];
+      /** The timed run's initialisation. */
+      seed: number;
+      /** Warmup's initialisation, drawn independently of `seed`. */
+      warmupSeed: number;
+      seqLen: number;
+      warmupTokens: Int32Array;
+      timedTokens: Int32Array;
+      /** Created; receives the runner's stdout and stderr. */
+      logPath: string;
+      /** Measure the probe loss at `seed`'s initialisation (before the runner starts). */
+      measureInitialProbe: boolean;
+    },
     onProgress?: (phase: string) => void,
   ): Promise<NativeRunOutcome>;
   keepLast(): number;
@@ -120,9 +135,9 @@ export interface NativeAddon {
   Evaluator: new (o: EvaluatorOptions) => NativeEvaluator;
   info(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; sdpa: boolean };
   numParameters(c: Qwen2Config): number;
+  /** The fd on which bubblewrap must report the sandbox's PID 1 (--info-fd): the runner's start-up contract. */
+  runnerInfoFd: number;
 }
-
-export const PROJECT_ROOT = path.resolve(__dirname, '..', '..', '..');
 
 let cached: NativeAddon | undefined;
 

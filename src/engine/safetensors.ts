@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
-import { writeAtomic } from '../data/atomic';
+import { writeAtomic } from '../util/atomic';
 import type { Dtype, ParameterInfo, WeightEntry } from './native';
 
 const DTYPES: Record<string, { dtype: Dtype; bytes: number }> = {

@@ -7,14 +7,15 @@
 // undefined symbols resolve against the runner, which links
 // libtournament_core and libtorch.
 import { spawn } from 'child_process';
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import { loadHparams } from '../config/hparams';
-import { readJsonFile } from '../data/json';
-import { PROJECT_ROOT } from '../engine/native';
-import { checkSource, SourceFile } from '../commands/miner/common';
-import { checkSandbox, sandboxArgv } from './sandbox';
+import { readJsonFile } from '../util/json';
+import { PROJECT_ROOT } from '../util/paths';
+import { checkSource, SourceFile } from '../submission/source';
+import { Sandbox, SANDBOX_SPAWN_ENV } from './sandbox';
 
 export type CompileResult = { ok: true; pluginPath: string; seconds: number } | { ok: false; message: string };
 
@@ -27,6 +28,10 @@ export interface CompileOptions {
   maxCodeBytes?: number;
   /** The build to compile against (default: loadPluginBuild()). */
   build?: PluginBuild;
+  /** The sandbox to compile in (default: one opened for this compile). */
+  sandbox?: Sandbox;
+  /** A precompiled contract header (precompiledHeader()): the same code, about 3.5x faster to compile. */
+  pch?: string;
 }
 
 /** What CMake recorded about this build (CMakeLists.txt, last block). */
@@ -68,20 +73,75 @@ export function loadPluginBuild(): PluginBuild {
   return b;
 }
 
-/** The compiler's argv, run in the work directory on `source` (a bare file name there). */
-export function compilerArgv(build: PluginBuild, source: string, output: string): string[] {
+/** The flags that decide the generated code: a precompiled header must be made with exactly these. */
+function codeFlags(build: PluginBuild): string[] {
   const includes = build.include_dirs.filter((d) => !DEFAULT_INCLUDE_DIRS.has(path.resolve(d))).flatMap((d) => ['-isystem', d]);
-  return [build.cxx, ...PINNED_FLAGS, ...build.cxx_flags, ...includes, ...DIAGNOSTIC_FLAGS, '-o', output, source];
+  return [...PINNED_FLAGS.filter((f) => f !== '-shared'), ...build.cxx_flags, ...includes];
+}
+
+/** The compiler's argv, run in the work directory on `source` (a bare file name there). */
+export function compilerArgv(build: PluginBuild, source: string, output: string, pch?: string): string[] {
+  const usePch = pch ? ['-include', pch, '-Winvalid-pch'] : [];
+  return [build.cxx, '-shared', ...codeFlags(build), ...usePch, ...DIAGNOSTIC_FLAGS, '-o', output, source];
+}
+
+const PCH_HEADER = 'tournament_pch.h';
+
+/**
+ * A precompiled header of the contract (and with it libtorch's headers) for
+ * this build: parsing torch/torch.h is most of a plugin's compile time
+ * (measured on the 2-core CPU machine: 25.8 s plain, 7.3 s with it). Made once
+ * per toolchain and headers, in the sandbox, under `cacheDir`; returns the
+ * header to pass to compilerArgv, or undefined (and plugins compile without
+ * it) when this compiler cannot make one. Only trusted headers go into it.
+ */
+export async function precompiledHeader(cacheDir: string, build: PluginBuild, sandbox: Sandbox): Promise<string | undefined> {
+  const headers = path.join(PROJECT_ROOT, 'native', 'include');
+  const hash = crypto.createHash('sha256').update(JSON.stringify(build)).update(JSON.stringify(codeFlags(build)));
+  for (const f of listFiles(headers)) hash.update(f).update(fs.readFileSync(f));
+  const dir = path.join(cacheDir, `pch-${hash.digest('hex').slice(0, 16)}`);
+  const header = path.join(dir, PCH_HEADER);
+  if (fs.existsSync(`${header}.gch`)) return header;
+  const tmp = `${dir}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { recursive: true });
+  fs.writeFileSync(path.join(tmp, PCH_HEADER), '// The submission contract, precompiled for this build (src/harness/compile.ts).\n#include <tournament/train_api.h>\n');
+  const job = {
+    command: [build.cxx, ...codeFlags(build), '-x', 'c++-header', PCH_HEADER, '-o', `${PCH_HEADER}.gch`],
+    scratchDir: tmp,
+    readOnlyBinds: toolchainBinds(build),
+    env: { LANG: 'C', LC_ALL: 'C' },
+    memoryBytes: MEMORY_BYTES,
+    cpuSeconds: DEFAULT_TIMEOUT_MS / 1000,
+    fileBytes: 4 * OUTPUT_BYTES,
+    maxProcesses: 256,
+  };
+  sandbox.prepareScratch(job);
+  const exit = await runWithDeadline(sandbox.argv(job), DEFAULT_TIMEOUT_MS);
+  if (exit.code !== 0 || !fs.existsSync(path.join(tmp, `${PCH_HEADER}.gch`))) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    return undefined;
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.renameSync(tmp, dir);
+  return header;
+}
+
+function listFiles(dir: string): string[] {
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? listFiles(path.join(dir, e.name)) : [path.join(dir, e.name)]))
+    .sort();
 }
 
 /**
  * Host directories outside /usr that compiling or running a plugin needs:
  * the compiler's whole prefix (its internal headers and libstdc++ live beside
- * bin/), and libtorch's install (for a pip PyTorch, the whole site-packages,
- * where its CUDA libraries are too).
+ * bin/), libtorch's install (for a pip PyTorch, the whole site-packages,
+ * where its CUDA libraries are too) and the project's public headers.
  */
 export function toolchainBinds(build: PluginBuild): string[] {
-  const outside = (p: string) => !(p === '/usr' || p.startsWith('/usr/') || p.startsWith(PROJECT_ROOT + path.sep));
+  const outside = (p: string) => !(p === '/usr' || p.startsWith('/usr/'));
   const dirs: string[] = [];
   const cxxDir = path.dirname(fs.realpathSync(build.cxx));
   dirs.push(path.basename(cxxDir) === 'bin' ? path.dirname(cxxDir) : cxxDir);
@@ -119,7 +179,7 @@ interface Exit {
 /** Runs argv, keeping the head of stderr, killing the whole sandbox at the deadline. */
 function runWithDeadline(argv: string[], timeoutMs: number): Promise<Exit> {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...SANDBOX_SPAWN_ENV } });
     let stderr = '';
     let timedOut = false;
     const keep = (chunk: Buffer) => {
@@ -164,7 +224,7 @@ export async function compileChecked(source: SourceFile, opts: CompileOptions): 
   const sourcePath = source.path;
   const display = displayPath(sourcePath);
   const build = opts.build ?? loadPluginBuild();
-  checkSandbox();
+  const sandbox = opts.sandbox ?? Sandbox.open();
   const workDir = path.resolve(opts.workDir);
   fs.mkdirSync(workDir, { recursive: true });
   const copyName = /\.(cpp|cc|cxx)$/.test(path.basename(sourcePath)) ? path.basename(sourcePath) : 'train.cpp';
@@ -173,16 +233,18 @@ export async function compileChecked(source: SourceFile, opts: CompileOptions): 
   fs.rmSync(path.join(workDir, pluginName), { force: true });
 
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const argv = sandboxArgv({
-    command: compilerArgv(build, copyName, pluginName),
+  const job = {
+    command: compilerArgv(build, copyName, pluginName, opts.pch),
     scratchDir: workDir,
-    readOnlyBinds: toolchainBinds(build),
+    readOnlyBinds: [...toolchainBinds(build), ...(opts.pch ? [path.dirname(opts.pch)] : [])],
     env: { LANG: 'C', LC_ALL: 'C' },
     memoryBytes: MEMORY_BYTES,
     cpuSeconds: Math.ceil(timeoutMs / 1000) + 5,
     fileBytes: OUTPUT_BYTES,
     maxProcesses: 256,
-  });
+  };
+  sandbox.prepareScratch(job);
+  const argv = sandbox.argv(job);
   const t0 = process.hrtime.bigint();
   const exit = await runWithDeadline(argv, timeoutMs);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;

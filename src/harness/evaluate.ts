@@ -5,18 +5,20 @@
 // the reference's. The thresholds live in hparams.verification.
 import * as crypto from 'crypto';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
-import type { Hparams } from '../config/hparams';
+import type { Hparams, Thresholds } from '../config/hparams';
 import { Rng } from '../data/synthetic';
 import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
-import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome, PROJECT_ROOT } from '../engine/native';
+import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome } from '../engine/native';
+import { CONFIG_PATH, DATA_PATH, PROJECT_ROOT } from '../util/paths';
+import { BASELINE } from '../submission/source';
 import { UserError } from '../errors';
-import { checkSubmission, compileChecked, loadPluginBuild, PluginBuild, toolchainBinds } from './compile';
-import { bwrapPath, checkSandbox, sandboxArgv, sandboxUser } from './sandbox';
-import type { Failure, RunReport, Verdict } from './types';
+import { checkSubmission, compileChecked, loadPluginBuild, PluginBuild, precompiledHeader, toolchainBinds } from './compile';
+import { Sandbox, SandboxJob } from './sandbox';
+import { asFailureCode, type Failure, type RunReport, type Verdict } from './types';
 
-export const BASELINE = path.join(PROJECT_ROOT, 'local_test', 'train.cpp');
 const RUNNER = path.join(PROJECT_ROOT, 'build', 'Release', 'tournament-runner');
 
 export interface EvaluateOptions {
@@ -28,8 +30,12 @@ export interface EvaluateOptions {
   steps: number;
   warmupSteps: number;
   batchSize: number;
-  /** Seeds the runs' initialisations and data orders (run i uses seed + i). */
-  seed: number;
+  /**
+   * Reproduces a run: run i's timed initialisation and data order use seed + i
+   * (warmup's are derived from it by a hash). Without it every seed is drawn
+   * from a CSPRNG when the evaluation starts, as a validator does.
+   */
+  seed?: number;
   /** Scratch space: per-run sandbox directories, and compiled plugins unless pluginCache is given. */
   workDir: string;
   /** Where compiled plugins are kept, by source and toolchain hash (default: workDir/plugins). */
@@ -38,12 +44,20 @@ export interface EvaluateOptions {
   attention?: Attention;
   /** Extra environment for the submission's runner (e.g. OMP_NUM_THREADS for noise-floor runs). */
   submissionEnv?: Record<string, string>;
+  /** Extra environment for every runner, the reference's too (e.g. OMP_NUM_THREADS=1 on a shared machine). */
+  runnerEnv?: Record<string, string>;
+  /** More paths no runner may see (e.g. the validator's data folder); the benchmark folder always is one. */
+  secretPaths?: string[];
   /** Device peak bf16 TFLOP/s for MFU. */
   peakTflops?: number;
   onProgress?: (text: string) => void;
 }
 
-/** The runs' data: a probe batch held out from everything, then per run a seeded choice of rows. */
+/**
+ * The runs' data: a probe batch held out from everything, then per run the
+ * timed rows, drawn by the run's seed, and warmup's rows, drawn by warmup's
+ * own seed from the rest: warmup's data says nothing of the timed run's.
+ */
 export function planData(tokens: TokenSet, o: { probeRows: number; batchSize: number; steps: number; warmupSteps: number }) {
   const { samples, seqLen, ids } = tokens;
   const need = o.probeRows + (o.steps + o.warmupSteps) * o.batchSize;
@@ -56,26 +70,41 @@ export function planData(tokens: TokenSet, o: { probeRows: number; batchSize: nu
     return out;
   };
   const probe = rows(Array.from({ length: o.probeRows }, (_, i) => samples - o.probeRows + i));
-  const forRun = (seed: number) => {
-    // Fisher-Yates over the rows that are not the probe's, seeded per run.
+  /** The first `n` of `pool` in a Fisher-Yates order seeded by `seed`. */
+  const draw = (pool: number[], n: number, seed: number) => {
     const rng = new Rng(seed);
-    const order = Array.from({ length: samples - o.probeRows }, (_, i) => i);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = rng.below(i + 1);
+    const order = [...pool];
+    for (let i = 0; i < n; i++) {
+      const j = i + rng.below(order.length - i);
       [order[i], order[j]] = [order[j], order[i]];
     }
-    const timed = order.slice(0, o.steps * o.batchSize);
-    const warmup = order.slice(o.steps * o.batchSize, (o.steps + o.warmupSteps) * o.batchSize);
-    return { timed: rows(timed), warmup: rows(warmup) };
+    return order.slice(0, n);
+  };
+  const trainable = Array.from({ length: samples - o.probeRows }, (_, i) => i);
+  const forRun = (seed: number, warmupSeed: number) => {
+    const timedRows = draw(trainable, o.steps * o.batchSize, seed);
+    const taken = new Set(timedRows);
+    const warmupRows = draw(trainable.filter((r) => !taken.has(r)), o.warmupSteps * o.batchSize, warmupSeed);
+    return { timed: rows(timedRows), warmup: rows(warmupRows), timedRows, warmupRows };
   };
   return { probe, forRun };
 }
 
-/** The sandbox of one run, in `scratch`, seeing the plugin's directory and the toolchain `binds`. */
-function runnerSandbox(plugin: string, scratch: string, binds: string[], cuda: boolean) {
+/** Seeds of run i: from a CSPRNG, or (to reproduce a run) base + i and a hash of it for warmup. */
+export function runSeeds(base: number | undefined, i: number): { seed: number; warmupSeed: number } {
+  if (base === undefined) return { seed: crypto.randomInt(0, 2 ** 48 - 1), warmupSeed: crypto.randomInt(0, 2 ** 48 - 1) };
+  const seed = base + i;
+  const h = crypto.createHash('sha256').update(`tournament warmup seed ${seed}`).digest();
+  return { seed, warmupSeed: h.readUIntBE(0, 6) };
+}
+
+const RUNNER_DIR = path.dirname(RUNNER);
+
+/** The sandbox job of one run, in `scratch`, seeing the runner's build folder, the plugin's folder and the toolchain `binds`. */
+function runnerJob(plugin: string, scratch: string, binds: string[], cuda: boolean): Omit<SandboxJob, 'command'> {
   return {
     scratchDir: scratch,
-    readOnlyBinds: [path.dirname(plugin), ...binds],
+    readOnlyBinds: [RUNNER_DIR, path.dirname(plugin), ...binds],
     cuda,
     memoryBytes: 16 * 2 ** 30,
     // Threads count too: libtorch's pools need a few hundred on a large host.
@@ -84,13 +113,42 @@ function runnerSandbox(plugin: string, scratch: string, binds: string[], cuda: b
   };
 }
 
+/** What no runner may see: credentials and the validator's data, wherever they are. */
+function secretPaths(o: EvaluateOptions): string[] {
+  const home = os.homedir();
+  return [
+    o.benchmarkDir,
+    ...(o.secretPaths ?? []),
+    path.join(PROJECT_ROOT, 'benchmark'),
+    path.join(PROJECT_ROOT, '.env'),
+    path.join(PROJECT_ROOT, '.git'),
+    path.join(PROJECT_ROOT, '.local_commitments'),
+    path.join(PROJECT_ROOT, '.local_storage'),
+    path.join(home, '.bittensor'),
+    path.join(home, '.aws'),
+    path.join(home, '.cache', 'huggingface'),
+  ];
+}
+
 const inFlight = new Map<string, Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }>>();
 
+const pchInFlight = new Map<string, Promise<string | undefined>>();
+
+/** precompiledHeader(), made once even when evaluations in this process share a cache. */
+function precompiledHeaderOnce(cacheDir: string, build: PluginBuild, sandbox: Sandbox): Promise<string | undefined> {
+  let job = pchInFlight.get(cacheDir);
+  if (!job) {
+    job = precompiledHeader(cacheDir, build, sandbox).finally(() => pchInFlight.delete(cacheDir));
+    pchInFlight.set(cacheDir, job);
+  }
+  return job;
+}
+
 /** Compiles `file` into cacheDir/<sha256 of source and toolchain>/, reusing an earlier build. */
-async function compileCached(file: string, cacheDir: string, build: PluginBuild, maxCodeBytes: number): Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }> {
+async function compileCached(file: string, cacheDir: string, build: PluginBuild, maxCodeBytes: number, sandbox: Sandbox, pch: string | undefined): Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }> {
   const checked = checkSubmission(file, maxCodeBytes);
   if (!checked.ok) return checked;
-  const key = crypto.createHash('sha256').update(checked.source.sha256).update(JSON.stringify(build)).digest('hex').slice(0, 16);
+  const key = crypto.createHash('sha256').update(checked.source.sha256).update(JSON.stringify(build)).update(pch ?? '').digest('hex').slice(0, 16);
   const dir = path.join(cacheDir, key);
   const plugin = path.join(dir, 'plugin.so');
   if (fs.existsSync(plugin)) return { ok: true, pluginPath: plugin };
@@ -99,7 +157,7 @@ async function compileCached(file: string, cacheDir: string, build: PluginBuild,
   const job = (async () => {
     const tmp = `${dir}.tmp-${process.pid}`;
     fs.rmSync(tmp, { recursive: true, force: true });
-    const r = await compileChecked(checked.source, { workDir: tmp, build });
+    const r = await compileChecked(checked.source, { workDir: tmp, build, sandbox, pch });
     if (!r.ok) return r;
     fs.rmSync(dir, { recursive: true, force: true });
     fs.renameSync(tmp, dir);
@@ -113,9 +171,25 @@ async function compileCached(file: string, cacheDir: string, build: PluginBuild,
   }
 }
 
-function judge(o: EvaluateOptions, outcome: NativeRunOutcome, ref: NativeRunOutcome, cmp: NativeComparison): Failure[] {
-  const v = o.device.startsWith('cuda') ? o.hparams.verification.cuda : o.hparams.verification.cpu;
+/**
+ * How far one row of the last batch stands out: per row, the run's loss minus
+ * the reference's, less the median of those differences (a shift common to
+ * every row is the probe check's business); the largest in absolute value.
+ */
+export function rowLossDeviation(rows: number[], refRows: number[]): number {
+  if (rows.length !== refRows.length || rows.length === 0) return Infinity;
+  const d = rows.map((x, i) => x - refRows[i]);
+  const m = median(d);
+  const dev = Math.max(...d.map((x) => Math.abs(x - m)));
+  return Number.isNaN(dev) ? Infinity : dev;
+}
+
+/** The verdict's checks on one completed run against the reference: every failure it shows. */
+export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOutcome, cmp: NativeComparison, expectedTokens: number): Failure[] {
   const failures: Failure[] = [];
+  if (outcome.reportedTokens !== expectedTokens) {
+    failures.push({ code: 'tokens', message: `inner_steps reported ${outcome.reportedTokens} tokens; the run served ${expectedTokens}` });
+  }
   if (cmp.changedAfterKill) {
     failures.push({ code: 'late_write', message: 'the parameter or logits memory changed after the runner was killed at DONE: something of the run outlived it' });
   }
@@ -125,6 +199,13 @@ function judge(o: EvaluateOptions, outcome: NativeRunOutcome, ref: NativeRunOutc
     failures.push({
       code: 'probe_loss',
       message: `the final weights' probe loss is ${fmt(outcome.probeLoss)}, the reference's ${fmt(ref.probeLoss)}: off by ${fmt(dProbe)} (allowed ${v.probe_loss_abs})`,
+    });
+  }
+  const dRow = rowLossDeviation(outcome.lastBatchRowLosses, ref.lastBatchRowLosses);
+  if (!(dRow <= v.row_loss_abs)) {
+    failures.push({
+      code: 'row_loss',
+      message: `on a row of the last batch the final weights' loss stands out from the reference's by ${fmt(dRow)} (allowed ${v.row_loss_abs}): a row left untrained`,
     });
   }
   if (!(cmp.logitsRelError <= v.logits_rel_error)) {
@@ -152,11 +233,11 @@ function median(xs: number[]): number {
 export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const progress = o.onProgress ?? (() => {});
   const addon = loadAddon();
-  checkSandbox();
+  const box = Sandbox.open({ secrets: secretPaths(o) });
   const build = loadPluginBuild();
   const cuda = o.device.startsWith('cuda');
-  const config = readQwen2Config(path.join(o.benchmarkDir, 'model', 'config.json'));
-  const tokens = readTokens(path.join(o.benchmarkDir, 'data', 'train.pt'));
+  const config = readQwen2Config(path.join(o.benchmarkDir, CONFIG_PATH));
+  const tokens = readTokens(path.join(o.benchmarkDir, DATA_PATH));
   for (let i = 0; i < tokens.ids.length; i++) {
     if (tokens.ids[i] >= config.vocab_size) throw new UserError(`benchmark data: token id ${tokens.ids[i]} is outside the vocabulary of ${config.vocab_size}`);
   }
@@ -167,11 +248,12 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   progress('compiling the baseline and the submission');
   const cache = path.resolve(o.pluginCache ?? path.join(workDir, 'plugins'));
   fs.mkdirSync(cache, { recursive: true });
-  const [ref, sub] = await Promise.all([BASELINE, o.submission].map((f) => compileCached(f, cache, build, o.hparams.max_code_bytes)));
+  const pch = await precompiledHeaderOnce(cache, build, box);
+  const [ref, sub] = await Promise.all([BASELINE, o.submission].map((f) => compileCached(f, cache, build, o.hparams.max_code_bytes, box, pch)));
   if (!ref.ok) throw new UserError(`the official baseline does not compile here: ${ref.message}`);
   const binds = toolchainBinds(build);
-  const user = sandboxUser(runnerSandbox(sub.ok ? sub.pluginPath : ref.pluginPath, path.join(workDir, 'run-'), binds, cuda));
-  const sandbox = { bwrap: bwrapPath(), uid: user.uid, root_because: user.rootBecause ?? null };
+  const user = box.user(runnerJob(sub.ok ? sub.pluginPath : ref.pluginPath, path.join(workDir, 'run-'), binds, cuda));
+  const sandbox = { bwrap: box.bwrap, uid: user.uid, root_because: user.rootBecause ?? null };
   const numParameters = addon.numParameters(config);
   const empty: Verdict = { accepted: false, parameters: numParameters, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, sandbox };
   if (!sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
@@ -192,25 +274,30 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
   const hostEnv: Record<string, string> = process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {};
   const expectedTokens = o.steps * o.batchSize * tokens.seqLen;
+  const thresholds = cuda ? o.hparams.verification.cuda : o.hparams.verification.cpu;
   const runs: RunReport[] = [];
   const referenceRuns: RunReport[] = [];
 
   try {
     for (let i = 0; i < o.runs; i++) {
-      const seed = o.seed + i;
-      const { timed, warmup } = data.forRun(seed);
+      const { seed, warmupSeed } = runSeeds(o.seed, i);
+      const { timed, warmup } = data.forRun(seed, warmupSeed);
       const runOnce = async (plugin: string, who: string, extraEnv: Record<string, string>) => {
         const scratch = fs.mkdtempSync(path.join(workDir, 'run-'));
         try {
+          const job = runnerJob(plugin, scratch, binds, cuda);
+          box.prepareScratch(job);
           return await native(`${who} run`, () =>
             evaluator.run(
               {
-                // bwrap's --info-fd 7 gives the evaluator the sandbox's PID 1 (native/src/evaluator.cpp).
-                argv: sandboxArgv({ command: [RUNNER, plugin], env: { ...hostEnv, ...extraEnv }, bwrapArgs: ['--info-fd', '7'], ...runnerSandbox(plugin, scratch, binds, cuda) }),
+                argv: box.argv({ ...job, command: [RUNNER, plugin], env: { ...hostEnv, ...o.runnerEnv, ...extraEnv }, bwrapArgs: ['--info-fd', String(addon.runnerInfoFd)] }),
                 seed,
+                warmupSeed,
                 seqLen: tokens.seqLen,
                 warmupTokens: warmup,
                 timedTokens: timed,
+                logPath: path.join(scratch, 'runner.log'),
+                measureInitialProbe: who === 'reference',
               },
               (phase) => progress(`run ${i + 1}/${o.runs}: ${who}: ${phase}`),
             ),
@@ -229,15 +316,12 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
       try {
         const s = await runOnce(sub.pluginPath, 'submission', o.submissionEnv ?? {});
         if (!s.completed) {
-          runs.push(report(seed, s, [{ code: s.failureCode as Failure['code'], message: s.failureMessage }], null, expectedTokens, o.steps));
+          runs.push(report(seed, s, [{ code: asFailureCode(s.failureCode), message: s.failureMessage }], null, expectedTokens, o.steps));
           continue;
         }
         progress(`run ${i + 1}/${o.runs}: comparing with the reference`);
         const cmp = await native('comparing with the reference', () => evaluator.compareLastWith(refId, seed));
-        const failures = judge(o, s, r, cmp);
-        if (s.reportedTokens !== expectedTokens) {
-          failures.unshift({ code: 'tokens', message: `inner_steps reported ${s.reportedTokens} tokens; the run served ${expectedTokens}` });
-        }
+        const failures = judge(thresholds, s, r, cmp, expectedTokens);
         runs.push(report(seed, s, failures, { cmp, ref: r }, expectedTokens, o.steps));
       } finally {
         evaluator.release(refId);
@@ -247,11 +331,20 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
     evaluator.close(); // the device memory goes now, not when the garbage collector runs
   }
 
+  return { ...score(runs, o.runs, numParameters, o.peakTflops), runs, reference_runs: referenceRuns, sandbox };
+}
+
+/**
+ * The score of a submission's runs: accepted only when all `wanted` runs ran
+ * and every one passed; then tokens/s is the median over the runs (each from
+ * the trusted clock) and MFU is 6 x parameters x tokens/s over the peak.
+ */
+export function score(runs: RunReport[], wanted: number, parameters: number, peakTflops?: number) {
   const reasons = runs.flatMap((r, i) => r.failures.map((f) => `run ${i + 1}: ${f.code}: ${f.message}`));
-  const accepted = reasons.length === 0 && runs.length === o.runs;
+  const accepted = reasons.length === 0 && runs.length === wanted && runs.every((r) => r.ok);
   const tps = accepted ? median(runs.map((r) => r.tokens_per_second as number)) : null;
-  const mfu = tps !== null && o.peakTflops ? (6 * numParameters * tps) / (o.peakTflops * 1e12) : null;
-  return { accepted, parameters: numParameters, reasons, runs, reference_runs: referenceRuns, tokens_per_second: tps, mfu, sandbox };
+  const mfu = tps !== null && peakTflops ? (6 * parameters * tps) / (peakTflops * 1e12) : null;
+  return { accepted, parameters, reasons, tokens_per_second: tps, mfu };
 }
 
 function report(
@@ -277,6 +370,7 @@ function report(
       probe_loss: r.probeLoss,
       reference_probe_loss: c.ref.probeLoss,
       initial_probe_loss: c.ref.initialProbeLoss,
+      row_loss_deviation: rowLossDeviation(r.lastBatchRowLosses, c.ref.lastBatchRowLosses),
       logits_rel_error: c.cmp.logitsRelError,
       update_rel_error: c.cmp.updateRelError,
       max_tensor_rel_error: c.cmp.maxTensorRelError,

@@ -11,7 +11,7 @@ export function formatVerdict(v: Verdict, o: { submission: string; device: strin
     const c = r.checks;
     lines.push(
       `run ${i + 1}        ${r.ok ? 'ok  ' : 'FAIL'} ${f(r.tokens_per_second)} tokens/s in ${f(r.seconds, 3)} s` +
-        ` (reference ${f(ref?.tokens_per_second)} tokens/s; harness overhead ${f(r.overhead_seconds, 2)} s)`,
+        ` (reference ${f(ref?.tokens_per_second)} tokens/s; harness overhead ${f(r.overhead_seconds, 2)} s; seed ${r.seed})`,
     );
     if (r.step_seconds !== null) {
       const gib = r.reported_peak_memory_bytes !== null ? (r.reported_peak_memory_bytes / 2 ** 30).toFixed(2) : '-';

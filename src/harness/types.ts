@@ -2,20 +2,31 @@
 // A failed check or a misbehaving runner is a Failure with a stable `code`;
 // scripts and tests match on the code, people read the message.
 
-export type FailureCode =
-  | 'compile' // the submission did not compile (or was refused before compiling: size, encoding)
-  | 'api_version' // built against another TOURNAMENT_TRAIN_API_VERSION or missing the entry points
-  | 'crash' // the runner died (signal, abort, exception) or exited before DONE
-  | 'timeout' // a phase ran past its time limit
-  | 'oom' // out of memory (host or device)
-  | 'protocol' // garbage or an unexpected message on the control channel
-  | 'tokens' // trained on a different number of tokens than served
-  | 'probe_loss' // the final weights' loss on the held-out probe batch is off the reference's
-  | 'logits' // the returned last-step logits are off the reference's (or missing / wrong shape)
-  | 'frozen' // parameter tensors that the reference updated did not change
-  | 'changed_share' // too small a share of the parameters changed
-  | 'update_error' // the weight update is too far from the reference's
-  | 'late_write'; // the parameter or logits memory changed after the runner was killed
+/** Every way a run can fail, as the harness and the engine name it. */
+export const FAILURE_CODES = [
+  'compile', // the submission did not compile (or was refused before compiling: size, encoding)
+  'api_version', // built against another TOURNAMENT_TRAIN_API_VERSION or missing the entry points
+  'crash', // the runner died (signal, abort, exception) or exited before DONE
+  'timeout', // a phase ran past its time limit
+  'oom', // out of memory (host or device)
+  'protocol', // garbage, an unexpected or an out-of-turn message on the control channel
+  'tokens', // trained on a different number of tokens than served
+  'probe_loss', // the final weights' loss on the held-out probe batch is off the reference's
+  'row_loss', // the final weights' loss on some row of the last batch is off the reference's: a row left untrained
+  'logits', // the returned last-step logits are off the reference's (or missing / wrong shape)
+  'frozen', // parameter tensors that the reference updated did not change
+  'changed_share', // too small a share of the parameters changed
+  'update_error', // the weight update is too far from the reference's
+  'late_write', // the parameter or logits memory changed after the runner was killed
+] as const;
+
+export type FailureCode = (typeof FAILURE_CODES)[number];
+
+/** A failure code the engine reported, checked: an unknown one is the engine's bug, not the submission's. */
+export function asFailureCode(code: string): FailureCode {
+  if ((FAILURE_CODES as readonly string[]).includes(code)) return code as FailureCode;
+  throw new Error(`the engine reported an unknown failure code ${JSON.stringify(code)}`);
+}
 
 export interface Failure {
   code: FailureCode;
@@ -44,6 +55,8 @@ export interface RunReport {
     reference_probe_loss: number;
     /** The reference's probe loss at initialisation: how far training moved it. */
     initial_probe_loss: number;
+    /** Largest |row loss - reference row loss - their median| over the last batch's rows. */
+    row_loss_deviation: number;
     logits_rel_error: number;
     update_rel_error: number;
     max_tensor_rel_error: number;

@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { Hparams } from '../config/hparams';
 import { UserError } from '../errors';
-import { readJsonFile } from '../data/json';
+import { readJsonFile } from '../util/json';
 import { Packer } from '../data/pack';
 import { loadTokenizer } from '../data/tokenizer';
 import { writeTokens } from '../data/tokens';
@@ -15,7 +15,8 @@ import { formatBytes } from './format';
 import { Hub, RemoteFile } from './hub';
 import { Manifest, describeFiles, writeManifest } from './manifest';
 import { Progress, info } from './progress';
-import { CONFIG_PATH, DATA_PATH, SetupResult, existingSetup } from './setup';
+import { SetupResult, existingSetup } from './setup';
+import { CONFIG_PATH, DATA_PATH } from '../util/paths';
 import { DEFAULT_DATASET_DIR, sampleDocuments } from './dataset';
 
 /** Model files other than weights: fetched when the repo has them; the first two are required. */

@@ -5,8 +5,8 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
-import { writeAtomic } from '../data/atomic';
-import { readJsonFile } from '../data/json';
+import { writeAtomic } from '../util/atomic';
+import { readJsonFile } from '../util/json';
 
 const MANIFEST = 'manifest.json';
 

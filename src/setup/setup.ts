@@ -1,12 +1,14 @@
 // setup-benchmark: what it writes and when it leaves an existing setup alone.
 //
-// Layout under the benchmark folder (default ./benchmark):
+// Layout under the benchmark folder (default benchmark/ in the installation; the
+// paths are CONFIG_PATH and DATA_PATH in src/util/paths.ts):
 //   model/config.json            Hugging Face Qwen2 config (+ tokenizer and weights for the real model)
 //   data/train.pt                (samples, seq_len) int64 tokens, torch.save format (src/data/tokens.ts)
 //   manifest.json                written last: files, sizes, sha256, source
 import * as path from 'path';
 import { UserError } from '../errors';
-import { writeAtomic } from '../data/atomic';
+import { writeAtomic } from '../util/atomic';
+import { CONFIG_PATH, DATA_PATH } from '../util/paths';
 import { writeTokens } from '../data/tokens';
 import { PRESETS, PRESET_NAMES, configJson } from './presets';
 import { formatBytes } from './format';
@@ -20,8 +22,6 @@ import {
   writeManifest,
 } from './manifest';
 
-export const CONFIG_PATH = 'model/config.json';
-export const DATA_PATH = 'data/train.pt';
 
 export interface SetupResult {
   dir: string;

@@ -48,7 +48,14 @@ async function storeFor(loc: CodeLocation, opts: FetchOptions): Promise<{ store:
     case 'r2': {
       if (!loc.access_key_id || !loc.secret_access_key) throw new UserError(`commitment for r2://${loc.bucket}/${loc.key} carries no read token`);
       const { R2Store } = await import('./r2');
-      const store = new R2Store(loc.bucket, loc.account_id, loc.access_key_id, loc.secret_access_key, opts.r2Endpoint);
+      const store = new R2Store({
+        bucket: loc.bucket,
+        accountId: loc.account_id,
+        accessKeyId: loc.access_key_id,
+        secretAccessKey: loc.secret_access_key,
+        jurisdiction: loc.jurisdiction,
+        endpoint: opts.r2Endpoint,
+      });
       return { store, key: loc.key, close: () => store.destroy() };
     }
   }

@@ -5,13 +5,12 @@
 //   TOURNAMENT_R2_READ_ACCESS_KEY_ID, TOURNAMENT_R2_READ_SECRET_ACCESS_KEY
 //                                  (read-only token: goes into the commitment for validators)
 //   TOURNAMENT_R2_PUBLIC_URL       (instead of a read token: the bucket's public URL)
+//   TOURNAMENT_R2_JURISDICTION     (optional: eu, fedramp or us for a bucket created in that jurisdiction)
 //   TOURNAMENT_R2_ENDPOINT         (optional: another S3-compatible endpoint, e.g. for tests)
-import * as path from 'path';
 import { S3Client, PutObjectCommand, HeadObjectCommand, GetObjectCommand } from '@aws-sdk/client-s3';
 import { UserError } from '../errors';
-import { readDotenv } from '../setup/env';
 import type { ObjectInfo, ObjectStore } from './store';
-import type { CodeLocation } from '../chain/payload';
+import { R2_ACCOUNT_ID, R2_BUCKET_NAME, R2_JURISDICTIONS, isR2Jurisdiction, CodeLocation, R2Jurisdiction } from '../chain/payload';
 
 export interface R2Config {
   accountId: string;
@@ -19,14 +18,10 @@ export interface R2Config {
   accessKeyId: string;
   secretAccessKey: string;
   endpoint?: string;
+  jurisdiction?: R2Jurisdiction;
   readAccessKeyId?: string;
   readSecretAccessKey?: string;
   publicUrl?: string;
-}
-
-/** The environment merged over ./.env (when present). */
-export function loadEnv(cwd = process.cwd(), env: NodeJS.ProcessEnv = process.env): Record<string, string | undefined> {
-  return { ...readDotenv(path.join(cwd, '.env')), ...env };
 }
 
 const REQUIRED = ['TOURNAMENT_R2_ACCOUNT_ID', 'TOURNAMENT_R2_BUCKET_NAME', 'TOURNAMENT_R2_ACCESS_KEY_ID', 'TOURNAMENT_R2_SECRET_ACCESS_KEY'] as const;
@@ -44,12 +39,18 @@ export function r2ConfigFromEnv(env: Record<string, string | undefined>): R2Conf
     accessKeyId: env.TOURNAMENT_R2_ACCESS_KEY_ID as string,
     secretAccessKey: env.TOURNAMENT_R2_SECRET_ACCESS_KEY as string,
     endpoint: env.TOURNAMENT_R2_ENDPOINT || undefined,
+    jurisdiction: undefined,
     readAccessKeyId: env.TOURNAMENT_R2_READ_ACCESS_KEY_ID || undefined,
     readSecretAccessKey: env.TOURNAMENT_R2_READ_SECRET_ACCESS_KEY || undefined,
     publicUrl: env.TOURNAMENT_R2_PUBLIC_URL || undefined,
   };
-  if (!/^[0-9a-zA-Z-]+$/.test(cfg.accountId)) throw new UserError('TOURNAMENT_R2_ACCOUNT_ID must be the account id (letters, digits, dashes)');
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(cfg.bucket)) throw new UserError(`TOURNAMENT_R2_BUCKET_NAME ${JSON.stringify(cfg.bucket)} is not a valid bucket name`);
+  if (!R2_ACCOUNT_ID.test(cfg.accountId)) throw new UserError('TOURNAMENT_R2_ACCOUNT_ID must be the account id (letters, digits, dashes)');
+  if (!R2_BUCKET_NAME.test(cfg.bucket)) throw new UserError(`TOURNAMENT_R2_BUCKET_NAME ${JSON.stringify(cfg.bucket)} is not a valid bucket name`);
+  const j = env.TOURNAMENT_R2_JURISDICTION || undefined;
+  if (j !== undefined) {
+    if (!isR2Jurisdiction(j)) throw new UserError(`TOURNAMENT_R2_JURISDICTION must be one of ${R2_JURISDICTIONS.join(', ')}, got ${JSON.stringify(j)}`, { hint: 'leave it unset for a bucket without a jurisdiction' });
+    cfg.jurisdiction = j;
+  }
   if (!!cfg.readAccessKeyId !== !!cfg.readSecretAccessKey) {
     throw new UserError('set both TOURNAMENT_R2_READ_ACCESS_KEY_ID and TOURNAMENT_R2_READ_SECRET_ACCESS_KEY, or neither');
   }
@@ -61,7 +62,15 @@ export function r2ConfigFromEnv(env: Record<string, string | undefined>): R2Conf
 export function r2Location(cfg: R2Config, key: string): CodeLocation {
   if (cfg.publicUrl) return { kind: 'url', url: `${cfg.publicUrl.replace(/\/+$/, '')}/${key}` };
   if (cfg.readAccessKeyId && cfg.readSecretAccessKey) {
-    return { kind: 'r2', account_id: cfg.accountId, bucket: cfg.bucket, key, access_key_id: cfg.readAccessKeyId, secret_access_key: cfg.readSecretAccessKey };
+    return {
+      kind: 'r2',
+      account_id: cfg.accountId,
+      bucket: cfg.bucket,
+      key,
+      ...(cfg.jurisdiction ? { jurisdiction: cfg.jurisdiction } : {}),
+      access_key_id: cfg.readAccessKeyId,
+      secret_access_key: cfg.readSecretAccessKey,
+    };
   }
   throw new UserError('validators could not fetch your code: no read access is configured', {
     hint: 'set TOURNAMENT_R2_PUBLIC_URL (the bucket\'s public URL) or TOURNAMENT_R2_READ_ACCESS_KEY_ID and TOURNAMENT_R2_READ_SECRET_ACCESS_KEY (a read-only token); the write token is never published',
@@ -91,13 +100,31 @@ function describeS3Error(e: unknown, what: string, where: string): UserError {
   return new UserError(`${what} failed at ${where}: ${reason}`);
 }
 
+/** The S3 endpoint of an account's buckets: jurisdictions have their own host. */
+export function r2Endpoint(accountId: string, jurisdiction?: R2Jurisdiction): string {
+  return `https://${accountId}.${jurisdiction ? `${jurisdiction}.` : ''}r2.cloudflarestorage.com`;
+}
+
+export interface R2StoreOptions {
+  bucket: string;
+  accountId: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  jurisdiction?: R2Jurisdiction;
+  /** another S3-compatible endpoint instead of R2's (tests) */
+  endpoint?: string;
+  maxAttempts?: number;
+}
+
 export class R2Store implements ObjectStore {
   readonly description: string;
   private readonly client: S3Client;
-  constructor(private readonly bucket: string, accountId: string, accessKeyId: string, secretAccessKey: string, endpoint?: string, maxAttempts = 4) {
+  private readonly bucket: string;
+  constructor({ bucket, accountId, accessKeyId, secretAccessKey, jurisdiction, endpoint, maxAttempts = 4 }: R2StoreOptions) {
     // The SDK version is pinned; its notice about future Node versions is noise in a CLI.
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-    const url = endpoint ?? `https://${accountId}.r2.cloudflarestorage.com`;
+    this.bucket = bucket;
+    const url = endpoint ?? r2Endpoint(accountId, jurisdiction);
     this.description = `bucket ${bucket} at ${url}`;
     this.client = new S3Client({
       region: 'auto',
@@ -111,7 +138,7 @@ export class R2Store implements ObjectStore {
   }
 
   static forUpload(cfg: R2Config, maxAttempts?: number): R2Store {
-    return new R2Store(cfg.bucket, cfg.accountId, cfg.accessKeyId, cfg.secretAccessKey, cfg.endpoint, maxAttempts);
+    return new R2Store({ ...cfg, maxAttempts });
   }
 
   async put(key: string, body: Uint8Array, sha256: string): Promise<void> {

@@ -5,7 +5,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
-import { writeAtomic } from '../data/tokens';
+import { writeAtomic } from '../util/atomic';
 
 export interface ObjectInfo {
   size: number;

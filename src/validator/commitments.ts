@@ -15,8 +15,6 @@ const R2_ACCESS_KEY_ID = /^[0-9a-f]{32}$/;
 const R2_SECRET = /^[0-9a-f]{64}$/;
 /** R2 bucket names: 3 to 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit. */
 const BUCKET = /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/;
-/** R2 jurisdictions with their own endpoint (<account>.<jurisdiction>.r2.cloudflarestorage.com). */
-export const R2_JURISDICTIONS = ['eu', 'fedramp'] as const;
 const MAX_URL_CHARS = 512;
 
 export interface CommitmentRules {
@@ -42,7 +40,8 @@ export function checkCommitment(bytes: Uint8Array, rules: CommitmentRules): Comm
   }
   if (p.size < 1 || p.size > rules.maxCodeBytes) return fail(`"size" ${p.size} is outside 1..${rules.maxCodeBytes} (max_code_bytes)`);
   const key = codeKey(p.sha256);
-  const loc = p.loc as CommitmentPayload['loc'] & { jurisdiction?: unknown };
+  // decodePayload has already checked the kind, the jurisdiction (an allow-list) and the rough shapes.
+  const loc = p.loc;
   switch (loc.kind) {
     case 'r2': {
       if (!ACCOUNT_ID.test(loc.account_id)) return fail('"account_id" must be 32 lowercase hex digits (a Cloudflare account id)');
@@ -51,9 +50,6 @@ export function checkCommitment(bytes: Uint8Array, rules: CommitmentRules): Comm
       if (!loc.access_key_id || !loc.secret_access_key) return fail('r2 location without a read-only token (access_key_id and secret_access_key)');
       if (!R2_ACCESS_KEY_ID.test(loc.access_key_id)) return fail('"access_key_id" must be 32 lowercase hex digits (an R2 token id)');
       if (!R2_SECRET.test(loc.secret_access_key)) return fail('"secret_access_key" must be 64 lowercase hex digits (an R2 token secret)');
-      if (loc.jurisdiction !== undefined && !(R2_JURISDICTIONS as readonly unknown[]).includes(loc.jurisdiction)) {
-        return fail(`"jurisdiction" must be one of ${R2_JURISDICTIONS.join(', ')}`);
-      }
       break;
     }
     case 'url': {

@@ -17,6 +17,7 @@ import type { Readable } from 'stream';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { CommitmentPayload } from '../chain/payload';
 import { LOCAL_STORAGE_DIR } from '../chain/network';
+import { r2Endpoint } from '../storage/r2';
 import { sha256Hex } from '../storage/store';
 
 /** A failed fetch. `retryable`: the source may answer later (network, 5xx); otherwise the commitment itself is at fault. */
@@ -122,15 +123,11 @@ function fetchUrl(url: string, o: FetchOptions): Promise<Buffer> {
   });
 }
 
-/** R2's S3 endpoint for an account (and jurisdiction): built from checked fields only. */
-export function r2Endpoint(accountId: string, jurisdiction?: string): string {
-  return `https://${accountId}.${jurisdiction ? `${jurisdiction}.` : ''}r2.cloudflarestorage.com`;
-}
-
-async function fetchR2(loc: Extract<CommitmentPayload['loc'], { kind: 'r2' }> & { jurisdiction?: string }, o: FetchOptions): Promise<Buffer> {
+async function fetchR2(loc: Extract<CommitmentPayload['loc'], { kind: 'r2' }>, o: FetchOptions): Promise<Buffer> {
   const where = `r2://${loc.bucket}/${loc.key}`;
   const client = new S3Client({
     region: 'auto',
+    // Built from checked fields only (commitments.ts): the host cannot be steered.
     endpoint: o.r2Endpoint ?? r2Endpoint(loc.account_id, loc.jurisdiction),
     forcePathStyle: true,
     credentials: { accessKeyId: loc.access_key_id as string, secretAccessKey: loc.secret_access_key as string },

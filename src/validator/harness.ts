@@ -1,6 +1,5 @@
 // The one place the validator calls the trusted harness: every evaluation of
 // every submission goes through here, with the tournament's settings.
-import * as crypto from 'crypto';
 import * as path from 'path';
 import type { Hparams } from '../config/hparams';
 import { evaluateSubmission } from '../harness/evaluate';
@@ -26,12 +25,13 @@ export function harnessEvaluator(h: HarnessSettings): EvaluateFn {
       steps: hp.eval_steps,
       warmupSteps: hp.warmup_steps,
       batchSize: hp.benchmark_batch_size,
-      // TODO(harness seeds): drop this once evaluateSubmission draws its seeds from a CSPRNG itself
-      // (the lead's change making `seed` optional); the verdict's runs list the seeds used either way.
-      seed: crypto.randomInt(2 ** 31 - 1024),
+      // No seed: the harness draws every run's seeds from a CSPRNG when the evaluation starts (no foresight);
+      // the verdict's runs list them.
       workDir: path.join(h.dataDir, 'work'),
       // Compiled plugins survive restarts: a resumed evaluation does not compile again.
       pluginCache: path.join(h.dataDir, 'plugins'),
+      // The database, fetched code and other submissions' plugins are no runner's business.
+      secretPaths: [h.dataDir],
       peakTflops: h.peakTflops,
       onProgress,
     });

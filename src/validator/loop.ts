@@ -22,7 +22,7 @@ import { redactPayload } from '../chain/payload';
 import { MAX_TIMELOCK_COMMITMENT_BYTES } from '../chain/limits';
 import { sha256Hex } from '../storage/store';
 import type { Hotkey } from '../wallet/wallet';
-import { writeAtomic } from '../data/atomic';
+import { writeAtomic } from '../util/atomic';
 import { checkCommitment } from './commitments';
 import { fetchCommittedCode, FetchError, type FetchOptions } from './fetch';
 import type { Logger, SubmissionRef } from './log';

@@ -1,7 +1,7 @@
 // Runs bin/tournament in a scratch folder, as a miner would, and captures the result.
 import { spawn } from 'child_process';
 import * as path from 'path';
-import { PROJECT_ROOT } from '../../src/engine/native';
+import { PROJECT_ROOT } from '../../src/util/paths';
 
 export interface CliResult {
   code: number;

@@ -17,3 +17,13 @@ export function processesUnder(dir: string): number[] {
   }
   return pids;
 }
+
+/** Waits until no process is under `dir` (as processesUnder), polling up to `timeoutMs`; returns those still there. */
+export async function processesGoneUnder(dir: string, timeoutMs: number): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = processesUnder(dir);
+    if (left.length === 0 || Date.now() >= deadline) return left;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

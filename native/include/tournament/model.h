@@ -53,6 +53,13 @@ ParamAllocator device_allocator(torch::TensorOptions options);
 // plain math path elsewhere; the choice is made in one place (compat.h).
 enum class AttentionKernel { kAuto, kSdpa, kMath };
 
+// Causal self-attention as the model runs it: q [B, Nq, S, D], k/v [B, Nkv, S,
+// D] (grouped-query: Nq a multiple of Nkv) -> [B, Nq, S, D]. kSdpa: flash
+// attention through scaled_dot_product_attention (scores in float32); kMath:
+// scores in the input dtype, softmax in float32, as Hugging Face's eager path.
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               AttentionKernel kernel);
+
 // y = x W^T + b, with W [out, in] and b [out] from the allocator.
 class LinearImpl : public torch::nn::Module {
  public:
@@ -131,6 +138,11 @@ class Qwen2ForCausalLMImpl : public torch::nn::Module {
   // input_ids [B, S] int64 -> logits [B, S, V] in the parameters' dtype.
   torch::Tensor forward(const torch::Tensor& input_ids);
 
+  // forward() without lm_head: the final hidden states [B, S, H], after the
+  // last norm. With linear_cross_entropy this trains without materialising
+  // the full logits.
+  torch::Tensor hidden_states(const torch::Tensor& input_ids);
+
   // Recompute these decoder layers in backward instead of keeping their
   // activations (activation checkpointing). Empty: keep everything.
   void set_checkpointed_layers(std::vector<bool> layers);
@@ -153,6 +165,28 @@ TORCH_MODULE(Qwen2ForCausalLM);
 // predict ids[:, 1:], cross entropy in float32, mean over all B*(S-1) targets.
 // logits [B, S, V] or already shifted [B, S-1, V]; ids [B, S] -> scalar fp32.
 torch::Tensor causal_lm_loss(const torch::Tensor& logits, const torch::Tensor& input_ids);
+
+// causal_lm_loss(linear(hidden, weight), input_ids), the same arithmetic row
+// by row, without the full logits: `chunk_rows` rows at a time, each chunk's
+// logits in the weight's dtype, log-softmax in float32, and the gradients of
+// hidden and weight computed right there (the loss is the last op of the
+// graph, so backward only scales them). Memory: a few chunks of [chunk_rows, V]
+// float32 instead of [B*S, V] float32 logits, their softmax and their gradient.
+// When `logits_out` is defined ([B, S-1, V], the weight's dtype) the chunks'
+// logits are written into it: the last step's logits a submission returns.
+// hidden [B, S, H], weight [V, H], input_ids [B, S] -> scalar fp32.
+torch::Tensor linear_cross_entropy(const torch::Tensor& hidden, const torch::Tensor& weight,
+                                   const torch::Tensor& input_ids, torch::Tensor logits_out = {},
+                                   int64_t chunk_rows = 2048);
+
+// Memory planning for a training step.
+// Bytes one decoder layer keeps for its backward at `tokens` = B * S tokens
+// when it is not checkpointed (from the shapes: the layer input, both norms'
+// inputs and outputs, q/k/v, the attention output, the MLP's gate and up).
+int64_t layer_activation_bytes(const Qwen2Config& cfg, int64_t tokens, torch::Dtype dtype);
+// Device memory a run can still take on `device`: the driver's free memory
+// plus the caching allocator's unused cached blocks. -1 on the CPU.
+int64_t available_device_memory(const torch::Device& device);
 
 // Seeded random initialisation as Hugging Face's Qwen2 does it: normal(0,
 // initializer_range) for linear and embedding weights, zero biases, ones for

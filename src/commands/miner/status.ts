@@ -1,48 +1,31 @@
 // tournament miner status: where the hotkey's commitments stand.
 import type { Argv, CommandModule } from 'yargs';
-import { withHparams, withJson, withNetwork, withWallet } from '../options';
-import { context, hotkeyFor, withChain, report, describeLocation, CommonArgs } from './common';
-import { decodePayload, redactPayload, PayloadError, CommitmentPayload } from '../../chain/payload';
+import { ArgsOf, withHparams, withJson, withNetwork, withWallet } from '../options';
+import { minerContext, hotkeyAddress } from '../../miner/context';
+import { minerStatus } from '../../miner/status';
+import { report, walletChoice, WALLET_HELP } from './print';
 
-interface Args extends CommonArgs {
-  address?: string;
-}
+const builder = (y: Argv) =>
+  withWallet(withNetwork(withJson(withHparams(y))))
+    .option('address', { type: 'string', describe: "Look at this hotkey (ss58) instead of the wallet's" })
+    .epilog(
+      'Pending commitments are still timelocked (their reveal block is an estimate from the drand round on subtensor); ' +
+        'the chain keeps one per hotkey, and a new commitment replaces it. Revealed ones are what validators read: the ' +
+        'latest is what they fetch and evaluate. With --json, one JSON document: network, netuid, hotkey, uid, ' +
+        'current_block, last_commit_block, next_commit_block, pending[], revealed[] (oldest first) and latest. Read-only ' +
+        `tokens in revealed commitments are not printed.\n\n${WALLET_HELP}`,
+    );
 
-interface RevealedDoc {
-  block: number;
-  payload?: CommitmentPayload;
-  fetch?: string;
-  not_ours?: string;
-  raw_hex?: string;
-}
+type Args = ArgsOf<typeof builder>;
 
 export const minerStatusCommand: CommandModule<{}, Args> = {
   command: 'status',
   describe: 'Show your commitments: pending or revealed, reveal block, what a validator would fetch',
-  builder: (y: Argv<{}>) =>
-    withWallet(withNetwork(withJson(withHparams(y))))
-      .option('address', { type: 'string', describe: 'Look at this hotkey (ss58) instead of the wallet\'s' })
-      .epilog(
-        'Pending commitments are still timelocked (their reveal block is an estimate from the drand round on subtensor). ' +
-          'Revealed ones are what validators read: the latest is what they fetch and evaluate. With --json, one JSON ' +
-          'document: network, netuid, hotkey, uid, current_block, last_commit_block, next_commit_block, pending[], ' +
-          'revealed[] (oldest first) and latest. Read-only tokens in revealed commitments are not printed.',
-      ) as unknown as Argv<Args>,
+  builder,
   handler: async (argv) => {
-    const ctx = context(argv);
-    const address = argv.address ? (await import('../../wallet/wallet')).normaliseAddress(argv.address) : (await hotkeyFor(argv)).address;
-    const st = await withChain(ctx, (chain) => chain.status(ctx.netuid, address));
-    const revealed: RevealedDoc[] = st.revealed.map((r) => {
-      try {
-        const p = decodePayload(r.bytes);
-        return { block: r.block, payload: redactPayload(p), fetch: describeLocation(p.loc) };
-      } catch (e) {
-        if (!(e instanceof PayloadError)) throw e;
-        return { block: r.block, not_ours: e.message, raw_hex: '0x' + Buffer.from(r.bytes.subarray(0, 64)).toString('hex') + (r.bytes.length > 64 ? '…' : '') };
-      }
-    });
-    const latest = [...revealed].reverse().find((r) => r.payload) ?? null;
-    const next = st.lastCommitBlock === null ? st.currentBlock : Math.max(st.currentBlock, st.lastCommitBlock + ctx.hp.min_blocks_between_commits);
+    const ctx = minerContext(argv);
+    const address = await hotkeyAddress(ctx, argv.address, walletChoice(argv));
+    const { chain: st, revealed, latest, nextCommitBlock: next } = await minerStatus(ctx, address);
     const doc = {
       network: ctx.network.name,
       netuid: ctx.netuid,

@@ -1,34 +1,29 @@
 // tournament miner test [file]: the checks a validator makes before running code.
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
 import type { Argv, CommandModule } from 'yargs';
 import { UserError } from '../../errors';
 import { loadHparams } from '../../config/hparams';
-import { withHparams, withJson } from '../options';
-import { compileSubmission } from '../../harness/compile';
-import { checkSource, DEFAULT_SOURCE, report, SourceCheck } from './common';
+import { ArgsOf, withHparams, withJson } from '../options';
+import { compileInScratch } from '../../miner/publish';
+import { checkSource, BASELINE, SourceCheck } from '../../submission/source';
+import { report } from './print';
 
-interface Args {
-  file: string;
-  hparams: string;
-  json: boolean;
-  compile: boolean;
-}
+const builder = (y: Argv) =>
+  withJson(withHparams(y))
+    .positional('file', { type: 'string', default: BASELINE, defaultDescription: 'local_test/train.cpp in the installation', describe: 'The C++ source to check' })
+    .option('compile', { type: 'boolean', default: true, describe: 'Also compile it with the harness (--no-compile to skip)' })
+    .epilog(
+      'Checks, in order: the file exists; its size is within max_code_bytes (hparams); it is UTF-8 text; it includes ' +
+        '<tournament/train_api.h>; it defines inner_steps; and it compiles as a plugin with the flags a validator uses ' +
+        '(needs the engine built; otherwise this check is reported as skipped, with the reason). Exit status is non-zero ' +
+        'when any check fails.',
+    );
+
+type Args = ArgsOf<typeof builder>;
 
 export const minerTestCommand: CommandModule<{}, Args> = {
   command: 'test [file]',
   describe: 'Check a submission: structure, size, and that it compiles against the contract',
-  builder: (y: Argv<{}>) =>
-    withJson(withHparams(y))
-      .positional('file', { type: 'string', default: DEFAULT_SOURCE, describe: 'The C++ source to check' })
-      .option('compile', { type: 'boolean', default: true, describe: 'Also compile it with the harness (--no-compile to skip)' })
-      .epilog(
-        'Checks, in order: the file exists; its size is within max_code_bytes (hparams); it is UTF-8 text; it includes ' +
-          '<tournament/train_api.h>; it defines inner_steps; and it compiles as a plugin with the flags a validator uses ' +
-          '(needs the engine built; otherwise this check is reported as skipped, with the reason). Exit status is non-zero ' +
-          'when any check fails.',
-      ) as unknown as Argv<Args>,
+  builder,
   handler: async (argv) => {
     const hp = loadHparams(argv.hparams);
     const { checks, source } = checkSource(argv.file, hp.max_code_bytes);
@@ -37,15 +32,12 @@ export const minerTestCommand: CommandModule<{}, Args> = {
       if (!argv.compile) {
         compile = { status: 'skipped', detail: 'skipped: --no-compile' };
       } else {
-        const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tournament-miner-test-'));
         try {
-          const r = await compileSubmission(path.resolve(argv.file), { workDir, maxCodeBytes: hp.max_code_bytes });
+          const r = await compileInScratch(source, hp.max_code_bytes);
           compile = r.ok ? { status: 'passed', detail: 'compiles against the contract' } : { status: 'failed', detail: r.message };
         } catch (e) {
           if (e instanceof UserError) compile = { status: 'skipped', detail: `skipped: ${e.message}` };
           else throw e;
-        } finally {
-          fs.rmSync(workDir, { recursive: true, force: true });
         }
       }
     }
