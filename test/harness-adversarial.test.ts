@@ -142,6 +142,7 @@ describe('harness: adversarial plugins', function () {
             batchSize: 4,
             workDir,
             pluginCache: path.join(tmp, 'plugins'), // the baseline compiles once for all cases
+            runnerMemoryBytes: 4 * 2 ** 30, // exhaust_memory meets the limit in seconds
           })]);
         } catch (e) {
           o.error = e as Error;

@@ -46,6 +46,8 @@ export interface EvaluateOptions {
   submissionEnv?: Record<string, string>;
   /** Extra environment for every runner, the reference's too (e.g. OMP_NUM_THREADS=1 on a shared machine). */
   runnerEnv?: Record<string, string>;
+  /** The runner's address-space limit on the CPU (default 16 GiB; none on CUDA, which reserves huge ranges). */
+  runnerMemoryBytes?: number;
   /** More paths no runner may see (e.g. the validator's data folder); the benchmark folder always is one. */
   secretPaths?: string[];
   /** Device peak bf16 TFLOP/s for MFU. */
@@ -101,12 +103,12 @@ export function runSeeds(base: number | undefined, i: number): { seed: number; w
 const RUNNER_DIR = path.dirname(RUNNER);
 
 /** The sandbox job of one run, in `scratch`, seeing the runner's build folder, the plugin's folder and the toolchain `binds`. */
-function runnerJob(plugin: string, scratch: string, binds: string[], cuda: boolean): Omit<SandboxJob, 'command'> {
+function runnerJob(plugin: string, scratch: string, binds: string[], cuda: boolean, memoryBytes = 16 * 2 ** 30): Omit<SandboxJob, 'command'> {
   return {
     scratchDir: scratch,
     readOnlyBinds: [RUNNER_DIR, path.dirname(plugin), ...binds],
     cuda,
-    memoryBytes: 16 * 2 ** 30,
+    memoryBytes,
     // Threads count too: libtorch's pools need a few hundred on a large host.
     maxProcesses: 4096,
     fileBytes: 64 * 2 ** 20,
@@ -285,7 +287,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
       const runOnce = async (plugin: string, who: string, extraEnv: Record<string, string>) => {
         const scratch = fs.mkdtempSync(path.join(workDir, 'run-'));
         try {
-          const job = runnerJob(plugin, scratch, binds, cuda);
+          const job = runnerJob(plugin, scratch, binds, cuda, o.runnerMemoryBytes);
           box.prepareScratch(job);
           return await native(`${who} run`, () =>
             evaluator.run(
