@@ -62,24 +62,24 @@ describe('validator: kill and restart', function () {
   });
   after(() => removeTmpDir(dir));
 
-  it('resumes after SIGKILL at every write point and mid-evaluation, judging each submission exactly once', async () => {
-    const journal = path.join(dir, 'journal.txt');
-    const cfg: ChildConfig = {
-      dataDir: path.join(dir, 'data'),
-      hparams: HPARAMS_FILE,
-      journal,
-      evalMs: 300,
-      reveals: [
-        ['A', 'a'.repeat(100), 10],
-        ['B', 'b'.repeat(150), 120],
-        ['C', 'cheat', 230],
-        ['D', 'd'.repeat(120), 340],
-        ['E', 'e'.repeat(250), 450],
-        ['F', 'f'.repeat(90), 560],
-      ],
-    };
-    const config = path.join(dir, 'config.json');
+  /** A child's configuration in its own files under the test folder. */
+  function setup(name: string, evalMs: number, reveals: ChildConfig['reveals']): { cfg: ChildConfig; config: string; journal: string } {
+    const journal = path.join(dir, `journal-${name}.txt`);
+    const cfg: ChildConfig = { dataDir: path.join(dir, `data-${name}`), hparams: HPARAMS_FILE, journal, evalMs, reveals };
+    const config = path.join(dir, `config-${name}.json`);
     fs.writeFileSync(config, JSON.stringify(cfg));
+    return { cfg, config, journal };
+  }
+
+  it('resumes after SIGKILL at every write point and mid-evaluation, judging each submission exactly once', async () => {
+    const { cfg, config, journal } = setup('kill', 300, [
+      ['A', 'a'.repeat(100), 10],
+      ['B', 'b'.repeat(150), 120],
+      ['C', 'cheat', 230],
+      ['D', 'd'.repeat(120), 340],
+      ['E', 'e'.repeat(250), 450],
+      ['F', 'f'.repeat(90), 560],
+    ]);
 
     // Each run dies at its point; the order walks through discovery, the start of an evaluation, the
     // middle of one, the verdict's transaction (runs, verdict, leader) and the weights.
@@ -145,16 +145,7 @@ describe('validator: kill and restart', function () {
   });
 
   it('SIGTERM during an evaluation puts it back in the queue without counting the attempt, and exits at once', async () => {
-    const journal = path.join(dir, 'journal-term.txt');
-    const cfg: ChildConfig = {
-      dataDir: path.join(dir, 'data-term'),
-      hparams: HPARAMS_FILE,
-      journal,
-      evalMs: 5000,
-      reveals: [['A', 'a'.repeat(100), 10]],
-    };
-    const config = path.join(dir, 'config-term.json');
-    fs.writeFileSync(config, JSON.stringify(cfg));
+    const { cfg, config, journal } = setup('term', 5000, [['A', 'a'.repeat(100), 10]]);
     const t0 = Date.now();
     const o = await runChild(config, { killOnStart: 1, signal: 'SIGTERM', journal });
     assert.equal(o.code, 143);
