@@ -3,7 +3,8 @@
 // a hotkey's commitments. Every failure a user can meet (endpoint down, a
 // refused extrinsic) becomes a UserError.
 import { ApiPromise, WsProvider } from '@polkadot/api';
-import type { SubmittableResultValue } from '@polkadot/api/types';
+import type { SubmittableExtrinsic, SubmittableResultValue } from '@polkadot/api/types';
+import type { KeyringPair } from '@polkadot/keyring/types';
 import type { ProviderInterface } from '@polkadot/rpc-provider/types';
 import { UserError } from '../errors';
 import { SUBTENSOR_SIGNED_EXTENSIONS, timelockCommitmentInfo, parseCommitmentOf, parseRevealedCommitments, parseOptionalNumber } from './codec';
@@ -11,7 +12,7 @@ import { MAX_TIMELOCK_COMMITMENT_BYTES } from './limits';
 import { timelockEncrypt, revealRound, roundTime, QUICKNET } from './timelock';
 import type { ChainStatus, CommitReceipt, CommitRequest, MinerChain } from './types';
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout;
   const timer = new Promise<never>((_, reject) => {
     t = setTimeout(() => reject(new UserError(`${what} timed out after ${Math.round(ms / 1000)} s`)), ms);
@@ -19,8 +20,43 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timer]).finally(() => clearTimeout(t));
 }
 
+/**
+ * Signs and sends `tx`, waits until it is in a block and checks its outcome;
+ * `what` names it in errors ("commitment", "weights"). Every failure is a UserError.
+ */
+export async function signAndWatch(api: ApiPromise, tx: SubmittableExtrinsic<'promise'>, pair: KeyringPair, what: string): Promise<{ block: number; txHash: string }> {
+  const result = await withTimeout(
+    new Promise<SubmittableResultValue & { blockHash: string }>((resolve, reject) => {
+      let unsub: (() => void) | undefined;
+      tx.signAndSend(pair, (res) => {
+        if (res.status.isInBlock || res.status.isFinalized) {
+          unsub?.();
+          resolve({ ...res, blockHash: res.status.isInBlock ? res.status.asInBlock.toHex() : res.status.asFinalized.toHex() } as never);
+        } else if (res.status.isDropped || res.status.isInvalid || res.status.isUsurped) {
+          unsub?.();
+          reject(new UserError(`the ${what} transaction was ${res.status.type.toLowerCase()} by the chain`));
+        }
+      })
+        .then((u) => (unsub = u))
+        .catch((e: Error) => reject(new UserError(`the chain refused the ${what}: ${e.message}`)));
+    }),
+    180000,
+    `waiting for the ${what} to be included in a block`,
+  );
+  if (result.dispatchError) {
+    let reason = result.dispatchError.toString();
+    if (result.dispatchError.isModule) {
+      const meta = api.registry.findMetaError(result.dispatchError.asModule);
+      reason = `${meta.section}.${meta.name}: ${meta.docs.join(' ').trim()}`;
+    }
+    throw new UserError(`the chain rejected the ${what}: ${reason}`);
+  }
+  const header = await api.rpc.chain.getHeader(result.blockHash);
+  return { block: header.number.toNumber(), txHash: tx.hash.toHex() };
+}
+
 export class SubtensorChain implements MinerChain {
-  private constructor(readonly name: string, private readonly api: ApiPromise, readonly blockTime: number) {}
+  private constructor(readonly name: string, readonly api: ApiPromise, readonly blockTime: number) {}
 
   /** Connects, or throws a UserError saying the endpoint cannot be reached. */
   static async connect(name: string, url: string, blockTime: number, timeoutMs = 30000): Promise<SubtensorChain> {
@@ -80,40 +116,13 @@ export class SubtensorChain implements MinerChain {
       throw new UserError(`the encrypted commitment is ${encrypted.length} bytes; the chain takes at most ${MAX_TIMELOCK_COMMITMENT_BYTES}`);
     }
     const tx = this.api.tx.commitments.setCommitment(req.netuid, timelockCommitmentInfo(encrypted, round));
-    const result = await withTimeout(
-      new Promise<SubmittableResultValue & { blockHash: string }>((resolve, reject) => {
-        let unsub: (() => void) | undefined;
-        tx.signAndSend(req.hotkey.pair, (res) => {
-          if (res.status.isInBlock || res.status.isFinalized) {
-            unsub?.();
-            resolve({ ...res, blockHash: res.status.isInBlock ? res.status.asInBlock.toHex() : res.status.asFinalized.toHex() } as never);
-          } else if (res.status.isDropped || res.status.isInvalid || res.status.isUsurped) {
-            unsub?.();
-            reject(new UserError(`the commitment transaction was ${res.status.type.toLowerCase()} by the chain`));
-          }
-        })
-          .then((u) => (unsub = u))
-          .catch((e: Error) => reject(new UserError(`the chain refused the commitment: ${e.message}`)));
-      }),
-      180000,
-      'waiting for the commitment to be included in a block',
-    );
-    if (result.dispatchError) {
-      let reason = result.dispatchError.toString();
-      if (result.dispatchError.isModule) {
-        const meta = this.api.registry.findMetaError(result.dispatchError.asModule);
-        reason = `${meta.section}.${meta.name}: ${meta.docs.join(' ').trim()}`;
-      }
-      throw new UserError(`the chain rejected the commitment: ${reason}`);
-    }
-    const header = await this.api.rpc.chain.getHeader(result.blockHash);
-    const block = header.number.toNumber();
+    const { block, txHash } = await signAndWatch(this.api, tx, req.hotkey.pair, 'commitment');
     return {
       block,
       revealRound: round,
       revealBlock: block + req.revealBlocks,
       bytes: encrypted.length,
-      txHash: tx.hash.toHex(),
+      txHash,
     };
   }
 

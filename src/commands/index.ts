@@ -3,9 +3,13 @@ import type { CommandModule } from 'yargs';
 import { setupBenchmarkCommand } from './setup-benchmark';
 import { localBenchCommand } from './local-bench';
 import { minerCommand } from './miner';
+import { evaluateCommand } from './evaluate';
+import { statusCommand } from './status';
 
 export const commands: CommandModule<any, any>[] = [
   setupBenchmarkCommand,
   localBenchCommand,
   minerCommand,
+  evaluateCommand,
+  statusCommand,
 ];

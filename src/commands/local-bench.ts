@@ -6,13 +6,12 @@ import type { CommandModule } from 'yargs';
 import * as os from 'os';
 import * as path from 'path';
 import { loadHparams } from '../config/hparams';
-import { UserError } from '../errors';
 import { defaultDevice } from '../engine/model';
 import { evaluateSubmission } from '../harness/evaluate';
 import { BASELINE } from '../submission/source';
 import { formatVerdict } from '../harness/report';
 import { ProgressLine } from '../util/progress';
-import { withBenchmarkDir, withHparams, withJson } from './options';
+import { intOption, withBenchmarkDir, withHparams, withJson } from './options';
 
 /** The H200's measured bf16 matrix-multiply rate (docs/design.md), the MFU peak on CUDA. */
 export const H200_MEASURED_BF16_TFLOPS = 790;
@@ -33,12 +32,6 @@ interface Args {
   seed?: number;
   'peak-tflops'?: number;
   'work-dir'?: string;
-}
-
-function intOption(name: string, v: number | undefined, dflt: number, min: number): number {
-  const x = v ?? dflt;
-  if (!Number.isInteger(x) || x < min) throw new UserError(`--${name} must be an integer >= ${min}, got ${x}`);
-  return x;
 }
 
 export const localBenchCommand: CommandModule<object, Args> = {

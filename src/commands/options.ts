@@ -2,6 +2,7 @@
 // returns the Argv with the flag's type added, so a command's argument type is
 // inferred from its builder (ArgsOf) instead of being declared again and cast.
 import type { Argv } from 'yargs';
+import { UserError } from '../errors';
 import { DEFAULT_BENCHMARK_DIR, HPARAMS_FILE } from '../util/paths';
 
 /** The parsed arguments of a builder: `type Args = ArgsOf<typeof builder>`. */
@@ -51,6 +52,13 @@ export function withNetwork<T>(y: Argv<T>) {
       describe: 'finney, test, local (files under .local_commitments/ and .local_storage/ in this folder), or a ws:// / wss:// subtensor URL',
     })
     .option('netuid', { type: 'number', describe: 'Subnet id (default: netuid in the hparams file)' });
+}
+
+/** An integer option's value (`dflt` when not given), at least `min`; otherwise a UserError naming the flag. */
+export function intOption(name: string, v: number | undefined, dflt: number, min: number): number {
+  const x = v ?? dflt;
+  if (!Number.isInteger(x) || x < min) throw new UserError(`--${name} must be an integer >= ${min}, got ${x}`);
+  return x;
 }
 
 // Whether upload, commit and submit compile the code first, as `miner test` does.

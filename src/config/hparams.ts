@@ -50,6 +50,17 @@ export interface RunnerTimeouts {
   timed: number;
 }
 
+/** When a new submission takes the lead (src/validator/scoring.ts). */
+export interface LeaderThreshold {
+  /** the smallest relative improvement that takes the lead */
+  base: number;
+  /** share of the excess over base lost every decay_interval_blocks */
+  decay_percent: number;
+  decay_interval_blocks: number;
+  /** cap on the threshold a big improvement sets */
+  max: number;
+}
+
 export interface Hparams {
   benchmark_model_name: string;
   benchmark_dataset_name: string;
@@ -70,6 +81,7 @@ export interface Hparams {
   burn_rate: number;
   burn_uid: number;
   set_weights_interval_blocks: number;
+  leader_threshold: LeaderThreshold;
   block_time: number;
 }
 
@@ -112,6 +124,13 @@ const TIMEOUTS_SCHEMA: Record<keyof RunnerTimeouts, Check> = {
   timed: num(0, 86400, true),
 };
 
+const LEADER_THRESHOLD_SCHEMA: Record<keyof LeaderThreshold, Check> = {
+  base: num(0, 10),
+  decay_percent: num(0, 1),
+  decay_interval_blocks: int(1),
+  max: num(0, 10),
+};
+
 type Schema = { [key: string]: Check | Schema };
 
 const SCHEMA: Record<keyof Hparams, Check | Schema> = {
@@ -134,6 +153,7 @@ const SCHEMA: Record<keyof Hparams, Check | Schema> = {
   burn_rate: num(0, 1),
   burn_uid: int(0, 65535),
   set_weights_interval_blocks: int(1),
+  leader_threshold: LEADER_THRESHOLD_SCHEMA,
   block_time: num(0, 3600, true),
 };
 
