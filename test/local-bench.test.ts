@@ -1,0 +1,68 @@
+// local-bench as a miner runs it: exit status 0 when accepted and 3 when
+// rejected, and the --json verdict's fields: tokens/s from the trusted clock
+// (tokens / seconds per run), their median, MFU from the peak given, the seeds
+// drawn per run. Small runs (batch 4, 2 steps) on the tiny default.
+import { strict as assert } from 'assert';
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { setupPreset } from '../src/setup/setup';
+import { PROJECT_ROOT } from '../src/util/paths';
+import { tmpDir, removeTmpDir } from './helpers/tmp';
+
+const CLI = path.join(PROJECT_ROOT, 'bin', 'tournament');
+
+describe('local-bench (CLI)', function () {
+  this.timeout(600_000);
+  let dir: string;
+  let bench: string;
+
+  before(function () {
+    dir = tmpDir('local-bench-');
+    fs.chmodSync(dir, 0o755); // the sandbox's own uid must reach the compiled plugins
+    bench = path.join(dir, 'benchmark');
+    setupPreset({ dir: bench, preset: 'tiny', seed: 42, force: false });
+  });
+  after(function () {
+    removeTmpDir(dir);
+  });
+
+  const bench_ = (submission: string) => {
+    const r = spawnSync(
+      CLI,
+      ['local-bench', submission, '--benchmark-dir', bench, '--work-dir', path.join(dir, 'work'), '--runs', '2', '--steps', '2',
+        '--warmup-steps', '1', '--batch-size', '4', '--peak-tflops', '1', '--json', '--device', 'cpu'],
+      { encoding: 'utf8', timeout: 600_000 },
+    );
+    return { status: r.status, json: r.stdout ? JSON.parse(r.stdout) : undefined, stderr: r.stderr };
+  };
+
+  it('accepts the baseline with exit status 0; tokens/s is the median of tokens / trusted seconds, MFU 6 x params x tokens/s over the peak', function () {
+    const r = bench_(path.join(PROJECT_ROOT, 'local_test', 'train.cpp'));
+    assert.equal(r.status, 0, r.stderr);
+    const v = r.json;
+    assert.equal(v.accepted, true);
+    assert.equal(v.runs.length, 2);
+    assert.equal(v.reference_runs.length, 2);
+    for (const run of v.runs) {
+      assert.equal(run.tokens, 2 * 4 * 128);
+      assert.ok(Math.abs(run.tokens_per_second - run.tokens / run.seconds) < 1e-6 * run.tokens_per_second);
+      assert.ok(Number.isInteger(run.seed));
+      assert.ok(run.checks && typeof run.checks.row_loss_deviation === 'number');
+    }
+    assert.notEqual(v.runs[0].seed, v.runs[1].seed, 'each run draws its own seed');
+    const median = (v.runs[0].tokens_per_second + v.runs[1].tokens_per_second) / 2;
+    assert.ok(Math.abs(v.tokens_per_second - median) < 1e-6 * median);
+    assert.ok(Math.abs(v.mfu - (6 * v.parameters * v.tokens_per_second) / 1e12) < 1e-12);
+    assert.deepEqual(v.reasons, []);
+    for (const k of ['submission', 'device', 'parameters', 'mfu_peak_tflops', 'sandbox']) assert.ok(k in v, `--json lacks ${k}`);
+  });
+
+  it('rejects a cheat with exit status 3 and says why', function () {
+    const r = bench_(path.join(PROJECT_ROOT, 'test', 'plugins', 'skip_last_step.cpp'));
+    assert.equal(r.status, 3, r.stderr);
+    assert.equal(r.json.accepted, false);
+    assert.equal(r.json.tokens_per_second, null);
+    assert.ok(r.json.reasons.length > 0);
+  });
+});
