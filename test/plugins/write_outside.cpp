@@ -1,10 +1,9 @@
 // Sandbox probe: tries to create files outside the sandbox's scratch
 // directory: /tmp/tournament-escape-write_outside, /root/tournament-escape-
 // write_outside, and tournament-escape-write_outside in the project directory
-// (found from the runner's path, <project>/build/Release/<runner>). If the
-// project or /root write succeeds it calls std::abort(), so an escape shows as
-// a failed run ('crash'); the /tmp write lands in the sandbox's private tmpfs
-// and vanishes with it, so the test checks the host's /tmp instead. Then it
+// (found from the runner's path, <project>/build/Release/<runner>). The
+// sandbox's root is read-only and its /tmp private, so nothing may reach the
+// host: the test checks that none of these files exists there. Then it
 // trains honestly.
 // expect: pass (and the test asserts none of the files exists on the host)
 #include <tournament/train_api.h>
@@ -36,10 +35,11 @@ static bool try_create(const std::string& path) {
 
 TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,
                         const OptimizerConfig& optimizer) {
-  try_create("/tmp/tournament-escape-write_outside");  // the sandbox's own /tmp: allowed, invisible to the host
-  if (try_create(project_dir() + "/tournament-escape-write_outside") || try_create("/root/tournament-escape-write_outside")) {
-    std::abort();
-  }
+  // Whatever lands inside the sandbox's private /tmp (the project too, when it lies under /tmp, as in a CI
+  // clone) vanishes with it; the test checks the host for these files.
+  try_create("/tmp/tournament-escape-write_outside");
+  try_create(project_dir() + "/tournament-escape-write_outside");
+  try_create("/root/tournament-escape-write_outside");
 
   model->set_checkpointed_layers(std::vector<bool>(model->config.num_hidden_layers, device.is_cuda()));
   AdamW opt(model->parameters(), optimizer);
