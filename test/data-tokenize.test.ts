@@ -44,6 +44,29 @@ describe('data/pack', () => {
     assert.equal(p.documents, 3);
     assert.equal(p.add([1]), false);
   });
+
+  it('caps a long document at maxRowsPerDocument rows of tokens, then its EOS', () => {
+    const long = Array.from({ length: 20 }, (_, i) => 100 + i);
+    // default: one row's worth (4 tokens) of each document, as the seed's truncation keeps
+    const one = new Packer(3, 4, 9);
+    assert.equal(one.maxRowsPerDocument, 1);
+    one.add(long);
+    one.add([1, 2]);
+    one.add(long);
+    assert.deepEqual(Array.from(one.result().ids), [100, 101, 102, 103, 9, 1, 2, 9, 100, 101, 102, 103]);
+    assert.deepEqual([one.documents, one.truncated], [3, 2]);
+    // a cap of 2: 8 tokens of the long document (straddling rows), EOS, then the next document
+    const two = new Packer(3, 4, 9, 2);
+    two.add(long);
+    two.add([1, 2]);
+    assert.deepEqual(Array.from(two.result().ids), [100, 101, 102, 103, 104, 105, 106, 107, 9, 1, 2, 9]);
+    assert.equal(two.truncated, 1);
+    // a document exactly at the cap is whole, not counted as cut
+    const exact = new Packer(2, 4, 9, 1);
+    exact.add([5, 6, 7, 8]);
+    assert.equal(exact.truncated, 0);
+    for (const bad of [0, -1, 1.5]) assert.throws(() => new Packer(2, 4, 9, bad), RangeError);
+  });
 });
 
 describe('setup/hub error mapping', () => {

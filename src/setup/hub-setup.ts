@@ -7,15 +7,16 @@ import * as path from 'path';
 import type { Hparams } from '../config/hparams';
 import { UserError } from '../errors';
 import { readJsonFile } from '../util/json';
-import { Packer } from '../data/pack';
+import { DEFAULT_MAX_ROWS_PER_DOCUMENT, Packer } from '../data/pack';
 import { loadTokenizer } from '../data/tokenizer';
 import { writeTokens } from '../data/tokens';
 import { HubEnv, hubEnv } from './env';
 import { formatBytes } from './format';
 import { Hub, RemoteFile } from './hub';
-import { Manifest, describeFiles, writeManifest } from './manifest';
+import { Manifest, describeFiles } from './manifest';
 import { Progress, info } from './progress';
-import { SetupResult, existingSetup } from './setup';
+import { SetupResult, beginSetup } from './setup';
+import { SetupTarget, abandonTarget, finishTarget, reuseFile } from './staging';
 import { CONFIG_PATH, DATA_PATH } from '../util/paths';
 import { DEFAULT_DATASET_DIR, sampleDocuments } from './dataset';
 
@@ -32,6 +33,8 @@ interface HubSetupOptions {
   modelRevision?: string;
   datasetRevision?: string;
   datasetDir?: string;
+  /** the most rows' worth of tokens one document may fill (default DEFAULT_MAX_ROWS_PER_DOCUMENT) */
+  maxRowsPerDocument?: number;
   /** for tests: no waiting between retries */
   noBackoff?: boolean;
 }
@@ -84,15 +87,30 @@ function remaining(dir: string, files: RemoteFile[]): number {
 }
 
 export async function setupFromHub(o: HubSetupOptions): Promise<SetupResult> {
+  const maxRows = o.maxRowsPerDocument ?? DEFAULT_MAX_ROWS_PER_DOCUMENT;
+  if (!Number.isInteger(maxRows) || maxRows < 1) {
+    throw new UserError(`--max-rows-per-document must be a whole number of at least 1, not ${maxRows}`);
+  }
+  const begun = beginSetup(o.dir, { kind: 'hub', model: o.hparams.benchmark_model_name, weights: !o.configOnly, maxRowsPerDocument: maxRows }, o.force);
+  if ('keep' in begun) return { dir: o.dir, skipped: true, manifest: begun.keep };
+  try {
+    const hub = new Hub(o.env ?? hubEnv());
+    if (o.noBackoff) hub.backoffMs = () => 0;
+    const manifest = await build(o, hub, begun.target, maxRows);
+    finishTarget(begun.target, manifest);
+    return { dir: o.dir, skipped: false, manifest };
+  } catch (e) {
+    abandonTarget(begun.target);
+    throw e;
+  }
+}
+
+/** Downloads the model and makes the data in `t.work`; returns the manifest to write there. */
+async function build(o: HubSetupOptions, hub: Hub, t: SetupTarget, maxRows: number): Promise<Manifest> {
   const hp = o.hparams;
   const modelName = hp.benchmark_model_name;
   const datasetName = hp.benchmark_dataset_name;
-  const existing = existingSetup(o.dir, { kind: 'hub', model: modelName, weights: !o.configOnly }, o.force);
-  if (existing) return { dir: o.dir, skipped: true, manifest: existing };
-
-  const hub = new Hub(o.env ?? hubEnv());
-  if (o.noBackoff) hub.backoffMs = () => 0;
-  const modelDir = path.join(o.dir, 'model');
+  const modelDir = path.join(t.work, 'model');
   fs.mkdirSync(modelDir, { recursive: true });
 
   // 1. The model.
@@ -100,13 +118,14 @@ export async function setupFromHub(o: HubSetupOptions): Promise<SetupResult> {
   const files = pickModelFiles(await hub.listFiles('model', modelName, modelSha), !o.configOnly, modelName);
   const total = files.reduce((n, f) => n + f.size, 0);
   info(`model ${modelName} @ ${modelSha.slice(0, 12)}: ${files.length} files, ${formatBytes(total)}${o.configOnly ? ' (config only)' : ''}`);
+  for (const f of files) reuseFile(t, `model/${f.path}`); // a replaced setup's files are checked, not downloaded again
   checkDiskSpace(modelDir, remaining(modelDir, files));
   const known: Record<string, string> = {};
   for (const f of files) known[`model/${f.path}`] = await hub.download('model', modelName, modelSha, f, path.join(modelDir, f.path));
 
   // 2. The data.
   const tokenizer = loadTokenizer(modelDir);
-  const configFile = path.join(o.dir, CONFIG_PATH);
+  const configFile = path.join(t.work, CONFIG_PATH);
   const config = readJsonFile<{ eos_token_id?: unknown }>(configFile);
   if (!config) throw new UserError(`${configFile} is missing`);
   const eos = Array.isArray(config.eos_token_id) ? config.eos_token_id[0] : config.eos_token_id;
@@ -115,8 +134,8 @@ export async function setupFromHub(o: HubSetupOptions): Promise<SetupResult> {
   const datasetDir = o.datasetDir ?? DEFAULT_DATASET_DIR;
   const parquet = (await hub.listFiles('dataset', datasetName, datasetSha, datasetDir)).filter((f) => f.path.endsWith('.parquet'));
   if (parquet.length === 0) throw new UserError(`dataset ${datasetName}: no parquet files under ${datasetDir}`);
-  info(`dataset ${datasetName} @ ${datasetSha.slice(0, 12)}: ${parquet.length} parquet files under ${datasetDir}; sampling with seed ${hp.benchmark_data_seed}`);
-  const packer = new Packer(hp.benchmark_num_samples, hp.benchmark_seq_len, eos);
+  info(`dataset ${datasetName} @ ${datasetSha.slice(0, 12)}: ${parquet.length} parquet files under ${datasetDir}; sampling with seed ${hp.benchmark_data_seed}, at most ${maxRows} row(s) per document`);
+  const packer = new Packer(hp.benchmark_num_samples, hp.benchmark_seq_len, eos, maxRows);
   const progress = new Progress('  tokens', hp.benchmark_num_samples * hp.benchmark_seq_len, 'count');
   const sampled = await sampleDocuments({
     hub,
@@ -130,15 +149,15 @@ export async function setupFromHub(o: HubSetupOptions): Promise<SetupResult> {
       return more;
     },
   });
-  progress.done(`${packer.documents} documents packed`);
+  progress.done(`${packer.documents} documents packed, ${packer.truncated} cut at ${maxRows} row(s)`);
   if (!packer.full) {
     throw new UserError(
       `dataset ${datasetName}: only ${packer.tokens} tokens in ${datasetDir}, ${hp.benchmark_num_samples} x ${hp.benchmark_seq_len} needed`,
     );
   }
-  known[DATA_PATH] = writeTokens(path.join(o.dir, DATA_PATH), packer.result());
+  known[DATA_PATH] = writeTokens(path.join(t.work, DATA_PATH), packer.result());
 
-  const manifest: Manifest = {
+  return {
     format: 1,
     created_at: new Date().toISOString(),
     source: {
@@ -156,10 +175,9 @@ export async function setupFromHub(o: HubSetupOptions): Promise<SetupResult> {
       samples: hp.benchmark_num_samples,
       seq_len: hp.benchmark_seq_len,
       seed: hp.benchmark_data_seed,
-      packing: `packed: ${packer.documents} documents, EOS ${eos} after each, cut every ${hp.benchmark_seq_len} tokens`,
+      packing: `packed: ${packer.documents} documents (${packer.truncated} cut at ${maxRows} x ${hp.benchmark_seq_len} tokens), EOS ${eos} after each, cut every ${hp.benchmark_seq_len} tokens`,
+      max_rows_per_document: maxRows,
     },
-    files: describeFiles(o.dir, [...files.map((f) => `model/${f.path}`), DATA_PATH], known),
+    files: describeFiles(t.work, [...files.map((f) => `model/${f.path}`), DATA_PATH], known),
   };
-  writeManifest(o.dir, manifest);
-  return { dir: o.dir, skipped: false, manifest };
 }

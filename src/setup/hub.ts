@@ -85,25 +85,35 @@ export class Hub {
       const d = this.lastError && this.lastError.status === status ? this.lastError : undefined;
       const code = d?.code;
       const serverSays = d?.message || (err as Error).message.split('. URL:')[0];
-      if (status === 401) {
-        if (code === 'RepoNotFound' || !this.token) {
-          return new UserError(`${what}: ${kind} ${name} was not found at ${this.endpoint}, or it is private or gated and needs a token (HTTP 401)`, {
-            hint: this.token ? 'check the name in hparams.json' : 'set HF_TOKEN in the environment or in .env, with access to the repository',
-          });
-        }
+      const page = this.repoUrl(type, name);
+      const getToken = 'set HF_TOKEN (a read token from https://huggingface.co/settings/tokens) in the environment or in .env';
+      // A gated repository lists its files to anyone and refuses the downloads:
+      // 401 without a token, 403 with one whose account has not accepted the licence.
+      if ((status === 401 || status === 403) && (code === 'GatedRepo' || /gated|restricted/i.test(serverSays))) {
+        return new UserError(`${what}: ${kind} ${name} is gated: its files need a token of an account that accepted its licence (HTTP ${status}${code ? `, ${code}` : ''})`, {
+          hint: this.token
+            ? `accept the licence at ${page} while logged in as the account of HF_TOKEN (from ${this.tokenSource}), then run again`
+            : `accept the licence at ${page}, then ${getToken}`,
+        });
+      }
+      if (status === 401 && !this.token) {
+        // Without a token the hub answers a private, gated or missing repository alike.
+        return new UserError(`${what}: ${kind} ${name} needs a token: it is private or gated, or it does not exist (HTTP 401${code ? `, ${code}` : ''}; without a token the hub does not say which)`, {
+          hint: `${getToken}; if the repository is gated, accept its licence at ${page} first; check the name in hparams.json`,
+        });
+      }
+      if (status === 401 && code !== 'RepoNotFound') {
         return new UserError(`${what}: the hub rejected HF_TOKEN from ${this.tokenSource} (HTTP 401: ${serverSays})`, {
           hint: 'the token is invalid or expired; create one at https://huggingface.co/settings/tokens',
         });
       }
       if (status === 403) {
         return new UserError(`${what}: access to ${kind} ${name} is forbidden (HTTP 403${code ? `, ${code}` : ''}: ${serverSays})`, {
-          hint: code === 'GatedRepo' || /gated|restricted/i.test(serverSays)
-            ? `the repository is gated: accept its conditions at ${this.repoUrl(type, name)} with the account of your HF_TOKEN`
-            : 'check that your HF_TOKEN has read access to this repository',
+          hint: 'check that your HF_TOKEN has read access to this repository (a fine-grained token needs it granted)',
         });
       }
-      if (status === 404) {
-        return new UserError(`${what}: not found at ${this.endpoint} (HTTP 404${code ? `, ${code}` : ''}): ${kind} ${name}`, {
+      if (status === 404 || status === 401) {
+        return new UserError(`${what}: not found at ${this.endpoint} (HTTP ${status}${code ? `, ${code}` : ''}): ${kind} ${name}`, {
           hint: code === 'RevisionNotFound' ? 'the revision does not exist' : 'check benchmark_model_name / benchmark_dataset_name in hparams.json',
         });
       }
@@ -112,7 +122,9 @@ export class Hub {
     const net = networkCode(err);
     if (net) {
       return new UserError(`${what}: cannot reach ${this.endpoint} (${net})`, {
-        hint: 'check the network connection (and HF_ENDPOINT if you set it); run again to resume',
+        hint:
+          'check the network connection (and HF_ENDPOINT if you set it), then run again: downloads resume. Without network, ' +
+          '`setup-benchmark --preset tiny` (a tiny model for the CPU) or `--preset 7b-shape` (Qwen2.5-7B\'s shape, random init, for GPU measurements) set up offline',
       });
     }
     const code = (err as NodeJS.ErrnoException).code;

@@ -8,7 +8,7 @@ import { UserError } from '../errors';
 import { writeAtomic } from '../util/atomic';
 import { readJsonFile } from '../util/json';
 
-const MANIFEST = 'manifest.json';
+export const MANIFEST = 'manifest.json';
 
 interface ManifestFile {
   path: string;
@@ -33,7 +33,15 @@ export interface Manifest {
   format: 1;
   created_at: string;
   source: ManifestSource;
-  data: { path: string; samples: number; seq_len: number; seed: number; packing: string };
+  data: {
+    path: string;
+    samples: number;
+    seq_len: number;
+    seed: number;
+    packing: string;
+    /** real data: the most rows' worth of tokens one document may fill (absent in setups made before the cap, and for synthetic data) */
+    max_rows_per_document?: number;
+  };
   files: ManifestFile[];
 }
 

@@ -10,7 +10,7 @@ import { UserError } from '../errors';
  */
 export function writeAtomic(file: string, pieces: Buffer[]): string {
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
+  const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`; // parsed back by atomicTempPid
   const hash = crypto.createHash('sha256');
   let fd: number | undefined;
   try {
@@ -33,4 +33,14 @@ export function writeAtomic(file: string, pieces: Buffer[]): string {
     throw e;
   }
   return hash.digest('hex');
+}
+
+/**
+ * The pid of the process that made `name` when it is one of writeAtomic's temp
+ * files ("<file>.tmp-<pid>-<8 hex>"), else null: what lets a later run tell a
+ * crashed writer's leftovers from a live writer's file.
+ */
+export function atomicTempPid(name: string): number | null {
+  const m = /\.tmp-(\d+)-[0-9a-f]{8}$/.exec(name);
+  return m ? Number(m[1]) : null;
 }
