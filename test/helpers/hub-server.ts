@@ -2,8 +2,11 @@
 // one where our code (and @huggingface/hub) looks: repo info with its commit
 // sha, paginated tree listings with LFS sha256, resolve URLs that redirect LFS
 // files to a "CDN" path serving byte ranges, and the hub's error answers
-// (401/403/404 with X-Error-Code). Faults can be injected: a connection cut
-// after N bytes, bytes that do not match the listed sha256.
+// (401/403/404 with X-Error-Code). A gated repo, as on the hub, shows its info
+// and file list to anyone and refuses downloads: 401 without a token, 403 with
+// a token whose account has not accepted its conditions. Faults can be
+// injected: a connection cut after N bytes, bytes that do not match the listed
+// sha256, a transfer that stalls until the server stops.
 import * as crypto from 'crypto';
 import * as http from 'http';
 import type { AddressInfo } from 'net';
@@ -32,8 +35,12 @@ export class FakeHub {
   granted = new Set<string>(['hf_good']);
   /** path -> bytes after which the next transfer of that file is cut (one-shot) */
   cutAfter = new Map<string, number>();
+  /** path -> byte offset of the file past which no transfer of it ever goes (every one is cut there) */
+  cutAt = new Map<string, number>();
   /** paths whose served bytes are altered (the listing keeps the true sha256) */
   corrupt = new Set<string>();
+  /** paths whose transfer sends half the bytes and then nothing more */
+  stall = new Set<string>();
   pageSize = 3;
   private server = http.createServer((req, res) => this.handle(req, res));
 
@@ -67,8 +74,8 @@ export class FakeHub {
     res.end(JSON.stringify({ error: message }));
   }
 
-  /** Access control as the hub does it; returns false (having answered) when refused. */
-  private allowed(req: http.IncomingMessage, res: http.ServerResponse, repo: (FakeRepo & { sha: string }) | undefined, name: string): boolean {
+  /** Access control as the hub does it (gating applies to downloads only); returns false (having answered) when refused. */
+  private allowed(req: http.IncomingMessage, res: http.ServerResponse, repo: (FakeRepo & { sha: string }) | undefined, name: string, download = false): boolean {
     const auth = req.headers.authorization;
     const token = auth?.startsWith('Bearer ') ? auth.slice(7) : undefined;
     if (token && !this.tokens.has(token)) {
@@ -80,11 +87,12 @@ export class FakeHub {
       else this.fail(res, 401, 'RepoNotFound', `Repository Not Found for url: ${name}.`);
       return false;
     }
-    if (repo.gated && !token) {
+    if (!download || !repo.gated) return true;
+    if (!token) {
       this.fail(res, 401, 'GatedRepo', `Access to model ${name} is restricted. You must have access to it and be authenticated to access it. Please log in.`);
       return false;
     }
-    if (repo.gated && !this.granted.has(token!)) {
+    if (!this.granted.has(token)) {
       this.fail(res, 403, 'GatedRepo', `Access to model ${name} is restricted and you are not in the authorized list.`);
       return false;
     }
@@ -133,7 +141,7 @@ export class FakeHub {
     if ((m = /^\/(?:(datasets)\/)?([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(p))) {
       const type = m[1] ? 'dataset' : 'model';
       const repo = this.repos.get(`${type}:${m[2]}`);
-      if (!this.allowed(req, res, repo, m[2])) return;
+      if (!this.allowed(req, res, repo, m[2], true)) return;
       if (m[3] !== 'main' && m[3] !== repo!.sha) return this.fail(res, 404, 'RevisionNotFound', `Invalid rev id: ${m[3]}`);
       const data = repo!.files[m[4]];
       if (!data) return this.fail(res, 404, 'EntryNotFound', `${m[4]} does not exist on "${m[3]}"`);
@@ -183,6 +191,15 @@ export class FakeHub {
     headers['content-length'] = String(end - start + 1);
     res.writeHead(range ? 206 : 200, headers);
     const part = body.subarray(start, end + 1);
+    if (this.stall.has(file)) {
+      res.write(part.subarray(0, part.length >> 1)); // and nothing more until stop() closes the connection
+      return;
+    }
+    const at = this.cutAt.get(file);
+    if (at !== undefined && end >= at) {
+      res.write(part.subarray(0, Math.max(0, at - start)), () => setTimeout(() => res.socket?.destroy(), 20));
+      return;
+    }
     const cut = this.cutAfter.get(file);
     if (cut !== undefined && part.length > 1) {
       this.cutAfter.delete(file);
