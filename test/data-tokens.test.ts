@@ -1,18 +1,15 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { UserError } from '../src/errors';
 import { readTokens, torchSaveBytes, writeTokens, TokenSet } from '../src/data/tokens';
 import { buildStoredZip, ZipReader } from '../src/data/zip';
 import { unpickle } from '../src/data/pickle';
 import { Rng, syntheticTokens, Zipf } from '../src/data/synthetic';
+import { removeTmpDir, tmpDir } from './helpers/tmp';
 
 const FIX = path.join(__dirname, '..', '..', 'test', 'fixtures', 'tokens');
 
-function tmpdir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'tt-tokens-'));
-}
 
 function arange(samples: number, seqLen: number): TokenSet {
   const ids = new Int32Array(samples * seqLen);
@@ -57,6 +54,17 @@ function throwsUser(fn: () => unknown, re: RegExp) {
 }
 
 describe('data/tokens: torch.save format', () => {
+  // Each test's temp folder goes after it (and at exit at the latest, by the helper).
+  const made: string[] = [];
+  const tmpdir = () => {
+    const d = tmpDir('tokens');
+    made.push(d);
+    return d;
+  };
+  afterEach(() => {
+    for (const d of made.splice(0)) removeTmpDir(d);
+  });
+
   it('round-trips writeTokens/readTokens (torch.save zip and safetensors)', () => {
     const dir = tmpdir();
     const t = syntheticTokens({ samples: 7, seqLen: 33, vocabSize: 151936, seed: 3 });
@@ -116,7 +124,9 @@ describe('data/tokens: torch.save format', () => {
   });
 
   describe('malformed input is a UserError naming the file and the problem', () => {
-    const dir = tmpdir();
+    let dir: string;
+    before(() => (dir = tmpDir('tokens-bad')));
+    after(() => removeTmpDir(dir));
     const write = (name: string, bytes: Buffer) => {
       const f = path.join(dir, name);
       fs.writeFileSync(f, bytes);

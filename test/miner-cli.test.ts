@@ -2,12 +2,12 @@
 // uploads to a loopback S3 server, and every kind of bad input.
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
-import * as os from 'os';
 import * as path from 'path';
 import { runCli, CliResult } from './helpers/miner-cli';
 import { writeHotkey, writeUriHotkey, TestHotkey } from './helpers/miner-wallet';
 import { startS3, LoopbackS3 } from './helpers/miner-s3';
+import { deadServer, DeadServer } from './helpers/dead-server';
+import { removeTmpDir, tmpDir } from './helpers/tmp';
 import { PROJECT_ROOT } from '../src/util/paths';
 import { sha256Hex } from '../src/storage/store';
 
@@ -48,13 +48,13 @@ describe('miner CLI', function () {
   let wallet: string[];
 
   beforeEach(async function () {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'miner-cli-'));
+    dir = tmpDir('miner-cli');
     hk = await writeHotkey(path.join(dir, 'wallets'));
     fs.writeFileSync(path.join(dir, 'train.cpp'), GOOD);
     hparams = path.join(PROJECT_ROOT, 'hparams', 'hparams.json');
     wallet = ['--wallet.path', hk.walletsDir, '--wallet.name', hk.name, '--wallet.hotkey', hk.hotkey];
   });
-  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  afterEach(() => removeTmpDir(dir));
 
   const run = (args: string[], env?: Record<string, string>) => runCli([...args, '--hparams', hparams], { cwd: dir, env });
 
@@ -300,15 +300,10 @@ describe('miner CLI', function () {
       ...extra,
     });
 
-    async function deadEndpoint(): Promise<string> {
-      const port = await new Promise<number>((resolve) => {
-        const s = net.createServer().listen(0, '127.0.0.1', () => {
-          const p = (s.address() as net.AddressInfo).port;
-          s.close(() => resolve(p));
-        });
-      });
-      return `ws://127.0.0.1:${port}`;
-    }
+    // A chain node that is down: held on its port for the whole block, resetting every connection.
+    let down: DeadServer;
+    before(async () => (down = await deadServer()));
+    after(async () => down?.close());
 
     it('uploads to the bucket, content-addressed, and says so', async function () {
       const r = await run(['miner', 'upload', 'train.cpp', '--no-compile', '--json'], r2env());
@@ -337,12 +332,12 @@ describe('miner CLI', function () {
 
     it('commit: checks read access and size before contacting the chain, and reports a chain that is down', async function () {
       assert.equal((await run(['miner', 'upload', 'train.cpp', '--no-compile'], r2env())).code, 0);
-      const ws = await deadEndpoint();
+      const ws = down.url('ws');
       assertFails(await run(['miner', 'commit', 'train.cpp', '--no-compile', '--network', ws, ...wallet], r2env()), /validators could not fetch your code: no read access/);
       const longUrl = 'https://pub.example.dev/' + 'x'.repeat(900);
       assertFails(await run(['miner', 'commit', 'train.cpp', '--no-compile', '--network', ws, ...wallet], r2env({ TOURNAMENT_R2_PUBLIC_URL: longUrl })), /the commitment would be \d+ bytes; the chain's limit leaves room for 780/);
-      const down = await run(['miner', 'commit', 'train.cpp', '--no-compile', '--network', ws, ...wallet], r2env({ TOURNAMENT_R2_PUBLIC_URL: 'https://pub.example.dev' }));
-      assertFails(down, /cannot reach ws:\/\/127\.0\.0\.1:\d+: .*ECONNREFUSED/);
+      const refused = await run(['miner', 'commit', 'train.cpp', '--no-compile', '--network', ws, ...wallet], r2env({ TOURNAMENT_R2_PUBLIC_URL: 'https://pub.example.dev' }));
+      assertFails(refused, /cannot reach ws:\/\/127\.0\.0\.1:\d+: .*ECONNRESET/);
       const status = await run(['miner', 'status', '--network', ws, '--address', hk.address], r2env());
       assertFails(status, /cannot reach/);
     });

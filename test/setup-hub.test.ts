@@ -228,7 +228,7 @@ describe('setup-benchmark from a (loopback) hub', () => {
     it('network down: says so, and names the offline presets', async () => {
       const down = await deadServer();
       try {
-        const e = expectUserError(await run(path.join(tmp, 'b'), { endpoint: down.url('http') }), /cannot reach http:\/\/127\.0\.0\.1:\d+ \(ECONNRESET|UND_ERR_SOCKET|fetch failed/);
+        const e = expectUserError(await run(path.join(tmp, 'b'), { endpoint: down.url('http') }), /cannot reach http:\/\/127\.0\.0\.1:\d+ \(ECONNRESET\)/);
         assert.match(e.hint!, /check the network connection/);
         assert.match(e.hint!, /--preset tiny/);
         assert.match(e.hint!, /--preset 7b-shape/);
@@ -257,7 +257,7 @@ describe('setup-benchmark from a (loopback) hub', () => {
       const down = await deadServer();
       try {
         const r = await run(dir, { configOnly: true, force: true, endpoint: down.url('http') });
-        expectUserError(r, /cannot reach/);
+        expectUserError(r, /cannot reach http:\/\/127\.0\.0\.1:\d+ \(ECONNRESET\)[\s\S]*--preset tiny/);
       } finally {
         await down.close();
       }

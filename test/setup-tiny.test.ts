@@ -1,7 +1,6 @@
 import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { readTokens } from '../src/data/tokens';
 import { setupPreset } from '../src/setup/setup';
@@ -9,6 +8,7 @@ import { CONFIG_PATH, DATA_PATH } from '../src/util/paths';
 import { readManifest, sha256File, writeManifest } from '../src/setup/manifest';
 import { UserError } from '../src/errors';
 import { parseQwen2Config } from '../src/engine/config';
+import { removeTmpDir, tmpDir } from './helpers/tmp';
 
 const ROOT = path.join(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'tournament');
@@ -19,10 +19,13 @@ function cli(args: string[]) {
 }
 
 describe('setup-benchmark --preset (tiny, 7b-shape)', () => {
+  let tmp: string;
   let dir: string;
   beforeEach(() => {
-    dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tt-setup-')), 'benchmark');
+    tmp = tmpDir('setup');
+    dir = path.join(tmp, 'benchmark');
   });
+  afterEach(() => removeTmpDir(tmp));
 
   it('writes a Qwen2 config, 256 x 128 Zipf tokens and a manifest, with no network', () => {
     const r = cli(['setup-benchmark', '--preset', 'tiny', '--benchmark-dir', dir]);
@@ -64,6 +67,18 @@ describe('setup-benchmark --preset (tiny, 7b-shape)', () => {
     const m = JSON.parse(forced.stdout);
     assert.equal(m.skipped, false);
     assert.deepEqual(m.files, first.files, 'same seed, same bytes');
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['data', 'manifest.json', 'model'], 'no staging folder left');
+  });
+
+  it('removes the temp files a killed run left (their writer is gone), on the next start', () => {
+    setupPreset({ dir, preset: 'tiny', seed: 42, force: false });
+    const dead = spawnSync(process.execPath, ['-e', '']).pid; // exited: no process has this pid now
+    const stale = path.join(dir, DATA_PATH + `.tmp-${dead}-abcdef12`);
+    fs.writeFileSync(stale, Buffer.alloc(4096));
+    const r = cli(['setup-benchmark', '--preset', 'tiny', '--benchmark-dir', dir]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(!fs.existsSync(stale));
+    assert.match(r.stderr, /removed 1 temporary file\(s\) \(4\.0 KiB\) left by interrupted runs/);
   });
 
   it('treats a setup without manifest, or with a changed file, as incomplete and redoes it', () => {

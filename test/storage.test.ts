@@ -2,26 +2,18 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
-import * as os from 'os';
 import * as path from 'path';
 import { R2Store, r2ConfigFromEnv, r2Endpoint, r2Location } from '../src/storage/r2';
 import { loadEnv, parseDotenv } from '../src/util/env';
 import { LocalStore, uploadCode, downloadCode, codeKey, sha256Hex } from '../src/storage/store';
 import { UserError } from '../src/errors';
 import { startS3, LoopbackS3 } from './helpers/miner-s3';
+import { deadServer } from './helpers/dead-server';
+import { removeTmpDir, tmpDir } from './helpers/tmp';
 import { fetchCommitted } from '../src/storage/fetch';
 import { decodePayload, encodePayload, PayloadError, CodeLocation, CommitmentPayload } from '../src/chain/payload';
 
 const CODE = new TextEncoder().encode('#include <tournament/train_api.h>\n// code\n');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe('storage: R2 through the S3 API, against a loopback S3 server', function () {
   let s3: LoopbackS3;
@@ -55,19 +47,24 @@ describe('storage: R2 through the S3 API, against a loopback S3 server', functio
 
   // (s3rver checks the access key id but not the signature, so a wrong secret is not tried here.)
   it('turns refusals into clear UserErrors: unknown key, missing bucket, server down', async function () {
-    const cases: [R2Store, RegExp][] = [
-      [store({ key: 'NOPE' }), /access key id is not known|access denied/],
-      [store({ bucket: 'no-such-bucket' }), /bucket does not exist/],
-      [store({ endpoint: `http://127.0.0.1:${await freePort()}` }), /ECONNREFUSED|network error|failed at/],
-    ];
-    for (const [st, re] of cases) {
-      await assert.rejects(uploadCode(st, CODE), (e: unknown) => {
-        assert.ok(e instanceof UserError, `not a UserError: ${e}`);
-        assert.match((e as Error).message, re);
-        assert.ok(!(e as Error).message.includes('S3RVER'), 'no credentials in messages');
-        return true;
-      });
-      st.destroy();
+    const down = await deadServer();
+    try {
+      const cases: [R2Store, RegExp][] = [
+        [store({ key: 'NOPE' }), /access key id is not known|access denied/],
+        [store({ bucket: 'no-such-bucket' }), /bucket does not exist/],
+        [store({ endpoint: down.url('http') }), /failed at bucket miner-bucket at http:\/\/127\.0\.0\.1:\d+: .*ECONNRESET/],
+      ];
+      for (const [st, re] of cases) {
+        await assert.rejects(uploadCode(st, CODE), (e: unknown) => {
+          assert.ok(e instanceof UserError, `not a UserError: ${e}`);
+          assert.match((e as Error).message, re);
+          assert.ok(!(e as Error).message.includes('S3RVER'), 'no credentials in messages');
+          return true;
+        });
+        st.destroy();
+      }
+    } finally {
+      await down.close();
     }
   });
 });
@@ -125,19 +122,22 @@ describe('storage: settings from the environment and .env', function () {
 
   it('reads .env (comments, quotes, export) with the environment winning', function () {
     assert.deepEqual(parseDotenv('# c\nexport A=1\nB="two words"\nC=\'x\' \nD=3 # trailing\nnot a line\n'), { A: '1', B: 'two words', C: 'x', D: '3' });
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dotenv-'));
-    fs.writeFileSync(path.join(dir, '.env'), 'TOURNAMENT_R2_BUCKET_NAME=from-file\nTOURNAMENT_R2_ACCOUNT_ID=file\n');
-    const env = loadEnv(dir, { TOURNAMENT_R2_ACCOUNT_ID: 'from-env' });
-    assert.equal(env.TOURNAMENT_R2_BUCKET_NAME, 'from-file');
-    assert.equal(env.TOURNAMENT_R2_ACCOUNT_ID, 'from-env');
-    fs.rmSync(dir, { recursive: true, force: true });
+    const dir = tmpDir('dotenv');
+    try {
+      fs.writeFileSync(path.join(dir, '.env'), 'TOURNAMENT_R2_BUCKET_NAME=from-file\nTOURNAMENT_R2_ACCOUNT_ID=file\n');
+      const env = loadEnv(dir, { TOURNAMENT_R2_ACCOUNT_ID: 'from-env' });
+      assert.equal(env.TOURNAMENT_R2_BUCKET_NAME, 'from-file');
+      assert.equal(env.TOURNAMENT_R2_ACCOUNT_ID, 'from-env');
+    } finally {
+      removeTmpDir(dir);
+    }
   });
 });
 
 describe('storage: local folder and atomic writes', function () {
   let dir: string;
-  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'local-store-'))));
-  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  beforeEach(() => (dir = tmpDir('local-store')));
+  afterEach(() => removeTmpDir(dir));
 
   it('round-trips through .local_storage and keeps keys inside it', async function () {
     const st = new LocalStore(path.join(dir, '.local_storage'));
@@ -163,8 +163,8 @@ describe('storage: fetching what a commitment points at (the validator side)', f
   let dir: string;
   before(async () => (s3 = await startS3('fetch-bucket')));
   after(async () => s3?.close());
-  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fetch-'))));
-  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  beforeEach(() => (dir = tmpDir('fetch')));
+  afterEach(() => removeTmpDir(dir));
 
   const payloadFor = (loc: CodeLocation): CommitmentPayload => ({ v: 1, sha256: sha256Hex(CODE), size: CODE.length, loc });
 
@@ -190,7 +190,7 @@ describe('storage: fetching what a commitment points at (the validator side)', f
       await assert.rejects(fetchCommitted(payloadFor({ kind: 'url', url: `${base}/tampered` })), /not the committed/);
       await assert.rejects(fetchCommitted(payloadFor({ kind: 'url', url: `${base}/missing` })), /HTTP 404/);
     } finally {
-      server.close();
+      await new Promise<void>((r) => server.close(() => r()));
     }
 
     await uploadCode(new LocalStore(path.join(dir, '.local_storage')), CODE);

@@ -1,7 +1,6 @@
 // An S3-compatible server (s3rver) on loopback for storage tests: no network beyond this machine.
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
+// It listens on port 0 and reports the port the kernel gave it.
+import { removeTmpDir, tmpDir } from './tmp';
 
 // s3rver ships no types.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -16,7 +15,7 @@ export interface LoopbackS3 {
 }
 
 export async function startS3(bucket = 'miner-bucket'): Promise<LoopbackS3> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'miner-s3-'));
+  const dir = tmpDir('miner-s3'); // removed by close(), or at exit when a test dies first
   const server = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: [{ name: bucket }] });
   const addr: { port: number } = await server.run();
   return {
@@ -26,7 +25,7 @@ export async function startS3(bucket = 'miner-bucket'): Promise<LoopbackS3> {
     secretAccessKey: 'S3RVER',
     close: async () => {
       await server.close();
-      fs.rmSync(dir, { recursive: true, force: true });
+      removeTmpDir(dir);
     },
   };
 }
