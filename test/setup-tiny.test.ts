@@ -92,6 +92,14 @@ describe('setup-benchmark --preset (tiny, 7b-shape)', () => {
     assert.ok(readManifest(dir));
   });
 
+  it('a damaged manifest: says to use --force, and --force redoes the setup', () => {
+    setupPreset({ dir, preset: 'tiny', seed: 42, force: false });
+    fs.writeFileSync(path.join(dir, 'manifest.json'), '{"format": 1, "files": [');
+    assert.throws(() => setupPreset({ dir, preset: 'tiny', seed: 42, force: false }), (e: unknown) => e instanceof UserError && /manifest\.json/.test(e.message) && /--force/.test(e.hint ?? ''));
+    assert.equal(setupPreset({ dir, preset: 'tiny', seed: 42, force: true }).skipped, false);
+    assert.deepEqual(readManifest(dir)!.source, { kind: 'preset', preset: 'tiny' });
+  });
+
   it('refuses to replace a different complete setup without --force', () => {
     setupPreset({ dir, preset: 'tiny', seed: 42, force: false });
     const m = readManifest(dir)!;

@@ -37,7 +37,14 @@ type WantedSetup =
  */
 export function beginSetup(dir: string, want: WantedSetup, force: boolean): { keep: Manifest } | { target: SetupTarget } {
   recoverInterrupted(dir);
-  const m = readManifest(dir);
+  let m: Manifest | null;
+  try {
+    m = readManifest(dir);
+  } catch (e) {
+    if (!force) throw e; // its hint says to use --force
+    removeManifest(dir); // unreadable: nothing complete to keep
+    m = null;
+  }
   if (!m) return { target: openTarget(dir, null) };
   if (manifestProblems(dir, m).length > 0) {
     removeManifest(dir); // incomplete or damaged: nothing complete to keep; set up again in place
