@@ -26,19 +26,20 @@ const opt = (name, dflt) => {
 };
 const benchmarkDir = path.resolve(opt('benchmark-dir', path.join(root, 'benchmark')));
 const shards = Number(opt('shards', '4'));
-let state = BigInt(Number(opt('seed', '1'))) | 1n;
+let state = (Number(opt('seed', '1')) | 1) >>> 0;
 
 const configFile = path.join(benchmarkDir, CONFIG_PATH);
 const modelDir = path.dirname(configFile);
 const config = readQwen2Config(configFile);
 const specs = loadAddon().parameterSpecs(config);
 
-// xorshift64*: seeded, fast enough for the pool.
+// xorshift32: seeded and fast; uniform in (0, 1].
 const next = () => {
-  state ^= state >> 12n;
-  state ^= (state << 25n) & 0xffffffffffffffffn;
-  state ^= state >> 27n;
-  return Number(((state * 0x2545f4914f6cdd1dn) & 0xffffffffffffffffn) >> 11n) / 2 ** 53;
+  state ^= state << 13;
+  state ^= state >>> 17;
+  state ^= state << 5;
+  state >>>= 0;
+  return (state + 1) / 2 ** 32;
 };
 const POOL = 32 * 2 ** 20; // bf16 values
 const pool = Buffer.alloc(2 * POOL);
@@ -47,7 +48,7 @@ const pool = Buffer.alloc(2 * POOL);
   const u = new Uint32Array(f.buffer);
   for (let i = 0; i < POOL; i += 2) {
     // Box-Muller: two normals per pair of uniforms.
-    const r = 0.02 * Math.sqrt(-2 * Math.log(1 - next()));
+    const r = 0.02 * Math.sqrt(-2 * Math.log(next()));
     const t = 2 * Math.PI * next();
     for (const [k, v] of [[0, r * Math.cos(t)], [1, r * Math.sin(t)]]) {
       f[0] = v;
@@ -82,7 +83,7 @@ for (const [k, group] of groups.entries()) {
     const fill = Math.min(t.nbytes, block.length);
     if (kind === 'one') for (let i = 0; i < fill; i += 2) block.writeUInt16LE(ONE, i);
     else if (kind === 'zero') block.fill(0, 0, fill);
-    let at = Math.floor(next() * POOL) * 2;
+    let at = (Math.floor(next() * POOL) % POOL) * 2;
     for (let left = t.nbytes; left > 0; ) {
       let len = Math.min(left, block.length);
       if (kind === 'normal') {
