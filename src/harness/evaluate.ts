@@ -12,7 +12,7 @@ import { Rng } from '../data/synthetic';
 import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
 import { openEvaluator } from '../engine/evaluator';
-import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome } from '../engine/native';
+import { Attention, Dtype, loadAddon, native, NativeComparison, NativeRunOutcome } from '../engine/native';
 import { CONFIG_PATH, DATA_PATH, PROJECT_ROOT } from '../util/paths';
 import { BASELINE } from '../submission/source';
 import { UserError } from '../errors';
@@ -263,7 +263,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const empty: Verdict = { accepted: false, parameters: numParameters, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, sandbox };
   if (!sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
 
-  const { evaluator }: { evaluator: NativeEvaluator } = await openEvaluator({
+  const { evaluator } = await openEvaluator({
     config,
     device: o.device,
     dtype: o.dtype ?? 'bfloat16',
