@@ -100,9 +100,10 @@ describe('checkpoint starts (the tiny transformers Qwen2 as the benchmark weight
     // The judge measures the update from the start it regenerates (checkpoint
     // + the seed's perturbation): had it left out the perturbation, every
     // element the perturbation moved would count as changed by training.
+    // Measured: 0.8100 perturbed against 0.8099 unperturbed; 0.8607 with the
+    // judge's regeneration made to skip the perturbation.
     const share = v.runs[0].checks!.reference_changed_share;
-    console.log(`      changed share: ${share} perturbed, ${changedShare} unperturbed; start loss ${perturbed} vs ${unperturbed}`);
-    assert.ok(Math.abs(share - changedShare) < 0.05, `changed share ${share} perturbed, ${changedShare} unperturbed`);
+    assert.ok(Math.abs(share - changedShare) < 0.01, `changed share ${share} perturbed, ${changedShare} unperturbed`);
   });
 
   it('refuses a checkpoint that does not fit the config as the user\'s error: message, no stack, exit status 1', function () {
