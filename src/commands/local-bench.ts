@@ -39,7 +39,7 @@ interface Args {
 function startLine(v: Verdict): string {
   const secs = [...v.runs, ...v.reference_runs].map((r) => r.checkpoint_seconds).filter((s): s is number => s !== null);
   if (secs.length === 0) return '';
-  return `\nstart        the benchmark's checkpoint, copied into the parameter memory in ${(Math.max(...secs)).toFixed(3)} s per run at most (outside the clock)`;
+  return `\nstart        the benchmark's checkpoint, copied into the parameter memory in ${Math.max(...secs).toPrecision(2)} s per run at most (outside the clock)`;
 }
 
 export const localBenchCommand: CommandModule<object, Args> = {
