@@ -10,7 +10,9 @@
 #   3. local-bench on it: checkpoint_seconds (the per-run copy into the
 #      parameter memory, outside the clock) and the run's overhead and tokens/s.
 #   scripts/gpu-checkpoint.sh prepare     steps 1-2 (build, benchmark, checkpoint, perturbation)
-#   scripts/gpu-checkpoint.sh bench       step 3 (needs `prepare` on the same warm machine)
+#   scripts/gpu-checkpoint.sh bench       step 3 (needs `prepare` on the same warm machine: call it
+#                                         right after, before the machine is given back when idle)
+# Not yet run: written 2026-12-02 without device access to a checkout carrying it.
 # Needs in carry: .gpu and .device, as scripts/device-pack.sh writes them; it
 # works in /tmp/gpu-ckpt, a copy of this checkout, so that the build and the
 # benchmark outlive one call on a warm machine. Results under $OUT.
