@@ -316,7 +316,10 @@ void Evaluator::scrub(uint64_t warmup_seed) {
   params_.view(0, {static_cast<int64_t>(params_.size())}, torch::kUInt8).zero_();
   if (cfg_.warmup_steps > 0) init_parameters(warmup_seed);
   data_.view(0, {static_cast<int64_t>(data_.size())}, torch::kUInt8).zero_();
-  logits_view_.fill_(std::nan(""));
+  // The logits region whole, its tail beyond [B, S-1, V] too (the region is
+  // rounded up to the page or the device's granularity): a runner could leave
+  // bytes there for the next one.
+  logits_.view(0, {static_cast<int64_t>(logits_.size() / c10::elementSize(cfg_.dtype))}, cfg_.dtype).fill_(std::nan(""));
   compat::cuda_synchronize(cfg_.device);
 }
 
