@@ -21,7 +21,7 @@ const TOKENS = 4 * 16 * 3;
 function outcome(o: Partial<NativeRunOutcome> = {}): NativeRunOutcome {
   return {
     completed: true, failureCode: '', failureMessage: '', seconds: 1, overheadSeconds: 1, reportedTokens: TOKENS, reportedLoss: 2,
-    reportedPeakMemory: 0, probeLoss: 3, initialProbeLoss: 4, lastBatchRowLosses: [2.0, 2.1, 2.2, 2.3], ...o,
+    reportedPeakMemory: 0, probeLoss: 3, initialProbeLoss: 4, checkpointSeconds: null, lastBatchRowLosses: [2.0, 2.1, 2.2, 2.3], ...o,
   };
 }
 function cmp(c: Partial<NativeComparison> = {}): NativeComparison {
@@ -62,7 +62,7 @@ describe('judge: the checks on a completed run', function () {
 
 describe('score: the verdict over runs', function () {
   const run = (tps: number, failures: Array<{ code: FailureCode; message: string }> = []): RunReport => ({
-    seed: 1, ok: failures.length === 0, failures, seconds: 1000 / tps, tokens: 1000, tokens_per_second: tps, overhead_seconds: 1,
+    seed: 1, ok: failures.length === 0, failures, seconds: 1000 / tps, tokens: 1000, tokens_per_second: tps, overhead_seconds: 1, checkpoint_seconds: null,
     step_seconds: 1, reported_loss: 1, reported_peak_memory_bytes: 0, checks: null,
   });
 

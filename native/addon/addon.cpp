@@ -1,13 +1,14 @@
 // The Node binding: thin. All validation happens in TypeScript (src/engine/);
-// here options are read, work runs off the JS thread, and native errors come
-// back as plain messages.
+// here options are read and long work runs off the JS thread (one mechanism,
+// Task). Native errors come back as JS Errors with the engine's message;
+// those the caller's input caused (tournament::UserInputError) carry
+// `code: ERR_TOURNAMENT_USER_INPUT`, so that src/engine/native.ts can tell
+// them from engine bugs.
 #include <napi.h>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -19,9 +20,20 @@ namespace {
 using tournament::Qwen2Config;
 using tournament::Qwen2ForCausalLM;
 
+using tournament::UserInputError;
+
+constexpr const char* kUserInputCode = "ERR_TOURNAMENT_USER_INPUT";
+
 std::string native_message(const std::exception& e) {
   if (auto* c10e = dynamic_cast<const c10::Error*>(&e)) return c10e->what_without_backtrace();
   return e.what();
+}
+
+// The JS Error for a native error message, marked when the user's input caused it.
+Napi::Error js_error(Napi::Env env, const std::string& message, bool user_input) {
+  auto err = Napi::Error::New(env, message);
+  if (user_input) err.Value().Set("code", Napi::String::New(env, kUserInputCode));
+  return err;
 }
 
 // Runs `fn`, turning any C++ exception into a JS Error with its message.
@@ -32,7 +44,7 @@ auto guarded(Napi::Env env, F&& fn) -> decltype(fn()) {
   } catch (const Napi::Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, native_message(e));
+    throw js_error(env, native_message(e), dynamic_cast<const UserInputError*>(&e) != nullptr);
   }
 }
 
@@ -40,7 +52,27 @@ torch::Dtype parse_dtype(const std::string& s) {
   if (s == "bfloat16") return torch::kBFloat16;
   if (s == "float32") return torch::kFloat32;
   if (s == "float16") return torch::kFloat16;
-  throw std::runtime_error("unknown dtype " + s);
+  throw UserInputError("unknown dtype " + s);
+}
+
+// A device the user named (--device): one this build can use, or a UserInputError.
+torch::Device parse_device(const std::string& s) {
+  torch::Device d(torch::kCPU);
+  try {
+    d = torch::Device(s);
+  } catch (const c10::Error&) {
+    throw UserInputError("unknown device '" + s + "' (cpu, cuda or cuda:N)");
+  }
+  if (d.is_cuda()) {
+    const auto n = torch::cuda::device_count();
+    if (n == 0) throw UserInputError("device " + s + ": this engine build sees no CUDA device");
+    if (d.has_index() && d.index() >= static_cast<int64_t>(n)) {
+      throw UserInputError("device " + s + ": there are " + std::to_string(n) + " CUDA devices");
+    }
+  } else if (!d.is_cpu()) {
+    throw UserInputError("device " + s + ": only cpu and cuda are supported");
+  }
+  return d;
 }
 
 std::string dtype_name(torch::Dtype d) {
@@ -87,8 +119,79 @@ Qwen2Config read_config(const Napi::Object& c) {
   cfg.rope_theta = num(c, "rope_theta");
   cfg.rms_norm_eps = num(c, "rms_norm_eps");
   cfg.tie_word_embeddings = c.Get("tie_word_embeddings").As<Napi::Boolean>().Value();
+  try {
+    cfg.validate();
+  } catch (const c10::Error& e) {
+    throw UserInputError(std::string("model config: ") + e.what_without_backtrace());
+  }
   return cfg;
 }
+
+std::vector<tournament::CheckpointTensor> read_checkpoint_entries(const Napi::Array& arr) {
+  std::vector<tournament::CheckpointTensor> out;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    auto o = arr.Get(i).As<Napi::Object>();
+    out.push_back({o.Get("name").As<Napi::String>(), o.Get("file").As<Napi::String>(),
+                   parse_dtype(o.Get("dtype").As<Napi::String>()), i64(o, "offset"), i64(o, "nbytes")});
+  }
+  return out;
+}
+
+// The one async mechanism: `work` runs on a worker thread and may report
+// progress strings (delivered to `on_progress` on the JS thread); the promise
+// resolves with `finish(env)`, or rejects with the native error, marked when
+// the user's input caused it. `busy` is the owner's flag: set here (a second
+// call while one runs is refused), cleared when the promise settles.
+class Task : public Napi::AsyncProgressQueueWorker<std::string> {
+ public:
+  using Progress = std::function<void(const std::string&)>;
+  using Work = std::function<void(const Progress&)>;
+  using Finish = std::function<Napi::Value(Napi::Env)>;
+
+  static Napi::Promise Start(Napi::Env env, std::atomic<bool>& busy, const char* what, Work work,
+                             Finish finish = nullptr, Napi::Function on_progress = Napi::Function()) {
+    if (busy.exchange(true)) throw Napi::Error::New(env, std::string(what) + " is busy with another call");
+    auto* t = new Task(env, busy, std::move(work), std::move(finish), on_progress);
+    auto promise = t->deferred_.Promise();
+    t->Queue();  // the worker deletes itself once settled
+    return promise;
+  }
+
+  void Execute(const ExecutionProgress& progress) override {
+    try {
+      work_([&](const std::string& s) { progress.Send(&s, 1); });
+    } catch (const std::exception& ex) {
+      user_input_ = dynamic_cast<const UserInputError*>(&ex) != nullptr;
+      SetError(native_message(ex));
+    }
+  }
+  void OnProgress(const std::string* s, size_t n) override {
+    if (progress_cb_.IsEmpty()) return;
+    Napi::HandleScope scope(Env());
+    for (size_t i = 0; i < n; ++i) progress_cb_.Call({Napi::String::New(Env(), s[i])});
+  }
+  void OnOK() override {
+    busy_ = false;
+    deferred_.Resolve(finish_ ? finish_(Env()) : Env().Undefined());
+  }
+  void OnError(const Napi::Error& err) override {
+    busy_ = false;
+    deferred_.Reject(js_error(Env(), err.Message(), user_input_).Value());
+  }
+
+ private:
+  Task(Napi::Env env, std::atomic<bool>& busy, Work work, Finish finish, Napi::Function on_progress)
+      : Napi::AsyncProgressQueueWorker<std::string>(env), busy_(busy), work_(std::move(work)),
+        finish_(std::move(finish)), deferred_(Napi::Promise::Deferred::New(env)) {
+    if (!on_progress.IsEmpty()) progress_cb_ = Napi::Persistent(on_progress);
+  }
+  std::atomic<bool>& busy_;
+  Work work_;
+  Finish finish_;
+  Napi::Promise::Deferred deferred_;
+  Napi::FunctionReference progress_cb_;
+  bool user_input_ = false;
+};
 
 tournament::OptimizerConfig read_optimizer(const Napi::Object& opt) {
   return {num(opt, "lr"), num(opt, "weight_decay"), num(opt, "beta1"), num(opt, "beta2"), num(opt, "eps")};
@@ -114,10 +217,10 @@ class Model : public Napi::ObjectWrap<Model> {
   explicit Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
     auto env = info.Env();
     auto o = info[0].As<Napi::Object>();
-    const Qwen2Config cfg = read_config(o.Get("config").As<Napi::Object>());
     const auto kernel = read_attention(o);
     guarded(env, [&] {
-      device_ = torch::Device(o.Get("device").As<Napi::String>().Utf8Value());
+      const Qwen2Config cfg = read_config(o.Get("config").As<Napi::Object>());
+      device_ = parse_device(o.Get("device").As<Napi::String>().Utf8Value());
       const auto dtype = parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value());
       model_ = Qwen2ForCausalLM(cfg, tournament::device_allocator(torch::TensorOptions().device(device_).dtype(dtype)),
                                 kernel);
@@ -190,82 +293,23 @@ class Model : public Napi::ObjectWrap<Model> {
     });
   }
 
-  friend class LoadWorker;
   Qwen2ForCausalLM model_{nullptr};
   torch::Device device_{torch::kCPU};
   std::atomic<bool> busy_{false};
 };
 
-struct WeightEntry {
-  std::string name, file, dtype;
-  int64_t offset, nbytes;
-};
-
-class LoadWorker : public Napi::AsyncWorker {
- public:
-  LoadWorker(Napi::Env env, Model* m, std::vector<WeightEntry> entries)
-      : Napi::AsyncWorker(env), m_(m), entries_(std::move(entries)), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      torch::NoGradGuard no_grad;
-      auto named = m_->model_->named_parameters();
-      for (auto& e : entries_) {
-        auto* p = named.find(e.name);
-        if (!p) throw std::runtime_error("no parameter named " + e.name);
-        const auto src_dtype = parse_dtype(e.dtype);
-        auto host = torch::empty(p->sizes(), torch::TensorOptions().dtype(src_dtype));
-        if (host.nbytes() != static_cast<size_t>(e.nbytes)) {
-          throw std::runtime_error(e.file + ": tensor " + e.name + " holds " + std::to_string(e.nbytes) +
-                                   " bytes, the model expects " + std::to_string(host.nbytes()));
-        }
-        read_range(e, static_cast<char*>(host.data_ptr()));
-        p->copy_(host);
-      }
-    } catch (const std::exception& ex) {
-      SetError(native_message(ex));
-    }
-  }
-  void OnOK() override { m_->busy_ = false; deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error& err) override { m_->busy_ = false; deferred_.Reject(err.Value()); }
-
- private:
-  static void read_range(const WeightEntry& e, char* dst) {
-    int fd = ::open(e.file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw std::runtime_error(e.file + ": cannot open: " + std::strerror(errno));
-    int64_t done = 0;
-    while (done < e.nbytes) {
-      ssize_t n = ::pread(fd, dst + done, static_cast<size_t>(e.nbytes - done), e.offset + done);
-      if (n <= 0) {
-        ::close(fd);
-        throw std::runtime_error(e.file + ": truncated while reading tensor " + e.name);
-      }
-      done += n;
-    }
-    ::close(fd);
-  }
-
-  Model* m_;
-  std::vector<WeightEntry> entries_;
-  Napi::Promise::Deferred deferred_;
-};
-
 Napi::Value Model::LoadWeights(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  BusyGuard busy(this, env);
-  auto arr = info[0].As<Napi::Array>();
-  std::vector<WeightEntry> entries;
-  for (uint32_t i = 0; i < arr.Length(); ++i) {
-    auto o = arr.Get(i).As<Napi::Object>();
-    entries.push_back({o.Get("name").As<Napi::String>(), o.Get("file").As<Napi::String>(),
-                       o.Get("dtype").As<Napi::String>(), i64(o, "offset"), i64(o, "nbytes")});
-  }
-  auto* w = new LoadWorker(env, this, std::move(entries));
-  auto promise = w->Promise();
-  w->Queue();
-  busy.release();  // the worker clears it when done
-  return promise;
+  auto entries = guarded(env, [&] { return read_checkpoint_entries(info[0].As<Napi::Array>()); });
+  return Task::Start(env, busy_, "model", [this, entries](const Task::Progress&) {
+    torch::NoGradGuard no_grad;
+    auto named = model_->named_parameters();
+    for (const auto& e : entries) {
+      auto* p = named.find(e.name);
+      if (!p) throw UserInputError("checkpoint: the model has no parameter " + e.name);
+      tournament::read_checkpoint_tensor(e, *p);
+    }
+  });
 }
 
 // ---------------------------------------------------------------- evaluator
@@ -274,18 +318,18 @@ class Evaluator : public Napi::ObjectWrap<Evaluator> {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "Evaluator",
-                       {InstanceMethod("run", &Evaluator::Run), InstanceMethod("keepLast", &Evaluator::KeepLast),
+                       {InstanceMethod("run", &Evaluator::Run), InstanceMethod("loadCheckpoint", &Evaluator::LoadCheckpoint),
+                        InstanceMethod("keepLast", &Evaluator::KeepLast),
                         InstanceMethod("compareLastWith", &Evaluator::CompareLastWith),
                         InstanceMethod("release", &Evaluator::Release), InstanceMethod("close", &Evaluator::Close)});
   }
 
   // new Evaluator({ config, device, dtype, attention, batchSize, seqLen, steps,
-  //   warmupSteps, optimizer, probe: Int32Array, timeouts: { start, warmup, timed } })
+  //   warmupSteps, optimizer, probe: Int32Array, timeouts: { start, warmup, timed }, checkpointPerturbation })
   explicit Evaluator(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Evaluator>(info) {
     auto env = info.Env();
     auto o = info[0].As<Napi::Object>();
     tournament::EvalConfig c;
-    c.model = read_config(o.Get("config").As<Napi::Object>());
     c.attention = read_attention(o);
     c.batch_size = i64(o, "batchSize");
     c.seq_len = i64(o, "seqLen");
@@ -296,8 +340,10 @@ class Evaluator : public Napi::ObjectWrap<Evaluator> {
     c.start_timeout_s = num(t, "start");
     c.warmup_timeout_s = num(t, "warmup");
     c.timed_timeout_s = num(t, "timed");
+    c.checkpoint_perturbation = num(o, "checkpointPerturbation");
     guarded(env, [&] {
-      c.device = torch::Device(o.Get("device").As<Napi::String>().Utf8Value());
+      c.model = read_config(o.Get("config").As<Napi::Object>());
+      c.device = parse_device(o.Get("device").As<Napi::String>().Utf8Value());
       c.dtype = parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value());
       c.probe = int32_tensor(o.Get("probe")).view({-1, c.seq_len});
       ev_ = std::make_unique<tournament::Evaluator>(std::move(c));
@@ -311,6 +357,7 @@ class Evaluator : public Napi::ObjectWrap<Evaluator> {
  private:
   Napi::Value Run(const Napi::CallbackInfo& info);
   Napi::Value CompareLastWith(const Napi::CallbackInfo& info);
+  Napi::Value LoadCheckpoint(const Napi::CallbackInfo& info);
   Napi::Value KeepLast(const Napi::CallbackInfo& info) {
     open(info.Env());
     return guarded(info.Env(), [&] { return Napi::Number::New(info.Env(), static_cast<double>(ev_->keep_last())); });
@@ -334,55 +381,19 @@ class Evaluator : public Napi::ObjectWrap<Evaluator> {
   }
 };
 
-// Runs `work` on a worker thread, reporting progress strings, resolving with
-// `finish(env)`. One evaluator call at a time.
-class EvalWorker : public Napi::AsyncProgressQueueWorker<std::string> {
- public:
-  using Work = std::function<void(const std::function<void(const std::string&)>&)>;
-  using Finish = std::function<Napi::Value(Napi::Env)>;
-  EvalWorker(Napi::Env env, Evaluator* e, Work work, Finish finish, Napi::Function on_progress)
-      : Napi::AsyncProgressQueueWorker<std::string>(env), e_(e), work_(std::move(work)), finish_(std::move(finish)),
-        deferred_(Napi::Promise::Deferred::New(env)) {
-    if (!on_progress.IsEmpty()) progress_cb_ = Napi::Persistent(on_progress);
-  }
-  Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute(const ExecutionProgress& progress) override {
-    try {
-      work_([&](const std::string& s) { progress.Send(&s, 1); });
-    } catch (const std::exception& ex) {
-      SetError(native_message(ex));
-    }
-  }
-  void OnProgress(const std::string* s, size_t n) override {
-    if (progress_cb_.IsEmpty()) return;
-    Napi::HandleScope scope(Env());
-    for (size_t i = 0; i < n; ++i) progress_cb_.Call({Napi::String::New(Env(), s[i])});
-  }
-  void OnOK() override {
-    e_->busy_ = false;
-    deferred_.Resolve(finish_(Env()));
-  }
-  void OnError(const Napi::Error& err) override {
-    e_->busy_ = false;
-    deferred_.Reject(err.Value());
-  }
-
- private:
-  Evaluator* e_;
-  Work work_;
-  Finish finish_;
-  Napi::Promise::Deferred deferred_;
-  Napi::FunctionReference progress_cb_;
-};
-
-Napi::Promise queue_eval(Napi::Env env, Evaluator* e, EvalWorker::Work work, EvalWorker::Finish finish,
+Napi::Promise queue_eval(Napi::Env env, Evaluator* e, Task::Work work, Task::Finish finish,
                          Napi::Function cb = Napi::Function()) {
   e->open(env);
-  if (e->busy_.exchange(true)) throw Napi::Error::New(env, "evaluator is busy with another run");
-  auto* w = new EvalWorker(env, e, std::move(work), std::move(finish), cb);
-  auto promise = w->Promise();
-  w->Queue();
-  return promise;
+  return Task::Start(env, e->busy_, "evaluator", std::move(work), std::move(finish), cb);
+}
+
+// loadCheckpoint([{ name, file, offset, nbytes, dtype }]) -> Promise: every
+// later run starts from it (src/engine/safetensors.ts has checked the plan).
+Napi::Value Evaluator::LoadCheckpoint(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto entries = guarded(env, [&] { return read_checkpoint_entries(info[0].As<Napi::Array>()); });
+  auto* ev = ev_.get();
+  return queue_eval(env, this, [ev, entries](const Task::Progress&) { ev->load_checkpoint(entries); }, nullptr);
 }
 
 // run({ argv: string[], seed, warmupSeed, seqLen, warmupTokens: Int32Array, timedTokens: Int32Array,
@@ -407,8 +418,8 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
   Napi::Function cb = info.Length() > 1 && info[1].IsFunction() ? info[1].As<Napi::Function>() : Napi::Function();
   auto* ev = ev_.get();
   return queue_eval(
-      env, this, [ev, in, out](const std::function<void(const std::string&)>& p) { *out = ev->run(*in, p); },
-      [out](Napi::Env env) -> Napi::Value {
+      env, this, [ev, in, out](const Task::Progress& p) { *out = ev->run(*in, p); },
+      [ev, out](Napi::Env env) -> Napi::Value {
         auto r = Napi::Object::New(env);
         r.Set("completed", out->completed);
         r.Set("failureCode", out->failure_code);
@@ -420,6 +431,8 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
         r.Set("reportedPeakMemory", static_cast<double>(out->reported_peak_memory));
         r.Set("probeLoss", out->probe_loss);
         r.Set("initialProbeLoss", out->initial_probe_loss);
+        r.Set("checkpointSeconds", ev->has_checkpoint() ? Napi::Value(Napi::Number::New(env, out->checkpoint_seconds))
+                                                        : env.Null());
         auto rows = Napi::Array::New(env, out->last_batch_row_losses.size());
         for (size_t i = 0; i < out->last_batch_row_losses.size(); ++i) rows.Set(i, out->last_batch_row_losses[i]);
         r.Set("lastBatchRowLosses", rows);
@@ -436,7 +449,7 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
   auto c = std::make_shared<tournament::Comparison>();
   auto* ev = ev_.get();
   return queue_eval(
-      env, this, [ev, id, seed, c](const std::function<void(const std::string&)>&) { *c = ev->compare_last_with(id, seed); },
+      env, this, [ev, id, seed, c](const Task::Progress&) { *c = ev->compare_last_with(id, seed); },
       [c](Napi::Env env) -> Napi::Value {
         auto r = Napi::Object::New(env);
         r.Set("logitsRelError", c->logits_rel_error);
@@ -463,8 +476,40 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NumParameters(const Napi::CallbackInfo& info) {
-  const Qwen2Config cfg = read_config(info[0].As<Napi::Object>());
+  const Qwen2Config cfg = guarded(info.Env(), [&] { return read_config(info[0].As<Napi::Object>()); });
   return Napi::Number::New(info.Env(), static_cast<double>(cfg.num_parameters()));
+}
+
+// parameterSpecs(config) -> [{ name, shape }]: the model's parameters in order, without building it.
+Napi::Value ParameterSpecs(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const auto specs = guarded(env, [&] { return tournament::parameter_specs(read_config(info[0].As<Napi::Object>())); });
+  auto out = Napi::Array::New(env, specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    auto o = Napi::Object::New(env);
+    o.Set("name", specs[i].name);
+    o.Set("shape", shape_array(env, specs[i].shape));
+    out.Set(i, o);
+  }
+  return out;
+}
+
+// testing.nativeError(kind): throws as the engine would, for the error-path tests:
+// 'user' a UserInputError, 'bug' a c10::Error, 'alloc' std::bad_alloc; async when `async`.
+Napi::Value NativeError(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  const std::string kind = info[0].As<Napi::String>();
+  auto fail = [kind] {
+    if (kind == "user") throw UserInputError("the input is wrong");
+    if (kind == "alloc") throw std::bad_alloc();
+    TORCH_CHECK(false, "an engine invariant broke");
+  };
+  if (!info[1].ToBoolean().Value()) {
+    guarded(env, [&] { fail(); return 0; });
+    return env.Undefined();
+  }
+  static std::atomic<bool> busy{false};
+  return Task::Start(env, busy, "nativeError", [fail](const Task::Progress&) { fail(); });
 }
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
@@ -472,10 +517,12 @@ Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   // harness never runs a model in this process beyond its own measurements.
   auto testing = Napi::Object::New(env);
   testing.Set("Model", Model::Init(env));
+  testing.Set("nativeError", Napi::Function::New(env, NativeError));
   exports.Set("testing", testing);
   exports.Set("Evaluator", Evaluator::Init(env));
   exports.Set("info", Napi::Function::New(env, Info));
   exports.Set("numParameters", Napi::Function::New(env, NumParameters));
+  exports.Set("parameterSpecs", Napi::Function::New(env, ParameterSpecs));
   // The runner's start-up contract is protocol.h's: the sandbox command must name this fd in --info-fd.
   exports.Set("runnerInfoFd", Napi::Number::New(env, tournament::protocol::kInfoFd));
   return exports;

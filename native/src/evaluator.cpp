@@ -179,11 +179,62 @@ struct Sandbox {
   }
 };
 
+// A checkpoint start's perturbation: p *= 1 + sigma * N(0, 1), in float32,
+// rounded once. Each tensor draws from its own generator (seed, index), as
+// init_parameter does (salted: another stream than a random start's), in
+// chunks so that the float32 noise of a 7B embedding (0.55G elements) never
+// sits on the device at once; the chunks draw in order, so the result is
+// the same for a seed and a device type whoever regenerates it.
+void perturb(torch::Tensor& p, size_t index, uint64_t seed, double sigma) {
+  constexpr int64_t kChunk = int64_t{1} << 24;
+  constexpr uint64_t kSalt = 0x9e3779b97f4a7c15ULL;
+  torch::NoGradGuard no_grad;
+  auto gen = compat::seeded_generator(p.device(), (seed ^ kSalt) * 1000003ULL + index);
+  auto flat = p.view({-1});
+  for (int64_t off = 0; off < flat.numel(); off += kChunk) {
+    auto part = flat.narrow(0, off, std::min(kChunk, flat.numel() - off));
+    auto factor = at::normal(1.0, sigma, part.sizes(), gen, part.options().dtype(torch::kFloat32));
+    part.copy_(part.to(torch::kFloat32).mul_(factor));
+  }
+}
+
 }  // namespace
+
+void read_checkpoint_tensor(const CheckpointTensor& t, torch::Tensor dst) {
+  // Straight into dst when it is host memory of the file's dtype (the 7B
+  // checkpoint in bf16), else through one host temporary.
+  const bool direct = dst.device().is_cpu() && dst.scalar_type() == t.dtype && dst.is_contiguous();
+  auto host = direct ? dst : torch::empty(dst.sizes(), torch::TensorOptions().dtype(t.dtype));
+  if (host.nbytes() != static_cast<size_t>(t.nbytes)) {
+    throw UserInputError(t.file + ": tensor " + t.name + " holds " + std::to_string(t.nbytes) +
+                         " bytes, the model expects " + std::to_string(host.nbytes()));
+  }
+  const int fd = ::open(t.file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw UserInputError(t.file + ": cannot open: " + std::strerror(errno));
+  char* out = static_cast<char*>(host.data_ptr());
+  for (int64_t done = 0; done < t.nbytes;) {
+    const ssize_t n = ::pread(fd, out + done, static_cast<size_t>(t.nbytes - done), t.offset + done);
+    if (n <= 0) {
+      ::close(fd);
+      throw UserInputError(t.file + ": truncated while reading tensor " + t.name);
+    }
+    done += n;
+  }
+  ::close(fd);
+  if (!direct) {
+    torch::NoGradGuard no_grad;
+    dst.copy_(host);
+  }
+}
 
 Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
   const int64_t B = cfg_.batch_size, S = cfg_.seq_len;
-  TORCH_CHECK(B > 0 && S > 1 && cfg_.steps > 0, "evaluator: bad batch, sequence or step count");
+  if (!(B > 0 && S > 1 && cfg_.steps > 0 && cfg_.warmup_steps >= 0)) {
+    throw UserInputError("evaluator: bad batch size, sequence length or step count");
+  }
+  if (!(cfg_.checkpoint_perturbation >= 0 && cfg_.checkpoint_perturbation < 0.1)) {
+    throw UserInputError("evaluator: the checkpoint perturbation must be in [0, 0.1)");
+  }
   layout_ = proto::param_layout(cfg_.model, cfg_.dtype);
   params_ = SharedRegion::create(layout_.bytes, cfg_.device);
   const int64_t rows = std::max(cfg_.steps, cfg_.warmup_steps) * B;
@@ -197,9 +248,59 @@ Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
 
 Evaluator::~Evaluator() = default;
 
-void Evaluator::init_parameters(uint64_t seed) {
-  init_weights(model_, seed);
+void Evaluator::load_checkpoint(const std::vector<CheckpointTensor>& tensors) {
+  std::map<std::string, const CheckpointTensor*> by_name;
+  for (const auto& t : tensors) {
+    if (!by_name.emplace(t.name, &t).second) throw UserInputError("checkpoint: tensor " + t.name + " appears twice");
+  }
+  std::map<std::string, size_t> offset;
+  for (size_t i = 0; i < layout_.specs.size(); ++i) offset[layout_.specs[i].name] = layout_.offsets[i];
+  // Zeros between the tensors too: the copy writes the layout's every byte.
+  auto opts = torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(cfg_.device.is_cuda());
+  auto host = torch::zeros({static_cast<int64_t>(layout_.bytes)}, opts);
+  std::vector<torch::Tensor> views;
+  auto base = static_cast<char*>(host.data_ptr());
+  for (auto& item : model_->named_parameters()) {
+    auto it = by_name.find(item.key());
+    if (it == by_name.end()) throw UserInputError("checkpoint: no tensor " + item.key());
+    auto view = torch::from_blob(base + offset.at(item.key()), item.value().sizes(),
+                                 torch::TensorOptions().dtype(cfg_.dtype));
+    read_checkpoint_tensor(*it->second, view);
+    views.push_back(view);
+    by_name.erase(it);
+  }
+  if (!by_name.empty()) throw UserInputError("checkpoint: tensor " + by_name.begin()->first + " is not the model's");
+  checkpoint_ = host;
+  checkpoint_views_ = std::move(views);
+}
+
+void Evaluator::write_public_start() {
+  if (!has_checkpoint()) return;
+  const auto t = Clock::now();
+  params_.view(0, {static_cast<int64_t>(layout_.bytes)}, torch::kUInt8).copy_(checkpoint_);
+  compat::cuda_synchronize(cfg_.device);
+  checkpoint_seconds_ += since(t);
+}
+
+void Evaluator::write_seeded_start(uint64_t seed) {
+  if (!has_checkpoint()) {
+    init_weights(model_, seed);
+  } else if (cfg_.checkpoint_perturbation > 0) {
+    size_t i = 0;
+    for (auto& item : model_->named_parameters()) perturb(item.value(), i++, seed, cfg_.checkpoint_perturbation);
+  }
   release_device_cache();
+}
+
+void Evaluator::init_parameters(uint64_t seed) {
+  write_public_start();
+  write_seeded_start(seed);
+}
+
+void Evaluator::start_tensor(torch::Tensor& dst, const std::string& name, size_t index, uint64_t seed) {
+  if (!has_checkpoint()) return init_parameter(dst, name, index, seed);
+  dst.copy_(checkpoint_views_.at(index));
+  if (cfg_.checkpoint_perturbation > 0) perturb(dst, index, seed, cfg_.checkpoint_perturbation);
 }
 
 std::vector<int64_t> Evaluator::memory_digest() {
@@ -208,15 +309,17 @@ std::vector<int64_t> Evaluator::memory_digest() {
 }
 
 void Evaluator::scrub(uint64_t warmup_seed) {
-  // Parameters: warmup's own initialisation (or zeros without warmup); the
-  // timed one is written only once the clock runs.
-  if (cfg_.warmup_steps > 0) {
-    init_parameters(warmup_seed);
-  } else {
-    params_.view(0, {static_cast<int64_t>(params_.size())}, torch::kUInt8).zero_();
-  }
+  // Parameters: zeros (the gaps between tensors and the region's tail
+  // included), then warmup's own start (the checkpoint perturbed by warmup's
+  // seed, or warmup's random initialisation); the timed run's seeded part is
+  // written only once the clock runs.
+  params_.view(0, {static_cast<int64_t>(params_.size())}, torch::kUInt8).zero_();
+  if (cfg_.warmup_steps > 0) init_parameters(warmup_seed);
   data_.view(0, {static_cast<int64_t>(data_.size())}, torch::kUInt8).zero_();
-  logits_view_.fill_(std::nan(""));
+  // The logits region whole, its tail beyond [B, S-1, V] too (the region is
+  // rounded up to the page or the device's granularity): a runner could leave
+  // bytes there for the next one.
+  logits_.view(0, {static_cast<int64_t>(logits_.size() / c10::elementSize(cfg_.dtype))}, cfg_.dtype).fill_(std::nan(""));
   compat::cuda_synchronize(cfg_.device);
 }
 
@@ -255,6 +358,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   RunOutcome out;
   last_seed_ = in.seed;
   post_kill_digest_.clear();
+  checkpoint_seconds_ = 0;
   const int64_t B = cfg_.batch_size, S = cfg_.seq_len;
   TORCH_CHECK(in.timed_tokens.sizes().vec() == std::vector<int64_t>({cfg_.steps * B, S}), "evaluator: timed tokens ",
               in.timed_tokens.sizes(), " are not [steps * batch, seq_len]");
@@ -371,14 +475,15 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
     }
   }
 
-  // ---- the timed run. The clock starts before the run's initialisation and
+  // ---- the timed run. The clock starts before the run's seeded start and
   // data are written: nothing of the timed run exists while the clock stands.
   if (progress) progress("timed");
+  write_public_start();  // the checkpoint is public: outside the clock
   logits_view_.fill_(std::nan(""));  // unwritten shows as NaN
   compat::cuda_synchronize(cfg_.device);
   if (!quiet("GO")) return failed_run();
   const auto t0 = Clock::now();
-  init_parameters(in.seed);
+  write_seeded_start(in.seed);
   data_view(cfg_.steps * B).copy_(in.timed_tokens);
   const bool sent = proto::send_msg(box.control, proto::Type::kGo);
   const bool done = sent && await(proto::Type::kDone, cfg_.timed_timeout_s, "the timed run", &p);
@@ -399,6 +504,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   out.last_batch_row_losses = row_losses(in.timed_tokens.narrow(0, (cfg_.steps - 1) * B, B));
   release_device_cache();
   out.overhead_seconds = since(t_start) - out.seconds;
+  out.checkpoint_seconds = checkpoint_seconds_;
   return out;
 }
 
@@ -454,7 +560,7 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   for (auto& item : model_->named_parameters()) {
     const auto& w = item.value();
     auto w0 = torch::empty_like(w);
-    init_parameter(w0, item.key(), i, seed);
+    start_tensor(w0, item.key(), i, seed);
     auto wr = ref.weights[i].to(cfg_.device);
     auto w0f = w0.to(torch::kFloat32);
     auto u = w.to(torch::kFloat32) - w0f;

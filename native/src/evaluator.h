@@ -8,12 +8,31 @@
 
 #include <functional>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "protocol.h"
 
 namespace tournament {
+
+// An error the caller's input caused (a bad checkpoint, config or option),
+// not an engine bug: the addon marks it so that the CLI shows it as the
+// user's to fix, without a stack.
+struct UserInputError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// One tensor of a safetensors checkpoint: where its bytes are. The caller has
+// checked names, shapes, dtypes and byte ranges against the model
+// (src/engine/safetensors.ts); the reads here still refuse a short file.
+struct CheckpointTensor {
+  std::string name, file;
+  torch::Dtype dtype = torch::kBFloat16;
+  int64_t offset = 0, nbytes = 0;
+};
+// Reads `t`'s bytes into `dst` (any device and dtype; converted once).
+void read_checkpoint_tensor(const CheckpointTensor& t, torch::Tensor dst);
 
 struct EvalConfig {
   Qwen2Config model;
@@ -24,6 +43,9 @@ struct EvalConfig {
   OptimizerConfig optimizer;
   torch::Tensor probe;  // [Bp, seq_len] int64, held out from every run's data (moved to `device`)
   double start_timeout_s = 120, warmup_timeout_s = 600, timed_timeout_s = 600;
+  // Relative size of each run's seeded perturbation of a checkpoint start:
+  // w * (1 + sigma * N(0, 1)), drawn in float32 and rounded once (0: none).
+  double checkpoint_perturbation = 0;
 };
 
 struct RunInputs {
@@ -47,6 +69,7 @@ struct RunOutcome {
   int64_t reported_peak_memory = 0;  // runner's own account, informational
   double probe_loss = 0;       // recomputed here from the final weights
   double initial_probe_loss = 0;  // the same batch at the run's initialisation (when asked for)
+  double checkpoint_seconds = 0;  // copying the checkpoint into the parameter memory: outside the clock, in overhead
   // Loss of the final weights on each row of the last timed batch: a row the
   // run skipped in its last step was not lowered by it.
   std::vector<double> last_batch_row_losses;
@@ -68,6 +91,13 @@ class Evaluator {
   explicit Evaluator(EvalConfig cfg);
   ~Evaluator();
 
+  // Every run starts from this checkpoint from now on instead of the seeded
+  // random initialisation: it is read once into one host copy in the
+  // parameter layout (pinned on CUDA). Throws UserInputError for a tensor the
+  // model lacks or lacks a tensor, or a file too short.
+  void load_checkpoint(const std::vector<CheckpointTensor>& tensors);
+  bool has_checkpoint() const { return checkpoint_.defined(); }
+
   // One run: spawn, warmup, reset, timed call, kill, probe loss. Never throws
   // for a misbehaving runner: that is a failed outcome.
   RunOutcome run(const RunInputs& in, const std::function<void(const std::string&)>& progress);
@@ -83,7 +113,17 @@ class Evaluator {
     torch::Tensor logits;                // host
     uint64_t seed;
   };
+  // A run's start, in three parts. The public part: the checkpoint, copied
+  // whole (nothing without one); outside the clock, timed into
+  // checkpoint_seconds_. The seeded part, only once the seed may be used:
+  // the whole random initialisation, or the checkpoint's perturbation.
+  // init_parameters: both.
+  void write_public_start();
+  void write_seeded_start(uint64_t seed);
   void init_parameters(uint64_t seed);
+  // The start of the run seeded `seed` for one parameter (the model's
+  // `index`-th) into `dst`: the parameter memory, or a temporary to compare with.
+  void start_tensor(torch::Tensor& dst, const std::string& name, size_t index, uint64_t seed);
   // Overwrites every shared region before a runner is spawned: nothing of an
   // earlier run (the reference's weights, logits, batches) is there to read.
   void scrub(uint64_t warmup_seed);
@@ -106,6 +146,9 @@ class Evaluator {
   uint64_t last_seed_ = 0;
   std::vector<int64_t> post_kill_digest_;  // of the last run, taken right after the kill
   uint64_t digest_key_ = 0;                 // drawn after the last run's kill
+  torch::Tensor checkpoint_;                   // host, the parameter layout's bytes; undefined: random starts
+  std::vector<torch::Tensor> checkpoint_views_;  // per model parameter, into checkpoint_
+  double checkpoint_seconds_ = 0;              // of the current run
 };
 
 }  // namespace tournament

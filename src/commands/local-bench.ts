@@ -10,6 +10,7 @@ import { defaultDevice } from '../engine/model';
 import { evaluateSubmission } from '../harness/evaluate';
 import { BASELINE } from '../submission/source';
 import { formatVerdict } from '../harness/report';
+import type { Verdict } from '../harness/types';
 import { ProgressLine } from '../util/progress';
 import { intOption, withBenchmarkDir, withHparams, withJson } from './options';
 
@@ -32,6 +33,13 @@ interface Args {
   seed?: number;
   'peak-tflops'?: number;
   'work-dir'?: string;
+}
+
+/** Where the runs started: with a checkpoint, what copying it cost per run (outside the clock, in the overhead). */
+function startLine(v: Verdict): string {
+  const secs = [...v.runs, ...v.reference_runs].map((r) => r.checkpoint_seconds).filter((s): s is number => s !== null);
+  if (secs.length === 0) return '';
+  return `\nstart        the benchmark's checkpoint, copied into the parameter memory in ${Math.max(...secs).toPrecision(2)} s per run at most (outside the clock)`;
 }
 
 export const localBenchCommand: CommandModule<object, Args> = {
@@ -79,7 +87,7 @@ export const localBenchCommand: CommandModule<object, Args> = {
     process.stdout.write(
       (a.json
         ? JSON.stringify({ submission, device, parameters, mfu_peak_tflops: peakTflops ?? null, ...rest }, null, 2)
-        : formatVerdict(verdict, { submission: path.relative(process.cwd(), submission) || submission, device, peakTflops })) + '\n',
+        : formatVerdict(verdict, { submission: path.relative(process.cwd(), submission) || submission, device, peakTflops }) + startLine(verdict)) + '\n',
     );
     if (!verdict.accepted) process.exitCode = EXIT_REJECTED;
   },

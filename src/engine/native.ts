@@ -33,6 +33,9 @@ export interface ParameterInfo {
   dtype: Dtype;
 }
 
+/** A parameter's name and shape, as the engine registers them (what a checkpoint must hold). */
+export type ParameterSpec = Pick<ParameterInfo, 'name' | 'shape'>;
+
 export interface WeightEntry {
   name: string;
   file: string;
@@ -76,6 +79,11 @@ export interface EvaluatorOptions {
   probe: Int32Array;
   /** Seconds per phase before the run fails with 'timeout'. */
   timeouts: { start: number; warmup: number; timed: number };
+  /**
+   * Relative size of each run's seeded perturbation of a checkpoint start,
+   * w * (1 + p * N(0, 1)), applied on the clock (0: none; docs/design.md).
+   */
+  checkpointPerturbation: number;
 }
 
 export interface NativeRunOutcome {
@@ -90,6 +98,8 @@ export interface NativeRunOutcome {
   reportedPeakMemory: number;
   probeLoss: number;
   initialProbeLoss: number;
+  /** Seconds spent copying the checkpoint into the parameter memory (outside the clock, in overheadSeconds); null without a checkpoint. */
+  checkpointSeconds: number | null;
   /** The final weights' loss on each row of the last timed batch. */
   lastBatchRowLosses: number[];
 }
@@ -123,6 +133,8 @@ export interface NativeEvaluator {
     },
     onProgress?: (phase: string) => void,
   ): Promise<NativeRunOutcome>;
+  /** Every later run starts from this checkpoint (planned by planCheckpointLoad) instead of a seeded random initialisation. */
+  loadCheckpoint(entries: WeightEntry[]): Promise<void>;
   keepLast(): number;
   compareLastWith(keptId: number, seed: number): Promise<NativeComparison>;
   release(keptId: number): void;
@@ -132,10 +144,16 @@ export interface NativeEvaluator {
 
 export interface NativeAddon {
   /** The in-process model, for tests against the reference implementation and checkpoint checks only. */
-  testing: { Model: new (o: ModelOptions) => NativeModel };
+  testing: {
+    Model: new (o: ModelOptions) => NativeModel;
+    /** Throws as the engine does ('user': a user-input error, 'bug': a c10::Error, 'alloc': std::bad_alloc), from a worker thread when async. */
+    nativeError(kind: 'user' | 'bug' | 'alloc', async: boolean): Promise<void> | undefined;
+  };
   Evaluator: new (o: EvaluatorOptions) => NativeEvaluator;
   info(): { torchVersion: string; cudaAvailable: boolean; cudaDeviceCount: number; sdpa: boolean };
   numParameters(c: Qwen2Config): number;
+  /** The model's parameters, in order, without building it. */
+  parameterSpecs(c: Qwen2Config): ParameterSpec[];
   /** The fd on which bubblewrap must report the sandbox's PID 1 (--info-fd): the runner's start-up contract. */
   runnerInfoFd: number;
 }
@@ -164,12 +182,23 @@ export function loadAddon(): NativeAddon {
   }
 }
 
-/** Runs a native call, turning its errors into UserErrors that keep the engine's message. */
+/** The `code` the addon gives an error that the caller's input caused (tournament::UserInputError). */
+export const USER_INPUT_CODE = 'ERR_TOURNAMENT_USER_INPUT';
+
+/**
+ * Runs a native call. An error the engine marks as caused by the input (a
+ * bad checkpoint, config or option) becomes a UserError with the engine's
+ * message; any other is an engine bug: an Error with the engine's message,
+ * this call's JS stack and the original as its cause, which the CLI prints
+ * as an internal error (the stack with --verbose).
+ */
 export async function native<T>(what: string, fn: () => T | Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
     if (e instanceof UserError) throw e;
-    throw new UserError(`${what}: ${(e as Error).message}`);
+    const message = e instanceof Error ? e.message : String(e);
+    if ((e as { code?: unknown } | null)?.code === USER_INPUT_CODE) throw new UserError(`${what}: ${message}`);
+    throw new Error(`${what}: ${message}`, { cause: e });
   }
 }

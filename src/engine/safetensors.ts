@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UserError } from '../errors';
 import { writeAtomic } from '../util/atomic';
-import type { Dtype, ParameterInfo, WeightEntry } from './native';
+import type { Dtype, ParameterSpec, WeightEntry } from './native';
 
 const DTYPES: Record<string, { dtype: Dtype; bytes: number }> = {
   BF16: { dtype: 'bfloat16', bytes: 2 },
@@ -115,7 +115,7 @@ export function hasCheckpoint(dir: string): boolean {
  * parameter must be present exactly once with its shape and a float dtype;
  * extra tensors are an error too (a checkpoint of another model).
  */
-export function planCheckpointLoad(dir: string, params: ParameterInfo[]): WeightEntry[] {
+export function planCheckpointLoad(dir: string, params: ParameterSpec[]): WeightEntry[] {
   const { files, index } = checkpointFiles(dir);
   const found = new Map<string, WeightEntry & { shape: number[] }>();
   for (const file of files) {

@@ -11,7 +11,8 @@ import type { Hparams, Thresholds } from '../config/hparams';
 import { Rng } from '../data/synthetic';
 import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
-import { Attention, Dtype, loadAddon, native, NativeComparison, NativeEvaluator, NativeRunOutcome } from '../engine/native';
+import { openEvaluator } from '../engine/evaluator';
+import { Attention, Dtype, loadAddon, native, NativeComparison, NativeRunOutcome } from '../engine/native';
 import { CONFIG_PATH, DATA_PATH, PROJECT_ROOT } from '../util/paths';
 import { BASELINE } from '../submission/source';
 import { UserError } from '../errors';
@@ -52,6 +53,8 @@ export interface EvaluateOptions {
   secretPaths?: string[];
   /** Device peak bf16 TFLOP/s for MFU. */
   peakTflops?: number;
+  /** Relative perturbation of a checkpoint start per run (default: the engine's; 0 for measurements without it). */
+  checkpointPerturbation?: number;
   onProgress?: (text: string) => void;
 }
 
@@ -260,7 +263,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const empty: Verdict = { accepted: false, parameters: numParameters, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, sandbox };
   if (!sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
 
-  const evaluator: NativeEvaluator = await native('setting up the evaluation', () => new addon.Evaluator({
+  const { evaluator } = await openEvaluator({
     config,
     device: o.device,
     dtype: o.dtype ?? 'bfloat16',
@@ -272,7 +275,8 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
     optimizer: o.hparams.optimizer,
     probe: data.probe,
     timeouts: o.hparams.runner_timeouts,
-  }));
+    checkpointPerturbation: o.checkpointPerturbation,
+  }, path.dirname(path.join(o.benchmarkDir, CONFIG_PATH)));
   // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
   const hostEnv: Record<string, string> = process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {};
   const expectedTokens = o.steps * o.batchSize * tokens.seqLen;
@@ -365,6 +369,7 @@ function report(
     tokens: r.completed ? expectedTokens : 0,
     tokens_per_second: r.completed ? expectedTokens / r.seconds : null,
     overhead_seconds: r.overheadSeconds,
+    checkpoint_seconds: r.checkpointSeconds,
     step_seconds: r.completed ? r.seconds / steps : null,
     reported_loss: r.completed ? r.reportedLoss : null,
     reported_peak_memory_bytes: r.completed ? r.reportedPeakMemory : null,

@@ -44,6 +44,8 @@ export interface RunReport {
   tokens_per_second: number | null;
   /** Outside the timed region: spawn, plugin load, warmup, reset, verification. */
   overhead_seconds: number;
+  /** Of the overhead: copying the benchmark's checkpoint into the parameter memory; null when runs start from random weights. */
+  checkpoint_seconds: number | null;
   /** Seconds per optimizer step on the trusted clock. */
   step_seconds: number | null;
   /** What the runner says: its last loss and peak memory. Informational, never trusted. */

@@ -67,6 +67,7 @@ export function fakeVerdict(tps: number | null, reasons: string[] = [], seed = 4
     tokens: 1000,
     tokens_per_second: tps ?? 500,
     overhead_seconds: 0.5,
+    checkpoint_seconds: null,
     step_seconds: 0.2,
     reported_loss: 7,
     reported_peak_memory_bytes: null,
