@@ -433,9 +433,9 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
         r.Set("initialProbeLoss", out->initial_probe_loss);
         r.Set("checkpointSeconds", ev->has_checkpoint() ? Napi::Value(Napi::Number::New(env, out->checkpoint_seconds))
                                                         : env.Null());
-        auto rows = Napi::Array::New(env, out->last_batch_row_losses.size());
-        for (size_t i = 0; i < out->last_batch_row_losses.size(); ++i) rows.Set(i, out->last_batch_row_losses[i]);
-        r.Set("lastBatchRowLosses", rows);
+        auto cells = Napi::Array::New(env, out->last_batch_cell_losses.size());
+        for (size_t i = 0; i < out->last_batch_cell_losses.size(); ++i) cells.Set(i, out->last_batch_cell_losses[i]);
+        r.Set("lastBatchCellLosses", cells);
         return r;
       },
       cb);

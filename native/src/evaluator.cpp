@@ -331,19 +331,22 @@ void Evaluator::release_device_cache() {
   compat::cuda_empty_cache(cfg_.device);
 }
 
-std::vector<double> Evaluator::row_losses(const torch::Tensor& tokens) {
+std::vector<double> Evaluator::cell_losses(const torch::Tensor& tokens) {
   torch::NoGradGuard no_grad;
   auto ids = tokens.to(cfg_.device);  // [R, S]
-  std::vector<torch::Tensor> per_row;
+  std::vector<torch::Tensor> per_cell;
   for (int64_t r = 0; r < ids.size(0); r += 2) {
     auto rows = ids.narrow(0, r, std::min<int64_t>(2, ids.size(0) - r));  // [r', S]
     auto logits = model_->forward(rows).narrow(1, 0, ids.size(1) - 1).to(torch::kFloat32);  // [r', S-1, V]
     auto nll = torch::nn::functional::cross_entropy(
         logits.reshape({-1, logits.size(2)}), rows.narrow(1, 1, ids.size(1) - 1).reshape({-1}),
         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));  // [r' * (S-1)]
-    per_row.push_back(nll.view({rows.size(0), -1}).mean(1).to(torch::kFloat64));
+    auto cells = nll.view({rows.size(0), -1}).tensor_split(kCellsPerRow, 1);  // kCellsPerRow x [r', ~(S-1)/k]
+    std::vector<torch::Tensor> means;
+    for (auto& c : cells) means.push_back(c.mean(1));
+    per_cell.push_back(torch::stack(means, 1).reshape({-1}).to(torch::kFloat64));  // [r' * kCellsPerRow]
   }
-  auto host = torch::cat(per_row).to(torch::kCPU).contiguous();
+  auto host = torch::cat(per_cell).to(torch::kCPU).contiguous();
   return std::vector<double>(host.data_ptr<double>(), host.data_ptr<double>() + host.numel());
 }
 
@@ -501,7 +504,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   out.reported_peak_memory = p.body.done.peak_memory_bytes;
   if (progress) progress("verify");
   out.probe_loss = probe_loss();
-  out.last_batch_row_losses = row_losses(in.timed_tokens.narrow(0, (cfg_.steps - 1) * B, B));
+  out.last_batch_cell_losses = cell_losses(in.timed_tokens.narrow(0, (cfg_.steps - 1) * B, B));
   release_device_cache();
   out.overhead_seconds = since(t_start) - out.seconds;
   out.checkpoint_seconds = checkpoint_seconds_;

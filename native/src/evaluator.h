@@ -70,9 +70,10 @@ struct RunOutcome {
   double probe_loss = 0;       // recomputed here from the final weights
   double initial_probe_loss = 0;  // the same batch at the run's initialisation (when asked for)
   double checkpoint_seconds = 0;  // copying the checkpoint into the parameter memory: outside the clock, in overhead
-  // Loss of the final weights on each row of the last timed batch: a row the
-  // run skipped in its last step was not lowered by it.
-  std::vector<double> last_batch_row_losses;
+  // Loss of the final weights on each cell of the last timed batch, row by
+  // row (kCellsPerRow cells of consecutive positions per row): tokens the run
+  // skipped in its last step were not lowered by it, wherever they lie.
+  std::vector<double> last_batch_cell_losses;
 };
 
 struct Comparison {
@@ -85,6 +86,11 @@ struct Comparison {
   // had just been killed: something of the run outlived the kill.
   bool changed_after_kill = false;
 };
+
+// Cells per row of the last batch for cell_losses: fine enough that skipping
+// any quarter of a row's positions shows in some cell, coarse enough that a
+// cell averages hundreds of tokens on the 7B shape.
+constexpr int64_t kCellsPerRow = 4;
 
 class Evaluator {
  public:
@@ -128,9 +134,11 @@ class Evaluator {
   // earlier run (the reference's weights, logits, batches) is there to read.
   void scrub(uint64_t warmup_seed);
   double probe_loss();
-  // Mean next-token loss of the current weights on each row of `tokens` [R, S],
-  // a few rows at a time (a 7B model's logits for 16 x 1024 tokens are 10 GB in float32).
-  std::vector<double> row_losses(const torch::Tensor& tokens);
+  // Mean next-token loss of the current weights on each cell of `tokens` [R, S]:
+  // [R, kCellsPerRow] flattened, each row's S-1 predicted positions cut into
+  // kCellsPerRow runs of consecutive positions. A few rows at a time (a 7B
+  // model's logits for 16 x 1024 tokens are 10 GB in float32).
+  std::vector<double> cell_losses(const torch::Tensor& tokens);
   // Keyed hash of the parameter and logits memory (fingerprint.h), with a
   // key drawn right after the kill.
   std::vector<int64_t> memory_digest();

@@ -100,8 +100,8 @@ export interface NativeRunOutcome {
   initialProbeLoss: number;
   /** Seconds spent copying the checkpoint into the parameter memory (outside the clock, in overheadSeconds); null without a checkpoint. */
   checkpointSeconds: number | null;
-  /** The final weights' loss on each row of the last timed batch. */
-  lastBatchRowLosses: number[];
+  /** The final weights' loss on each cell of the last timed batch: row by row, `cellsPerRow` cells of consecutive positions each. */
+  lastBatchCellLosses: number[];
 }
 
 export interface NativeComparison {
