@@ -105,8 +105,9 @@ export function measureRun(caseId: string, r: RunReport, t: ThresholdValues): Ru
   const k = r.checks;
   const ratios: [string, number][] = CHECKS.map((c) => [c.name, c.value(k) / t[c.key]]);
   if (k.frozen_tensors.length > 0) ratios.push(['frozen', Infinity]);
-  // Below the required share of the reference's changed share fails; as a ratio, required / actual.
-  ratios.push(['changed share', t.min_changed_share_ratio / (k.changed_share / k.reference_changed_share)]);
+  // The changed-share check allows a shortfall of 1 - min_changed_share_ratio below the reference's share: the share of that used.
+  const shortfall = Math.max(0, 1 - k.changed_share / k.reference_changed_share);
+  ratios.push(['changed share', shortfall === 0 ? 0 : shortfall / (1 - t.min_changed_share_ratio)]);
   const [worstCheck, worst] = ratios.reduce((a, b) => (b[1] > a[1] || Number.isNaN(b[1]) ? b : a));
   return { case: caseId, seed: r.seed, worst: Number.isNaN(worst) ? Infinity : worst, worstCheck };
 }
@@ -138,7 +139,7 @@ export function summarise(c: Pick<CalibrationCase, 'id' | 'name' | 'honest' | 's
 
 /** Why thresholds fail the margin verdict, one line per case that fails it; empty when they hold. */
 export function marginProblems(cases: CaseSummary[]): string[] {
-  const f = (x: number) => (Number.isFinite(x) ? x.toPrecision(2) : String(x));
+  const f = (x: number) => String(Number.isFinite(x) ? Number(x.toPrecision(2)) : x);
   return cases.filter((c) => !c.ok).map((c) =>
     c.honest
       ? `honest ${c.name}: ${Number.isFinite(c.worst) ? `${c.worst_check} at ${f(c.worst)} of its threshold (seed ${c.worst_seed}); at most 0.5 is a 2x margin` : `failed its run (${c.worst_check})`}`
@@ -218,7 +219,7 @@ export function recommend(
   }
   for (const x of runs.filter((y) => !y.c.honest)) {
     const m = measureRun(x.c.id, x.r, thresholds);
-    if (!(m.worst > 1)) problems.push(`cheat ${x.c.name} on seed ${x.r.seed} passes every recommended threshold (largest check ${m.worstCheck} at ${m.worst.toPrecision(2)} of its threshold)`);
+    if (!(m.worst > 1)) problems.push(`cheat ${x.c.name} on seed ${x.r.seed} passes every recommended threshold (largest check ${m.worstCheck} at ${Number(m.worst.toPrecision(2))} of its threshold)`);
   }
   return { thresholds, reasons, problems };
 }
