@@ -45,7 +45,7 @@ export const calibrateCommand: CommandModule<object, Args> = {
         describe:
           'Comma-separated cases: baseline, baseline-1-thread, drop:every:K, drop:last:K (K rows of every batch / of the last batch untrained), ' +
           'a plugin in local_test/calibration/ by name, or a .cpp path (a cheat if its header says "// expect: <codes>", else honest)',
-        defaultDescription: DEFAULT_CASES.join(','),
+        defaultDescription: 'baseline, the 4 honest_* variants, skip_last_step, freeze_layers, stale_logits, drop_early_rows, drop:last:1,2,4,8, drop:every:1,2,4',
       })
       .option('threads', { type: 'number', describe: 'OMP_NUM_THREADS for every runner (1 keeps a shared CPU machine from oversubscribing)' })
       .option('write', { type: 'boolean', default: false, describe: 'Store the recommended thresholds, their basis and the calibration record in the hparams file (verification.cpu or .cuda)' })
