@@ -5,7 +5,7 @@
 #   cheats   noise floor of cheats + the PyTorch peer, side by side
 #   seed2    honest and cheating cases again on another seed
 #   final    local-bench of the baseline, one run, with the thresholds in hparams
-#   floor SEED CASE...   noise-floor rows of the named cases on another seed
+#   floor SEED CASE...   noise-floor rows of the named cases on another seed (tournament calibrate)
 # Needs in carry: .device (node.xz, deps/node_modules) and dist. Results in $OUT.
 set -uo pipefail
 source scripts/device-env.sh
@@ -22,10 +22,10 @@ case "$1" in
     bin/tournament local-bench --benchmark-dir /tmp/bench7b --device cuda --runs 2 --warmup-steps 1 --json --work-dir /tmp/work > "$OUT/local-bench-7b.json"
     echo "local-bench exit: $?"
     node -e 'const v=require(process.argv[1]);console.log(JSON.stringify({accepted:v.accepted,reasons:v.reasons,tps:v.tokens_per_second,mfu:v.mfu,runs:v.runs.map(r=>({s:r.seconds,tps:r.tokens_per_second,overhead:r.overhead_seconds,checks:r.checks})),ref:v.reference_runs.map(r=>({s:r.seconds,tps:r.tokens_per_second,overhead:r.overhead_seconds}))},null,1))' "$OUT/local-bench-7b.json"
-    node scripts/noise-floor.js --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 baseline honest_math_attention honest_fp32_loss 2>&1 | tee "$OUT/noise-honest.md"
+    bin/tournament calibrate --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 --seed-count 1 --cases baseline,honest_math_attention,honest_fp32_loss 2>&1 | tee "$OUT/noise-honest.md"
     ;;
   cheats)
-    node scripts/noise-floor.js --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 skip_last_step freeze_layers fewer_tokens deferred_thread honest_manual_adamw 2>&1 | tee "$OUT/noise-cheats.md"
+    bin/tournament calibrate --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 --seed-count 1 --cases skip_last_step,freeze_layers,fewer_tokens,test/plugins/deferred_thread.cpp,honest_manual_adamw 2>&1 | tee "$OUT/noise-cheats.md"
     python3 scripts/peer-bench.py 5 16 2>/tmp/peer.err | tee "$OUT/peer.json" || tail -20 /tmp/peer.err
     ;;
   final)
@@ -33,10 +33,10 @@ case "$1" in
     echo "local-bench exit: $?"
     ;;
   seed2)
-    node scripts/noise-floor.js --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 --seed 2000 baseline honest_math_attention skip_last_step fewer_tokens stale_logits 2>&1 | tee "$OUT/noise-seed2.md"
+    bin/tournament calibrate --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 --seed-count 1 --seed 2000 --cases baseline,honest_math_attention,skip_last_step,fewer_tokens,stale_logits 2>&1 | tee "$OUT/noise-seed2.md"
     ;;
   floor)
     seed=$2; shift 2
-    node scripts/noise-floor.js --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 --seed "$seed" "$@" 2>&1 | tee "$OUT/noise-seed$seed.md"
+    bin/tournament calibrate --device cuda --benchmark-dir /tmp/bench7b --warmup-steps 1 --seed-count 1 --seed "$seed" --cases "$(IFS=,; echo "$*")" 2>&1 | tee "$OUT/noise-seed$seed.md"
     ;;
 esac

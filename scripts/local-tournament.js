@@ -27,8 +27,8 @@ const DIR = path.resolve(args[0] || path.join(ROOT, 'local-tournament'));
 
 const MINERS = [
   ['baseline', path.join(ROOT, 'local_test', 'train.cpp')],
-  ['variant', path.join(ROOT, 'test', 'plugins', 'honest_fp32_loss.cpp')],
-  ['cheater', path.join(ROOT, 'test', 'plugins', 'skip_last_step.cpp')],
+  ['variant', path.join(ROOT, 'local_test', 'calibration', 'honest_fp32_loss.cpp')],
+  ['cheater', path.join(ROOT, 'local_test', 'calibration', 'skip_last_step.cpp')],
 ];
 const BLOCK_SECONDS = 1;
 const env = { ...process.env, TOURNAMENT_LOCAL_BLOCK_TIME: String(BLOCK_SECONDS) };

@@ -1,6 +1,10 @@
-// The adversarial suite: every plugin in test/plugins/ runs through the full
-// evaluation path (compile, sandboxed runner, trusted clock, verification) on
-// the tiny CPU benchmark. Each file's header says what the harness must
+// The adversarial suite: every plugin in test/plugins/ and in
+// local_test/calibration/ (the honest variants and cheats `tournament
+// calibrate` ships) runs through the full evaluation path (compile, sandboxed
+// runner, trusted clock, verification) on the tiny CPU benchmark. Cases that
+// share settings are judged together against one reference run
+// (evaluateSubmissions), split in CONCURRENCY parts that run side by side:
+// each verdict is what judging the case alone would give. Each file's header says what the harness must
 // answer, on a line `// expect: pass` or `// expect: code|code...` (any of
 // the listed FailureCodes is a correct rejection; the first is the one the
 // cheat is meant to trip). The baseline itself runs too, as the control.
@@ -12,7 +16,9 @@
 // open_socket's target server must see no connection, and no process of any
 // run may survive its evaluation (fork_bomb_or_fork leaves a child and a
 // grandchild that would zero the shared parameters 300 ms after DONE).
-// ADVERSARIAL_ONLY=baseline,skip_last_step runs only the named cases.
+// After every case's run the test checks that no process of it is left before
+// the next case starts. ADVERSARIAL_ONLY=baseline,skip_last_step runs only the
+// named cases.
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as net from 'net';
@@ -22,11 +28,12 @@ import { loadHparams, Hparams } from '../src/config/hparams';
 import { setupPreset } from '../src/setup/setup';
 import type { FailureCode, Verdict } from '../src/harness/types';
 import { PROJECT_ROOT as ROOT } from '../src/util/paths';
-import { evaluateSubmission } from '../src/harness/evaluate';
+import { evaluateSubmissions } from '../src/harness/evaluate';
+import { CALIBRATION_DIR } from '../src/harness/calibrate';
 import { BASELINE } from '../src/submission/source';
 import { processesUnder } from './helpers/processes';
 
-const PLUGINS = path.join(ROOT, 'test', 'plugins');
+const PLUGIN_DIRS = [path.join(ROOT, 'test', 'plugins'), CALIBRATION_DIR];
 const SOCKET_PORT = 47631; // open_socket.cpp's kPort
 const CONCURRENCY = 2;
 
@@ -54,9 +61,11 @@ function parseExpectation(source: string, file: string): FailureCode[] | null {
 /** Every plugin, or only those named in ADVERSARIAL_ONLY (comma-separated; `baseline` is the control). */
 function cases(): Case[] {
   const list: Case[] = [{ name: 'baseline', file: BASELINE, expect: null }];
-  for (const f of fs.readdirSync(PLUGINS).filter((n) => n.endsWith('.cpp')).sort()) {
-    const file = path.join(PLUGINS, f);
-    list.push({ name: path.basename(f, '.cpp'), file, expect: parseExpectation(fs.readFileSync(file, 'utf8'), file) });
+  const files = PLUGIN_DIRS.flatMap((d) => fs.readdirSync(d).filter((n) => n.endsWith('.cpp')).map((n) => path.join(d, n)));
+  for (const file of files.sort((a, b) => path.basename(a).localeCompare(path.basename(b)))) {
+    const name = path.basename(file, '.cpp');
+    if (list.some((c) => c.name === name)) throw new Error(`two plugins named ${name}: ${file} and ${list.find((c) => c.name === name)!.file}`);
+    list.push({ name, file, expect: parseExpectation(fs.readFileSync(file, 'utf8'), file) });
   }
   const only = process.env.ADVERSARIAL_ONLY?.split(',').filter(Boolean);
   if (!only) return list;
@@ -118,51 +127,70 @@ describe('harness: adversarial plugins', function () {
       server!.listen(SOCKET_PORT, '127.0.0.1', res);
     });
 
-    let next = 0;
-    const worker = async () => {
-      while (next < all.length) {
-        const c = all[next++];
-        const workDir = path.join(tmp, c.name.replace(/\W+/g, '_'));
-        fs.mkdirSync(workDir, { recursive: true });
-        const t0 = Date.now();
-        const o: Outcome = { seconds: 0, leftover: [] };
-        let timer: NodeJS.Timeout | undefined;
-        try {
-          const limit = new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`the evaluation took longer than ${CASE_LIMIT_MS / 1000} s`)), CASE_LIMIT_MS);
-          });
-          o.verdict = await Promise.race([limit, evaluateSubmission({
-            submission: c.file,
-            benchmarkDir,
-            hparams,
-            device: 'cpu',
-            runs: 1,
-            steps: 3,
-            warmupSteps: 1,
-            batchSize: 4,
+    // Every case shares these settings: one reference run per part.
+    const settings = {
+      benchmarkDir,
+      hparams,
+      device: 'cpu',
+      runs: 1,
+      steps: 3,
+      warmupSteps: 1,
+      batchSize: 4,
+      pluginCache: path.join(tmp, 'plugins'), // the baseline compiles once for all parts
+      runnerMemoryBytes: 4 * 2 ** 30, // exhaust_memory meets the limit in seconds
+    };
+    const part = async (p: number) => {
+      const mine = all.filter((_, i) => i % CONCURRENCY === p);
+      const workDir = path.join(tmp, `part-${p}`);
+      fs.mkdirSync(workDir, { recursive: true });
+      let t0 = Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      let hang: (e: Error) => void = () => {};
+      const watchdog = new Promise<never>((_, reject) => (hang = reject));
+      // Each case has CASE_LIMIT_MS from the end of the one before: a hang fails as that case.
+      const arm = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          const c = mine.find((x) => !outcomes.has(x.name));
+          hang(new Error(`${c?.name ?? 'the evaluation'} took longer than ${CASE_LIMIT_MS / 1000} s`));
+        }, CASE_LIMIT_MS);
+      };
+      arm();
+      try {
+        const verdicts = await Promise.race([
+          watchdog,
+          evaluateSubmissions({
+            ...settings,
             workDir,
-            pluginCache: path.join(tmp, 'plugins'), // the baseline compiles once for all cases
-            runnerMemoryBytes: 4 * 2 ** 30, // exhaust_memory meets the limit in seconds
-          })]);
-        } catch (e) {
-          o.error = e as Error;
-        } finally {
-          clearTimeout(timer);
-        }
-        o.seconds = (Date.now() - t0) / 1000;
-        await new Promise((r) => setTimeout(r, 500)); // past fork_bomb_or_fork's 300 ms
-        o.leftover = processesUnder(workDir);
-        for (const pid of o.leftover) {
-          try {
-            process.kill(pid, 'SIGKILL'); // ours: started by this run; do not let it outlive the suite
-          } catch {
-            // already gone
-          }
-        }
-        outcomes.set(c.name, o);
+            submissions: mine.map((c) => ({ file: c.file, label: c.name })),
+            afterRun: async (k) => {
+              const o: Outcome = { seconds: (Date.now() - t0) / 1000, leftover: [] };
+              await new Promise((r) => setTimeout(r, 500)); // past fork_bomb_or_fork's 300 ms
+              o.leftover = processesUnder(workDir);
+              for (const pid of o.leftover) {
+                try {
+                  process.kill(pid, 'SIGKILL'); // ours: started by this run; do not let it outlive the suite
+                } catch {
+                  // already gone
+                }
+              }
+              outcomes.set(mine[k].name, o);
+              t0 = Date.now();
+              arm();
+            },
+          }),
+        ]);
+        mine.forEach((c, k) => {
+          const o = outcomes.get(c.name) ?? { seconds: 0, leftover: [] }; // a case that did not compile never ran
+          outcomes.set(c.name, { ...o, verdict: verdicts[k] });
+        });
+      } catch (e) {
+        for (const c of mine) outcomes.set(c.name, { ...(outcomes.get(c.name) ?? { seconds: 0, leftover: [] }), verdict: undefined, error: e as Error });
+      } finally {
+        clearTimeout(timer);
       }
     };
-    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+    await Promise.all(Array.from({ length: CONCURRENCY }, (_, p) => part(p)));
   });
 
   after(function () {
@@ -178,7 +206,7 @@ describe('harness: adversarial plugins', function () {
     it(`${c.name} ${what}`, function () {
       const o = outcomes.get(c.name);
       assert.ok(o, 'not evaluated');
-      assert.ok(!o.error, `evaluateSubmission threw: ${o.error?.stack}`);
+      assert.ok(!o.error, `evaluateSubmissions threw: ${o.error?.stack}`);
       const v = o.verdict!;
       const codes = v.runs.flatMap((r) => r.failures.map((f) => f.code));
       const why = `verdict: ${JSON.stringify({ accepted: v.accepted, reasons: v.reasons, codes, seconds: o.seconds })}`;

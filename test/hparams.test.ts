@@ -4,7 +4,7 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { loadHparams, parseHparams } from '../src/config/hparams';
+import { calibrationFor, loadHparams, parseHparams } from '../src/config/hparams';
 import { PROJECT_ROOT } from '../src/util/paths';
 import { UserError } from '../src/errors';
 import { tmpDir } from './helpers/tmp';
@@ -90,6 +90,22 @@ describe('hparams validation', function () {
   it('refuses a section that is not an object, and a file that is not one', function () {
     rejects(edited(shipped(), 'verification', (o, k) => (o[k] = [1])), /^hp\.json: verification\.? must be a JSON object$/, 'verification as a list');
     rejects([], /the file must be a JSON object/, 'a list');
+  });
+
+  it('checks every calibration record, naming the bad field by its place in the list', function () {
+    const rec = (o: Json) => edited(shipped(), 'verification.cpu.calibrations', (p, k) => (p[k] = [{ ...(p[k] as Json[])[0], ...o }]));
+    rejects(rec({ date: '2.12.2026' }), /^hp\.json: "verification\.cpu\.calibrations\[0\]\.date" must be a date YYYY-MM-DD, got "2\.12\.2026"$/, 'a bad date');
+    rejects(rec({ device: '' }), /"verification\.cpu\.calibrations\[0\]\.device" must be a non-empty string/, 'no device');
+    rejects(rec({ thresholds: { probe_loss_abs: 0.1 } }), /missing key "verification\.cpu\.calibrations\[0\]\.thresholds\.row_loss_abs"$/, 'thresholds in part');
+    rejects(rec({ by: 'me' }), /unknown key "verification\.cpu\.calibrations\[0\]\.by"$/, 'an unknown field');
+    rejects(edited(shipped(), 'verification.cuda.calibrations', (p, k) => (p[k] = {})), /"verification\.cuda\.calibrations" must be a JSON list, got \{\}$/, 'not a list');
+  });
+
+  it('counts the shipped CPU thresholds as calibrated on the CPU, and a record only while its thresholds are in force', function () {
+    const hp = loadHparams(SHIPPED);
+    assert.ok(calibrationFor(hp.verification.cpu, 'cpu'), 'the CPU demo and local tournament need calibrated CPU thresholds');
+    assert.equal(calibrationFor(hp.verification.cpu, 'NVIDIA H200'), undefined);
+    assert.equal(calibrationFor({ ...hp.verification.cpu, row_loss_abs: hp.verification.cpu.row_loss_abs * 2 }, 'cpu'), undefined, 'a hand edit voids the record');
   });
 
   it('names the file it read', function () {

@@ -15,6 +15,7 @@ const T: Thresholds = {
   update_rel_error: 0.1,
   min_changed_share_ratio: 0.97,
   basis: 'test',
+  calibrations: [],
 };
 const TOKENS = 4 * 16 * 3;
 

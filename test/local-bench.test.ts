@@ -59,7 +59,7 @@ describe('local-bench (CLI)', function () {
   });
 
   it('rejects a cheat with exit status 3 and says why', function () {
-    const r = bench_(path.join(PROJECT_ROOT, 'test', 'plugins', 'skip_last_step.cpp'));
+    const r = bench_(path.join(PROJECT_ROOT, 'local_test', 'calibration', 'skip_last_step.cpp'));
     assert.equal(r.status, 3, r.stderr);
     assert.equal(r.json.accepted, false);
     assert.equal(r.json.tokens_per_second, null);

@@ -9,6 +9,7 @@ import { resolveNetwork } from '../chain/network';
 import { openValidatorChain } from '../chain/validator-chain';
 import { defaultDevice } from '../engine/model';
 import { UserError } from '../errors';
+import { requireCalibrated } from '../harness/calibrate';
 import { harnessEvaluator } from '../validator/harness';
 import { lockDataDir } from '../validator/lock';
 import { createLogger } from '../validator/log';
@@ -45,6 +46,7 @@ interface Args {
   'fetch-timeout': number;
   'log-format': string;
   'peak-tflops'?: number;
+  'allow-uncalibrated': boolean;
 }
 
 export const evaluateCommand: CommandModule<object, Args> = {
@@ -61,6 +63,11 @@ export const evaluateCommand: CommandModule<object, Args> = {
       .option('fetch-timeout', { type: 'number', default: 60, describe: 'Seconds one download attempt may take' })
       .option('log-format', { choices: ['text', 'json'], default: 'text', describe: 'Log lines on stderr: text, or one JSON object per line' })
       .option('peak-tflops', { type: 'number', describe: 'Device peak bf16 TFLOP/s, for the MFU recorded with each verdict' })
+      .option('allow-uncalibrated', {
+        type: 'boolean',
+        default: false,
+        describe: 'Judge even when the verification thresholds in force were never calibrated on this kind of device (see `tournament calibrate`)',
+      })
       .epilogue(
         [
           'The validator is safe to kill at any moment: every step is recorded in the database before it is taken, and a',
@@ -85,6 +92,9 @@ export const evaluateCommand: CommandModule<object, Args> = {
     for (const f of [path.join(a['benchmark-dir'], 'model', 'config.json'), path.join(a['benchmark-dir'], 'data', 'train.pt')]) {
       if (!fs.existsSync(f)) throw new UserError(`${f} does not exist: the benchmark is not set up`, { hint: `run \`tournament setup-benchmark\` (--preset tiny for the CPU default) first, or pass --benchmark-dir` });
     }
+    const device = a.device ?? defaultDevice();
+    // Thresholds measured on another kind of device would accept cheats or reject honest code here.
+    const calibration = a['allow-uncalibrated'] ? null : requireCalibrated(hparams, device, a.hparams);
     const dataDir = path.resolve(a['data-dir']);
     const log = createLogger(a['log-format'] as 'text' | 'json');
     // The hotkey signs weights on subtensor; the local network records them and needs none.
@@ -100,7 +110,6 @@ export const evaluateCommand: CommandModule<object, Args> = {
       release();
       throw e;
     });
-    const device = a.device ?? defaultDevice();
     const validator = new Validator(store, chain, harnessEvaluator({ hparams, benchmarkDir: a['benchmark-dir'], device, dataDir, peakTflops: a['peak-tflops'] }), log, {
       netuid,
       hparams,
@@ -131,6 +140,12 @@ export const evaluateCommand: CommandModule<object, Args> = {
         log.log('info', `validator hotkey ${hotkey.address} is uid ${mine.uid}`);
       }
       log.log('info', `validator on ${chain.name}, subnet ${netuid}, device ${device}, data in ${dataDir}${a.once ? ' (one pass)' : ''}`);
+      log.log(
+        calibration ? 'info' : 'warn',
+        calibration
+          ? `verification thresholds calibrated on ${calibration.device} on ${calibration.date}`
+          : 'verification thresholds not checked for calibration on this device (--allow-uncalibrated)',
+      );
       const summary = await validator.run({ once: a.once });
       if (a.once && summary) {
         if (a.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');

@@ -5,11 +5,13 @@ import { localBenchCommand } from './local-bench';
 import { minerCommand } from './miner';
 import { evaluateCommand } from './evaluate';
 import { statusCommand } from './status';
+import { calibrateCommand } from './calibrate';
 
 export const commands: CommandModule<any, any>[] = [
   setupBenchmarkCommand,
   localBenchCommand,
   minerCommand,
   evaluateCommand,
+  calibrateCommand,
   statusCommand,
 ];

@@ -35,6 +35,31 @@ export interface Thresholds {
   min_changed_share_ratio: number;
   /** The measurement these rest on: where, how, the worst honest run and the closest cheat. */
   basis: string;
+  /**
+   * Where these thresholds were calibrated (`tournament calibrate --write`):
+   * a validator refuses to judge on a kind of device none of them names.
+   */
+  calibrations: CalibrationRecord[];
+}
+
+/** The thresholds a calibration sets (every key of Thresholds that is a number). */
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'row_loss_abs', 'logits_rel_error', 'update_rel_error', 'min_changed_share_ratio'] as const;
+export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
+
+/** One calibration of a device's thresholds: on what, when, by which command, and the values it measured them to be. */
+export interface CalibrationRecord {
+  /** The kind of device: `cpu`, or the GPU's name (as nvidia-smi reports it, e.g. "NVIDIA H200"). */
+  device: string;
+  /** The day, YYYY-MM-DD (UTC). */
+  date: string;
+  command: string;
+  /** The thresholds calibrated: the record holds only while these are the ones in force (a hand edit voids it). */
+  thresholds: ThresholdValues;
+}
+
+/** The record that makes `t` calibrated on `deviceKind`, if any: same kind, same thresholds as in force. */
+export function calibrationFor(t: Thresholds, deviceKind: string): CalibrationRecord | undefined {
+  return t.calibrations.find((c) => c.device === deviceKind && THRESHOLD_KEYS.every((k) => c.thresholds[k] === t[k]));
 }
 
 export interface VerificationParams {
@@ -103,13 +128,32 @@ const OPTIMIZER_SCHEMA: Record<keyof OptimizerParams, Check> = {
   eps: num(0, 1, true),
 };
 
-const THRESHOLDS_SCHEMA: Record<keyof Thresholds, Check> = {
+const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   probe_loss_abs: num(0, 100, true),
   row_loss_abs: num(0, 100, true),
   logits_rel_error: num(0, 10, true),
   update_rel_error: num(0, 10, true),
   min_changed_share_ratio: num(0, 1),
+};
+
+const date: Check = (v) => (typeof v === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(v) && !Number.isNaN(Date.parse(v)) ? null : 'a date YYYY-MM-DD');
+
+/** A JSON list whose every item must match `item`. */
+class ListOf {
+  constructor(readonly item: Schema) {}
+}
+
+const CALIBRATION_SCHEMA: Record<keyof CalibrationRecord, Check | Schema> = {
+  device: str,
+  date,
+  command: str,
+  thresholds: THRESHOLD_VALUES_SCHEMA,
+};
+
+const THRESHOLDS_SCHEMA: Record<keyof Thresholds, Check | Schema | ListOf> = {
+  ...THRESHOLD_VALUES_SCHEMA,
   basis: str,
+  calibrations: new ListOf(CALIBRATION_SCHEMA),
 };
 
 const VERIFICATION_SCHEMA = {
@@ -131,7 +175,7 @@ const LEADER_THRESHOLD_SCHEMA: Record<keyof LeaderThreshold, Check> = {
   max: num(0, 10),
 };
 
-type Schema = { [key: string]: Check | Schema };
+type Schema = { [key: string]: Check | Schema | ListOf };
 
 const SCHEMA: Record<keyof Hparams, Check | Schema> = {
   benchmark_model_name: str,
@@ -174,6 +218,10 @@ function validate(obj: unknown, schema: Schema, where: string, prefix = ''): voi
     if (typeof check === 'function') {
       const wrong = check(rec[key]);
       if (wrong) throw new UserError(`${where}: "${prefix}${key}" must be ${wrong}, got ${JSON.stringify(rec[key])}`);
+    } else if (check instanceof ListOf) {
+      const list = rec[key];
+      if (!Array.isArray(list)) throw new UserError(`${where}: "${prefix}${key}" must be a JSON list, got ${JSON.stringify(list)}`);
+      list.forEach((item, i) => validate(item, check.item, where, `${prefix}${key}[${i}].`));
     } else {
       validate(rec[key], check as Schema, where, `${prefix}${key}.`);
     }

@@ -119,7 +119,7 @@ function runnerJob(plugin: string, scratch: string, binds: string[], cuda: boole
 }
 
 /** What no runner may see: credentials and the validator's data, wherever they are. */
-function secretPaths(o: EvaluateOptions): string[] {
+function secretPaths(o: { benchmarkDir: string; secretPaths?: string[] }): string[] {
   const home = os.homedir();
   return [
     o.benchmarkDir,
@@ -135,45 +135,56 @@ function secretPaths(o: EvaluateOptions): string[] {
   ];
 }
 
-const inFlight = new Map<string, Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }>>();
+const inFlight = new Map<string, Promise<unknown>>();
 
-const pchInFlight = new Map<string, Promise<string | undefined>>();
-
-/** precompiledHeader(), made once even when evaluations in this process share a cache. */
-function precompiledHeaderOnce(cacheDir: string, build: PluginBuild, sandbox: Sandbox): Promise<string | undefined> {
-  let job = pchInFlight.get(cacheDir);
-  if (!job) {
-    job = precompiledHeader(cacheDir, build, sandbox).finally(() => pchInFlight.delete(cacheDir));
-    pchInFlight.set(cacheDir, job);
-  }
-  return job;
+/**
+ * `job()`, started once per `key` while it runs: every caller asking for the
+ * same key meanwhile shares its promise (evaluations in one process share a
+ * plugin cache: one compile per plugin, one precompiled header per cache).
+ */
+function once<T>(key: string, job: () => Promise<T>): Promise<T> {
+  const pending = inFlight.get(key);
+  if (pending) return pending as Promise<T>;
+  const p = job().finally(() => inFlight.delete(key));
+  inFlight.set(key, p);
+  return p;
 }
 
+type Compiled = { ok: true; pluginPath: string } | { ok: false; message: string };
+
 /** Compiles `file` into cacheDir/<sha256 of source and toolchain>/, reusing an earlier build. */
-async function compileCached(file: string, cacheDir: string, build: PluginBuild, maxCodeBytes: number, sandbox: Sandbox, pch: string | undefined): Promise<{ ok: true; pluginPath: string } | { ok: false; message: string }> {
+function compileCached(file: string, cacheDir: string, build: PluginBuild, maxCodeBytes: number, sandbox: Sandbox, pch: string | undefined): Promise<Compiled> {
   const checked = checkSubmission(file, maxCodeBytes);
-  if (!checked.ok) return checked;
+  if (!checked.ok) return Promise.resolve(checked);
   const key = crypto.createHash('sha256').update(checked.source.sha256).update(JSON.stringify(build)).update(pch ?? '').digest('hex').slice(0, 16);
   const dir = path.join(cacheDir, key);
   const plugin = path.join(dir, 'plugin.so');
-  if (fs.existsSync(plugin)) return { ok: true, pluginPath: plugin };
-  const pending = inFlight.get(dir);
-  if (pending) return pending;
-  const job = (async () => {
+  if (fs.existsSync(plugin)) return Promise.resolve({ ok: true, pluginPath: plugin });
+  return once(`plugin ${dir}`, async (): Promise<Compiled> => {
     const tmp = `${dir}.tmp-${process.pid}`;
     fs.rmSync(tmp, { recursive: true, force: true });
     const r = await compileChecked(checked.source, { workDir: tmp, build, sandbox, pch });
     if (!r.ok) return r;
     fs.rmSync(dir, { recursive: true, force: true });
     fs.renameSync(tmp, dir);
-    return { ok: true as const, pluginPath: plugin };
-  })();
-  inFlight.set(dir, job);
-  try {
-    return await job;
-  } finally {
-    inFlight.delete(dir);
-  }
+    return { ok: true, pluginPath: plugin };
+  });
+}
+
+/** `f` over `items`, at most `limit` at a time, started in the items' order. */
+function inOrder<T, R>(items: T[], limit: number, f: (x: T) => Promise<R>): Promise<R>[] {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return items.map(async (x) => {
+    if (running >= limit) await new Promise<void>((r) => waiting.push(r));
+    running++;
+    try {
+      return await f(x);
+    } finally {
+      running--;
+      waiting.shift()?.();
+    }
+  });
 }
 
 /**
@@ -235,7 +246,41 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** One submission to judge, optionally with extra environment for its runner. */
+export interface Entrant {
+  file: string;
+  /** Extra environment for this submission's runner (e.g. OMP_NUM_THREADS=1). */
+  env?: Record<string, string>;
+  /** Its name in progress lines (default: "submission", numbered when there are several). */
+  label?: string;
+}
+
+export interface EvaluateManyOptions extends Omit<EvaluateOptions, 'submission' | 'submissionEnv'> {
+  submissions: Entrant[];
+  /**
+   * Called after each run of a submission, once its sandbox has ended and its
+   * scratch folder is gone, before the next runner starts (tests check that
+   * nothing of the run is left).
+   */
+  afterRun?: (submission: number, run: number) => Promise<void> | void;
+}
+
+/** One submission judged as a validator judges it: `evaluateSubmissions` with a list of one. */
 export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
+  const { submission, submissionEnv, ...rest } = o;
+  const [verdict] = await evaluateSubmissions({ ...rest, submissions: [{ file: submission, env: submissionEnv }] });
+  return verdict;
+}
+
+/**
+ * Several submissions judged against one reference run per seed: one
+ * evaluator; for each run i, the official baseline runs once on run i's seed
+ * and every submission's run i is compared with it. Each verdict is exactly
+ * what judging that submission alone on those seeds would give. For
+ * calibration and tests; a validator judges one submission per evaluation, on
+ * fresh seeds.
+ */
+export async function evaluateSubmissions(o: EvaluateManyOptions): Promise<Verdict[]> {
   const progress = o.onProgress ?? (() => {});
   const addon = loadAddon();
   const box = Sandbox.open({ secrets: secretPaths(o) });
@@ -249,19 +294,66 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const data = planData(tokens, { probeRows: o.hparams.verification.probe_rows, batchSize: o.batchSize, steps: o.steps, warmupSteps: o.warmupSteps });
   fs.mkdirSync(o.workDir, { recursive: true });
   const workDir = fs.realpathSync(o.workDir);
+  const label = (k: number) => o.submissions[k].label ?? (o.submissions.length === 1 ? 'submission' : `submission ${k + 1}/${o.submissions.length}`);
 
-  progress('compiling the baseline and the submission');
+  progress(o.submissions.length === 1 ? 'compiling the baseline and the submission' : `compiling the baseline and ${o.submissions.length} submissions`);
   const cache = path.resolve(o.pluginCache ?? path.join(workDir, 'plugins'));
   fs.mkdirSync(cache, { recursive: true });
-  const pch = await precompiledHeaderOnce(cache, build, box);
-  const [ref, sub] = await Promise.all([BASELINE, o.submission].map((f) => compileCached(f, cache, build, o.hparams.max_code_bytes, box, pch)));
+  const pch = await once(`pch ${cache}`, () => precompiledHeader(cache, build, box));
+  // The baseline and the submissions compile side by side, the baseline first; a
+  // submission's run waits only for its own plugin, so later ones compile while earlier ones run.
+  const compiles = inOrder([BASELINE, ...o.submissions.map((s) => s.file)], Math.max(2, Math.ceil(os.cpus().length / 2)), (f) =>
+    compileCached(f, cache, build, o.hparams.max_code_bytes, box, pch),
+  );
+  try {
+    return await judgeAll(o, { addon, box, build, cuda, config, tokens, data, workDir, label, compiles, progress });
+  } finally {
+    await Promise.allSettled(compiles); // nothing keeps writing to the cache after we return
+  }
+}
+
+async function judgeAll(
+  o: EvaluateManyOptions,
+  c: {
+    addon: ReturnType<typeof loadAddon>;
+    box: Sandbox;
+    build: PluginBuild;
+    cuda: boolean;
+    config: ReturnType<typeof readQwen2Config>;
+    tokens: TokenSet;
+    data: ReturnType<typeof planData>;
+    workDir: string;
+    label: (k: number) => string;
+    compiles: Promise<Compiled>[];
+    progress: (text: string) => void;
+  },
+): Promise<Verdict[]> {
+  const { addon, box, build, cuda, config, tokens, data, workDir, progress } = c;
+  const [refCompile, ...subCompiles] = c.compiles;
+  const ref = await refCompile;
   if (!ref.ok) throw new UserError(`the official baseline does not compile here: ${ref.message}`);
   const binds = toolchainBinds(build);
-  const user = box.user(runnerJob(sub.ok ? sub.pluginPath : ref.pluginPath, path.join(workDir, 'run-'), binds, cuda));
-  const sandbox = { bwrap: box.bwrap, uid: user.uid, root_because: user.rootBecause ?? null };
   const numParameters = addon.numParameters(config);
-  const empty: Verdict = { accepted: false, parameters: numParameters, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, sandbox };
-  if (!sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
+  const sandboxOf = (plugin: string) => {
+    const user = box.user(runnerJob(plugin, path.join(workDir, 'run-'), binds, cuda));
+    return { bwrap: box.bwrap, uid: user.uid, root_because: user.rootBecause ?? null };
+  };
+  const subs: (Compiled | undefined)[] = o.submissions.map(() => undefined);
+  const runs: RunReport[][] = o.submissions.map(() => []);
+  const referenceRuns: RunReport[] = [];
+  const verdicts = () =>
+    o.submissions.map((_, k): Verdict => {
+      const sub = subs[k];
+      const empty: Verdict = { accepted: false, parameters: numParameters, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, sandbox: sandboxOf(sub?.ok ? sub.pluginPath : ref.pluginPath) };
+      if (sub && !sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
+      return { ...empty, ...score(runs[k], o.runs, numParameters, o.peakTflops), runs: runs[k], reference_runs: referenceRuns };
+    });
+  // No reference run for nothing: wait until one submission compiled, or all failed to.
+  const anyCompiled = await Promise.any(subCompiles.map((p) => p.then((r) => (r.ok ? true : Promise.reject(new Error(r.message)))))).catch(() => false);
+  if (!anyCompiled) {
+    for (let k = 0; k < subs.length; k++) subs[k] = await subCompiles[k];
+    return verdicts();
+  }
 
   const { evaluator } = await openEvaluator({
     config,
@@ -281,8 +373,6 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const hostEnv: Record<string, string> = process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {};
   const expectedTokens = o.steps * o.batchSize * tokens.seqLen;
   const thresholds = cuda ? o.hparams.verification.cuda : o.hparams.verification.cpu;
-  const runs: RunReport[] = [];
-  const referenceRuns: RunReport[] = [];
 
   try {
     for (let i = 0; i < o.runs; i++) {
@@ -320,15 +410,21 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
       }
       const refId = evaluator.keepLast();
       try {
-        const s = await runOnce(sub.pluginPath, 'submission', o.submissionEnv ?? {});
-        if (!s.completed) {
-          runs.push(report(seed, s, [{ code: asFailureCode(s.failureCode), message: s.failureMessage }], null, expectedTokens, o.steps));
-          continue;
+        for (let k = 0; k < o.submissions.length; k++) {
+          const sub = (subs[k] ??= await subCompiles[k]);
+          if (!sub.ok) continue;
+          const who = c.label(k);
+          const s = await runOnce(sub.pluginPath, who, o.submissions[k].env ?? {});
+          if (!s.completed) {
+            runs[k].push(report(seed, s, [{ code: asFailureCode(s.failureCode), message: s.failureMessage }], null, expectedTokens, o.steps));
+          } else {
+            progress(`run ${i + 1}/${o.runs}: ${who}: comparing with the reference`);
+            const cmp = await native('comparing with the reference', () => evaluator.compareLastWith(refId, seed));
+            const failures = judge(thresholds, s, r, cmp, expectedTokens);
+            runs[k].push(report(seed, s, failures, { cmp, ref: r }, expectedTokens, o.steps));
+          }
+          await o.afterRun?.(k, i);
         }
-        progress(`run ${i + 1}/${o.runs}: comparing with the reference`);
-        const cmp = await native('comparing with the reference', () => evaluator.compareLastWith(refId, seed));
-        const failures = judge(thresholds, s, r, cmp, expectedTokens);
-        runs.push(report(seed, s, failures, { cmp, ref: r }, expectedTokens, o.steps));
       } finally {
         evaluator.release(refId);
       }
@@ -336,8 +432,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   } finally {
     evaluator.close(); // the device memory goes now, not when the garbage collector runs
   }
-
-  return { ...score(runs, o.runs, numParameters, o.peakTflops), runs, reference_runs: referenceRuns, sandbox };
+  return verdicts();
 }
 
 /**

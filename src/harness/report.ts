@@ -1,4 +1,6 @@
-// The human report of a verdict.
+// The human reports: a verdict, a calibration.
+import { THRESHOLD_KEYS, type ThresholdValues } from '../config/hparams';
+import type { CalibrationResult } from './calibrate';
 import type { Verdict } from './types';
 
 export function formatVerdict(v: Verdict, o: { submission: string; device: string; peakTflops?: number }): string {
@@ -32,5 +34,46 @@ export function formatVerdict(v: Verdict, o: { submission: string; device: strin
     lines.push('verdict      REJECTED');
     for (const r of v.reasons) lines.push(`  - ${r}`);
   }
+  return lines.join('\n');
+}
+
+/** The human report of a calibration: per-run table, per-case verdict, thresholds in force and recommended. */
+export function formatCalibration(r: CalibrationResult, o: { hparamsFile: string; written: boolean }): string {
+  const f = (x: number | null | undefined) => (x === undefined || x === null ? '-' : Number.isFinite(x) ? x.toPrecision(3) : String(x));
+  const t = r.thresholds_in_force;
+  const values = (v: ThresholdValues) => THRESHOLD_KEYS.map((k) => `${k} ${v[k]}`).join(', ');
+  const lines = [
+    `calibration on ${r.device_kind} (${r.device}), ${(r.parameters / 1e6).toFixed(2)}M parameters, ${r.steps} steps of ${r.batch_size} x ${r.seq_len} after ${r.warmup_steps} warmup step(s), seeds ${r.seeds.join(', ')}, one reference run per seed`,
+    `thresholds in force (verification.${r.hparams_key}): ${values(t)}`,
+    '',
+    '| case | seed | probe loss - ref | moved by ref | row loss dev. | logits rel. err | update rel. err | max tensor rel. err | changed / ref | frozen | run s | largest check / threshold | failures |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const x of r.runs) {
+    const k = x.checks;
+    const codes = x.failures.map((y) => y.code).join(', ') || '-';
+    lines.push(
+      k
+        ? `| ${x.case} | ${x.seed} | ${f(k.probe_loss - k.reference_probe_loss)} | ${f(k.reference_probe_loss - k.initial_probe_loss)} | ${f(k.row_loss_deviation)} | ${f(k.logits_rel_error)} | ${f(k.update_rel_error)} | ${f(k.max_tensor_rel_error)} | ${f(k.changed_share / k.reference_changed_share)} | ${k.frozen_tensors.length} | ${f(x.seconds)} | ${f(x.worst)} (${x.worst_check}) | ${codes} |`
+        : `| ${x.case} | ${x.seed} | failed: ${x.failures.map((y) => `${y.code}: ${y.message}`).join('; ')} | | | | | | | | | ${f(x.worst)} | ${codes} |`,
+    );
+  }
+  lines.push('', '| case | kind | share of the work skipped | runs | worst run: largest check / threshold | verdict |', '|---|---|---|---|---|---|');
+  for (const c of r.cases) {
+    const verdict = c.honest ? (c.ok ? 'accepted, 2x margin' : 'NOT within 2x margin') : c.ok ? 'rejected in every run' : 'NOT rejected in every run';
+    lines.push(`| ${c.name} | ${c.honest ? 'honest' : 'cheat'} | ${c.skipped === null ? '-' : `${(c.skipped * 100).toFixed(2)}%`} | ${c.runs} | ${f(c.worst)} (${c.worst_check}${c.worst_seed === null ? '' : `, seed ${c.worst_seed}`}) | ${verdict} |`);
+  }
+  lines.push('');
+  if (r.holds) lines.push(`verdict: the thresholds in force HOLD on ${r.device_kind}: every honest run within half of every threshold, every cheat rejected in every run`);
+  else lines.push(`verdict: the thresholds in force DO NOT HOLD on ${r.device_kind}:`, ...r.problems.map((p) => `  - ${p}`));
+  const rec = r.recommended;
+  lines.push('', `recommended (verification.${r.hparams_key}): ${values(rec.thresholds)}`);
+  for (const p of rec.problems) lines.push(`  - ${p}`);
+  lines.push(`basis: ${rec.basis}`);
+  lines.push(
+    o.written
+      ? `written to ${o.hparamsFile} (verification.${r.hparams_key}), with the calibration record (${r.device_kind}, ${r.date})`
+      : `not written: --write stores the recommended thresholds, the basis and the calibration record in ${o.hparamsFile}`,
+  );
   return lines.join('\n');
 }

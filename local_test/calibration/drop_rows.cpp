@@ -1,4 +1,5 @@
-// Cheat, the knob behind the skipped-work curve (scripts/skip-curve.js):
+// Cheat, the knob behind the skipped-work curve (`tournament calibrate`'s
+// drop:every:K and drop:last:K cases, which set the two macros):
 // trains on all but DROP_ROWS rows of every batch (DROP_MODE 0) or of the last
 // batch only (DROP_MODE 1). The last forward pass still sees every row (the
 // loss leaves the dropped ones out), so the returned logits are complete, and

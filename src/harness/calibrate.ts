@@ -1,0 +1,357 @@
+// Calibration: the verification noise floor of this device and benchmark, and
+// whether the thresholds in force hold on it. Honest variants and cheats (the
+// plugins in local_test/calibration/, the baseline itself, drop cases built
+// from drop_rows.cpp) run against one reference run per seed; every run's
+// checks are set against the thresholds. The thresholds hold when every honest
+// run stays within HALF of every threshold (2x margin) and every cheat is
+// rejected in every run. From the same runs comes a recommendation: each
+// check's threshold between 2x the worst honest run and the closest cheat.
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { calibrationFor, parseHparams, THRESHOLD_KEYS, type CalibrationRecord, type Hparams, type Thresholds, type ThresholdValues } from '../config/hparams';
+import { UserError } from '../errors';
+import { BASELINE } from '../submission/source';
+import { PROJECT_ROOT } from '../util/paths';
+import { evaluateSubmissions, type EvaluateManyOptions } from './evaluate';
+import type { RunReport } from './types';
+
+/** The calibration plugins: honest variants and cheats that ship with the product. */
+export const CALIBRATION_DIR = path.join(PROJECT_ROOT, 'local_test', 'calibration');
+
+/** What `tournament calibrate` runs without --cases: every honest variant, the coarse cheats, and the skipped-work curve. */
+export const DEFAULT_CASES = [
+  'baseline', 'honest_fp32_loss', 'honest_math_attention', 'honest_manual_adamw', 'honest_grad_accum',
+  'skip_last_step', 'freeze_layers', 'stale_logits', 'drop_early_rows',
+  'drop:last:1', 'drop:last:2', 'drop:last:4', 'drop:last:8', 'drop:every:1', 'drop:every:2', 'drop:every:4',
+];
+
+export interface CalibrationCase {
+  /** As given on the command line. */
+  id: string;
+  /** For people. */
+  name: string;
+  file: string;
+  env: Record<string, string>;
+  /** Honest: must pass with a 2x margin. Otherwise a cheat: must be rejected in every run. */
+  honest: boolean;
+  /** Share of the timed run's training work it skips (the drop cases), else null. */
+  skipped: number | null;
+}
+
+/**
+ * A case by its name: `baseline`, `baseline-1-thread`, `drop:every:K` or
+ * `drop:last:K` (K rows of every batch, or of the last batch only, never
+ * trained on), a plugin name in local_test/calibration/, or a .cpp path. A
+ * plugin is a cheat when its header says `// expect: <failure codes>`, else
+ * honest (a miner's own variant needs no header).
+ */
+export function resolveCase(id: string, o: { batchSize: number; steps: number; scratch: string }): CalibrationCase {
+  if (id === 'baseline') return { id, name: 'baseline again', file: BASELINE, env: {}, honest: true, skipped: null };
+  if (id === 'baseline-1-thread') return { id, name: 'baseline, 1 CPU thread', file: BASELINE, env: { OMP_NUM_THREADS: '1' }, honest: true, skipped: null };
+  const drop = /^drop:(every|last):(\d+)$/.exec(id);
+  if (drop) {
+    const k = Number(drop[2]);
+    const every = drop[1] === 'every';
+    // At least one row must stay trained, or the loss is empty.
+    if (!(k >= 1 && k < o.batchSize)) throw new UserError(`case ${id}: K must be in [1, ${o.batchSize - 1}] (the batch has ${o.batchSize} rows)`);
+    const file = path.join(o.scratch, `drop_${drop[1]}_${k}.cpp`);
+    const src = fs.readFileSync(path.join(CALIBRATION_DIR, 'drop_rows.cpp'), 'utf8');
+    fs.mkdirSync(o.scratch, { recursive: true });
+    fs.writeFileSync(file, `#define DROP_ROWS ${k}\n#define DROP_MODE ${every ? 0 : 1}\n${src}`);
+    return {
+      id,
+      name: `${k} row(s) of ${every ? 'every batch' : 'the last batch'} untrained`,
+      file,
+      env: {},
+      honest: false,
+      skipped: every ? k / o.batchSize : k / (o.batchSize * o.steps),
+    };
+  }
+  const file = id.endsWith('.cpp') ? path.resolve(id) : path.join(CALIBRATION_DIR, `${id}.cpp`);
+  if (!fs.existsSync(file)) {
+    const known = fs.readdirSync(CALIBRATION_DIR).filter((f) => f.endsWith('.cpp')).map((f) => path.basename(f, '.cpp'));
+    throw new UserError(`case ${id}: no such plugin (${file})`, { hint: `cases: baseline, baseline-1-thread, drop:every:K, drop:last:K, a .cpp path, or one of ${known.join(', ')}` });
+  }
+  const expect = /^\/\/ expect: ([a-z_|]+)/m.exec(fs.readFileSync(file, 'utf8'));
+  return { id, name: path.basename(file, '.cpp'), file, env: {}, honest: !expect || expect[1] === 'pass', skipped: null };
+}
+
+/** The checks a threshold governs, by threshold key, with how to read each off a run. */
+type Checks = NonNullable<RunReport['checks']>;
+export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ratio'>; name: string; value: (k: Checks) => number }[] = [
+  { key: 'probe_loss_abs', name: 'probe loss', value: (k) => Math.abs(k.probe_loss - k.reference_probe_loss) },
+  { key: 'row_loss_abs', name: 'row loss', value: (k) => k.row_loss_deviation },
+  { key: 'logits_rel_error', name: 'logits', value: (k) => k.logits_rel_error },
+  { key: 'update_rel_error', name: 'update error', value: (k) => k.update_rel_error },
+];
+
+/** Failures no threshold decides: a cheat that has one is rejected whatever the thresholds. */
+const THRESHOLD_CODES = new Set(['probe_loss', 'row_loss', 'logits', 'update_error', 'changed_share']);
+
+export interface RunMeasure {
+  case: string;
+  seed: number;
+  /** Each check as a multiple of its threshold (> 1 rejects); Infinity for a failure no threshold decides. */
+  worst: number;
+  /** The check behind `worst`. */
+  worstCheck: string;
+}
+
+/** One run against thresholds `t`: its largest check / threshold. */
+export function measureRun(caseId: string, r: RunReport, t: ThresholdValues): RunMeasure {
+  const hard = r.failures.find((f) => !THRESHOLD_CODES.has(f.code));
+  if (!r.checks || hard) return { case: caseId, seed: r.seed, worst: Infinity, worstCheck: hard?.code ?? 'no checks' };
+  const k = r.checks;
+  const ratios: [string, number][] = CHECKS.map((c) => [c.name, c.value(k) / t[c.key]]);
+  if (k.frozen_tensors.length > 0) ratios.push(['frozen', Infinity]);
+  // The changed-share check allows a shortfall of 1 - min_changed_share_ratio below the reference's share: the share of that used.
+  const shortfall = Math.max(0, 1 - k.changed_share / k.reference_changed_share);
+  ratios.push(['changed share', shortfall === 0 ? 0 : shortfall / (1 - t.min_changed_share_ratio)]);
+  const [worstCheck, worst] = ratios.reduce((a, b) => (b[1] > a[1] || Number.isNaN(b[1]) ? b : a));
+  return { case: caseId, seed: r.seed, worst: Number.isNaN(worst) ? Infinity : worst, worstCheck };
+}
+
+export interface CaseSummary {
+  id: string;
+  name: string;
+  honest: boolean;
+  skipped: number | null;
+  runs: number;
+  /** Honest: the run furthest from passing with margin (largest); cheat: the run closest to passing (smallest). */
+  worst: number;
+  worst_check: string;
+  worst_seed: number | null;
+  /** Honest: every run within half a threshold; cheat: rejected in every run. */
+  ok: boolean;
+}
+
+export function summarise(c: Pick<CalibrationCase, 'id' | 'name' | 'honest' | 'skipped'>, runs: RunReport[], t: ThresholdValues, wanted: number): CaseSummary {
+  const ms = runs.map((r) => measureRun(c.id, r, t));
+  const pick = ms.reduce<RunMeasure | null>((a, m) => (!a || (c.honest ? m.worst > a.worst : m.worst < a.worst) ? m : a), null);
+  const complete = runs.length === wanted;
+  const ok = complete && ms.every((m) => (c.honest ? m.worst <= 0.5 : m.worst > 1));
+  return {
+    id: c.id, name: c.name, honest: c.honest, skipped: c.skipped, runs: runs.length,
+    worst: pick?.worst ?? NaN, worst_check: pick?.worstCheck ?? (complete ? '-' : 'no run'), worst_seed: pick?.seed ?? null, ok,
+  };
+}
+
+/** Why thresholds fail the margin verdict, one line per case that fails it; empty when they hold. */
+export function marginProblems(cases: CaseSummary[]): string[] {
+  const f = (x: number) => String(Number.isFinite(x) ? Number(x.toPrecision(2)) : x);
+  return cases.filter((c) => !c.ok).map((c) =>
+    c.honest
+      ? `honest ${c.name}: ${Number.isFinite(c.worst) ? `${c.worst_check} at ${f(c.worst)} of its threshold (seed ${c.worst_seed}); at most 0.5 is a 2x margin` : `failed its run (${c.worst_check})`}`
+      : `cheat ${c.name}: ${c.runs === 0 ? 'did not run' : `accepted on seed ${c.worst_seed} (largest check ${c.worst_check} at ${f(c.worst)} of its threshold)`}`,
+  );
+}
+
+export interface Recommendation {
+  thresholds: ThresholdValues;
+  /** Per threshold: the worst honest value, the closest cheat above 2x it, and why the value. */
+  reasons: Record<string, { worst_honest: number; worst_honest_case: string; closest_cheat: number | null; closest_cheat_case: string | null; rule: string }>;
+  /** Empty when the recommended thresholds accept every honest run with 2x margin and reject every cheat run. */
+  problems: string[];
+}
+
+/** `x` with 2 significant digits (3, 4 if needed) while it stays in [lo, hi). */
+function round(x: number, lo: number, hi: number): number {
+  for (const d of [2, 3, 4]) {
+    const y = Number(x.toPrecision(d));
+    if (y >= lo && y < hi && y > 0) return y;
+  }
+  return x;
+}
+
+/**
+ * Thresholds from measured runs. Per check: the worst honest value h and the
+ * smallest cheat value k above 2h (the closest cheat this check can catch;
+ * cheats rejected by something no threshold decides do not count); the
+ * threshold is their geometric middle, never below 2h; with h = 0
+ * (deterministic honest runs) half of k; with no such cheat, the value in
+ * force, raised to 2h if below. The changed-share ratio is kept. Then every
+ * run is checked against the result.
+ */
+export function recommend(
+  runs: { c: Pick<CalibrationCase, 'id' | 'name' | 'honest'>; r: RunReport }[],
+  inForce: ThresholdValues,
+): Recommendation {
+  const problems: string[] = [];
+  const thresholds: ThresholdValues = { ...inForce };
+  const reasons: Recommendation['reasons'] = {};
+  const honest = runs.filter((x) => x.c.honest);
+  for (const x of honest) {
+    if (!x.r.checks || x.r.failures.some((f) => !THRESHOLD_CODES.has(f.code))) {
+      problems.push(`honest ${x.c.name} failed its run on seed ${x.r.seed} (${x.r.failures.map((f) => f.code).join(', ') || 'no checks'}): no threshold can accept it`);
+    }
+  }
+  const measurable = (x: { r: RunReport }) => x.r.checks && !x.r.failures.some((f) => !THRESHOLD_CODES.has(f.code)) && x.r.checks.frozen_tensors.length === 0;
+  const cheats = runs.filter((x) => !x.c.honest && measurable(x));
+  for (const c of CHECKS) {
+    let h = 0;
+    let hCase = '-';
+    for (const x of honest.filter(measurable)) {
+      const v = c.value(x.r.checks!);
+      if (v > h || hCase === '-') [h, hCase] = [v, `${x.c.name}, seed ${x.r.seed}`];
+    }
+    let k: number | null = null;
+    let kCase: string | null = null;
+    for (const x of cheats) {
+      const v = c.value(x.r.checks!);
+      if (v > 2 * h && (k === null || v < k)) [k, kCase] = [v, `${x.c.name}, seed ${x.r.seed}`];
+    }
+    let t: number;
+    let rule: string;
+    if (k === null) {
+      t = Math.max(inForce[c.key], 2 * h);
+      rule = t === inForce[c.key] ? 'no cheat measured above 2x the worst honest: the value in force' : 'no cheat measured above 2x the worst honest: 2x the worst honest';
+    } else if (h === 0) {
+      t = round(k / 2, Number.MIN_VALUE, k);
+      rule = 'honest runs identical to the reference: half the closest cheat';
+    } else {
+      const mid = Math.sqrt(h * k);
+      t = mid >= 2 * h ? round(mid, 2 * h, k) : round(2 * h, 2 * h, k);
+      rule = mid >= 2 * h ? `geometric middle: ${(t / h).toPrecision(2)}x the worst honest, ${(k / t).toPrecision(2)}x below the closest cheat` : `2x the worst honest (the closest cheat is only ${(k / h).toPrecision(2)}x it)`;
+    }
+    thresholds[c.key] = t;
+    reasons[c.key] = { worst_honest: h, worst_honest_case: hCase, closest_cheat: k, closest_cheat_case: kCase, rule };
+  }
+  for (const x of runs.filter((y) => !y.c.honest)) {
+    const m = measureRun(x.c.id, x.r, thresholds);
+    if (!(m.worst > 1)) problems.push(`cheat ${x.c.name} on seed ${x.r.seed} passes every recommended threshold (largest check ${m.worstCheck} at ${Number(m.worst.toPrecision(2))} of its threshold)`);
+  }
+  return { thresholds, reasons, problems };
+}
+
+/** The kind of device thresholds are calibrated for: `cpu`, or the GPU's name as nvidia-smi reports it. */
+export function deviceKind(device: string): string {
+  if (!device.startsWith('cuda')) return 'cpu';
+  const index = Number(/^cuda:(\d+)$/.exec(device)?.[1] ?? 0);
+  // CUDA numbers the devices CUDA_VISIBLE_DEVICES lists; nvidia-smi numbers them all.
+  const visible = process.env.CUDA_VISIBLE_DEVICES?.split(',').map((s) => s.trim()).filter(Boolean);
+  const id = visible?.[index] ?? String(index);
+  try {
+    const name = execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader', `--id=${id}`], { encoding: 'utf8', timeout: 30000 }).trim().split('\n')[0].trim();
+    if (name) return name;
+  } catch {
+    // reported below
+  }
+  throw new UserError(`cannot tell which GPU ${device} is: \`nvidia-smi --query-gpu=name --id=${id}\` gave no name`, { hint: 'thresholds are calibrated per kind of GPU; the NVIDIA driver\'s nvidia-smi must be on PATH' });
+}
+
+/** hparams.verification's key for a device: `cpu` or `cuda`. */
+export function verificationKey(device: string): 'cpu' | 'cuda' {
+  return device.startsWith('cuda') ? 'cuda' : 'cpu';
+}
+
+/**
+ * Refuses (UserError) when the thresholds in force for `device` were never
+ * calibrated on this kind of device: a validator must not judge with
+ * thresholds measured on another card.
+ */
+export function requireCalibrated(hparams: Hparams, device: string, hparamsFile: string): CalibrationRecord {
+  const key = verificationKey(device);
+  const kind = deviceKind(device);
+  const t = hparams.verification[key];
+  const rec = calibrationFor(t, kind);
+  if (rec) return rec;
+  const elsewhere = t.calibrations.map((c) => `${c.device} on ${c.date}${THRESHOLD_KEYS.every((k) => c.thresholds[k] === t[k]) ? '' : ' (other thresholds than those in force)'}`);
+  throw new UserError(
+    `the verification thresholds in force for ${key} (${hparamsFile}: verification.${key}) were never calibrated on this device (${kind})` +
+      (elsewhere.length ? `; calibrated on: ${elsewhere.join(', ')}` : ''),
+    { hint: `measure them here: \`tournament calibrate --device ${device} --benchmark-dir DIR --write\` (writes the recommended thresholds and the record into ${hparamsFile}), or pass --allow-uncalibrated to judge with them anyway` },
+  );
+}
+
+export interface CalibrateOptions extends Omit<EvaluateManyOptions, 'submissions' | 'afterRun'> {
+  cases: string[];
+  /** The command as typed, for the record and the basis. */
+  command: string;
+}
+
+export interface CalibrationResult {
+  device: string;
+  device_kind: string;
+  hparams_key: 'cpu' | 'cuda';
+  parameters: number;
+  steps: number;
+  warmup_steps: number;
+  batch_size: number;
+  seq_len: number;
+  seeds: number[];
+  date: string;
+  command: string;
+  thresholds_in_force: ThresholdValues;
+  runs: (RunReport & { case: string; worst: number; worst_check: string })[];
+  reference_runs: RunReport[];
+  cases: CaseSummary[];
+  /** The margin verdict on the thresholds in force. */
+  holds: boolean;
+  problems: string[];
+  recommended: Recommendation & { basis: string };
+}
+
+export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult> {
+  const key = verificationKey(o.device);
+  const kind = deviceKind(o.device);
+  const scratch = path.join(o.workDir, 'calibration-cases');
+  const cases = o.cases.map((id) => resolveCase(id, { batchSize: o.batchSize, steps: o.steps, scratch }));
+  const dup = o.cases.find((c, i) => o.cases.indexOf(c) !== i);
+  if (dup) throw new UserError(`case ${dup} is listed twice`);
+  const inForce = pickValues(o.hparams.verification[key]);
+  const { cases: _, command, ...rest } = o;
+  const verdicts = await evaluateSubmissions({ ...rest, submissions: cases.map((c) => ({ file: c.file, env: c.env, label: c.name })) });
+  const compileFailed = verdicts.flatMap((v, i) => (v.reasons[0]?.startsWith('compile:') ? [`${cases[i].id}: ${v.reasons[0]}`] : []));
+  if (compileFailed.length) throw new UserError(`calibration plugins did not compile: ${compileFailed.join('; ')}`);
+  const refs = verdicts[0].reference_runs;
+  const seeds = refs.map((r) => r.seed);
+  const seqLen = refs[0] ? refs[0].tokens / (o.steps * o.batchSize) : 0;
+  const date = new Date().toISOString().slice(0, 10);
+  const runs = cases.flatMap((c, i) => verdicts[i].runs.map((r) => {
+    const m = measureRun(c.id, r, inForce);
+    return { case: c.id, ...r, worst: m.worst, worst_check: m.worstCheck };
+  }));
+  const summaries = cases.map((c, i) => summarise(c, verdicts[i].runs, inForce, o.runs));
+  const problems = marginProblems(summaries);
+  const rec = recommend(cases.flatMap((c, i) => verdicts[i].runs.map((r) => ({ c, r }))), inForce);
+  const g = (x: number) => x.toPrecision(2);
+  const basis =
+    `Calibrated ${date} on ${kind} (${o.device}), ${(verdicts[0].parameters / 1e6).toFixed(2)}M parameters, ${o.steps} steps of ${o.batchSize} x ${seqLen} after ${o.warmupSteps} warmup step(s), ` +
+    `seeds ${seeds.join(', ')}, one reference run per seed: \`${command}\`. Cases: ${cases.map((c) => c.id).join(', ')}. ` +
+    CHECKS.map((c) => {
+      const r = rec.reasons[c.key];
+      return `${c.key} ${rec.thresholds[c.key]}: worst honest ${g(r.worst_honest)} (${r.worst_honest_case}), closest cheat ${r.closest_cheat === null ? 'none above 2x it' : `${g(r.closest_cheat)} (${r.closest_cheat_case})`}; ${r.rule}`;
+    }).join('. ') +
+    `. min_changed_share_ratio ${rec.thresholds.min_changed_share_ratio} as in force.`;
+  return {
+    device: o.device, device_kind: kind, hparams_key: key, parameters: verdicts[0].parameters,
+    steps: o.steps, warmup_steps: o.warmupSteps, batch_size: o.batchSize, seq_len: seqLen, seeds, date, command,
+    thresholds_in_force: inForce, runs, reference_runs: refs, cases: summaries,
+    holds: problems.length === 0, problems, recommended: { ...rec, basis },
+  };
+}
+
+function pickValues(t: Thresholds): ThresholdValues {
+  return Object.fromEntries(THRESHOLD_KEYS.map((k) => [k, t[k]])) as unknown as ThresholdValues;
+}
+
+/**
+ * Stores a calibration's recommended thresholds, basis and record in the
+ * hparams file (verification.<cpu|cuda>), replacing earlier records: they
+ * were of other thresholds. Refuses when the recommendation leaves a problem.
+ */
+export function writeCalibration(file: string, r: CalibrationResult): void {
+  if (r.recommended.problems.length) {
+    throw new UserError(`not written: no thresholds separate the honest runs from the cheats here:\n  - ${r.recommended.problems.join('\n  - ')}`, {
+      hint: 'a cheat that no threshold can catch skips less work than this device\'s noise hides; leave it out of --cases only if you accept that, and say so',
+    });
+  }
+  const raw = JSON.parse(fs.readFileSync(file, 'utf8')) as { verification: Record<string, unknown> };
+  const record: CalibrationRecord = { device: r.device_kind, date: r.date, command: r.command, thresholds: r.recommended.thresholds };
+  raw.verification[r.hparams_key] = { ...r.recommended.thresholds, basis: r.recommended.basis, calibrations: [record] };
+  parseHparams(raw, file); // what we write must load
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, JSON.stringify(raw, null, 2) + '\n');
+  fs.renameSync(tmp, file);
+}

@@ -1,0 +1,208 @@
+// tournament calibrate: the margin verdict and the recommendation on synthetic
+// numbers; the command end to end on the CPU default (a few cases, one seed):
+// its JSON, --write into a copy of hparams; and the validator's refusal of
+// thresholds never calibrated on its kind of device.
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import { calibrationFor, loadHparams } from '../src/config/hparams';
+import { UserError } from '../src/errors';
+import { CALIBRATION_DIR, marginProblems, measureRun, recommend, resolveCase, summarise, writeCalibration, type CalibrationResult } from '../src/harness/calibrate';
+import { formatCalibration } from '../src/harness/report';
+import type { RunReport } from '../src/harness/types';
+import { setupPreset } from '../src/setup/setup';
+import { HPARAMS_FILE } from '../src/util/paths';
+import { runCli } from './helpers/miner-cli';
+import { tmpDir } from './helpers/tmp';
+
+const T = { probe_loss_abs: 0.01, row_loss_abs: 0.01, logits_rel_error: 0.1, update_rel_error: 0.1, min_changed_share_ratio: 0.97 };
+
+/** A completed run whose checks are `v` (probe: its loss minus the reference's). */
+function run(seed: number, v: { probe?: number; row?: number; logits?: number; update?: number; changed?: number; frozen?: string[] }, codes: string[] = []): RunReport {
+  return {
+    seed, ok: codes.length === 0, failures: codes.map((code) => ({ code: code as never, message: code })),
+    seconds: 1, tokens: 1, tokens_per_second: 1, overhead_seconds: 0, step_seconds: 1, reported_loss: 1, reported_peak_memory_bytes: 0,
+    checks: {
+      probe_loss: 2 + (v.probe ?? 0), reference_probe_loss: 2, initial_probe_loss: 3, row_loss_deviation: v.row ?? 0,
+      logits_rel_error: v.logits ?? 0, update_rel_error: v.update ?? 0, max_tensor_rel_error: 0,
+      changed_share: v.changed ?? 1, reference_changed_share: 1, frozen_tensors: v.frozen ?? [],
+    },
+  };
+}
+const honest = { id: 'h', name: 'honest h', honest: true, skipped: null };
+const cheat = { id: 'c', name: 'cheat c', honest: false, skipped: 0.05 };
+
+describe('calibrate: the margin verdict and the recommendation', function () {
+  it('measures a run as its largest check over its threshold; a failure no threshold decides is infinitely far', function () {
+    assert.deepEqual(measureRun('x', run(1, { probe: -0.004, row: 0.002, logits: 0.03, update: 0.05 }), T), { case: 'x', seed: 1, worst: 0.5, worstCheck: 'update error' });
+    assert.ok(Math.abs(measureRun('x', run(1, { probe: -0.02 }), T).worst - 2) < 1e-9); // |probe - ref|
+    assert.equal(measureRun('x', run(1, { frozen: ['lm_head.weight'] }), T).worst, Infinity);
+    assert.ok(Math.abs(measureRun('x', run(1, { changed: 0.985 }), T).worst - 0.5) < 1e-9); // half the allowed shortfall of 0.03
+    assert.equal(measureRun('x', run(1, { changed: 1.02 }), T).worst, 0); // more than the reference: no limit
+    assert.deepEqual(measureRun('x', run(1, {}, ['tokens']), T), { case: 'x', seed: 1, worst: Infinity, worstCheck: 'tokens' });
+    assert.deepEqual(measureRun('x', { ...run(1, {}, ['crash']), checks: null }, T), { case: 'x', seed: 1, worst: Infinity, worstCheck: 'crash' });
+  });
+
+  it('holds only with every honest run within half a threshold and every cheat rejected in every run', function () {
+    const good = summarise(honest, [run(1, { row: 0.005 }), run(2, { row: 0.004 })], T, 2);
+    assert.equal(good.ok, true);
+    assert.equal(good.worst, 0.5);
+    const thin = summarise(honest, [run(1, { row: 0.004 }), run(2, { row: 0.006 })], T, 2);
+    assert.equal(thin.ok, false);
+    assert.equal(thin.worst_seed, 2);
+    const caught = summarise(cheat, [run(1, { row: 0.05 }), run(2, { row: 0.02 })], T, 2);
+    assert.equal(caught.ok, true);
+    assert.equal(caught.worst, 2); // the run closest to passing
+    const once = summarise(cheat, [run(1, { row: 0.05 }), run(2, { row: 0.009 })], T, 2);
+    assert.equal(once.ok, false);
+    assert.equal(summarise(honest, [run(1, {})], T, 2).ok, false, 'a missing run is no verdict');
+    const problems = marginProblems([good, thin, caught, once]);
+    assert.equal(problems.length, 2);
+    assert.match(problems[0], /^honest honest h: row loss at 0\.6 of its threshold \(seed 2\); at most 0\.5 is a 2x margin$/);
+    assert.match(problems[1], /^cheat cheat c: accepted on seed 2 \(largest check row loss at 0\.9 of its threshold\)$/);
+  });
+
+  it('recommends each threshold between 2x the worst honest and the closest cheat', function () {
+    const r = recommend(
+      [
+        { c: honest, r: run(1, { row: 0.001, update: 0.02, logits: 0 }) },
+        { c: honest, r: run(2, { row: 0.002, update: 0.03, logits: 0 }) },
+        { c: cheat, r: run(1, { row: 0.05, update: 0.04, logits: 0 }) },
+        { c: cheat, r: run(2, { row: 0.008, update: 0.05, logits: 0 }) },
+        { c: { ...cheat, name: 'stale logits' }, r: run(1, { logits: 0.8 }) },
+        { c: { ...cheat, name: 'frozen' }, r: run(1, { row: 0.0041, frozen: ['x'] }) }, // caught by no threshold: does not count
+      ],
+      T,
+    );
+    // row: h 0.002, closest cheat above 2h 0.008: geometric middle 0.004 = 2h.
+    assert.equal(r.thresholds.row_loss_abs, 0.004);
+    // update: h 0.03, the cheats (0.04, 0.05) are below 2h: 2x the worst honest, no cheat to place it against.
+    assert.equal(r.thresholds.update_rel_error, 0.1);
+    assert.equal(r.reasons.update_rel_error.closest_cheat, null);
+    // logits: honest exactly 0: half the closest cheat.
+    assert.equal(r.thresholds.logits_rel_error, 0.4);
+    // probe: no cheat moves it: the value in force.
+    assert.equal(r.thresholds.probe_loss_abs, T.probe_loss_abs);
+    assert.equal(r.thresholds.min_changed_share_ratio, T.min_changed_share_ratio);
+    assert.deepEqual(r.problems, []);
+
+    const mid = recommend([{ c: honest, r: run(1, { row: 0.001 }) }, { c: cheat, r: run(1, { row: 0.1 }) }], T);
+    assert.equal(mid.thresholds.row_loss_abs, 0.01); // sqrt(0.001 x 0.1): 10x either side
+    assert.match(mid.reasons.row_loss_abs.rule, /geometric middle: 10x the worst honest, 10x below the closest cheat/);
+  });
+
+  it('says when no thresholds separate a cheat from the honest runs, and --write then refuses', function () {
+    const r = recommend([{ c: honest, r: run(1, { row: 0.004, update: 0.04 }) }, { c: cheat, r: run(1, { row: 0.005, update: 0.05 }) }], T);
+    assert.equal(r.problems.length, 1);
+    assert.match(r.problems[0], /^cheat cheat c on seed 1 passes every recommended threshold/);
+    const failed = recommend([{ c: honest, r: { ...run(1, {}, ['crash']), checks: null } }], T);
+    assert.match(failed.problems[0], /^honest honest h failed its run on seed 1 \(crash\)/);
+    const d = tmpDir('calibrate-refuse');
+    const file = path.join(d, 'hparams.json');
+    fs.copyFileSync(HPARAMS_FILE, file);
+    const result = { recommended: { ...r, basis: 'x' } } as unknown as CalibrationResult;
+    assert.throws(() => writeCalibration(file, result), (e: unknown) => e instanceof UserError && /^not written: no thresholds separate/.test(e.message));
+    assert.equal(fs.readFileSync(file, 'utf8'), fs.readFileSync(HPARAMS_FILE, 'utf8'));
+  });
+
+  it('resolves cases: drop shares, shipped plugins by their header, and names what is unknown', function () {
+    const o = { batchSize: 16, steps: 5, scratch: tmpDir('calibrate-cases') };
+    assert.equal(resolveCase('drop:last:2', o).skipped, 2 / 80);
+    assert.equal(resolveCase('drop:every:4', o).skipped, 4 / 16);
+    assert.match(fs.readFileSync(resolveCase('drop:every:4', o).file, 'utf8'), /^#define DROP_ROWS 4\n#define DROP_MODE 0\n/);
+    assert.throws(() => resolveCase('drop:last:16', o), /K must be in \[1, 15\]/);
+    assert.equal(resolveCase('honest_grad_accum', o).honest, true);
+    assert.equal(resolveCase('skip_last_step', o).honest, false);
+    assert.equal(resolveCase('skip_last_step', o).file, path.join(CALIBRATION_DIR, 'skip_last_step.cpp'));
+    assert.equal(resolveCase('baseline', o).honest, true);
+    assert.throws(() => resolveCase('no_such_case', o), (e: unknown) => e instanceof UserError && /no such plugin/.test(e.message) && /honest_fp32_loss/.test(e.hint ?? ''));
+  });
+});
+
+describe('calibrate: the command on the CPU default, and the validator\'s refusal', function () {
+  this.timeout(1_200_000);
+  let dir: string;
+  let bench: string;
+  let written: string;
+  let result: CalibrationResult & { written: boolean; hparams_file: string };
+
+  before(async function () {
+    dir = tmpDir('calibrate');
+    fs.chmodSync(dir, 0o755); // the sandbox's own uid must reach the plugins
+    bench = path.join(dir, 'benchmark');
+    setupPreset({ dir: bench, preset: 'tiny', seed: 42, force: false });
+    written = path.join(dir, 'hparams.json');
+    fs.copyFileSync(HPARAMS_FILE, written);
+    const r = await runCli(
+      ['calibrate', '--device', 'cpu', '--benchmark-dir', bench, '--hparams', written, '--seed-count', '1', '--seed', '1000', '--steps', '3', '--warmup-steps', '1',
+        '--cases', 'baseline,honest_fp32_loss,skip_last_step,drop:last:2', '--threads', '1', '--json', '--write', '--work-dir', path.join(dir, 'work')],
+      { cwd: dir },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    result = JSON.parse(r.stdout);
+  });
+
+  it('runs every case against one reference run per seed and reports each run and each case', function () {
+    assert.deepEqual(result.seeds, [1000]);
+    assert.equal(result.reference_runs.length, 1);
+    assert.equal(result.device_kind, 'cpu');
+    assert.deepEqual(result.runs.map((r) => r.case), ['baseline', 'honest_fp32_loss', 'skip_last_step', 'drop:last:2']);
+    assert.deepEqual(result.cases.map((c) => [c.id, c.honest, c.runs]), [['baseline', true, 1], ['honest_fp32_loss', true, 1], ['skip_last_step', false, 1], ['drop:last:2', false, 1]]);
+    assert.equal(result.cases[3].skipped, 2 / (16 * 3));
+    // CPU runs are deterministic: the baseline against itself is the reference, bit for bit.
+    const base = result.runs[0].checks!;
+    assert.deepEqual([base.probe_loss - base.reference_probe_loss, base.row_loss_deviation, base.logits_rel_error, base.update_rel_error], [0, 0, 0, 0]);
+    assert.equal(result.cases[0].ok, true);
+    assert.equal(result.cases[2].ok, true, 'the skipped step is rejected');
+    assert.ok(result.runs[2].failures.length > 0);
+    assert.equal(result.holds, result.cases.every((c) => c.ok));
+    const text = formatCalibration(result, { hparamsFile: written, written: true });
+    assert.match(text, /^\| skip_last_step \| 1000 \| .* \| (probe_loss|row_loss|update_error)/m);
+    assert.match(text, /^\| 2 row\(s\) of the last batch untrained \| cheat \| 4\.17% \| 1 \|/m);
+  });
+
+  it('--write stores the recommended thresholds, their basis and the calibration record, and the file loads', function () {
+    assert.equal(result.written, true);
+    assert.deepEqual(result.recommended.problems, []);
+    const hp = loadHparams(written);
+    const cpu = hp.verification.cpu;
+    for (const [k, v] of Object.entries(result.recommended.thresholds)) assert.equal(cpu[k as keyof typeof cpu], v, k);
+    assert.equal(cpu.basis, result.recommended.basis);
+    assert.match(cpu.basis, /seeds 1000, one reference run per seed: `tournament calibrate --device cpu/);
+    assert.equal(cpu.calibrations.length, 1);
+    assert.equal(cpu.calibrations[0].device, 'cpu');
+    assert.match(cpu.calibrations[0].date, /^\d{4}-\d{2}-\d{2}$/);
+    assert.ok(calibrationFor(cpu, 'cpu'));
+    assert.deepEqual(hp.verification.cuda, loadHparams(HPARAMS_FILE).verification.cuda, 'the other device is untouched');
+    // Every cheat run is rejected by the thresholds written.
+    for (const r of result.runs.filter((x) => !result.cases.find((c) => c.id === x.case)!.honest)) assert.ok(measureRun(r.case, r, cpu).worst > 1, r.case);
+  });
+
+  it('evaluate refuses thresholds never calibrated on this kind of device, says what to run, and --allow-uncalibrated overrides', async function () {
+    const shipped = JSON.parse(fs.readFileSync(HPARAMS_FILE, 'utf8'));
+    const none = path.join(dir, 'uncalibrated.json');
+    fs.writeFileSync(none, JSON.stringify({ ...shipped, verification: { ...shipped.verification, cpu: { ...shipped.verification.cpu, calibrations: [] } } }));
+    const edited = path.join(dir, 'edited.json');
+    fs.writeFileSync(edited, JSON.stringify({ ...shipped, verification: { ...shipped.verification, cpu: { ...shipped.verification.cpu, row_loss_abs: 0.1 } } }));
+    const evaluate = (hp: string, extra: string[] = []) =>
+      runCli(['evaluate', '--network', 'local', '--once', '--device', 'cpu', '--benchmark-dir', bench, '--data-dir', path.join(dir, `vd-${path.basename(hp)}`), '--hparams', hp, ...extra], { cwd: dir });
+
+    let r = await evaluate(none);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^error: the verification thresholds in force for cpu \(.*uncalibrated\.json: verification\.cpu\) were never calibrated on this device \(cpu\)\nhint: measure them here: `tournament calibrate --device cpu --benchmark-dir DIR --write`.* or pass --allow-uncalibrated/m);
+    assert.doesNotMatch(r.stderr, /\n\s+at .*:\d+:\d+/, 'no stack trace');
+    assert.ok(!fs.existsSync(path.join(dir, 'vd-uncalibrated.json')), 'refused before anything was made');
+
+    r = await evaluate(edited);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /calibrated on: cpu on 2026-12-02 \(other thresholds than those in force\)/);
+
+    r = await evaluate(none, ['--allow-uncalibrated']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /not checked for calibration on this device \(--allow-uncalibrated\)/);
+
+    r = await evaluate(written);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /verification thresholds calibrated on cpu on \d{4}-\d{2}-\d{2}/);
+  });
+});
