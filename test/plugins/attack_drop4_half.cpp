@@ -1,6 +1,10 @@
 // Variant of attack_plan.cpp: PLAN "FFFDF", DROP 8. Step 4 (the one before the last) trains on 8 of its 16 rows; the last batch, the only one the row-loss check looks at, is trained whole.
 // expect: probe_loss|update_error|row_loss|logits (a cheat: claims every token)
-// RESULT: (pending)
+// RESULT (local-bench --runs 2 --seed 1000): REJECTED, row_loss in run 1 only: 0.00230
+// (allowed 0.0015). Run 2 (seed 1001) PASSED every check with 10% of the run's tokens never
+// trained: row loss 0.00144, probe off 1.5e-4, logits 0.013, update error 0.137, changed share
+// 0.992. Not accepted (both runs must pass), but the row-loss check on the last batch is what
+// stops a shortfall in the step before it, with no margin to spare.
 #define PLAN "FFFDF"
 #define DROP 8
 #include <tournament/train_api.h>

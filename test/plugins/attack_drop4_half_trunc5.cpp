@@ -1,6 +1,9 @@
 // Variant of attack_plan.cpp: PLAN "FFFDH", TRUNC 64, DROP 8. Both: step 4 on 8 of 16 rows, the last step on the first 64 of 128 positions of every row.
 // expect: probe_loss|update_error|row_loss|logits (a cheat: claims every token)
-// RESULT: (pending)
+// RESULT (local-bench --runs 2 --seed 1000): REJECTED in run 1: probe_loss 0.00230
+// (allowed 0.002) and row_loss 0.00286. Run 2 (seed 1001) PASSED every check with 20% of the
+// run's tokens never trained: row loss 0.00142, probe off 4.1e-4, logits 0.013, update error
+// 0.150. Not accepted, but one run in two passes at 20% skipped.
 #define PLAN "FFFDH"
 #define TRUNC 64
 #define DROP 8

@@ -17,7 +17,10 @@
 // its message says "0/80".
 // expect: crash
 // RESULT (local-bench --runs 1 --seed 1000): REJECTED (crash, on purpose); the verdict
-// quotes "probe_known: 80/80 timed rows regenerated ..." (see the report).
+// quotes: "probe_known: 80/80 timed rows regenerated from the public seed; samples
+// 144,41,210,...; probe rows 252-255 start [3 0 7] [233 613 20] [8 0 0] [0 561 731]",
+// which are exactly the first tokens of samples 252-255 of benchmark/data/train.pt. A HOLE
+// (design): the held-out probe and the whole data set are known to every submission.
 #include <tournament/train_api.h>
 
 #include <cstdint>

@@ -6,7 +6,13 @@
 // A HOLE: half of the last step's tokens are never trained on (10% of the run's), every token
 // is claimed, and every check passes: the row-loss check is median-centred, so a shortfall
 // spread evenly over every row of the last batch is invisible to it, and the coarser checks
-// cannot see 10%. Random seeds and timing: see the report (README of the attack pass).
+// cannot see 10%. Again on fresh CSPRNG seeds (local-bench --runs 2, no --seed; seeds
+// 186094981077226 and 79734326560304): ACCEPTED, row loss 0.00048 / 0.00053, probe off
+// 6.0e-4 / 6.6e-4, logits 0, update error 0.073 / 0.073. Work saved: the last step costs a
+// no-grad forward plus half a training step (about 2.5 of 3 forward-equivalents), about
+// 3% of the run's compute: more than the leader threshold's 1% base. On this shared
+// 2-core machine (load 15) tokens/s are noise: 143 / 251 against the honest control
+// attack_plan.cpp's 134 / 266 (same code path, PLAN FFFFF, seed 1000, also ACCEPTED).
 #define PLAN "FFFFH"
 #define TRUNC 64
 #include <tournament/train_api.h>
