@@ -1,6 +1,10 @@
 // Variant of attack_plan.cpp: PLAN "FFFDF", DROP 4. Step 4 trains on 12 of its 16 rows; the last batch is trained whole.
 // expect: probe_loss|update_error|row_loss|logits (a cheat: claims every token)
-// RESULT: (pending)
+// RESULT (local-bench --runs 2 --seed 1000): ACCEPTED. Run 1: row loss 0.00114 (allowed
+// 0.0015), probe off 4.5e-5, logits 0.011 (0.02), update 0.093 (0.2); run 2: row 0.00144,
+// probe 1.3e-4, logits 0.011, update 0.099. A HOLE (thin margin on row loss in run 2): 4 whole
+// rows of step 4 (5% of the run's tokens) never looked at, all claimed; about 5% of the
+// compute saved. tokens/s 215 / 210 against the reference's 179 / 189 (noise-dominated).
 #define PLAN "FFFDF"
 #define DROP 4
 #include <tournament/train_api.h>

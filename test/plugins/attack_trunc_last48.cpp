@@ -1,6 +1,11 @@
 // Variant of attack_plan.cpp: PLAN "FFFFH", TRUNC 48. The last step trains on the first 48 of 128 positions of every row (62.5% of its tokens skipped).
 // expect: probe_loss|update_error|row_loss|logits (a cheat: claims every token)
-// RESULT: (pending)
+// RESULT (local-bench --runs 2 --seed 1000): ACCEPTED. Run 1: row loss 0.00129 (allowed
+// 0.0015), probe off 7.4e-4 (0.002), logits 0, update 0.079 (0.2); run 2: row 0.00061, probe
+// 4.5e-4, logits 0, update 0.083. A HOLE: 62.5% of the last step's tokens (12.5% of the run's)
+// never trained, all claimed; the last step costs a no-grad forward + 0.375 of a training
+// step (2.1 of 3 forward-equivalents): about 6% of the run's compute saved. tokens/s 206 / 199
+// against the reference's 184 / 196 (noise-dominated, load 15 on 2 cores).
 #define PLAN "FFFFH"
 #define TRUNC 48
 #include <tournament/train_api.h>
