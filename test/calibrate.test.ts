@@ -15,7 +15,7 @@ import { HPARAMS_FILE } from '../src/util/paths';
 import { runCli } from './helpers/miner-cli';
 import { tmpDir } from './helpers/tmp';
 
-const T = { probe_loss_abs: 0.01, row_loss_abs: 0.01, logits_rel_error: 0.1, update_rel_error: 0.1, min_changed_share_ratio: 0.97 };
+const T = { probe_loss_abs: 0.01, cell_loss_abs: 0.01, logits_rel_error: 0.1, update_rel_error: 0.1, min_changed_share_ratio: 0.97 };
 
 /** A completed run whose checks are `v` (probe: its loss minus the reference's). */
 function run(seed: number, v: { probe?: number; row?: number; logits?: number; update?: number; changed?: number; frozen?: string[] }, codes: string[] = []): RunReport {
@@ -23,7 +23,7 @@ function run(seed: number, v: { probe?: number; row?: number; logits?: number; u
     seed, ok: codes.length === 0, failures: codes.map((code) => ({ code: code as never, message: code })),
     seconds: 1, tokens: 1, tokens_per_second: 1, overhead_seconds: 0, step_seconds: 1, reported_loss: 1, reported_peak_memory_bytes: 0,
     checks: {
-      probe_loss: 2 + (v.probe ?? 0), reference_probe_loss: 2, initial_probe_loss: 3, row_loss_deviation: v.row ?? 0,
+      probe_loss: 2 + (v.probe ?? 0), reference_probe_loss: 2, initial_probe_loss: 3, cell_loss_deviation: v.row ?? 0,
       logits_rel_error: v.logits ?? 0, update_rel_error: v.update ?? 0, max_tensor_rel_error: 0,
       changed_share: v.changed ?? 1, reference_changed_share: 1, frozen_tensors: v.frozen ?? [],
     },
@@ -75,7 +75,7 @@ describe('calibrate: the margin verdict and the recommendation', function () {
       T,
     );
     // row: h 0.002, closest cheat above 2h 0.008: geometric middle 0.004 = 2h.
-    assert.equal(r.thresholds.row_loss_abs, 0.004);
+    assert.equal(r.thresholds.cell_loss_abs, 0.004);
     // update: h 0.03, the cheats (0.04, 0.05) are below 2h: 2x the worst honest, no cheat to place it against.
     assert.equal(r.thresholds.update_rel_error, 0.1);
     assert.equal(r.reasons.update_rel_error.closest_cheat, null);
@@ -87,8 +87,8 @@ describe('calibrate: the margin verdict and the recommendation', function () {
     assert.deepEqual(r.problems, []);
 
     const mid = recommend([{ c: honest, r: run(1, { row: 0.001 }) }, { c: cheat, r: run(1, { row: 0.1 }) }], T);
-    assert.equal(mid.thresholds.row_loss_abs, 0.01); // sqrt(0.001 x 0.1): 10x either side
-    assert.match(mid.reasons.row_loss_abs.rule, /geometric middle: 10x the worst honest, 10x below the closest cheat/);
+    assert.equal(mid.thresholds.cell_loss_abs, 0.01); // sqrt(0.001 x 0.1): 10x either side
+    assert.match(mid.reasons.cell_loss_abs.rule, /geometric middle: 10x the worst honest, 10x below the closest cheat/);
   });
 
   it('says when no thresholds separate a cheat from the honest runs, and --write then refuses', function () {
@@ -151,13 +151,13 @@ describe('calibrate: the command on the CPU default, and the validator\'s refusa
     assert.equal(result.cases[3].skipped, 2 / (16 * 3));
     // CPU runs are deterministic: the baseline against itself is the reference, bit for bit.
     const base = result.runs[0].checks!;
-    assert.deepEqual([base.probe_loss - base.reference_probe_loss, base.row_loss_deviation, base.logits_rel_error, base.update_rel_error], [0, 0, 0, 0]);
+    assert.deepEqual([base.probe_loss - base.reference_probe_loss, base.cell_loss_deviation, base.logits_rel_error, base.update_rel_error], [0, 0, 0, 0]);
     assert.equal(result.cases[0].ok, true);
     assert.equal(result.cases[2].ok, true, 'the skipped step is rejected');
     assert.ok(result.runs[2].failures.length > 0);
     assert.equal(result.holds, result.cases.every((c) => c.ok));
     const text = formatCalibration(result, { hparamsFile: written, written: true });
-    assert.match(text, /^\| skip_last_step \| 1000 \| .* \| (probe_loss|row_loss|update_error)/m);
+    assert.match(text, /^\| skip_last_step \| 1000 \| .* \| (probe_loss|cell_loss|update_error)/m);
     assert.match(text, /^\| 2 row\(s\) of the last batch untrained \| cheat \| 4\.17% \| 1 \|/m);
   });
 
@@ -183,7 +183,7 @@ describe('calibrate: the command on the CPU default, and the validator\'s refusa
     const none = path.join(dir, 'uncalibrated.json');
     fs.writeFileSync(none, JSON.stringify({ ...shipped, verification: { ...shipped.verification, cpu: { ...shipped.verification.cpu, calibrations: [] } } }));
     const edited = path.join(dir, 'edited.json');
-    fs.writeFileSync(edited, JSON.stringify({ ...shipped, verification: { ...shipped.verification, cpu: { ...shipped.verification.cpu, row_loss_abs: 0.1 } } }));
+    fs.writeFileSync(edited, JSON.stringify({ ...shipped, verification: { ...shipped.verification, cpu: { ...shipped.verification.cpu, cell_loss_abs: 0.1 } } }));
     const evaluate = (hp: string, extra: string[] = []) =>
       runCli(['evaluate', '--network', 'local', '--once', '--device', 'cpu', '--benchmark-dir', bench, '--data-dir', path.join(dir, `vd-${path.basename(hp)}`), '--hparams', hp, ...extra], { cwd: dir });
 

@@ -96,7 +96,7 @@ describe('hparams validation', function () {
     const rec = (o: Json) => edited(shipped(), 'verification.cpu.calibrations', (p, k) => (p[k] = [{ ...(p[k] as Json[])[0], ...o }]));
     rejects(rec({ date: '2.12.2026' }), /^hp\.json: "verification\.cpu\.calibrations\[0\]\.date" must be a date YYYY-MM-DD, got "2\.12\.2026"$/, 'a bad date');
     rejects(rec({ device: '' }), /"verification\.cpu\.calibrations\[0\]\.device" must be a non-empty string/, 'no device');
-    rejects(rec({ thresholds: { probe_loss_abs: 0.1 } }), /missing key "verification\.cpu\.calibrations\[0\]\.thresholds\.row_loss_abs"$/, 'thresholds in part');
+    rejects(rec({ thresholds: { probe_loss_abs: 0.1 } }), /missing key "verification\.cpu\.calibrations\[0\]\.thresholds\.cell_loss_abs"$/, 'thresholds in part');
     rejects(rec({ by: 'me' }), /unknown key "verification\.cpu\.calibrations\[0\]\.by"$/, 'an unknown field');
     rejects(edited(shipped(), 'verification.cuda.calibrations', (p, k) => (p[k] = {})), /"verification\.cuda\.calibrations" must be a JSON list, got \{\}$/, 'not a list');
   });
@@ -105,7 +105,7 @@ describe('hparams validation', function () {
     const hp = loadHparams(SHIPPED);
     assert.ok(calibrationFor(hp.verification.cpu, 'cpu'), 'the CPU demo and local tournament need calibrated CPU thresholds');
     assert.equal(calibrationFor(hp.verification.cpu, 'NVIDIA H200'), undefined);
-    assert.equal(calibrationFor({ ...hp.verification.cpu, row_loss_abs: hp.verification.cpu.row_loss_abs * 2 }, 'cpu'), undefined, 'a hand edit voids the record');
+    assert.equal(calibrationFor({ ...hp.verification.cpu, cell_loss_abs: hp.verification.cpu.cell_loss_abs * 2 }, 'cpu'), undefined, 'a hand edit voids the record');
   });
 
   it('names the file it read', function () {

@@ -3,14 +3,15 @@
 // then, so every failure code that needs a measurement is seen firing. The
 // adversarial suite shows the same codes firing through the whole harness.
 import { strict as assert } from 'assert';
-import { judge, rowLossDeviation, score } from '../src/harness/evaluate';
+import { judge, cellLossChecks, score } from '../src/harness/evaluate';
 import type { Thresholds } from '../src/config/hparams';
 import type { NativeComparison, NativeRunOutcome } from '../src/engine/native';
 import type { FailureCode, RunReport } from '../src/harness/types';
 
 const T: Thresholds = {
   probe_loss_abs: 0.01,
-  row_loss_abs: 0.02,
+  cell_loss_abs: 0.02,
+  batch_loss_abs: 0.02,
   logits_rel_error: 0.05,
   update_rel_error: 0.1,
   min_changed_share_ratio: 0.97,
@@ -22,24 +23,25 @@ const TOKENS = 4 * 16 * 3;
 function outcome(o: Partial<NativeRunOutcome> = {}): NativeRunOutcome {
   return {
     completed: true, failureCode: '', failureMessage: '', seconds: 1, overheadSeconds: 1, reportedTokens: TOKENS, reportedLoss: 2,
-    reportedPeakMemory: 0, probeLoss: 3, initialProbeLoss: 4, checkpointSeconds: null, lastBatchRowLosses: [2.0, 2.1, 2.2, 2.3], ...o,
+    reportedPeakMemory: 0, probeLoss: 3, initialProbeLoss: 4, checkpointSeconds: null, cellLosses: [2.0, 2.1, 2.2, 2.3], ...o,
   };
 }
 function cmp(c: Partial<NativeComparison> = {}): NativeComparison {
   return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], changedAfterKill: false, ...c };
 }
 const codes = (run: Partial<NativeRunOutcome>, c: Partial<NativeComparison> = {}): FailureCode[] =>
-  judge(T, outcome(run), outcome(), cmp(c), TOKENS).map((f) => f.code);
+  judge(T, outcome(run), outcome(), cmp(c), TOKENS, 1).map((f) => f.code);
 
 describe('judge: the checks on a completed run', function () {
   it('accepts a run within every threshold', function () {
-    assert.deepEqual(codes({ probeLoss: 3.009, lastBatchRowLosses: [2.01, 2.11, 2.21, 2.31] }, { logitsRelError: 0.049, updateRelError: 0.099, changedShare: 0.88 }), []);
+    assert.deepEqual(codes({ probeLoss: 3.009, cellLosses: [2.01, 2.11, 2.21, 2.31] }, { logitsRelError: 0.049, updateRelError: 0.099, changedShare: 0.88 }), []);
   });
 
   const cases: Array<[string, FailureCode, Partial<NativeRunOutcome>, Partial<NativeComparison>]> = [
     ['a token count other than served', 'tokens', { reportedTokens: TOKENS - 1 }, {}],
     ['a probe loss off the reference', 'probe_loss', { probeLoss: 3.02 }, {}],
-    ['one row of the last batch left untrained', 'row_loss', { lastBatchRowLosses: [2.0, 2.1, 2.25, 2.3] }, {}],
+    ['one part of a row left untrained', 'cell_loss', { cellLosses: [2.0, 2.1, 2.25, 2.3] }, {}],
+    ['every part of every row of a batch shorted alike', 'batch_loss', { cellLosses: [2.03, 2.13, 2.23, 2.33] }, {}],
     ['logits off the reference', 'logits', {}, { logitsRelError: 0.06 }],
     ['NaN logits', 'logits', {}, { logitsRelError: NaN }],
     ['a frozen tensor', 'frozen', {}, { frozen: ['model.norm.weight'] }],
@@ -53,11 +55,22 @@ describe('judge: the checks on a completed run', function () {
     });
   }
 
-  it('row loss: a shift common to every row is not a row standing out; missing or NaN rows are', function () {
-    assert.equal(rowLossDeviation([2.5, 2.6, 2.7], [2.0, 2.1, 2.2]), 0);
-    assert.ok(Math.abs(rowLossDeviation([2.0, 2.1, 2.5], [2.0, 2.1, 2.2]) - 0.3) < 1e-12);
-    assert.equal(rowLossDeviation([2.0, 2.1], [2.0, 2.1, 2.2]), Infinity);
-    assert.equal(rowLossDeviation([2.0, NaN, 2.2], [2.0, 2.1, 2.2]), Infinity);
+  it('cell and batch loss: a common shift is the batch check\'s, a cell above its batch\'s lower quartile the cell check\'s', function () {
+    const near = (a: number, b: number) => Math.abs(a - b) < 1e-12;
+    const ref = [2.0, 2.1, 2.2, 2.3];
+    const even = cellLossChecks([2.5, 2.6, 2.7, 2.8], ref, 1);
+    assert.ok(near(even.cell, 0) && near(even.shift, 0.5), JSON.stringify(even));
+    // Half of every batch's cells untrained: a median centre would split the difference; the lower quartile does not.
+    const half = cellLossChecks([2.0, 2.1, 2.5, 2.6], ref, 1);
+    assert.ok(near(half.cell, 0.3) && near(half.shift, 0.15), JSON.stringify(half));
+    // Two batches: the second's outlier is found against its own batch, and the larger shift of the two counts.
+    const two = cellLossChecks([2.0, 2.1, 2.2, 2.3, 3.0, 3.1, 3.2, 3.6], [...ref, 3.0, 3.1, 3.2, 3.3], 2);
+    assert.ok(near(two.cell, 0.3) && near(two.shift, 0.075), JSON.stringify(two));
+    // Training more than the reference is no shortfall.
+    assert.ok(cellLossChecks([1.9, 2.0, 2.1, 2.2], ref, 1).shift < 0);
+    assert.deepEqual(cellLossChecks([2.0, 2.1], ref, 1), { cell: Infinity, shift: Infinity });
+    assert.deepEqual(cellLossChecks([2.0, NaN, 2.2, 2.3], ref, 1), { cell: Infinity, shift: Infinity });
+    assert.deepEqual(cellLossChecks([2.0, 2.1, 2.2], [2.0, 2.1, 2.2], 2), { cell: Infinity, shift: Infinity });
   });
 });
 

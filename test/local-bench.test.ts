@@ -48,7 +48,7 @@ describe('local-bench (CLI)', function () {
       assert.equal(run.tokens, 2 * 4 * 128);
       assert.ok(Math.abs(run.tokens_per_second - run.tokens / run.seconds) < 1e-6 * run.tokens_per_second);
       assert.ok(Number.isInteger(run.seed));
-      assert.ok(run.checks && typeof run.checks.row_loss_deviation === 'number');
+      assert.ok(run.checks && typeof run.checks.cell_loss_deviation === 'number');
     }
     assert.notEqual(v.runs[0].seed, v.runs[1].seed, 'each run draws its own seed');
     const median = (v.runs[0].tokens_per_second + v.runs[1].tokens_per_second) / 2;

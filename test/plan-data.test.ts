@@ -35,7 +35,7 @@ function run(plan: Plan, seed: number): { timed: Int32Array; warmup: Int32Array 
 }
 
 describe('planData: the rows each run trains on', function () {
-  const o = { probeRows: 4, batchSize: 3, steps: 5, warmupSteps: 2 };
+  const o = { probeRows: 4, probeSeed: 99, batchSize: 3, steps: 5, warmupSteps: 2 };
 
   it('gives the probe, timed and warmup batches their sizes, each row a whole data row', function () {
     const plan = planData(tokens(200), o);
@@ -89,6 +89,14 @@ describe('planData: the rows each run trains on', function () {
     for (let seed = 0; seed < 10; seed++) seen.add(rowsOf(run(plan, seed).timed, 'timed').join(','));
     // 15 rows out of 996: ten runs drawing the same sequence by chance is out of the question
     assert.ok(seen.size >= 9, `only ${seen.size} different timed sequences in 10 runs`);
+  });
+
+  it('draws the probe by the evaluation: another probe seed holds out other rows, and no fixed rows are always the probe', function () {
+    const probes = Array.from({ length: 10 }, (_, k) => rowsOf(planData(tokens(1000), { ...o, probeSeed: k }).probe, 'probe'));
+    assert.ok(new Set(probes.map((p) => p.join(','))).size >= 9, 'the probe hardly changes with its seed');
+    const always = probes[0].filter((r) => probes.every((p) => p.includes(r)));
+    assert.deepEqual(always, [], 'some rows are the probe whatever the seed');
+    assert.deepEqual(rowsOf(planData(tokens(1000), o).probe, 'probe'), rowsOf(planData(tokens(1000), o).probe, 'probe'), 'the same seed must give the same probe');
   });
 
   it('refuses data too small for the probe and one run, saying how much is needed', function () {

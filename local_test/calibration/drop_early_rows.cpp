@@ -9,9 +9,9 @@
 // noise of honest variants such as gradient accumulation.
 // Measured (CPU tiny, local-bench --runs 2 --seed 1000, 1 row of each of the
 // first 2 steps, 2.5% of the tokens): REJECTED, update error 0.20 and 0.23
-// (allowed 0.045), row_loss 0.0012 / 0.0021, probe 3e-5 / 4.3e-4. The
+// (allowed 0.045), cell_loss 0.0012 / 0.0021, probe 3e-5 / 4.3e-4. The
 // tolerance holds: a guard, not a working cheat.
-// expect: probe_loss|update_error|row_loss
+// expect: probe_loss|update_error|cell_loss
 #include <tournament/train_api.h>
 
 using namespace tournament;

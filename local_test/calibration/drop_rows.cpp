@@ -5,7 +5,7 @@
 // loss leaves the dropped ones out), so the returned logits are complete, and
 // every token is claimed.
 // The defaults are the suite's case: one row of every batch of four.
-// expect: probe_loss|update_error|logits|row_loss
+// expect: probe_loss|update_error|logits|cell_loss
 #include <tournament/train_api.h>
 
 #ifndef DROP_ROWS

@@ -1,7 +1,7 @@
 // Cheat: the last step's loss (and so its gradient and update) covers only the
 // first half of the batch's rows; the forward pass still sees all rows, so the
 // returned logits have the right shape and values, and every token is claimed.
-// expect: probe_loss|update_error|row_loss
+// expect: probe_loss|update_error|cell_loss
 #include <tournament/train_api.h>
 
 using namespace tournament;

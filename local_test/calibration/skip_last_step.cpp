@@ -1,7 +1,7 @@
 // Cheat: runs the forward pass on every batch (so the returned logits are the
 // right ones) but skips backward and the optimizer step on the last batch:
 // num_steps - 1 updates, while claiming every token.
-// expect: probe_loss|update_error|row_loss
+// expect: probe_loss|update_error|cell_loss
 #include <tournament/train_api.h>
 
 using namespace tournament;

@@ -1,7 +1,7 @@
 // Cheat: trains only num_steps - 2 steps; the last two batches get a forward
 // pass without gradients (the last one's logits are returned), and every
 // token is claimed.
-// expect: probe_loss|update_error|logits|row_loss
+// expect: probe_loss|update_error|logits|cell_loss
 #include <tournament/train_api.h>
 
 using namespace tournament;

@@ -433,8 +433,8 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
         r.Set("initialProbeLoss", out->initial_probe_loss);
         r.Set("checkpointSeconds", ev->has_checkpoint() ? Napi::Value(Napi::Number::New(env, out->checkpoint_seconds))
                                                         : env.Null());
-        auto cells = Napi::Array::New(env, out->last_batch_cell_losses.size());
-        for (size_t i = 0; i < out->last_batch_cell_losses.size(); ++i) cells.Set(i, out->last_batch_cell_losses[i]);
+        auto cells = Napi::Array::New(env, out->cell_losses.size());
+        for (size_t i = 0; i < out->cell_losses.size(); ++i) cells.Set(i, out->cell_losses[i]);
         r.Set("lastBatchCellLosses", cells);
         return r;
       },

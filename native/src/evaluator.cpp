@@ -504,7 +504,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   out.reported_peak_memory = p.body.done.peak_memory_bytes;
   if (progress) progress("verify");
   out.probe_loss = probe_loss();
-  out.last_batch_cell_losses = cell_losses(in.timed_tokens.narrow(0, (cfg_.steps - 1) * B, B));
+  out.cell_losses = cell_losses(in.timed_tokens);
   release_device_cache();
   out.overhead_seconds = since(t_start) - out.seconds;
   out.checkpoint_seconds = checkpoint_seconds_;

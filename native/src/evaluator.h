@@ -70,10 +70,10 @@ struct RunOutcome {
   double probe_loss = 0;       // recomputed here from the final weights
   double initial_probe_loss = 0;  // the same batch at the run's initialisation (when asked for)
   double checkpoint_seconds = 0;  // copying the checkpoint into the parameter memory: outside the clock, in overhead
-  // Loss of the final weights on each cell of the last timed batch, row by
-  // row (kCellsPerRow cells of consecutive positions per row): tokens the run
-  // skipped in its last step were not lowered by it, wherever they lie.
-  std::vector<double> last_batch_cell_losses;
+  // Loss of the final weights on each cell of the timed batches, batch by
+  // batch and row by row (kCellsPerRow cells of consecutive positions per
+  // row): tokens the run skipped were not lowered by training, wherever they lie.
+  std::vector<double> cell_losses;
 };
 
 struct Comparison {
@@ -87,7 +87,7 @@ struct Comparison {
   bool changed_after_kill = false;
 };
 
-// Cells per row of the last batch for cell_losses: fine enough that skipping
+// Cells per row of a timed batch for cell_losses: fine enough that skipping
 // any quarter of a row's positions shows in some cell, coarse enough that a
 // cell averages hundreds of tokens on the 7B shape.
 constexpr int64_t kCellsPerRow = 4;

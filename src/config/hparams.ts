@@ -22,11 +22,14 @@ export interface Thresholds {
   /** |probe loss - reference probe loss| allowed. */
   probe_loss_abs: number;
   /**
-   * Per row of the last timed batch, the final weights' loss minus the
-   * reference's, less the median of those differences: the largest allowed.
-   * A row the run skipped in its last step stands out from the rest.
+   * Per cell (a run of consecutive positions of a row) of each timed batch,
+   * the final weights' loss minus the reference's, above the batch's lower
+   * quartile of those differences: the largest allowed. Tokens a run skipped
+   * stand out from the rest of their batch.
    */
-  row_loss_abs: number;
+  cell_loss_abs: number;
+  /** Per timed batch, the final weights' mean loss minus the reference's: the largest allowed. */
+  batch_loss_abs: number;
   /** ||logits - reference logits|| / ||reference logits|| allowed. */
   logits_rel_error: number;
   /** ||update - reference update|| / ||reference update|| allowed (a coarse bound). */
@@ -43,7 +46,7 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'row_loss_abs', 'logits_rel_error', 'update_rel_error', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** One calibration of a device's thresholds: on what, when, by which command, and the values it measured them to be. */
@@ -130,7 +133,8 @@ const OPTIMIZER_SCHEMA: Record<keyof OptimizerParams, Check> = {
 
 const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   probe_loss_abs: num(0, 100, true),
-  row_loss_abs: num(0, 100, true),
+  cell_loss_abs: num(0, 100, true),
+  batch_loss_abs: num(0, 100, true),
   logits_rel_error: num(0, 10, true),
   update_rel_error: num(0, 10, true),
   min_changed_share_ratio: num(0, 1),

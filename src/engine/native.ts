@@ -100,7 +100,7 @@ export interface NativeRunOutcome {
   initialProbeLoss: number;
   /** Seconds spent copying the checkpoint into the parameter memory (outside the clock, in overheadSeconds); null without a checkpoint. */
   checkpointSeconds: number | null;
-  /** The final weights' loss on each cell of the last timed batch: row by row, `cellsPerRow` cells of consecutive positions each. */
+  /** The final weights' loss on each cell of the timed batches: batch by batch, row by row, a few cells of consecutive positions per row. */
   lastBatchCellLosses: number[];
 }
 

@@ -81,13 +81,14 @@ export function resolveCase(id: string, o: { batchSize: number; steps: number; s
 type Checks = NonNullable<RunReport['checks']>;
 export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ratio'>; name: string; value: (k: Checks) => number }[] = [
   { key: 'probe_loss_abs', name: 'probe loss', value: (k) => Math.abs(k.probe_loss - k.reference_probe_loss) },
-  { key: 'row_loss_abs', name: 'row loss', value: (k) => k.row_loss_deviation },
+  { key: 'cell_loss_abs', name: 'cell loss', value: (k) => k.cell_loss_deviation },
+  { key: 'batch_loss_abs', name: 'batch loss', value: (k) => k.batch_loss_shift },
   { key: 'logits_rel_error', name: 'logits', value: (k) => k.logits_rel_error },
   { key: 'update_rel_error', name: 'update error', value: (k) => k.update_rel_error },
 ];
 
 /** Failures no threshold decides: a cheat that has one is rejected whatever the thresholds. */
-const THRESHOLD_CODES = new Set(['probe_loss', 'row_loss', 'logits', 'update_error', 'changed_share']);
+const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'changed_share']);
 
 export interface RunMeasure {
   case: string;

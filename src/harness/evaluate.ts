@@ -59,11 +59,13 @@ export interface EvaluateOptions {
 }
 
 /**
- * The runs' data: a probe batch held out from everything, then per run the
- * timed rows, drawn by the run's seed, and warmup's rows, drawn by warmup's
- * own seed from the rest: warmup's data says nothing of the timed run's.
+ * The runs' data: a probe batch drawn by the evaluation's `probeSeed` and held
+ * out from everything (the data set is public, so a fixed probe would be one
+ * every miner knows and could train towards), then per run the timed rows,
+ * drawn by the run's seed, and warmup's rows, drawn by warmup's own seed from
+ * the rest: warmup's data says nothing of the timed run's.
  */
-export function planData(tokens: TokenSet, o: { probeRows: number; batchSize: number; steps: number; warmupSteps: number }) {
+export function planData(tokens: TokenSet, o: { probeRows: number; probeSeed: number; batchSize: number; steps: number; warmupSteps: number }) {
   const { samples, seqLen, ids } = tokens;
   const need = o.probeRows + (o.steps + o.warmupSteps) * o.batchSize;
   if (samples < need) {
@@ -74,7 +76,6 @@ export function planData(tokens: TokenSet, o: { probeRows: number; batchSize: nu
     idx.forEach((r, i) => out.set(ids.subarray(r * seqLen, (r + 1) * seqLen), i * seqLen));
     return out;
   };
-  const probe = rows(Array.from({ length: o.probeRows }, (_, i) => samples - o.probeRows + i));
   /** The first `n` of `pool` in a Fisher-Yates order seeded by `seed`. */
   const draw = (pool: number[], n: number, seed: number) => {
     const rng = new Rng(seed);
@@ -85,7 +86,11 @@ export function planData(tokens: TokenSet, o: { probeRows: number; batchSize: nu
     }
     return order.slice(0, n);
   };
-  const trainable = Array.from({ length: samples - o.probeRows }, (_, i) => i);
+  const all = Array.from({ length: samples }, (_, i) => i);
+  const probeRows = draw(all, o.probeRows, o.probeSeed);
+  const held = new Set(probeRows);
+  const trainable = all.filter((r) => !held.has(r));
+  const probe = rows(probeRows);
   const forRun = (seed: number, warmupSeed: number) => {
     const timedRows = draw(trainable, o.steps * o.batchSize, seed);
     const taken = new Set(timedRows);
@@ -93,6 +98,12 @@ export function planData(tokens: TokenSet, o: { probeRows: number; batchSize: nu
     return { timed: rows(timedRows), warmup: rows(warmupRows), timedRows, warmupRows };
   };
   return { probe, forRun };
+}
+
+/** The probe's seed of an evaluation: from a CSPRNG, or (to reproduce one) a hash of the base seed. */
+export function probeSeed(base: number | undefined): number {
+  if (base === undefined) return crypto.randomInt(0, 2 ** 48 - 1);
+  return crypto.createHash('sha256').update(`tournament probe seed ${base}`).digest().readUIntBE(0, 6);
 }
 
 /** Seeds of run i: from a CSPRNG, or (to reproduce a run) base + i and a hash of it for warmup. */
@@ -188,20 +199,37 @@ function inOrder<T, R>(items: T[], limit: number, f: (x: T) => Promise<R>): Prom
 }
 
 /**
- * How far one row of the last batch stands out: per row, the run's loss minus
- * the reference's, less the median of those differences (a shift common to
- * every row is the probe check's business); the largest in absolute value.
+ * What the final weights' loss on the timed batches says about tokens left
+ * untrained. `cells` holds, batch by batch, row by row, the loss of each run
+ * of consecutive positions (the engine's cells); `ref` the reference's. Per
+ * batch, d = cell loss - reference cell loss:
+ * - `cell`: how far a cell stands above the batch's lower quartile of d, the
+ *   largest over batches. A skipped cell keeps a loss its batch's training
+ *   would have lowered; the lower quartile is a centre a cheat cannot move
+ *   without leaving most of the batch untrained, and then `shift` sees it.
+ * - `shift`: the mean of d, the largest over batches: a shortfall spread
+ *   evenly over every cell of a batch. One-sided: training more than the
+ *   reference is not a way to skip work.
+ * Missing, mismatched or NaN values give Infinity (a failed check).
  */
-export function rowLossDeviation(rows: number[], refRows: number[]): number {
-  if (rows.length !== refRows.length || rows.length === 0) return Infinity;
-  const d = rows.map((x, i) => x - refRows[i]);
-  const m = median(d);
-  const dev = Math.max(...d.map((x) => Math.abs(x - m)));
-  return Number.isNaN(dev) ? Infinity : dev;
+export function cellLossChecks(cells: number[], ref: number[], batches: number): { cell: number; shift: number } {
+  const bad = { cell: Infinity, shift: Infinity };
+  if (cells.length !== ref.length || cells.length === 0 || batches < 1 || cells.length % batches !== 0) return bad;
+  const per = cells.length / batches;
+  let cell = -Infinity;
+  let shift = -Infinity;
+  for (let b = 0; b < batches; b++) {
+    const d = cells.slice(b * per, (b + 1) * per).map((x, i) => x - ref[b * per + i]);
+    if (d.some((x) => !Number.isFinite(x))) return bad;
+    const q = quantile(d, 0.25);
+    cell = Math.max(cell, ...d.map((x) => x - q));
+    shift = Math.max(shift, d.reduce((a, x) => a + x, 0) / d.length);
+  }
+  return { cell, shift };
 }
 
 /** The verdict's checks on one completed run against the reference: every failure it shows. */
-export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOutcome, cmp: NativeComparison, expectedTokens: number): Failure[] {
+export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOutcome, cmp: NativeComparison, expectedTokens: number, batches: number): Failure[] {
   const failures: Failure[] = [];
   if (outcome.reportedTokens !== expectedTokens) {
     failures.push({ code: 'tokens', message: `inner_steps reported ${outcome.reportedTokens} tokens; the run served ${expectedTokens}` });
@@ -217,11 +245,17 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
       message: `the final weights' probe loss is ${fmt(outcome.probeLoss)}, the reference's ${fmt(ref.probeLoss)}: off by ${fmt(dProbe)} (allowed ${v.probe_loss_abs})`,
     });
   }
-  const dRow = rowLossDeviation(outcome.lastBatchRowLosses, ref.lastBatchRowLosses);
-  if (!(dRow <= v.row_loss_abs)) {
+  const cells = cellLossChecks(outcome.cellLosses, ref.cellLosses, batches);
+  if (!(cells.cell <= v.cell_loss_abs)) {
     failures.push({
-      code: 'row_loss',
-      message: `on a row of the last batch the final weights' loss stands out from the reference's by ${fmt(dRow)} (allowed ${v.row_loss_abs}): a row left untrained`,
+      code: 'cell_loss',
+      message: `on part of a row of a timed batch the final weights' loss stands above the reference's by ${fmt(cells.cell)} more than on the batch's lower quartile (allowed ${v.cell_loss_abs}): tokens left untrained`,
+    });
+  }
+  if (!(cells.shift <= v.batch_loss_abs)) {
+    failures.push({
+      code: 'batch_loss',
+      message: `on a timed batch the final weights' mean loss is ${fmt(cells.shift)} above the reference's (allowed ${v.batch_loss_abs}): part of every row left untrained`,
     });
   }
   if (!(cmp.logitsRelError <= v.logits_rel_error)) {
@@ -238,6 +272,14 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
     failures.push({ code: 'update_error', message: `the weight update differs from the reference's by ${fmt(cmp.updateRelError)} relative (allowed ${v.update_rel_error})` });
   }
   return failures;
+}
+
+/** The q-quantile of xs, interpolating between order statistics. */
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (s.length - 1) * q;
+  const lo = Math.floor(at);
+  return s[lo] + (s[Math.min(lo + 1, s.length - 1)] - s[lo]) * (at - lo);
 }
 
 function median(xs: number[]): number {
@@ -291,7 +333,7 @@ export async function evaluateSubmissions(o: EvaluateManyOptions): Promise<Verdi
   for (let i = 0; i < tokens.ids.length; i++) {
     if (tokens.ids[i] >= config.vocab_size) throw new UserError(`benchmark data: token id ${tokens.ids[i]} is outside the vocabulary of ${config.vocab_size}`);
   }
-  const data = planData(tokens, { probeRows: o.hparams.verification.probe_rows, batchSize: o.batchSize, steps: o.steps, warmupSteps: o.warmupSteps });
+  const data = planData(tokens, { probeRows: o.hparams.verification.probe_rows, probeSeed: probeSeed(o.seed), batchSize: o.batchSize, steps: o.steps, warmupSteps: o.warmupSteps });
   fs.mkdirSync(o.workDir, { recursive: true });
   const workDir = fs.realpathSync(o.workDir);
   const label = (k: number) => o.submissions[k].label ?? (o.submissions.length === 1 ? 'submission' : `submission ${k + 1}/${o.submissions.length}`);
@@ -420,7 +462,7 @@ async function judgeAll(
           } else {
             progress(`run ${i + 1}/${o.runs}: ${who}: comparing with the reference`);
             const cmp = await native('comparing with the reference', () => evaluator.compareLastWith(refId, seed));
-            const failures = judge(thresholds, s, r, cmp, expectedTokens);
+            const failures = judge(thresholds, s, r, cmp, expectedTokens, o.steps);
             runs[k].push(report(seed, s, failures, { cmp, ref: r }, expectedTokens, o.steps));
           }
           await o.afterRun?.(k, i);
@@ -456,6 +498,7 @@ function report(
   expectedTokens: number,
   steps: number,
 ): RunReport {
+  const cells = c && cellLossChecks(r.cellLosses, c.ref.cellLosses, steps);
   return {
     seed,
     ok: r.completed && failures.length === 0,
@@ -468,11 +511,12 @@ function report(
     step_seconds: r.completed ? r.seconds / steps : null,
     reported_loss: r.completed ? r.reportedLoss : null,
     reported_peak_memory_bytes: r.completed ? r.reportedPeakMemory : null,
-    checks: c && {
+    checks: c && cells && {
       probe_loss: r.probeLoss,
       reference_probe_loss: c.ref.probeLoss,
       initial_probe_loss: c.ref.initialProbeLoss,
-      row_loss_deviation: rowLossDeviation(r.lastBatchRowLosses, c.ref.lastBatchRowLosses),
+      cell_loss_deviation: cells.cell,
+      batch_loss_shift: cells.shift,
       logits_rel_error: c.cmp.logitsRelError,
       update_rel_error: c.cmp.updateRelError,
       max_tensor_rel_error: c.cmp.maxTensorRelError,

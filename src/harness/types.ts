@@ -12,7 +12,8 @@ export const FAILURE_CODES = [
   'protocol', // garbage, an unexpected or an out-of-turn message on the control channel
   'tokens', // trained on a different number of tokens than served
   'probe_loss', // the final weights' loss on the held-out probe batch is off the reference's
-  'row_loss', // the final weights' loss on some row of the last batch is off the reference's: a row left untrained
+  'cell_loss', // the final weights' loss on part of a row of a timed batch stands out above the reference's: tokens left untrained
+  'batch_loss', // the final weights' mean loss on a timed batch is above the reference's: part of every row left untrained
   'logits', // the returned last-step logits are off the reference's (or missing / wrong shape)
   'frozen', // parameter tensors that the reference updated did not change
   'changed_share', // too small a share of the parameters changed
@@ -57,8 +58,10 @@ export interface RunReport {
     reference_probe_loss: number;
     /** The reference's probe loss at initialisation: how far training moved it. */
     initial_probe_loss: number;
-    /** Largest |row loss - reference row loss - their median| over the last batch's rows. */
-    row_loss_deviation: number;
+    /** Largest (cell loss - reference cell loss) above its batch's lower quartile, over the timed batches (cellLossChecks). */
+    cell_loss_deviation: number;
+    /** Largest mean (loss - reference loss) of a timed batch (cellLossChecks). */
+    batch_loss_shift: number;
     logits_rel_error: number;
     update_rel_error: number;
     max_tensor_rel_error: number;

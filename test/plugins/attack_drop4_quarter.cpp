@@ -1,12 +1,11 @@
-// Variant of attack_plan.cpp: PLAN "FFFDF", DROP 4. Step 4 trains on 12 of its 16 rows; the last batch is trained whole.
-// expect: probe_loss|update_error|row_loss|logits (a cheat: claims every token)
-// RESULT (local-bench --runs 2 --seed 1000): ACCEPTED. Run 1: row loss 0.00114 (allowed
-// 0.0015), probe off 4.5e-5, logits 0.011 (0.02), update 0.093 (0.2); run 2: row 0.00144,
-// probe 1.3e-4, logits 0.011, update 0.099. A HOLE (thin margin on row loss in run 2): 4 whole
-// rows of step 4 (5% of the run's tokens) never looked at, all claimed; about 5% of the
-// compute saved. tokens/s 215 / 210 against the reference's 179 / 189 (noise-dominated).
-#define PLAN "FFFDF"
-#define DROP 4
+// Attack pass (2026-12-02): the step before the last trains on 3/4 of its
+// rows (a quarter never looked at); the last batch is trained whole, and
+// every token is claimed. With the default 5 x 16 rows that is 5% of the
+// run's tokens. Was ACCEPTED when the judge looked at the last batch only
+// (row loss 0.00114 / 0.00144 against 0.0015, update error 0.093 / 0.099);
+// the cell and batch loss checks now cover every timed batch.
+// expect: cell_loss|batch_loss|probe_loss|update_error|logits
+#define PLAN "DF"
 #include <tournament/train_api.h>
 
 #include <cstring>
@@ -26,7 +25,8 @@ using namespace tournament;
 TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,
                         const OptimizerConfig& optimizer) {
   const char* plan = PLAN;
-  const bool use_plan = static_cast<int64_t>(std::strlen(plan)) == num_steps;
+  // PLAN names the last strlen(PLAN) steps; the ones before are honest.
+  const int64_t first = num_steps - static_cast<int64_t>(std::strlen(plan));
   AdamW opt(model->parameters(), optimizer);
   auto params = model->parameters();
   std::vector<torch::Tensor> saved(params.size());
@@ -37,7 +37,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     TORCH_CHECK(data.next(&batch), "data ran out");
     result.total_tokens += batch.numel();
     const bool last = step == num_steps - 1;
-    const char mode = use_plan ? plan[step] : 'F';
+    const char mode = step >= first && step - first < static_cast<int64_t>(std::strlen(plan)) ? plan[step - first] : 'F';
     torch::Tensor logits_out;
     double loss_out = 0;
     if (mode == 'F' || (mode == 'R' && !saved[0].defined())) {
@@ -63,7 +63,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
         logits_out = model->forward(batch);
         loss_out = causal_lm_loss(logits_out, batch).item<double>();
       }
-      auto part = batch.narrow(1, 0, TRUNC).contiguous();
+      auto part = batch.narrow(1, 0, S * TRUNC / 128).contiguous();  // TRUNC / 128 of every row
       auto logits = model->forward(part);
       auto loss = causal_lm_loss(logits, part);
       loss.backward();
@@ -71,7 +71,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       opt.step();
       opt.zero_grad();
     } else if (mode == 'D') {
-      auto part = batch.narrow(0, 0, batch.size(0) - DROP).contiguous();
+      auto part = batch.narrow(0, 0, batch.size(0) - std::max<int64_t>(1, batch.size(0) / 4)).contiguous();  // a quarter of the rows
       auto logits = model->forward(part);
       auto loss = causal_lm_loss(logits, part);
       loss.backward();

@@ -15,6 +15,9 @@
 // A correct harness: the probe must be secret (drawn per evaluation from rows
 // the submission cannot know); this plugin then fails as it does now, but
 // its message says "0/80".
+// Fixed 2026-12-02: the probe rows are now drawn per evaluation from a CSPRNG
+// (planData's probeSeed; test/plan-data.test.ts), so what this plugin prints
+// as the probe is no longer it; it still fails on purpose.
 // expect: crash
 // RESULT (local-bench --runs 1 --seed 1000): REJECTED (crash, on purpose); the verdict
 // quotes: "probe_known: 80/80 timed rows regenerated from the public seed; samples

@@ -1,19 +1,12 @@
-// Variant of attack_plan.cpp: PLAN "FFFFH", TRUNC 64. The last step trains on the first 64 of 128 positions of every row (every row equally: the row-loss check is median-centred).
-// expect: probe_loss|update_error|row_loss|logits (a cheat: claims every token)
-// RESULT (local-bench --runs 2 --seed 1000): ACCEPTED. Run 1: probe off 4.1e-4 (allowed
-// 0.002), row loss 0.00102 (allowed 0.0015), logits 0, update error 0.070 (0.2), changed share
-// 0.994 of the reference's; run 2: probe 2.3e-4, row loss 0.00050, logits 0, update 0.074.
-// A HOLE: half of the last step's tokens are never trained on (10% of the run's), every token
-// is claimed, and every check passes: the row-loss check is median-centred, so a shortfall
-// spread evenly over every row of the last batch is invisible to it, and the coarser checks
-// cannot see 10%. Again on fresh CSPRNG seeds (local-bench --runs 2, no --seed; seeds
-// 186094981077226 and 79734326560304): ACCEPTED, row loss 0.00048 / 0.00053, probe off
-// 6.0e-4 / 6.6e-4, logits 0, update error 0.073 / 0.073. Work saved: the last step costs a
-// no-grad forward plus half a training step (about 2.5 of 3 forward-equivalents), about
-// 3% of the run's compute: more than the leader threshold's 1% base. On this shared
-// 2-core machine (load 15) tokens/s are noise: 143 / 251 against the honest control
-// attack_plan.cpp's 134 / 266 (same code path, PLAN FFFFF, seed 1000, also ACCEPTED).
-#define PLAN "FFFFH"
+// Attack pass (2026-12-02): the last step trains only on the first half of
+// every row's positions (a no-grad forward makes the returned logits);
+// every token is claimed: 10% of the run's tokens untrained. Was ACCEPTED
+// twice, also on fresh seeds (row loss 0.0005-0.001 against 0.0015: a
+// shortfall spread evenly over every row is invisible to a median-centred
+// per-row check). Now the cell check (parts of rows) and the batch check
+// (a batch's mean) see it.
+// expect: cell_loss|batch_loss|probe_loss|update_error|logits
+#define PLAN "H"
 #define TRUNC 64
 #include <tournament/train_api.h>
 
@@ -31,7 +24,8 @@ using namespace tournament;
 TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,
                         const OptimizerConfig& optimizer) {
   const char* plan = PLAN;
-  const bool use_plan = static_cast<int64_t>(std::strlen(plan)) == num_steps;
+  // PLAN names the last strlen(PLAN) steps; the ones before are honest.
+  const int64_t first = num_steps - static_cast<int64_t>(std::strlen(plan));
   AdamW opt(model->parameters(), optimizer);
   auto params = model->parameters();
   std::vector<torch::Tensor> saved(params.size());
@@ -42,7 +36,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     TORCH_CHECK(data.next(&batch), "data ran out");
     result.total_tokens += batch.numel();
     const bool last = step == num_steps - 1;
-    const char mode = use_plan ? plan[step] : 'F';
+    const char mode = step >= first && step - first < static_cast<int64_t>(std::strlen(plan)) ? plan[step - first] : 'F';
     torch::Tensor logits_out;
     double loss_out = 0;
     if (mode == 'F' || (mode == 'R' && !saved[0].defined())) {
@@ -68,7 +62,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
         logits_out = model->forward(batch);
         loss_out = causal_lm_loss(logits_out, batch).item<double>();
       }
-      auto part = batch.narrow(1, 0, TRUNC).contiguous();
+      auto part = batch.narrow(1, 0, S * TRUNC / 128).contiguous();  // TRUNC / 128 of every row
       auto logits = model->forward(part);
       auto loss = causal_lm_loss(logits, part);
       loss.backward();

@@ -1,12 +1,8 @@
-// Variant of attack_plan.cpp: PLAN "FFFFH", TRUNC 48. The last step trains on the first 48 of 128 positions of every row (62.5% of its tokens skipped).
-// expect: probe_loss|update_error|row_loss|logits (a cheat: claims every token)
-// RESULT (local-bench --runs 2 --seed 1000): ACCEPTED. Run 1: row loss 0.00129 (allowed
-// 0.0015), probe off 7.4e-4 (0.002), logits 0, update 0.079 (0.2); run 2: row 0.00061, probe
-// 4.5e-4, logits 0, update 0.083. A HOLE: 62.5% of the last step's tokens (12.5% of the run's)
-// never trained, all claimed; the last step costs a no-grad forward + 0.375 of a training
-// step (2.1 of 3 forward-equivalents): about 6% of the run's compute saved. tokens/s 206 / 199
-// against the reference's 184 / 196 (noise-dominated, load 15 on 2 cores).
-#define PLAN "FFFFH"
+// Attack pass (2026-12-02): the last step trains only on the first 3/8 of
+// every row's positions; every token is claimed: 12.5% of the run's tokens
+// untrained. Was ACCEPTED (row loss 0.00129 / 0.00061 against 0.0015).
+// expect: cell_loss|batch_loss|probe_loss|update_error|logits
+#define PLAN "H"
 #define TRUNC 48
 #include <tournament/train_api.h>
 
@@ -27,7 +23,8 @@ using namespace tournament;
 TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,
                         const OptimizerConfig& optimizer) {
   const char* plan = PLAN;
-  const bool use_plan = static_cast<int64_t>(std::strlen(plan)) == num_steps;
+  // PLAN names the last strlen(PLAN) steps; the ones before are honest.
+  const int64_t first = num_steps - static_cast<int64_t>(std::strlen(plan));
   AdamW opt(model->parameters(), optimizer);
   auto params = model->parameters();
   std::vector<torch::Tensor> saved(params.size());
@@ -38,7 +35,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     TORCH_CHECK(data.next(&batch), "data ran out");
     result.total_tokens += batch.numel();
     const bool last = step == num_steps - 1;
-    const char mode = use_plan ? plan[step] : 'F';
+    const char mode = step >= first && step - first < static_cast<int64_t>(std::strlen(plan)) ? plan[step - first] : 'F';
     torch::Tensor logits_out;
     double loss_out = 0;
     if (mode == 'F' || (mode == 'R' && !saved[0].defined())) {
@@ -64,7 +61,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
         logits_out = model->forward(batch);
         loss_out = causal_lm_loss(logits_out, batch).item<double>();
       }
-      auto part = batch.narrow(1, 0, TRUNC).contiguous();
+      auto part = batch.narrow(1, 0, S * TRUNC / 128).contiguous();  // TRUNC / 128 of every row
       auto logits = model->forward(part);
       auto loss = causal_lm_loss(logits, part);
       loss.backward();
@@ -72,7 +69,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       opt.step();
       opt.zero_grad();
     } else if (mode == 'D') {
-      auto part = batch.narrow(0, 0, batch.size(0) - DROP).contiguous();
+      auto part = batch.narrow(0, 0, batch.size(0) - std::max<int64_t>(1, batch.size(0) / 4)).contiguous();  // a quarter of the rows
       auto logits = model->forward(part);
       auto loss = causal_lm_loss(logits, part);
       loss.backward();

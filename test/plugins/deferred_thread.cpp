@@ -6,7 +6,7 @@
 // thread works too late for warmup: on CUDA its step lands on the weights the
 // trusted side has just reset for the timed run (H200, seed 2000: logits 0.97
 // off, probe loss 1.42 below the reference), caught by the same checks.
-// expect: probe_loss|update_error|row_loss
+// expect: probe_loss|update_error|cell_loss
 #include <tournament/train_api.h>
 
 #include <chrono>

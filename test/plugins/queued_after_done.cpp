@@ -8,7 +8,7 @@
 // Either way the final weights lack the last update. Should the queued work
 // land during the trusted side's teardown or verification instead, the probe
 // loss passes and the memory check after the kill (late_write) fires.
-// expect: probe_loss|update_error|row_loss
+// expect: probe_loss|update_error|cell_loss
 #include <tournament/train_api.h>
 
 #include <c10/core/Event.h>

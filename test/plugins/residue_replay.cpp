@@ -6,7 +6,7 @@
 // them back and returns without training. Every shared region must be
 // overwritten before a runner is spawned, so what it copies is worthless.
 // CPU only (the regions are memfds it can map itself).
-// expect: logits|probe_loss|update_error|row_loss
+// expect: logits|probe_loss|update_error|cell_loss
 #include <tournament/train_api.h>
 
 #include <sys/mman.h>

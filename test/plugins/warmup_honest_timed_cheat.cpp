@@ -1,7 +1,7 @@
 // Cheat: a static call counter makes the first call in the runner process (the
 // warmup) honest and every later call (the timed run) skip the optimizer step
 // on its last batch, hoping the validator checks only the warmup.
-// expect: probe_loss|update_error|row_loss
+// expect: probe_loss|update_error|cell_loss
 #include <tournament/train_api.h>
 
 using namespace tournament;
