@@ -423,6 +423,9 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
         auto rows = Napi::Array::New(env, out->last_batch_row_losses.size());
         for (size_t i = 0; i < out->last_batch_row_losses.size(); ++i) rows.Set(i, out->last_batch_row_losses[i]);
         r.Set("lastBatchRowLosses", rows);
+        auto phases = Napi::Object::New(env);
+        for (const auto& [name, s] : out->phase_seconds) phases.Set(name, s);
+        r.Set("phaseSeconds", phases);
         return r;
       },
       cb);

@@ -50,6 +50,9 @@ struct RunOutcome {
   // Loss of the final weights on each row of the last timed batch: a row the
   // run skipped in its last step was not lowered by it.
   std::vector<double> last_batch_row_losses;
+  // Wall-clock seconds of each phase of the run, in order (issue 13: where an
+  // evaluation's time goes). Timing capture only: nothing reads it to decide.
+  std::vector<std::pair<std::string, double>> phase_seconds;
 };
 
 struct Comparison {

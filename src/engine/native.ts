@@ -92,6 +92,8 @@ export interface NativeRunOutcome {
   initialProbeLoss: number;
   /** The final weights' loss on each row of the last timed batch. */
   lastBatchRowLosses: number[];
+  /** Wall-clock seconds of each phase of the run, in order (timing capture only). */
+  phaseSeconds: Record<string, number>;
 }
 
 export interface NativeComparison {

@@ -234,6 +234,17 @@ function median(xs: number[]): number {
 
 export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const progress = o.onProgress ?? (() => {});
+  // Timing capture (issue 13): wall-clock seconds of the evaluation's own phases, summed over runs.
+  const t0 = Date.now();
+  const timings: Record<string, number> = {};
+  const timed = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
+    const s = Date.now();
+    try {
+      return await f();
+    } finally {
+      timings[name] = (timings[name] ?? 0) + (Date.now() - s) / 1000;
+    }
+  };
   const addon = loadAddon();
   const box = Sandbox.open({ secrets: secretPaths(o) });
   const build = loadPluginBuild();
@@ -250,8 +261,10 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   progress('compiling the baseline and the submission');
   const cache = path.resolve(o.pluginCache ?? path.join(workDir, 'plugins'));
   fs.mkdirSync(cache, { recursive: true });
-  const pch = await precompiledHeaderOnce(cache, build, box);
-  const [ref, sub] = await Promise.all([BASELINE, o.submission].map((f) => compileCached(f, cache, build, o.hparams.max_code_bytes, box, pch)));
+  const [ref, sub] = await timed('compile', async () => {
+    const pch = await precompiledHeaderOnce(cache, build, box);
+    return Promise.all([BASELINE, o.submission].map((f) => compileCached(f, cache, build, o.hparams.max_code_bytes, box, pch)));
+  });
   if (!ref.ok) throw new UserError(`the official baseline does not compile here: ${ref.message}`);
   const binds = toolchainBinds(build);
   const user = box.user(runnerJob(sub.ok ? sub.pluginPath : ref.pluginPath, path.join(workDir, 'run-'), binds, cuda));
@@ -260,7 +273,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const empty: Verdict = { accepted: false, parameters: numParameters, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, sandbox };
   if (!sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
 
-  const evaluator: NativeEvaluator = await native('setting up the evaluation', () => new addon.Evaluator({
+  const evaluator: NativeEvaluator = await timed('evaluator_setup', async () => native('setting up the evaluation', () => new addon.Evaluator({
     config,
     device: o.device,
     dtype: o.dtype ?? 'bfloat16',
@@ -272,7 +285,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
     optimizer: o.hparams.optimizer,
     probe: data.probe,
     timeouts: o.hparams.runner_timeouts,
-  }));
+  })));
   // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
   const hostEnv: Record<string, string> = process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {};
   const expectedTokens = o.steps * o.batchSize * tokens.seqLen;
@@ -289,7 +302,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
         try {
           const job = runnerJob(plugin, scratch, binds, cuda, o.runnerMemoryBytes);
           box.prepareScratch(job);
-          return await native(`${who} run`, () =>
+          return await timed(`${who}_runs`, () => native(`${who} run`, () =>
             evaluator.run(
               {
                 argv: box.argv({ ...job, command: [RUNNER, plugin], env: { ...hostEnv, ...o.runnerEnv, ...extraEnv }, bwrapArgs: ['--info-fd', String(addon.runnerInfoFd)] }),
@@ -303,7 +316,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
               },
               (phase) => progress(`run ${i + 1}/${o.runs}: ${who}: ${phase}`),
             ),
-          );
+          ));
         } finally {
           fs.rmSync(scratch, { recursive: true, force: true });
         }
@@ -314,7 +327,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
       if (!r.completed || r.reportedTokens !== expectedTokens) {
         throw new UserError(`the official baseline failed its run on this machine (${r.failureCode}: ${r.failureMessage || `reported ${r.reportedTokens} tokens`}); the evaluation cannot be judged`);
       }
-      const refId = evaluator.keepLast();
+      const refId = await timed('keep_reference', async () => evaluator.keepLast());
       try {
         const s = await runOnce(sub.pluginPath, 'submission', o.submissionEnv ?? {});
         if (!s.completed) {
@@ -322,7 +335,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
           continue;
         }
         progress(`run ${i + 1}/${o.runs}: comparing with the reference`);
-        const cmp = await native('comparing with the reference', () => evaluator.compareLastWith(refId, seed));
+        const cmp = await timed('compare', () => native('comparing with the reference', () => evaluator.compareLastWith(refId, seed)));
         const failures = judge(thresholds, s, r, cmp, expectedTokens);
         runs.push(report(seed, s, failures, { cmp, ref: r }, expectedTokens, o.steps));
       } finally {
@@ -330,10 +343,11 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
       }
     }
   } finally {
-    evaluator.close(); // the device memory goes now, not when the garbage collector runs
+    await timed('close', async () => evaluator.close()); // the device memory goes now, not when the garbage collector runs
   }
+  timings.total = (Date.now() - t0) / 1000;
 
-  return { ...score(runs, o.runs, numParameters, o.peakTflops), runs, reference_runs: referenceRuns, sandbox };
+  return { ...score(runs, o.runs, numParameters, o.peakTflops), runs, reference_runs: referenceRuns, sandbox, timings };
 }
 
 /**
@@ -365,6 +379,7 @@ function report(
     tokens: r.completed ? expectedTokens : 0,
     tokens_per_second: r.completed ? expectedTokens / r.seconds : null,
     overhead_seconds: r.overheadSeconds,
+    phase_seconds: r.phaseSeconds,
     step_seconds: r.completed ? r.seconds / steps : null,
     reported_loss: r.completed ? r.reportedLoss : null,
     reported_peak_memory_bytes: r.completed ? r.reportedPeakMemory : null,

@@ -44,6 +44,8 @@ export interface RunReport {
   tokens_per_second: number | null;
   /** Outside the timed region: spawn, plugin load, warmup, reset, verification. */
   overhead_seconds: number;
+  /** Wall-clock seconds of each phase of the run (spawn, start_to_ready, warmup, timed, kill, fingerprint, probe_loss, ...). */
+  phase_seconds?: Record<string, number>;
   /** Seconds per optimizer step on the trusted clock. */
   step_seconds: number | null;
   /** What the runner says: its last loss and peak memory. Informational, never trusted. */
@@ -79,4 +81,6 @@ export interface Verdict {
   mfu: number | null;
   /** How the runners were sandboxed: the bwrap binary and the host uid they ran as. */
   sandbox: { bwrap: string; uid: number; root_because: string | null };
+  /** Wall-clock seconds of the evaluation's phases (compile, evaluator_setup, reference_runs, keep_reference, submission_runs, compare, close, total); timing capture only. */
+  timings?: Record<string, number>;
 }

@@ -1,0 +1,342 @@
+// Fused elementwise kernels for bf16 training steps (tournament/kernels.h is
+// the public API; kernels.cpp checks tensors and calls the launchers below).
+// Each kernel reproduces the rounding of the PyTorch ops it replaces: float
+// arithmetic inside, a bf16 rounding exactly where the unfused ops store a
+// bf16 tensor. Only raw pointers here (no torch headers), so this file builds
+// with nvcc alone.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "fused_launch.h"
+
+namespace tournament::kernels::cuda {
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+__device__ __forceinline__ float f(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ bf16 b(float x) { return __float2bfloat16_rn(x); }
+__device__ __forceinline__ float rb(float x) { return f(b(x)); }  // round through bf16
+
+// 8 bf16 in one 16-byte access.
+struct alignas(16) V8 {
+  bf16 v[8];
+};
+
+// silu as ATen computes it in float: x / (1 + exp(-x)).
+__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
+
+// ---------------------------------------------------------------- SwiGLU
+
+// prod = bf16(bf16(silu(gate)) * up): torch::silu(gate) * up.
+__global__ void swiglu_fwd_kernel(const bf16* __restrict__ gate, const bf16* __restrict__ up, bf16* __restrict__ out,
+                                  int64_t n) {
+  const int64_t i8 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
+  if (i8 + 8 <= n) {
+    V8 g = *reinterpret_cast<const V8*>(gate + i8), u = *reinterpret_cast<const V8*>(up + i8), o;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) o.v[k] = b(rb(silu(f(g.v[k]))) * f(u.v[k]));
+    *reinterpret_cast<V8*>(out + i8) = o;
+  } else {
+    for (int64_t i = i8; i < n; ++i) out[i] = b(rb(silu(f(gate[i]))) * f(up[i]));
+  }
+}
+
+// In place, from dp = d(prod) and the saved gate, up:
+//   dp   <- prod   = bf16(silu_g * up)          (for down's weight gradient)
+//   gate <- d_gate = silu_backward(bf16(dp * up), gate)
+//   up   <- d_up   = bf16(dp * silu_g)
+// with silu_g = bf16(silu(gate)), as the MLP's autograd ops compute them.
+__device__ __forceinline__ void swiglu_bwd_one(float dp, float g, float u, bf16* prod, bf16* dg, bf16* du) {
+  const float sg = rb(silu(g));
+  *prod = b(sg * u);
+  *du = b(dp * sg);
+  const float dsilu = rb(dp * u);
+  const float sig = 1.0f / (1.0f + expf(-g));
+  *dg = b(dsilu * sig * (1.0f + g * (1.0f - sig)));
+}
+
+__global__ void swiglu_bwd_kernel(bf16* __restrict__ dp, bf16* __restrict__ gate, bf16* __restrict__ up, int64_t n) {
+  const int64_t i8 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
+  if (i8 + 8 <= n) {
+    V8 d = *reinterpret_cast<const V8*>(dp + i8), g = *reinterpret_cast<const V8*>(gate + i8),
+       u = *reinterpret_cast<const V8*>(up + i8), p, dg, du;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) swiglu_bwd_one(f(d.v[k]), f(g.v[k]), f(u.v[k]), &p.v[k], &dg.v[k], &du.v[k]);
+    *reinterpret_cast<V8*>(dp + i8) = p;
+    *reinterpret_cast<V8*>(gate + i8) = dg;
+    *reinterpret_cast<V8*>(up + i8) = du;
+  } else {
+    for (int64_t i = i8; i < n; ++i) {
+      bf16 p, dg, du;
+      swiglu_bwd_one(f(dp[i]), f(gate[i]), f(up[i]), &p, &dg, &du);
+      dp[i] = p;
+      gate[i] = dg;
+      up[i] = du;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- rotary
+
+// In place on the rows of the q/k/v product [T, ld]: q at columns [0, Nq D),
+// k at [Nq D, (Nq + Nkv) D), v untouched. y = bf16(bf16(x cos) + bf16(R(x) sin)),
+// R(x) = [-x2, x1], as x * cos + rotate_half(x) * sin. cos / sin [S, D].
+// One thread per (token, head, pair d < D/2).
+__global__ void rope_fwd_kernel(bf16* __restrict__ qkv, const bf16* __restrict__ cos, const bf16* __restrict__ sin,
+                                int64_t T, int64_t S, int64_t ld, int heads, int D) {
+  const int half = D / 2;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= T * heads * half) return;
+  const int d = idx % half;
+  const int h = (idx / half) % heads;
+  const int64_t t = idx / (static_cast<int64_t>(half) * heads);
+  const int64_t s = t % S;
+  bf16* row = qkv + t * ld + static_cast<int64_t>(h) * D;
+  const float x1 = f(row[d]), x2 = f(row[d + half]);
+  const float c1 = f(cos[s * D + d]), c2 = f(cos[s * D + d + half]);
+  const float s1 = f(sin[s * D + d]), s2 = f(sin[s * D + d + half]);
+  row[d] = b(rb(x1 * c1) + rb(-x2 * s1));
+  row[d + half] = b(rb(x2 * c2) + rb(x1 * s2));
+}
+
+// The transpose, from the gradients of the rotated q, k and of v (any strides
+// over [B, S, N, D]) into the rows of dqkv [T, ld]:
+//   dx = bf16(bf16(dy cos) + R^T(bf16(dy sin))), R^T(z) = [z2, -z1],
+// as autograd sums the two paths of x * cos + rotate_half(x) * sin.
+struct Strided4 {
+  const bf16* p;
+  int64_t sb, ss, sn;  // strides of B, S, N (D is contiguous)
+};
+
+__global__ void rope_bwd_kernel(Strided4 dq, Strided4 dk, Strided4 dv, const bf16* __restrict__ cos,
+                                const bf16* __restrict__ sin, bf16* __restrict__ out, int64_t T, int64_t S,
+                                int64_t ld, int nq, int nkv, int D) {
+  const int half = D / 2, heads = nq + 2 * nkv;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= T * heads * half) return;
+  const int d = idx % half;
+  int h = (idx / half) % heads;
+  const int64_t t = idx / (static_cast<int64_t>(half) * heads);
+  const int64_t bi = t / S, s = t % S;
+  bf16* row = out + t * ld + static_cast<int64_t>(h) * D;
+  if (h >= nq + nkv) {  // v: a copy
+    h -= nq + nkv;
+    const bf16* src = dv.p + bi * dv.sb + s * dv.ss + h * dv.sn;
+    row[d] = src[d];
+    row[d + half] = src[d + half];
+    return;
+  }
+  const Strided4& g = h < nq ? dq : dk;
+  if (h >= nq) h -= nq;
+  const bf16* src = g.p + bi * g.sb + s * g.ss + h * g.sn;
+  const float y1 = f(src[d]), y2 = f(src[d + half]);
+  const float c1 = f(cos[s * D + d]), c2 = f(cos[s * D + d + half]);
+  const float s1 = f(sin[s * D + d]), s2 = f(sin[s * D + d + half]);
+  // z = bf16(dy sin); R^T(z) = [z2, -z1] (rotate_half's backward: its first output half came from -x2)
+  row[d] = b(rb(y1 * c1) + rb(y2 * s2));
+  row[d + half] = b(rb(y2 * c2) + (-rb(y1 * s1)));
+}
+
+// ---------------------------------------------------------------- RMSNorm
+
+constexpr int kNormThreads = 256;
+constexpr int kNormVecs = 2;  // vectors of 8 per thread: H <= 256 * 8 * 2 = 4096 (Qwen2.5-7B: 3584)
+
+__device__ __forceinline__ float block_sum(float v, float* shared) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();  // `shared` may still be read from the last call
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  float total = 0.f;
+#pragma unroll
+  for (int w = 0; w < kNormThreads / 32; ++w) total += shared[w];
+  return total;
+}
+
+// One block per row. With `res`: s = bf16(x + res) is written to `sum_out`
+// and normalised (the residual add of the reference, one bf16 rounding).
+// rstd = rsqrt(mean(s^2) + eps) in float; y = bf16(w * bf16(s * rstd)).
+__global__ void __launch_bounds__(kNormThreads) rms_fwd_kernel(const bf16* __restrict__ x, const bf16* __restrict__ res,
+                                                                bf16* __restrict__ sum_out, const bf16* __restrict__ w,
+                                                                bf16* __restrict__ y, float* __restrict__ rstd_out,
+                                                                int H, float eps) {
+  __shared__ float shared[kNormThreads / 32];
+  const int64_t row = blockIdx.x;
+  const int nvec = H / 8;
+  float v[kNormVecs][8];
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < kNormVecs; ++j) {
+    const int c = (threadIdx.x + j * kNormThreads);
+    if (c < nvec) {
+      V8 a = *reinterpret_cast<const V8*>(x + row * H + c * 8);
+      if (res) {
+        V8 r = *reinterpret_cast<const V8*>(res + row * H + c * 8), o;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) o.v[k] = b(f(a.v[k]) + f(r.v[k]));
+        *reinterpret_cast<V8*>(sum_out + row * H + c * 8) = o;
+        a = o;
+      }
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        v[j][k] = f(a.v[k]);
+        ss += v[j][k] * v[j][k];
+      }
+    }
+  }
+  const float total = block_sum(ss, shared);
+  const float rstd = rsqrtf(total * (1.0f / static_cast<float>(H)) + eps);
+  if (threadIdx.x == 0 && rstd_out) rstd_out[row] = rstd;
+#pragma unroll
+  for (int j = 0; j < kNormVecs; ++j) {
+    const int c = (threadIdx.x + j * kNormThreads);
+    if (c < nvec) {
+      V8 wv = *reinterpret_cast<const V8*>(w + c * 8), o;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) o.v[k] = b(f(wv.v[k]) * rb(v[j][k] * rstd));
+      *reinterpret_cast<V8*>(y + row * H + c * 8) = o;
+    }
+  }
+}
+
+// Backward of the above (without the residual add), rows [blockIdx.x * rows, +rows):
+//   nf = x rstd (float), dn = bf16(g w), dx = bf16(rstd (dn - nf mean(dn nf)));
+//   with `dres`: dx = bf16(dres + dx) (the residual's gradient, summed as autograd does);
+//   dw_partial[blockIdx.x, c] = sum over the rows of bf16(g bf16(nf)).
+__global__ void __launch_bounds__(kNormThreads) rms_bwd_kernel(const bf16* __restrict__ g, const bf16* __restrict__ x,
+                                                                const bf16* __restrict__ w, const float* __restrict__ rstd,
+                                                                const bf16* __restrict__ dres, bf16* __restrict__ dx,
+                                                                float* __restrict__ dw_partial, int64_t T, int H,
+                                                                int rows) {
+  __shared__ float shared[kNormThreads / 32];
+  const int nvec = H / 8;
+  float acc[kNormVecs][8];
+  float wf[kNormVecs][8];
+#pragma unroll
+  for (int j = 0; j < kNormVecs; ++j) {
+    const int c = (threadIdx.x + j * kNormThreads);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) acc[j][k] = 0.f;
+    if (c < nvec) {
+      V8 wv = *reinterpret_cast<const V8*>(w + c * 8);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) wf[j][k] = f(wv.v[k]);
+    }
+  }
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows;
+  for (int64_t row = r0; row < r0 + rows && row < T; ++row) {
+    const float rs = rstd[row];
+    float dn[kNormVecs][8], nf[kNormVecs][8];
+    float dot = 0.f;
+#pragma unroll
+    for (int j = 0; j < kNormVecs; ++j) {
+      const int c = (threadIdx.x + j * kNormThreads);
+      if (c < nvec) {
+        V8 gv = *reinterpret_cast<const V8*>(g + row * H + c * 8), xv = *reinterpret_cast<const V8*>(x + row * H + c * 8);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          const float gk = f(gv.v[k]);
+          nf[j][k] = f(xv.v[k]) * rs;
+          dn[j][k] = rb(gk * wf[j][k]);
+          dot += dn[j][k] * nf[j][k];
+          acc[j][k] += rb(gk * rb(nf[j][k]));
+        }
+      }
+    }
+    const float mean = block_sum(dot, shared) * (1.0f / static_cast<float>(H));
+#pragma unroll
+    for (int j = 0; j < kNormVecs; ++j) {
+      const int c = (threadIdx.x + j * kNormThreads);
+      if (c < nvec) {
+        V8 o;
+        if (dres) {
+          V8 rv = *reinterpret_cast<const V8*>(dres + row * H + c * 8);
+#pragma unroll
+          for (int k = 0; k < 8; ++k) o.v[k] = b(f(rv.v[k]) + rb(rs * (dn[j][k] - nf[j][k] * mean)));
+        } else {
+#pragma unroll
+          for (int k = 0; k < 8; ++k) o.v[k] = b(rs * (dn[j][k] - nf[j][k] * mean));
+        }
+        *reinterpret_cast<V8*>(dx + row * H + c * 8) = o;
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kNormVecs; ++j) {
+    const int c = (threadIdx.x + j * kNormThreads);
+    if (c < nvec) {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) dw_partial[static_cast<int64_t>(blockIdx.x) * H + c * 8 + k] = acc[j][k];
+    }
+  }
+}
+
+unsigned blocks_for(int64_t work, int threads) { return static_cast<unsigned>((work + threads - 1) / threads); }
+
+}  // namespace
+
+int max_norm_width() { return kNormThreads * 8 * kNormVecs; }
+
+cudaError_t swiglu_fwd(const void* gate, const void* up, void* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  swiglu_fwd_kernel<<<blocks_for((n + 7) / 8, 256), 256, 0, stream>>>(static_cast<const bf16*>(gate),
+                                                                      static_cast<const bf16*>(up),
+                                                                      static_cast<bf16*>(out), n);
+  return cudaGetLastError();
+}
+
+cudaError_t swiglu_bwd(void* dp, void* gate, void* up, int64_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  swiglu_bwd_kernel<<<blocks_for((n + 7) / 8, 256), 256, 0, stream>>>(static_cast<bf16*>(dp), static_cast<bf16*>(gate),
+                                                                      static_cast<bf16*>(up), n);
+  return cudaGetLastError();
+}
+
+cudaError_t rope_fwd(void* qkv, const void* cos, const void* sin, int64_t T, int64_t S, int64_t ld, int heads, int D,
+                     cudaStream_t stream) {
+  const int64_t work = T * heads * (D / 2);
+  if (work == 0) return cudaSuccess;
+  rope_fwd_kernel<<<blocks_for(work, 256), 256, 0, stream>>>(static_cast<bf16*>(qkv), static_cast<const bf16*>(cos),
+                                                             static_cast<const bf16*>(sin), T, S, ld, heads, D);
+  return cudaGetLastError();
+}
+
+cudaError_t rope_bwd(const StridedBSND& dq, const StridedBSND& dk, const StridedBSND& dv, const void* cos,
+                     const void* sin, void* out, int64_t T, int64_t S, int64_t ld, int nq, int nkv, int D,
+                     cudaStream_t stream) {
+  const int64_t work = T * (nq + 2 * nkv) * (D / 2);
+  if (work == 0) return cudaSuccess;
+  auto cv = [](const StridedBSND& s) { return Strided4{static_cast<const bf16*>(s.data), s.sb, s.ss, s.sn}; };
+  rope_bwd_kernel<<<blocks_for(work, 256), 256, 0, stream>>>(cv(dq), cv(dk), cv(dv), static_cast<const bf16*>(cos),
+                                                             static_cast<const bf16*>(sin), static_cast<bf16*>(out), T,
+                                                             S, ld, nq, nkv, D);
+  return cudaGetLastError();
+}
+
+cudaError_t rms_fwd(const void* x, const void* res, void* sum_out, const void* w, void* y, float* rstd, int64_t T, int H,
+                    float eps, cudaStream_t stream) {
+  if (T == 0) return cudaSuccess;
+  rms_fwd_kernel<<<static_cast<unsigned>(T), kNormThreads, 0, stream>>>(
+      static_cast<const bf16*>(x), static_cast<const bf16*>(res), static_cast<bf16*>(sum_out),
+      static_cast<const bf16*>(w), static_cast<bf16*>(y), rstd, H, eps);
+  return cudaGetLastError();
+}
+
+int64_t rms_bwd_blocks(int64_t T, int rows) { return (T + rows - 1) / rows; }
+
+cudaError_t rms_bwd(const void* g, const void* x, const void* w, const float* rstd, const void* dres, void* dx,
+                    float* dw_partial, int64_t T, int H, int rows, cudaStream_t stream) {
+  if (T == 0) return cudaSuccess;
+  rms_bwd_kernel<<<static_cast<unsigned>(rms_bwd_blocks(T, rows)), kNormThreads, 0, stream>>>(
+      static_cast<const bf16*>(g), static_cast<const bf16*>(x), static_cast<const bf16*>(w), rstd,
+      static_cast<const bf16*>(dres), static_cast<bf16*>(dx), dw_partial, T, H, rows);
+  return cudaGetLastError();
+}
+
+}  // namespace tournament::kernels::cuda
