@@ -26,8 +26,8 @@
 //   - takes all batches up front and reads the loss once at the end.
 // Shapes: T = B * S tokens, H hidden, I intermediate, Nq / Nkv heads, D head
 // dim, KV = Nkv * D.
-#include <tournament/kernels.h>
 #include <tournament/train_api.h>
+#include <tournament/kernels.h>
 
 #include <algorithm>
 
