@@ -93,7 +93,7 @@ export interface NativeRunOutcome {
   /** The final weights' loss on each row of the last timed batch. */
   lastBatchRowLosses: number[];
   /** Wall-clock seconds of each phase of the run, in order (timing capture only). */
-  phaseSeconds: Record<string, number>;
+  phaseSeconds?: Record<string, number>;
 }
 
 export interface NativeComparison {
