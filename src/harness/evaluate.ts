@@ -237,7 +237,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   // Timing capture (issue 13): wall-clock seconds of the evaluation's own phases, summed over runs.
   const t0 = Date.now();
   const timings: Record<string, number> = {};
-  const timed = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
+  const clocked = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
     const s = Date.now();
     try {
       return await f();
@@ -261,7 +261,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   progress('compiling the baseline and the submission');
   const cache = path.resolve(o.pluginCache ?? path.join(workDir, 'plugins'));
   fs.mkdirSync(cache, { recursive: true });
-  const [ref, sub] = await timed('compile', async () => {
+  const [ref, sub] = await clocked('compile', async () => {
     const pch = await precompiledHeaderOnce(cache, build, box);
     return Promise.all([BASELINE, o.submission].map((f) => compileCached(f, cache, build, o.hparams.max_code_bytes, box, pch)));
   });
@@ -273,7 +273,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
   const empty: Verdict = { accepted: false, parameters: numParameters, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, sandbox };
   if (!sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
 
-  const evaluator: NativeEvaluator = await timed('evaluator_setup', async () => native('setting up the evaluation', () => new addon.Evaluator({
+  const evaluator: NativeEvaluator = await clocked('evaluator_setup', async () => native('setting up the evaluation', () => new addon.Evaluator({
     config,
     device: o.device,
     dtype: o.dtype ?? 'bfloat16',
@@ -302,7 +302,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
         try {
           const job = runnerJob(plugin, scratch, binds, cuda, o.runnerMemoryBytes);
           box.prepareScratch(job);
-          return await timed(`${who}_runs`, () => native(`${who} run`, () =>
+          return await clocked(`${who}_runs`, () => native(`${who} run`, () =>
             evaluator.run(
               {
                 argv: box.argv({ ...job, command: [RUNNER, plugin], env: { ...hostEnv, ...o.runnerEnv, ...extraEnv }, bwrapArgs: ['--info-fd', String(addon.runnerInfoFd)] }),
@@ -327,7 +327,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
       if (!r.completed || r.reportedTokens !== expectedTokens) {
         throw new UserError(`the official baseline failed its run on this machine (${r.failureCode}: ${r.failureMessage || `reported ${r.reportedTokens} tokens`}); the evaluation cannot be judged`);
       }
-      const refId = await timed('keep_reference', async () => evaluator.keepLast());
+      const refId = await clocked('keep_reference', async () => evaluator.keepLast());
       try {
         const s = await runOnce(sub.pluginPath, 'submission', o.submissionEnv ?? {});
         if (!s.completed) {
@@ -335,7 +335,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
           continue;
         }
         progress(`run ${i + 1}/${o.runs}: comparing with the reference`);
-        const cmp = await timed('compare', () => native('comparing with the reference', () => evaluator.compareLastWith(refId, seed)));
+        const cmp = await clocked('compare', () => native('comparing with the reference', () => evaluator.compareLastWith(refId, seed)));
         const failures = judge(thresholds, s, r, cmp, expectedTokens);
         runs.push(report(seed, s, failures, { cmp, ref: r }, expectedTokens, o.steps));
       } finally {
@@ -343,7 +343,7 @@ export async function evaluateSubmission(o: EvaluateOptions): Promise<Verdict> {
       }
     }
   } finally {
-    await timed('close', async () => evaluator.close()); // the device memory goes now, not when the garbage collector runs
+    await clocked('close', async () => evaluator.close()); // the device memory goes now, not when the garbage collector runs
   }
   timings.total = (Date.now() - t0) / 1000;
 
