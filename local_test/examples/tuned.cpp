@@ -5,8 +5,9 @@
 // roundings); it is verified against it like any submission. Faster because it
 //   - runs the training step by hand instead of through autograd: a forward
 //     loop over the layers that keeps exactly what backward needs, and a
-//     backward loop in reverse (autograd only inside flash attention and the
-//     engine's chunked loss);
+//     backward loop in reverse (autograd only inside flash attention);
+//   - the loss head as the reference's chunked linear_cross_entropy, with its
+//     log-softmax, gradient and loss in one kernel pass per chunk;
 //   - one fused kernel for each elementwise stage: RMSNorm with the residual
 //     add before it (forward: one pass writes the sum and the normalised rows;
 //     backward: one pass gives dx, the residual's gradient added, and the
@@ -171,6 +172,44 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
   return dx;
 }
 
+// The loss head: linear_cross_entropy's arithmetic (model.cpp) by hand, with
+// log-softmax, its gradient and the loss in one kernel pass per chunk
+// (kernels::cross_entropy_grad_) instead of five passes over [chunk, V]
+// float32 tensors. Same chunks (2,048 rows), same roundings: the chunk's
+// logits in bf16, the gradient rounded to bf16 before both products, the
+// weight's gradient summed over chunks in float32.
+// hidden [B, S, H] (after the final norm), weight [V, H], ids [B, S] ->
+// the loss (float32 scalar); *d_hidden [B, S, H] (zero at the last position),
+// *d_weight [V, H]; the logits [B, S-1, V] into logits_out when defined.
+Tensor loss_head(const Tensor& hidden, const Tensor& weight, const Tensor& ids, const Tensor& logits_out,
+                 Tensor* d_hidden, Tensor* d_weight) {
+  constexpr int64_t kChunkRows = 2048;  // as the reference's linear_cross_entropy
+  const int64_t B = ids.size(0), S = ids.size(1), H = hidden.size(-1), V = weight.size(0);
+  auto h = hidden.narrow(1, 0, S - 1).reshape({-1, H});          // [N, H], N = B (S-1)
+  auto targets = ids.narrow(1, 1, S - 1).reshape({-1});           // [N]
+  const int64_t N = h.size(0);
+  const double inv_n = 1.0 / static_cast<double>(N);
+  auto dh = torch::empty_like(h);                                 // [N, H]
+  auto dw = torch::zeros({V, H}, weight.options().dtype(torch::kFloat32));  // [V, H]
+  auto row_logp = torch::empty({N}, dw.options());                // [N]
+  auto out2d = logits_out.defined() ? logits_out.view({N, V}) : Tensor();
+  for (int64_t r0 = 0; r0 < N; r0 += kChunkRows) {
+    const int64_t n = std::min(kChunkRows, N - r0);
+    auto hc = h.narrow(0, r0, n);                                 // [n, H]
+    auto g = hc.mm(weight.t());                                   // [n, V]: the logits, then their gradient
+    if (out2d.defined()) out2d.narrow(0, r0, n).copy_(g);
+    auto lp = row_logp.narrow(0, r0, n);
+    K::cross_entropy_grad_(g, targets.narrow(0, r0, n), inv_n, lp);
+    auto dhc = dh.narrow(0, r0, n);                               // [n, H], contiguous rows
+    torch::mm_out(dhc, g, weight);
+    dw.add_(g.t().mm(hc));                                        // [V, H]
+  }
+  *d_hidden = torch::zeros_like(hidden);                          // [B, S, H]
+  d_hidden->narrow(1, 0, S - 1).copy_(dh.view({B, S - 1, H}));
+  *d_weight = dw.to(weight.scalar_type());
+  return -row_logp.sum() * inv_n;
+}
+
 // How many layers keep their activations (the rest are recomputed in
 // backward): what one layer keeps (Saved, from the shapes) against the memory
 // left once AdamW's moments exist, less a reserve for the loss's chunks, the
@@ -234,20 +273,19 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       x0 = Tensor();
       auto& norm = *model->model->norm;
       Tensor rstd, x;  // x = h + m, the last layer's output [T, H]
-      auto hidden = K::rms_norm(h, norm.weight, norm.eps, &rstd, m, &x).view({d.B, d.S, d.H}).detach().requires_grad_(true);
+      auto hidden = K::rms_norm(h, norm.weight, norm.eps, &rstd, m, &x).view({d.B, d.S, d.H});  // [B, S, H]
       h = m = Tensor();
-      Tensor logits;  // the last step's, returned
+      Tensor logits;  // the last step's, returned [B, S-1, V]
       if (last) logits = torch::empty({d.B, d.S - 1, cfg.vocab_size}, opts);
-      {
-        torch::AutoGradMode grad_on(true);  // the engine's chunked loss; its backward fills lm_head's gradient
-        loss = linear_cross_entropy(hidden, model->lm_head_weight(), ids, logits);
-        loss.backward();
-      }
+      Tensor d_hidden, d_lm_head;
+      loss = loss_head(hidden, model->lm_head_weight(), ids, logits, &d_hidden, &d_lm_head);
+      add_grad(model->lm_head_weight(), d_lm_head);
+      d_lm_head = Tensor();
       if (last) result.logits = logits;
       Tensor dnorm;
-      dx = K::rms_norm_backward(hidden.grad().view({d.T, d.H}), x, norm.weight, rstd, &dnorm);  // [T, H]
+      dx = K::rms_norm_backward(d_hidden.view({d.T, d.H}), x, norm.weight, rstd, &dnorm);  // [T, H]
       add_grad(norm.weight, dnorm);
-      hidden = x = Tensor();
+      hidden = x = d_hidden = Tensor();
       for (int64_t i = static_cast<int64_t>(layers.size()) - 1; i >= 0; --i) {
         if (!saved[i].complete) {  // recompute
           Tensor unused_h, unused_m;

@@ -89,6 +89,18 @@ void check_kernels() {
   auto dq = rnd({B, Nq, S, D}).transpose(1, 2), dk = rnd({B, Nkv, S, D}).transpose(1, 2), dv = rnd({B, S, Nkv, D});
   report("rope_qkv_backward", kernels::rope_qkv_backward(dq, dk, dv, cos, sin),
          kernels::rope_qkv_backward(cpu(dq), cpu(dk), cpu(dv), cpu(cos), cpu(sin)));
+  // Cross entropy's gradient in place, and the rows' log-probabilities
+  {
+    const int64_t n = 64, V = 152064;
+    auto logits = rnd({n, V}, 3);
+    auto t = torch::randint(0, V, {n}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kInt64));
+    auto lg = logits.clone(), lr = cpu(logits);
+    auto pg = torch::empty({n}, cu.dtype(torch::kFloat32)), pr = torch::empty({n}, torch::kFloat32);
+    kernels::cross_entropy_grad_(lg, t, 1.0 / 16368, pg);
+    kernels::cross_entropy_grad_(lr, cpu(t), 1.0 / 16368, pr);
+    report("cross_entropy_grad_ grad", lg, lr);
+    report("cross_entropy_grad_ logp", pg, pr);
+  }
   // Poisoned-output check: every element written (NaN-filled inputs would propagate; here, finite outputs)
   std::printf("  all finite: %d\n", static_cast<int>(torch::isfinite(kernels::swiglu(gate, up)).all().item<bool>() &&
                                                      torch::isfinite(y_g).all().item<bool>()));

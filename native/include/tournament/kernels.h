@@ -49,4 +49,12 @@ void rope_qkv_(torch::Tensor& qkv, const torch::Tensor& cos, const torch::Tensor
 torch::Tensor rope_qkv_backward(const torch::Tensor& dq, const torch::Tensor& dk, const torch::Tensor& dv,
                                 const torch::Tensor& cos, const torch::Tensor& sin);
 
+// Cross entropy's gradient and per-row log-probability in one pass per row,
+// in place, as model.cpp's linear_cross_entropy computes them from a chunk of
+// logits: logp = log_softmax(logits in float32); the logits become
+// bf16(exp(logp) * scale, less scale at the target) (d loss / d logits with
+// scale = 1 / rows of the whole loss); row_logp = logp at the targets.
+// logits [n, V] (the weight's dtype, contiguous), targets [n] int64 -> row_logp [n] float32.
+void cross_entropy_grad_(torch::Tensor& logits, const torch::Tensor& targets, double scale, torch::Tensor& row_logp);
+
 }  // namespace tournament::kernels

@@ -82,25 +82,64 @@ __global__ void swiglu_bwd_kernel(bf16* __restrict__ dp, bf16* __restrict__ gate
 
 // ---------------------------------------------------------------- rotary
 
+// V consecutive bf16 (V = 8: one 16-byte access; V = 1: scalar).
+template <int V>
+struct Vec {
+  bf16 v[V];
+};
+template <int V>
+__device__ __forceinline__ void load(const bf16* p, float* out) {
+  if constexpr (V == 8) {
+    const V8 a = *reinterpret_cast<const V8*>(p);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) out[k] = f(a.v[k]);
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) out[k] = f(p[k]);
+  }
+}
+template <int V>
+__device__ __forceinline__ void store(bf16* p, const float* in) {
+  if constexpr (V == 8) {
+    V8 a;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) a.v[k] = b(in[k]);
+    *reinterpret_cast<V8*>(p) = a;
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) p[k] = b(in[k]);
+  }
+}
+
 // In place on the rows of the q/k/v product [T, ld]: q at columns [0, Nq D),
 // k at [Nq D, (Nq + Nkv) D), v untouched. y = bf16(bf16(x cos) + bf16(R(x) sin)),
 // R(x) = [-x2, x1], as x * cos + rotate_half(x) * sin. cos / sin [S, D].
-// One thread per (token, head, pair d < D/2).
+// One thread per (token, head, V consecutive d < D/2) and their partners d + D/2.
+template <int V>
 __global__ void rope_fwd_kernel(bf16* __restrict__ qkv, const bf16* __restrict__ cos, const bf16* __restrict__ sin,
                                 int64_t T, int64_t S, int64_t ld, int heads, int D) {
-  const int half = D / 2;
+  const int half = D / 2, groups = half / V;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= T * heads * half) return;
-  const int d = idx % half;
-  const int h = (idx / half) % heads;
-  const int64_t t = idx / (static_cast<int64_t>(half) * heads);
+  if (idx >= T * heads * groups) return;
+  const int d = (idx % groups) * V;
+  const int h = (idx / groups) % heads;
+  const int64_t t = idx / (static_cast<int64_t>(groups) * heads);
   const int64_t s = t % S;
   bf16* row = qkv + t * ld + static_cast<int64_t>(h) * D;
-  const float x1 = f(row[d]), x2 = f(row[d + half]);
-  const float c1 = f(cos[s * D + d]), c2 = f(cos[s * D + d + half]);
-  const float s1 = f(sin[s * D + d]), s2 = f(sin[s * D + d + half]);
-  row[d] = b(rb(x1 * c1) + rb(-x2 * s1));
-  row[d + half] = b(rb(x2 * c2) + rb(x1 * s2));
+  float x1[V], x2[V], c1[V], c2[V], s1[V], s2[V], y1[V], y2[V];
+  load<V>(row + d, x1);
+  load<V>(row + d + half, x2);
+  load<V>(cos + s * D + d, c1);
+  load<V>(cos + s * D + d + half, c2);
+  load<V>(sin + s * D + d, s1);
+  load<V>(sin + s * D + d + half, s2);
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    y1[k] = rb(x1[k] * c1[k]) + rb(-x2[k] * s1[k]);
+    y2[k] = rb(x2[k] * c2[k]) + rb(x1[k] * s2[k]);
+  }
+  store<V>(row + d, y1);
+  store<V>(row + d + half, y2);
 }
 
 // The transpose, from the gradients of the rotated q, k and of v (any strides
@@ -112,33 +151,46 @@ struct Strided4 {
   int64_t sb, ss, sn;  // strides of B, S, N (D is contiguous)
 };
 
+template <int V>
 __global__ void rope_bwd_kernel(Strided4 dq, Strided4 dk, Strided4 dv, const bf16* __restrict__ cos,
                                 const bf16* __restrict__ sin, bf16* __restrict__ out, int64_t T, int64_t S,
                                 int64_t ld, int nq, int nkv, int D) {
-  const int half = D / 2, heads = nq + 2 * nkv;
+  const int half = D / 2, heads = nq + 2 * nkv, groups = half / V;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= T * heads * half) return;
-  const int d = idx % half;
-  int h = (idx / half) % heads;
-  const int64_t t = idx / (static_cast<int64_t>(half) * heads);
+  if (idx >= T * heads * groups) return;
+  const int d = (idx % groups) * V;
+  int h = (idx / groups) % heads;
+  const int64_t t = idx / (static_cast<int64_t>(groups) * heads);
   const int64_t bi = t / S, s = t % S;
   bf16* row = out + t * ld + static_cast<int64_t>(h) * D;
+  float y1[V], y2[V];
   if (h >= nq + nkv) {  // v: a copy
     h -= nq + nkv;
     const bf16* src = dv.p + bi * dv.sb + s * dv.ss + h * dv.sn;
-    row[d] = src[d];
-    row[d + half] = src[d + half];
+    load<V>(src + d, y1);
+    load<V>(src + d + half, y2);
+    store<V>(row + d, y1);
+    store<V>(row + d + half, y2);
     return;
   }
   const Strided4& g = h < nq ? dq : dk;
   if (h >= nq) h -= nq;
   const bf16* src = g.p + bi * g.sb + s * g.ss + h * g.sn;
-  const float y1 = f(src[d]), y2 = f(src[d + half]);
-  const float c1 = f(cos[s * D + d]), c2 = f(cos[s * D + d + half]);
-  const float s1 = f(sin[s * D + d]), s2 = f(sin[s * D + d + half]);
-  // z = bf16(dy sin); R^T(z) = [z2, -z1] (rotate_half's backward: its first output half came from -x2)
-  row[d] = b(rb(y1 * c1) + rb(y2 * s2));
-  row[d + half] = b(rb(y2 * c2) + (-rb(y1 * s1)));
+  float c1[V], c2[V], s1[V], s2[V], x1[V], x2[V];
+  load<V>(src + d, y1);
+  load<V>(src + d + half, y2);
+  load<V>(cos + s * D + d, c1);
+  load<V>(cos + s * D + d + half, c2);
+  load<V>(sin + s * D + d, s1);
+  load<V>(sin + s * D + d + half, s2);
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    // z = bf16(dy sin); R^T(z) = [z2, -z1] (rotate_half's backward: its first output half came from -x2)
+    x1[k] = rb(y1[k] * c1[k]) + rb(y2[k] * s2[k]);
+    x2[k] = rb(y2[k] * c2[k]) + (-rb(y1[k] * s1[k]));
+  }
+  store<V>(row + d, x1);
+  store<V>(row + d + half, x2);
 }
 
 // ---------------------------------------------------------------- RMSNorm
@@ -277,6 +329,77 @@ __global__ void __launch_bounds__(kNormThreads) rms_bwd_kernel(const bf16* __res
   }
 }
 
+// ---------------------------------------------------------------- cross entropy
+
+constexpr int kCeThreads = 512;
+
+__device__ __forceinline__ float block_max_ce(float v, float* shared) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  float m = shared[0];
+#pragma unroll
+  for (int w = 1; w < kCeThreads / 32; ++w) m = fmaxf(m, shared[w]);
+  return m;
+}
+__device__ __forceinline__ float block_sum_ce(float v, float* shared) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  float total = 0.f;
+#pragma unroll
+  for (int w = 0; w < kCeThreads / 32; ++w) total += shared[w];
+  return total;
+}
+
+// One block per row of logits [n, V] (bf16), in place, as log_softmax(float)
+// + exp_ + mul_(scale) + scatter_add_(-scale at the target) + .to(bf16)
+// compute it: logp = (x - max) - log(sum exp(x - max)); the row becomes
+// bf16(exp(logp) * scale (- scale at the target)); row_logp[row] = logp at the target.
+template <int V>
+__global__ void __launch_bounds__(kCeThreads) ce_grad_kernel(bf16* __restrict__ logits, const int64_t* __restrict__ targets,
+                                                             float* __restrict__ row_logp, int64_t vocab, float scale) {
+  __shared__ float shared[kCeThreads / 32];
+  bf16* row = logits + static_cast<int64_t>(blockIdx.x) * vocab;
+  const int64_t nv = vocab / V;
+  float m = -INFINITY;
+  for (int64_t c = threadIdx.x; c < nv; c += kCeThreads) {
+    float x[V];
+    load<V>(row + c * V, x);
+#pragma unroll
+    for (int k = 0; k < V; ++k) m = fmaxf(m, x[k]);
+  }
+  m = block_max_ce(m, shared);
+  float sum = 0.f;
+  for (int64_t c = threadIdx.x; c < nv; c += kCeThreads) {
+    float x[V];
+    load<V>(row + c * V, x);
+#pragma unroll
+    for (int k = 0; k < V; ++k) sum += expf(x[k] - m);
+  }
+  const float logsum = logf(block_sum_ce(sum, shared));
+  const int64_t t = targets[blockIdx.x];
+  __syncthreads();  // every thread has read the target's logit below before anyone overwrites the row
+  if (threadIdx.x == 0) row_logp[blockIdx.x] = f(row[t]) - m - logsum;
+  __syncthreads();
+  for (int64_t c = threadIdx.x; c < nv; c += kCeThreads) {
+    float x[V];
+    load<V>(row + c * V, x);
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+      x[k] = expf(x[k] - m - logsum) * scale;
+      if (c * V + k == t) x[k] += -scale;
+    }
+    store<V>(row + c * V, x);
+  }
+}
+
 unsigned blocks_for(int64_t work, int threads) { return static_cast<unsigned>((work + threads - 1) / threads); }
 
 }  // namespace
@@ -298,24 +421,42 @@ cudaError_t swiglu_bwd(void* dp, void* gate, void* up, int64_t n, cudaStream_t s
   return cudaGetLastError();
 }
 
+namespace {
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+}  // namespace
+
 cudaError_t rope_fwd(void* qkv, const void* cos, const void* sin, int64_t T, int64_t S, int64_t ld, int heads, int D,
                      cudaStream_t stream) {
-  const int64_t work = T * heads * (D / 2);
+  const bool vec = (D / 2) % 8 == 0 && ld % 8 == 0 && aligned16(qkv) && aligned16(cos) && aligned16(sin);
+  const int V = vec ? 8 : 1;
+  const int64_t work = T * heads * (D / 2 / V);
   if (work == 0) return cudaSuccess;
-  rope_fwd_kernel<<<blocks_for(work, 256), 256, 0, stream>>>(static_cast<bf16*>(qkv), static_cast<const bf16*>(cos),
-                                                             static_cast<const bf16*>(sin), T, S, ld, heads, D);
+  auto args = [&](auto kernel) {
+    kernel<<<blocks_for(work, 256), 256, 0, stream>>>(static_cast<bf16*>(qkv), static_cast<const bf16*>(cos),
+                                                      static_cast<const bf16*>(sin), T, S, ld, heads, D);
+  };
+  if (vec) args(rope_fwd_kernel<8>);
+  else args(rope_fwd_kernel<1>);
   return cudaGetLastError();
 }
 
 cudaError_t rope_bwd(const StridedBSND& dq, const StridedBSND& dk, const StridedBSND& dv, const void* cos,
                      const void* sin, void* out, int64_t T, int64_t S, int64_t ld, int nq, int nkv, int D,
                      cudaStream_t stream) {
-  const int64_t work = T * (nq + 2 * nkv) * (D / 2);
+  auto ok = [](const StridedBSND& x) { return aligned16(x.data) && x.sb % 8 == 0 && x.ss % 8 == 0 && x.sn % 8 == 0; };
+  const bool vec = (D / 2) % 8 == 0 && ld % 8 == 0 && ok(dq) && ok(dk) && ok(dv) && aligned16(cos) && aligned16(sin) &&
+                   aligned16(out);
+  const int V = vec ? 8 : 1;
+  const int64_t work = T * (nq + 2 * nkv) * (D / 2 / V);
   if (work == 0) return cudaSuccess;
   auto cv = [](const StridedBSND& s) { return Strided4{static_cast<const bf16*>(s.data), s.sb, s.ss, s.sn}; };
-  rope_bwd_kernel<<<blocks_for(work, 256), 256, 0, stream>>>(cv(dq), cv(dk), cv(dv), static_cast<const bf16*>(cos),
-                                                             static_cast<const bf16*>(sin), static_cast<bf16*>(out), T,
-                                                             S, ld, nq, nkv, D);
+  auto args = [&](auto kernel) {
+    kernel<<<blocks_for(work, 256), 256, 0, stream>>>(cv(dq), cv(dk), cv(dv), static_cast<const bf16*>(cos),
+                                                      static_cast<const bf16*>(sin), static_cast<bf16*>(out), T, S, ld,
+                                                      nq, nkv, D);
+  };
+  if (vec) args(rope_bwd_kernel<8>);
+  else args(rope_bwd_kernel<1>);
   return cudaGetLastError();
 }
 
@@ -336,6 +477,19 @@ cudaError_t rms_bwd(const void* g, const void* x, const void* w, const float* rs
   rms_bwd_kernel<<<static_cast<unsigned>(rms_bwd_blocks(T, rows)), kNormThreads, 0, stream>>>(
       static_cast<const bf16*>(g), static_cast<const bf16*>(x), static_cast<const bf16*>(w), rstd,
       static_cast<const bf16*>(dres), static_cast<bf16*>(dx), dw_partial, T, H, rows);
+  return cudaGetLastError();
+}
+
+cudaError_t ce_grad(void* logits, const int64_t* targets, float* row_logp, int64_t rows, int64_t vocab, float scale,
+                    cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  if (vocab % 8 == 0 && aligned16(logits)) {
+    ce_grad_kernel<8><<<static_cast<unsigned>(rows), kCeThreads, 0, stream>>>(static_cast<bf16*>(logits), targets,
+                                                                               row_logp, vocab, scale);
+  } else {
+    ce_grad_kernel<1><<<static_cast<unsigned>(rows), kCeThreads, 0, stream>>>(static_cast<bf16*>(logits), targets,
+                                                                               row_logp, vocab, scale);
+  }
   return cudaGetLastError();
 }
 

@@ -30,4 +30,7 @@ int64_t rms_bwd_blocks(int64_t T, int rows);
 cudaError_t rms_bwd(const void* g, const void* x, const void* w, const float* rstd, const void* dres, void* dx,
                     float* dw_partial, int64_t T, int H, int rows, cudaStream_t stream);
 
+cudaError_t ce_grad(void* logits, const int64_t* targets, float* row_logp, int64_t rows, int64_t vocab, float scale,
+                    cudaStream_t stream);
+
 }  // namespace tournament::kernels::cuda

@@ -175,4 +175,25 @@ Tensor rope_qkv_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, c
                     1);
 }
 
+void cross_entropy_grad_(Tensor& logits, const Tensor& targets, double scale, Tensor& row_logp) {
+  TORCH_CHECK(logits.dim() == 2 && targets.dim() == 1 && targets.size(0) == logits.size(0) &&
+                  row_logp.sizes() == targets.sizes() && row_logp.scalar_type() == torch::kFloat32,
+              "cross_entropy_grad_: logits [n, V], targets [n], row_logp [n] float32");
+#ifdef TOURNAMENT_WITH_CUDA_KERNELS
+  if (fusable({&logits}) && targets.is_cuda() && targets.scalar_type() == torch::kInt64 && targets.is_contiguous() &&
+      row_logp.is_cuda() && row_logp.is_contiguous()) {
+    check(cuda::ce_grad(logits.data_ptr(), targets.data_ptr<int64_t>(), row_logp.data_ptr<float>(), logits.size(0),
+                        logits.size(1), static_cast<float>(scale), stream_of(logits)),
+          "cross_entropy_grad_");
+    return;
+  }
+#endif
+  auto t = targets.unsqueeze(1);                                   // [n, 1]
+  auto logp = torch::log_softmax(logits.to(torch::kFloat32), 1);  // [n, V]
+  row_logp.copy_(logp.gather(1, t).squeeze(1));
+  auto grad = logp.exp_().mul_(scale);
+  grad.scatter_add_(1, t, torch::full({logits.size(0), 1}, -scale, grad.options()));
+  logits.copy_(grad);
+}
+
 }  // namespace tournament::kernels
