@@ -190,7 +190,7 @@ Tensor loss_head(const Tensor& hidden, const Tensor& weight, const Tensor& ids, 
   const int64_t N = h.size(0);
   const double inv_n = 1.0 / static_cast<double>(N);
   auto dh = torch::empty_like(h);                                 // [N, H]
-  auto dw = torch::zeros({V, H}, weight.options().dtype(torch::kFloat32));  // [V, H]
+  auto dw = torch::empty({V, H}, weight.options().dtype(torch::kFloat32));  // [V, H], the sum of the chunks' products
   auto row_logp = torch::empty({N}, dw.options());                // [N]
   auto out2d = logits_out.defined() ? logits_out.view({N, V}) : Tensor();
   for (int64_t r0 = 0; r0 < N; r0 += kChunkRows) {
@@ -202,11 +202,15 @@ Tensor loss_head(const Tensor& hidden, const Tensor& weight, const Tensor& ids, 
     K::cross_entropy_grad_(g, targets.narrow(0, r0, n), inv_n, lp);
     auto dhc = dh.narrow(0, r0, n);                               // [n, H], contiguous rows
     torch::mm_out(dhc, g, weight);
-    dw.add_(g.t().mm(hc));                                        // [V, H]
+    auto p = g.t().mm(hc);                                        // [V, H], this chunk's product
+    if (r0 + n >= N) {
+      *d_weight = r0 == 0 ? p : K::accumulate_finish(dw, p);      // bf16(sum + p)
+    } else {
+      K::accumulate_(dw, p, /*first=*/r0 == 0);                   // sum (+)= float(p)
+    }
   }
   *d_hidden = torch::zeros_like(hidden);                          // [B, S, H]
   d_hidden->narrow(1, 0, S - 1).copy_(dh.view({B, S - 1, H}));
-  *d_weight = dw.to(weight.scalar_type());
   return -row_logp.sum() * inv_n;
 }
 

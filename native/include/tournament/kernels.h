@@ -57,4 +57,12 @@ torch::Tensor rope_qkv_backward(const torch::Tensor& dq, const torch::Tensor& dk
 // logits [n, V] (the weight's dtype, contiguous), targets [n] int64 -> row_logp [n] float32.
 void cross_entropy_grad_(torch::Tensor& logits, const torch::Tensor& targets, double scale, torch::Tensor& row_logp);
 
+// A float32 sum of bf16 terms (chunks' products), as zeros(float32) then
+// acc.add_(x) for each term then .to(bf16) compute it, one pass per term:
+// accumulate_(acc, x, /*first=*/true) sets acc = x (acc allocated, uninitialised),
+// accumulate_(acc, x, false) adds x, accumulate_finish(acc, x) returns
+// bf16(acc + x) for the last term. acc float32, x bf16, same shape, contiguous.
+void accumulate_(torch::Tensor& acc, const torch::Tensor& x, bool first);
+torch::Tensor accumulate_finish(const torch::Tensor& acc, const torch::Tensor& x);
+
 }  // namespace tournament::kernels

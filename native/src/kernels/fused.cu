@@ -329,6 +329,43 @@ __global__ void __launch_bounds__(kNormThreads) rms_bwd_kernel(const bf16* __res
   }
 }
 
+// ---------------------------------------------------------------- float32 sums of bf16 terms
+
+// mode 0: acc = float(x); 1: acc += float(x); 2: out = bf16(acc + float(x)).
+// The same float32 additions as acc.add_(x) and acc.to(bf16), in one pass.
+template <int V>
+__global__ void accumulate_kernel(float* __restrict__ acc, const bf16* __restrict__ x, bf16* __restrict__ out, int64_t n,
+                                  int mode) {
+  const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  if (i >= n) return;
+  float xv[V];
+  load<V>(x + i, xv);
+  if (mode == 0) {
+#pragma unroll
+    for (int k = 0; k < V; ++k) acc[i + k] = xv[k];
+    return;
+  }
+  float a[V];
+  if constexpr (V == 8) {
+    const float4 a0 = reinterpret_cast<const float4*>(acc + i)[0], a1 = reinterpret_cast<const float4*>(acc + i)[1];
+    a[0] = a0.x; a[1] = a0.y; a[2] = a0.z; a[3] = a0.w; a[4] = a1.x; a[5] = a1.y; a[6] = a1.z; a[7] = a1.w;
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) a[k] = acc[i + k];
+  }
+#pragma unroll
+  for (int k = 0; k < V; ++k) a[k] += xv[k];
+  if (mode == 2) {
+    store<V>(out + i, a);
+  } else if constexpr (V == 8) {
+    reinterpret_cast<float4*>(acc + i)[0] = make_float4(a[0], a[1], a[2], a[3]);
+    reinterpret_cast<float4*>(acc + i)[1] = make_float4(a[4], a[5], a[6], a[7]);
+  } else {
+#pragma unroll
+    for (int k = 0; k < V; ++k) acc[i + k] = a[k];
+  }
+}
+
 // ---------------------------------------------------------------- cross entropy
 
 constexpr int kCeThreads = 512;
@@ -489,6 +526,18 @@ cudaError_t ce_grad(void* logits, const int64_t* targets, float* row_logp, int64
   } else {
     ce_grad_kernel<1><<<static_cast<unsigned>(rows), kCeThreads, 0, stream>>>(static_cast<bf16*>(logits), targets,
                                                                                row_logp, vocab, scale);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t accumulate(float* acc, const void* x, void* out, int64_t n, int mode, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  if (n % 8 == 0 && aligned16(acc) && aligned16(x) && (mode != 2 || aligned16(out))) {
+    accumulate_kernel<8><<<blocks_for(n / 8, 256), 256, 0, stream>>>(acc, static_cast<const bf16*>(x),
+                                                                       static_cast<bf16*>(out), n, mode);
+  } else {
+    accumulate_kernel<1><<<blocks_for(n, 256), 256, 0, stream>>>(acc, static_cast<const bf16*>(x),
+                                                                   static_cast<bf16*>(out), n, mode);
   }
   return cudaGetLastError();
 }

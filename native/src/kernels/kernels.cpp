@@ -78,7 +78,7 @@ Tensor rms_norm_backward(const Tensor& g, const Tensor& x, const Tensor& w, cons
 #ifdef TOURNAMENT_WITH_CUDA_KERNELS
   if (fusable({&g, &x, &w, &residual_grad}) && rstd.is_contiguous() && rstd.scalar_type() == torch::kFloat32 &&
       H % 8 == 0 && H <= cuda::max_norm_width()) {
-    constexpr int kRows = 32;  // rows per block: T / 32 partial sums of the weight's gradient
+    constexpr int kRows = 16;  // rows per block: T / 16 partial sums of the weight's gradient (more blocks in flight)
     auto dx = torch::empty_like(x);
     auto partial = torch::empty({cuda::rms_bwd_blocks(T, kRows), H}, x.options().dtype(torch::kFloat32));
     check(cuda::rms_bwd(g.data_ptr(), x.data_ptr(), w.data_ptr(), rstd.data_ptr<float>(),
@@ -194,6 +194,35 @@ void cross_entropy_grad_(Tensor& logits, const Tensor& targets, double scale, Te
   auto grad = logp.exp_().mul_(scale);
   grad.scatter_add_(1, t, torch::full({logits.size(0), 1}, -scale, grad.options()));
   logits.copy_(grad);
+}
+
+void accumulate_(Tensor& acc, const Tensor& x, bool first) {
+  TORCH_CHECK(acc.sizes() == x.sizes() && acc.scalar_type() == torch::kFloat32 && acc.is_contiguous(),
+              "accumulate_: acc float32 contiguous, x of its shape");
+#ifdef TOURNAMENT_WITH_CUDA_KERNELS
+  if (fusable({&x}) && acc.is_cuda()) {
+    check(cuda::accumulate(acc.data_ptr<float>(), x.data_ptr(), nullptr, x.numel(), first ? 0 : 1, stream_of(x)),
+          "accumulate_");
+    return;
+  }
+#endif
+  if (first) acc.copy_(x);
+  else acc.add_(x);
+}
+
+Tensor accumulate_finish(const Tensor& acc, const Tensor& x) {
+  TORCH_CHECK(acc.sizes() == x.sizes() && acc.scalar_type() == torch::kFloat32 && acc.is_contiguous(),
+              "accumulate_finish: acc float32 contiguous, x of its shape");
+#ifdef TOURNAMENT_WITH_CUDA_KERNELS
+  if (fusable({&x}) && acc.is_cuda()) {
+    auto out = torch::empty_like(x);
+    check(cuda::accumulate(const_cast<float*>(acc.data_ptr<float>()), x.data_ptr(), out.data_ptr(), x.numel(), 2,
+                           stream_of(x)),
+          "accumulate_finish");
+    return out;
+  }
+#endif
+  return (acc + x).to(x.scalar_type());
 }
 
 }  // namespace tournament::kernels
