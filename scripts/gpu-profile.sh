@@ -5,8 +5,9 @@
 #   2. the plugins compiled with the harness's pinned flags (plugin_build.json);
 #   3. tournament-step-profile --check-kernels: the fused kernels against the
 #      same ops on the CPU; then each plugin timed side by side in one process
-#      (same initialisation and data: final loss and logits' relative error
-#      against the first plugin), and a Kineto trace of 2 steps of the last;
+#      (same initialisation and Zipf-distributed data: final loss, the final
+#      weights' probe loss and the logits' relative error against the first
+#      plugin), and a Kineto trace of 2 steps of the last;
 #   4. the trace summarised: GPU time per kernel class and kernel, idle time,
 #      CUDA runtime calls (malloc, free, synchronisations).
 #   scripts/gpu-profile.sh PLUGIN.cpp...     (the first is the reference, the last is traced)
