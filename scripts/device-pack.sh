@@ -58,13 +58,32 @@ function walk(dir) {
     try { walk(find(dep, dir)); } catch (e) { if (!(pkg.optionalDependencies || {})[dep]) throw e; }
   }
 }
-for (const top of ['yargs', 'bindings', 'node-addon-api', 'node-api-headers', 'cmake-js']) walk(path.join(nm, top));
+// Plus every package the CLI loads at start-up (the validator's chain code is imported eagerly).
+const Module = require('module');
+const loaded = new Set();
+const resolve = Module._resolveFilename;
+Module._resolveFilename = function (request, parent, ...rest) {
+  const file = resolve.call(this, request, parent, ...rest);
+  const m = file.match(/node_modules\/((?:@[^/]+\/)?[^/]+)/);
+  if (m) loaded.add(m[1]);
+  return file;
+};
+require(path.join(root, 'dist', 'src', 'cli.js'));
+Module._resolveFilename = resolve;
+for (const top of ['yargs', 'bindings', 'node-addon-api', 'node-api-headers', 'cmake-js', ...loaded]) walk(path.join(nm, top));
 for (const dir of done) {
   const rel = path.relative(nm, dir);
   fs.cpSync(dir, path.join(out, rel), { recursive: true, filter: (s) => !/\/node_modules$/.test(s) || s === dir });
 }
 console.log(`device-pack: ${done.size} packages`);
 EOF
+# better-sqlite3's sources and build intermediates (the validator's store; local-bench never opens it):
+# only its loader and the compiled addon travel.
+bs="$dest/.device/deps/node_modules/better-sqlite3"
+if [ -d "$bs" ]; then
+  rm -rf "$bs/deps" "$bs/src" "$bs/build/deps" "$bs/build/Release/obj" "$bs/build/Release/obj.target" \
+    "$bs/build/Release/.deps" "$bs/build/Release/sqlite3.a" "$bs/build/Release/test_extension.node"
+fi
 # Documentation and type declarations are not needed at run time.
 find "$dest/.device/deps/node_modules" \( -name '*.md' -o -name '*.d.ts' -o -name '*.map' -o -name 'CHANGELOG*' \) -type f -delete
 

@@ -204,7 +204,20 @@ notes = [
     + (f" (cudaMemGetInfo there: {probe['free_gib']} of {probe['total_gib']} GiB free)" if probe else " (probe gave no count)")
     + "; peers = cudaMemGetInfo free once the parameters exist.",
 ]
+# Evaluation cost (issue 13 item 5): where one local-bench evaluation's wall-clock time goes.
+cost = []
+for p in sorted(glob.glob(os.path.join(log, "lb-*.json"))):
+    v = load(p)
+    name = os.path.basename(p)[3:-5]
+    cost.append(f"- {name}:")
+    for who, rs in (("reference", v.get("reference_runs", [])), ("submission", v.get("runs", []))):
+        for i, r in enumerate(rs):
+            ph = r.get("phase_seconds") or {}
+            if ph:
+                cost.append(f"  - {who} run {i + 1}: " + ", ".join(f"{k} {x:.2f}" for k, x in ph.items()) + f" (sum {sum(ph.values()):.1f} s)")
 table = "\n".join(lines) + "\n\n" + "\n".join("- " + n for n in notes) + "\n"
+if cost:
+    table += "\nEvaluation cost, wall-clock seconds (local-bench --json, per run: phase_seconds):\n" + "\n".join(cost) + "\n"
 open(os.path.join(out, "table.md"), "w").write(table)
 json.dump({"rows": rows, "peers": peers, "probe": probe, "machine": machine}, open(os.path.join(out, "perf.json"), "w"), indent=1, default=str)
 print(table)

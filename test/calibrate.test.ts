@@ -15,15 +15,15 @@ import { HPARAMS_FILE } from '../src/util/paths';
 import { runCli } from './helpers/miner-cli';
 import { tmpDir } from './helpers/tmp';
 
-const T = { probe_loss_abs: 0.01, cell_loss_abs: 0.01, logits_rel_error: 0.1, update_rel_error: 0.1, min_changed_share_ratio: 0.97 };
+const T = { probe_loss_abs: 0.01, cell_loss_abs: 0.01, batch_loss_abs: 0.01, logits_rel_error: 0.1, update_rel_error: 0.1, min_changed_share_ratio: 0.97 };
 
 /** A completed run whose checks are `v` (probe: its loss minus the reference's). */
-function run(seed: number, v: { probe?: number; row?: number; logits?: number; update?: number; changed?: number; frozen?: string[] }, codes: string[] = []): RunReport {
+function run(seed: number, v: { probe?: number; row?: number; batch?: number; logits?: number; update?: number; changed?: number; frozen?: string[] }, codes: string[] = []): RunReport {
   return {
     seed, ok: codes.length === 0, failures: codes.map((code) => ({ code: code as never, message: code })),
-    seconds: 1, tokens: 1, tokens_per_second: 1, overhead_seconds: 0, step_seconds: 1, reported_loss: 1, reported_peak_memory_bytes: 0,
+    seconds: 1, tokens: 1, tokens_per_second: 1, overhead_seconds: 0, checkpoint_seconds: null, step_seconds: 1, reported_loss: 1, reported_peak_memory_bytes: 0,
     checks: {
-      probe_loss: 2 + (v.probe ?? 0), reference_probe_loss: 2, initial_probe_loss: 3, cell_loss_deviation: v.row ?? 0,
+      probe_loss: 2 + (v.probe ?? 0), reference_probe_loss: 2, initial_probe_loss: 3, cell_loss_deviation: v.row ?? 0, batch_loss_shift: v.batch ?? 0,
       logits_rel_error: v.logits ?? 0, update_rel_error: v.update ?? 0, max_tensor_rel_error: 0,
       changed_share: v.changed ?? 1, reference_changed_share: 1, frozen_tensors: v.frozen ?? [],
     },
@@ -58,8 +58,8 @@ describe('calibrate: the margin verdict and the recommendation', function () {
     assert.equal(summarise(honest, [run(1, {})], T, 2).ok, false, 'a missing run is no verdict');
     const problems = marginProblems([good, thin, caught, once]);
     assert.equal(problems.length, 2);
-    assert.match(problems[0], /^honest honest h: row loss at 0\.6 of its threshold \(seed 2\); at most 0\.5 is a 2x margin$/);
-    assert.match(problems[1], /^cheat cheat c: accepted on seed 2 \(largest check row loss at 0\.9 of its threshold\)$/);
+    assert.match(problems[0], /^honest honest h: cell loss at 0\.6 of its threshold \(seed 2\); at most 0\.5 is a 2x margin$/);
+    assert.match(problems[1], /^cheat cheat c: accepted on seed 2 \(largest check cell loss at 0\.9 of its threshold\)$/);
   });
 
   it('recommends each threshold between 2x the worst honest and the closest cheat', function () {

@@ -435,7 +435,10 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
                                                         : env.Null());
         auto cells = Napi::Array::New(env, out->cell_losses.size());
         for (size_t i = 0; i < out->cell_losses.size(); ++i) cells.Set(i, out->cell_losses[i]);
-        r.Set("lastBatchCellLosses", cells);
+        r.Set("cellLosses", cells);
+        auto phases = Napi::Object::New(env);
+        for (const auto& [name, s] : out->phase_seconds) phases.Set(name, s);
+        r.Set("phaseSeconds", phases);
         return r;
       },
       cb);

@@ -359,6 +359,12 @@ double Evaluator::probe_loss() {
 RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const std::string&)>& progress) {
   const auto t_start = Clock::now();
   RunOutcome out;
+  auto t_mark = t_start;
+  auto mark = [&](const char* phase) {  // timing capture: the seconds since the last mark, under `phase`
+    const auto now = Clock::now();
+    out.phase_seconds.emplace_back(phase, std::chrono::duration<double>(now - t_mark).count());
+    t_mark = now;
+  };
   last_seed_ = in.seed;
   post_kill_digest_.clear();
   checkpoint_seconds_ = 0;
@@ -380,12 +386,17 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   if (in.measure_initial_probe) {
     init_parameters(in.seed);
     out.initial_probe_loss = probe_loss();
+    compat::cuda_synchronize(cfg_.device);
+    mark("initial_probe");
   }
   scrub(in.warmup_seed);
+  compat::cuda_synchronize(cfg_.device);
+  mark("scrub");
 
   // ---- spawn
   Sandbox box;
   box.spawn(in.argv, in.log_path, params_.fd(), data_.fd(), logits_.fd());
+  mark("spawn");
 
   // Waits for one message of `want`; on anything else fills the failure.
   std::string code, msg;
@@ -466,6 +477,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
       !await(proto::Type::kReady, cfg_.start_timeout_s, "start-up", &p)) {
     return failed_run();
   }
+  mark("start_to_ready");  // sandbox and runner start, CUDA context, shared memory mapped, plugin loaded
 
   auto data_view = [&](int64_t rows) { return data_.view(0, {rows, S}, torch::kInt64); };
   if (cfg_.warmup_steps > 0) {
@@ -476,6 +488,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
         !await(proto::Type::kWarm, cfg_.warmup_timeout_s, "warmup", &p)) {
       return failed_run();
     }
+    mark("warmup");
   }
 
   // ---- the timed run. The clock starts before the run's seeded start and
@@ -485,6 +498,7 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
   logits_view_.fill_(std::nan(""));  // unwritten shows as NaN
   compat::cuda_synchronize(cfg_.device);
   if (!quiet("GO")) return failed_run();
+  mark("before_go");  // the logits buffer poisoned, the device synchronised
   const auto t0 = Clock::now();
   write_seeded_start(in.seed);
   data_view(cfg_.steps * B).copy_(in.timed_tokens);
@@ -495,17 +509,23 @@ RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const st
     out.seconds = 0;
     return failed_run();
   }
+  mark("timed");
   box.kill_and_reap();  // at DONE: nothing the runner does from here on lands
+  mark("kill");
   digest_key_ = fresh_key();
   post_kill_digest_ = memory_digest();  // compare_last_with checks that it still holds
+  mark("fingerprint");
   out.completed = true;
   out.reported_tokens = p.body.done.total_tokens;
   out.reported_loss = p.body.done.final_loss;
   out.reported_peak_memory = p.body.done.peak_memory_bytes;
   if (progress) progress("verify");
   out.probe_loss = probe_loss();
+  mark("probe_loss");
   out.cell_losses = cell_losses(in.timed_tokens);
+  mark("cell_losses");
   release_device_cache();
+  mark("release_cache");
   out.overhead_seconds = since(t_start) - out.seconds;
   out.checkpoint_seconds = checkpoint_seconds_;
   return out;

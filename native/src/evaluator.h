@@ -74,6 +74,9 @@ struct RunOutcome {
   // batch and row by row (kCellsPerRow cells of consecutive positions per
   // row): tokens the run skipped were not lowered by training, wherever they lie.
   std::vector<double> cell_losses;
+  // Wall-clock seconds of each phase of the run, in order (where an
+  // evaluation's time goes). Timing capture only: nothing reads it to decide.
+  std::vector<std::pair<std::string, double>> phase_seconds;
 };
 
 struct Comparison {

@@ -101,7 +101,9 @@ export interface NativeRunOutcome {
   /** Seconds spent copying the checkpoint into the parameter memory (outside the clock, in overheadSeconds); null without a checkpoint. */
   checkpointSeconds: number | null;
   /** The final weights' loss on each cell of the timed batches: batch by batch, row by row, a few cells of consecutive positions per row. */
-  lastBatchCellLosses: number[];
+  cellLosses: number[];
+  /** Wall-clock seconds of each phase of the run, in order (timing capture only). */
+  phaseSeconds?: Record<string, number>;
 }
 
 export interface NativeComparison {

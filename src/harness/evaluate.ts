@@ -508,6 +508,7 @@ function report(
     tokens_per_second: r.completed ? expectedTokens / r.seconds : null,
     overhead_seconds: r.overheadSeconds,
     checkpoint_seconds: r.checkpointSeconds,
+    phase_seconds: r.phaseSeconds,
     step_seconds: r.completed ? r.seconds / steps : null,
     reported_loss: r.completed ? r.reportedLoss : null,
     reported_peak_memory_bytes: r.completed ? r.reportedPeakMemory : null,

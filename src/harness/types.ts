@@ -47,6 +47,8 @@ export interface RunReport {
   overhead_seconds: number;
   /** Of the overhead: copying the benchmark's checkpoint into the parameter memory; null when runs start from random weights. */
   checkpoint_seconds: number | null;
+  /** Wall-clock seconds of each phase of the run (spawn, start_to_ready, warmup, timed, kill, fingerprint, probe_loss, ...). */
+  phase_seconds?: Record<string, number>;
   /** Seconds per optimizer step on the trusted clock. */
   step_seconds: number | null;
   /** What the runner says: its last loss and peak memory. Informational, never trusted. */
