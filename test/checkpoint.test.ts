@@ -11,7 +11,7 @@ import * as path from 'path';
 import { loadHparams } from '../src/config/hparams';
 import { readTokens } from '../src/data/tokens';
 import { openModel } from '../src/engine/model';
-import { evaluateSubmission } from '../src/harness/evaluate';
+import { evaluateSubmission, planData, probeSeed } from '../src/harness/evaluate';
 import type { Verdict } from '../src/harness/types';
 import { BASELINE } from '../src/submission/source';
 import { DATA_PATH, HPARAMS_FILE, PROJECT_ROOT } from '../src/util/paths';
@@ -62,8 +62,9 @@ describe('checkpoint starts (the tiny transformers Qwen2 as the benchmark weight
     const { model, weights } = await openModel({ modelDir, device: 'cpu', dtype: 'bfloat16', attention: 'auto', seed: 0 });
     assert.equal(weights, 'checkpoint');
     const tokens = readTokens(path.join(bench, DATA_PATH));
-    const rows = hparams.verification.probe_rows; // the harness holds out the last rows as the probe (planData)
-    const ids = tokens.ids.subarray((tokens.samples - rows) * SEQ);
+    const rows = hparams.verification.probe_rows;
+    // The probe the harness draws for an evaluation with --seed 1000 (planData, probeSeed).
+    const ids = planData(tokens, { probeRows: rows, probeSeed: probeSeed(1000), batchSize: BATCH, steps: 2, warmupSteps: 1 }).probe;
     return model.forwardBackward({ ids, batch: rows, seqLen: SEQ, grads: [] }).loss;
   }
 
