@@ -91,6 +91,19 @@ describe('calibrate: the margin verdict and the recommendation', function () {
     assert.match(mid.reasons.cell_loss_abs.rule, /geometric middle: 10x the worst honest, 10x below the closest cheat/);
   });
 
+  it('takes an honest batch-loss shift by its size, either sign: the next seeds may turn it', function () {
+    // An honest run that trained a little more than the reference (shift -0.004) is 0.4 of the threshold away, not -0.4.
+    assert.ok(Math.abs(measureRun('h', run(1, { batch: -0.004 }), T, true).worst - 0.4) < 1e-9);
+    assert.equal(summarise(honest, [run(1, { batch: -0.006 })], T, 1).ok, false, 'an honest |shift| over half the threshold is no 2x margin');
+    // A cheat is measured as the check judges it: one-sided, a negative shift is no sign of skipped work.
+    assert.equal(measureRun('c', run(1, { batch: -0.004, row: 0.02 }), T).worstCheck, 'cell loss');
+    // The recommendation starts from the honest magnitude: 2 x 0.003, not a negative threshold.
+    const r = recommend([{ c: honest, r: run(1, { batch: -0.003 }) }, { c: honest, r: run(2, { batch: 0.001 }) }, { c: cheat, r: run(1, { batch: 0.024 }) }], T);
+    assert.equal(r.reasons.batch_loss_abs.worst_honest, 0.003);
+    assert.equal(r.thresholds.batch_loss_abs, 0.0085); // sqrt(0.003 x 0.024), rounded
+    assert.deepEqual(r.problems, []);
+  });
+
   it('says when no thresholds separate a cheat from the honest runs, and --write then refuses', function () {
     const r = recommend([{ c: honest, r: run(1, { row: 0.004, update: 0.04 }) }, { c: cheat, r: run(1, { row: 0.005, update: 0.05 }) }], T);
     assert.equal(r.problems.length, 1);

@@ -99,12 +99,19 @@ export interface RunMeasure {
   worstCheck: string;
 }
 
-/** One run against thresholds `t`: its largest check / threshold. */
-export function measureRun(caseId: string, r: RunReport, t: ThresholdValues): RunMeasure {
+/**
+ * One run against thresholds `t`: its largest check / threshold. An honest
+ * run is measured by each check's magnitude: the batch-loss check is one-sided
+ * (only loss left above the reference fails), but an honest run that trains a
+ * little more on these seeds (a negative shift) can as well train a little
+ * less on the next ones, so its distance from the threshold is the size of
+ * the shift, whatever its sign.
+ */
+export function measureRun(caseId: string, r: RunReport, t: ThresholdValues, honest = false): RunMeasure {
   const hard = r.failures.find((f) => !THRESHOLD_CODES.has(f.code));
   if (!r.checks || hard) return { case: caseId, seed: r.seed, worst: Infinity, worstCheck: hard?.code ?? 'no checks' };
   const k = r.checks;
-  const ratios: [string, number][] = CHECKS.map((c) => [c.name, c.value(k) / t[c.key]]);
+  const ratios: [string, number][] = CHECKS.map((c) => [c.name, (honest ? Math.abs(c.value(k)) : c.value(k)) / t[c.key]]);
   if (k.frozen_tensors.length > 0) ratios.push(['frozen', Infinity]);
   // The changed-share check allows a shortfall of 1 - min_changed_share_ratio below the reference's share: the share of that used.
   const shortfall = Math.max(0, 1 - k.changed_share / k.reference_changed_share);
@@ -128,7 +135,7 @@ export interface CaseSummary {
 }
 
 export function summarise(c: Pick<CalibrationCase, 'id' | 'name' | 'honest' | 'skipped'>, runs: RunReport[], t: ThresholdValues, wanted: number): CaseSummary {
-  const ms = runs.map((r) => measureRun(c.id, r, t));
+  const ms = runs.map((r) => measureRun(c.id, r, t, c.honest));
   const pick = ms.reduce<RunMeasure | null>((a, m) => (!a || (c.honest ? m.worst > a.worst : m.worst < a.worst) ? m : a), null);
   const complete = runs.length === wanted;
   const ok = complete && ms.every((m) => (c.honest ? m.worst <= 0.5 : m.worst > 1));
@@ -166,7 +173,7 @@ function round(x: number, lo: number, hi: number): number {
 }
 
 /**
- * Thresholds from measured runs. Per check: the worst honest value h and the
+ * Thresholds from measured runs. Per check: the worst honest magnitude h and the
  * smallest cheat value k above 2h (the closest cheat this check can catch;
  * cheats rejected by something no threshold decides do not count); the
  * threshold is their geometric middle, never below 2h; with h = 0
@@ -193,7 +200,7 @@ export function recommend(
     let h = 0;
     let hCase = '-';
     for (const x of honest.filter(measurable)) {
-      const v = c.value(x.r.checks!);
+      const v = Math.abs(c.value(x.r.checks!)); // either sign (measureRun)
       if (v > h || hCase === '-') [h, hCase] = [v, `${x.c.name}, seed ${x.r.seed}`];
     }
     let k: number | null = null;
@@ -310,7 +317,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult>
   const seqLen = refs[0] ? refs[0].tokens / (o.steps * o.batchSize) : 0;
   const date = new Date().toISOString().slice(0, 10);
   const runs = cases.flatMap((c, i) => verdicts[i].runs.map((r) => {
-    const m = measureRun(c.id, r, inForce);
+    const m = measureRun(c.id, r, inForce, c.honest);
     return { case: c.id, ...r, worst: m.worst, worst_check: m.worstCheck };
   }));
   const summaries = cases.map((c, i) => summarise(c, verdicts[i].runs, inForce, o.runs));
