@@ -10,6 +10,7 @@ import { openValidatorChain } from '../chain/validator-chain';
 import { defaultDevice } from '../engine/model';
 import { UserError } from '../errors';
 import { requireCalibrated } from '../harness/calibrate';
+import { gpuSlots } from '../harness/devices';
 import { harnessEvaluator } from '../validator/harness';
 import { lockDataDir } from '../validator/lock';
 import { createLogger } from '../validator/log';
@@ -39,6 +40,7 @@ interface Args {
   'wallet.path'?: string;
   once: boolean;
   device?: string;
+  gpus?: string;
   'poll-seconds': number;
   'since-block': number;
   'max-attempts': number;
@@ -56,6 +58,12 @@ export const evaluateCommand: CommandModule<object, Args> = {
     withWallet(withNetwork(withJson(withHparams(withBenchmarkDir(withDataDir(y))))))
       .option('once', { type: 'boolean', default: false, describe: 'One pass (discover, evaluate everything due, set weights if due), then exit' })
       .option('device', { type: 'string', describe: 'cpu, cuda or cuda:N (default: cuda when available)' })
+      .option('gpus', {
+        type: 'string',
+        describe:
+          'Devices to evaluate on, e.g. 0,1,2,3: one evaluation at a time per gpus_per_evaluation of them, so several submissions are evaluated at once (default: the one --device)',
+      })
+      .conflicts('gpus', 'device')
       .option('poll-seconds', { type: 'number', default: 12, describe: 'Seconds between passes when there is nothing to do' })
       .option('since-block', { type: 'number', default: 0, describe: 'Ignore commitments revealed before this block (e.g. on a first start)' })
       .option('max-attempts', { type: 'number', default: 3, describe: 'Evaluation attempts without a verdict (validator stopped, harness error) before a submission is rejected' })
@@ -92,7 +100,9 @@ export const evaluateCommand: CommandModule<object, Args> = {
     for (const f of [path.join(a['benchmark-dir'], 'model', 'config.json'), path.join(a['benchmark-dir'], 'data', 'train.pt')]) {
       if (!fs.existsSync(f)) throw new UserError(`${f} does not exist: the benchmark is not set up`, { hint: `run \`tournament setup-benchmark\` (--preset tiny for the CPU default) first, or pass --benchmark-dir` });
     }
-    const device = a.device ?? defaultDevice();
+    // Evaluation slots: one evaluation at a time on each (checked before anything is opened).
+    const slots = a.gpus === undefined ? undefined : gpuSlots(a.gpus, hparams.gpus_per_evaluation);
+    const device = slots ? slots[0][0] : (a.device ?? defaultDevice());
     // Thresholds measured on another kind of device would accept cheats or reject honest code here.
     const calibration = a['allow-uncalibrated'] ? null : requireCalibrated(hparams, device, a.hparams);
     const dataDir = path.resolve(a['data-dir']);
@@ -111,6 +121,7 @@ export const evaluateCommand: CommandModule<object, Args> = {
       throw e;
     });
     const validator = new Validator(store, chain, harnessEvaluator({ hparams, benchmarkDir: a['benchmark-dir'], device, dataDir, peakTflops: a['peak-tflops'] }), log, {
+      slots,
       netuid,
       hparams,
       dataDir,
@@ -139,7 +150,8 @@ export const evaluateCommand: CommandModule<object, Args> = {
         if (!mine) throw new UserError(`the validator's hotkey ${hotkey.address} is not registered on subnet ${netuid} of ${chain.name}`, { hint: `register it: btcli subnet register --netuid ${netuid}` });
         log.log('info', `validator hotkey ${hotkey.address} is uid ${mine.uid}`);
       }
-      log.log('info', `validator on ${chain.name}, subnet ${netuid}, device ${device}, data in ${dataDir}${a.once ? ' (one pass)' : ''}`);
+      const where = slots ? `${slots.length} evaluation slot(s): ${slots.map((s) => s.join('+')).join(', ')}` : `device ${device}`;
+      log.log('info', `validator on ${chain.name}, subnet ${netuid}, ${where}, data in ${dataDir}${a.once ? ' (one pass)' : ''}`);
       log.log(
         calibration ? 'info' : 'warn',
         calibration

@@ -111,6 +111,14 @@ export interface Hparams {
   set_weights_interval_blocks: number;
   leader_threshold: LeaderThreshold;
   block_time: number;
+  /**
+   * Devices (ranks) one evaluation trains on: 1, or G > 1 for a data-parallel
+   * submission (one runner per rank, c10d between them; train_api.h). Each
+   * rank gets benchmark_batch_size / G rows of every batch, so G must divide it.
+   * Required like every key (the shipped file says 1): a file written for
+   * one rank must not silently run on two, nor the other way round.
+   */
+  gpus_per_evaluation: number;
 }
 
 type Check = (v: unknown) => string | null; // null when valid, else what is wrong
@@ -203,6 +211,7 @@ const SCHEMA: Record<keyof Hparams, Check | Schema> = {
   set_weights_interval_blocks: int(1),
   leader_threshold: LEADER_THRESHOLD_SCHEMA,
   block_time: num(0, 3600, true),
+  gpus_per_evaluation: int(1, 64),
 };
 
 function validate(obj: unknown, schema: Schema, where: string, prefix = ''): void {
@@ -235,7 +244,11 @@ function validate(obj: unknown, schema: Schema, where: string, prefix = ''): voi
 /** Validates an already-parsed object; `where` names its source in errors. */
 export function parseHparams(obj: unknown, where = 'hparams'): Hparams {
   validate(obj, SCHEMA as Schema, where);
-  return obj as Hparams;
+  const hp = obj as Hparams;
+  if (hp.benchmark_batch_size % hp.gpus_per_evaluation !== 0) {
+    throw new UserError(`${where}: "gpus_per_evaluation" (${hp.gpus_per_evaluation}) must divide "benchmark_batch_size" (${hp.benchmark_batch_size}): every rank trains on an equal share of each batch`);
+  }
+  return hp;
 }
 
 export function loadHparams(file = 'hparams/hparams.json'): Hparams {

@@ -68,6 +68,8 @@ export interface NativeModel {
 export interface EvaluatorOptions {
   config: Qwen2Config;
   device: string;
+  /** One device per rank, rank 0's being `device` (several ranks, train_api.h); absent: one rank. */
+  devices?: string[];
   dtype: Dtype;
   attention: Attention;
   batchSize: number;

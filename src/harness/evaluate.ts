@@ -18,6 +18,7 @@ import { BASELINE } from '../submission/source';
 import { UserError } from '../errors';
 import { checkSubmission, compileChecked, loadPluginBuild, PluginBuild, precompiledHeader, toolchainBinds } from './compile';
 import { Sandbox, SandboxJob } from './sandbox';
+import { defaultRankDevices } from './devices';
 import { asFailureCode, type Failure, type RunReport, type Verdict } from './types';
 
 const RUNNER = path.join(PROJECT_ROOT, 'build', 'Release', 'tournament-runner');
@@ -27,6 +28,11 @@ export interface EvaluateOptions {
   benchmarkDir: string;
   hparams: Hparams;
   device: string;
+  /**
+   * (multi-rank) One device per rank, hparams.gpus_per_evaluation of them, rank 0's first (an evaluation slot,
+   * src/harness/devices.ts). Default: defaultRankDevices(device, gpus_per_evaluation).
+   */
+  rankDevices?: string[];
   runs: number;
   steps: number;
   warmupSteps: number;
@@ -115,6 +121,11 @@ export function runSeeds(base: number | undefined, i: number): { seed: number; w
 }
 
 const RUNNER_DIR = path.dirname(RUNNER);
+
+/** The sandbox's command: one runner, or with several ranks one that starts a runner per rank (protocol.h). */
+function runnerCommand(plugin: string, ranks: number): string[] {
+  return ranks > 1 ? [RUNNER, '--ranks', String(ranks), plugin] : [RUNNER, plugin];
+}
 
 /** The sandbox job of one run, in `scratch`, seeing the runner's build folder, the plugin's folder and the toolchain `binds`. */
 function runnerJob(plugin: string, scratch: string, binds: string[], cuda: boolean, memoryBytes = 16 * 2 ** 30): Omit<SandboxJob, 'command'> {
@@ -327,7 +338,12 @@ export async function evaluateSubmissions(o: EvaluateManyOptions): Promise<Verdi
   const addon = loadAddon();
   const box = Sandbox.open({ secrets: secretPaths(o) });
   const build = loadPluginBuild();
-  const cuda = o.device.startsWith('cuda');
+  // One device per rank (gpus_per_evaluation of them), rank 0's first.
+  const ranks = o.hparams.gpus_per_evaluation;
+  const rankDevices = o.rankDevices ?? defaultRankDevices(o.device, ranks);
+  if (rankDevices.length !== ranks) throw new UserError(`gpus_per_evaluation is ${ranks}, but ${rankDevices.length} device(s) were given for the evaluation: ${rankDevices.join(', ')}`);
+  if (o.batchSize % ranks !== 0) throw new UserError(`a batch of ${o.batchSize} rows does not split into gpus_per_evaluation = ${ranks} equal shares`);
+  const cuda = rankDevices[0].startsWith('cuda');
   const config = readQwen2Config(path.join(o.benchmarkDir, CONFIG_PATH));
   const tokens = readTokens(path.join(o.benchmarkDir, DATA_PATH));
   for (let i = 0; i < tokens.ids.length; i++) {
@@ -348,7 +364,7 @@ export async function evaluateSubmissions(o: EvaluateManyOptions): Promise<Verdi
     compileCached(f, cache, build, o.hparams.max_code_bytes, box, pch),
   );
   try {
-    return await judgeAll(o, { addon, box, build, cuda, config, tokens, data, workDir, label, compiles, progress });
+    return await judgeAll(o, { addon, box, build, cuda, rankDevices, config, tokens, data, workDir, label, compiles, progress });
   } finally {
     await Promise.allSettled(compiles); // nothing keeps writing to the cache after we return
   }
@@ -361,6 +377,7 @@ async function judgeAll(
     box: Sandbox;
     build: PluginBuild;
     cuda: boolean;
+    rankDevices: string[];
     config: ReturnType<typeof readQwen2Config>;
     tokens: TokenSet;
     data: ReturnType<typeof planData>;
@@ -370,7 +387,7 @@ async function judgeAll(
     progress: (text: string) => void;
   },
 ): Promise<Verdict[]> {
-  const { addon, box, build, cuda, config, tokens, data, workDir, progress } = c;
+  const { addon, box, build, cuda, rankDevices, config, tokens, data, workDir, progress } = c;
   const [refCompile, ...subCompiles] = c.compiles;
   const ref = await refCompile;
   if (!ref.ok) throw new UserError(`the official baseline does not compile here: ${ref.message}`);
@@ -399,7 +416,8 @@ async function judgeAll(
 
   const { evaluator } = await openEvaluator({
     config,
-    device: o.device,
+    device: rankDevices[0],
+    devices: rankDevices,
     dtype: o.dtype ?? 'bfloat16',
     attention: o.attention ?? 'auto',
     batchSize: o.batchSize,
@@ -428,7 +446,7 @@ async function judgeAll(
           return await native(`${who} run`, () =>
             evaluator.run(
               {
-                argv: box.argv({ ...job, command: [RUNNER, plugin], env: { ...hostEnv, ...o.runnerEnv, ...extraEnv }, bwrapArgs: ['--info-fd', String(addon.runnerInfoFd)] }),
+                argv: box.argv({ ...job, command: runnerCommand(plugin, rankDevices.length), env: { ...hostEnv, ...o.runnerEnv, ...extraEnv }, bwrapArgs: ['--info-fd', String(addon.runnerInfoFd)] }),
                 seed,
                 warmupSeed,
                 seqLen: tokens.seqLen,

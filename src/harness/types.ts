@@ -19,6 +19,7 @@ export const FAILURE_CODES = [
   'changed_share', // too small a share of the parameters changed
   'update_error', // the weight update is too far from the reference's
   'late_write', // the parameter or logits memory changed after the runner was killed
+  'rank_divergence', // several ranks: at DONE a rank's parameters differ from rank 0's (the ones verified)
 ] as const;
 
 export type FailureCode = (typeof FAILURE_CODES)[number];

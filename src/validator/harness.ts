@@ -8,6 +8,7 @@ import type { EvaluateFn } from './loop';
 export interface HarnessSettings {
   hparams: Hparams;
   benchmarkDir: string;
+  /** The device of an evaluation given no slot (the validator's default slot). */
   device: string;
   dataDir: string;
   peakTflops?: number;
@@ -15,12 +16,14 @@ export interface HarnessSettings {
 
 export function harnessEvaluator(h: HarnessSettings): EvaluateFn {
   const hp = h.hparams;
-  return (file, onProgress) =>
+  return (file, onProgress, slot) =>
     evaluateSubmission({
       submission: file,
       benchmarkDir: h.benchmarkDir,
       hparams: hp,
-      device: h.device,
+      device: slot[0] ?? h.device,
+      // The slot's devices, one per rank (default: the device, as many times as the ranks need).
+      rankDevices: slot.length > 0 ? slot : undefined,
       runs: hp.evaluation_runs,
       steps: hp.eval_steps,
       warmupSteps: hp.warmup_steps,
@@ -32,7 +35,8 @@ export function harnessEvaluator(h: HarnessSettings): EvaluateFn {
       pluginCache: path.join(h.dataDir, 'plugins'),
       // The database, fetched code and other submissions' plugins are no runner's business.
       secretPaths: [h.dataDir],
-      peakTflops: h.peakTflops,
+      // Per device: an evaluation on several ranks has as many devices' peak.
+      peakTflops: h.peakTflops === undefined ? undefined : h.peakTflops * hp.gpus_per_evaluation,
       onProgress,
     });
 }

@@ -4,11 +4,13 @@
 //      too soon after the hotkey's previous one is rejected with its reason);
 //   2. evaluate every pending submission, oldest commitment first: fetch,
 //      check, run through the trusted harness, record the verdict and the new
-//      leader in one transaction;
+//      leader in one transaction. With several evaluation slots (one per GPU,
+//      or per gpus_per_evaluation GPUs) as many submissions are evaluated at
+//      once, each on its own slot's devices;
 //   3. set weights when set_weights_interval_blocks have passed since the
 //      last ones.
-// Between evaluations it looks for new commitments and due weights again, so
-// a long queue delays neither.
+// Whenever an evaluation ends it looks for new commitments and due weights
+// again, so a long queue delays neither.
 // Every step is recorded before it is acted on (store.ts), so a killed
 // validator resumes where it stopped. Chain and storage failures are logged
 // and retried with backoff; a submission's own failures cost only its own time.
@@ -30,8 +32,11 @@ import { currentLeader, leadershipHistory, type Scored } from './scoring';
 import type { NewSubmission, SubmissionRow, ValidatorStore } from './store';
 import { planWeights } from './weights';
 
-/** Evaluates the C++ file at `file` (the trusted harness, or a stand-in in tests). */
-export type EvaluateFn = (file: string, onProgress: (text: string) => void) => Promise<Verdict>;
+/**
+ * Evaluates the C++ file at `file` (the trusted harness, or a stand-in in tests) on `slot`: the devices of one
+ * evaluation slot, one per rank (empty: the harness's default device).
+ */
+export type EvaluateFn = (file: string, onProgress: (text: string) => void, slot: string[]) => Promise<Verdict>;
 export type FetchFn = (p: Parameters<typeof fetchCommittedCode>[0], o: FetchOptions) => Promise<Buffer>;
 
 export interface ValidatorOptions {
@@ -52,6 +57,11 @@ export interface ValidatorOptions {
   sinceBlock?: number;
   fetch?: FetchFn;
   fetchTimeoutMs?: number;
+  /**
+   * Evaluation slots: each is the devices of one evaluation (src/harness/devices.ts), and as many submissions
+   * are evaluated at once as there are slots. Default: one slot on the harness's default device.
+   */
+  slots?: string[][];
   /** first wait after a failed pass (doubles up to 5 min) */
   outageBackoffMs?: number;
   r2Endpoint?: string;
@@ -94,8 +104,8 @@ function commitmentKey(bytes: Uint8Array): string {
 
 export class Validator {
   private stopping = new AbortController();
-  /** the submission being evaluated now (for a clean stop) */
-  current: number | null = null;
+  /** the submissions being evaluated now (for a clean stop) */
+  readonly current = new Set<number>();
   private readonly maxAttempts: number;
   private readonly maxFetchFailures: number;
 
@@ -125,14 +135,15 @@ export class Validator {
    * the loop stops at its next step ('wait').
    */
   stopNow(why: string): 'exit' | 'wait' {
-    const id = this.current;
     this.stop();
-    if (id === null) {
+    if (this.current.size === 0) {
       this.log.log('info', `${why}: stopping`);
       return 'wait';
     }
-    this.store.returnToPending(id, `stopped by ${why} during the evaluation; it will start over`, { refundAttempt: true });
-    this.log.log('warn', `${why}: the evaluation goes back to the queue; exiting`, this.refOf(id));
+    for (const id of this.current) {
+      this.store.returnToPending(id, `stopped by ${why} during the evaluation; it will start over`, { refundAttempt: true });
+      this.log.log('warn', `${why}: the evaluation goes back to the queue; exiting`, this.refOf(id));
+    }
     return 'exit';
   }
 
@@ -183,19 +194,52 @@ export class Validator {
     const summary: PassSummary = { block, discovered, evaluated: 0, accepted: 0, rejected: 0, weightsSet: false, pending: 0 };
     summary.weightsSet = await this.maybeSetWeights(block, neurons);
     // Always the earliest commitment due next, new ones included: a long queue never holds back discovery
-    // (the chain keeps only a hotkey's last 10 reveals) nor weights.
-    for (let s = this.store.due()[0]; s && !this.stopped; s = this.store.due()[0]) {
-      const outcome = await this.evaluateOne(s, neurons);
-      if (outcome === 'accepted') summary.accepted++;
-      if (outcome === 'rejected') summary.rejected++;
-      if (outcome === 'accepted' || outcome === 'rejected') summary.evaluated++;
-      if (this.stopped) break;
-      const b = await this.chain.currentBlock();
-      this.store.setMeta('last_block', String(b));
-      neurons = await this.chain.neurons(this.o.netuid);
-      summary.discovered += await this.discover(neurons);
-      summary.weightsSet = (await this.maybeSetWeights(b, neurons)) || summary.weightsSet;
+    // (the chain keeps only a hotkey's last 10 reveals) nor weights. One evaluation per free slot.
+    const free = [...(this.o.slots ?? [[]])];
+    const running = new Map<number, { sha256: string | null; job: Promise<void> }>();
+    let failure: unknown = null;
+    const launch = () => {
+      while (free.length > 0 && !this.stopped && failure === null) {
+        // Not a copy of code being evaluated now: the later of two copies waits for the earlier one's verdict,
+        // and is then rejected as its duplicate, exactly as when they are evaluated one after the other.
+        const busy = new Set([...running.values()].map((r) => r.sha256));
+        const s = this.store.due().find((r) => !running.has(r.id) && !(r.sha256 !== null && busy.has(r.sha256)));
+        if (!s) return;
+        const slot = free.shift() as string[];
+        const job = this.evaluateOne(s, neurons, slot)
+          .then((outcome) => {
+            if (outcome === 'accepted') summary.accepted++;
+            if (outcome === 'rejected') summary.rejected++;
+            if (outcome === 'accepted' || outcome === 'rejected') summary.evaluated++;
+          })
+          .catch((e) => {
+            failure ??= e;
+          })
+          .finally(() => {
+            running.delete(s.id);
+            free.push(slot);
+          });
+        running.set(s.id, { sha256: s.sha256, job });
+      }
+    };
+    launch();
+    while (running.size > 0) {
+      await Promise.race([...running.values()].map((r) => r.job));
+      if (this.stopped || failure !== null) continue; // let the others finish; start nothing new
+      try {
+        const b = await this.chain.currentBlock();
+        this.store.setMeta('last_block', String(b));
+        neurons = await this.chain.neurons(this.o.netuid);
+        summary.discovered += await this.discover(neurons);
+        summary.weightsSet = (await this.maybeSetWeights(b, neurons)) || summary.weightsSet;
+      } catch (e) {
+        failure ??= e;
+        continue;
+      }
+      launch();
     }
+    // A failure of the store or the chain fails the pass (retried with backoff), once nothing runs any more.
+    if (failure !== null) throw failure;
     summary.pending = this.store.countByState().pending;
     return summary;
   }
@@ -241,7 +285,7 @@ export class Validator {
   }
 
   /** Evaluates one pending submission to a verdict (or back to the queue when that is not its fault). */
-  async evaluateOne(s: SubmissionRow, neurons: Neuron[]): Promise<'accepted' | 'rejected' | 'requeued'> {
+  async evaluateOne(s: SubmissionRow, neurons: Neuron[], slot: string[] = []): Promise<'accepted' | 'rejected' | 'requeued'> {
     const who = ref(s);
     if (!neurons.some((n) => n.hotkey === s.hotkey)) {
       this.store.reject(s.id, 'deregistered', ['the hotkey is no longer registered on the subnet']);
@@ -261,7 +305,7 @@ export class Validator {
       return 'rejected';
     }
     this.store.startEvaluation(s.id);
-    this.current = s.id;
+    this.current.add(s.id);
     try {
       this.log.log('info', `fetching ${s.size} bytes`, who);
       let code: Buffer;
@@ -291,10 +335,14 @@ export class Validator {
       let lastProgress = '';
       let verdict: Verdict;
       try {
-        verdict = await this.evaluate(file, (text) => {
-          if (text !== lastProgress) this.log.log('info', text, who);
-          lastProgress = text;
-        });
+        verdict = await this.evaluate(
+          file,
+          (text) => {
+            if (text !== lastProgress) this.log.log('info', text, who);
+            lastProgress = text;
+          },
+          slot,
+        );
       } catch (e) {
         // The harness could not judge (e.g. the official baseline failed here): not the submission's verdict.
         const attempts = s.attempts + 1;
@@ -314,7 +362,7 @@ export class Validator {
       else this.log.log('warn', `REJECTED: ${verdict.reasons.join('; ')}`, who);
       return verdict.accepted ? 'accepted' : 'rejected';
     } finally {
-      this.current = null;
+      this.current.delete(s.id);
     }
   }
 
