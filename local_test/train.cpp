@@ -15,7 +15,11 @@
 //   - AdamW as one fused kernel over all tensors (optim.h);
 //   - no host synchronisation inside the loop: batches are fetched up front,
 //     the loss is read once at the end.
+// With several ranks (gpus_per_evaluation > 1, train_api.h) it is the
+// data-parallel reference: each rank trains on its rows of the batch, and the
+// gradients are averaged over the ranks before the same AdamW step on each.
 #include <tournament/train_api.h>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include <algorithm>
 
@@ -46,6 +50,37 @@ std::vector<bool> plan_checkpointing(Qwen2ForCausalLM& model, int64_t tokens, to
   return checkpointed;
 }
 
+// Several ranks: each rank's gradients are of its own rows, so sum them over
+// the ranks and divide: every rank then applies the whole batch's mean
+// gradient (equal rows per rank, equal tokens per row) and the ranks stay
+// identical. In buckets of at most 64 Mi elements (one buffer for a 7B model
+// would be another 15 GB), in the gradients' dtype on CUDA (NCCL), in float32
+// on the CPU (Gloo).
+void all_reduce_gradients(Qwen2ForCausalLM& model, const Distributed& dist) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : model->parameters()) grads.push_back(p.grad());
+  const int64_t bucket = int64_t(64) << 20;
+  for (size_t i = 0; i < grads.size();) {
+    size_t end = i;
+    int64_t elements = 0;
+    std::vector<torch::Tensor> flat;
+    while (end < grads.size() && (end == i || elements + grads[end].numel() <= bucket)) {
+      elements += grads[end].numel();
+      flat.push_back(grads[end++].reshape({-1}));
+    }
+    const auto wire = grads[i].is_cuda() ? grads[i].scalar_type() : torch::kFloat32;
+    std::vector<torch::Tensor> buffer{torch::cat(flat).to(wire)};
+    dist.group->allreduce(buffer)->wait();
+    buffer[0].div_(static_cast<double>(dist.world_size));
+    int64_t offset = 0;
+    for (size_t k = i; k < end; ++k) {
+      grads[k].copy_(buffer[0].narrow(0, offset, grads[k].numel()).view_as(grads[k]));
+      offset += grads[k].numel();
+    }
+    i = end;
+  }
+}
+
 }  // namespace
 
 TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,
@@ -59,6 +94,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   const int64_t B = data.batch_size(), S = data.seq_len();
   model->set_checkpointed_layers(plan_checkpointing(model, B * S, device));
 
+  const Distributed& dist = distributed();
   AdamW opt(model->parameters(), optimizer);
   TrainResult result;
   torch::Tensor loss;
@@ -69,6 +105,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     if (step == num_steps - 1) logits = torch::empty({B, S - 1, model->config.vocab_size}, hidden.options());
     loss = linear_cross_entropy(hidden, model->lm_head_weight(), batch, logits);  // scalar, float32
     loss.backward();
+    if (dist.world_size > 1) all_reduce_gradients(model, dist);
     opt.step();
     opt.zero_grad();
 

@@ -324,8 +324,9 @@ class Evaluator : public Napi::ObjectWrap<Evaluator> {
                         InstanceMethod("release", &Evaluator::Release), InstanceMethod("close", &Evaluator::Close)});
   }
 
-  // new Evaluator({ config, device, dtype, attention, batchSize, seqLen, steps,
-  //   warmupSteps, optimizer, probe: Int32Array, timeouts: { start, warmup, timed }, checkpointPerturbation })
+  // new Evaluator({ config, device, devices?: string[] (one per rank, rank 0's being `device`), dtype, attention,
+  //   batchSize, seqLen, steps, warmupSteps, optimizer, probe: Int32Array, timeouts: { start, warmup, timed },
+  //   checkpointPerturbation })
   explicit Evaluator(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Evaluator>(info) {
     auto env = info.Env();
     auto o = info[0].As<Napi::Object>();
@@ -344,6 +345,11 @@ class Evaluator : public Napi::ObjectWrap<Evaluator> {
     guarded(env, [&] {
       c.model = read_config(o.Get("config").As<Napi::Object>());
       c.device = parse_device(o.Get("device").As<Napi::String>().Utf8Value());
+      // Several ranks (train_api.h): one device per rank.
+      if (o.Has("devices") && o.Get("devices").IsArray()) {
+        auto d = o.Get("devices").As<Napi::Array>();
+        for (uint32_t i = 0; i < d.Length(); ++i) c.rank_devices.push_back(parse_device(d.Get(i).As<Napi::String>().Utf8Value()));
+      }
       c.dtype = parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value());
       c.probe = int32_tensor(o.Get("probe")).view({-1, c.seq_len});
       ev_ = std::make_unique<tournament::Evaluator>(std::move(c));

@@ -4,9 +4,11 @@
 // writes the logits into the trusted buffer and says DONE. It is killed at
 // DONE; nothing it does afterwards counts.
 //
-//   tournament-runner PLUGIN.so      (fds 3..6 as protocol.h says)
+//   tournament-runner PLUGIN.so              (fds 3..6 as protocol.h says)
+//   tournament-runner --ranks G PLUGIN.so    (several ranks: starts one runner per rank)
 #include <dlfcn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,12 +17,16 @@
 
 #include "../src/batches.h"
 #include "../src/compat.h"
+#include "../src/distributed.h"
 #include "../src/protocol.h"
 
 using namespace tournament;
 namespace proto = tournament::protocol;
 
 namespace {
+
+Distributed g_distributed;  // what distributed() hands the plugin
+c10::intrusive_ptr<c10d::ProcessGroup> g_group;  // owns g_distributed.group
 
 using VersionFn = int (*)();
 using CallFn = void (*)(Qwen2ForCausalLM*, DataIterator*, int64_t, const torch::Device*, const OptimizerConfig*,
@@ -66,11 +72,56 @@ TrainResult call(CallFn fn, Qwen2ForCausalLM& model, DataIterator& data, int64_t
   return out;
 }
 
+// The sandbox's first process when there are several ranks (protocol.h):
+// starts one runner per rank, each with its own descriptors moved to the
+// one-rank numbers, and exits as soon as any of them ends, which ends the
+// sandbox and so every other rank (a rank that died leaves the others waiting
+// on it in a collective). Loads no plugin: the ranks do, after exec.
+int launch_ranks(int ranks, const char* self, const char* plugin) {
+  for (int r = 0; r < ranks; ++r) {
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      std::perror("fork");
+      return 5;
+    }
+    if (pid == 0) {
+      if (r > 0 && (::dup2(proto::rank_fd(r, proto::RankFd::kControl), proto::kControlFd) < 0 ||
+                    ::dup2(proto::rank_fd(r, proto::RankFd::kParams), proto::kParamsFd) < 0 ||
+                    ::dup2(proto::rank_fd(r, proto::RankFd::kLogits), proto::kLogitsFd) < 0)) {
+        std::_Exit(5);
+      }
+      // Nothing of another rank's (nor bwrap's info pipe) stays open in this one.
+      for (int fd = proto::kInfoFd; fd < proto::rank_fd(ranks, proto::RankFd::kControl); ++fd) ::close(fd);
+      char* args[] = {const_cast<char*>(self), const_cast<char*>(plugin), nullptr};
+      ::execv(self, args);
+      std::_Exit(5);
+    }
+  }
+  // Only the ranks hold their control channels: when one dies, the trusted side sees it end.
+  for (int fd = proto::kControlFd; fd < proto::rank_fd(ranks, proto::RankFd::kControl); ++fd) {
+    if (fd != 1 && fd != 2) ::close(fd);
+  }
+  int status = 0;
+  while (::wait(&status) < 0 && errno == EINTR) {}
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 }  // namespace
 
+// The plugin's view of its rank (train_api.h); the runner exports it.
+const Distributed& tournament::distributed() { return g_distributed; }
+
 int main(int argc, char** argv) {
+  if (argc == 4 && std::strcmp(argv[1], "--ranks") == 0) {
+    const int ranks = std::atoi(argv[2]);
+    if (ranks < 2 || ranks > proto::kMaxRanks) {
+      std::fprintf(stderr, "tournament-runner: --ranks must be 2 to %d\n", proto::kMaxRanks);
+      return 2;
+    }
+    return launch_ranks(ranks, argv[0], argv[3]);
+  }
   if (argc != 2) {
-    std::fprintf(stderr, "usage: tournament-runner PLUGIN.so (started by the trusted side, not by hand)\n");
+    std::fprintf(stderr, "usage: tournament-runner [--ranks G] PLUGIN.so (started by the trusted side, not by hand)\n");
     return 2;
   }
   const auto init = expect(proto::Type::kInit).body.init;
@@ -79,6 +130,11 @@ int main(int argc, char** argv) {
                              static_cast<c10::DeviceIndex>(init.device_index));
   const auto dtype = static_cast<torch::Dtype>(init.dtype);
   const OptimizerConfig& opt = init.optimizer;
+  if (init.world_size < 1 || init.world_size > proto::kMaxRanks || init.rank < 0 || init.rank >= init.world_size ||
+      init.batch_size % init.world_size != 0) {
+    fail(proto::ErrorKind::kException, "INIT names no valid rank");
+  }
+  compat::cuda_set_device(device);  // the rank's device is the current one: its current stream is the one waited for
 
   // The trusted side's memory, mapped here.
   const auto layout = proto::param_layout(cfg, dtype);
@@ -93,6 +149,18 @@ int main(int argc, char** argv) {
     model->train();
   } catch (const std::exception& e) {
     fail(proto::ErrorKind::kException, std::string("mapping shared memory: ") + e.what());
+  }
+  // The ranks meet before any plugin code runs, in the sandbox's private /tmp (fresh for this run).
+  g_distributed.rank = init.rank;
+  g_distributed.world_size = init.world_size;
+  if (init.world_size > 1) {
+    try {
+      g_group = make_process_group(device, init.rank, init.world_size, "/tmp/tournament-rendezvous",
+                                   std::chrono::milliseconds(init.rendezvous_timeout_ms));
+      g_distributed.group = g_group.get();
+    } catch (const std::exception& e) {
+      fail(proto::ErrorKind::kException, std::string("the ranks' process group: ") + e.what());
+    }
   }
 
   void* lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
@@ -113,7 +181,7 @@ int main(int argc, char** argv) {
   bool eof = false;
   if (!proto::recv_msg(proto::kControlFd, -1, &p, &eof)) return 4;
   if (p.type == proto::Type::kWarmup) {
-    TableBatches warm(tokens, p.body.warmup.steps, B, device);
+    TableBatches warm(tokens, p.body.warmup.steps, B, device, init.rank, init.world_size);
     call(fn, model, warm, p.body.warmup.steps, device, opt);
     compat::cuda_synchronize(device);
     proto::send_msg(proto::kControlFd, proto::Type::kWarm);
@@ -122,7 +190,7 @@ int main(int argc, char** argv) {
   if (p.type != proto::Type::kGo) return 4;
 
   compat::cuda_reset_peak(device);  // the timed call's peak, not warmup's
-  TableBatches batches(tokens, init.steps, B, device);
+  TableBatches batches(tokens, init.steps, B, device, init.rank, init.world_size);
   TrainResult out = call(fn, model, batches, init.steps, device, opt);
 
   proto::Done done{};
@@ -131,7 +199,7 @@ int main(int argc, char** argv) {
   if (!out.logits.defined() || out.logits.dim() != 3) {
     fail(proto::ErrorKind::kLogits, "inner_steps returned no [batch, seq_len - 1, vocab] logits");
   }
-  const std::vector<int64_t> want{B, S - 1, cfg.vocab_size};
+  const std::vector<int64_t> want{B / init.world_size, S - 1, cfg.vocab_size};  // this rank's rows
   if (out.logits.sizes().vec() != want) {
     fail(proto::ErrorKind::kLogits, "inner_steps returned logits of shape " + c10::str(out.logits.sizes()) +
                                         ", expected " + c10::str(at::IntArrayRef(want)));

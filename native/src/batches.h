@@ -11,23 +11,32 @@ namespace tournament {
 class TableBatches : public DataIterator {
  public:
   // tokens [rows, seq_len] int64 anywhere, rows >= steps * batch; serves its
-  // first `steps` batches of `batch_size` rows, in order, on `device`.
-  TableBatches(torch::Tensor tokens, int64_t steps, int64_t batch_size, torch::Device device)
-      : tokens_(std::move(tokens)), steps_(steps), batch_(batch_size), device_(device) {}
+  // first `steps` batches of `batch_size` rows, in order, on `device`. Rank
+  // `rank` of `ranks` gets its contiguous share of each batch: rows
+  // [rank * batch / ranks, (rank + 1) * batch / ranks) (ranks divides batch).
+  TableBatches(torch::Tensor tokens, int64_t steps, int64_t batch_size, torch::Device device, int64_t rank = 0,
+               int64_t ranks = 1)
+      : tokens_(std::move(tokens)),
+        steps_(steps),
+        batch_(batch_size),
+        rows_(batch_size / ranks),
+        first_(rank * (batch_size / ranks)),
+        device_(device) {}
 
   bool next(torch::Tensor* batch) override {
     if (served_ >= steps_) return false;
     // A copy even on the CPU: a batch never aliases the shared token memory.
-    *batch = tokens_.narrow(0, served_ * batch_, batch_).to(device_, /*non_blocking=*/false, /*copy=*/true);  // [B, S]
+    *batch = tokens_.narrow(0, served_ * batch_ + first_, rows_)
+                 .to(device_, /*non_blocking=*/false, /*copy=*/true);  // [B / ranks, S]
     ++served_;
     return true;
   }
-  int64_t batch_size() const override { return batch_; }
+  int64_t batch_size() const override { return rows_; }
   int64_t seq_len() const override { return tokens_.size(1); }
 
  private:
   torch::Tensor tokens_;
-  int64_t steps_, batch_;
+  int64_t steps_, batch_, rows_, first_;
   torch::Device device_;
   int64_t served_ = 0;
 };

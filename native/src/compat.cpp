@@ -52,7 +52,19 @@ void cuda_reset_peak(const torch::Device& device) {
 
 void cuda_synchronize(const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
-  if (device.is_cuda()) c10::cuda::device_synchronize();
+  // The device named, not the calling thread's current one: evaluations on
+  // several GPUs run on threads whose current device is cuda:0.
+  if (device.is_cuda()) {
+    c10::cuda::CUDAGuard guard(cuda_index(device));
+    c10::cuda::device_synchronize();
+  }
+#endif
+  (void)device;
+}
+
+void cuda_set_device(const torch::Device& device) {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::set_device(cuda_index(device));
 #endif
   (void)device;
 }

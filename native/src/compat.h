@@ -85,6 +85,9 @@ int64_t available_device_memory(const torch::Device& device);
 int64_t cuda_peak_allocated(const torch::Device& device);
 void cuda_reset_peak(const torch::Device& device);
 void cuda_synchronize(const torch::Device& device);
+// Makes `device` the calling thread's current CUDA device (a runner's rank: its
+// plugin's default device and current stream are its rank's).
+void cuda_set_device(const torch::Device& device);
 // Returns this process's cached, unused device memory to the driver.
 void cuda_empty_cache(const torch::Device& device);
 // Waits for the calling thread's current stream only: work a plugin left on

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -80,7 +81,7 @@ pid_t read_child_pid(int fd, int timeout_ms) {
 struct Sandbox {
   pid_t bwrap = -1;
   pid_t inner = -1;
-  int control = -1;
+  std::vector<int> controls;  // one control channel per rank
   int log = -1;  // the runner's stdout and stderr, as created here
   int status = 0;
   bool reaped = false;
@@ -90,26 +91,41 @@ struct Sandbox {
   // stderr into `log_path`, and a fixed minimal environment: bwrap's monitor
   // is the sandbox's PID 1, readable by the runner's uid through /proc, so it
   // must hold nothing of this process (its environment holds the validator's
-  // secrets).
-  void spawn(const std::vector<std::string>& argv_in, const std::string& log_path, int params_fd, int data_fd,
-             int logits_fd) {
-    int sv[2], info[2];
-    TORCH_CHECK(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair: ", std::strerror(errno));
+  // secrets). With several ranks, rank r >= 1's descriptors go where
+  // protocol.h's rank_fd() says (params_fds and logits_fds: one per rank).
+  void spawn(const std::vector<std::string>& argv_in, const std::string& log_path, const std::vector<int>& params_fds,
+             int data_fd, const std::vector<int>& logits_fds) {
+    const int ranks = static_cast<int>(params_fds.size());
+    std::vector<int> runner_ends;
+    for (int r = 0; r < ranks; ++r) {
+      int sv[2];
+      TORCH_CHECK(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair: ", std::strerror(errno));
+      controls.push_back(sv[0]);
+      runner_ends.push_back(sv[1]);
+    }
+    int info[2];
     TORCH_CHECK(::pipe2(info, O_CLOEXEC) == 0, "pipe: ", std::strerror(errno));
     log = ::open(log_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     TORCH_CHECK(log >= 0, "cannot create the runner's log ", log_path, ": ", std::strerror(errno));
+    std::vector<int> src{runner_ends[0], params_fds[0], data_fd, logits_fds[0], info[1], log};
+    std::vector<int> dst{proto::kControlFd, proto::kParamsFd, proto::kDataFd, proto::kLogitsFd, proto::kInfoFd, 1};
+    constexpr size_t kLog = 5;  // src's index of the log, stderr too
+    for (int r = 1; r < ranks; ++r) {
+      src.insert(src.end(), {runner_ends[r], params_fds[r], logits_fds[r]});
+      dst.insert(dst.end(), {proto::rank_fd(r, proto::RankFd::kControl), proto::rank_fd(r, proto::RankFd::kParams),
+                             proto::rank_fd(r, proto::RankFd::kLogits)});
+    }
+    const int past = *std::max_element(dst.begin(), dst.end()) + 1;  // the first descriptor the child does not get
     // Sources moved above the target range first, so no dup2 clobbers another source.
-    const int src[] = {sv[1], params_fd, data_fd, logits_fd, info[1], log};
-    const int dst[] = {proto::kControlFd, proto::kParamsFd, proto::kDataFd, proto::kLogitsFd, proto::kInfoFd, 1};
-    constexpr int kN = 6;
-    int high[kN];
-    for (int k = 0; k < kN; ++k) high[k] = ::fcntl(src[k], F_DUPFD_CLOEXEC, 64);
+    const size_t n = src.size();
+    std::vector<int> high(n);
+    for (size_t k = 0; k < n; ++k) high[k] = ::fcntl(src[k], F_DUPFD_CLOEXEC, std::max(64, past));
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    for (int k = 0; k < kN; ++k) posix_spawn_file_actions_adddup2(&fa, high[k], dst[k]);
-    posix_spawn_file_actions_adddup2(&fa, high[kN - 1], 2);
-    posix_spawn_file_actions_addclosefrom_np(&fa, proto::kInfoFd + 1);
+    for (size_t k = 0; k < n; ++k) posix_spawn_file_actions_adddup2(&fa, high[k], dst[k]);
+    posix_spawn_file_actions_adddup2(&fa, high[kLog], 2);
+    posix_spawn_file_actions_addclosefrom_np(&fa, past);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     sigset_t none, all;
@@ -127,10 +143,9 @@ struct Sandbox {
     const int rc = ::posix_spawnp(&bwrap, argv[0], &fa, &attr, argv.data(), envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
-    for (int k = 0; k < kN; ++k) ::close(high[k]);
-    ::close(sv[1]);
+    for (int fd : high) ::close(fd);
+    for (int fd : runner_ends) ::close(fd);
     ::close(info[1]);
-    control = sv[0];
     if (rc != 0) {
       ::close(info[0]);
       bwrap = -1;
@@ -163,8 +178,8 @@ struct Sandbox {
         reaped = true;
       }
     }
-    if (control >= 0) ::close(control);
-    control = -1;
+    for (int fd : controls) ::close(fd);
+    controls.clear();
   }
   // Exit status after the control channel closed (the sandbox ended by itself).
   std::string describe_exit() {
@@ -244,6 +259,7 @@ Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
   logits_view_ = logits_.view(0, {B, S - 1, cfg_.model.vocab_size}, cfg_.dtype);
   cfg_.probe = cfg_.probe.to(cfg_.device);
   model_ = Qwen2ForCausalLM(cfg_.model, proto::region_allocator(params_, layout_, cfg_.dtype), cfg_.attention);
+  allocate_other_ranks();
 }
 
 Evaluator::~Evaluator() = default;
@@ -303,32 +319,45 @@ void Evaluator::start_tensor(torch::Tensor& dst, const std::string& name, size_t
   if (cfg_.checkpoint_perturbation > 0) perturb(dst, index, seed, cfg_.checkpoint_perturbation);
 }
 
+// Every rank's parameters (rank 0 first), then every rank's logits.
 std::vector<int64_t> Evaluator::memory_digest() {
-  return {keyed_digest(params_.view(0, {static_cast<int64_t>(params_.size())}, torch::kUInt8), digest_key_),
-          keyed_digest(logits_.view(0, {static_cast<int64_t>(logits_.size())}, torch::kUInt8), digest_key_)};
+  auto digest = [&](const SharedRegion& region) {
+    return keyed_digest(region.view(0, {static_cast<int64_t>(region.size())}, torch::kUInt8), digest_key_);
+  };
+  std::vector<int64_t> out{digest(params_)};
+  for (const auto& r : other_ranks_) out.push_back(digest(r.params));
+  out.push_back(digest(logits_));
+  for (const auto& r : other_ranks_) out.push_back(digest(r.logits));
+  return out;
 }
 
 void Evaluator::scrub(uint64_t warmup_seed) {
   // Parameters: zeros (the gaps between tensors and the region's tail
   // included), then warmup's own start (the checkpoint perturbed by warmup's
   // seed, or warmup's random initialisation); the timed run's seeded part is
-  // written only once the clock runs.
+  // written only once the clock runs. Every other rank's region gets rank
+  // 0's whole, padding included.
   params_.view(0, {static_cast<int64_t>(params_.size())}, torch::kUInt8).zero_();
   if (cfg_.warmup_steps > 0) init_parameters(warmup_seed);
+  replicate_parameters();
   data_.view(0, {static_cast<int64_t>(data_.size())}, torch::kUInt8).zero_();
-  // The logits region whole, its tail beyond [B, S-1, V] too (the region is
+  // The logits regions whole, their tails beyond [B, S-1, V] too (a region is
   // rounded up to the page or the device's granularity): a runner could leave
   // bytes there for the next one.
-  logits_.view(0, {static_cast<int64_t>(logits_.size() / c10::elementSize(cfg_.dtype))}, cfg_.dtype).fill_(std::nan(""));
-  compat::cuda_synchronize(cfg_.device);
+  auto poison = [&](const SharedRegion& region) {
+    region.view(0, {static_cast<int64_t>(region.size() / c10::elementSize(cfg_.dtype))}, cfg_.dtype).fill_(std::nan(""));
+  };
+  poison(logits_);
+  for (const auto& r : other_ranks_) poison(r.logits);
+  synchronize_ranks();
 }
 
 // The judge's own temporaries (initialisation, probe, comparison, hashing)
-// would otherwise stay cached by this process's allocator, and the card
-// belongs to the submission.
+// would otherwise stay cached by this process's allocator, and the cards
+// belong to the submission.
 void Evaluator::release_device_cache() {
-  compat::cuda_synchronize(cfg_.device);
-  compat::cuda_empty_cache(cfg_.device);
+  synchronize_ranks();
+  compat::cuda_empty_cache(cfg_.device);  // every device's cache
 }
 
 std::vector<double> Evaluator::cell_losses(const torch::Tensor& tokens) {
@@ -356,186 +385,374 @@ double Evaluator::probe_loss() {
   return loss.item<double>();
 }
 
-RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const std::string&)>& progress) {
-  const auto t_start = Clock::now();
+// One run's state: its inputs, its sandbox, the outcome so far and, once a
+// phase fails, why. The phases below fill it in order; the first that fails
+// ends the run through failed().
+struct Evaluator::RunState {
+  RunState(const RunInputs& inputs, const std::function<void(const std::string&)>& report)
+      : in(inputs), progress(report) {}
+  const RunInputs& in;
+  const std::function<void(const std::string&)>& progress;
+  const Clock::time_point t_start = Clock::now();
+  Clock::time_point t_mark = t_start;
   RunOutcome out;
-  auto t_mark = t_start;
-  auto mark = [&](const char* phase) {  // timing capture: the seconds since the last mark, under `phase`
+  Sandbox box;
+  std::string code, msg;         // why the run failed, once a phase did
+  std::vector<proto::Packet> p;  // per rank, the last message received
+
+  void say(const char* phase) const {
+    if (progress) progress(phase);
+  }
+  // Timing capture: the seconds since the last mark, under `phase`.
+  void mark(const char* phase) {
     const auto now = Clock::now();
     out.phase_seconds.emplace_back(phase, std::chrono::duration<double>(now - t_mark).count());
     t_mark = now;
-  };
-  last_seed_ = in.seed;
-  post_kill_digest_.clear();
-  checkpoint_seconds_ = 0;
-  const int64_t B = cfg_.batch_size, S = cfg_.seq_len;
-  TORCH_CHECK(in.timed_tokens.sizes().vec() == std::vector<int64_t>({cfg_.steps * B, S}), "evaluator: timed tokens ",
-              in.timed_tokens.sizes(), " are not [steps * batch, seq_len]");
-  TORCH_CHECK(!in.argv.empty(), "evaluator: empty runner command");
-  TORCH_CHECK(!in.log_path.empty(), "evaluator: no log path for the runner's output");
-  auto fail = [&](const std::string& code, const std::string& msg) {
-    out.completed = false;
-    out.failure_code = code;
-    out.failure_message = msg;
-    out.overhead_seconds = since(t_start) - out.seconds;
-    return out;
-  };
-
-  // ---- before the spawn: nothing of an earlier run may be left to read,
-  // since a plugin's static initialisers run inside dlopen, before READY.
-  if (in.measure_initial_probe) {
-    init_parameters(in.seed);
-    out.initial_probe_loss = probe_loss();
-    compat::cuda_synchronize(cfg_.device);
-    mark("initial_probe");
   }
-  scrub(in.warmup_seed);
-  compat::cuda_synchronize(cfg_.device);
-  mark("scrub");
+  int ranks() const { return static_cast<int>(box.controls.size()); }
+  // " (rank r)" in messages when there are several ranks; nothing with one.
+  std::string of_rank(int r) const { return ranks() > 1 ? " (rank " + std::to_string(r) + ")" : ""; }
 
-  // ---- spawn
-  Sandbox box;
-  box.spawn(in.argv, in.log_path, params_.fd(), data_.fd(), logits_.fd());
-  mark("spawn");
+  // Sends `type` to every rank, rank 0 first; false if one is gone.
+  bool send_all(proto::Type type, const void* payload = nullptr) {
+    for (int fd : box.controls) {
+      if (!proto::send_msg(fd, type, payload)) return false;
+    }
+    return true;
+  }
 
-  // Waits for one message of `want`; on anything else fills the failure.
-  std::string code, msg;
-  auto await = [&](proto::Type want, double timeout_s, const char* phase, proto::Packet* p) {
-    bool eof = false;
+  // Reads rank r's next message if one is there and checks it is `want`.
+  // False with `code` empty: nothing read (`eof` says whether the channel
+  // ended); false with `code` set: the run failed.
+  bool receive(int r, proto::Type want, const char* phase, bool* eof) {
+    *eof = false;
     bool got = false;
     try {
-      got = proto::recv_msg(box.control, static_cast<int>(timeout_s * 1000), p, &eof);
+      got = proto::recv_msg(box.controls[r], 0, &p[r], eof);
     } catch (const proto::ProtocolError& e) {
       code = "protocol";
-      msg = std::string("garbage on the control channel during ") + phase + ": " + e.what();
+      msg = std::string("garbage on the control channel during ") + phase + of_rank(r) + ": " + e.what();
       return false;
     }
-    if (!got) {
-      if (eof) {
-        code = "crash";
-        msg = box.describe_exit() + " (during " + phase + ")";
-      } else {
-        code = "timeout";
-        msg = std::string(phase) + " did not finish within " + std::to_string(static_cast<int>(timeout_s)) + " s";
-      }
-      return false;
-    }
-    if (p->type == proto::Type::kError) {
-      const auto kind = static_cast<proto::ErrorKind>(p->body.error.kind);
+    if (!got) return false;
+    if (p[r].type == proto::Type::kError) {
+      const auto kind = static_cast<proto::ErrorKind>(p[r].body.error.kind);
       code = kind == proto::ErrorKind::kOutOfMemory ? "oom"
              : kind == proto::ErrorKind::kApiVersion || kind == proto::ErrorKind::kPluginLoad ? "api_version"
              : kind == proto::ErrorKind::kLogits ? "logits"
                                                  : "crash";
-      msg = std::string("during ") + phase + ", the runner reported: " +
-            sanitize(p->body.error.text, sizeof p->body.error.text);
+      msg = std::string("during ") + phase + ", the runner" + of_rank(r) + " reported: " +
+            sanitize(p[r].body.error.text, sizeof p[r].body.error.text);
       return false;
     }
-    if (p->type != want) {
+    if (p[r].type != want) {
       code = "protocol";
-      msg = std::string("unexpected message during ") + phase;
+      msg = std::string("unexpected message during ") + phase + of_rank(r);
       return false;
     }
     return true;
-  };
+  }
+
+  // Waits for one message of `want` from every rank, in whatever order they
+  // come, within one timeout; on anything else fills the failure.
+  bool await(proto::Type want, double timeout_s, const char* phase) {
+    p.resize(box.controls.size());
+    const auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+    std::vector<int> waiting(box.controls.size());
+    for (size_t r = 0; r < waiting.size(); ++r) waiting[r] = static_cast<int>(r);
+    while (!waiting.empty()) {
+      std::vector<pollfd> fds;
+      for (int r : waiting) fds.push_back({box.controls[r], POLLIN, 0});
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      const int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, left)));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        code = "timeout";
+        msg = std::string(phase) + (ranks() > 1 ? " of rank " + std::to_string(waiting[0]) : "") +
+              " did not finish within " + std::to_string(static_cast<int>(timeout_s)) + " s";
+        return false;
+      }
+      std::vector<int> still;
+      for (size_t k = 0; k < fds.size(); ++k) {
+        const int r = waiting[k];
+        bool eof = false;
+        if (fds[k].revents && receive(r, want, phase, &eof)) continue;
+        if (!code.empty()) return false;
+        if (!eof) {
+          still.push_back(r);
+          continue;
+        }
+        // A rank's channel ended: when another rank said why (it failed and
+        // took the sandbox down with it), that is the run's failure.
+        for (int o : waiting) {
+          bool other_eof = false;
+          if (o != r && !receive(o, want, phase, &other_eof) && !code.empty()) return false;
+        }
+        code = "crash";
+        msg = box.describe_exit() + " (during " + phase + of_rank(r) + ")";
+        return false;
+      }
+      waiting = std::move(still);
+    }
+    return true;
+  }
+
   // The runner speaks only when spoken to: a message already waiting before
   // the next command was sent by something other than the runner's own
   // sequence (e.g. a plugin thread forging DONE ahead of GO).
-  auto quiet = [&](const char* before) {
-    pollfd pfd{box.control, POLLIN, 0};
-    if (::poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN)) {
-      code = "protocol";
-      msg = std::string("a message arrived out of turn, before ") + before;
-      return false;
+  bool quiet(const char* before) {
+    for (int r = 0; r < ranks(); ++r) {
+      pollfd pfd{box.controls[r], POLLIN, 0};
+      if (::poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN)) {
+        code = "protocol";
+        msg = std::string("a message arrived out of turn, before ") + before + of_rank(r);
+        return false;
+      }
     }
     return true;
-  };
+  }
 
-  proto::Init init{};
-  init.model = cfg_.model;
-  init.device_type = static_cast<int32_t>(cfg_.device.type());
-  init.device_index = cfg_.device.has_index() ? cfg_.device.index() : -1;
-  init.dtype = static_cast<int32_t>(cfg_.dtype);
-  init.attention = static_cast<int32_t>(cfg_.attention);
-  init.batch_size = B;
-  init.seq_len = S;
-  init.steps = cfg_.steps;
-  init.optimizer = cfg_.optimizer;
-  init.params_bytes = params_.size();
-  init.data_bytes = data_.size();
-  init.logits_bytes = logits_.size();
   // A run that missed its next message: end the sandbox, then say why.
-  auto failed_run = [&] {
+  RunOutcome failed() {
     box.kill_and_reap();
     std::string why = msg.empty() ? box.describe_exit() : msg;
     const std::string tail = log_tail(box.log);
     if (!tail.empty() && code != "protocol") why += "; the runner's last output: " + tail;
-    return fail(code.empty() ? "crash" : code, why);
-  };
-  proto::Packet p;
-  if (progress) progress("start");
-  if (!proto::send_msg(box.control, proto::Type::kInit, &init) ||
-      !await(proto::Type::kReady, cfg_.start_timeout_s, "start-up", &p)) {
-    return failed_run();
+    out.completed = false;
+    out.seconds = 0;
+    out.failure_code = code.empty() ? "crash" : code;
+    out.failure_message = why;
+    out.overhead_seconds = since(t_start);
+    return out;
   }
-  mark("start_to_ready");  // sandbox and runner start, CUDA context, shared memory mapped, plugin loaded
+};
 
-  auto data_view = [&](int64_t rows) { return data_.view(0, {rows, S}, torch::kInt64); };
-  if (cfg_.warmup_steps > 0) {
-    if (progress) progress("warmup");
-    data_view(cfg_.warmup_steps * B).copy_(in.warmup_tokens);
-    proto::Warmup w{cfg_.warmup_steps};
-    if (!quiet("WARMUP") || !proto::send_msg(box.control, proto::Type::kWarmup, &w) ||
-        !await(proto::Type::kWarm, cfg_.warmup_timeout_s, "warmup", &p)) {
-      return failed_run();
-    }
-    mark("warmup");
+RunOutcome Evaluator::run(const RunInputs& in, const std::function<void(const std::string&)>& progress) {
+  RunState st(in, progress);
+  last_seed_ = in.seed;
+  post_kill_digest_.clear();
+  checkpoint_seconds_ = 0;
+  check_inputs(in);
+  prepare(st);
+  spawn(st);
+  if (!start_up(st) || !warmup(st) || !timed(st)) return st.failed();
+  kill_and_fingerprint(st);
+  if (!ranks_agree(st)) return st.failed();
+  measure(st);
+  return st.out;
+}
+
+void Evaluator::check_inputs(const RunInputs& in) const {
+  TORCH_CHECK(in.timed_tokens.sizes().vec() == std::vector<int64_t>({cfg_.steps * cfg_.batch_size, cfg_.seq_len}),
+              "evaluator: timed tokens ", in.timed_tokens.sizes(), " are not [steps * batch, seq_len]");
+  TORCH_CHECK(!in.argv.empty(), "evaluator: empty runner command");
+  TORCH_CHECK(!in.log_path.empty(), "evaluator: no log path for the runner's output");
+}
+
+// Before the spawn: nothing of an earlier run may be left to read, since a
+// plugin's static initialisers run inside dlopen, before READY.
+void Evaluator::prepare(RunState& st) {
+  if (st.in.measure_initial_probe) {
+    init_parameters(st.in.seed);
+    st.out.initial_probe_loss = probe_loss();
+    compat::cuda_synchronize(cfg_.device);
+    st.mark("initial_probe");
   }
+  scrub(st.in.warmup_seed);
+  st.mark("scrub");
+}
 
-  // ---- the timed run. The clock starts before the run's seeded start and
-  // data are written: nothing of the timed run exists while the clock stands.
-  if (progress) progress("timed");
+void Evaluator::spawn(RunState& st) {
+  std::vector<int> params_fds{params_.fd()}, logits_fds{logits_.fd()};
+  for (const auto& r : other_ranks_) {
+    params_fds.push_back(r.params.fd());
+    logits_fds.push_back(r.logits.fd());
+  }
+  st.box.spawn(st.in.argv, st.in.log_path, params_fds, data_.fd(), logits_fds);
+  st.mark("spawn");
+}
+
+// INIT to every rank (its own device, regions and rank), then READY from
+// each: the runners have mapped the memory, met, and loaded the plugin.
+bool Evaluator::start_up(RunState& st) {
+  st.say("start");
+  for (int r = 0; r < ranks(); ++r) {
+    const torch::Device& device = r == 0 ? cfg_.device : other_ranks_[r - 1].device;
+    proto::Init init{};
+    init.model = cfg_.model;
+    init.device_type = static_cast<int32_t>(device.type());
+    init.device_index = device.has_index() ? device.index() : -1;
+    init.dtype = static_cast<int32_t>(cfg_.dtype);
+    init.attention = static_cast<int32_t>(cfg_.attention);
+    init.batch_size = cfg_.batch_size;
+    init.seq_len = cfg_.seq_len;
+    init.steps = cfg_.steps;
+    init.optimizer = cfg_.optimizer;
+    init.params_bytes = params_.size();
+    init.data_bytes = data_.size();
+    init.logits_bytes = r == 0 ? logits_.size() : other_ranks_[r - 1].logits.size();
+    init.rank = r;
+    init.world_size = ranks();
+    init.rendezvous_timeout_ms = static_cast<int64_t>(cfg_.start_timeout_s * 1000);
+    if (!proto::send_msg(st.box.controls[r], proto::Type::kInit, &init)) return false;
+  }
+  if (!st.await(proto::Type::kReady, cfg_.start_timeout_s, "start-up")) return false;
+  st.mark("start_to_ready");  // sandbox and runners start, CUDA contexts, shared memory mapped, ranks met, plugin loaded
+  return true;
+}
+
+torch::Tensor Evaluator::batch_rows(int64_t rows) const {
+  return data_.view(0, {rows, cfg_.seq_len}, torch::kInt64);
+}
+
+// Warmup's batches (other rows than the timed run's), WARMUP, then WARM.
+bool Evaluator::warmup(RunState& st) {
+  if (cfg_.warmup_steps <= 0) return true;
+  st.say("warmup");
+  batch_rows(cfg_.warmup_steps * cfg_.batch_size).copy_(st.in.warmup_tokens);
+  proto::Warmup w{cfg_.warmup_steps};
+  if (!st.quiet("WARMUP") || !st.send_all(proto::Type::kWarmup, &w) ||
+      !st.await(proto::Type::kWarm, cfg_.warmup_timeout_s, "warmup")) {
+    return false;
+  }
+  st.mark("warmup");
+  return true;
+}
+
+// The timed run. The clock starts before the run's seeded start and data
+// are written: nothing of the timed run exists while the clock stands. With
+// several ranks the seeded start reaches ranks 1..G-1 as a copy of rank 0's,
+// on the clock too, and the clock runs to the last rank's DONE.
+bool Evaluator::timed(RunState& st) {
+  st.say("timed");
   write_public_start();  // the checkpoint is public: outside the clock
   logits_view_.fill_(std::nan(""));  // unwritten shows as NaN
-  compat::cuda_synchronize(cfg_.device);
-  if (!quiet("GO")) return failed_run();
-  mark("before_go");  // the logits buffer poisoned, the device synchronised
+  for (auto& r : other_ranks_) r.logits_view.fill_(std::nan(""));
+  synchronize_ranks();
+  if (!st.quiet("GO")) return false;
+  st.mark("before_go");  // the logits buffers poisoned, the devices synchronised
   const auto t0 = Clock::now();
-  write_seeded_start(in.seed);
-  data_view(cfg_.steps * B).copy_(in.timed_tokens);
-  const bool sent = proto::send_msg(box.control, proto::Type::kGo);
-  const bool done = sent && await(proto::Type::kDone, cfg_.timed_timeout_s, "the timed run", &p);
-  out.seconds = since(t0);
-  if (!done) {
-    out.seconds = 0;
-    return failed_run();
-  }
-  mark("timed");
-  box.kill_and_reap();  // at DONE: nothing the runner does from here on lands
-  mark("kill");
+  write_seeded_start(st.in.seed);
+  replicate_parameters();
+  batch_rows(cfg_.steps * cfg_.batch_size).copy_(st.in.timed_tokens);
+  const bool done = st.send_all(proto::Type::kGo) && st.await(proto::Type::kDone, cfg_.timed_timeout_s, "the timed run");
+  st.out.seconds = since(t0);
+  if (!done) return false;
+  st.mark("timed");
+  return true;
+}
+
+// At DONE: the sandbox dies, so nothing any rank does from here on lands;
+// then the memory's keyed hash, which compare_last_with checks still holds.
+// Several ranks report for themselves: the tokens are their sum (each
+// trained its share), the loss rank 0's, the peak memory the largest.
+void Evaluator::kill_and_fingerprint(RunState& st) {
+  st.box.kill_and_reap();
+  st.mark("kill");
   digest_key_ = fresh_key();
-  post_kill_digest_ = memory_digest();  // compare_last_with checks that it still holds
-  mark("fingerprint");
-  out.completed = true;
-  out.reported_tokens = p.body.done.total_tokens;
-  out.reported_loss = p.body.done.final_loss;
-  out.reported_peak_memory = p.body.done.peak_memory_bytes;
-  if (progress) progress("verify");
-  out.probe_loss = probe_loss();
-  mark("probe_loss");
-  out.cell_losses = cell_losses(in.timed_tokens);
-  mark("cell_losses");
+  post_kill_digest_ = memory_digest();
+  st.mark("fingerprint");
+  st.out.completed = true;
+  st.out.reported_tokens = 0;
+  st.out.reported_peak_memory = 0;
+  for (const auto& p : st.p) {
+    st.out.reported_tokens += p.body.done.total_tokens;
+    st.out.reported_peak_memory = std::max(st.out.reported_peak_memory, p.body.done.peak_memory_bytes);
+  }
+  st.out.reported_loss = st.p[0].body.done.final_loss;
+}
+
+// Every rank's parameters must be rank 0's at DONE: rank 0's are the ones
+// verified, and a rank that trained otherwise did not do what they show.
+// Compared byte for byte (the parameters, not the regions' padding), a
+// slice at a time on rank 0's device.
+bool Evaluator::ranks_agree(RunState& st) {
+  if (other_ranks_.empty()) return true;
+  torch::NoGradGuard no_grad;
+  const auto bytes = static_cast<int64_t>(layout_.bytes);
+  const auto mine = params_.view(0, {bytes}, torch::kUInt8);
+  constexpr int64_t kSlice = int64_t{1} << 28;
+  for (int r = 1; r < ranks(); ++r) {
+    const auto theirs = other_ranks_[r - 1].params.view(0, {bytes}, torch::kUInt8);
+    for (int64_t at = 0; at < bytes; at += kSlice) {
+      const int64_t n = std::min(kSlice, bytes - at);
+      if (!torch::equal(mine.narrow(0, at, n), theirs.narrow(0, at, n).to(cfg_.device))) {
+        st.code = "rank_divergence";
+        st.msg = "at DONE, rank " + std::to_string(r) +
+                 "'s parameters differ from rank 0's: the ranks did not apply the same updates";
+        release_device_cache();
+        return false;
+      }
+    }
+  }
   release_device_cache();
-  mark("release_cache");
-  out.overhead_seconds = since(t_start) - out.seconds;
-  out.checkpoint_seconds = checkpoint_seconds_;
-  return out;
+  st.mark("ranks_agree");
+  return true;
+}
+
+// The judge's own measurements of the final weights (rank 0's).
+void Evaluator::measure(RunState& st) {
+  st.say("verify");
+  st.out.probe_loss = probe_loss();
+  st.mark("probe_loss");
+  st.out.cell_losses = cell_losses(st.in.timed_tokens);
+  st.mark("cell_losses");
+  release_device_cache();
+  st.mark("release_cache");
+  st.out.overhead_seconds = since(st.t_start) - st.out.seconds;
+  st.out.checkpoint_seconds = checkpoint_seconds_;
+}
+
+// Ranks 1..G-1's regions, on their own devices: a full copy of the
+// parameters each, and the logits of its B / G rows.
+void Evaluator::allocate_other_ranks() {
+  const int64_t G = static_cast<int64_t>(cfg_.rank_devices.size());
+  if (G <= 1) return;
+  if (G > proto::kMaxRanks) throw UserInputError("evaluator: at most " + std::to_string(proto::kMaxRanks) + " ranks");
+  if (cfg_.batch_size % G != 0) {
+    throw UserInputError("evaluator: " + std::to_string(G) + " ranks do not divide a batch of " +
+                         std::to_string(cfg_.batch_size));
+  }
+  if (cfg_.rank_devices[0] != cfg_.device) throw UserInputError("evaluator: rank 0's device must be the evaluation's");
+  const int64_t rows = cfg_.batch_size / G, S = cfg_.seq_len, V = cfg_.model.vocab_size;
+  for (int64_t r = 1; r < G; ++r) {
+    const torch::Device device = cfg_.rank_devices[r];
+    if (device.type() != cfg_.device.type()) throw UserInputError("evaluator: the ranks' devices are of different kinds");
+    OtherRank o{device, SharedRegion::create(layout_.bytes, device),
+                SharedRegion::create(static_cast<size_t>(rows * (S - 1) * V) * c10::elementSize(cfg_.dtype), device),
+                torch::Tensor()};
+    // replicate_parameters() copies rank 0's region whole: the same size leaves no byte unwritten.
+    TORCH_CHECK(o.params.size() == params_.size(), "evaluator: rank ", r, "'s parameter region is ", o.params.size(),
+                " bytes, rank 0's ", params_.size());
+    o.logits_view = o.logits.view(0, {rows, S - 1, V}, cfg_.dtype);
+    other_ranks_.push_back(std::move(o));
+  }
+}
+
+void Evaluator::replicate_parameters() {
+  if (other_ranks_.empty()) return;
+  const auto src = params_.view(0, {static_cast<int64_t>(params_.size())}, torch::kUInt8);
+  for (auto& r : other_ranks_) r.params.view(0, {static_cast<int64_t>(r.params.size())}, torch::kUInt8).copy_(src);
+  synchronize_ranks();
+}
+
+void Evaluator::synchronize_ranks() {
+  compat::cuda_synchronize(cfg_.device);
+  for (const auto& r : other_ranks_) compat::cuda_synchronize(r.device);
+}
+
+torch::Tensor Evaluator::rank_logits(int r) const {
+  if (r == 0) return ranks() == 1 ? logits_view_ : logits_view_.narrow(0, 0, cfg_.batch_size / ranks());
+  return other_ranks_[r - 1].logits_view;
 }
 
 int64_t Evaluator::keep_last() {
   Kept k;
   k.seed = last_seed_;
   for (auto& item : model_->named_parameters()) k.weights.push_back(item.value().detach().to(torch::kCPU, false, true));
-  k.logits = logits_view_.to(torch::kCPU, false, true);
+  std::vector<torch::Tensor> rows;
+  for (int r = 0; r < ranks(); ++r) rows.push_back(rank_logits(r).to(torch::kCPU, false, true));
+  k.logits = rows.size() == 1 ? rows[0] : torch::cat(rows);  // [B, S-1, V]
   const int64_t id = next_id_++;
   kept_[id] = std::move(k);
   return id;
@@ -557,10 +774,12 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   };
   // Logits, one batch row at a time to bound device memory: per row,
   // ||ours - ref||^2 and ||ref||^2.
+  // Rank r returned rows [r * B/G, (r + 1) * B/G).
   std::vector<torch::Tensor> row_sums;
+  const int64_t per_rank = cfg_.batch_size / ranks();
   for (int64_t b = 0; b < cfg_.batch_size; ++b) {
     auto r = ref.logits[b].to(cfg_.device).to(torch::kFloat32);
-    auto d = logits_view_[b].to(torch::kFloat32) - r;
+    auto d = rank_logits(static_cast<int>(b / per_rank))[b % per_rank].to(cfg_.device).to(torch::kFloat32) - r;
     row_sums.push_back(torch::stack({d.pow(2).sum(), r.pow(2).sum()}));
   }
   const auto rows = to_host(row_sums);

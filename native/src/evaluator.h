@@ -37,6 +37,9 @@ void read_checkpoint_tensor(const CheckpointTensor& t, torch::Tensor dst);
 struct EvalConfig {
   Qwen2Config model;
   torch::Device device{torch::kCPU};
+  // Several ranks (train_api.h): one device per rank, rank 0's being
+  // `device`; empty or one entry: one rank on `device`.
+  std::vector<torch::Device> rank_devices;
   torch::Dtype dtype = torch::kBFloat16;
   AttentionKernel attention = AttentionKernel::kAuto;
   int64_t batch_size = 0, seq_len = 0, steps = 0, warmup_steps = 0;
@@ -107,8 +110,10 @@ class Evaluator {
   void load_checkpoint(const std::vector<CheckpointTensor>& tensors);
   bool has_checkpoint() const { return checkpoint_.defined(); }
 
-  // One run: spawn, warmup, reset, timed call, kill, probe loss. Never throws
-  // for a misbehaving runner: that is a failed outcome.
+  // One run: scrub, spawn, warmup, timed call, kill, probe and cell losses.
+  // Never throws for a misbehaving runner: that is a failed outcome. With
+  // several ranks, one sandbox holds every rank's runner and the clock spans
+  // them all (GO to each, stopped at the last DONE).
   RunOutcome run(const RunInputs& in, const std::function<void(const std::string&)>& progress);
 
   // Compares the last run's memory (weights, logits) with a kept run's.
@@ -122,6 +127,33 @@ class Evaluator {
     torch::Tensor logits;                // host
     uint64_t seed;
   };
+  // One run, phase by phase (evaluator.cpp); a phase that can fail returns
+  // false with the reason in the RunState.
+  struct RunState;
+  void check_inputs(const RunInputs& in) const;
+  void prepare(RunState& st);  // before the spawn: initial probe, scrub
+  void spawn(RunState& st);
+  bool start_up(RunState& st);
+  bool warmup(RunState& st);
+  bool timed(RunState& st);
+  void kill_and_fingerprint(RunState& st);
+  bool ranks_agree(RunState& st);  // every rank's parameters equal rank 0's at DONE
+  void measure(RunState& st);
+
+  // Ranks 1..G-1 (rank 0's regions are params_ and logits_).
+  struct OtherRank {
+    torch::Device device;
+    SharedRegion params, logits;
+    torch::Tensor logits_view;  // [B / G, S-1, V]
+  };
+  int ranks() const { return 1 + static_cast<int>(other_ranks_.size()); }
+  void allocate_other_ranks();
+  // Rank 0's parameter region, whole, into every other rank's.
+  void replicate_parameters();
+  void synchronize_ranks();
+  torch::Tensor rank_logits(int r) const;        // rank r's returned rows of the logits
+  torch::Tensor batch_rows(int64_t rows) const;  // the first `rows` rows of the batch region
+
   // A run's start, in three parts. The public part: the checkpoint, copied
   // whole (nothing without one); outside the clock, timed into
   // checkpoint_seconds_. The seeded part, only once the seed may be used:
@@ -133,8 +165,9 @@ class Evaluator {
   // The start of the run seeded `seed` for one parameter (the model's
   // `index`-th) into `dst`: the parameter memory, or a temporary to compare with.
   void start_tensor(torch::Tensor& dst, const std::string& name, size_t index, uint64_t seed);
-  // Overwrites every shared region before a runner is spawned: nothing of an
-  // earlier run (the reference's weights, logits, batches) is there to read.
+  // Overwrites every shared region of every rank before a runner is spawned:
+  // nothing of an earlier run (the reference's weights, logits, batches) is
+  // there to read.
   void scrub(uint64_t warmup_seed);
   double probe_loss();
   // Mean next-token loss of the current weights on each cell of `tokens` [R, S]:
@@ -142,8 +175,8 @@ class Evaluator {
   // kCellsPerRow runs of consecutive positions. A few rows at a time (a 7B
   // model's logits for 16 x 1024 tokens are 10 GB in float32).
   std::vector<double> cell_losses(const torch::Tensor& tokens);
-  // Keyed hash of the parameter and logits memory (fingerprint.h), with a
-  // key drawn right after the kill.
+  // Keyed hash of every rank's parameter and logits memory (fingerprint.h),
+  // with a key drawn right after the kill.
   std::vector<int64_t> memory_digest();
   void release_device_cache();
 
@@ -151,7 +184,8 @@ class Evaluator {
   protocol::ParamLayout layout_;
   SharedRegion params_, data_, logits_;
   torch::Tensor logits_view_;  // [B, S-1, V] over logits_
-  Qwen2ForCausalLM model_{nullptr};  // the trusted view of the parameter memory
+  Qwen2ForCausalLM model_{nullptr};  // the trusted view of the parameter memory (rank 0's)
+  std::vector<OtherRank> other_ranks_;
   std::map<int64_t, Kept> kept_;
   int64_t next_id_ = 1;
   uint64_t last_seed_ = 0;

@@ -12,6 +12,16 @@
 // of the pipe on which bubblewrap (--info-fd) names the sandbox's PID 1; stdin
 // is /dev/null, stdout and stderr a log file of the run; the environment
 // outside the sandbox is PATH alone.
+//
+// Several ranks (gpus_per_evaluation G > 1): one sandbox holds them all (so
+// they share its private /tmp for c10d's rendezvous and its loopback network,
+// and one kill of its PID 1 ends every rank). The sandbox runs
+// `tournament-runner --ranks G PLUGIN`, which gets rank 0's descriptors as
+// above and rank r's control, parameters and logits at rank_fd(r, ...); it
+// starts one runner per rank with that rank's descriptors moved to 3, 4 and 6
+// (the batch region, 5, is every rank's) and runs no plugin code itself. The
+// trusted side speaks to every rank on its own control channel, the same
+// messages as with one rank; INIT says which rank it is.
 #pragma once
 
 #include <tournament/model.h>
@@ -27,6 +37,10 @@ namespace tournament::protocol {
 
 constexpr uint32_t kMagic = 0x544e5254;  // "TRNT"
 constexpr int kControlFd = 3, kParamsFd = 4, kDataFd = 5, kLogitsFd = 6, kInfoFd = 7;
+constexpr int kMaxRanks = 64;
+enum class RankFd : int { kControl = 0, kParams = 1, kLogits = 2 };
+// Where rank r >= 1's descriptor of `which` is when the sandbox starts.
+constexpr int rank_fd(int rank, RankFd which) { return kInfoFd + 1 + 3 * (rank - 1) + static_cast<int>(which); }
 
 enum class Type : uint32_t { kInit = 1, kReady = 2, kWarmup = 3, kWarm = 4, kGo = 5, kDone = 6, kError = 7 };
 
@@ -42,6 +56,10 @@ struct Init {
   int64_t batch_size, seq_len, steps;
   OptimizerConfig optimizer;
   uint64_t params_bytes, data_bytes, logits_bytes;
+  // This runner's rank among world_size (1: the one-rank contract) and how
+  // long it may wait for the others to meet.
+  int32_t rank, world_size;
+  int64_t rendezvous_timeout_ms;
 };
 static_assert(std::is_trivially_copyable<Init>::value, "Init travels as raw bytes");
 

@@ -12,6 +12,7 @@
 #include "compat.h"
 
 #ifdef TOURNAMENT_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
 #include <cuda.h>
 #endif
 
@@ -102,7 +103,11 @@ SharedRegion SharedRegion::create(size_t bytes, torch::Device device) {
   if (device.is_cuda()) {
 #ifdef TOURNAMENT_WITH_CUDA
     const int dev = compat::cuda_index(device);
-    torch::empty({1}, torch::TensorOptions().device(device));  // makes the primary context current
+    // The region's own device, not device 0: its primary context current on
+    // this thread for the driver calls below (allocation, mapping and access
+    // name `dev` explicitly as well).
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(dev));
+    torch::empty({1}, torch::TensorOptions().device(device));  // creates the primary context
     auto prop = cuda_prop(dev);
     size_t gran = 0;
     cu_check(cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM), "granularity");
@@ -144,7 +149,11 @@ SharedRegion SharedRegion::map(int fd, size_t bytes, torch::Device device) {
   if (device.is_cuda()) {
 #ifdef TOURNAMENT_WITH_CUDA
     const int dev = compat::cuda_index(device);
-    torch::empty({1}, torch::TensorOptions().device(device));  // makes the primary context current
+    // The region's own device, not device 0: its primary context current on
+    // this thread for the driver calls below (allocation, mapping and access
+    // name `dev` explicitly as well).
+    c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(dev));
+    torch::empty({1}, torch::TensorOptions().device(device));  // creates the primary context
     CUmemGenericAllocationHandle handle;
     cu_check(cuMemImportFromShareableHandle(&handle, reinterpret_cast<void*>(static_cast<intptr_t>(fd)),
                                             CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR),

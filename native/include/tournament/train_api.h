@@ -1,4 +1,4 @@
-// The submission contract, version 1. A submission is one C++ file that
+// The submission contract, version 2. A submission is one C++ file that
 // includes this header and defines `inner_steps` with exactly the signature
 // below. The validator compiles it itself (pinned flags, against the runner's
 // libtorch) and calls it in a sandboxed runner process. The runner refuses a
@@ -11,7 +11,8 @@
 //              IN PLACE: the final weights are read from that storage, so
 //              replacing a parameter tensor loses the update.
 //   data       yields `num_steps` batches [batch, seq_len] int64 on `device`,
-//              chosen by the validator at the start of the timed run.
+//              chosen by the validator at the start of the timed run. With
+//              several ranks (below), this rank's share of each batch.
 //   num_steps  how many optimizer steps to take: one per batch.
 //   device     where the model lives.
 //   optimizer  AdamW hyper-parameters (optim.h says exactly how the update is
@@ -29,6 +30,22 @@
 //   total_tokens  batch * seq_len * num_steps that were trained on.
 //   final_loss    the loss of the last step.
 //
+// Several ranks (version 2). A tournament may set gpus_per_evaluation = G > 1:
+// then G runner processes, one per device, run this same inner_steps at once,
+// rank r on the r-th device, and distributed() tells each which rank it is
+// and hands it a process group over all G (c10d: NCCL on CUDA, Gloo on the
+// CPU; include <torch/csrc/distributed/c10d/ProcessGroup.hpp> to use it). Each
+// rank holds a full copy of the parameters in memory the validator owns, all
+// initialised alike, and its data yields rows [r * B/G, (r + 1) * B/G) of every
+// batch of B rows (a contiguous slice; batch_size() says B/G). The G ranks
+// together train on every token of every batch, one AdamW step per batch over
+// the whole batch (local_test/train.cpp does: all-reduce of the gradients,
+// averaged, then the same AdamW on every rank). Each rank returns the logits
+// of its own rows [B/G, seq_len - 1, vocab] and its own token count. The clock
+// stops when the last rank has said DONE; then every rank's parameters must
+// equal rank 0's, which are the ones verified. With G = 1, distributed() says
+// rank 0 of 1 and has no group: a one-rank submission needs none of this.
+//
 // What the validator checks, from its own copy of the data and the weights it
 // reads back: the loss of the final weights on a held-out batch, the returned
 // logits, which parameters changed and by how much, against the official
@@ -43,9 +60,22 @@
 #include <tournament/model.h>
 #include <tournament/optim.h>
 
-#define TOURNAMENT_TRAIN_API_VERSION 1
+#define TOURNAMENT_TRAIN_API_VERSION 2
+
+namespace c10d {
+class ProcessGroup;
+}
 
 namespace tournament {
+
+// This process's place among the evaluation's ranks (see "Several ranks").
+struct Distributed {
+  int64_t rank = 0;
+  int64_t world_size = 1;
+  c10d::ProcessGroup* group = nullptr;  // every rank's; null when world_size is 1
+};
+// Defined by the runner, valid for the life of the process.
+const Distributed& distributed();
 
 class DataIterator {
  public:
