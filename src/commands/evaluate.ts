@@ -105,6 +105,10 @@ export const evaluateCommand: CommandModule<object, Args> = {
     const device = slots ? slots[0][0] : (a.device ?? defaultDevice());
     // Thresholds measured on another kind of device would accept cheats or reject honest code here.
     const calibration = a['allow-uncalibrated'] ? null : requireCalibrated(hparams, device, a.hparams);
+    // Each evaluation's native work (runs, comparisons) holds one of libuv's worker threads while it runs, and
+    // there are 4 unless told otherwise: more slots than that would wait for each other. libuv reads this when
+    // the pool first starts, so it must be set before anything asynchronous runs (what ran so far is synchronous).
+    if (slots && slots.length > 2 && !process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = String(slots.length + 2);
     const dataDir = path.resolve(a['data-dir']);
     const log = createLogger(a['log-format'] as 'text' | 'json');
     // The hotkey signs weights on subtensor; the local network records them and needs none.
