@@ -7,7 +7,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { loadHparams } from '../src/config/hparams';
-import { evaluateSubmission } from '../src/harness/evaluate';
+import { evaluateSubmissions } from '../src/harness/evaluate';
 import type { FailureCode, Verdict } from '../src/harness/types';
 import { setupPreset } from '../src/setup/setup';
 import { BASELINE } from '../src/submission/source';
@@ -30,25 +30,39 @@ describe('multi-rank: two ranks with Gloo on the CPU, through the harness', func
   });
   after(() => removeTmpDir(tmp));
 
-  const judge = (submission: string, seed: number): Promise<Verdict> =>
-    evaluateSubmission({
-      submission,
-      benchmarkDir,
-      hparams,
-      device: 'cpu',
-      runs: 1,
-      steps: 3,
-      warmupSteps: 1,
-      batchSize: hparams.benchmark_batch_size,
-      seed,
-      workDir: path.join(tmp, 'work'),
-      runnerEnv: { OMP_NUM_THREADS: '1' },
-    });
+  // Every case against one reference run (the DP baseline on seed 1000): each verdict is what judging it alone gives.
+  const CASES = {
+    baseline: BASELINE,
+    skip_share: path.join(PLUGINS, 'skip_share.cpp'),
+    foresight_probe: path.join(PROJECT_ROOT, 'test', 'plugins', 'foresight_probe.cpp'),
+    no_allreduce: path.join(PLUGINS, 'no_allreduce.cpp'),
+  };
+  const verdicts = new Map<keyof typeof CASES, Verdict>();
+  const judge = async (name: keyof typeof CASES): Promise<Verdict> => {
+    if (verdicts.size === 0) {
+      const names = Object.keys(CASES) as (keyof typeof CASES)[];
+      const all = await evaluateSubmissions({
+        submissions: names.map((n) => ({ file: CASES[n], label: n })),
+        benchmarkDir,
+        hparams,
+        device: 'cpu',
+        runs: 1,
+        steps: 3,
+        warmupSteps: 1,
+        batchSize: hparams.benchmark_batch_size,
+        seed: 1000,
+        workDir: path.join(tmp, 'work'),
+        runnerEnv: { OMP_NUM_THREADS: '1' },
+      });
+      names.forEach((n, k) => verdicts.set(n, all[k]));
+    }
+    return verdicts.get(name) as Verdict;
+  };
 
   const codes = (v: Verdict): FailureCode[] => v.runs.flatMap((r) => r.failures.map((f) => f.code));
 
   it('accepts the data-parallel baseline against itself, each rank on its half of every batch', async () => {
-    const v = await judge(BASELINE, 1000);
+    const v = await judge('baseline');
     assert.equal(v.accepted, true, v.reasons.join('\n'));
     const run = v.runs[0];
     // Every token of every batch, counted from what the two ranks say they trained on (each its half).
@@ -65,7 +79,7 @@ describe('multi-rank: two ranks with Gloo on the CPU, through the harness', func
   });
 
   it('rejects a rank that puts zeros in the all-reduce instead of its share of the gradient', async () => {
-    const v = await judge(path.join(PLUGINS, 'skip_share.cpp'), 1000);
+    const v = await judge('skip_share');
     assert.equal(v.accepted, false);
     const got = codes(v);
     // Rejected by verification, not by a crash or the ranks' disagreement (they agree: both applied the same
@@ -79,13 +93,13 @@ describe('multi-rank: two ranks with Gloo on the CPU, through the harness', func
     // foresight_probe crashes its own run when, in any rank, its regions hold anything but zeros and NaN at dlopen,
     // or the timed start or a timed row was there at dlopen or during warmup. It trains each rank apart (one-rank
     // code), so a run that found nothing ends, after DONE, in the ranks' disagreement and in nothing else.
-    const v = await judge(path.join(PROJECT_ROOT, 'test', 'plugins', 'foresight_probe.cpp'), 1000);
+    const v = await judge('foresight_probe');
     assert.deepEqual(codes(v), ['rank_divergence'], v.reasons.join('; '));
     assert.doesNotMatch(v.reasons.join('; '), /residue|foresight/);
   });
 
   it('rejects ranks that train apart (no all-reduce): rank 1 no longer holds rank 0\'s parameters', async () => {
-    const v = await judge(path.join(PLUGINS, 'no_allreduce.cpp'), 1000);
+    const v = await judge('no_allreduce');
     assert.equal(v.accepted, false);
     assert.deepEqual(codes(v), ['rank_divergence'], v.reasons.join('; '));
     assert.match(v.reasons[0], /rank 1's parameters differ from rank 0's/);
