@@ -1,12 +1,14 @@
 // Compiling submissions: the baseline builds into a plugin exporting the
 // runner's entry points; broken, oversized or malformed sources get a short
-// clear message; a compile that does not end is stopped. Compiles against the
-// libtorch headers take 15-30 s each, so the independent ones run together.
+// clear message; a compile that does not end is stopped. The compiles use the
+// precompiled libtorch header every evaluation uses (the run's compile cache
+// has it, or it is made here once), and the independent ones run together.
 import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { compileSubmission, CompileResult, pluginBuildPath, summarizeCompilerErrors } from '../src/harness/compile';
+import { compileCacheDir, compileSubmission, CompileResult, loadPluginBuild, pluginBuildPath, precompiledHeader, summarizeCompilerErrors } from '../src/harness/compile';
+import { Sandbox } from '../src/harness/sandbox';
 import { BASELINE } from '../src/submission/source';
 import { processesGoneUnder } from './helpers/processes';
 import { tmpDir, removeTmpDir } from './helpers/tmp';
@@ -75,10 +77,13 @@ describe('compileSubmission', function () {
     before(async function () {
       const bad = write('bad.cpp', HEADER + SIGNATURE + '  TrainResult r;\n  undeclared_helper(model);\n  return r;\n}\n');
       const zero = write('zero.cpp', HEADER + '#include "/dev/zero"\n' + SIGNATURE + '  return {};\n}\n');
+      const build = loadPluginBuild();
+      const pch = await precompiledHeader(compileCacheDir(work('pch')), build, Sandbox.open());
+      assert.ok(pch, 'this compiler made no precompiled header');
       const jobs: Record<string, () => Promise<CompileResult>> = {
-        baseline: () => compileSubmission(BASELINE, { workDir: work('baseline') }),
-        bad: () => compileSubmission(bad, { workDir: work('bad') }),
-        zero: () => compileSubmission(zero, { workDir: work('zero'), timeoutMs: ZERO_LIMIT_MS }),
+        baseline: () => compileSubmission(BASELINE, { workDir: work('baseline'), pch }),
+        bad: () => compileSubmission(bad, { workDir: work('bad'), pch }),
+        zero: () => compileSubmission(zero, { workDir: work('zero'), timeoutMs: ZERO_LIMIT_MS, pch }),
       };
       await Promise.all(
         Object.entries(jobs).map(async ([k, f]) => {
