@@ -249,7 +249,9 @@ export async function compileChecked(source: SourceFile, opts: CompileOptions): 
   const sandbox = opts.sandbox ?? Sandbox.open();
   const workDir = path.resolve(opts.workDir);
   fs.mkdirSync(workDir, { recursive: true });
-  const copyName = /\.(cpp|cc|cxx)$/.test(path.basename(sourcePath)) ? path.basename(sourcePath) : 'train.cpp';
+  // One name for every copy: the plugin (__FILE__ included) then depends on the bytes alone, as the compile cache's key does;
+  // the compiler's messages name the file as the user named it (summarizeCompilerErrors).
+  const copyName = 'train.cpp';
   const pluginName = 'plugin.so';
   fs.writeFileSync(path.join(workDir, copyName), source.bytes);
   fs.rmSync(path.join(workDir, pluginName), { force: true });
