@@ -15,6 +15,8 @@ import { HPARAMS_FILE } from '../src/util/paths';
 import { runCli } from './helpers/miner-cli';
 import { tmpDir } from './helpers/tmp';
 
+/** The command's batch size, in the test's copy of hparams. */
+const BATCH = 4;
 const T = { probe_loss_abs: 0.01, cell_loss_abs: 0.01, batch_loss_abs: 0.01, logits_rel_error: 0.1, update_rel_error: 0.1, min_changed_share_ratio: 0.97 };
 
 /** A completed run whose checks are `v` (probe: its loss minus the reference's). */
@@ -145,7 +147,8 @@ describe('calibrate: the command on the CPU default, and the validator\'s refusa
     bench = path.join(dir, 'benchmark');
     setupPreset({ dir: bench, preset: 'tiny', seed: 42, force: false });
     written = path.join(dir, 'hparams.json');
-    fs.copyFileSync(HPARAMS_FILE, written);
+    // Batches of 4 instead of 16: calibrate takes the batch from hparams, and a run's cost is steps x batch here.
+    fs.writeFileSync(written, JSON.stringify({ ...JSON.parse(fs.readFileSync(HPARAMS_FILE, 'utf8')), benchmark_batch_size: BATCH }, null, 2) + '\n');
     const r = await runCli(
       ['calibrate', '--device', 'cpu', '--benchmark-dir', bench, '--hparams', written, '--seed-count', '1', '--seed', '1000', '--steps', '3', '--warmup-steps', '1',
         '--cases', 'baseline,honest_fp32_loss,skip_last_step,drop:last:2', '--threads', '1', '--json', '--write', '--work-dir', path.join(dir, 'work')],
@@ -161,7 +164,7 @@ describe('calibrate: the command on the CPU default, and the validator\'s refusa
     assert.equal(result.device_kind, 'cpu');
     assert.deepEqual(result.runs.map((r) => r.case), ['baseline', 'honest_fp32_loss', 'skip_last_step', 'drop:last:2']);
     assert.deepEqual(result.cases.map((c) => [c.id, c.honest, c.runs]), [['baseline', true, 1], ['honest_fp32_loss', true, 1], ['skip_last_step', false, 1], ['drop:last:2', false, 1]]);
-    assert.equal(result.cases[3].skipped, 2 / (16 * 3));
+    assert.equal(result.cases[3].skipped, 2 / (BATCH * 3));
     // CPU runs are deterministic: the baseline against itself is the reference, bit for bit.
     const base = result.runs[0].checks!;
     assert.deepEqual([base.probe_loss - base.reference_probe_loss, base.cell_loss_deviation, base.logits_rel_error, base.update_rel_error], [0, 0, 0, 0]);
@@ -171,7 +174,7 @@ describe('calibrate: the command on the CPU default, and the validator\'s refusa
     assert.equal(result.holds, result.cases.every((c) => c.ok));
     const text = formatCalibration(result, { hparamsFile: written, written: true });
     assert.match(text, /^\| skip_last_step \| 1000 \| .* \| (probe_loss|cell_loss|update_error)/m);
-    assert.match(text, /^\| 2 row\(s\) of the last batch untrained \| cheat \| 4\.17% \| 1 \|/m);
+    assert.match(text, /^\| 2 row\(s\) of the last batch untrained \| cheat \| 16\.67% \| 1 \|/m);
   });
 
   it('--write stores the recommended thresholds, their basis and the calibration record, and the file loads', function () {

@@ -1,12 +1,15 @@
 // Compiling submissions: the baseline builds into a plugin exporting the
 // runner's entry points; broken, oversized or malformed sources get a short
-// clear message; a compile that does not end is stopped. Compiles against the
-// libtorch headers take 15-30 s each, so the independent ones run together.
+// clear message; a compile that does not end is stopped. The compiles use the
+// precompiled libtorch header every evaluation uses (the run's compile cache
+// has it, or it is made here once), and the independent ones run together.
 import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { compileSubmission, CompileResult, pluginBuildPath, summarizeCompilerErrors } from '../src/harness/compile';
+import { checkSubmission, compileCacheDir, compileCached, compileSubmission, CompileResult, loadPluginBuild, pluginBuildPath, precompiledHeader, summarizeCompilerErrors } from '../src/harness/compile';
+import { Sandbox } from '../src/harness/sandbox';
+import { UserError } from '../src/errors';
 import { BASELINE } from '../src/submission/source';
 import { processesGoneUnder } from './helpers/processes';
 import { tmpDir, removeTmpDir } from './helpers/tmp';
@@ -75,10 +78,13 @@ describe('compileSubmission', function () {
     before(async function () {
       const bad = write('bad.cpp', HEADER + SIGNATURE + '  TrainResult r;\n  undeclared_helper(model);\n  return r;\n}\n');
       const zero = write('zero.cpp', HEADER + '#include "/dev/zero"\n' + SIGNATURE + '  return {};\n}\n');
+      const build = loadPluginBuild();
+      const pch = await precompiledHeader(compileCacheDir(work('pch')), build, Sandbox.open());
+      assert.ok(pch, 'this compiler made no precompiled header');
       const jobs: Record<string, () => Promise<CompileResult>> = {
-        baseline: () => compileSubmission(BASELINE, { workDir: work('baseline') }),
-        bad: () => compileSubmission(bad, { workDir: work('bad') }),
-        zero: () => compileSubmission(zero, { workDir: work('zero'), timeoutMs: ZERO_LIMIT_MS }),
+        baseline: () => compileSubmission(BASELINE, { workDir: work('baseline'), pch }),
+        bad: () => compileSubmission(bad, { workDir: work('bad'), pch }),
+        zero: () => compileSubmission(zero, { workDir: work('zero'), timeoutMs: ZERO_LIMIT_MS, pch }),
       };
       await Promise.all(
         Object.entries(jobs).map(async ([k, f]) => {
@@ -131,6 +137,44 @@ describe('compileSubmission', function () {
     assert.ok(took < 1.5 + KILL_GRACE_S, `stopped only after ${took} s: the 1.5 s limit plus ${KILL_GRACE_S} s to reap is ${1.5 + KILL_GRACE_S} s`);
     // the kernel reaps a killed PID namespace asynchronously: wait for it, bounded
     assert.deepEqual(await processesGoneUnder(dir, KILL_GRACE_S * 1000), [], `compiler processes still alive ${KILL_GRACE_S} s after the kill`);
+  });
+
+  describe('the compile cache', function () {
+    const source = (file: string) => {
+      const c = checkSubmission(file);
+      assert.ok(c.ok);
+      return c.source;
+    };
+
+    it('compiles the same bytes once: the second compile is the first one\'s plugin', async function () {
+      const cacheDir = compileCacheDir(work('cache'));
+      const first = await compileCached(source(BASELINE), { cacheDir });
+      assert.ok(first.ok, (first as { message: string }).message);
+      // The same bytes under another name: the plugin depends on the bytes alone.
+      const again = await compileCached(source(write('renamed.cpp', fs.readFileSync(BASELINE))), { cacheDir });
+      assert.ok(again.ok);
+      assert.equal(again.cached, true);
+      assert.equal(again.pluginPath, first.pluginPath);
+      assert.ok(fs.existsSync(first.pluginPath));
+    });
+
+    it('keeps nothing of a compile that failed', async function () {
+      const cacheDir = compileCacheDir(work('cache')); // the header is made by the test above
+      const before = fs.readdirSync(cacheDir).sort();
+      const bad = write('bad-cached.cpp', HEADER + SIGNATURE + '  return undeclared_here;\n}\n');
+      const r = await compileCached(source(bad), { cacheDir });
+      assert.equal(r.ok, false);
+      assert.match((r as { message: string }).message, /undeclared_here/);
+      assert.deepEqual(fs.readdirSync(cacheDir).sort(), before, 'an entry or a scratch folder was left');
+    });
+
+    it('refuses a cache folder anyone can write, before compiling', async function () {
+      const cacheDir = work('cache-open');
+      fs.mkdirSync(cacheDir);
+      fs.chmodSync(cacheDir, 0o777);
+      await assert.rejects(compileCached(source(BASELINE), { cacheDir }), (e: unknown) => e instanceof UserError && /not safe/.test(e.message));
+      assert.deepEqual(fs.readdirSync(cacheDir), []);
+    });
   });
 
   it('error summaries keep at most five errors and count the rest', function () {

@@ -28,6 +28,7 @@ import { loadHparams, Hparams } from '../src/config/hparams';
 import { setupPreset } from '../src/setup/setup';
 import type { FailureCode, Verdict } from '../src/harness/types';
 import { PROJECT_ROOT as ROOT } from '../src/util/paths';
+import { compileCacheDir } from '../src/harness/compile';
 import { evaluateSubmissions } from '../src/harness/evaluate';
 import { CALIBRATION_DIR } from '../src/harness/calibrate';
 import { BASELINE } from '../src/submission/source';
@@ -136,7 +137,7 @@ describe('harness: adversarial plugins', function () {
       steps: 3,
       warmupSteps: 1,
       batchSize: 4,
-      pluginCache: path.join(tmp, 'plugins'), // the baseline compiles once for all parts
+      pluginCache: compileCacheDir(path.join(tmp, 'plugins')), // the baseline compiles once for all parts (and for the run's other files)
       runnerMemoryBytes: 4 * 2 ** 30, // exhaust_memory meets the limit in seconds
     };
     const part = async (p: number) => {

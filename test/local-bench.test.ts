@@ -27,10 +27,10 @@ describe('local-bench (CLI)', function () {
     removeTmpDir(dir);
   });
 
-  const bench_ = (submission: string) => {
+  const bench_ = (submission: string, runs: number) => {
     const r = spawnSync(
       CLI,
-      ['local-bench', submission, '--benchmark-dir', bench, '--work-dir', path.join(dir, 'work'), '--runs', '2', '--steps', '2',
+      ['local-bench', submission, '--benchmark-dir', bench, '--work-dir', path.join(dir, 'work'), '--runs', String(runs), '--steps', '2',
         '--warmup-steps', '1', '--batch-size', '4', '--peak-tflops', '1', '--json', '--device', 'cpu'],
       { encoding: 'utf8', timeout: 600_000 },
     );
@@ -38,7 +38,7 @@ describe('local-bench (CLI)', function () {
   };
 
   it('accepts the baseline with exit status 0; tokens/s is the median of tokens / trusted seconds, MFU 6 x params x tokens/s over the peak', function () {
-    const r = bench_(path.join(PROJECT_ROOT, 'local_test', 'train.cpp'));
+    const r = bench_(path.join(PROJECT_ROOT, 'local_test', 'train.cpp'), 2); // two runs: the median and a seed per run
     assert.equal(r.status, 0, r.stderr);
     const v = r.json;
     assert.equal(v.accepted, true);
@@ -59,7 +59,7 @@ describe('local-bench (CLI)', function () {
   });
 
   it('rejects a cheat with exit status 3 and says why', function () {
-    const r = bench_(path.join(PROJECT_ROOT, 'local_test', 'calibration', 'skip_last_step.cpp'));
+    const r = bench_(path.join(PROJECT_ROOT, 'local_test', 'calibration', 'skip_last_step.cpp'), 1); // one failed run rejects
     assert.equal(r.status, 3, r.stderr);
     assert.equal(r.json.accepted, false);
     assert.equal(r.json.tokens_per_second, null);

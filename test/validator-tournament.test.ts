@@ -45,6 +45,11 @@ describe('validator: the local tournament (real harness, CPU)', function () {
     const work = path.join(dir, 'lt');
     const sub = await run(SCRIPT, [work, '--steps', 'submit'], PROJECT_ROOT);
     assert.equal(sub.code, 0, sub.stderr);
+    // Smaller runs than the script's (each run's cost is steps x batch here): two
+    // runs per evaluation stay, for the restart's check; skipping the last of two
+    // steps is still the cheat, and an even larger one.
+    const hpFile = path.join(work, 'hparams.json');
+    fs.writeFileSync(hpFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(hpFile, 'utf8')), eval_steps: 2, benchmark_batch_size: 4 }, null, 2));
 
     // Kill the validator in the middle of the first submission's timed run.
     const dataDir = path.join(work, 'validator-data');

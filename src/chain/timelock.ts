@@ -16,15 +16,22 @@
 // r = sha256(sigma || key) read big-endian mod the group order, and a pairing
 // value serialised as the 12 base-field coefficients of Fp12 (c0.c0.c0,
 // c0.c0.c1, c0.c1.c0, ... c1.c2.c1), each 48 bytes little-endian.
-import { bls12_381 } from '@noble/curves/bls12-381';
+import type { bls12_381 as Bls12381 } from '@noble/curves/bls12-381';
 import { bytesToNumberBE, concatBytes, equalBytes, numberToBytesLE } from '@noble/curves/utils';
 import { sha256 } from '@noble/hashes/sha2';
 import { gcm } from '@noble/ciphers/aes';
 import { randomBytes } from 'crypto';
 
-type G1Point = ReturnType<typeof bls12_381.G1.Point.fromHex>;
-type G2Point = ReturnType<typeof bls12_381.G2.Point.fromHex>;
-type Fp12 = ReturnType<typeof bls12_381.pairing>;
+type G1Point = ReturnType<typeof Bls12381.G1.Point.fromHex>;
+type G2Point = ReturnType<typeof Bls12381.G2.Point.fromHex>;
+type Fp12 = ReturnType<typeof Bls12381.pairing>;
+
+let curve: typeof Bls12381 | undefined;
+/** The curve, loaded on first use: it takes a third of a second, and every CLI command imports this file through the validator. */
+function bls(): typeof Bls12381 {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  return (curve ??= (require('@noble/curves/bls12-381') as typeof import('@noble/curves/bls12-381')).bls12_381);
+}
 
 const QUICKNET_DST = 'BLS_SIG_BLS12381G1_XMD:SHA-256_SSWU_RO_NUL_';
 const CIPHER_SUITE = new TextEncoder().encode('AES_GCM_');
@@ -49,7 +56,7 @@ export function roundIdentity(round: bigint | number): Uint8Array {
 }
 
 function identityPoint(round: bigint | number): G1Point {
-  return bls12_381.G1.hashToCurve(roundIdentity(round), { DST: QUICKNET_DST }) as unknown as G1Point;
+  return bls().G1.hashToCurve(roundIdentity(round), { DST: QUICKNET_DST }) as unknown as G1Point;
 }
 
 /** arkworks' compressed serialisation of a pairing value (Fp12 has no flags). */
@@ -106,12 +113,12 @@ class Reader {
 
 /** h3: sha256(a || b) as a big-endian integer, reduced mod the scalar field order. */
 function h3(sigma: Uint8Array, msg: Uint8Array): bigint {
-  return bytesToNumberBE(sha256(concatBytes(sigma, msg))) % bls12_381.params.r;
+  return bytesToNumberBE(sha256(concatBytes(sigma, msg))) % bls().params.r;
 }
 
 function parsePublicKey(publicKey: Uint8Array | string): G2Point {
   try {
-    return bls12_381.G2.Point.fromHex(publicKey);
+    return bls().G2.Point.fromHex(publicKey);
   } catch (e) {
     throw new TimelockError(`bad drand public key: ${(e as Error).message}`);
   }
@@ -119,7 +126,7 @@ function parsePublicKey(publicKey: Uint8Array | string): G2Point {
 
 function parseSignature(signature: Uint8Array | string): G1Point {
   try {
-    return bls12_381.G1.Point.fromHex(signature);
+    return bls().G1.Point.fromHex(signature);
   } catch (e) {
     throw new TimelockError(`bad drand signature: ${(e as Error).message}`);
   }
@@ -143,8 +150,8 @@ export function timelockEncrypt(
   const sigma = random(32);
   const r = h3(sigma, key);
   if (r === 0n) throw new TimelockError('degenerate randomness; try again');
-  const u = bls12_381.G2.Point.BASE.multiply(r);
-  const gId = bls12_381.pairing(identityPoint(round), pPub.multiply(r));
+  const u = bls().G2.Point.BASE.multiply(r);
+  const gId = bls().pairing(identityPoint(round), pPub.multiply(r));
   const v = xor32(sigma, sha256(serializeGt(gId)));
   const w = xor32(key, sha256(sigma));
   const nonce = random(NONCE_BYTES);
@@ -165,7 +172,7 @@ function parseCiphertext(ct: Uint8Array): ParsedCiphertext {
   const rd = new Reader(ct, 'timelock ciphertext');
   let u: G2Point;
   try {
-    u = bls12_381.G2.Point.fromHex(rd.take(G2_BYTES));
+    u = bls().G2.Point.fromHex(rd.take(G2_BYTES));
   } catch (e) {
     throw new TimelockError(`timelock ciphertext: bad header point: ${(e as Error).message}`);
   }
@@ -190,10 +197,10 @@ function parseCiphertext(ct: Uint8Array): ParsedCiphertext {
 export function timelockDecrypt(ciphertext: Uint8Array, signature: Uint8Array | string): Uint8Array {
   const ct = parseCiphertext(ciphertext);
   const sig = parseSignature(signature);
-  const sigma = xor32(ct.v, sha256(serializeGt(bls12_381.pairing(sig, ct.u))));
+  const sigma = xor32(ct.v, sha256(serializeGt(bls().pairing(sig, ct.u))));
   const key = xor32(ct.w, sha256(sigma));
   const r = h3(sigma, key);
-  if (r === 0n || !bls12_381.G2.Point.BASE.multiply(r).equals(ct.u)) {
+  if (r === 0n || !bls().G2.Point.BASE.multiply(r).equals(ct.u)) {
     throw new TimelockError('timelock decryption failed: the signature does not match this ciphertext');
   }
   try {
@@ -206,9 +213,9 @@ export function timelockDecrypt(ciphertext: Uint8Array, signature: Uint8Array | 
 /** Checks a beacon signature for `round` against the public key: e(sig, G2) == e(H(id), P_pub). */
 export function verifyBeacon(round: bigint | number, signature: Uint8Array | string, publicKey: Uint8Array | string): boolean {
   const sig = parseSignature(signature);
-  const lhs = bls12_381.pairing(sig, bls12_381.G2.Point.BASE);
-  const rhs = bls12_381.pairing(identityPoint(round), parsePublicKey(publicKey));
-  return bls12_381.fields.Fp12.eql(lhs, rhs);
+  const lhs = bls().pairing(sig, bls().G2.Point.BASE);
+  const rhs = bls().pairing(identityPoint(round), parsePublicKey(publicKey));
+  return bls().fields.Fp12.eql(lhs, rhs);
 }
 
 export interface DrandParams {

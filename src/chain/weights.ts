@@ -13,7 +13,7 @@
 //     the chain drops the weights when it differs), uids: Vec<u16>,
 //     values: Vec<u16>, version_key: u64 }, locked to the drand round published
 //     SECURITY_BLOCK_OFFSET blocks into the first block of the reveal epoch.
-import { TypeRegistry } from '@polkadot/types';
+import type { TypeRegistry } from '@polkadot/types';
 import type { Codec } from '@polkadot/types/types';
 import { QUICKNET, type DrandParams } from './timelock';
 
@@ -51,10 +51,12 @@ export function normalizeWeightsU16(uids: number[], weights: number[]): { uids: 
   return out;
 }
 
-const registry = new TypeRegistry();
+let registry: TypeRegistry | undefined;
 /** WeightsTlockPayload as a SCALE struct (field order is the encoding order). */
 const PAYLOAD_TYPE = JSON.stringify({ hotkey: 'Vec<u8>', uids: 'Vec<u16>', values: 'Vec<u16>', version_key: 'u64' });
-const payloadCodec = (v: unknown): Codec => registry.createType(PAYLOAD_TYPE, v);
+// @polkadot/types loads on first use: it takes most of a second, and every CLI command imports this file through the validator.
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const payloadCodec = (v: unknown): Codec => (registry ??= new (require('@polkadot/types') as typeof import('@polkadot/types')).TypeRegistry()).createType(PAYLOAD_TYPE, v);
 
 /** SCALE encoding of WeightsTlockPayload (the plaintext of a timelocked weights commit). */
 export function encodeWeightsPayload(hotkeyPublicKey: Uint8Array, uids: number[], values: number[], versionKey: bigint): Uint8Array {

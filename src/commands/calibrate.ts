@@ -4,13 +4,13 @@
 // the calibration in the hparams file (src/harness/calibrate.ts).
 import type { CommandModule } from 'yargs';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { loadHparams } from '../config/hparams';
 import { defaultDevice } from '../engine/model';
 import { UserError } from '../errors';
 import { calibrate, DEFAULT_CASES, writeCalibration } from '../harness/calibrate';
 import { formatCalibration } from '../harness/report';
+import { defaultWorkDir } from '../util/paths';
 import { ProgressLine } from '../util/progress';
 import { EXIT_REJECTED } from './local-bench';
 import { intOption, withBenchmarkDir, withHparams, withJson } from './options';
@@ -80,7 +80,7 @@ export const calibrateCommand: CommandModule<object, Args> = {
       steps: intOption('steps', a.steps, hparams.eval_steps, 1),
       warmupSteps: intOption('warmup-steps', a['warmup-steps'], hparams.warmup_steps, 0),
       batchSize: hparams.benchmark_batch_size,
-      workDir: a['work-dir'] ?? path.join(os.tmpdir(), `tournament-${process.getuid?.() ?? 'user'}`),
+      workDir: a['work-dir'] ?? defaultWorkDir(),
       runnerEnv: a.threads === undefined ? {} : { OMP_NUM_THREADS: String(a.threads) },
       onProgress: (t) => progress.update(t),
     });

@@ -3,7 +3,6 @@
 // on the same seeds and data through the sandboxed runner, time the
 // submission on the trusted clock and verify it against the reference.
 import type { CommandModule } from 'yargs';
-import * as os from 'os';
 import * as path from 'path';
 import { loadHparams } from '../config/hparams';
 import { defaultDevice } from '../engine/model';
@@ -13,6 +12,7 @@ import { UserError } from '../errors';
 import { BASELINE } from '../submission/source';
 import { formatVerdict } from '../harness/report';
 import type { Verdict } from '../harness/types';
+import { defaultWorkDir } from '../util/paths';
 import { ProgressLine } from '../util/progress';
 import { intOption, withBenchmarkDir, withHparams, withJson } from './options';
 
@@ -101,7 +101,7 @@ export const localBenchCommand: CommandModule<object, Args> = {
       warmupSteps: intOption('warmup-steps', a['warmup-steps'], hparams.warmup_steps, 0),
       batchSize: intOption('batch-size', a['batch-size'], hparams.benchmark_batch_size, 1),
       seed: a.seed === undefined ? undefined : intOption('seed', a.seed, 0, 0),
-      workDir: a['work-dir'] ?? path.join(os.tmpdir(), `tournament-${process.getuid?.() ?? 'user'}`),
+      workDir: a['work-dir'] ?? defaultWorkDir(),
       peakTflops,
       onProgress: (t) => progress.update(t),
     });

@@ -17,7 +17,8 @@ import { PROJECT_ROOT } from '../util/paths';
 import { checkSource, SourceFile } from '../submission/source';
 import { Sandbox, SANDBOX_SPAWN_ENV } from './sandbox';
 
-export type CompileResult = { ok: true; pluginPath: string; seconds: number } | { ok: false; message: string };
+/** `cached`: the plugin was already in the compile cache, made by an earlier compile of the same bytes (`seconds` 0). */
+export type CompileResult = { ok: true; pluginPath: string; seconds: number; cached?: boolean } | { ok: false; message: string };
 
 export interface CompileOptions {
   /** The sandbox's scratch directory: created if missing; holds the source copy and plugin.so. */
@@ -96,10 +97,7 @@ const PCH_HEADER = 'tournament_pch.h';
  * it) when this compiler cannot make one. Only trusted headers go into it.
  */
 export async function precompiledHeader(cacheDir: string, build: PluginBuild, sandbox: Sandbox): Promise<string | undefined> {
-  const headers = path.join(PROJECT_ROOT, 'native', 'include');
-  const hash = crypto.createHash('sha256').update(JSON.stringify(build)).update(JSON.stringify(codeFlags(build)));
-  for (const f of listFiles(headers)) hash.update(f).update(fs.readFileSync(f));
-  const dir = path.join(cacheDir, `pch-${hash.digest('hex').slice(0, 16)}`);
+  const dir = path.join(cacheDir, `pch-${toolchainHash(build).slice(0, 16)}`);
   const header = path.join(dir, PCH_HEADER);
   if (fs.existsSync(`${header}.gch`)) return header;
   const tmp = `${dir}.tmp-${process.pid}`;
@@ -123,9 +121,32 @@ export async function precompiledHeader(cacheDir: string, build: PluginBuild, sa
     fs.rmSync(tmp, { recursive: true, force: true });
     return undefined;
   }
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.renameSync(tmp, dir);
+  settle(tmp, dir);
   return header;
+}
+
+/**
+ * What decides a plugin's bytes besides its source: the build (compiler,
+ * flags, libtorch), the pinned flags and every contract header.
+ */
+function toolchainHash(build: PluginBuild): string {
+  const hash = crypto.createHash('sha256').update(JSON.stringify(build)).update(JSON.stringify(codeFlags(build)));
+  for (const f of listFiles(path.join(PROJECT_ROOT, 'native', 'include'))) hash.update(f).update(fs.readFileSync(f));
+  return hash.digest('hex');
+}
+
+/**
+ * Moves a finished `tmp` into place as `dir`. Entries are content-addressed, so
+ * one that another process put there first is the same: keep it (a runner may
+ * be using it) and drop ours.
+ */
+function settle(tmp: string, dir: string): void {
+  try {
+    fs.renameSync(tmp, dir);
+  } catch (e) {
+    if (!['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 function listFiles(dir: string): string[] {
@@ -228,7 +249,9 @@ export async function compileChecked(source: SourceFile, opts: CompileOptions): 
   const sandbox = opts.sandbox ?? Sandbox.open();
   const workDir = path.resolve(opts.workDir);
   fs.mkdirSync(workDir, { recursive: true });
-  const copyName = /\.(cpp|cc|cxx)$/.test(path.basename(sourcePath)) ? path.basename(sourcePath) : 'train.cpp';
+  // One name for every copy: the plugin (__FILE__ included) then depends on the bytes alone, as the compile cache's key does;
+  // the compiler's messages name the file as the user named it (summarizeCompilerErrors).
+  const copyName = 'train.cpp';
   const pluginName = 'plugin.so';
   fs.writeFileSync(path.join(workDir, copyName), source.bytes);
   fs.rmSync(path.join(workDir, pluginName), { force: true });
@@ -264,4 +287,88 @@ export async function compileChecked(source: SourceFile, opts: CompileOptions): 
   const tail = exit.stderr.trim().split('\n').slice(-3).join('\n  ');
   const oom = /virtual memory exhausted|out of memory|cannot allocate/i.test(exit.stderr) ? ' (memory limit)' : '';
   return { ok: false, message: `${display} does not compile: ${how}${oom}${tail ? `:\n  ${tail}` : ''}` };
+}
+
+/**
+ * The compile cache to use: $TOURNAMENT_COMPILE_CACHE when set (the test
+ * suite points every process at one, so the header and each plugin are made
+ * once per run), else `fallback`.
+ */
+export function compileCacheDir(fallback: string): string {
+  return path.resolve(process.env.TOURNAMENT_COMPILE_CACHE || fallback);
+}
+
+/**
+ * Refuses a cache folder someone else could write: a plugin found there is
+ * loaded by the runner as if we had compiled it. The folder and every folder
+ * above it must be ours or root's and not writable by every user (a sticky
+ * /tmp is fine: nobody else can rename what we own in it). Group write is
+ * allowed: with per-user groups, umask 002 makes every new folder so.
+ */
+function checkCacheOwner(cacheDir: string): void {
+  const me = process.getuid?.();
+  if (me === undefined) return;
+  for (let d = cacheDir; ; d = path.dirname(d)) {
+    const st = fs.statSync(d);
+    const sticky = (st.mode & 0o1000) !== 0;
+    if ((st.uid !== me && st.uid !== 0) || (st.mode & 0o002 && (d === cacheDir || !sticky))) {
+      throw new UserError(`the compile cache ${cacheDir} is not safe: ${d} is not owned by uid ${me} or root, or anyone can write it`, {
+        hint: 'point it at a folder only you can write (TOURNAMENT_COMPILE_CACHE, --work-dir or the data folder)',
+      });
+    }
+    if (d === path.dirname(d)) return;
+  }
+}
+
+const inFlight = new Map<string, Promise<unknown>>();
+
+/** `job()`, started once per `key` while it runs: callers asking for the same key meanwhile share its promise. */
+function once<T>(key: string, job: () => Promise<T>): Promise<T> {
+  const pending = inFlight.get(key);
+  if (pending) return pending as Promise<T>;
+  const p = job().finally(() => inFlight.delete(key));
+  inFlight.set(key, p);
+  return p;
+}
+
+export interface CachedCompileOptions {
+  /** Folder of the cache: the precompiled header and one folder per plugin, by content; created if missing. */
+  cacheDir: string;
+  build?: PluginBuild;
+  sandbox?: Sandbox;
+  timeoutMs?: number;
+}
+
+/**
+ * compileChecked through a content-addressed cache: the plugin lives in
+ * `cacheDir/<sha256 of source and toolchain>/plugin.so`, compiled there once,
+ * in the sandbox, with the cache's precompiled header, and reused by every
+ * later compile of the same bytes (an evaluation's baseline, a resumed
+ * evaluation, `miner test` then `local-bench`). Only a successful sandboxed
+ * compile ever makes an entry, and no sandbox can write the cache: the
+ * compiler's scratch is a fresh folder beside the entries, the runner binds
+ * its plugin's folder read-only.
+ */
+export async function compileCached(source: SourceFile, opts: CachedCompileOptions): Promise<CompileResult> {
+  const build = opts.build ?? loadPluginBuild();
+  const sandbox = opts.sandbox ?? Sandbox.open();
+  const cacheDir = path.resolve(opts.cacheDir);
+  fs.mkdirSync(cacheDir, { recursive: true, mode: 0o755 });
+  checkCacheOwner(cacheDir);
+  const pch = await once(`pch ${cacheDir}`, () => precompiledHeader(cacheDir, build, sandbox));
+  const key = crypto.createHash('sha256').update(toolchainHash(build)).update(pch ? 'pch' : 'plain').update(source.sha256).digest('hex').slice(0, 32);
+  const dir = path.join(cacheDir, key);
+  const plugin = path.join(dir, 'plugin.so');
+  if (fs.existsSync(plugin)) return { ok: true, pluginPath: plugin, seconds: 0, cached: true };
+  return once(`plugin ${dir}`, async (): Promise<CompileResult> => {
+    const tmp = `${dir}.tmp-${process.pid}`;
+    fs.rmSync(tmp, { recursive: true, force: true });
+    const r = await compileChecked(source, { workDir: tmp, build, sandbox, pch, timeoutMs: opts.timeoutMs });
+    if (!r.ok) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      return r;
+    }
+    settle(tmp, dir);
+    return { ok: true, pluginPath: plugin, seconds: r.seconds };
+  });
 }

@@ -16,7 +16,7 @@ import { Attention, Dtype, loadAddon, native, NativeComparison, NativeRunOutcome
 import { CONFIG_PATH, DATA_PATH, PROJECT_ROOT } from '../util/paths';
 import { BASELINE } from '../submission/source';
 import { UserError } from '../errors';
-import { checkSubmission, compileChecked, loadPluginBuild, PluginBuild, precompiledHeader, toolchainBinds } from './compile';
+import { checkSubmission, compileCacheDir, compileCached, CompileResult, loadPluginBuild, PluginBuild, toolchainBinds } from './compile';
 import { Sandbox, SandboxJob } from './sandbox';
 import { defaultRankDevices } from './devices';
 import { asFailureCode, type Failure, type RunReport, type Verdict } from './types';
@@ -45,7 +45,7 @@ export interface EvaluateOptions {
   seed?: number;
   /** Scratch space: per-run sandbox directories, and compiled plugins unless pluginCache is given. */
   workDir: string;
-  /** Where compiled plugins are kept, by source and toolchain hash (default: workDir/plugins). */
+  /** Where compiled plugins are kept, by source and toolchain hash (default: compileCacheDir(workDir/plugins)). */
   pluginCache?: string;
   dtype?: Dtype;
   attention?: Attention;
@@ -155,42 +155,6 @@ function secretPaths(o: { benchmarkDir: string; secretPaths?: string[] }): strin
     path.join(home, '.aws'),
     path.join(home, '.cache', 'huggingface'),
   ];
-}
-
-const inFlight = new Map<string, Promise<unknown>>();
-
-/**
- * `job()`, started once per `key` while it runs: every caller asking for the
- * same key meanwhile shares its promise (evaluations in one process share a
- * plugin cache: one compile per plugin, one precompiled header per cache).
- */
-function once<T>(key: string, job: () => Promise<T>): Promise<T> {
-  const pending = inFlight.get(key);
-  if (pending) return pending as Promise<T>;
-  const p = job().finally(() => inFlight.delete(key));
-  inFlight.set(key, p);
-  return p;
-}
-
-type Compiled = { ok: true; pluginPath: string } | { ok: false; message: string };
-
-/** Compiles `file` into cacheDir/<sha256 of source and toolchain>/, reusing an earlier build. */
-function compileCached(file: string, cacheDir: string, build: PluginBuild, maxCodeBytes: number, sandbox: Sandbox, pch: string | undefined): Promise<Compiled> {
-  const checked = checkSubmission(file, maxCodeBytes);
-  if (!checked.ok) return Promise.resolve(checked);
-  const key = crypto.createHash('sha256').update(checked.source.sha256).update(JSON.stringify(build)).update(pch ?? '').digest('hex').slice(0, 16);
-  const dir = path.join(cacheDir, key);
-  const plugin = path.join(dir, 'plugin.so');
-  if (fs.existsSync(plugin)) return Promise.resolve({ ok: true, pluginPath: plugin });
-  return once(`plugin ${dir}`, async (): Promise<Compiled> => {
-    const tmp = `${dir}.tmp-${process.pid}`;
-    fs.rmSync(tmp, { recursive: true, force: true });
-    const r = await compileChecked(checked.source, { workDir: tmp, build, sandbox, pch });
-    if (!r.ok) return r;
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.renameSync(tmp, dir);
-    return { ok: true, pluginPath: plugin };
-  });
 }
 
 /** `f` over `items`, at most `limit` at a time, started in the items' order. */
@@ -355,14 +319,13 @@ export async function evaluateSubmissions(o: EvaluateManyOptions): Promise<Verdi
   const label = (k: number) => o.submissions[k].label ?? (o.submissions.length === 1 ? 'submission' : `submission ${k + 1}/${o.submissions.length}`);
 
   progress(o.submissions.length === 1 ? 'compiling the baseline and the submission' : `compiling the baseline and ${o.submissions.length} submissions`);
-  const cache = path.resolve(o.pluginCache ?? path.join(workDir, 'plugins'));
-  fs.mkdirSync(cache, { recursive: true });
-  const pch = await once(`pch ${cache}`, () => precompiledHeader(cache, build, box));
+  const cache = o.pluginCache ?? compileCacheDir(path.join(workDir, 'plugins'));
   // The baseline and the submissions compile side by side, the baseline first; a
   // submission's run waits only for its own plugin, so later ones compile while earlier ones run.
-  const compiles = inOrder([BASELINE, ...o.submissions.map((s) => s.file)], Math.max(2, Math.ceil(os.cpus().length / 2)), (f) =>
-    compileCached(f, cache, build, o.hparams.max_code_bytes, box, pch),
-  );
+  const compiles = inOrder([BASELINE, ...o.submissions.map((s) => s.file)], Math.max(2, Math.ceil(os.cpus().length / 2)), async (f) => {
+    const checked = checkSubmission(f, o.hparams.max_code_bytes);
+    return checked.ok ? compileCached(checked.source, { cacheDir: cache, build, sandbox: box }) : checked;
+  });
   try {
     return await judgeAll(o, { addon, box, build, cuda, rankDevices, config, tokens, data, workDir, label, compiles, progress });
   } finally {
@@ -383,7 +346,7 @@ async function judgeAll(
     data: ReturnType<typeof planData>;
     workDir: string;
     label: (k: number) => string;
-    compiles: Promise<Compiled>[];
+    compiles: Promise<CompileResult>[];
     progress: (text: string) => void;
   },
 ): Promise<Verdict[]> {
@@ -397,7 +360,7 @@ async function judgeAll(
     const user = box.user(runnerJob(plugin, path.join(workDir, 'run-'), binds, cuda));
     return { bwrap: box.bwrap, uid: user.uid, root_because: user.rootBecause ?? null };
   };
-  const subs: (Compiled | undefined)[] = o.submissions.map(() => undefined);
+  const subs: (CompileResult | undefined)[] = o.submissions.map(() => undefined);
   const runs: RunReport[][] = o.submissions.map(() => []);
   const referenceRuns: RunReport[] = [];
   const verdicts = () =>

@@ -3,8 +3,6 @@
 // before anything is written: a file that does not compile, a missing setting,
 // an unregistered hotkey, the rate limit or a still-pending commitment stop the
 // command with nothing uploaded and nothing sent.
-import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { UserError } from '../errors';
 import { encodePayload, MAX_PAYLOAD_BYTES, CommitmentPayload } from '../chain/payload';
@@ -12,6 +10,7 @@ import type { CommitReceipt, MinerChain, PendingStatus } from '../chain/types';
 import { codeKey, uploadCode, UploadResult } from '../storage/store';
 import { readCheckedSource, SourceFile } from '../submission/source';
 import type { CompileResult } from '../harness/compile';
+import { defaultWorkDir } from '../util/paths';
 import type { Hotkey } from '../wallet/wallet';
 import { MinerContext, withChain } from './context';
 import { storageFor, StorageTarget } from './storage';
@@ -20,29 +19,26 @@ import { storageFor, StorageTarget } from './storage';
 export type OnStep = (line: string) => void;
 
 /**
- * Compiles the source as a validator would (the harness, in the sandbox), in a
- * scratch folder removed afterwards. Throws a UserError when the compile cannot
- * run at all (the engine not built, no bubblewrap).
+ * Compiles the source as a validator would (the harness, in the sandbox, with
+ * the precompiled header), through the compile cache local-bench uses by
+ * default: a file already compiled there is not compiled again. Throws a
+ * UserError when the compile cannot run at all (the engine not built, no
+ * bubblewrap).
  */
-export async function compileInScratch(source: SourceFile, maxCodeBytes: number): Promise<CompileResult> {
+export async function compileAsValidator(source: SourceFile): Promise<CompileResult> {
   // The harness loads only when a compile is asked for.
-  const { compileChecked } = await import('../harness/compile');
-  const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tournament-miner-'));
-  try {
-    return await compileChecked(source, { workDir, maxCodeBytes });
-  } finally {
-    fs.rmSync(workDir, { recursive: true, force: true });
-  }
+  const { compileCacheDir, compileCached } = await import('../harness/compile');
+  return compileCached(source, { cacheDir: compileCacheDir(path.join(defaultWorkDir(), 'plugins')) });
 }
 
 /**
  * The compile check of upload, commit and submit: the compiler's errors, or the
  * reason it cannot run (which --no-compile skips), as a UserError.
  */
-export async function checkCompiles(source: SourceFile, ctx: MinerContext): Promise<{ seconds: number }> {
+export async function checkCompiles(source: SourceFile): Promise<{ seconds: number; cached: boolean }> {
   let r: CompileResult;
   try {
-    r = await compileInScratch(source, ctx.hp.max_code_bytes);
+    r = await compileAsValidator(source);
   } catch (e) {
     if (!(e instanceof UserError)) throw e;
     throw new UserError(`cannot check that ${source.path} compiles: ${e.message}`, {
@@ -50,7 +46,11 @@ export async function checkCompiles(source: SourceFile, ctx: MinerContext): Prom
     });
   }
   if (!r.ok) throw new UserError(r.message, { hint: 'nothing was uploaded or committed; `tournament miner test` shows every check' });
-  return { seconds: r.seconds };
+  return { seconds: r.seconds, cached: r.cached === true };
+}
+
+function compileTime(c: { seconds: number; cached: boolean }): string {
+  return c.cached ? 'compiled before: reused from the cache' : `${c.seconds.toFixed(1)} s`;
 }
 
 export interface PreparedCommit {
@@ -162,8 +162,8 @@ export async function publish(o: PublishOptions): Promise<PublishOutcome> {
   const target = await storageFor(o.ctx.network);
   try {
     const prepared = prepareCommit(target, source);
-    const compiled = o.compile ? await checkCompiles(source, o.ctx) : undefined;
-    if (compiled) step(`compiles: ${source.path} (${compiled.seconds.toFixed(1)} s)`);
+    const compiled = o.compile ? await checkCompiles(source) : undefined;
+    if (compiled) step(`compiles: ${source.path} (${compileTime(compiled)})`);
     if (!o.upload) await checkUploaded(target, source, prepared.key);
     let up: UploadResult | undefined;
     const upload = async () => {
@@ -191,8 +191,8 @@ export async function uploadOnly(o: { ctx: MinerContext; file: string; compile: 
   const target = await storageFor(o.ctx.network);
   try {
     if (o.compile) {
-      const c = await checkCompiles(source, o.ctx);
-      o.onStep?.(`compiles: ${source.path} (${c.seconds.toFixed(1)} s)`);
+      const c = await checkCompiles(source);
+      o.onStep?.(`compiles: ${source.path} (${compileTime(c)})`);
     }
     return { source, store: target.store.description, result: await uploadCode(target.store, source.bytes) };
   } finally {

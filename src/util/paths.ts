@@ -1,6 +1,7 @@
 // Where the installation is. Commands find the project's own files (hparams,
 // the baseline, the built engine) here rather than in the working directory,
 // so they work wherever they are run from.
+import * as os from 'os';
 import * as path from 'path';
 
 /** The checkout or installed package: compiled files sit in dist/src/<room>/. */
@@ -18,3 +19,8 @@ export const DEFAULT_BENCHMARK_DIR = path.join(PROJECT_ROOT, 'benchmark');
 export const CONFIG_PATH = 'model/config.json';
 /** (samples, seq_len) int64 tokens in torch.save format */
 export const DATA_PATH = 'data/train.pt';
+
+/** Scratch for runs and compiled plugins of local-bench, calibrate and the miner's compile check, unless told otherwise. */
+export function defaultWorkDir(): string {
+  return path.join(os.tmpdir(), `tournament-${process.getuid?.() ?? 'user'}`);
+}

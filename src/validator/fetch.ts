@@ -14,7 +14,6 @@ import * as https from 'https';
 import * as net from 'net';
 import * as path from 'path';
 import type { Readable } from 'stream';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { CommitmentPayload } from '../chain/payload';
 import { LOCAL_STORAGE_DIR } from '../chain/network';
 import { r2Endpoint } from '../storage/r2';
@@ -125,6 +124,8 @@ function fetchUrl(url: string, o: FetchOptions): Promise<Buffer> {
 
 async function fetchR2(loc: Extract<CommitmentPayload['loc'], { kind: 'r2' }>, o: FetchOptions): Promise<Buffer> {
   const where = `r2://${loc.bucket}/${loc.key}`;
+  // Loaded here, not at start-up: every CLI command imports this file through the validator.
+  const { GetObjectCommand, S3Client } = await import('@aws-sdk/client-s3');
   const client = new S3Client({
     region: 'auto',
     // Built from checked fields only (commitments.ts): the host cannot be steered.

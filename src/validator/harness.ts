@@ -2,6 +2,7 @@
 // every submission goes through here, with the tournament's settings.
 import * as path from 'path';
 import type { Hparams } from '../config/hparams';
+import { compileCacheDir } from '../harness/compile';
 import { evaluateSubmission } from '../harness/evaluate';
 import type { EvaluateFn } from './loop';
 
@@ -32,7 +33,7 @@ export function harnessEvaluator(h: HarnessSettings): EvaluateFn {
       // the verdict's runs list them.
       workDir: path.join(h.dataDir, 'work'),
       // Compiled plugins survive restarts: a resumed evaluation does not compile again.
-      pluginCache: path.join(h.dataDir, 'plugins'),
+      pluginCache: compileCacheDir(path.join(h.dataDir, 'plugins')),
       // The database, fetched code and other submissions' plugins are no runner's business.
       secretPaths: [h.dataDir],
       // Per device: an evaluation on several ranks has as many devices' peak.

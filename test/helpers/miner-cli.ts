@@ -18,7 +18,8 @@ export function runCli(
 ): Promise<CliResult> {
   const bin = path.join(PROJECT_ROOT, 'bin', 'tournament');
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('TOURNAMENT_')) env[k] = v;
+  // The suite's own compile cache passes (helpers/compile-cache); any other TOURNAMENT_ setting of the caller does not.
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && (!k.startsWith('TOURNAMENT_') || k === 'TOURNAMENT_COMPILE_CACHE')) env[k] = v;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], { cwd: opts.cwd, env: { ...env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

@@ -3,7 +3,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { UserError } from '../../errors';
 import { loadHparams } from '../../config/hparams';
 import { ArgsOf, withHparams, withJson } from '../options';
-import { compileInScratch } from '../../miner/publish';
+import { compileAsValidator } from '../../miner/publish';
 import { checkSource, BASELINE, SourceCheck } from '../../submission/source';
 import { report } from './print';
 
@@ -33,7 +33,7 @@ export const minerTestCommand: CommandModule<{}, Args> = {
         compile = { status: 'skipped', detail: 'skipped: --no-compile' };
       } else {
         try {
-          const r = await compileInScratch(source, hp.max_code_bytes);
+          const r = await compileAsValidator(source);
           compile = r.ok ? { status: 'passed', detail: 'compiles against the contract' } : { status: 'failed', detail: r.message };
         } catch (e) {
           if (e instanceof UserError) compile = { status: 'skipped', detail: `skipped: ${e.message}` };
