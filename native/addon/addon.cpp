@@ -464,6 +464,9 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
         r.Set("logitsRelError", c->logits_rel_error);
         r.Set("updateRelError", c->update_rel_error);
         r.Set("maxTensorRelError", c->max_tensor_rel_error);
+        auto kinds = Napi::Object::New(env);
+        for (const auto& [kind, e] : c->kind_rel_errors) kinds.Set(kind, e);
+        r.Set("kindRelErrors", kinds);
         r.Set("changedShare", c->changed_share);
         r.Set("referenceChangedShare", c->reference_changed_share);
         r.Set("changedAfterKill", c->changed_after_kill);

@@ -50,6 +50,20 @@ void cuda_reset_peak(const torch::Device& device) {
   (void)device;
 }
 
+torch::Tensor host_buffer(int64_t bytes, const torch::Device& device) {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDAGuard guard(cuda_index(device));  // a current context for the driver call
+    void* p = nullptr;
+    const auto rc = cuMemHostAlloc(&p, static_cast<size_t>(bytes), CU_MEMHOSTALLOC_PORTABLE);
+    TORCH_CHECK(rc == CUDA_SUCCESS, "cuMemHostAlloc of ", bytes, " bytes failed (error ", static_cast<int>(rc), ")");
+    return torch::from_blob(p, {bytes}, [](void* q) { cuMemFreeHost(q); }, torch::TensorOptions().dtype(torch::kUInt8));
+  }
+#endif
+  (void)device;
+  return torch::empty({bytes}, torch::TensorOptions().dtype(torch::kUInt8));
+}
+
 void cuda_synchronize(const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
   // The device named, not the calling thread's current one: evaluations on

@@ -88,6 +88,11 @@ void cuda_synchronize(const torch::Device& device);
 // Makes `device` the calling thread's current CUDA device (a runner's rank: its
 // plugin's default device and current stream are its rank's).
 void cuda_set_device(const torch::Device& device);
+// A host byte buffer of exactly `bytes` (uint8): page-locked for `device`
+// when it is a CUDA device, so copies to and from the card run at full speed.
+// Not through PyTorch's pinned allocator, which rounds every block up to a
+// power of two (the 19 GiB of a kept 7B run would take 32).
+torch::Tensor host_buffer(int64_t bytes, const torch::Device& device);
 // Returns this process's cached, unused device memory to the driver.
 void cuda_empty_cache(const torch::Device& device);
 // Waits for the calling thread's current stream only: work a plugin left on

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
 
 #include "compat.h"
 #include "fingerprint.h"
@@ -24,6 +25,22 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// A parameter's kind: its name with every all-digit segment starred
+// ("model.layers.3.mlp.up_proj.weight" -> "model.layers.*.mlp.up_proj.weight").
+std::string tensor_kind(const std::string& name) {
+  std::string out;
+  size_t i = 0;
+  while (i < name.size()) {
+    size_t j = name.find('.', i);
+    if (j == std::string::npos) j = name.size();
+    const std::string seg = name.substr(i, j - i);
+    out += !seg.empty() && seg.find_first_not_of("0123456789") == std::string::npos ? "*" : seg;
+    if (j < name.size()) out += '.';
+    i = j + 1;
+  }
+  return out;
+}
 
 // Runner text is hostile: keep printable ASCII, at most 300 characters.
 std::string sanitize(const char* text, size_t cap) {
@@ -272,8 +289,7 @@ void Evaluator::load_checkpoint(const std::vector<CheckpointTensor>& tensors) {
   std::map<std::string, size_t> offset;
   for (size_t i = 0; i < layout_.specs.size(); ++i) offset[layout_.specs[i].name] = layout_.offsets[i];
   // Zeros between the tensors too: the copy writes the layout's every byte.
-  auto opts = torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(cfg_.device.is_cuda());
-  auto host = torch::zeros({static_cast<int64_t>(layout_.bytes)}, opts);
+  auto host = compat::host_buffer(static_cast<int64_t>(layout_.bytes), cfg_.device).zero_();
   std::vector<torch::Tensor> views;
   auto base = static_cast<char*>(host.data_ptr());
   for (auto& item : model_->named_parameters()) {
@@ -749,16 +765,57 @@ torch::Tensor Evaluator::rank_logits(int r) const {
 int64_t Evaluator::keep_last() {
   Kept k;
   k.seed = last_seed_;
-  for (auto& item : model_->named_parameters()) k.weights.push_back(item.value().detach().to(torch::kCPU, false, true));
+  // One host buffer: the parameter region as it is (ranks agree byte for
+  // byte, so rank 0's), then every rank's logits rows in order.
+  const auto pbytes = static_cast<int64_t>(layout_.bytes);
   std::vector<torch::Tensor> rows;
-  for (int r = 0; r < ranks(); ++r) rows.push_back(rank_logits(r).to(torch::kCPU, false, true));
-  k.logits = rows.size() == 1 ? rows[0] : torch::cat(rows);  // [B, S-1, V]
+  int64_t lbytes = 0;
+  for (int r = 0; r < ranks(); ++r) {
+    rows.push_back(rank_logits(r));
+    lbytes += rows.back().numel() * static_cast<int64_t>(rows.back().element_size());
+  }
+  k.buffer = take_host_buffer(pbytes + lbytes);
+  k.buffer.narrow(0, 0, pbytes).copy_(params_.view(0, {pbytes}, torch::kUInt8));
+  auto* base = static_cast<char*>(k.buffer.data_ptr());
+  std::map<std::string, size_t> offset;
+  for (size_t i = 0; i < layout_.specs.size(); ++i) offset[layout_.specs[i].name] = layout_.offsets[i];
+  for (auto& item : model_->named_parameters()) {
+    k.weights.push_back(torch::from_blob(base + offset.at(item.key()), item.value().sizes(), torch::TensorOptions().dtype(cfg_.dtype)));
+  }
+  auto* at = base + pbytes;
+  std::vector<int64_t> shape = rows[0].sizes().vec();
+  shape[0] = 0;
+  for (const auto& r : rows) {
+    torch::from_blob(at, r.sizes(), r.options().device(torch::kCPU)).copy_(r);
+    at += r.numel() * r.element_size();
+    shape[0] += r.size(0);
+  }
+  k.logits = torch::from_blob(base + pbytes, shape, rows[0].options().device(torch::kCPU));  // [B, S-1, V]
   const int64_t id = next_id_++;
   kept_[id] = std::move(k);
   return id;
 }
 
-void Evaluator::release(int64_t id) { kept_.erase(id); }
+// A released run's host buffer is kept for the next keep_last: page-locking
+// tens of GiB costs seconds, and a validator keeps a run of the same size for
+// every seed of every evaluation.
+torch::Tensor Evaluator::take_host_buffer(int64_t bytes) {
+  for (auto it = spare_host_.begin(); it != spare_host_.end(); ++it) {
+    if (it->numel() == bytes) {
+      auto b = *it;
+      spare_host_.erase(it);
+      return b;
+    }
+  }
+  return compat::host_buffer(bytes, cfg_.device);
+}
+
+void Evaluator::release(int64_t id) {
+  auto it = kept_.find(id);
+  if (it == kept_.end()) return;
+  if (it->second.buffer.defined() && spare_host_.size() < kSpareHostBuffers) spare_host_.push_back(it->second.buffer);
+  kept_.erase(it);
+}
 
 Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   auto it = kept_.find(id);
@@ -816,15 +873,23 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   const auto stats = to_host(tensor_sums);
   const double* st = stats.data_ptr<double>();
   double unum = 0, uden = 0, changed = 0, ref_changed = 0;
+  std::map<std::string, std::pair<double, double>> kinds;  // kind -> (sum n, sum d)
   for (size_t t = 0; t < names.size(); ++t) {
     const double n = st[4 * t], d = st[4 * t + 1], ch = st[4 * t + 2], rch = st[4 * t + 3];
     unum += n;
     uden += d;
+    auto& k = kinds[tensor_kind(names[t])];
+    k.first += n;
+    k.second += d;
     changed += ch;
     ref_changed += rch;
     if (d > 0) c.max_tensor_rel_error = std::max(c.max_tensor_rel_error, std::sqrt(n / d));
     if (std::isnan(n)) c.max_tensor_rel_error = std::numeric_limits<double>::infinity();
     if (rch > 0 && ch == 0) c.frozen.push_back(names[t]);
+  }
+  for (const auto& [kind, nd] : kinds) {
+    if (nd.second <= 0) continue;  // the reference left it unchanged: the frozen check's business
+    c.kind_rel_errors.emplace_back(kind, std::isnan(nd.first) ? std::numeric_limits<double>::infinity() : std::sqrt(nd.first / nd.second));
   }
   c.update_rel_error = std::isnan(unum) ? std::numeric_limits<double>::infinity() : std::sqrt(unum / std::max(uden, 1e-30));
   c.changed_share = changed / total;

@@ -86,6 +86,12 @@ struct Comparison {
   double logits_rel_error = 0;
   double update_rel_error = 0;      // ||u - u_ref|| / ||u_ref|| over all parameters
   double max_tensor_rel_error = 0;  // worst tensor
+  // Per kind of tensor (its name with the layer index starred, e.g.
+  // "layers.*.self_attn.q_proj.weight"): ||u - u_ref|| / ||u_ref|| pooled over
+  // every layer. A shortcut on one kind of computation (a projection's
+  // gradient skipped or reused) moves every layer's tensor of that kind,
+  // while honest rounding noise averages out over the layers.
+  std::vector<std::pair<std::string, double>> kind_rel_errors;
   double changed_share = 0, reference_changed_share = 0;
   std::vector<std::string> frozen;  // changed in the reference, unchanged here
   // The parameter or logits memory differs from what it held when the runner
@@ -123,8 +129,9 @@ class Evaluator {
 
  private:
   struct Kept {
-    std::vector<torch::Tensor> weights;  // host, per layout tensor
-    torch::Tensor logits;                // host
+    torch::Tensor buffer;                // host bytes the views below live in
+    std::vector<torch::Tensor> weights;  // views of buffer, per parameter
+    torch::Tensor logits;                // view of buffer
     uint64_t seed;
   };
   // One run, phase by phase (evaluator.cpp); a phase that can fail returns
@@ -187,6 +194,10 @@ class Evaluator {
   Qwen2ForCausalLM model_{nullptr};  // the trusted view of the parameter memory (rank 0's)
   std::vector<OtherRank> other_ranks_;
   std::map<int64_t, Kept> kept_;
+  // Host buffers of released kept runs, for reuse (take_host_buffer).
+  static constexpr size_t kSpareHostBuffers = 2;
+  std::vector<torch::Tensor> spare_host_;
+  torch::Tensor take_host_buffer(int64_t bytes);
   int64_t next_id_ = 1;
   uint64_t last_seed_ = 0;
   std::vector<int64_t> post_kill_digest_;  // of the last run, taken right after the kill

@@ -112,6 +112,8 @@ export interface NativeComparison {
   logitsRelError: number;
   updateRelError: number;
   maxTensorRelError: number;
+  /** Per kind of tensor (name with the layer index starred): the update's relative error pooled over the layers. */
+  kindRelErrors: Record<string, number>;
   changedShare: number;
   referenceChangedShare: number;
   frozen: string[];

@@ -85,6 +85,7 @@ export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ra
   { key: 'batch_loss_abs', name: 'batch loss', value: (k) => k.batch_loss_shift },
   { key: 'logits_rel_error', name: 'logits', value: (k) => k.logits_rel_error },
   { key: 'update_rel_error', name: 'update error', value: (k) => k.update_rel_error },
+  { key: 'kind_update_rel_error', name: 'update error of one kind', value: (k) => k.max_kind_rel_error },
 ];
 
 /** Failures no threshold decides: a cheat that has one is rejected whatever the thresholds. */

@@ -22,7 +22,7 @@ export function formatVerdict(v: Verdict, o: { submission: string; device: strin
     if (c) {
       lines.push(
         `             probe loss ${c.probe_loss.toFixed(4)} (reference ${c.reference_probe_loss.toFixed(4)}), logits rel. err ${c.logits_rel_error.toPrecision(3)},` +
-          ` update rel. err ${c.update_rel_error.toPrecision(3)}, changed ${(c.changed_share * 100).toFixed(1)}% (reference ${(c.reference_changed_share * 100).toFixed(1)}%)`,
+          ` update rel. err ${c.update_rel_error.toPrecision(3)} (worst kind ${c.max_kind_rel_error.toPrecision(3)}), changed ${(c.changed_share * 100).toFixed(1)}% (reference ${(c.reference_changed_share * 100).toFixed(1)}%)`,
       );
     }
   });
@@ -46,16 +46,16 @@ export function formatCalibration(r: CalibrationResult, o: { hparamsFile: string
     `calibration on ${r.device_kind} (${r.device}), ${(r.parameters / 1e6).toFixed(2)}M parameters, ${r.steps} steps of ${r.batch_size} x ${r.seq_len} after ${r.warmup_steps} warmup step(s), seeds ${r.seeds.join(', ')}, one reference run per seed`,
     `thresholds in force (verification.${r.hparams_key}): ${values(t)}`,
     '',
-    '| case | seed | probe loss - ref | moved by ref | cell loss dev. | batch loss | logits rel. err | update rel. err | max tensor rel. err | changed / ref | frozen | run s | largest check / threshold | failures |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| case | seed | probe loss - ref | moved by ref | cell loss dev. | batch loss | logits rel. err | update rel. err | worst kind rel. err | max tensor rel. err | changed / ref | frozen | run s | largest check / threshold | failures |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const x of r.runs) {
     const k = x.checks;
     const codes = x.failures.map((y) => y.code).join(', ') || '-';
     lines.push(
       k
-        ? `| ${x.case} | ${x.seed} | ${f(k.probe_loss - k.reference_probe_loss)} | ${f(k.reference_probe_loss - k.initial_probe_loss)} | ${f(k.cell_loss_deviation)} | ${f(k.batch_loss_shift)} | ${f(k.logits_rel_error)} | ${f(k.update_rel_error)} | ${f(k.max_tensor_rel_error)} | ${f(k.changed_share / k.reference_changed_share)} | ${k.frozen_tensors.length} | ${f(x.seconds)} | ${f(x.worst)} (${x.worst_check}) | ${codes} |`
-        : `| ${x.case} | ${x.seed} | failed: ${x.failures.map((y) => `${y.code}: ${y.message}`).join('; ')} | | | | | | | | | | ${f(x.worst)} | ${codes} |`,
+        ? `| ${x.case} | ${x.seed} | ${f(k.probe_loss - k.reference_probe_loss)} | ${f(k.reference_probe_loss - k.initial_probe_loss)} | ${f(k.cell_loss_deviation)} | ${f(k.batch_loss_shift)} | ${f(k.logits_rel_error)} | ${f(k.update_rel_error)} | ${f(k.max_kind_rel_error)} ${k.worst_kind ?? ''} | ${f(k.max_tensor_rel_error)} | ${f(k.changed_share / k.reference_changed_share)} | ${k.frozen_tensors.length} | ${f(x.seconds)} | ${f(x.worst)} (${x.worst_check}) | ${codes} |`
+        : `| ${x.case} | ${x.seed} | failed: ${x.failures.map((y) => `${y.code}: ${y.message}`).join('; ')} | | | | | | | | | | | ${f(x.worst)} | ${codes} |`,
     );
   }
   lines.push('', '| case | kind | share of the work skipped | runs | worst run: largest check / threshold | verdict |', '|---|---|---|---|---|---|');

@@ -68,6 +68,11 @@ export interface RunReport {
     logits_rel_error: number;
     update_rel_error: number;
     max_tensor_rel_error: number;
+    /** The largest update error of one kind of tensor pooled over the layers (worstKind). */
+    max_kind_rel_error: number;
+    worst_kind: string | null;
+    /** Every kind's pooled update error. */
+    kind_rel_errors: Record<string, number>;
     changed_share: number;
     reference_changed_share: number;
     frozen_tensors: string[];
