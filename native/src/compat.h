@@ -89,7 +89,8 @@ void cuda_synchronize(const torch::Device& device);
 // plugin's default device and current stream are its rank's).
 void cuda_set_device(const torch::Device& device);
 // A host byte buffer of exactly `bytes` (uint8): page-locked for `device`
-// when it is a CUDA device, so copies to and from the card run at full speed.
+// when it is a CUDA device and the host allows (else pageable), so copies to
+// and from the card run at full speed.
 // Not through PyTorch's pinned allocator, which rounds every block up to a
 // power of two (the 19 GiB of a kept 7B run would take 32).
 torch::Tensor host_buffer(int64_t bytes, const torch::Device& device);
