@@ -12,7 +12,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
-#include <future>
 #include <map>
 
 #include "compat.h"
@@ -278,13 +277,6 @@ Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
   cfg_.probe = cfg_.probe.to(cfg_.device);
   model_ = Qwen2ForCausalLM(cfg_.model, proto::region_allocator(params_, layout_, cfg_.dtype), cfg_.attention);
   allocate_other_ranks();
-  // The first kept run's host buffer, page-locked on a thread of its own
-  // while the reference runs (about 9 s for a 7B run's 19 GiB on an H200
-  // host, measured 2026-12-02): keep_last then only copies.
-  if (cfg_.device.is_cuda()) {
-    const int64_t bytes = static_cast<int64_t>(layout_.bytes) + B * (S - 1) * cfg_.model.vocab_size * static_cast<int64_t>(c10::elementSize(cfg_.dtype));
-    pending_host_ = std::async(std::launch::async, [bytes, device = cfg_.device] { return compat::host_buffer(bytes, device); });
-  }
 }
 
 Evaluator::~Evaluator() = default;
@@ -808,7 +800,6 @@ int64_t Evaluator::keep_last() {
 // tens of GiB costs seconds, and a validator keeps a run of the same size for
 // every seed of every evaluation.
 torch::Tensor Evaluator::take_host_buffer(int64_t bytes) {
-  if (pending_host_.valid()) spare_host_.push_back(pending_host_.get());
   for (auto it = spare_host_.begin(); it != spare_host_.end(); ++it) {
     if (it->numel() == bytes) {
       auto b = *it;

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <functional>
-#include <future>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -198,7 +197,6 @@ class Evaluator {
   // Host buffers of released kept runs, for reuse (take_host_buffer).
   static constexpr size_t kSpareHostBuffers = 2;
   std::vector<torch::Tensor> spare_host_;
-  std::future<torch::Tensor> pending_host_;  // the first one, allocated ahead (CUDA)
   torch::Tensor take_host_buffer(int64_t bytes);
   int64_t next_id_ = 1;
   uint64_t last_seed_ = 0;
