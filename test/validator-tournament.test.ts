@@ -74,13 +74,16 @@ describe('validator: the local tournament (real harness, CPU)', function () {
     const st = await run(BIN, ['status', '--json', '--hparams', 'hparams.json'], work);
     assert.equal(st.code, 0, st.stderr);
     const d = JSON.parse(st.stdout) as StatusDoc;
-    const byId = new Map(d.recent.map((s) => [s.id, s]));
-    const [baseline, variant, cheater] = [byId.get(1)!, byId.get(2)!, byId.get(3)!];
-    assert.deepEqual([baseline.state, variant.state, cheater.state], ['accepted', 'accepted', 'rejected']);
+    // Miners by their hotkeys: two commits in the same block are taken in hotkey order, so ids need not follow the script's order.
+    const address = (name: string) => (JSON.parse(fs.readFileSync(path.join(work, 'wallets', name, 'hotkeys', 'default'), 'utf8')) as { ss58Address: string }).ss58Address;
+    const byHotkey = new Map(d.recent.map((s) => [s.hotkey, s]));
+    const [baseline, variant, cheater] = ['baseline', 'variant', 'cheater'].map((name) => byHotkey.get(address(name))!);
+    assert.deepEqual([baseline?.state, variant?.state, cheater?.state], ['accepted', 'accepted', 'rejected'], JSON.stringify(d.recent, null, 1));
     assert.equal(cheater.reject_code, 'verification');
     assert.match(cheater.reasons.join('\n'), /probe_loss|update_error/);
-    assert.equal(baseline.attempts, 2, 'the killed evaluation started over');
-    assert.equal(baseline.seeds.length, 2, 'two runs on record, from one evaluation');
+    const killed = d.recent.find((s) => s.id === 1)!;
+    assert.equal(killed.attempts, 2, 'the killed evaluation started over');
+    if (killed.state === 'accepted') assert.equal(killed.seeds.length, 2, 'two runs on record, from one evaluation');
     // The leader is the fold's over the measured scores (the baseline, unless the variant was more than 1% faster).
     const hp = loadHparams(path.join(work, 'hparams.json'));
     const expected = currentLeader([baseline, variant].map((s) => ({ id: s.id, block: s.block, score: s.tokens_per_second as number })), hp.leader_threshold);
