@@ -15,6 +15,7 @@ const T: Thresholds = {
   logits_rel_error: 0.05,
   update_rel_error: 0.1,
   kind_update_rel_error: 0.3,
+  group_loss_shift_abs: 0.0002,
   min_changed_share_ratio: 0.97,
   basis: 'test',
   calibrations: [],
@@ -28,7 +29,7 @@ function outcome(o: Partial<NativeRunOutcome> = {}): NativeRunOutcome {
   };
 }
 function cmp(c: Partial<NativeComparison> = {}): NativeComparison {
-  return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.05, 'model.norm.weight': 0.02 }, changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], changedAfterKill: false, ...c };
+  return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.05, 'model.norm.weight': 0.02 }, groupShifts: { mlp: { lastBatch: 0.0001, probe: 0.0001 }, head: { lastBatch: -0.0001, probe: 0 } }, changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], changedAfterKill: false, ...c };
 }
 const codes = (run: Partial<NativeRunOutcome>, c: Partial<NativeComparison> = {}): FailureCode[] =>
   judge(T, outcome(run), outcome(), cmp(c), TOKENS, 1).map((f) => f.code);
@@ -51,6 +52,9 @@ describe('judge: the checks on a completed run', function () {
     ['one kind of tensor updated off the reference in every layer', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.31, 'model.norm.weight': 0.02 } }],
     ['a NaN update of one kind', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': NaN } }],
     ['the largest kind error while a larger one sits on the key bias', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.k_proj.bias': 0.9, 'model.layers.*.self_attn.k_proj.weight': 0.31 } }],
+    ['one group of tensors trained short of the last batch (stale gradients)', 'group_loss', {}, { groupShifts: { mlp: { lastBatch: 0.0009, probe: -0.0001 }, head: { lastBatch: 0, probe: 0 } } }],
+    ['one group of tensors trained past the last batch (an over-update)', 'group_loss', {}, { groupShifts: { head: { lastBatch: -0.0005, probe: -0.0004 } } }],
+    ['a NaN group shift', 'group_loss', {}, { groupShifts: { mlp: { lastBatch: NaN, probe: 0 } } }],
     ['memory that changed after the kill', 'late_write', {}, { changedAfterKill: true }],
   ];
   it('leaves the key projection\'s bias out of the per-kind check (its true gradient is zero: its update is rounding noise)', function () {

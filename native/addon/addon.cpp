@@ -467,6 +467,14 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
         auto kinds = Napi::Object::New(env);
         for (const auto& [kind, e] : c->kind_rel_errors) kinds.Set(kind, e);
         r.Set("kindRelErrors", kinds);
+        auto groups = Napi::Object::New(env);
+        for (const auto& g : c->group_shifts) {
+          auto o = Napi::Object::New(env);
+          o.Set("lastBatch", g.last_batch);
+          o.Set("probe", g.probe);
+          groups.Set(g.group, o);
+        }
+        r.Set("groupShifts", groups);
         r.Set("changedShare", c->changed_share);
         r.Set("referenceChangedShare", c->reference_changed_share);
         r.Set("changedAfterKill", c->changed_after_kill);

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <numeric>
 
 #include "compat.h"
 #include "fingerprint.h"
@@ -713,6 +714,11 @@ void Evaluator::measure(RunState& st) {
   st.mark("probe_loss");
   st.out.cell_losses = cell_losses(st.in.timed_tokens);
   st.mark("cell_losses");
+  last_batch_ = st.in.timed_tokens.narrow(0, (cfg_.steps - 1) * cfg_.batch_size, cfg_.batch_size);
+  last_probe_loss_ = st.out.probe_loss;
+  const auto& cells = st.out.cell_losses;  // the last batch's cells are the last B * kCellsPerRow
+  const size_t last_cells = static_cast<size_t>(cfg_.batch_size * kCellsPerRow);
+  last_batch_loss_ = std::accumulate(cells.end() - last_cells, cells.end(), 0.0) / static_cast<double>(last_cells);
   release_device_cache();
   st.mark("release_cache");
   st.out.overhead_seconds = since(st.t_start) - st.out.seconds;
@@ -894,10 +900,48 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   c.update_rel_error = std::isnan(unum) ? std::numeric_limits<double>::infinity() : std::sqrt(unum / std::max(uden, 1e-30));
   c.changed_share = changed / total;
   c.reference_changed_share = ref_changed / total;
-  // Last, after every read the verdict rests on (probe loss, logits, weights).
+  // After every read the verdict rests on (probe loss, logits, weights), and
+  // before group_shifts writes into the parameter memory (it puts back what it took).
   c.changed_after_kill = memory_digest() != post_kill_digest_;
+  if (!c.changed_after_kill) c.group_shifts = group_shifts(ref);
   release_device_cache();
   return c;
+}
+
+namespace {
+// The group of a parameter for group_shifts, from its name.
+std::string tensor_group(const std::string& name) {
+  if (name.find("self_attn.") != std::string::npos) return "attention";
+  if (name.find("mlp.") != std::string::npos) return "mlp";
+  if (name.find("norm") != std::string::npos) return "norm";
+  if (name.find("embed_tokens") != std::string::npos) return "embedding";
+  return "head";  // lm_head.weight
+}
+}  // namespace
+
+std::vector<Comparison::GroupShift> Evaluator::group_shifts(const Kept& ref) {
+  torch::NoGradGuard no_grad;
+  std::map<std::string, std::vector<size_t>> groups;  // group -> parameter indices
+  std::vector<torch::Tensor> params;
+  for (auto& item : model_->named_parameters()) {
+    groups[tensor_group(item.key())].push_back(params.size());
+    params.push_back(item.value());
+  }
+  std::vector<Comparison::GroupShift> out;
+  const size_t last_cells = static_cast<size_t>(cfg_.batch_size * kCellsPerRow);
+  for (const auto& [group, members] : groups) {
+    std::vector<torch::Tensor> own;  // this run's tensors of the group, put back below
+    for (size_t m : members) {
+      own.push_back(params[m].clone());
+      params[m].copy_(ref.weights[m]);
+    }
+    const auto cells = cell_losses(last_batch_);
+    const double hybrid_batch = std::accumulate(cells.begin(), cells.end(), 0.0) / static_cast<double>(last_cells);
+    const double hybrid_probe = probe_loss();
+    for (size_t k = 0; k < members.size(); ++k) params[members[k]].copy_(own[k]);
+    out.push_back({group, last_batch_loss_ - hybrid_batch, last_probe_loss_ - hybrid_probe});
+  }
+  return out;
 }
 
 }  // namespace tournament

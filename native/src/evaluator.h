@@ -92,6 +92,18 @@ struct Comparison {
   // gradient skipped or reused) moves every layer's tensor of that kind,
   // while honest rounding noise averages out over the layers.
   std::vector<std::pair<std::string, double>> kind_rel_errors;
+  // Per group of tensors (attention, mlp, norm, embedding, head): how much
+  // the last batch's and the probe's mean loss drop when this run's tensors
+  // of the group are replaced by the reference's, the rest kept (the run's
+  // loss minus the hybrid's). A shortcut in one group's gradients (stale or
+  // skipped) leaves that group less trained on the last batch, and an
+  // over-update elsewhere that hides it in the whole model's loss shows in
+  // its own group, with the other sign.
+  struct GroupShift {
+    std::string group;
+    double last_batch = 0, probe = 0;
+  };
+  std::vector<GroupShift> group_shifts;
   double changed_share = 0, reference_changed_share = 0;
   std::vector<std::string> frozen;  // changed in the reference, unchanged here
   // The parameter or logits memory differs from what it held when the runner
@@ -182,6 +194,9 @@ class Evaluator {
   // kCellsPerRow runs of consecutive positions. A few rows at a time (a 7B
   // model's logits for 16 x 1024 tokens are 10 GB in float32).
   std::vector<double> cell_losses(const torch::Tensor& tokens);
+  // Comparison::group_shifts, from the kept run's weights; leaves the
+  // parameter memory as it found it.
+  std::vector<Comparison::GroupShift> group_shifts(const Kept& ref);
   // Keyed hash of every rank's parameter and logits memory (fingerprint.h),
   // with a key drawn right after the kill.
   std::vector<int64_t> memory_digest();
@@ -200,6 +215,10 @@ class Evaluator {
   torch::Tensor take_host_buffer(int64_t bytes);
   int64_t next_id_ = 1;
   uint64_t last_seed_ = 0;
+  // The last run's last timed batch [B, S] and the judge's losses of its
+  // final weights on it and on the probe (from measure), for group_shifts.
+  torch::Tensor last_batch_;
+  double last_batch_loss_ = 0, last_probe_loss_ = 0;
   std::vector<int64_t> post_kill_digest_;  // of the last run, taken right after the kill
   uint64_t digest_key_ = 0;                 // drawn after the last run's kill
   torch::Tensor checkpoint_;                   // host, the parameter layout's bytes; undefined: random starts

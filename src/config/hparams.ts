@@ -36,6 +36,11 @@ export interface Thresholds {
   update_rel_error: number;
   /** The same, per kind of tensor pooled over the layers (e.g. every layer's q_proj weight): the largest allowed. */
   kind_update_rel_error: number;
+  /**
+   * Per group of tensors (attention, mlp, norm, embedding, head): |the final weights' loss on the last
+   * batch minus the loss with that group taken from the reference's final weights|, the largest allowed.
+   */
+  group_loss_shift_abs: number;
   /** changed share / reference changed share must be at least this. */
   min_changed_share_ratio: number;
   /** The measurement these rest on: where, how, the worst honest run and the closest cheat. */
@@ -48,7 +53,7 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'group_loss_shift_abs', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** One calibration of a device's thresholds: on what, when, by which command, and the values it measured them to be. */
@@ -148,6 +153,7 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   logits_rel_error: num(0, 10, true),
   update_rel_error: num(0, 10, true),
   kind_update_rel_error: num(0, 10, true),
+  group_loss_shift_abs: num(0, 100, true),
   min_changed_share_ratio: num(0, 1),
 };
 

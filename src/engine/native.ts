@@ -114,6 +114,12 @@ export interface NativeComparison {
   maxTensorRelError: number;
   /** Per kind of tensor (name with the layer index starred): the update's relative error pooled over the layers. */
   kindRelErrors: Record<string, number>;
+  /**
+   * Per group of tensors (attention, mlp, norm, embedding, head): the run's loss on the last
+   * batch and on the probe minus the loss with that group's tensors replaced by the reference's
+   * (positive: this run's group left the loss higher). Empty when the memory changed after the kill.
+   */
+  groupShifts: Record<string, { lastBatch: number; probe: number }>;
   changedShare: number;
   referenceChangedShare: number;
   frozen: string[];

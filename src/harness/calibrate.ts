@@ -86,10 +86,11 @@ export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ra
   { key: 'logits_rel_error', name: 'logits', value: (k) => k.logits_rel_error },
   { key: 'update_rel_error', name: 'update error', value: (k) => k.update_rel_error },
   { key: 'kind_update_rel_error', name: 'update error of one kind', value: (k) => k.max_kind_rel_error },
+  { key: 'group_loss_shift_abs', name: 'loss shift of one group', value: (k) => k.max_group_shift },
 ];
 
 /** Failures no threshold decides: a cheat that has one is rejected whatever the thresholds. */
-const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'changed_share']);
+const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'group_loss', 'changed_share']);
 
 export interface RunMeasure {
   case: string;

@@ -250,6 +250,14 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
   if (kind && !(kind.error <= v.kind_update_rel_error)) {
     failures.push({ code: 'update_error', message: `the update of ${kind.kind}, pooled over the layers, differs from the reference's by ${fmt(kind.error)} relative (allowed ${v.kind_update_rel_error})` });
   }
+  const group = worstGroup(cmp);
+  if (group && !(group.shift <= v.group_loss_shift_abs)) {
+    const d = cmp.groupShifts[group.group].lastBatch;
+    failures.push({
+      code: 'group_loss',
+      message: `with the reference's ${group.group} tensors in place of this run's, the last batch's loss ${d < 0 ? 'rises' : 'drops'} by ${fmt(group.shift)} (allowed ${v.group_loss_shift_abs}): this run trained that group ${d < 0 ? 'past' : 'short of'} what the last batch's gradients give`,
+    });
+  }
   return failures;
 }
 
@@ -261,6 +269,16 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
  * measured). Skipping its work saves nothing: it is one add.
  */
 const UNCHECKED_KINDS = /(^|\.)self_attn\.k_proj\.bias$/;
+
+/** The group of tensors whose swap for the reference's moves the last batch's loss most, either way (NaN counts as furthest). */
+export function worstGroup(cmp: Pick<NativeComparison, 'groupShifts'>): { group: string; shift: number } | null {
+  let worst: { group: string; shift: number } | null = null;
+  for (const [group, g] of Object.entries(cmp.groupShifts)) {
+    const shift = Number.isNaN(g.lastBatch) ? Infinity : Math.abs(g.lastBatch);
+    if (!worst || shift > worst.shift) worst = { group, shift };
+  }
+  return worst;
+}
 
 /** The kind of tensor whose pooled update is furthest from the reference's (NaN counts as furthest). */
 export function worstKind(cmp: Pick<NativeComparison, 'kindRelErrors'>): { kind: string; error: number } | null {
@@ -536,6 +554,9 @@ function report(
       max_kind_rel_error: worstKind(c.cmp)?.error ?? 0,
       worst_kind: worstKind(c.cmp)?.kind ?? null,
       kind_rel_errors: c.cmp.kindRelErrors,
+      max_group_shift: worstGroup(c.cmp)?.shift ?? 0,
+      worst_group: worstGroup(c.cmp)?.group ?? null,
+      group_shifts: Object.fromEntries(Object.entries(c.cmp.groupShifts).map(([g, x]) => [g, { last_batch: x.lastBatch, probe: x.probe }])),
       changed_share: c.cmp.changedShare,
       reference_changed_share: c.cmp.referenceChangedShare,
       frozen_tensors: c.cmp.frozen,

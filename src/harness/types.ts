@@ -18,6 +18,7 @@ export const FAILURE_CODES = [
   'frozen', // parameter tensors that the reference updated did not change
   'changed_share', // too small a share of the parameters changed
   'update_error', // the weight update is too far from the reference's
+  'group_loss', // one group of tensors swapped for the reference's moves the last batch's loss too far
   'late_write', // the parameter or logits memory changed after the runner was killed
   'rank_divergence', // several ranks: at DONE a rank's parameters differ from rank 0's (the ones verified)
 ] as const;
@@ -73,6 +74,11 @@ export interface RunReport {
     worst_kind: string | null;
     /** Every kind's pooled update error. */
     kind_rel_errors: Record<string, number>;
+    /** The largest |last-batch loss shift| of one group of tensors swapped for the reference's (worstGroup). */
+    max_group_shift: number;
+    worst_group: string | null;
+    /** Every group's shifts: the run's loss minus the loss with the group's tensors from the reference, on the last batch and on the probe. */
+    group_shifts: Record<string, { last_batch: number; probe: number }>;
     changed_share: number;
     reference_changed_share: number;
     frozen_tensors: string[];
