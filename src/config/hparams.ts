@@ -37,8 +37,8 @@ export interface Thresholds {
   /** The same, per kind of tensor pooled over the layers (e.g. every layer's q_proj weight): the largest allowed. */
   kind_update_rel_error: number;
   /**
-   * Per group of tensors (attention, mlp, norm, embedding, head): |the final weights' loss on the last
-   * batch minus the loss with that group taken from the reference's final weights|, the largest allowed.
+   * Per group of tensors (attention, mlp, norm, embedding, head), with that group taken from the
+   * reference's final weights: |how far the last batch's loss moves - how far the probe's moves|, the largest allowed.
    */
   group_loss_shift_abs: number;
   /** changed share / reference changed share must be at least this. */

@@ -252,10 +252,11 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
   }
   const group = worstGroup(cmp);
   if (group && !(group.shift <= v.group_loss_shift_abs)) {
-    const d = cmp.groupShifts[group.group].lastBatch;
+    const g = cmp.groupShifts[group.group];
+    const short = g.lastBatch - g.probe > 0;
     failures.push({
       code: 'group_loss',
-      message: `with the reference's ${group.group} tensors in place of this run's, the last batch's loss ${d < 0 ? 'rises' : 'drops'} by ${fmt(group.shift)} (allowed ${v.group_loss_shift_abs}): this run trained that group ${d < 0 ? 'past' : 'short of'} what the last batch's gradients give`,
+      message: `with the reference's ${group.group} tensors in place of this run's, the last batch's loss moves ${fmt(-g.lastBatch)} and the probe's ${fmt(-g.probe)}: ${fmt(group.shift)} apart (allowed ${v.group_loss_shift_abs}); this run trained its ${group.group} ${short ? 'short of' : 'past'} what the last batch's gradients give`,
     });
   }
   return failures;
@@ -270,11 +271,18 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
  */
 const UNCHECKED_KINDS = /(^|\.)self_attn\.k_proj\.bias$/;
 
-/** The group of tensors whose swap for the reference's moves the last batch's loss most, either way (NaN counts as furthest). */
+/**
+ * The group of tensors whose swap for the reference's moves the last batch's loss furthest from how
+ * it moves the probe's, either way (NaN counts as furthest). The last step's update is the only one
+ * that knows the last batch, so a group trained on it (by its gradients) drops that batch's loss
+ * beyond the held-out probe's as the reference's does; honest rounding, and the chaos it grows into
+ * on the GPU, moves both alike (README, Verification).
+ */
 export function worstGroup(cmp: Pick<NativeComparison, 'groupShifts'>): { group: string; shift: number } | null {
   let worst: { group: string; shift: number } | null = null;
   for (const [group, g] of Object.entries(cmp.groupShifts)) {
-    const shift = Number.isNaN(g.lastBatch) ? Infinity : Math.abs(g.lastBatch);
+    const d = Math.abs(g.lastBatch - g.probe);
+    const shift = Number.isNaN(d) ? Infinity : d;
     if (!worst || shift > worst.shift) worst = { group, shift };
   }
   return worst;

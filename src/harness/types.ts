@@ -74,7 +74,7 @@ export interface RunReport {
     worst_kind: string | null;
     /** Every kind's pooled update error. */
     kind_rel_errors: Record<string, number>;
-    /** The largest |last-batch loss shift| of one group of tensors swapped for the reference's (worstGroup). */
+    /** The largest |last-batch loss shift - probe loss shift| of one group of tensors swapped for the reference's (worstGroup). */
     max_group_shift: number;
     worst_group: string | null;
     /** Every group's shifts: the run's loss minus the loss with the group's tensors from the reference, on the last batch and on the probe. */
