@@ -714,7 +714,7 @@ void Evaluator::measure(RunState& st) {
   st.mark("probe_loss");
   st.out.cell_losses = cell_losses(st.in.timed_tokens);
   st.mark("cell_losses");
-  last_batch_ = st.in.timed_tokens.narrow(0, (cfg_.steps - 1) * cfg_.batch_size, cfg_.batch_size);
+  last_batch_ = st.in.timed_tokens.narrow(0, (cfg_.steps - 1) * cfg_.batch_size, cfg_.batch_size).clone();
   last_probe_loss_ = st.out.probe_loss;
   const auto& cells = st.out.cell_losses;  // the last batch's cells are the last B * kCellsPerRow
   const size_t last_cells = static_cast<size_t>(cfg_.batch_size * kCellsPerRow);
