@@ -102,8 +102,8 @@ describe('harness: adversarial plugins', function () {
     const benchmarkDir = path.join(tmp, 'benchmark');
     setupPreset({ dir: benchmarkDir, preset: 'tiny', seed: 42, force: false });
     const hparams = loadHparams(path.join(ROOT, 'hparams', 'hparams.json'));
-    // A tiny run takes about 2 s a phase here: a hang is caught in seconds, not after the 7B limits.
-    hparams.runner_timeouts = { start: 60, warmup: 60, timed: 30 };
+    // A tiny run takes about 2 s a phase here (3 steps of 4 rows: under 1 s when idle): a hang is caught in seconds, not after the 7B limits.
+    hparams.runner_timeouts = { start: 60, warmup: 60, timed: 15 };
 
     for (const f of ESCAPES) fs.rmSync(f, { force: true });
     for (const f of SECRETS) fs.writeFileSync(f, 'secret: the sandbox must not see this\n');
