@@ -219,14 +219,14 @@ describe('sandbox (bubblewrap)', function () {
     const user = sb.user({ scratchDir: scratch });
     // A root caller whose sandbox fell back to root has no process limit: a regression, not a skip.
     assert.equal(user.uid, SANDBOX_UID, `the sandbox fell back to root: ${user.rootBecause}`);
-    // RLIMIT_NPROC counts every process of the uid on the host, other sandboxes' too: allow for those.
-    const others = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d) && (() => {
+    // RLIMIT_NPROC counts every task (thread) of the uid on the host, other sandboxes' too: allow for those.
+    const others = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).reduce((n, d) => {
       try {
-        return fs.statSync(`/proc/${d}`).uid === SANDBOX_UID;
+        return fs.statSync(`/proc/${d}`).uid === SANDBOX_UID ? n + fs.readdirSync(`/proc/${d}/task`).length : n;
       } catch {
-        return false;
+        return n; // gone meanwhile
       }
-    })()).length;
+    }, 0);
     const limit = others + 16;
     // Builtins only after the forks (a failed fork must not hide the answers), on one line.
     const r = runIn(

@@ -431,11 +431,18 @@ int64_t available_device_memory(const torch::Device& device) { return compat::av
 
 // ---------------------------------------------------------------- initialisation
 
+double final_norm_start(int64_t hidden_size) {
+  constexpr double kQwen7bHidden = 3584;
+  return std::max(1.0, std::sqrt(kQwen7bHidden / static_cast<double>(hidden_size)));
+}
+
 void init_parameter(torch::Tensor& p, const std::string& name, size_t index, uint64_t seed, double initializer_range) {
   torch::NoGradGuard no_grad;
   const bool is_norm = name.find("norm.weight") != std::string::npos;
   const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-  if (is_norm) {
+  if (name == "model.norm.weight") {
+    p.fill_(final_norm_start(p.size(0)));
+  } else if (is_norm) {
     p.fill_(1.0);
   } else if (is_bias) {
     p.zero_();
