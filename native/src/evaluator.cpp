@@ -27,6 +27,11 @@ namespace {
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// The mean of a run of cell losses, each cell weighing alike (the run and its hybrids are measured the same way).
+double mean(std::vector<double>::const_iterator begin, std::vector<double>::const_iterator end) {
+  return std::accumulate(begin, end, 0.0) / static_cast<double>(end - begin);
+}
+
 // A parameter's kind: its name with every all-digit segment starred
 // ("model.layers.3.mlp.up_proj.weight" -> "model.layers.*.mlp.up_proj.weight").
 std::string tensor_kind(const std::string& name) {
@@ -717,8 +722,7 @@ void Evaluator::measure(RunState& st) {
   last_batch_ = st.in.timed_tokens.narrow(0, (cfg_.steps - 1) * cfg_.batch_size, cfg_.batch_size).clone();
   last_probe_loss_ = st.out.probe_loss;
   const auto& cells = st.out.cell_losses;  // the last batch's cells are the last B * kCellsPerRow
-  const size_t last_cells = static_cast<size_t>(cfg_.batch_size * kCellsPerRow);
-  last_batch_loss_ = std::accumulate(cells.end() - last_cells, cells.end(), 0.0) / static_cast<double>(last_cells);
+  last_batch_loss_ = mean(cells.end() - cfg_.batch_size * kCellsPerRow, cells.end());
   release_device_cache();
   st.mark("release_cache");
   st.out.overhead_seconds = since(st.t_start) - st.out.seconds;
@@ -928,7 +932,6 @@ std::vector<Comparison::GroupShift> Evaluator::group_shifts(const Kept& ref) {
     params.push_back(item.value());
   }
   std::vector<Comparison::GroupShift> out;
-  const size_t last_cells = static_cast<size_t>(cfg_.batch_size * kCellsPerRow);
   for (const auto& [group, members] : groups) {
     std::vector<torch::Tensor> own;  // this run's tensors of the group, put back below
     for (size_t m : members) {
@@ -936,7 +939,7 @@ std::vector<Comparison::GroupShift> Evaluator::group_shifts(const Kept& ref) {
       params[m].copy_(ref.weights[m]);
     }
     const auto cells = cell_losses(last_batch_);
-    const double hybrid_batch = std::accumulate(cells.begin(), cells.end(), 0.0) / static_cast<double>(last_cells);
+    const double hybrid_batch = mean(cells.begin(), cells.end());
     const double hybrid_probe = probe_loss();
     for (size_t k = 0; k < members.size(); ++k) params[members[k]].copy_(own[k]);
     out.push_back({group, last_batch_loss_ - hybrid_batch, last_probe_loss_ - hybrid_probe});

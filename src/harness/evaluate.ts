@@ -537,6 +537,8 @@ function report(
   steps: number,
 ): RunReport {
   const cells = c && cellLossChecks(r.cellLosses, c.ref.cellLosses, steps);
+  const kind = c && worstKind(c.cmp);
+  const group = c && worstGroup(c.cmp);
   return {
     seed,
     ok: r.completed && failures.length === 0,
@@ -559,11 +561,11 @@ function report(
       logits_rel_error: c.cmp.logitsRelError,
       update_rel_error: c.cmp.updateRelError,
       max_tensor_rel_error: c.cmp.maxTensorRelError,
-      max_kind_rel_error: worstKind(c.cmp)?.error ?? 0,
-      worst_kind: worstKind(c.cmp)?.kind ?? null,
+      max_kind_rel_error: kind?.error ?? 0,
+      worst_kind: kind?.kind ?? null,
       kind_rel_errors: c.cmp.kindRelErrors,
-      max_group_shift: worstGroup(c.cmp)?.shift ?? 0,
-      worst_group: worstGroup(c.cmp)?.group ?? null,
+      max_group_shift: group?.shift ?? 0,
+      worst_group: group?.group ?? null,
       group_shifts: Object.fromEntries(Object.entries(c.cmp.groupShifts).map(([g, x]) => [g, { last_batch: x.lastBatch, probe: x.probe }])),
       changed_share: c.cmp.changedShare,
       reference_changed_share: c.cmp.referenceChangedShare,

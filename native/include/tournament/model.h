@@ -190,9 +190,10 @@ int64_t available_device_memory(const torch::Device& device);
 
 // Seeded random initialisation as Hugging Face's Qwen2 does it: normal(0,
 // initializer_range) for linear and embedding weights, zero biases, ones for
-// norms, but the final norm (final_norm_start). Each tensor draws from its own generator (seed, position), so any one
-// can be regenerated alone: init_parameter(model's i-th parameter) gives the
-// same values as init_weights gave it. Deterministic for a seed and device type.
+// norms but the final one (final_norm_start). Each tensor draws from its own
+// generator (seed, position), so any one can be regenerated alone:
+// init_parameter(model's i-th parameter) gives the same values as
+// init_weights gave it. Deterministic for a seed and device type.
 void init_weights(Qwen2ForCausalLM& model, uint64_t seed, double initializer_range = 0.02);
 // The final norm's start: sqrt(3584 / hidden_size), at least 1. A random
 // start's logits spread as initializer_range * sqrt(hidden) * this: 1.2 on
