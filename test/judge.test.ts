@@ -16,6 +16,7 @@ const T: Thresholds = {
   update_rel_error: 0.1,
   kind_update_rel_error: 0.3,
   group_loss_shift_abs: 0.0002,
+  head_alignment_abs: 0.0005,
   min_changed_share_ratio: 0.97,
   basis: 'test',
   calibrations: [],
@@ -29,7 +30,7 @@ function outcome(o: Partial<NativeRunOutcome> = {}): NativeRunOutcome {
   };
 }
 function cmp(c: Partial<NativeComparison> = {}): NativeComparison {
-  return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.05, 'model.norm.weight': 0.02 }, groupShifts: { mlp: { lastBatch: 0.0001, probe: 0.0001 }, head: { lastBatch: -0.0001, probe: 0 } }, changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], changedAfterKill: false, ...c };
+  return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.05, 'model.norm.weight': 0.02 }, groupShifts: { mlp: { lastBatch: 0.0001, probe: 0.0001 }, head: { lastBatch: -0.0001, probe: 0 } }, headAlignment: [0.00002, -0.00004, 0.0001], changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], changedAfterKill: false, ...c };
 }
 const codes = (run: Partial<NativeRunOutcome>, c: Partial<NativeComparison> = {}): FailureCode[] =>
   judge(T, outcome(run), outcome(), cmp(c), TOKENS, 1).map((f) => f.code);
@@ -55,6 +56,8 @@ describe('judge: the checks on a completed run', function () {
     ['one group of tensors trained short of the last batch (stale gradients)', 'group_loss', {}, { groupShifts: { mlp: { lastBatch: 0.0009, probe: -0.0001 }, head: { lastBatch: 0.3, probe: 0.3 } } }],
     ['one group of tensors trained past the last batch (an over-update)', 'group_loss', {}, { groupShifts: { head: { lastBatch: -0.0005, probe: -0.0002 } } }],
     ['a NaN group shift', 'group_loss', {}, { groupShifts: { mlp: { lastBatch: NaN, probe: 0 } } }],
+    ['lm_head moved along one batch\'s own loss-head gradient (another batch\'s reused)', 'head_gradient', {}, { headAlignment: [0.00002, 0.0011, -0.0016] }],
+    ['a NaN head alignment', 'head_gradient', {}, { headAlignment: [0, NaN] }],
     ['memory that changed after the kill', 'late_write', {}, { changedAfterKill: true }],
   ];
   it('group check: a group that moves the last batch\'s loss as far as the probe\'s passes, however far (honest chaos on the GPU)', function () {

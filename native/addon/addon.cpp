@@ -475,6 +475,9 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
           groups.Set(g.group, o);
         }
         r.Set("groupShifts", groups);
+        auto head = Napi::Array::New(env, c->head_alignment.size());
+        for (size_t t = 0; t < c->head_alignment.size(); ++t) head.Set(static_cast<uint32_t>(t), c->head_alignment[t]);
+        r.Set("headAlignment", head);
         r.Set("changedShare", c->changed_share);
         r.Set("referenceChangedShare", c->reference_changed_share);
         r.Set("changedAfterKill", c->changed_after_kill);

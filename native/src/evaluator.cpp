@@ -719,7 +719,8 @@ void Evaluator::measure(RunState& st) {
   st.mark("probe_loss");
   st.out.cell_losses = cell_losses(st.in.timed_tokens);
   st.mark("cell_losses");
-  last_batch_ = st.in.timed_tokens.narrow(0, (cfg_.steps - 1) * cfg_.batch_size, cfg_.batch_size).clone();
+  timed_tokens_ = st.in.timed_tokens.clone();
+  last_batch_ = timed_tokens_.narrow(0, (cfg_.steps - 1) * cfg_.batch_size, cfg_.batch_size);
   last_probe_loss_ = st.out.probe_loss;
   const auto& cells = st.out.cell_losses;  // the last batch's cells are the last B * kCellsPerRow
   last_batch_loss_ = mean(cells.end() - cfg_.batch_size * kCellsPerRow, cells.end());
@@ -907,7 +908,10 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   // After every read the verdict rests on (probe loss, logits, weights), and
   // before group_shifts writes into the parameter memory (it puts back what it took).
   c.changed_after_kill = memory_digest() != post_kill_digest_;
-  if (!c.changed_after_kill) c.group_shifts = group_shifts(ref);
+  if (!c.changed_after_kill) {
+    c.head_alignment = head_alignment(ref, seed);
+    c.group_shifts = group_shifts(ref);
+  }
   release_device_cache();
   return c;
 }
@@ -943,6 +947,76 @@ std::vector<Comparison::GroupShift> Evaluator::group_shifts(const Kept& ref) {
     const double hybrid_probe = probe_loss();
     for (size_t k = 0; k < members.size(); ++k) params[members[k]].copy_(own[k]);
     out.push_back({group, last_batch_loss_ - hybrid_batch, last_probe_loss_ - hybrid_probe});
+  }
+  return out;
+}
+
+std::vector<double> Evaluator::head_alignment(const Kept& ref, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  // float32 products on tensor cores (TF32) on the GPU: a direction needs no more, and in full
+  // float32 a 7B model's [V, N] x [N, H] products take seconds. Put back as found.
+  auto& ctx = at::globalContext();
+  const bool tf32 = ctx.allowTF32CuBLAS();
+  ctx.setAllowTF32CuBLAS(true);
+  struct Restore {
+    at::Context& c;
+    bool v;
+    ~Restore() { c.setAllowTF32CuBLAS(v); }
+  } restore{ctx, tf32};
+  const auto W = model_->lm_head_weight();  // [V, H], this run's final (tied: the embedding)
+  size_t index = 0;
+  std::string name;
+  for (auto& item : model_->named_parameters()) {
+    if (item.value().data_ptr() == W.data_ptr()) {
+      name = item.key();
+      break;
+    }
+    ++index;
+  }
+  TORCH_CHECK(!name.empty(), "evaluator: lm_head's weight is not a parameter");
+  auto w0 = torch::empty_like(W);
+  start_tensor(w0, name, index, seed);
+  const auto Wf = W.to(torch::kFloat32);                                  // [V, H]
+  const auto Wr = ref.weights[index].to(cfg_.device).to(torch::kFloat32);  // [V, H]
+  const double update = (Wr - w0.to(torch::kFloat32)).norm().item<double>();
+  w0 = torch::Tensor();
+  const int64_t B = cfg_.batch_size, S = cfg_.seq_len, V = W.size(0), H = W.size(1);
+  // Per timed batch t, its dense gradient part less its mean-field part: D_t = P^T H / N - p_mean h_mean^T.
+  std::vector<torch::Tensor> dense;  // cfg_.steps x [V, H]
+  for (int64_t t = 0; t < cfg_.steps; ++t) {
+    auto ids = timed_tokens_.narrow(0, t * B, B).to(cfg_.device);  // [B, S]
+    auto D = torch::zeros({V, H}, Wf.options());
+    auto p_sum = torch::zeros({V}, Wf.options());
+    auto h_sum = torch::zeros({H}, Wf.options());
+    // Four rows at a time: a 7B model's float32 probabilities for 4 x 1023 positions are 2.5 GB.
+    for (int64_t r = 0; r < B; r += 4) {
+      auto rows = ids.narrow(0, r, std::min<int64_t>(4, B - r));
+      auto h = model_->hidden_states(rows).narrow(1, 0, S - 1).reshape({-1, H}).to(torch::kFloat32);  // [n, H]
+      auto p = torch::softmax(h.mm(Wf.t()), 1);                                                     // [n, V]
+      D.addmm_(p.t(), h);
+      p_sum.add_(p.sum(0));
+      h_sum.add_(h.sum(0));
+    }
+    const double n = static_cast<double>(B * (S - 1));
+    D.div_(n).sub_(torch::outer(p_sum.div_(n), h_sum.div_(n)));
+    dense.push_back(D);
+  }
+  // What the batches share (the data's common statistics, and on the GPU the direction honest
+  // rounding differences grow along in every step alike) is taken out: each batch's own part,
+  // E_t = D_t - mean_s D_s, is what only that batch's step knows.
+  auto mean = torch::stack(dense).mean(0);  // [V, H]
+  const auto diff = Wf - Wr;                // [V, H]
+  std::vector<torch::Tensor> sums;          // per batch: <diff, E_t>, ||E_t||
+  for (auto& D : dense) {
+    D.sub_(mean);
+    sums.push_back(torch::stack({(diff * D).sum(), D.norm()}).to(torch::kFloat64));
+  }
+  const auto host = torch::stack(sums).to(torch::kCPU).contiguous();  // [steps, 2]
+  const double* v = host.data_ptr<double>();
+  std::vector<double> out;
+  for (int64_t t = 0; t < cfg_.steps; ++t) {
+    const double dot = v[2 * t], norm = v[2 * t + 1];
+    out.push_back(std::isnan(dot) ? std::numeric_limits<double>::infinity() : dot / std::max(norm * update, 1e-30));
   }
   return out;
 }

@@ -104,6 +104,14 @@ struct Comparison {
     double last_batch = 0, probe = 0;
   };
   std::vector<GroupShift> group_shifts;
+  // Per timed batch t: this run's lm_head minus the reference's, projected on
+  // the unit direction of that batch's own dense loss-head gradient part
+  // (softmax times hidden, P^T H / N, less its mean-field part and less the
+  // mean of every timed batch's, at the run's final weights), over the norm of
+  // the reference's lm_head update. Honest rounding differences point nowhere
+  // in particular; a step that reused another batch's dense part instead of
+  // computing its own leaves a difference along both batches' directions.
+  std::vector<double> head_alignment;
   double changed_share = 0, reference_changed_share = 0;
   std::vector<std::string> frozen;  // changed in the reference, unchanged here
   // The parameter or logits memory differs from what it held when the runner
@@ -197,6 +205,8 @@ class Evaluator {
   // Comparison::group_shifts, from the kept run's weights; leaves the
   // parameter memory as it found it.
   std::vector<Comparison::GroupShift> group_shifts(const Kept& ref);
+  // Comparison::head_alignment, against the kept run's weights; reads only.
+  std::vector<double> head_alignment(const Kept& ref, uint64_t seed);
   // Keyed hash of every rank's parameter and logits memory (fingerprint.h),
   // with a key drawn right after the kill.
   std::vector<int64_t> memory_digest();
@@ -219,6 +229,7 @@ class Evaluator {
   // final weights on it and on the probe (from measure), for group_shifts.
   torch::Tensor last_batch_;
   double last_batch_loss_ = 0, last_probe_loss_ = 0;
+  torch::Tensor timed_tokens_;  // the last run's timed batches [steps * B, S], for head_alignment
   std::vector<int64_t> post_kill_digest_;  // of the last run, taken right after the kill
   uint64_t digest_key_ = 0;                 // drawn after the last run's kill
   torch::Tensor checkpoint_;                   // host, the parameter layout's bytes; undefined: random starts

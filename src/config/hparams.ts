@@ -41,6 +41,11 @@ export interface Thresholds {
    * reference's final weights: |how far the last batch's loss moves - how far the probe's moves|, the largest allowed.
    */
   group_loss_shift_abs: number;
+  /**
+   * Per timed batch: |this run's lm_head minus the reference's, along that batch's own dense
+   * loss-head gradient| as a share of the reference's lm_head update, the largest allowed.
+   */
+  head_alignment_abs: number;
   /** changed share / reference changed share must be at least this. */
   min_changed_share_ratio: number;
   /** The measurement these rest on: where, how, the worst honest run and the closest cheat. */
@@ -53,7 +58,7 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'group_loss_shift_abs', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'group_loss_shift_abs', 'head_alignment_abs', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** One calibration of a device's thresholds: on what, when, by which command, and the values it measured them to be. */
@@ -154,6 +159,7 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   update_rel_error: num(0, 10, true),
   kind_update_rel_error: num(0, 10, true),
   group_loss_shift_abs: num(0, 100, true),
+  head_alignment_abs: num(0, 10, true),
   min_changed_share_ratio: num(0, 1),
 };
 

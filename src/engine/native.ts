@@ -120,6 +120,12 @@ export interface NativeComparison {
    * (positive: this run's group left the loss higher). Empty when the memory changed after the kill.
    */
   groupShifts: Record<string, { lastBatch: number; probe: number }>;
+  /**
+   * Per timed batch: this run's lm_head minus the reference's, projected on the unit direction of
+   * that batch's own dense loss-head gradient part (P^T H / N less p_mean h_mean^T, less the mean
+   * of every timed batch's; at the run's final weights), over the norm of the reference's lm_head update. Empty when the memory changed after the kill.
+   */
+  headAlignment: number[];
   changedShare: number;
   referenceChangedShare: number;
   frozen: string[];

@@ -87,10 +87,11 @@ export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ra
   { key: 'update_rel_error', name: 'update error', value: (k) => k.update_rel_error },
   { key: 'kind_update_rel_error', name: 'update error of one kind', value: (k) => k.max_kind_rel_error },
   { key: 'group_loss_shift_abs', name: 'loss shift of one group', value: (k) => k.max_group_shift },
+  { key: 'head_alignment_abs', name: 'lm_head along a batch\'s gradient', value: (k) => k.max_head_alignment },
 ];
 
 /** Failures no threshold decides: a cheat that has one is rejected whatever the thresholds. */
-const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'group_loss', 'changed_share']);
+const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'group_loss', 'head_gradient', 'changed_share']);
 
 export interface RunMeasure {
   case: string;

@@ -259,7 +259,30 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
       message: `with the reference's ${group.group} tensors in place of this run's, the last batch's loss moves ${fmt(-g.lastBatch)} and the probe's ${fmt(-g.probe)}: ${fmt(group.shift)} apart (allowed ${v.group_loss_shift_abs}); this run trained its ${group.group} ${short ? 'short of' : 'past'} what the last batch's gradients give`,
     });
   }
+  const head = worstHeadAlignment(cmp);
+  if (head && !(Math.abs(head.alignment) <= v.head_alignment_abs)) {
+    failures.push({
+      code: 'head_gradient',
+      message: `lm_head differs from the reference's along timed batch ${head.batch + 1}'s own loss-head gradient by ${fmt(head.alignment)} of the reference's update (allowed ${v.head_alignment_abs}): a step used another batch's softmax-weighted hidden states in place of its own`,
+    });
+  }
   return failures;
+}
+
+/**
+ * The timed batch along whose own dense loss-head gradient part (P^T H / N less its mean-field
+ * part, less the mean of every timed batch's) this run's lm_head differs most from the reference's, as a share of the reference's lm_head update
+ * (NaN counts as furthest). Honest rounding differences point nowhere in particular; a step that
+ * reused another batch's dense part leaves a difference along both batches' directions (README,
+ * Verification).
+ */
+export function worstHeadAlignment(cmp: Pick<NativeComparison, 'headAlignment'>): { batch: number; alignment: number } | null {
+  let worst: { batch: number; alignment: number } | null = null;
+  cmp.headAlignment.forEach((a, batch) => {
+    const alignment = Number.isNaN(a) ? Infinity : a;
+    if (!worst || Math.abs(alignment) > Math.abs(worst.alignment)) worst = { batch, alignment };
+  });
+  return worst;
 }
 
 /**
@@ -539,6 +562,7 @@ function report(
   const cells = c && cellLossChecks(r.cellLosses, c.ref.cellLosses, steps);
   const kind = c && worstKind(c.cmp);
   const group = c && worstGroup(c.cmp);
+  const head = c && worstHeadAlignment(c.cmp);
   return {
     seed,
     ok: r.completed && failures.length === 0,
@@ -567,6 +591,8 @@ function report(
       max_group_shift: group?.shift ?? 0,
       worst_group: group?.group ?? null,
       group_shifts: Object.fromEntries(Object.entries(c.cmp.groupShifts).map(([g, x]) => [g, { last_batch: x.lastBatch, probe: x.probe }])),
+      max_head_alignment: head ? Math.abs(head.alignment) : 0,
+      head_alignment: c.cmp.headAlignment,
       changed_share: c.cmp.changedShare,
       reference_changed_share: c.cmp.referenceChangedShare,
       frozen_tensors: c.cmp.frozen,

@@ -19,6 +19,7 @@ export const FAILURE_CODES = [
   'changed_share', // too small a share of the parameters changed
   'update_error', // the weight update is too far from the reference's
   'group_loss', // one group of tensors swapped for the reference's moves the last batch's loss too far
+  'head_gradient', // lm_head differs from the reference's along one timed batch's own loss-head gradient
   'late_write', // the parameter or logits memory changed after the runner was killed
   'rank_divergence', // several ranks: at DONE a rank's parameters differ from rank 0's (the ones verified)
 ] as const;
@@ -79,6 +80,10 @@ export interface RunReport {
     worst_group: string | null;
     /** Every group's shifts: the run's loss minus the loss with the group's tensors from the reference, on the last batch and on the probe. */
     group_shifts: Record<string, { last_batch: number; probe: number }>;
+    /** The largest |head_alignment| (worstHeadAlignment). */
+    max_head_alignment: number;
+    /** Per timed batch: this run's lm_head minus the reference's along that batch's dense loss-head gradient, over the reference's lm_head update. */
+    head_alignment: number[];
     changed_share: number;
     reference_changed_share: number;
     frozen_tensors: string[];

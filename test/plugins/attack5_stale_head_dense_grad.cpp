@@ -1,21 +1,25 @@
-// OPEN (not run by the adversarial suite until a check rejects it). Attack
-// pass 5 (2026-12-03, a fresh-context attacker): in the last step, the loss
-// head's weight gradient dW = (P - Y)^T H / N keeps its cheap batch-specific
-// part Y^T H / N exact and reuses the dense part P^T H / N (a [V, N] x [N, H]
-// product, about 12.5% of a step on the tiny CPU model, 2.5% of the run) from
-// the step before, with this step's mean-field term p_mean h_mean^T swapped in.
-// Every other gradient is exact, so the returned logits equal the reference's
-// and the group, cell and batch checks see the batch-specific drop they
-// expect; lm_head's update error (0.037 at most) sits inside the honest
-// spread (0.039). ACCEPTED on 8 of 8 runs under the CPU thresholds of commit
-// 0a0da59 (tighter than those now in force). On Qwen2.5-7B the same product is
-// about 2.4% of a step: about 0.5% of the run, under the 2% the checks aim at.
-// expect: update_error
+// Attack pass 5 (2026-12-03, a fresh-context attacker): in the last step, the
+// loss head's weight gradient dW = (P - Y)^T H / N keeps its cheap
+// batch-specific part Y^T H / N exact and reuses the dense part P^T H / N (a
+// [V, N] x [N, H] product, about 12.5% of a step on the tiny CPU model, 2.5%
+// of the run) from the step before, with this step's mean-field term
+// p_mean h_mean^T swapped in. Every other gradient is exact, so the returned
+// logits equal the reference's and the group, cell and batch checks see the
+// batch-specific drop they expect; lm_head's update error (0.034 to 0.036)
+// sat inside the honest spread (0.039): ACCEPTED on 8 of 8 runs until the
+// head-gradient check. That check projects lm_head's difference from the
+// reference's on each timed batch's own dense gradient: this cheat leaves
+// -1.2e-3 to -2.3e-3 of the reference's update along the last batch's and
+// +1e-3 to +3e-3 along the batch before's, where honest runs stay within
+// 1.4e-4 (README, Verification). STALE_LAST 2 or 3 reuses in the last two or
+// three steps. On Qwen2.5-7B the same product is about 2.4% of a step.
+// expect: head_gradient
 #include <tournament/train_api.h>
+
+#include <algorithm>
 using namespace tournament;
-#define STALE_FROM 4
-#ifndef STALE_FROM
-#define STALE_FROM 4
+#ifndef STALE_LAST
+#define STALE_LAST 1  // steps at the end that reuse the dense part of the step before them
 #endif
 namespace {
 bool g_stale = false;
@@ -70,6 +74,9 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   std::vector<torch::Tensor> batches(num_steps);
   for (int64_t step = 0; step < num_steps; ++step) TORCH_CHECK(data.next(&batches[step]), "data ran out");
   const int64_t B = data.batch_size(), S = data.seq_len();
+  // On the GPU every layer recomputes its activations, so that this sketch's
+  // unchunked loss head fits a Qwen2.5-7B shape beside them (no effect on the numerics).
+  if (device.is_cuda()) model->set_checkpointed_layers(std::vector<bool>(model->config.num_hidden_layers, true));
   auto lmw = model->lm_head_weight();
   AdamW opt(model->parameters(), optimizer);
   TrainResult result;
@@ -77,8 +84,9 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   for (int64_t step = 0; step < num_steps; ++step) {
     const auto& batch = batches[step];
     const bool last = step == num_steps - 1;
-    g_stale = step >= STALE_FROM;
-    g_keep = step == STALE_FROM - 1;
+    const int64_t first_stale = std::max<int64_t>(1, num_steps - STALE_LAST);  // a one-step call (warmup) has nothing to reuse
+    g_stale = step >= first_stale;
+    g_keep = step == first_stale - 1;
     torch::Tensor logits;
     if (last) logits = torch::empty({B, S - 1, model->config.vocab_size}, torch::TensorOptions().dtype(lmw.scalar_type()).device(device));
     auto h = model->hidden_states(batch);
