@@ -219,14 +219,22 @@ describe('sandbox (bubblewrap)', function () {
     const user = sb.user({ scratchDir: scratch });
     // A root caller whose sandbox fell back to root has no process limit: a regression, not a skip.
     assert.equal(user.uid, SANDBOX_UID, `the sandbox fell back to root: ${user.rootBecause}`);
-    // RLIMIT_NPROC counts every task (thread) of the uid on the host, other sandboxes' too: allow for those.
-    const others = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).reduce((n, d) => {
-      try {
-        return fs.statSync(`/proc/${d}`).uid === SANDBOX_UID ? n + fs.readdirSync(`/proc/${d}/task`).length : n;
-      } catch {
-        return n; // gone meanwhile
-      }
-    }, 0);
+    // RLIMIT_NPROC counts every task (thread) of the uid on the host, other sandboxes' too. An earlier
+    // test's sandbox may still be exiting (or a compile it started still running): wait for the uid's
+    // tasks to settle, so that none start between the count and the run and leave bwrap no room to fork.
+    const tasksOfUid = () =>
+      fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).reduce((n, d) => {
+        try {
+          return fs.statSync(`/proc/${d}`).uid === SANDBOX_UID ? n + fs.readdirSync(`/proc/${d}/task`).length : n;
+        } catch {
+          return n; // gone meanwhile
+        }
+      }, 0);
+    let others = tasksOfUid();
+    for (let i = 0; i < 100 && others > 0; i++) {
+      spawnSync('sleep', ['0.2']);
+      others = tasksOfUid();
+    }
     const limit = others + 16;
     // Builtins only after the forks (a failed fork must not hide the answers), on one line.
     const r = runIn(
@@ -234,7 +242,7 @@ describe('sandbox (bubblewrap)', function () {
       'for i in $(seq 40); do (sleep 3) 2>/dev/null & done 2>/dev/null; p=(/proc/[0-9]*); echo "RESULT ${#p[@]} $EUID"; : > mine',
     );
     const m = /RESULT (\d+) (\d+)/.exec(r.out);
-    assert.ok(m, `no result line: status ${r.status} ${r.signal ?? ''}, out ${r.out}, err ${r.err.slice(-300)}`);
+    assert.ok(m, `no result line: status ${r.status} ${r.signal ?? ''}, out ${r.out}, err ${r.err.slice(-300)}; tasks of uid ${SANDBOX_UID} before: ${others}, now: ${tasksOfUid()}`);
     const [count, uid] = [Number(m[1]), Number(m[2])];
     assert.ok(count <= limit && count < 40, `${count} processes with a limit of ${limit}`);
     assert.equal(uid, SANDBOX_UID);
