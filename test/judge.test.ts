@@ -17,6 +17,8 @@ const T: Thresholds = {
   kind_update_rel_error: 0.3,
   group_loss_shift_abs: 0.0002,
   head_alignment_abs: 0.0005,
+  head_position_excess: 1.5,
+  head_position_excess_last: 2.5,
   min_changed_share_ratio: 0.97,
   basis: 'test',
   calibrations: [],
@@ -30,7 +32,7 @@ function outcome(o: Partial<NativeRunOutcome> = {}): NativeRunOutcome {
   };
 }
 function cmp(c: Partial<NativeComparison> = {}): NativeComparison {
-  return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.05, 'model.norm.weight': 0.02 }, groupShifts: { mlp: { lastBatch: 0.0001, probe: 0.0001 }, head: { lastBatch: -0.0001, probe: 0 } }, headAlignment: [0.00002, -0.00004, 0.0001], changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], changedAfterKill: false, ...c };
+  return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.05, 'model.norm.weight': 0.02 }, groupShifts: { mlp: { lastBatch: 0.0001, probe: 0.0001 }, head: { lastBatch: -0.0001, probe: 0 } }, headAlignment: [0.00002, -0.00004, 0.0001], headPositionExcess: [0.1, -0.05, 0.7], changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], changedAfterKill: false, ...c };
 }
 const codes = (run: Partial<NativeRunOutcome>, c: Partial<NativeComparison> = {}): FailureCode[] =>
   judge(T, outcome(run), outcome(), cmp(c), TOKENS, 1).map((f) => f.code);
@@ -58,8 +60,17 @@ describe('judge: the checks on a completed run', function () {
     ['a NaN group shift', 'group_loss', {}, { groupShifts: { mlp: { lastBatch: NaN, probe: 0 } } }],
     ['lm_head moved along one batch\'s own loss-head gradient (another batch\'s reused)', 'head_gradient', {}, { headAlignment: [0.00002, 0.0011, -0.0016] }],
     ['a NaN head alignment', 'head_gradient', {}, { headAlignment: [0, NaN] }],
+    ['lm_head moved along single positions\' own loss-head gradients (a sampled estimate of the dense part)', 'head_positions', {}, { headPositionExcess: [0.2, 4.1, 0.3] }],
+    ['a NaN position excess', 'head_positions', {}, { headPositionExcess: [NaN, 0] }],
+    ['the last batch\'s positions past their own limit', 'head_positions', {}, { headPositionExcess: [0.2, 0.3, 2.6] }],
     ['memory that changed after the kill', 'late_write', {}, { changedAfterKill: true }],
   ];
+  it('position check: the last batch has its own limit, an earlier batch the stricter one', function () {
+    assert.deepEqual(codes({}, { headPositionExcess: [0.2, 0.3, 2.4] }), []);
+    assert.deepEqual(codes({}, { headPositionExcess: [0.2, 2.4, 0.3] }), ['head_positions']);
+    const [f] = judge(T, outcome(), outcome(), cmp({ headPositionExcess: [1.6, 0.3, 3.5] }), TOKENS, 1);
+    assert.match(f.message, /timed batch 3's .* \(allowed 2\.5 on the last batch\)/); // 3.5 / 2.5 is further over than 1.6 / 1.5
+  });
   it('group check: a group that moves the last batch\'s loss as far as the probe\'s passes, however far (honest chaos on the GPU)', function () {
     assert.deepEqual(codes({}, { groupShifts: { mlp: { lastBatch: 0.21, probe: 0.2099 }, attention: { lastBatch: -0.06, probe: -0.0601 } } }), []);
   });

@@ -478,6 +478,9 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
         auto head = Napi::Array::New(env, c->head_alignment.size());
         for (size_t t = 0; t < c->head_alignment.size(); ++t) head.Set(static_cast<uint32_t>(t), c->head_alignment[t]);
         r.Set("headAlignment", head);
+        auto excess = Napi::Array::New(env, c->head_position_excess.size());
+        for (size_t t = 0; t < c->head_position_excess.size(); ++t) excess.Set(static_cast<uint32_t>(t), c->head_position_excess[t]);
+        r.Set("headPositionExcess", excess);
         r.Set("changedShare", c->changed_share);
         r.Set("referenceChangedShare", c->reference_changed_share);
         r.Set("changedAfterKill", c->changed_after_kill);

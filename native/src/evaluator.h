@@ -112,6 +112,16 @@ struct Comparison {
   // in particular; a step that reused another batch's dense part instead of
   // computing its own leaves a difference along both batches' directions.
   std::vector<double> head_alignment;
+  // Per timed batch t: the same difference, read one position at a time. For
+  // each position i, a_i = (p_i - p_mean)^T dW (h_i - h_mean) is its size
+  // along that position's own rank-one part of the dense gradient; b_i is the
+  // same with another position's probabilities (row r + B/2 of the same
+  // four-row block, same place in the sequence). The excess is
+  // sum a^2 / sum b^2 - 1: honest differences have no preference for matched
+  // pairs, while a step that estimated its dense part from a sample of
+  // positions leaves its error along each position's own direction, with
+  // random signs the batch-level projection averages away.
+  std::vector<double> head_position_excess;
   double changed_share = 0, reference_changed_share = 0;
   std::vector<std::string> frozen;  // changed in the reference, unchanged here
   // The parameter or logits memory differs from what it held when the runner
@@ -205,8 +215,8 @@ class Evaluator {
   // Comparison::group_shifts, from the kept run's weights; leaves the
   // parameter memory as it found it.
   std::vector<Comparison::GroupShift> group_shifts(const Kept& ref);
-  // Comparison::head_alignment, against the kept run's weights; reads only.
-  std::vector<double> head_alignment(const Kept& ref, uint64_t seed);
+  // Comparison::head_alignment and head_position_excess, against the kept run's weights; reads only.
+  void head_checks(const Kept& ref, uint64_t seed, Comparison& c);
   // Keyed hash of every rank's parameter and logits memory (fingerprint.h),
   // with a key drawn right after the kill.
   std::vector<int64_t> memory_digest();
@@ -229,7 +239,7 @@ class Evaluator {
   // final weights on it and on the probe (from measure), for group_shifts.
   torch::Tensor last_batch_;
   double last_batch_loss_ = 0, last_probe_loss_ = 0;
-  torch::Tensor timed_tokens_;  // the last run's timed batches [steps * B, S], for head_alignment
+  torch::Tensor timed_tokens_;  // the last run's timed batches [steps * B, S], for head_checks
   std::vector<int64_t> post_kill_digest_;  // of the last run, taken right after the kill
   uint64_t digest_key_ = 0;                 // drawn after the last run's kill
   torch::Tensor checkpoint_;                   // host, the parameter layout's bytes; undefined: random starts

@@ -126,6 +126,13 @@ export interface NativeComparison {
    * of every timed batch's; at the run's final weights), over the norm of the reference's lm_head update. Empty when the memory changed after the kill.
    */
   headAlignment: number[];
+  /**
+   * Per timed batch: lm_head's difference from the reference's read one position at a time, along
+   * each position's own rank-one part of that batch's dense gradient ((p_i - p_mean) (h_i - h_mean)^T),
+   * as the excess of its energy over the same with mismatched positions (sum a^2 / sum b^2 - 1).
+   * Empty when the memory changed after the kill.
+   */
+  headPositionExcess: number[];
   changedShare: number;
   referenceChangedShare: number;
   frozen: string[];

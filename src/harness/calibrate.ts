@@ -88,10 +88,12 @@ export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ra
   { key: 'kind_update_rel_error', name: 'update error of one kind', value: (k) => k.max_kind_rel_error },
   { key: 'group_loss_shift_abs', name: 'loss shift of one group', value: (k) => k.max_group_shift },
   { key: 'head_alignment_abs', name: 'lm_head along a batch\'s gradient', value: (k) => k.max_head_alignment },
+  { key: 'head_position_excess', name: 'lm_head along single positions\' gradients', value: (k) => k.max_head_position_excess },
+  { key: 'head_position_excess_last', name: 'lm_head along the last batch\'s single positions\' gradients', value: (k) => k.last_head_position_excess },
 ];
 
 /** Failures no threshold decides: a cheat that has one is rejected whatever the thresholds. */
-const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'group_loss', 'head_gradient', 'changed_share']);
+const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'changed_share']);
 
 export interface RunMeasure {
   case: string;

@@ -20,6 +20,7 @@ export const FAILURE_CODES = [
   'update_error', // the weight update is too far from the reference's
   'group_loss', // one group of tensors swapped for the reference's moves the last batch's loss too far
   'head_gradient', // lm_head differs from the reference's along one timed batch's own loss-head gradient
+  'head_positions', // lm_head differs from the reference's along single positions' own loss-head gradients
   'late_write', // the parameter or logits memory changed after the runner was killed
   'rank_divergence', // several ranks: at DONE a rank's parameters differ from rank 0's (the ones verified)
 ] as const;
@@ -84,6 +85,12 @@ export interface RunReport {
     max_head_alignment: number;
     /** Per timed batch: this run's lm_head minus the reference's along that batch's dense loss-head gradient, over the reference's lm_head update. */
     head_alignment: number[];
+    /** The largest head_position_excess of the timed batches before the last (0 at least). */
+    max_head_position_excess: number;
+    /** The last timed batch's head_position_excess (0 at least), judged against its own limit. */
+    last_head_position_excess: number;
+    /** Per timed batch: the energy of lm_head's difference along each position's own rank-one gradient part over that along mismatched pairs, less 1. */
+    head_position_excess: number[];
     changed_share: number;
     reference_changed_share: number;
     frozen_tensors: string[];
