@@ -18,7 +18,8 @@
 //     passes over [T, I] or [T, H] tensors each; the norms' outputs are
 //     recomputed in backward instead of kept;
 //   - fuses the q/k/v projections into one matrix product (their weights are
-//     concatenated into a scratch buffer per layer, forward and backward; the
+//     concatenated into a per-layer scratch buffer once per step, in forward,
+//     and read again in backward; the
 //     gradient comes out as one tensor whose slices are the parameters'
 //     gradients). Gate and up stay two products: on the H200 one product of
 //     twice the width ran slower than the two (2026-12-02, gpu-perf.sh);
@@ -53,9 +54,11 @@ struct Dims {
   int64_t B, S, T, H, I, Nq, Nkv, D, KV;
 };
 
-// Scratch buffer for the fused q/k/v weight, shared by all layers.
+// The fused q/k/v weights of all layers, [L, H + 2 KV, H]: each layer's slot
+// is filled by its forward and read again by its backward (the weights do not
+// change within a step), one concatenation per layer and step.
 struct Scratch {
-  Tensor qkv;  // [H + 2 KV, H]
+  Tensor qkv;  // [L, H + 2 KV, H]
 };
 
 // What backward needs of one layer (the norms' outputs are recomputed from
@@ -70,11 +73,15 @@ struct Saved {
 
 struct Layer {
   DecoderLayerImpl* m;
+  int64_t index;
   AttentionImpl& attn() const { return *m->self_attn; }
   MLPImpl& mlp() const { return *m->mlp; }
-  Tensor qkv_weight(Scratch& s) const {  // [H + 2 KV, H]
-    return torch::cat_out(s.qkv, {attn().q_proj->weight, attn().k_proj->weight, attn().v_proj->weight}, 0);
+  Tensor build_qkv_weight(Scratch& s) const {  // [H + 2 KV, H], this layer's slot filled
+    auto slot = s.qkv.select(0, index);
+    torch::cat_out(slot, {attn().q_proj->weight, attn().k_proj->weight, attn().v_proj->weight}, 0);
+    return slot;
   }
+  Tensor qkv_weight(Scratch& s) const { return s.qkv.select(0, index); }  // as the forward filled it
   Tensor qkv_bias() const { return torch::cat({attn().q_proj->bias, attn().k_proj->bias, attn().v_proj->bias}, 0); }  // [H + 2 KV]
 };
 
@@ -89,7 +96,7 @@ void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Ten
   const auto& norm1 = *L.m->input_layernorm;
   const auto& norm2 = *L.m->post_attention_layernorm;
   auto n1 = K::rms_norm(xa, norm1.weight, norm1.eps, &rstd1, xb, &x);          // [T, H]; x = xa + xb [T, H]
-  auto qkv = torch::addmm(L.qkv_bias(), n1, L.qkv_weight(scratch).t());         // [T, H + 2 KV]
+  auto qkv = torch::addmm(L.qkv_bias(), n1, L.build_qkv_weight(scratch).t());         // [T, H + 2 KV]
   n1 = Tensor();
   K::rope_qkv_(qkv, cos, sin, d.S, d.Nq, d.Nkv, d.D);                           // q, k columns rotated in place
   // Views of the product, [B, N, S, D] (D contiguous): no copies.
@@ -135,8 +142,8 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
   add_grad(w_gate, s.gate.t().mm(n2));                           // [I, H]
   add_grad(w_up, s.up.t().mm(n2));                               // [I, H]
   n2 = Tensor();
-  auto dn2 = s.gate.mm(w_gate);                                  // [T, H]; the two products rounded apart, then summed, as autograd does
-  dn2.add_(s.up.mm(w_up));
+  auto dn2 = s.gate.mm(w_gate);                                  // [T, H]
+  dn2.addmm_(s.up, w_up);                                        // + the second product, added by cuBLAS (beta = 1; autograd rounds it to bf16 first)
   s.gate = Tensor();
   s.up = Tensor();
   Tensor dln;
@@ -177,7 +184,10 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
 // (kernels::cross_entropy_grad_) instead of five passes over [chunk, V]
 // float32 tensors. Same chunks (2,048 rows), same roundings: the chunk's
 // logits in bf16, the gradient rounded to bf16 before both products, the
-// weight's gradient summed over chunks in float32.
+// weight's gradient summed over chunks in float32. One difference: on CUDA
+// each chunk's weight product is added to the float32 sum by cuBLAS as it is
+// computed (kernels::matmul_accumulate_, beta = 1), not rounded to bf16 first
+// and added in a second pass: no [V, H] bf16 temporary per chunk.
 // hidden [B, S, H] (after the final norm), weight [V, H], ids [B, S] ->
 // the loss (float32 scalar); *d_hidden [B, S, H] (zero at the last position),
 // *d_weight [V, H]; the logits [B, S-1, V] into logits_out when defined.
@@ -202,13 +212,13 @@ Tensor loss_head(const Tensor& hidden, const Tensor& weight, const Tensor& ids, 
     K::cross_entropy_grad_(g, targets.narrow(0, r0, n), inv_n, lp);
     auto dhc = dh.narrow(0, r0, n);                               // [n, H], contiguous rows
     torch::mm_out(dhc, g, weight);
-    auto p = g.t().mm(hc);                                        // [V, H], this chunk's product
-    if (r0 + n >= N) {
-      *d_weight = r0 == 0 ? p : K::accumulate_finish(dw, p);      // bf16(sum + p)
+    if (r0 == 0 && n == N) {
+      *d_weight = g.t().mm(hc);                                   // [V, H], one chunk: its product
     } else {
-      K::accumulate_(dw, p, /*first=*/r0 == 0);                   // sum (+)= float(p)
+      K::matmul_accumulate_(dw, g.t(), hc, /*first=*/r0 == 0);    // sum (+)= this chunk's product, in float32
     }
   }
+  if (!d_weight->defined()) *d_weight = dw.to(weight.scalar_type());  // bf16(sum)
   *d_hidden = torch::zeros_like(hidden);                          // [B, S, H]
   d_hidden->narrow(1, 0, S - 1).copy_(dh.view({B, S - 1, H}));
   return -row_logp.sum() * inv_n;
@@ -244,7 +254,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   d.T = d.B * d.S;
   d.KV = d.Nkv * d.D;
   std::vector<Layer> layers;
-  for (size_t i = 0; i < model->model->layers->size(); ++i) layers.push_back({model->model->layers[i]->as<DecoderLayerImpl>()});
+  for (size_t i = 0; i < model->model->layers->size(); ++i) layers.push_back({model->model->layers[i]->as<DecoderLayerImpl>(), static_cast<int64_t>(i)});
   const auto embed = model->model->embed_tokens->weight;
   const auto opts = embed.options();
   const int64_t keep = layers_to_keep(model, d, device);
@@ -252,7 +262,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   auto [cos, sin] = model->rope(d.S, embed.scalar_type(), device);          // [S, D] each
 
   AdamW opt(model->parameters(), optimizer);
-  Scratch scratch{torch::empty({d.H + 2 * d.KV, d.H}, opts)};
+  Scratch scratch{torch::empty({static_cast<int64_t>(layers.size()), d.H + 2 * d.KV, d.H}, opts)};
   TrainResult result;
   Tensor loss;
   for (int64_t step = 0; step < num_steps; ++step) {
