@@ -25,6 +25,8 @@
 //     twice the width ran slower than the two (2026-12-02, gpu-perf.sh);
 //   - keeps every layer's activations when memory allows, recomputing a
 //     layer's forward in backward otherwise;
+//   - steps AdamW tensor by tensor with a kernel of its own (the fused
+//     AdamW's arithmetic; kernels::adamw_step_);
 //   - takes all batches up front and reads the loss once at the end.
 // Shapes: T = B * S tokens, H hidden, I intermediate, Nq / Nkv heads, D head
 // dim, KV = Nkv * D.
@@ -261,7 +263,14 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   const int64_t first_kept = static_cast<int64_t>(layers.size()) - keep;  // layers [0, first_kept) are recomputed
   auto [cos, sin] = model->rope(d.S, embed.scalar_type(), device);          // [S, D] each
 
-  AdamW opt(model->parameters(), optimizer);
+  // AdamW by hand (kernels::adamw_step_: the fused AdamW's arithmetic, one
+  // kernel per tensor with 16-byte accesses, against PyTorch's multi-tensor
+  // kernel at about 2.5 TB/s); moments in the parameters' dtype, as AdamW.
+  std::vector<Tensor> params = model->parameters(), exp_avg, exp_avg_sq;
+  for (const auto& p : params) {
+    exp_avg.push_back(torch::zeros_like(p));
+    exp_avg_sq.push_back(torch::zeros_like(p));
+  }
   Scratch scratch{torch::empty({static_cast<int64_t>(layers.size()), d.H + 2 * d.KV, d.H}, opts)};
   TrainResult result;
   Tensor loss;
@@ -309,8 +318,15 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       }
       add_grad(embed, torch::embedding_dense_backward(dx.view({d.B, d.S, d.H}), ids, cfg.vocab_size, -1, false));
     }
-    opt.step();
-    opt.zero_grad();
+    {
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (!params[i].grad().defined()) continue;
+        K::adamw_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], step + 1, optimizer.lr, optimizer.beta1,
+                       optimizer.beta2, optimizer.weight_decay, optimizer.eps);
+        params[i].mutable_grad() = Tensor();
+      }
+    }
     result.total_tokens += ids.numel();
   }
   if (loss.defined()) result.final_loss = loss.item<double>();

@@ -76,4 +76,13 @@ torch::Tensor accumulate_finish(const torch::Tensor& acc, const torch::Tensor& x
 // product rounded to the operands' dtype, then added in float32.
 void matmul_accumulate_(torch::Tensor& acc, const torch::Tensor& a, const torch::Tensor& b, bool first);
 
+// One AdamW step on one parameter (version 2), in place: the arithmetic of
+// PyTorch's fused AdamW (_fused_adamw_, what tournament::AdamW runs on CUDA;
+// float math between one load and one store of each bf16 tensor) as one
+// kernel per tensor on a CUDA build with bf16 contiguous tensors; elsewhere
+// tournament::AdamW's unfused float32 ops. p, g, m (exp_avg), v (exp_avg_sq)
+// of one shape; step counts from 1.
+void adamw_step_(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& m, torch::Tensor& v, int64_t step,
+                 double lr, double beta1, double beta2, double weight_decay, double eps);
+
 }  // namespace tournament::kernels

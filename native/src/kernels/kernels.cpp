@@ -2,6 +2,8 @@
 // (CUDA build, bf16, contiguous, 16-byte aligned rows), libtorch ops elsewhere.
 #include <tournament/kernels.h>
 
+#include <cmath>
+
 #ifdef TOURNAMENT_WITH_CUDA_KERNELS
 #include <c10/cuda/CUDAStream.h>
 #include <dlfcn.h>
@@ -51,8 +53,16 @@ const Blas& blas() {
   static std::once_flag once;
   std::call_once(once, [] {
     b.gemm = reinterpret_cast<GemmExFn>(dlsym(RTLD_DEFAULT, "cublasGemmEx"));
+    for (const char* lib : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"}) {
+      if (b.gemm) break;
+      if (void* h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD)) b.gemm = reinterpret_cast<GemmExFn>(dlsym(h, "cublasGemmEx"));
+    }
     // at::cuda::getCurrentCUDABlasHandle()
-    b.handle = reinterpret_cast<HandleFn>(dlsym(RTLD_DEFAULT, "_ZN2at4cuda25getCurrentCUDABlasHandleEv"));
+    b.handle = reinterpret_cast<HandleFn>(dlsym(RTLD_DEFAULT, "_ZN2at4cuda24getCurrentCUDABlasHandleEv"));
+    if (!b.gemm || !b.handle) {
+      TORCH_WARN("tournament::kernels::matmul_accumulate_: cuBLAS entry points not found (cublasGemmEx ",
+                 b.gemm != nullptr, ", getCurrentCUDABlasHandle ", b.handle != nullptr, "): libtorch fallback");
+    }
   });
   return b;
 }
@@ -293,6 +303,34 @@ void matmul_accumulate_(Tensor& acc, const Tensor& a, const Tensor& b, bool firs
   }
 #endif
   accumulate_(acc, a.mm(b), first);
+}
+
+void adamw_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, int64_t step, double lr, double beta1, double beta2,
+                 double weight_decay, double eps) {
+  TORCH_CHECK(g.sizes() == p.sizes() && m.sizes() == p.sizes() && v.sizes() == p.sizes() && step >= 1,
+              "adamw_step_: p, g, m, v of one shape, step >= 1");
+  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+  const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
+#ifdef TOURNAMENT_WITH_CUDA_KERNELS
+  if (fusable({&p, &g, &m, &v})) {
+    // The bias corrections as the fused kernel gets them: double, then float.
+    check(cuda::adamw(p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), p.numel(), lr, beta1, beta2, weight_decay,
+                      eps, static_cast<float>(bc1), static_cast<float>(bc2_sqrt), stream_of(p)),
+          "adamw_step_");
+    return;
+  }
+#endif
+  // The same arithmetic in float32 tensor ops (tournament::AdamW's unfused path).
+  torch::NoGradGuard no_grad;
+  auto pf = p.to(torch::kFloat32), gf = g.to(torch::kFloat32), mf = m.to(torch::kFloat32), vf = v.to(torch::kFloat32);
+  pf.mul_(1.0 - lr * weight_decay);
+  mf.mul_(beta1).add_(gf, 1.0 - beta1);
+  vf.mul_(beta2).addcmul_(gf, gf, 1.0 - beta2);
+  auto denom = vf.sqrt().div_(bc2_sqrt).add_(eps);
+  pf.addcdiv_(mf, denom, -lr / bc1);
+  p.copy_(pf);
+  m.copy_(mf);
+  v.copy_(vf);
 }
 
 }  // namespace tournament::kernels
