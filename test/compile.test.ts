@@ -161,7 +161,7 @@ describe('compileSubmission', function () {
     it('keeps nothing of a compile that failed', async function () {
       const cacheDir = compileCacheDir(work('cache')); // the header is made by the test above
       const before = fs.readdirSync(cacheDir).sort();
-      const bad = write('bad-cached.cpp', HEADER + SIGNATURE + '  return undeclared_here;\n}\n');
+      const bad = write('bad-cached.cpp', HEADER + '#include <undeclared_here.h>\n' + SIGNATURE + '  return {};\n}\n'); // fails at once
       const r = await compileCached(source(bad), { cacheDir });
       assert.equal(r.ok, false);
       assert.match((r as { message: string }).message, /undeclared_here/);

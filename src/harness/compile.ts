@@ -89,9 +89,10 @@ export function compilerArgv(build: PluginBuild, source: string, output: string,
 const PCH_HEADER = 'tournament_pch.h';
 
 /**
- * A precompiled header of libtorch (torch/torch.h, which the contract
- * includes) for this build: parsing it is most of a plugin's compile time
- * (measured on the 2-core CPU machine: 25.8 s plain, 7.3 s with it). Made once
+ * A precompiled header of the part of libtorch the contract includes
+ * (tournament/libtorch.h) for this build: parsing it is most of a plugin's
+ * compile time (measured on the 2-core CPU machine with all of torch/torch.h:
+ * 25.8 s plain, 7.3 s with it). Made once
  * per toolchain and headers, in the sandbox, under `cacheDir`; returns the
  * header to pass to compilerArgv, or undefined (and plugins compile without
  * it) when this compiler cannot make one. Only trusted headers go into it.
@@ -103,8 +104,8 @@ export async function precompiledHeader(cacheDir: string, build: PluginBuild, sa
   const tmp = `${dir}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
-  // libtorch alone: the contract's own header stays the submission's to include (with or without TOURNAMENT_HOST).
-  fs.writeFileSync(path.join(tmp, PCH_HEADER), '// libtorch, precompiled for this build (src/harness/compile.ts).\n#include <torch/torch.h>\n');
+  // libtorch alone (tournament/libtorch.h holds only libtorch's headers): the contract's own header stays the submission's to include (with or without TOURNAMENT_HOST).
+  fs.writeFileSync(path.join(tmp, PCH_HEADER), '// libtorch, precompiled for this build (src/harness/compile.ts).\n#include <tournament/libtorch.h>\n');
   const job = {
     command: [build.cxx, ...codeFlags(build), '-x', 'c++-header', PCH_HEADER, '-o', `${PCH_HEADER}.gch`],
     scratchDir: tmp,

@@ -7,7 +7,7 @@
 // Nq / Nkv heads.
 #pragma once
 
-#include <torch/torch.h>
+#include <tournament/libtorch.h>
 
 #define TOURNAMENT_KERNELS_VERSION 2
 

@@ -6,7 +6,7 @@
 // heads, D head dim (H / Nq), I intermediate, V vocab.
 #pragma once
 
-#include <torch/torch.h>
+#include <tournament/libtorch.h>
 
 #include <functional>
 #include <string>

@@ -5,7 +5,7 @@
 // runs tensor by tensor. This is the numerics every submission is held to.
 #pragma once
 
-#include <torch/torch.h>
+#include <tournament/libtorch.h>
 
 #include <vector>
 
