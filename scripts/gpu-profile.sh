@@ -11,6 +11,7 @@
 #   4. the trace summarised: GPU time per kernel class and kernel, idle time,
 #      CUDA runtime calls (malloc, free, synchronisations).
 #   scripts/gpu-profile.sh PLUGIN.cpp...     (the first is the reference, the last is traced)
+#   PROF_ARGS="--repeat 2": extra arguments for the tool; PROF_TIMEOUT (s, default 200) for its run.
 # Results under $OUT: profile.txt (also printed), trace-summary.json.
 set -uo pipefail
 source scripts/device-env.sh
@@ -42,7 +43,7 @@ done
 wait
 for f in "$@"; do [ -s "/tmp/$(basename "$f" .cpp).so" ] || { echo "compile failed: $f"; head -30 "$LOG/cc-$(basename "$f").log"; exit 1; }; done
 stamp "profile" | tee -a "$OUT/profile.txt"
-timeout ${PROF_TIMEOUT:-200} "$TOOL" --check-kernels --trace /tmp/trace.json "${sos[@]}" 2>&1 | tee -a "$OUT/profile.txt"
+timeout ${PROF_TIMEOUT:-200} "$TOOL" ${PROF_ARGS:-} --check-kernels --trace /tmp/trace.json "${sos[@]}" 2>&1 | tee -a "$OUT/profile.txt"
 stamp "summary" | tee -a "$OUT/profile.txt"
 [ -f /tmp/trace.json ] && timeout 120 python3 - /tmp/trace.json "$OUT/trace-summary.json" <<'PY' 2>&1 | tee -a "$OUT/profile.txt"
 import collections, json, re, sys

@@ -18,12 +18,15 @@
 //     passes over [T, I] or [T, H] tensors each; the norms' outputs are
 //     recomputed in backward instead of kept;
 //   - fuses the q/k/v projections into one matrix product (their weights are
-//     concatenated into a scratch buffer per layer, forward and backward; the
+//     concatenated into a per-layer scratch buffer once per step, in forward,
+//     and read again in backward; the
 //     gradient comes out as one tensor whose slices are the parameters'
 //     gradients). Gate and up stay two products: on the H200 one product of
 //     twice the width ran slower than the two (2026-12-02, gpu-perf.sh);
 //   - keeps every layer's activations when memory allows, recomputing a
 //     layer's forward in backward otherwise;
+//   - steps AdamW tensor by tensor with a kernel of its own (the fused
+//     AdamW's arithmetic; kernels::adamw_step_);
 //   - takes all batches up front and reads the loss once at the end.
 // Shapes: T = B * S tokens, H hidden, I intermediate, Nq / Nkv heads, D head
 // dim, KV = Nkv * D.
@@ -53,9 +56,11 @@ struct Dims {
   int64_t B, S, T, H, I, Nq, Nkv, D, KV;
 };
 
-// Scratch buffer for the fused q/k/v weight, shared by all layers.
+// The fused q/k/v weights of all layers, [L, H + 2 KV, H]: each layer's slot
+// is filled by its forward and read again by its backward (the weights do not
+// change within a step), one concatenation per layer and step.
 struct Scratch {
-  Tensor qkv;  // [H + 2 KV, H]
+  Tensor qkv;  // [L, H + 2 KV, H]
 };
 
 // What backward needs of one layer (the norms' outputs are recomputed from
@@ -70,11 +75,15 @@ struct Saved {
 
 struct Layer {
   DecoderLayerImpl* m;
+  int64_t index;
   AttentionImpl& attn() const { return *m->self_attn; }
   MLPImpl& mlp() const { return *m->mlp; }
-  Tensor qkv_weight(Scratch& s) const {  // [H + 2 KV, H]
-    return torch::cat_out(s.qkv, {attn().q_proj->weight, attn().k_proj->weight, attn().v_proj->weight}, 0);
+  Tensor build_qkv_weight(Scratch& s) const {  // [H + 2 KV, H], this layer's slot filled
+    auto slot = s.qkv.select(0, index);
+    torch::cat_out(slot, {attn().q_proj->weight, attn().k_proj->weight, attn().v_proj->weight}, 0);
+    return slot;
   }
+  Tensor qkv_weight(Scratch& s) const { return s.qkv.select(0, index); }  // as the forward filled it
   Tensor qkv_bias() const { return torch::cat({attn().q_proj->bias, attn().k_proj->bias, attn().v_proj->bias}, 0); }  // [H + 2 KV]
 };
 
@@ -89,7 +98,7 @@ void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Ten
   const auto& norm1 = *L.m->input_layernorm;
   const auto& norm2 = *L.m->post_attention_layernorm;
   auto n1 = K::rms_norm(xa, norm1.weight, norm1.eps, &rstd1, xb, &x);          // [T, H]; x = xa + xb [T, H]
-  auto qkv = torch::addmm(L.qkv_bias(), n1, L.qkv_weight(scratch).t());         // [T, H + 2 KV]
+  auto qkv = torch::addmm(L.qkv_bias(), n1, L.build_qkv_weight(scratch).t());         // [T, H + 2 KV]
   n1 = Tensor();
   K::rope_qkv_(qkv, cos, sin, d.S, d.Nq, d.Nkv, d.D);                           // q, k columns rotated in place
   // Views of the product, [B, N, S, D] (D contiguous): no copies.
@@ -135,8 +144,8 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
   add_grad(w_gate, s.gate.t().mm(n2));                           // [I, H]
   add_grad(w_up, s.up.t().mm(n2));                               // [I, H]
   n2 = Tensor();
-  auto dn2 = s.gate.mm(w_gate);                                  // [T, H]; the two products rounded apart, then summed, as autograd does
-  dn2.add_(s.up.mm(w_up));
+  auto dn2 = s.gate.mm(w_gate);                                  // [T, H]
+  dn2.addmm_(s.up, w_up);                                        // + the second product, added by cuBLAS (beta = 1; autograd rounds it to bf16 first)
   s.gate = Tensor();
   s.up = Tensor();
   Tensor dln;
@@ -177,7 +186,11 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
 // (kernels::cross_entropy_grad_) instead of five passes over [chunk, V]
 // float32 tensors. Same chunks (2,048 rows), same roundings: the chunk's
 // logits in bf16, the gradient rounded to bf16 before both products, the
-// weight's gradient summed over chunks in float32.
+// weight's gradient summed over chunks in float32 (each chunk's product
+// rounded to bf16 first, as the reference rounds it: adding the products to
+// the float32 sum inside cuBLAS, kernels::matmul_accumulate_, saved 9 ms a
+// step on the H200 but raised the position check to 0.37 on the last batch
+// against 0.36 allowed, 2026-12-04 04:22 UTC).
 // hidden [B, S, H] (after the final norm), weight [V, H], ids [B, S] ->
 // the loss (float32 scalar); *d_hidden [B, S, H] (zero at the last position),
 // *d_weight [V, H]; the logits [B, S-1, V] into logits_out when defined.
@@ -244,15 +257,22 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   d.T = d.B * d.S;
   d.KV = d.Nkv * d.D;
   std::vector<Layer> layers;
-  for (size_t i = 0; i < model->model->layers->size(); ++i) layers.push_back({model->model->layers[i]->as<DecoderLayerImpl>()});
+  for (size_t i = 0; i < model->model->layers->size(); ++i) layers.push_back({model->model->layers[i]->as<DecoderLayerImpl>(), static_cast<int64_t>(i)});
   const auto embed = model->model->embed_tokens->weight;
   const auto opts = embed.options();
   const int64_t keep = layers_to_keep(model, d, device);
   const int64_t first_kept = static_cast<int64_t>(layers.size()) - keep;  // layers [0, first_kept) are recomputed
   auto [cos, sin] = model->rope(d.S, embed.scalar_type(), device);          // [S, D] each
 
-  AdamW opt(model->parameters(), optimizer);
-  Scratch scratch{torch::empty({d.H + 2 * d.KV, d.H}, opts)};
+  // AdamW by hand (kernels::adamw_step_: the fused AdamW's arithmetic, one
+  // kernel per tensor with 16-byte accesses, against PyTorch's multi-tensor
+  // kernel at about 2.5 TB/s); moments in the parameters' dtype, as AdamW.
+  std::vector<Tensor> params = model->parameters(), exp_avg, exp_avg_sq;
+  for (const auto& p : params) {
+    exp_avg.push_back(torch::zeros_like(p));
+    exp_avg_sq.push_back(torch::zeros_like(p));
+  }
+  Scratch scratch{torch::empty({static_cast<int64_t>(layers.size()), d.H + 2 * d.KV, d.H}, opts)};
   TrainResult result;
   Tensor loss;
   for (int64_t step = 0; step < num_steps; ++step) {
@@ -299,8 +319,15 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       }
       add_grad(embed, torch::embedding_dense_backward(dx.view({d.B, d.S, d.H}), ids, cfg.vocab_size, -1, false));
     }
-    opt.step();
-    opt.zero_grad();
+    {
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (!params[i].grad().defined()) continue;
+        K::adamw_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], step + 1, optimizer.lr, optimizer.beta1,
+                       optimizer.beta2, optimizer.weight_decay, optimizer.eps);
+        params[i].mutable_grad() = Tensor();
+      }
+    }
     result.total_tokens += ids.numel();
   }
   if (loss.defined()) result.final_loss = loss.item<double>();

@@ -7,6 +7,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "fused_launch.h"
@@ -538,6 +539,76 @@ cudaError_t accumulate(float* acc, const void* x, void* out, int64_t n, int mode
   } else {
     accumulate_kernel<1><<<blocks_for(n, 256), 256, 0, stream>>>(acc, static_cast<const bf16*>(x),
                                                                    static_cast<bf16*>(out), n, mode);
+  }
+  return cudaGetLastError();
+}
+
+namespace {
+
+// One element of PyTorch's fused AdamW (adam_math in fused_adam_utils.cuh,
+// ADAMW mode): lr, betas, weight decay and eps in double as the functor gets
+// them, bias corrections in float, values in float between one bf16 load and
+// one bf16 store each.
+__device__ __forceinline__ void adamw_one(float& param, float grad, float& exp_avg, float& exp_avg_sq, double lr,
+                                          double beta1, double beta2, double weight_decay, double eps, float bc1,
+                                          float bc2_sqrt) {
+  if (weight_decay != 0) param -= lr * weight_decay * param;
+  exp_avg = beta1 * exp_avg + (1 - beta1) * grad;
+  exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad * grad;
+  const float step_size = lr / bc1;
+  const float denom = (sqrtf(exp_avg_sq) / bc2_sqrt) + eps;
+  param -= step_size * exp_avg / denom;
+}
+
+template <int V>
+__global__ void adamw_kernel(bf16* __restrict__ p, const bf16* __restrict__ g, bf16* __restrict__ m,
+                             bf16* __restrict__ v, int64_t n, double lr, double beta1, double beta2,
+                             double weight_decay, double eps, float bc1, float bc2_sqrt) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x * V;
+  for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V; i < n; i += stride) {
+    if constexpr (V == 8) {
+      V8 pp = *reinterpret_cast<const V8*>(p + i), gg = *reinterpret_cast<const V8*>(g + i),
+         mm = *reinterpret_cast<const V8*>(m + i), vv = *reinterpret_cast<const V8*>(v + i);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        float a = f(pp.v[k]), e = f(mm.v[k]), s = f(vv.v[k]);
+        adamw_one(a, f(gg.v[k]), e, s, lr, beta1, beta2, weight_decay, eps, bc1, bc2_sqrt);
+        pp.v[k] = b(a);
+        mm.v[k] = b(e);
+        vv.v[k] = b(s);
+      }
+      *reinterpret_cast<V8*>(p + i) = pp;
+      *reinterpret_cast<V8*>(m + i) = mm;
+      *reinterpret_cast<V8*>(v + i) = vv;
+    } else {
+      float a = f(p[i]), e = f(m[i]), s = f(v[i]);
+      adamw_one(a, f(g[i]), e, s, lr, beta1, beta2, weight_decay, eps, bc1, bc2_sqrt);
+      p[i] = b(a);
+      m[i] = b(e);
+      v[i] = b(s);
+    }
+  }
+}
+
+}  // namespace
+
+cudaError_t adamw(void* p, const void* g, void* m, void* v, int64_t n, double lr, double beta1, double beta2,
+                  double weight_decay, double eps, float bc1, float bc2_sqrt, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  int device = 0, sms = 132;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  const int64_t cap = static_cast<int64_t>(sms) * 8;  // 8 blocks of 256 per multiprocessor, grid-stride beyond
+  if (n % 8 == 0 && aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v)) {
+    const int64_t blocks = std::min<int64_t>(blocks_for(n / 8, 256), cap);
+    adamw_kernel<8><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(
+        static_cast<bf16*>(p), static_cast<const bf16*>(g), static_cast<bf16*>(m), static_cast<bf16*>(v), n, lr,
+        beta1, beta2, weight_decay, eps, bc1, bc2_sqrt);
+  } else {
+    const int64_t blocks = std::min<int64_t>(blocks_for(n, 256), cap);
+    adamw_kernel<1><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(
+        static_cast<bf16*>(p), static_cast<const bf16*>(g), static_cast<bf16*>(m), static_cast<bf16*>(v), n, lr,
+        beta1, beta2, weight_decay, eps, bc1, bc2_sqrt);
   }
   return cudaGetLastError();
 }
