@@ -188,9 +188,8 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
 // logits in bf16, the gradient rounded to bf16 before both products, the
 // weight's gradient summed over chunks in float32 (each chunk's product
 // rounded to bf16 first, as the reference rounds it: adding the products to
-// the float32 sum inside cuBLAS, kernels::matmul_accumulate_, saved 9 ms a
-// step on the H200 but raised the position check to 0.37 on the last batch
-// against 0.36 allowed, 2026-12-04 04:22 UTC).
+// the float32 sum inside cuBLAS saved 9 ms a step on the H200, commit 57f59f4,
+// and is not kept: see the README's issue-13 section).
 // hidden [B, S, H] (after the final norm), weight [V, H], ids [B, S] ->
 // the loss (float32 scalar); *d_hidden [B, S, H] (zero at the last position),
 // *d_weight [V, H]; the logits [B, S-1, V] into logits_out when defined.

@@ -6,6 +6,26 @@
 
 namespace tournament {
 
+void adamw_unfused_step_(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& m, torch::Tensor& v, int64_t step,
+                         const OptimizerConfig& cfg) {
+  torch::NoGradGuard no_grad;
+  const double lr = cfg.lr, b1 = cfg.beta1, b2 = cfg.beta2, wd = cfg.weight_decay, eps = cfg.eps;
+  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step));
+  const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(step)));
+  auto pf = p.to(torch::kFloat32);
+  auto gf = g.to(torch::kFloat32);
+  auto mf = m.to(torch::kFloat32);
+  auto vf = v.to(torch::kFloat32);
+  pf.mul_(1.0 - lr * wd);
+  mf.mul_(b1).add_(gf, 1.0 - b1);
+  vf.mul_(b2).addcmul_(gf, gf, 1.0 - b2);
+  auto denom = vf.sqrt().div_(bc2_sqrt).add_(eps);
+  pf.addcdiv_(mf, denom, -lr / bc1);
+  p.copy_(pf);
+  m.copy_(mf);
+  v.copy_(vf);
+}
+
 AdamW::AdamW(std::vector<torch::Tensor> params, OptimizerConfig cfg) : params_(std::move(params)), cfg_(cfg) {
   torch::NoGradGuard no_grad;
   fused_ = !params_.empty() && compat::has_fused_adamw(params_[0].device());
@@ -41,24 +61,7 @@ void AdamW::step() {
     compat::fused_adamw(p, g, m, v, s, lr, b1, b2, wd, eps);
     return;
   }
-  // The fused kernel's arithmetic, tensor by tensor: float32 math, one rounding
-  // into each stored tensor.
-  const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step_));
-  const double bc2_sqrt = std::sqrt(1.0 - std::pow(b2, static_cast<double>(step_)));
-  for (size_t i = 0; i < p.size(); ++i) {
-    auto pf = p[i].to(torch::kFloat32);
-    auto gf = g[i].to(torch::kFloat32);
-    auto mf = m[i].to(torch::kFloat32);
-    auto vf = v[i].to(torch::kFloat32);
-    pf.mul_(1.0 - lr * wd);
-    mf.mul_(b1).add_(gf, 1.0 - b1);
-    vf.mul_(b2).addcmul_(gf, gf, 1.0 - b2);
-    auto denom = vf.sqrt().div_(bc2_sqrt).add_(eps);
-    pf.addcdiv_(mf, denom, -lr / bc1);
-    p[i].copy_(pf);
-    m[i].copy_(mf);
-    v[i].copy_(vf);
-  }
+  for (size_t i = 0; i < p.size(); ++i) adamw_unfused_step_(p[i], g[i], m[i], v[i], step_, cfg_);
 }
 
 }  // namespace tournament

@@ -65,22 +65,11 @@ void cross_entropy_grad_(torch::Tensor& logits, const torch::Tensor& targets, do
 void accumulate_(torch::Tensor& acc, const torch::Tensor& x, bool first);
 torch::Tensor accumulate_finish(const torch::Tensor& acc, const torch::Tensor& x);
 
-// A float32 sum of matrix products (version 2): acc = a b (first) or acc += a b,
-// acc [M, N] float32 contiguous, a [M, K] and b [K, N] of one dtype, each with
-// a unit stride in one of its two dimensions (a transposed view is fine). On a
-// CUDA build with bf16 operands one cuBLAS product (float32 output, beta = 1)
-// adds the product to acc as it computes it: no bf16 temporary and no second
-// pass, and the product is NOT rounded to bf16 before it is added (more precise
-// than accumulate_ over bf16 products). Elsewhere (or if cuBLAS's entry points
-// are not found at run time) it is accumulate_(acc, a.mm(b), first): the
-// product rounded to the operands' dtype, then added in float32.
-void matmul_accumulate_(torch::Tensor& acc, const torch::Tensor& a, const torch::Tensor& b, bool first);
-
 // One AdamW step on one parameter (version 2), in place: the arithmetic of
 // PyTorch's fused AdamW (_fused_adamw_, what tournament::AdamW runs on CUDA;
 // float math between one load and one store of each bf16 tensor) as one
 // kernel per tensor on a CUDA build with bf16 contiguous tensors; elsewhere
-// tournament::AdamW's unfused float32 ops. p, g, m (exp_avg), v (exp_avg_sq)
+// tournament::adamw_unfused_step_ (optim.h). p, g, m (exp_avg), v (exp_avg_sq)
 // of one shape; step counts from 1.
 void adamw_step_(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& m, torch::Tensor& v, int64_t step,
                  double lr, double beta1, double beta2, double weight_decay, double eps);

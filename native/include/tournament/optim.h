@@ -19,6 +19,12 @@ struct OptimizerConfig {
   double eps = 1e-8;
 };
 
+// One AdamW update of one tensor (step counts from 1) in float32 tensor ops:
+// the fused kernel's arithmetic, one rounding into each stored tensor. What
+// AdamW::step runs where no fused kernel exists.
+void adamw_unfused_step_(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& m, torch::Tensor& v, int64_t step,
+                         const OptimizerConfig& cfg);
+
 class AdamW {
  public:
   AdamW(std::vector<torch::Tensor> params, OptimizerConfig cfg);

@@ -1,14 +1,12 @@
 // tournament/kernels.h: shape checks, the fused CUDA kernels where they apply
 // (CUDA build, bf16, contiguous, 16-byte aligned rows), libtorch ops elsewhere.
 #include <tournament/kernels.h>
+#include <tournament/optim.h>
 
 #include <cmath>
 
 #ifdef TOURNAMENT_WITH_CUDA_KERNELS
 #include <c10/cuda/CUDAStream.h>
-#include <dlfcn.h>
-
-#include <mutex>
 
 #include "fused_launch.h"
 #endif
@@ -31,56 +29,6 @@ bool fusable(std::initializer_list<const Tensor*> ts) {
 cudaStream_t stream_of(const Tensor& t) { return c10::cuda::getCurrentCUDAStream(t.get_device()).stream(); }
 void check(cudaError_t e, const char* what) {
   TORCH_CHECK(e == cudaSuccess, "tournament::kernels::", what, ": ", cudaGetErrorString(e));
-}
-#endif
-
-#ifdef TOURNAMENT_WITH_CUDA_KERNELS
-// cuBLAS's cublasGemmEx and libtorch's current cuBLAS handle (its stream and
-// workspace set), looked up at run time in the libraries already loaded
-// (libtorch_cuda needs libcublas): no cuBLAS headers or link flags in the
-// build. Enum values from cublas_api.h and library_types.h (stable ABI).
-using GemmExFn = int (*)(void* handle, int transa, int transb, int m, int n, int k, const void* alpha, const void* A,
-                         int Atype, int lda, const void* B, int Btype, int ldb, const void* beta, void* C, int Ctype,
-                         int ldc, int computeType, int algo);
-using HandleFn = void* (*)();
-constexpr int kOpN = 0, kOpT = 1, kR16BF = 14, kR32F = 0, kCompute32F = 68, kGemmDefault = -1;
-struct Blas {
-  GemmExFn gemm = nullptr;
-  HandleFn handle = nullptr;
-};
-const Blas& blas() {
-  static Blas b;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    b.gemm = reinterpret_cast<GemmExFn>(dlsym(RTLD_DEFAULT, "cublasGemmEx"));
-    for (const char* lib : {"libcublas.so.13", "libcublas.so.12", "libcublas.so"}) {
-      if (b.gemm) break;
-      if (void* h = dlopen(lib, RTLD_NOW | RTLD_NOLOAD)) b.gemm = reinterpret_cast<GemmExFn>(dlsym(h, "cublasGemmEx"));
-    }
-    // at::cuda::getCurrentCUDABlasHandle()
-    b.handle = reinterpret_cast<HandleFn>(dlsym(RTLD_DEFAULT, "_ZN2at4cuda24getCurrentCUDABlasHandleEv"));
-    if (!b.gemm || !b.handle) {
-      TORCH_WARN("tournament::kernels::matmul_accumulate_: cuBLAS entry points not found (cublasGemmEx ",
-                 b.gemm != nullptr, ", getCurrentCUDABlasHandle ", b.handle != nullptr, "): libtorch fallback");
-    }
-  });
-  return b;
-}
-// A 2-d operand as cuBLAS sees it (column-major): a row-major [r, c] view with
-// unit column stride is its transpose with ld = stride(0) (op N when it is
-// cuBLAS's view); one with unit row stride is itself with ld = stride(1) (op T).
-bool blas_view(const Tensor& t, int* op, int* ld) {
-  if (t.stride(1) == 1 && t.stride(0) >= std::max<int64_t>(1, t.size(1))) {
-    *op = kOpN;
-    *ld = static_cast<int>(t.stride(0));
-    return true;
-  }
-  if (t.stride(0) == 1 && t.stride(1) >= std::max<int64_t>(1, t.size(0))) {
-    *op = kOpT;
-    *ld = static_cast<int>(t.stride(1));
-    return true;
-  }
-  return false;
 }
 #endif
 
@@ -280,39 +228,14 @@ Tensor accumulate_finish(const Tensor& acc, const Tensor& x) {
   return (acc + x).to(x.scalar_type());
 }
 
-void matmul_accumulate_(Tensor& acc, const Tensor& a, const Tensor& b, bool first) {
-  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0) && acc.dim() == 2 && acc.size(0) == a.size(0) &&
-                  acc.size(1) == b.size(1) && acc.scalar_type() == torch::kFloat32 && acc.is_contiguous() &&
-                  a.scalar_type() == b.scalar_type(),
-              "matmul_accumulate_: acc [M, N] float32 contiguous, a [M, K], b [K, N] of one dtype");
-#ifdef TOURNAMENT_WITH_CUDA_KERNELS
-  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-  int op_b = 0, ld_b = 0, op_a = 0, ld_a = 0;
-  const auto& bl = blas();
-  if (bl.gemm && bl.handle && a.is_cuda() && b.is_cuda() && acc.is_cuda() && a.scalar_type() == torch::kBFloat16 &&
-      M > 0 && N > 0 && K > 0 && M < INT32_MAX && N < INT32_MAX && K < INT32_MAX && blas_view(b, &op_b, &ld_b) &&
-      blas_view(a, &op_a, &ld_a)) {
-    // Row-major acc [M, N] is column-major acc^T [N, M] = b^T a^T.
-    const float alpha = 1.0f, beta = first ? 0.0f : 1.0f;
-    void* handle = bl.handle();  // sets the current stream on it
-    const int status = bl.gemm(handle, op_b, op_a, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K),
-                               &alpha, b.data_ptr(), kR16BF, ld_b, a.data_ptr(), kR16BF, ld_a, &beta,
-                               acc.data_ptr<float>(), kR32F, static_cast<int>(N), kCompute32F, kGemmDefault);
-    TORCH_CHECK(status == 0, "matmul_accumulate_: cublasGemmEx returned ", status);
-    return;
-  }
-#endif
-  accumulate_(acc, a.mm(b), first);
-}
-
 void adamw_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, int64_t step, double lr, double beta1, double beta2,
                  double weight_decay, double eps) {
   TORCH_CHECK(g.sizes() == p.sizes() && m.sizes() == p.sizes() && v.sizes() == p.sizes() && step >= 1,
               "adamw_step_: p, g, m, v of one shape, step >= 1");
-  const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
-  const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
 #ifdef TOURNAMENT_WITH_CUDA_KERNELS
   if (fusable({&p, &g, &m, &v})) {
+    const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+    const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
     // The bias corrections as the fused kernel gets them: double, then float.
     check(cuda::adamw(p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), p.numel(), lr, beta1, beta2, weight_decay,
                       eps, static_cast<float>(bc1), static_cast<float>(bc2_sqrt), stream_of(p)),
@@ -320,17 +243,13 @@ void adamw_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, int64_t step,
     return;
   }
 #endif
-  // The same arithmetic in float32 tensor ops (tournament::AdamW's unfused path).
-  torch::NoGradGuard no_grad;
-  auto pf = p.to(torch::kFloat32), gf = g.to(torch::kFloat32), mf = m.to(torch::kFloat32), vf = v.to(torch::kFloat32);
-  pf.mul_(1.0 - lr * weight_decay);
-  mf.mul_(beta1).add_(gf, 1.0 - beta1);
-  vf.mul_(beta2).addcmul_(gf, gf, 1.0 - beta2);
-  auto denom = vf.sqrt().div_(bc2_sqrt).add_(eps);
-  pf.addcdiv_(mf, denom, -lr / bc1);
-  p.copy_(pf);
-  m.copy_(mf);
-  v.copy_(vf);
+  OptimizerConfig cfg;
+  cfg.lr = lr;
+  cfg.beta1 = beta1;
+  cfg.beta2 = beta2;
+  cfg.weight_decay = weight_decay;
+  cfg.eps = eps;
+  adamw_unfused_step_(p, g, m, v, step, cfg);
 }
 
 }  // namespace tournament::kernels
