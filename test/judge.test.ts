@@ -19,6 +19,8 @@ const T: Thresholds = {
   head_alignment_abs: 0.0005,
   head_position_excess: 1.5,
   head_position_excess_last: 2.5,
+  layer_position_excess: 1.5,
+  layer_position_excess_last: 2.5,
   min_changed_share_ratio: 0.97,
   basis: 'test',
   calibrations: [],
@@ -32,10 +34,12 @@ function outcome(o: Partial<NativeRunOutcome> = {}): NativeRunOutcome {
   };
 }
 function cmp(c: Partial<NativeComparison> = {}): NativeComparison {
-  return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.05, 'model.norm.weight': 0.02 }, groupShifts: { mlp: { lastBatch: 0.0001, probe: 0.0001 }, head: { lastBatch: -0.0001, probe: 0 } }, headAlignment: [0.00002, -0.00004, 0.0001], headPositionExcess: [0.1, -0.05, 0.7], changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], changedAfterKill: false, ...c };
+  return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.05, 'model.norm.weight': 0.02 }, groupShifts: { mlp: { lastBatch: 0.0001, probe: 0.0001 }, head: { lastBatch: -0.0001, probe: 0 } }, headAlignment: [0.00002, -0.00004, 0.0001], headPositionExcess: [0.1, -0.05, 0.7], layerPositions: [{ kind: 'model.layers.*.mlp.up_proj.weight', excess: 0.1 }, { kind: 'model.layers.*.self_attn.q_proj.weight', excess: -0.05 }, { kind: 'model.layers.*.mlp.down_proj.weight', excess: 0.7 }], changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], changedAfterKill: false, ...c };
 }
 const codes = (run: Partial<NativeRunOutcome>, c: Partial<NativeComparison> = {}): FailureCode[] =>
   judge(T, outcome(run), outcome(), cmp(c), TOKENS, 1).map((f) => f.code);
+
+const K_UP = 'model.layers.*.mlp.up_proj.weight';
 
 describe('judge: the checks on a completed run', function () {
   it('accepts a run within every threshold', function () {
@@ -63,6 +67,9 @@ describe('judge: the checks on a completed run', function () {
     ['lm_head moved along single positions\' own loss-head gradients (a sampled estimate of the dense part)', 'head_positions', {}, { headPositionExcess: [0.2, 4.1, 0.3] }],
     ['a NaN position excess', 'head_positions', {}, { headPositionExcess: [NaN, 0] }],
     ['the last batch\'s positions past their own limit', 'head_positions', {}, { headPositionExcess: [0.2, 0.3, 2.6] }],
+    ['an MLP weight moved along the last batch\'s single positions\' own gradients (a gradient from a sample of positions)', 'layer_positions', {}, { layerPositions: [{ kind: K_UP, excess: 0.2 }, { kind: K_UP, excess: 0.3 }, { kind: K_UP, excess: 3.2 }] }],
+    ['a NaN layer position excess', 'layer_positions', {}, { layerPositions: [{ kind: K_UP, excess: NaN }, { kind: K_UP, excess: 0 }] }],
+    ['an earlier batch\'s layer positions past the stricter limit', 'layer_positions', {}, { layerPositions: [{ kind: K_UP, excess: 1.6 }, { kind: K_UP, excess: 0.3 }, { kind: K_UP, excess: 0.3 }] }],
     ['memory that changed after the kill', 'late_write', {}, { changedAfterKill: true }],
   ];
   it('position check: the last batch has its own limit, an earlier batch the stricter one', function () {
@@ -70,6 +77,13 @@ describe('judge: the checks on a completed run', function () {
     assert.deepEqual(codes({}, { headPositionExcess: [0.2, 2.4, 0.3] }), ['head_positions']);
     const [f] = judge(T, outcome(), outcome(), cmp({ headPositionExcess: [1.6, 0.3, 3.5] }), TOKENS, 1);
     assert.match(f.message, /timed batch 3's .* \(allowed 2\.5 on the last batch\)/); // 3.5 / 2.5 is further over than 1.6 / 1.5
+  });
+  it('layer position check: names the worst kind and batch, the last batch against its own limit', function () {
+    const layers = (e: number[]) => ({ layerPositions: e.map((excess) => ({ kind: K_UP, excess })) });
+    assert.deepEqual(codes({}, layers([0.2, 0.3, 2.4])), []);
+    const [f] = judge(T, outcome(), outcome(), cmp(layers([1.6, 0.3, 3.5])), TOKENS, 1);
+    assert.equal(f.code, 'layer_positions');
+    assert.match(f.message, /^model\.layers\.\*\.mlp\.up_proj\.weight's .*timed batch 3's .* \(allowed 2\.5 on the last batch\)/);
   });
   it('group check: a group that moves the last batch\'s loss as far as the probe\'s passes, however far (honest chaos on the GPU)', function () {
     assert.deepEqual(codes({}, { groupShifts: { mlp: { lastBatch: 0.21, probe: 0.2099 }, attention: { lastBatch: -0.06, probe: -0.0601 } } }), []);

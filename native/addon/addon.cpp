@@ -481,6 +481,14 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
         auto excess = Napi::Array::New(env, c->head_position_excess.size());
         for (size_t t = 0; t < c->head_position_excess.size(); ++t) excess.Set(static_cast<uint32_t>(t), c->head_position_excess[t]);
         r.Set("headPositionExcess", excess);
+        auto layers = Napi::Array::New(env, c->layer_positions.size());
+        for (size_t t = 0; t < c->layer_positions.size(); ++t) {
+          auto o = Napi::Object::New(env);
+          o.Set("kind", c->layer_positions[t].kind);
+          o.Set("excess", c->layer_positions[t].excess);
+          layers.Set(static_cast<uint32_t>(t), o);
+        }
+        r.Set("layerPositions", layers);
         r.Set("changedShare", c->changed_share);
         r.Set("referenceChangedShare", c->reference_changed_share);
         r.Set("changedAfterKill", c->changed_after_kill);

@@ -32,22 +32,6 @@ double mean(std::vector<double>::const_iterator begin, std::vector<double>::cons
   return std::accumulate(begin, end, 0.0) / static_cast<double>(end - begin);
 }
 
-// A parameter's kind: its name with every all-digit segment starred
-// ("model.layers.3.mlp.up_proj.weight" -> "model.layers.*.mlp.up_proj.weight").
-std::string tensor_kind(const std::string& name) {
-  std::string out;
-  size_t i = 0;
-  while (i < name.size()) {
-    size_t j = name.find('.', i);
-    if (j == std::string::npos) j = name.size();
-    const std::string seg = name.substr(i, j - i);
-    out += !seg.empty() && seg.find_first_not_of("0123456789") == std::string::npos ? "*" : seg;
-    if (j < name.size()) out += '.';
-    i = j + 1;
-  }
-  return out;
-}
-
 // Runner text is hostile: keep printable ASCII, at most 300 characters.
 std::string sanitize(const char* text, size_t cap) {
   std::string out;
@@ -828,6 +812,20 @@ void Evaluator::release(int64_t id) {
   kept_.erase(it);
 }
 
+std::string tensor_kind(const std::string& name) {
+  std::string out;
+  size_t i = 0;
+  while (i < name.size()) {
+    size_t j = name.find('.', i);
+    if (j == std::string::npos) j = name.size();
+    const std::string seg = name.substr(i, j - i);
+    out += !seg.empty() && seg.find_first_not_of("0123456789") == std::string::npos ? "*" : seg;
+    if (j < name.size()) out += '.';
+    i = j + 1;
+  }
+  return out;
+}
+
 Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   auto it = kept_.find(id);
   TORCH_CHECK(it != kept_.end(), "evaluator: no kept run ", id);
@@ -910,6 +908,7 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   c.changed_after_kill = memory_digest() != post_kill_digest_;
   if (!c.changed_after_kill) {
     head_checks(ref, seed, c);
+    layer_checks(ref, c);
     c.group_shifts = group_shifts(ref);
   }
   release_device_cache();
@@ -949,95 +948,6 @@ std::vector<Comparison::GroupShift> Evaluator::group_shifts(const Kept& ref) {
     out.push_back({group, last_batch_loss_ - hybrid_batch, last_probe_loss_ - hybrid_probe});
   }
   return out;
-}
-
-void Evaluator::head_checks(const Kept& ref, uint64_t seed, Comparison& c) {
-  torch::NoGradGuard no_grad;
-  // float32 products on tensor cores (TF32) on the GPU: a direction needs no more, and in full
-  // float32 a 7B model's [V, N] x [N, H] products take seconds. Put back as found.
-  auto& ctx = at::globalContext();
-  const bool tf32 = ctx.allowTF32CuBLAS();
-  ctx.setAllowTF32CuBLAS(true);
-  struct Restore {
-    at::Context& c;
-    bool v;
-    ~Restore() { c.setAllowTF32CuBLAS(v); }
-  } restore{ctx, tf32};
-  const auto W = model_->lm_head_weight();  // [V, H], this run's final (tied: the embedding)
-  size_t index = 0;
-  std::string name;
-  for (auto& item : model_->named_parameters()) {
-    if (item.value().data_ptr() == W.data_ptr()) {
-      name = item.key();
-      break;
-    }
-    ++index;
-  }
-  TORCH_CHECK(!name.empty(), "evaluator: lm_head's weight is not a parameter");
-  auto w0 = torch::empty_like(W);
-  start_tensor(w0, name, index, seed);
-  const auto Wf = W.to(torch::kFloat32);                                  // [V, H]
-  const auto Wr = ref.weights[index].to(cfg_.device).to(torch::kFloat32);  // [V, H]
-  const double update = (Wr - w0.to(torch::kFloat32)).norm().item<double>();
-  w0 = torch::Tensor();
-  const int64_t B = cfg_.batch_size, S = cfg_.seq_len, V = W.size(0), H = W.size(1);
-  const auto diff = Wf - Wr;  // [V, H]
-  // Per timed batch t, its dense gradient part less its mean-field part: D_t = P^T H / N - p_mean h_mean^T.
-  std::vector<torch::Tensor> dense;      // cfg_.steps x [V, H]
-  std::vector<torch::Tensor> positions;  // cfg_.steps x [2]: sum a_i^2, sum b_i^2 (head_position_excess)
-  for (int64_t t = 0; t < cfg_.steps; ++t) {
-    auto ids = timed_tokens_.narrow(0, t * B, B).to(cfg_.device);  // [B, S]
-    auto D = torch::zeros({V, H}, Wf.options());
-    auto p_sum = torch::zeros({V}, Wf.options());
-    auto h_sum = torch::zeros({H}, Wf.options());
-    auto ab = torch::zeros({2}, Wf.options());
-    // Four rows at a time: a 7B model's float32 probabilities for 4 x 1023 positions are 2.5 GB.
-    for (int64_t r = 0; r < B; r += 4) {
-      auto rows = ids.narrow(0, r, std::min<int64_t>(4, B - r));
-      auto h = model_->hidden_states(rows).narrow(1, 0, S - 1).reshape({-1, H}).to(torch::kFloat32);  // [n, H]
-      auto p = torch::softmax(h.mm(Wf.t()), 1);                                                     // [n, V]
-      D.addmm_(p.t(), h);
-      p_sum.add_(p.sum(0));
-      h_sum.add_(h.sum(0));
-      // Per position, centred on this block: a_i = pc_i^T dW hc_i, b_i = pc_j^T dW hc_i with j
-      // half the block away (another row at the same place; a one-row block pairs its halves).
-      const int64_t n = h.size(0), half = n / 2;
-      if (half == 0) continue;
-      p.sub_(p.mean(0, true));                // pc [n, V]
-      auto g = (h - h.mean(0, true)).mm(diff.t());  // [n, V]: dW hc_i as rows
-      auto a = (p * g).sum(1);                // [n]
-      auto b = torch::cat({(p.narrow(0, half, n - half) * g.narrow(0, 0, n - half)).sum(1),
-                           (p.narrow(0, 0, half) * g.narrow(0, n - half, half)).sum(1)});  // [n]
-      ab.add_(torch::stack({a.square().sum(), b.square().sum()}));
-    }
-    const double n = static_cast<double>(B * (S - 1));
-    D.div_(n).sub_(torch::outer(p_sum.div_(n), h_sum.div_(n)));
-    dense.push_back(D);
-    positions.push_back(ab);
-  }
-  // What the batches share (the data's common statistics, and on the GPU the direction honest
-  // rounding differences grow along in every step alike) is taken out: each batch's own part,
-  // E_t = D_t - mean_s D_s, is what only that batch's step knows.
-  auto mean = torch::stack(dense).mean(0);  // [V, H]
-  std::vector<torch::Tensor> sums;          // per batch: <diff, E_t>, ||E_t||
-  for (auto& D : dense) {
-    D.sub_(mean);
-    sums.push_back(torch::stack({(diff * D).sum(), D.norm()}).to(torch::kFloat64));
-  }
-  const auto host = torch::stack(sums).to(torch::kCPU).contiguous();  // [steps, 2]
-  const auto pos = torch::stack(positions).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, 2]
-  const double* v = host.data_ptr<double>();
-  const double* ab = pos.data_ptr<double>();
-  c.head_alignment.clear();
-  c.head_position_excess.clear();
-  constexpr double inf = std::numeric_limits<double>::infinity();
-  for (int64_t t = 0; t < cfg_.steps; ++t) {
-    const double dot = v[2 * t], norm = v[2 * t + 1];
-    c.head_alignment.push_back(std::isnan(dot) ? inf : dot / std::max(norm * update, 1e-30));
-    const double sa = ab[2 * t], sb = ab[2 * t + 1];
-    // Identical lm_heads give 0 / 0: no excess.
-    c.head_position_excess.push_back(std::isnan(sa) || std::isnan(sb) ? inf : sb > 0 ? sa / sb - 1.0 : sa > 0 ? inf : 0.0);
-  }
 }
 
 }  // namespace tournament

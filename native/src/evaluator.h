@@ -122,6 +122,21 @@ struct Comparison {
   // positions leaves its error along each position's own direction, with
   // random signs the batch-level projection averages away.
   std::vector<double> head_position_excess;
+  // Per timed batch t: head_position_excess's reading for every linear layer
+  // of the decoder (q, k, v, o, gate, up, down), pooled over the layers per
+  // kind; the kind with the largest excess. For position i of the batch, at
+  // the run's final weights: a_i = dy_i^T dW x_i, where x_i is the layer's
+  // input, dy_i the loss gradient at its output (both centred on their
+  // four-row block) and dW this run's weight less the reference's; b_i pairs
+  // dy of the position half the block away with x_i. A step whose weight
+  // gradient came from a sample of the positions (scaled up) leaves dW along
+  // each position's own dy_i x_i^T, with a sign per position; honest rounding
+  // differences have no preference for matched pairs.
+  struct LayerPositions {
+    std::string kind;
+    double excess = 0;
+  };
+  std::vector<LayerPositions> layer_positions;
   double changed_share = 0, reference_changed_share = 0;
   std::vector<std::string> frozen;  // changed in the reference, unchanged here
   // The parameter or logits memory differs from what it held when the runner
@@ -133,6 +148,10 @@ struct Comparison {
 // any quarter of a row's positions shows in some cell, coarse enough that a
 // cell averages hundreds of tokens on the 7B shape.
 constexpr int64_t kCellsPerRow = 4;
+
+// A parameter's kind: its name with every all-digit segment starred
+// ("model.layers.3.mlp.up_proj.weight" -> "model.layers.*.mlp.up_proj.weight").
+std::string tensor_kind(const std::string& name);
 
 class Evaluator {
  public:
@@ -217,6 +236,9 @@ class Evaluator {
   std::vector<Comparison::GroupShift> group_shifts(const Kept& ref);
   // Comparison::head_alignment and head_position_excess, against the kept run's weights; reads only.
   void head_checks(const Kept& ref, uint64_t seed, Comparison& c);
+  // Comparison::layer_positions, against the kept run's weights; reads only
+  // (position_checks.cpp, as head_checks).
+  void layer_checks(const Kept& ref, Comparison& c);
   // Keyed hash of every rank's parameter and logits memory (fingerprint.h),
   // with a key drawn right after the kill.
   std::vector<int64_t> memory_digest();
@@ -239,7 +261,7 @@ class Evaluator {
   // final weights on it and on the probe (from measure), for group_shifts.
   torch::Tensor last_batch_;
   double last_batch_loss_ = 0, last_probe_loss_ = 0;
-  torch::Tensor timed_tokens_;  // the last run's timed batches [steps * B, S], for head_checks
+  torch::Tensor timed_tokens_;  // the last run's timed batches [steps * B, S], for head_checks and layer_checks
   std::vector<int64_t> post_kill_digest_;  // of the last run, taken right after the kill
   uint64_t digest_key_ = 0;                 // drawn after the last run's kill
   torch::Tensor checkpoint_;                   // host, the parameter layout's bytes; undefined: random starts

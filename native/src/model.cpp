@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "compat.h"
+#include "linear_tap.h"
 
 namespace tournament {
 
@@ -58,8 +59,18 @@ LinearImpl::LinearImpl(const ParamAllocator& alloc, const std::string& name, int
   if (has_bias) bias = register_parameter("bias", alloc(name + ".bias", {out}));
 }
 
+namespace {
+thread_local const LinearTap* linear_tap = nullptr;
+}  // namespace
+
+const LinearTap* current_linear_tap() { return linear_tap; }
+ScopedLinearTap::ScopedLinearTap(const LinearTap& tap) : previous_(linear_tap) { linear_tap = &tap; }
+ScopedLinearTap::~ScopedLinearTap() { linear_tap = previous_; }
+
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  return torch::nn::functional::linear(x, weight, bias);
+  auto y = torch::nn::functional::linear(x, weight, bias);
+  if (linear_tap) (*linear_tap)(*this, x, y);
+  return y;
 }
 
 EmbeddingImpl::EmbeddingImpl(const ParamAllocator& alloc, const std::string& name, int64_t vocab, int64_t dim) {
@@ -242,6 +253,7 @@ struct SwiGLUFunction : public torch::autograd::Function<SwiGLUFunction> {
 }  // namespace
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
+  if (linear_tap) return down_proj(torch::silu(gate_proj(x)) * up_proj(x));  // SwiGLUFunction's forward ops, seen
   return SwiGLUFunction::apply(x, gate_proj->weight, up_proj->weight, down_proj->weight);  // [B, S, H]
 }
 

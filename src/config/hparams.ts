@@ -56,6 +56,13 @@ export interface Thresholds {
    * differences are themselves a sum of small changes to each position's own part, not yet mixed by a later step.
    */
   head_position_excess_last: number;
+  /**
+   * Per timed batch but the last: head_position_excess's reading for the decoder's linear layers (q, k, v, o,
+   * gate, up, down), pooled over the layers per kind, the worst kind's, the largest allowed.
+   */
+  layer_position_excess: number;
+  /** The same for the last timed batch. */
+  layer_position_excess_last: number;
   /** changed share / reference changed share must be at least this. */
   min_changed_share_ratio: number;
   /** The measurement these rest on: where, how, the worst honest run and the closest cheat. */
@@ -68,7 +75,7 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** One calibration of a device's thresholds: on what, when, by which command, and the values it measured them to be. */
@@ -172,6 +179,8 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   head_alignment_abs: num(0, 10, true),
   head_position_excess: num(0, 1000, true),
   head_position_excess_last: num(0, 1000, true),
+  layer_position_excess: num(0, 1000, true),
+  layer_position_excess_last: num(0, 1000, true),
   min_changed_share_ratio: num(0, 1),
 };
 

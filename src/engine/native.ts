@@ -133,6 +133,12 @@ export interface NativeComparison {
    * Empty when the memory changed after the kill.
    */
   headPositionExcess: number[];
+  /**
+   * Per timed batch: the same reading for every linear layer of the decoder, pooled over the layers
+   * per kind (a_i = dy_i^T dW x_i with the layer's input x_i and output gradient dy_i, both centred
+   * on their four-row block); the kind with the largest excess. Empty when the memory changed after the kill.
+   */
+  layerPositions: { kind: string; excess: number }[];
   changedShare: number;
   referenceChangedShare: number;
   frozen: string[];

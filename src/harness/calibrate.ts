@@ -90,10 +90,12 @@ export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ra
   { key: 'head_alignment_abs', name: 'lm_head along a batch\'s gradient', value: (k) => k.max_head_alignment },
   { key: 'head_position_excess', name: 'lm_head along single positions\' gradients', value: (k) => k.max_head_position_excess },
   { key: 'head_position_excess_last', name: 'lm_head along the last batch\'s single positions\' gradients', value: (k) => k.last_head_position_excess },
+  { key: 'layer_position_excess', name: 'a linear layer along single positions\' gradients', value: (k) => k.max_layer_position_excess },
+  { key: 'layer_position_excess_last', name: 'a linear layer along the last batch\'s single positions\' gradients', value: (k) => k.last_layer_position_excess },
 ];
 
 /** Failures no threshold decides: a cheat that has one is rejected whatever the thresholds. */
-const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'changed_share']);
+const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'layer_positions', 'changed_share']);
 
 export interface RunMeasure {
   case: string;

@@ -266,11 +266,19 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
       message: `lm_head differs from the reference's along timed batch ${head.batch + 1}'s own loss-head gradient by ${fmt(head.alignment)} of the reference's update (allowed ${v.head_alignment_abs}): a step used another batch's softmax-weighted hidden states in place of its own`,
     });
   }
-  const positions = worstHeadPositions(v, cmp);
+  const positions = worstPositions(cmp.headPositionExcess, v.head_position_excess, v.head_position_excess_last);
   if (positions && !(positions.excess <= positions.allowed)) {
     failures.push({
       code: 'head_positions',
       message: `lm_head's difference from the reference's lies along timed batch ${positions.batch + 1}'s single positions' own loss-head gradients ${fmt(positions.excess)} more than along mismatched positions' (allowed ${positions.allowed}${positions.last ? ' on the last batch' : ''}): a step's lm_head gradient was not summed over every position`,
+    });
+  }
+  const layers = worstPositions(cmp.layerPositions.map((l) => l.excess), v.layer_position_excess, v.layer_position_excess_last);
+  if (layers && !(layers.excess <= layers.allowed)) {
+    const kind = cmp.layerPositions[layers.batch].kind;
+    failures.push({
+      code: 'layer_positions',
+      message: `${kind}'s difference from the reference's, pooled over the layers, lies along timed batch ${layers.batch + 1}'s single positions' own gradients ${fmt(layers.excess)} more than along mismatched positions' (allowed ${layers.allowed}${layers.last ? ' on the last batch' : ''}): a step's weight gradient was not summed over every position`,
     });
   }
   return failures;
@@ -293,31 +301,32 @@ export function worstHeadAlignment(cmp: Pick<NativeComparison, 'headAlignment'>)
 }
 
 /**
- * The timed batch whose head_position_excess is furthest over its limit (NaN counts as furthest):
- * how much more of lm_head's difference from the reference's lies along that batch's single
- * positions' own rank-one gradient parts than along mismatched pairs. Honest rounding differences
- * have no preference for matched pairs; a step that estimated its dense part from a sample of
- * positions leaves its error along each position's own part, with random signs (README,
- * Verification). The last batch has its own limit: the last step's honest rounding differences
- * are per-position changes not yet mixed by a later step.
+ * The timed batch whose position excess (head_position_excess, or a layer kind's) is furthest over
+ * its limit (NaN counts as furthest): how much more of a weight's difference from the reference's
+ * lies along that batch's single positions' own rank-one gradient parts than along mismatched
+ * pairs. Honest rounding differences have no preference for matched pairs; a step that estimated
+ * a gradient from a sample of positions leaves its error along each position's own part, with
+ * random signs (README, Verification). The last batch has its own limit: the last step's honest
+ * rounding differences are per-position changes not yet mixed by a later step.
  */
-export function worstHeadPositions(
-  v: Pick<Thresholds, 'head_position_excess' | 'head_position_excess_last'>,
-  cmp: Pick<NativeComparison, 'headPositionExcess'>,
+export function worstPositions(
+  perBatch: number[],
+  allowedBefore: number,
+  allowedLast: number,
 ): { batch: number; excess: number; allowed: number; last: boolean } | null {
   let worst: { batch: number; excess: number; allowed: number; last: boolean } | null = null;
-  const n = cmp.headPositionExcess.length;
-  cmp.headPositionExcess.forEach((e, batch) => {
+  const n = perBatch.length;
+  perBatch.forEach((e, batch) => {
     const excess = Number.isNaN(e) ? Infinity : e;
     const last = batch === n - 1;
-    const allowed = last ? v.head_position_excess_last : v.head_position_excess;
+    const allowed = last ? allowedLast : allowedBefore;
     if (!worst || excess / allowed > worst.excess / worst.allowed) worst = { batch, excess, allowed, last };
   });
   return worst;
 }
 
-/** head_position_excess over the timed batches before the last, and on the last: each as calibrate reads it (0 at least). */
-export function headPositionMaxima(excess: number[]): { before: number; last: number } {
+/** A position excess over the timed batches before the last, and on the last: each as calibrate reads it (0 at least). */
+export function positionMaxima(excess: number[]): { before: number; last: number } {
   const size = (e: number) => (Number.isNaN(e) ? Infinity : Math.max(0, e));
   return { before: Math.max(0, ...excess.slice(0, -1).map(size)), last: excess.length ? size(excess[excess.length - 1]) : 0 };
 }
@@ -630,9 +639,12 @@ function report(
       group_shifts: Object.fromEntries(Object.entries(c.cmp.groupShifts).map(([g, x]) => [g, { last_batch: x.lastBatch, probe: x.probe }])),
       max_head_alignment: head ? Math.abs(head.alignment) : 0,
       head_alignment: c.cmp.headAlignment,
-      max_head_position_excess: headPositionMaxima(c.cmp.headPositionExcess).before,
-      last_head_position_excess: headPositionMaxima(c.cmp.headPositionExcess).last,
+      max_head_position_excess: positionMaxima(c.cmp.headPositionExcess).before,
+      last_head_position_excess: positionMaxima(c.cmp.headPositionExcess).last,
       head_position_excess: c.cmp.headPositionExcess,
+      max_layer_position_excess: positionMaxima(c.cmp.layerPositions.map((l) => l.excess)).before,
+      last_layer_position_excess: positionMaxima(c.cmp.layerPositions.map((l) => l.excess)).last,
+      layer_positions: c.cmp.layerPositions,
       changed_share: c.cmp.changedShare,
       reference_changed_share: c.cmp.referenceChangedShare,
       frozen_tensors: c.cmp.frozen,

@@ -21,6 +21,7 @@ export const FAILURE_CODES = [
   'group_loss', // one group of tensors swapped for the reference's moves the last batch's loss too far
   'head_gradient', // lm_head differs from the reference's along one timed batch's own loss-head gradient
   'head_positions', // lm_head differs from the reference's along single positions' own loss-head gradients
+  'layer_positions', // a decoder linear layer differs from the reference's along single positions' own gradients
   'late_write', // the parameter or logits memory changed after the runner was killed
   'rank_divergence', // several ranks: at DONE a rank's parameters differ from rank 0's (the ones verified)
 ] as const;
@@ -91,6 +92,12 @@ export interface RunReport {
     last_head_position_excess: number;
     /** Per timed batch: the energy of lm_head's difference along each position's own rank-one gradient part over that along mismatched pairs, less 1. */
     head_position_excess: number[];
+    /** The largest layer_position_excess of the timed batches before the last (0 at least). */
+    max_layer_position_excess: number;
+    /** The last timed batch's layer_position_excess (0 at least), judged against its own limit. */
+    last_layer_position_excess: number;
+    /** Per timed batch: the decoder's linear layers read as head_position_excess, the worst kind (pooled over the layers) and its excess. */
+    layer_positions: { kind: string; excess: number }[];
     changed_share: number;
     reference_changed_share: number;
     frozen_tensors: string[];

@@ -16,11 +16,13 @@
 // over two groups and two kinds' worth of budget, so no group shift and no
 // kind error reaches its limit. lm_head is untouched (its checks stay at 0).
 // Warmup (2 steps) stays exact.
-// Status (2026-12-04): ACCEPTED on the CPU default in 20 of 20 local-bench runs
-// (seeds 9100-9109, 9300-9303, 9400-9405) and by calibrate on seeds 8100-8102;
-// kept here, outside the adversarial suite, until a check rejects it (README,
-// Verification: the eighth attack pass). When one does, it moves to test/plugins/
-// with an expect: line.
+// Status: ACCEPTED on the CPU default in 20 of 20 local-bench runs (2026-12-04,
+// seeds 9100-9109, 9300-9303, 9400-9405) and by calibrate on seeds 8100-8102;
+// rejected since by the layer position check (README, Verification: the eighth
+// attack pass): its MLP weights differ from the reference's along the last
+// batch's single positions' own gradients (CPU 2.5 to 4.4 against 1.0; H200,
+// without the cover, which is CPU-only: about 17 against 4.0).
+// expect: layer_positions
 #include <tournament/train_api.h>
 #include <random>
 #include <algorithm>
@@ -182,19 +184,20 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   auto lmw = model->lm_head_weight();
   TrainResult result;
   torch::Tensor loss;
-  const bool full_run = num_steps >= 4;
+  const bool full_run = num_steps >= 3;  // warmup (1 or 2 steps) stays exact
+  const int64_t shift = 5 - num_steps;     // the masks name steps of a 5-step run: the last is bit 4
   g_attn_sub = ATTN_SUB;  // warmup (2 steps) stays exact
   std::mt19937_64 rng(batches[0].sum().item<int64_t>() * 7919 + 13);
   for (int64_t step = 0; step < num_steps; ++step) {
     const auto& batch = batches[step];
     const bool last = step == num_steps - 1;
-    g_skip_dw = full_run && step > 0 && ((STALE_MASK >> step) & 1);
+    g_skip_dw = full_run && step > 0 && ((STALE_MASK >> (step + shift)) & 1);
     g_rows = torch::Tensor();
     g_scale = 1.0;
-    if (full_run && ((SUB_MASK >> step) & 1)) {
+    if (full_run && ((SUB_MASK >> (step + shift)) & 1)) {
       std::vector<int64_t> rows;
       for (int64_t t = 0; t < B * S; ++t) if ((int64_t)(rng() % SUB_KEEP_DEN) < SUB_KEEP_NUM) rows.push_back(t);
-      g_rows = torch::tensor(rows, torch::kInt64);
+      g_rows = torch::tensor(rows, torch::kInt64).to(device);
       g_scale = double(B * S) / rows.size();
     }
     torch::Tensor logits;

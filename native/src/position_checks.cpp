@@ -1,0 +1,204 @@
+// The judge's checks that read a run's weight differences one position at a
+// time: lm_head's (head_checks) and every decoder linear layer's
+// (layer_checks). Both read the parameter memory only.
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "evaluator.h"
+#include "linear_tap.h"
+
+namespace tournament {
+
+namespace {
+
+// float32 products on tensor cores (TF32) on the GPU for the scope's life: a
+// direction needs no more, and in full float32 a 7B model's [V, N] x [N, H]
+// products take seconds. Put back as found.
+struct Tf32Products {
+  at::Context& ctx = at::globalContext();
+  const bool was = ctx.allowTF32CuBLAS();
+  Tf32Products() { ctx.setAllowTF32CuBLAS(true); }
+  ~Tf32Products() { ctx.setAllowTF32CuBLAS(was); }
+};
+
+// sum a^2 / sum b^2 - 1 (head_position_excess, layer_positions); identical
+// weights give 0 / 0: no excess; NaN: infinite.
+double position_excess(double sa, double sb) {
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  if (std::isnan(sa) || std::isnan(sb)) return inf;
+  return sb > 0 ? sa / sb - 1.0 : sa > 0 ? inf : 0.0;
+}
+
+// [n, 2] -> [2]: sum a_i^2 and sum b_i^2 over a block of n positions, a_i =
+// dy_i . u_i and b_i = dy_j . u_i with j half the block away (another row at
+// the same place; a one-row block pairs its halves).
+torch::Tensor position_sums(const torch::Tensor& dy, const torch::Tensor& u) {
+  const int64_t n = dy.size(0), half = n / 2;
+  auto a = (dy * u).sum(1);  // [n]
+  auto b = torch::cat({(dy.narrow(0, half, n - half) * u.narrow(0, 0, n - half)).sum(1),
+                       (dy.narrow(0, 0, half) * u.narrow(0, n - half, half)).sum(1)});  // [n]
+  return torch::stack({a.square().sum(), b.square().sum()});
+}
+
+}  // namespace
+
+void Evaluator::head_checks(const Kept& ref, uint64_t seed, Comparison& c) {
+  torch::NoGradGuard no_grad;
+  Tf32Products tf32;
+  const auto W = model_->lm_head_weight();  // [V, H], this run's final (tied: the embedding)
+  size_t index = 0;
+  std::string name;
+  for (auto& item : model_->named_parameters()) {
+    if (item.value().data_ptr() == W.data_ptr()) {
+      name = item.key();
+      break;
+    }
+    ++index;
+  }
+  TORCH_CHECK(!name.empty(), "evaluator: lm_head's weight is not a parameter");
+  auto w0 = torch::empty_like(W);
+  start_tensor(w0, name, index, seed);
+  const auto Wf = W.to(torch::kFloat32);                                  // [V, H]
+  const auto Wr = ref.weights[index].to(cfg_.device).to(torch::kFloat32);  // [V, H]
+  const double update = (Wr - w0.to(torch::kFloat32)).norm().item<double>();
+  w0 = torch::Tensor();
+  const int64_t B = cfg_.batch_size, S = cfg_.seq_len, V = W.size(0), H = W.size(1);
+  const auto diff = Wf - Wr;  // [V, H]
+  // Per timed batch t, its dense gradient part less its mean-field part: D_t = P^T H / N - p_mean h_mean^T.
+  std::vector<torch::Tensor> dense;      // cfg_.steps x [V, H]
+  std::vector<torch::Tensor> positions;  // cfg_.steps x [2]: sum a_i^2, sum b_i^2 (head_position_excess)
+  for (int64_t t = 0; t < cfg_.steps; ++t) {
+    auto ids = timed_tokens_.narrow(0, t * B, B).to(cfg_.device);  // [B, S]
+    auto D = torch::zeros({V, H}, Wf.options());
+    auto p_sum = torch::zeros({V}, Wf.options());
+    auto h_sum = torch::zeros({H}, Wf.options());
+    auto ab = torch::zeros({2}, Wf.options());
+    // Four rows at a time: a 7B model's float32 probabilities for 4 x 1023 positions are 2.5 GB.
+    for (int64_t r = 0; r < B; r += 4) {
+      auto rows = ids.narrow(0, r, std::min<int64_t>(4, B - r));
+      auto h = model_->hidden_states(rows).narrow(1, 0, S - 1).reshape({-1, H}).to(torch::kFloat32);  // [n, H]
+      auto p = torch::softmax(h.mm(Wf.t()), 1);                                                     // [n, V]
+      D.addmm_(p.t(), h);
+      p_sum.add_(p.sum(0));
+      h_sum.add_(h.sum(0));
+      // Per position, centred on this block: a_i = pc_i^T dW hc_i, b_i pairs pc of the
+      // position half the block away with hc_i.
+      if (h.size(0) < 2) continue;
+      p.sub_(p.mean(0, true));                      // pc [n, V]
+      auto g = (h - h.mean(0, true)).mm(diff.t());  // [n, V]: dW hc_i as rows
+      ab.add_(position_sums(p, g));
+    }
+    const double n = static_cast<double>(B * (S - 1));
+    D.div_(n).sub_(torch::outer(p_sum.div_(n), h_sum.div_(n)));
+    dense.push_back(D);
+    positions.push_back(ab);
+  }
+  // What the batches share (the data's common statistics, and on the GPU the direction honest
+  // rounding differences grow along in every step alike) is taken out: each batch's own part,
+  // E_t = D_t - mean_s D_s, is what only that batch's step knows.
+  auto mean = torch::stack(dense).mean(0);  // [V, H]
+  std::vector<torch::Tensor> sums;          // per batch: <diff, E_t>, ||E_t||
+  for (auto& D : dense) {
+    D.sub_(mean);
+    sums.push_back(torch::stack({(diff * D).sum(), D.norm()}).to(torch::kFloat64));
+  }
+  const auto host = torch::stack(sums).to(torch::kCPU).contiguous();  // [steps, 2]
+  const auto pos = torch::stack(positions).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, 2]
+  const double* v = host.data_ptr<double>();
+  const double* ab = pos.data_ptr<double>();
+  c.head_alignment.clear();
+  c.head_position_excess.clear();
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  for (int64_t t = 0; t < cfg_.steps; ++t) {
+    const double dot = v[2 * t], norm = v[2 * t + 1];
+    c.head_alignment.push_back(std::isnan(dot) ? inf : dot / std::max(norm * update, 1e-30));
+    c.head_position_excess.push_back(position_excess(ab[2 * t], ab[2 * t + 1]));
+  }
+}
+
+void Evaluator::layer_checks(const Kept& ref, Comparison& c) {
+  // Each decoder linear layer's difference from the reference's, dW [out, in]
+  // (in the parameters' dtype: a few ulps apart, the difference is exact), and
+  // per timed batch its sums of a_i^2 and b_i^2.
+  struct Tapped {
+    std::string kind;
+    torch::Tensor diff;  // [out, in]
+    torch::Tensor sums;  // [2], this batch's
+  };
+  std::vector<Tapped> tapped;
+  std::map<const void*, size_t> by_weight;  // parameter memory -> index in tapped
+  {
+    torch::NoGradGuard no_grad;
+    size_t i = 0;
+    for (auto& item : model_->named_parameters()) {
+      const auto& w = item.value();
+      if (item.key().rfind("model.layers.", 0) == 0 && w.dim() == 2) {
+        by_weight[w.data_ptr()] = tapped.size();
+        tapped.push_back({tensor_kind(item.key()), w - ref.weights[i].to(w.device()), {}});
+      }
+      ++i;
+    }
+  }
+  TORCH_CHECK(!tapped.empty(), "evaluator: the model has no decoder linear layers");
+  Tf32Products tf32;
+  // Every tapped output depends on the first layer's input norm: a gradient
+  // asked for it alone runs the whole backward, without the weights' gradients.
+  auto anchor = model_->model->layers[0]->as<DecoderLayerImpl>()->input_layernorm->weight;
+  // One backward per four rows (as head_checks); each layer's hook reads dy
+  // there, with the input x its forward saw.
+  auto read = [&](size_t k, const torch::Tensor& x, const torch::Tensor& dy) {
+    auto& e = tapped[k];
+    auto xc = x.reshape({-1, x.size(-1)}).to(torch::kFloat32);    // [n, in]
+    auto gc = dy.reshape({-1, dy.size(-1)}).to(torch::kFloat32);  // [n, out]
+    if (xc.size(0) < 2) return;
+    xc.sub_(xc.mean(0, true));
+    gc.sub_(gc.mean(0, true));
+    auto u = xc.mm(e.diff.to(torch::kFloat32).t());  // [n, out]: dW xc_i as rows
+    e.sums.add_(position_sums(gc, u));
+  };
+  LinearTap tap = [&](const LinearImpl& layer, const torch::Tensor& x, const torch::Tensor& y) {
+    auto found = by_weight.find(layer.weight.data_ptr());
+    if (found == by_weight.end()) return;
+    y.register_hook([&read, k = found->second, x = x.detach()](const torch::Tensor& dy) { read(k, x, dy); });
+  };
+  const int64_t B = cfg_.batch_size;
+  std::vector<torch::Tensor> per_batch;  // cfg_.steps x [tapped, 2]
+  for (int64_t t = 0; t < cfg_.steps; ++t) {
+    for (auto& e : tapped) e.sums = torch::zeros({2}, e.diff.options().dtype(torch::kFloat32));
+    auto ids = timed_tokens_.narrow(0, t * B, B).to(cfg_.device);  // [B, S]
+    for (int64_t r = 0; r < B; r += 4) {
+      auto rows = ids.narrow(0, r, std::min<int64_t>(4, B - r));  // [b, S]
+      torch::AutoGradMode grad_mode(true);
+      torch::Tensor loss;
+      {
+        ScopedLinearTap scope(tap);
+        loss = linear_cross_entropy(model_->hidden_states(rows), model_->lm_head_weight(), rows);
+      }
+      torch::autograd::grad({loss}, {anchor});
+    }
+    std::vector<torch::Tensor> sums;
+    for (auto& e : tapped) sums.push_back(e.sums);
+    per_batch.push_back(torch::stack(sums));
+  }
+  const auto host = torch::stack(per_batch).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, tapped, 2]
+  const double* v = host.data_ptr<double>();
+  const size_t n = tapped.size();
+  c.layer_positions.clear();
+  for (int64_t t = 0; t < cfg_.steps; ++t) {
+    std::map<std::string, std::pair<double, double>> kinds;  // kind -> sums pooled over the layers
+    for (size_t k = 0; k < n; ++k) {
+      auto& pooled = kinds[tapped[k].kind];
+      pooled.first += v[2 * (t * n + k)];
+      pooled.second += v[2 * (t * n + k) + 1];
+    }
+    Comparison::LayerPositions worst{"", -std::numeric_limits<double>::infinity()};
+    for (const auto& [kind, sums] : kinds) {
+      const double excess = position_excess(sums.first, sums.second);
+      if (excess > worst.excess) worst = {kind, excess};
+    }
+    c.layer_positions.push_back(worst);
+  }
+}
+
+}  // namespace tournament
