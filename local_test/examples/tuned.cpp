@@ -6,8 +6,9 @@
 //   - runs the training step by hand instead of through autograd: a forward
 //     loop over the layers that keeps exactly what backward needs, and a
 //     backward loop in reverse (autograd only inside flash attention);
-//   - the loss head as the reference's chunked linear_cross_entropy, with its
-//     log-softmax, gradient and loss in one kernel pass per chunk;
+//   - the loss head as the reference's linear_cross_entropy, with its
+//     log-softmax, gradient and loss in one kernel pass, and its three
+//     products each over all rows at once (no chunks);
 //   - one fused kernel for each elementwise stage: RMSNorm with the residual
 //     add before it (forward: one pass writes the sum and the normalised rows;
 //     backward: one pass gives dx, the residual's gradient added, and the
@@ -26,7 +27,7 @@
 //   - keeps every layer's activations when memory allows, recomputing a
 //     layer's forward in backward otherwise;
 //   - steps AdamW tensor by tensor with a kernel of its own (the fused
-//     AdamW's arithmetic; kernels::adamw_step_);
+//     AdamW's steps in float math; kernels::adamw_step_);
 //   - takes all batches up front and reads the loss once at the end.
 // Shapes: T = B * S tokens, H hidden, I intermediate, Nq / Nkv heads, D head
 // dim, KV = Nkv * D.
@@ -182,45 +183,35 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
 }
 
 // The loss head: linear_cross_entropy's arithmetic (model.cpp) by hand, with
-// log-softmax, its gradient and the loss in one kernel pass per chunk
-// (kernels::cross_entropy_grad_) instead of five passes over [chunk, V]
-// float32 tensors. Same chunks (2,048 rows), same roundings: the chunk's
-// logits in bf16, the gradient rounded to bf16 before both products, the
-// weight's gradient summed over chunks in float32 (each chunk's product
-// rounded to bf16 first, as the reference rounds it: adding the products to
-// the float32 sum inside cuBLAS saved 9 ms a step on the H200, commit 57f59f4,
-// and is not kept: see the README's issue-13 section).
+// log-softmax, its gradient and the loss in one kernel pass
+// (kernels::cross_entropy_grad_) instead of five passes over [rows, V]
+// float32 tensors, and each of the three products over all N rows at once:
+// the logits in bf16 (one product into a [N, V] buffer, as the reference's
+// chunks compute them row by row), their gradient rounded to bf16 in place,
+// d hidden = g W, d W = g^T h. The reference takes d W in 2,048-row chunks,
+// each chunk's product rounded to bf16 and summed in float32; here cuBLAS
+// sums all rows in float32 and rounds once (closer to the exact sum, one
+// product instead of eight plus the float32 sums: about 13 ms a step on the
+// H200, the accumulate kernels' 12.8 ms in the 2026-12-04 profile).
+// Memory: the [N, V] bf16 gradient (5 GB at 16 x 1024 and V = 152,064)
+// instead of a chunk and the float32 sum [V, H] (2.2 GB).
 // hidden [B, S, H] (after the final norm), weight [V, H], ids [B, S] ->
 // the loss (float32 scalar); *d_hidden [B, S, H] (zero at the last position),
 // *d_weight [V, H]; the logits [B, S-1, V] into logits_out when defined.
 Tensor loss_head(const Tensor& hidden, const Tensor& weight, const Tensor& ids, const Tensor& logits_out,
                  Tensor* d_hidden, Tensor* d_weight) {
-  constexpr int64_t kChunkRows = 2048;  // as the reference's linear_cross_entropy
   const int64_t B = ids.size(0), S = ids.size(1), H = hidden.size(-1), V = weight.size(0);
   auto h = hidden.narrow(1, 0, S - 1).reshape({-1, H});          // [N, H], N = B (S-1)
   auto targets = ids.narrow(1, 1, S - 1).reshape({-1});           // [N]
   const int64_t N = h.size(0);
   const double inv_n = 1.0 / static_cast<double>(N);
-  auto dh = torch::empty_like(h);                                 // [N, H]
-  auto dw = torch::empty({V, H}, weight.options().dtype(torch::kFloat32));  // [V, H], the sum of the chunks' products
-  auto row_logp = torch::empty({N}, dw.options());                // [N]
-  auto out2d = logits_out.defined() ? logits_out.view({N, V}) : Tensor();
-  for (int64_t r0 = 0; r0 < N; r0 += kChunkRows) {
-    const int64_t n = std::min(kChunkRows, N - r0);
-    auto hc = h.narrow(0, r0, n);                                 // [n, H]
-    auto g = hc.mm(weight.t());                                   // [n, V]: the logits, then their gradient
-    if (out2d.defined()) out2d.narrow(0, r0, n).copy_(g);
-    auto lp = row_logp.narrow(0, r0, n);
-    K::cross_entropy_grad_(g, targets.narrow(0, r0, n), inv_n, lp);
-    auto dhc = dh.narrow(0, r0, n);                               // [n, H], contiguous rows
-    torch::mm_out(dhc, g, weight);
-    auto p = g.t().mm(hc);                                        // [V, H], this chunk's product
-    if (r0 + n >= N) {
-      *d_weight = r0 == 0 ? p : K::accumulate_finish(dw, p);      // bf16(sum + p)
-    } else {
-      K::accumulate_(dw, p, /*first=*/r0 == 0);                   // sum (+)= float(p)
-    }
-  }
+  auto g = h.mm(weight.t());                                      // [N, V]: the logits, then their gradient
+  if (logits_out.defined()) logits_out.view({N, V}).copy_(g);
+  auto row_logp = torch::empty({N}, g.options().dtype(torch::kFloat32));  // [N]
+  K::cross_entropy_grad_(g, targets, inv_n, row_logp);
+  auto dh = g.mm(weight);                                         // [N, H]
+  *d_weight = g.t().mm(h);                                        // [V, H], float32 sum over all N rows, one rounding
+  g = Tensor();
   *d_hidden = torch::zeros_like(hidden);                          // [B, S, H]
   d_hidden->narrow(1, 0, S - 1).copy_(dh.view({B, S - 1, H}));
   return -row_logp.sum() * inv_n;
@@ -263,9 +254,10 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   const int64_t first_kept = static_cast<int64_t>(layers.size()) - keep;  // layers [0, first_kept) are recomputed
   auto [cos, sin] = model->rope(d.S, embed.scalar_type(), device);          // [S, D] each
 
-  // AdamW by hand (kernels::adamw_step_: the fused AdamW's arithmetic, one
-  // kernel per tensor with 16-byte accesses, against PyTorch's multi-tensor
-  // kernel at about 2.5 TB/s); moments in the parameters' dtype, as AdamW.
+  // AdamW by hand (kernels::adamw_step_: the fused AdamW's steps in float
+  // math, one kernel per tensor with 16-byte accesses; PyTorch's multi-tensor
+  // kernel does them in double, at about 2.6 TB/s on the H200); moments in
+  // the parameters' dtype, as AdamW.
   std::vector<Tensor> params = model->parameters(), exp_avg, exp_avg_sq;
   for (const auto& p : params) {
     exp_avg.push_back(torch::zeros_like(p));
