@@ -545,25 +545,33 @@ cudaError_t accumulate(float* acc, const void* x, void* out, int64_t n, int mode
 
 namespace {
 
-// One element of PyTorch's fused AdamW (adam_math in fused_adam_utils.cuh,
-// ADAMW mode): lr, betas, weight decay and eps in double as the functor gets
-// them, bias corrections in float, values in float between one bf16 load and
-// one bf16 store each.
-__device__ __forceinline__ void adamw_one(float& param, float grad, float& exp_avg, float& exp_avg_sq, double lr,
-                                          double beta1, double beta2, double weight_decay, double eps, float bc1,
-                                          float bc2_sqrt) {
-  if (weight_decay != 0) param -= lr * weight_decay * param;
-  exp_avg = beta1 * exp_avg + (1 - beta1) * grad;
-  exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad * grad;
-  const float step_size = lr / bc1;
-  const float denom = (sqrtf(exp_avg_sq) / bc2_sqrt) + eps;
-  param -= step_size * exp_avg / denom;
+// One element of AdamW (ADAMW mode) with PyTorch's fused kernel's steps
+// (adam_math in fused_adam_utils.cuh), all in float: that kernel takes lr,
+// the betas, weight decay and eps in double and so does most of its arithmetic
+// in double (and this kernel's first version, which copied it, ran at about
+// 2.6 TB/s on the H200, as did PyTorch's). Here the hyper-parameter terms are
+// rounded to float once, on the host: no float64 instruction in the kernel.
+// The float results differ from the double ones by about one float ulp, far
+// under the bf16 rounding each value gets on its store.
+struct AdamWConsts {
+  float decay;      // 1 - lr * weight_decay
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float step_size;  // lr / bias_correction1
+  float bc2_sqrt, eps;
+};
+
+__device__ __forceinline__ void adamw_one(float& param, float grad, float& exp_avg, float& exp_avg_sq,
+                                          const AdamWConsts& c) {
+  param *= c.decay;
+  exp_avg = c.beta1 * exp_avg + c.one_minus_beta1 * grad;
+  exp_avg_sq = c.beta2 * exp_avg_sq + c.one_minus_beta2 * grad * grad;
+  const float denom = (sqrtf(exp_avg_sq) / c.bc2_sqrt) + c.eps;
+  param -= c.step_size * exp_avg / denom;
 }
 
 template <int V>
 __global__ void adamw_kernel(bf16* __restrict__ p, const bf16* __restrict__ g, bf16* __restrict__ m,
-                             bf16* __restrict__ v, int64_t n, double lr, double beta1, double beta2,
-                             double weight_decay, double eps, float bc1, float bc2_sqrt) {
+                             bf16* __restrict__ v, int64_t n, AdamWConsts c) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x * V;
   for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V; i < n; i += stride) {
     if constexpr (V == 8) {
@@ -572,7 +580,7 @@ __global__ void adamw_kernel(bf16* __restrict__ p, const bf16* __restrict__ g, b
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
         float a = f(pp.v[k]), e = f(mm.v[k]), s = f(vv.v[k]);
-        adamw_one(a, f(gg.v[k]), e, s, lr, beta1, beta2, weight_decay, eps, bc1, bc2_sqrt);
+        adamw_one(a, f(gg.v[k]), e, s, c);
         pp.v[k] = b(a);
         mm.v[k] = b(e);
         vv.v[k] = b(s);
@@ -582,7 +590,7 @@ __global__ void adamw_kernel(bf16* __restrict__ p, const bf16* __restrict__ g, b
       *reinterpret_cast<V8*>(v + i) = vv;
     } else {
       float a = f(p[i]), e = f(m[i]), s = f(v[i]);
-      adamw_one(a, f(g[i]), e, s, lr, beta1, beta2, weight_decay, eps, bc1, bc2_sqrt);
+      adamw_one(a, f(g[i]), e, s, c);
       p[i] = b(a);
       m[i] = b(e);
       v[i] = b(s);
@@ -598,17 +606,23 @@ cudaError_t adamw(void* p, const void* g, void* m, void* v, int64_t n, double lr
   int device = 0, sms = 132;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  const AdamWConsts c{static_cast<float>(1.0 - lr * weight_decay),
+                      static_cast<float>(beta1),
+                      static_cast<float>(1.0 - beta1),
+                      static_cast<float>(beta2),
+                      static_cast<float>(1.0 - beta2),
+                      static_cast<float>(lr / static_cast<double>(bc1)),  // as the fused kernel: lr / the float bias correction
+                      bc2_sqrt,
+                      static_cast<float>(eps)};
   const int64_t cap = static_cast<int64_t>(sms) * 8;  // 8 blocks of 256 per multiprocessor, grid-stride beyond
   if (n % 8 == 0 && aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v)) {
     const int64_t blocks = std::min<int64_t>(blocks_for(n / 8, 256), cap);
     adamw_kernel<8><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(
-        static_cast<bf16*>(p), static_cast<const bf16*>(g), static_cast<bf16*>(m), static_cast<bf16*>(v), n, lr,
-        beta1, beta2, weight_decay, eps, bc1, bc2_sqrt);
+        static_cast<bf16*>(p), static_cast<const bf16*>(g), static_cast<bf16*>(m), static_cast<bf16*>(v), n, c);
   } else {
     const int64_t blocks = std::min<int64_t>(blocks_for(n, 256), cap);
     adamw_kernel<1><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(
-        static_cast<bf16*>(p), static_cast<const bf16*>(g), static_cast<bf16*>(m), static_cast<bf16*>(v), n, lr,
-        beta1, beta2, weight_decay, eps, bc1, bc2_sqrt);
+        static_cast<bf16*>(p), static_cast<const bf16*>(g), static_cast<bf16*>(m), static_cast<bf16*>(v), n, c);
   }
   return cudaGetLastError();
 }
