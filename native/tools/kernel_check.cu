@@ -16,6 +16,8 @@
 // differed in 0.4% of its elements after three steps, p in 0.0013%.)
 #include "../src/kernels/fused.cu"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
