@@ -20,6 +20,7 @@
 #   PERF_PEERS="compiled:none compiled:all eager:all"   peers in this order, MODE:CKPT each
 #                          (MODE eager, compiled (regional) or full; CKPT all, none or N)
 #   PERF_GEMM=1            0: skip the matrix-product floor (about 12 s)
+#   PERF_PROBE=1           0: skip the memory probe (about 30 s)
 #   PERF_DEADLINE=560      seconds for the whole script; a peer that cannot
 #                          finish before it is skipped, and the table says so
 # Results: $OUT/table.md (also printed last), $OUT/perf.json, $OUT/logs.tgz.
@@ -101,7 +102,7 @@ bench() {  # NAME FILE [local-bench options...]
 subs=("$@")
 [ ${#subs[@]} -gt 0 ] || subs=(local_test/examples/*.cpp)
 for f in "${subs[@]}"; do [ -f "$f" ] && bench "$(basename "$f" .cpp)" "$f" --runs "$RUNS"; done
-bench memory_probe test/plugins/memory_probe.cpp --runs 1
+[ "${PERF_PROBE:-1}" = 1 ] && bench memory_probe test/plugins/memory_probe.cpp --runs 1
 [ "${PERF_BASELINE:-0}" = 1 ] && bench baseline local_test/train.cpp --runs "$RUNS"
 
 for spec in $PEERS; do

@@ -7,7 +7,8 @@
 //     loop over the layers that keeps exactly what backward needs, and a
 //     backward loop in reverse (autograd only inside flash attention);
 //   - the loss head as the reference's chunked linear_cross_entropy, with its
-//     log-softmax, gradient and loss in one kernel pass per chunk;
+//     log-softmax, gradient and loss in one kernel pass per chunk and the
+//     chunks' weight-gradient products summed in one pass at the end;
 //   - one fused kernel for each elementwise stage: RMSNorm with the residual
 //     add before it (forward: one pass writes the sum and the normalised rows;
 //     backward: one pass gives dx, the residual's gradient added, and the
@@ -26,7 +27,7 @@
 //   - keeps every layer's activations when memory allows, recomputing a
 //     layer's forward in backward otherwise;
 //   - steps AdamW tensor by tensor with a kernel of its own (the fused
-//     AdamW's arithmetic; kernels::adamw_step_);
+//     AdamW's steps in float math; kernels::adamw_step_);
 //   - takes all batches up front and reads the loss once at the end.
 // Shapes: T = B * S tokens, H hidden, I intermediate, Nq / Nkv heads, D head
 // dim, KV = Nkv * D.
@@ -185,11 +186,18 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
 // log-softmax, its gradient and the loss in one kernel pass per chunk
 // (kernels::cross_entropy_grad_) instead of five passes over [chunk, V]
 // float32 tensors. Same chunks (2,048 rows), same roundings: the chunk's
-// logits in bf16, the gradient rounded to bf16 before both products, the
-// weight's gradient summed over chunks in float32 (each chunk's product
-// rounded to bf16 first, as the reference rounds it: adding the products to
-// the float32 sum inside cuBLAS saved 9 ms a step on the H200, commit 57f59f4,
-// and is not kept: see the README's issue-13 section).
+// logits in bf16, the gradient rounded to bf16 before both products, each
+// chunk's weight-gradient product rounded to bf16 and the chunks summed in
+// float32, rounded once. The chunks' products go into one [chunks, V, H]
+// buffer and are summed in one pass at the end (torch::sum, float32
+// accumulation): one read of each product instead of a float32 read-modify-
+// write of the [V, H] sum per chunk (accumulate_, 12.8 ms a step on the H200).
+// Summing all rows inside one product (float32 throughout, commit a0e1d73)
+// was faster still but moved lm_head off the reference's rounding: the
+// head-gradient check rejected it on one of two runs (1.53e-5, allowed
+// 1.2e-5; 2026-12-04 06:13 UTC, docs/measurements/2026-12-04-h200-perf-tuned-2.md).
+// Memory: the [chunks, V, H] bf16 products (8.7 GB at 16 x 1024 and
+// V = 152,064) instead of the float32 sum (2.2 GB) and one product.
 // hidden [B, S, H] (after the final norm), weight [V, H], ids [B, S] ->
 // the loss (float32 scalar); *d_hidden [B, S, H] (zero at the last position),
 // *d_weight [V, H]; the logits [B, S-1, V] into logits_out when defined.
@@ -199,14 +207,14 @@ Tensor loss_head(const Tensor& hidden, const Tensor& weight, const Tensor& ids, 
   const int64_t B = ids.size(0), S = ids.size(1), H = hidden.size(-1), V = weight.size(0);
   auto h = hidden.narrow(1, 0, S - 1).reshape({-1, H});          // [N, H], N = B (S-1)
   auto targets = ids.narrow(1, 1, S - 1).reshape({-1});           // [N]
-  const int64_t N = h.size(0);
+  const int64_t N = h.size(0), chunks = (N + kChunkRows - 1) / kChunkRows;
   const double inv_n = 1.0 / static_cast<double>(N);
   auto dh = torch::empty_like(h);                                 // [N, H]
-  auto dw = torch::empty({V, H}, weight.options().dtype(torch::kFloat32));  // [V, H], the sum of the chunks' products
-  auto row_logp = torch::empty({N}, dw.options());                // [N]
+  auto products = torch::empty({chunks, V, H}, weight.options()); // [chunks, V, H], each chunk's d weight in bf16
+  auto row_logp = torch::empty({N}, weight.options().dtype(torch::kFloat32));  // [N]
   auto out2d = logits_out.defined() ? logits_out.view({N, V}) : Tensor();
-  for (int64_t r0 = 0; r0 < N; r0 += kChunkRows) {
-    const int64_t n = std::min(kChunkRows, N - r0);
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t r0 = c * kChunkRows, n = std::min(kChunkRows, N - r0);
     auto hc = h.narrow(0, r0, n);                                 // [n, H]
     auto g = hc.mm(weight.t());                                   // [n, V]: the logits, then their gradient
     if (out2d.defined()) out2d.narrow(0, r0, n).copy_(g);
@@ -214,13 +222,19 @@ Tensor loss_head(const Tensor& hidden, const Tensor& weight, const Tensor& ids, 
     K::cross_entropy_grad_(g, targets.narrow(0, r0, n), inv_n, lp);
     auto dhc = dh.narrow(0, r0, n);                               // [n, H], contiguous rows
     torch::mm_out(dhc, g, weight);
-    auto p = g.t().mm(hc);                                        // [V, H], this chunk's product
-    if (r0 + n >= N) {
-      *d_weight = r0 == 0 ? p : K::accumulate_finish(dw, p);      // bf16(sum + p)
-    } else {
-      K::accumulate_(dw, p, /*first=*/r0 == 0);                   // sum (+)= float(p)
-    }
+    auto pc = products.select(0, c);                              // [V, H], contiguous
+    torch::mm_out(pc, g.t(), hc);
   }
+  // bf16(sum over chunks in float32): the reference's zeros(float32), add_ per chunk, .to(bf16), in one pass.
+  // (CUDA's sum of bf16 accumulates in float32 and rounds once; elsewhere the float32 sum is asked for explicitly.)
+  if (chunks == 1) {
+    *d_weight = products.select(0, 0);
+  } else if (weight.is_cuda()) {
+    *d_weight = products.sum(0, /*keepdim=*/false, weight.scalar_type());
+  } else {
+    *d_weight = products.sum(0, /*keepdim=*/false, torch::kFloat32).to(weight.scalar_type());
+  }
+  products = Tensor();
   *d_hidden = torch::zeros_like(hidden);                          // [B, S, H]
   d_hidden->narrow(1, 0, S - 1).copy_(dh.view({B, S - 1, H}));
   return -row_logp.sum() * inv_n;
@@ -263,9 +277,10 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   const int64_t first_kept = static_cast<int64_t>(layers.size()) - keep;  // layers [0, first_kept) are recomputed
   auto [cos, sin] = model->rope(d.S, embed.scalar_type(), device);          // [S, D] each
 
-  // AdamW by hand (kernels::adamw_step_: the fused AdamW's arithmetic, one
-  // kernel per tensor with 16-byte accesses, against PyTorch's multi-tensor
-  // kernel at about 2.5 TB/s); moments in the parameters' dtype, as AdamW.
+  // AdamW by hand (kernels::adamw_step_: the fused AdamW's steps in float
+  // math, one kernel per tensor with 16-byte accesses; PyTorch's multi-tensor
+  // kernel does them in double, at about 2.6 TB/s on the H200); moments in
+  // the parameters' dtype, as AdamW.
   std::vector<Tensor> params = model->parameters(), exp_avg, exp_avg_sq;
   for (const auto& p : params) {
     exp_avg.push_back(torch::zeros_like(p));

@@ -109,6 +109,16 @@ void check_kernels() {
 
 }  // namespace
 
+// The plugins' view of their rank (train_api.h): one rank of one, no group, as
+// the runner hands a one-GPU evaluation. The runner defines it for its
+// plugins; without it here a plugin that links against it (the baseline,
+// local_test/train.cpp) failed to load: undefined symbol
+// _ZN10tournament11distributedEv (2026-12-04 04:04 UTC).
+const Distributed& tournament::distributed() {
+  static const Distributed one;
+  return one;
+}
+
 int main(int argc, char** argv) {
   int64_t steps = 5, batch = 16, seq = 1024, repeat = 1;
   std::string trace;

@@ -65,12 +65,14 @@ void cross_entropy_grad_(torch::Tensor& logits, const torch::Tensor& targets, do
 void accumulate_(torch::Tensor& acc, const torch::Tensor& x, bool first);
 torch::Tensor accumulate_finish(const torch::Tensor& acc, const torch::Tensor& x);
 
-// One AdamW step on one parameter (version 2), in place: the arithmetic of
-// PyTorch's fused AdamW (_fused_adamw_, what tournament::AdamW runs on CUDA;
-// float math between one load and one store of each bf16 tensor) as one
-// kernel per tensor on a CUDA build with bf16 contiguous tensors; elsewhere
-// tournament::adamw_unfused_step_ (optim.h). p, g, m (exp_avg), v (exp_avg_sq)
-// of one shape; step counts from 1.
+// One AdamW step on one parameter (version 2), in place: the steps of
+// PyTorch's fused AdamW (_fused_adamw_, what tournament::AdamW runs on CUDA)
+// as one kernel per tensor on a CUDA build with bf16 contiguous tensors, one
+// load and one store of each bf16 tensor with float math between (that
+// kernel does most of it in double, from its double hyper-parameters: the
+// results agree to about a float ulp before the bf16 rounding of the store);
+// elsewhere tournament::adamw_unfused_step_ (optim.h). p, g, m (exp_avg),
+// v (exp_avg_sq) of one shape; step counts from 1.
 void adamw_step_(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& m, torch::Tensor& v, int64_t step,
                  double lr, double beta1, double beta2, double weight_decay, double eps);
 

@@ -262,71 +262,80 @@ __global__ void __launch_bounds__(kNormThreads) rms_fwd_kernel(const bf16* __res
 //   nf = x rstd (float), dn = bf16(g w), dx = bf16(rstd (dn - nf mean(dn nf)));
 //   with `dres`: dx = bf16(dres + dx) (the residual's gradient, summed as autograd does);
 //   dw_partial[blockIdx.x, c] = sum over the rows of bf16(g bf16(nf)).
-__global__ void __launch_bounds__(kNormThreads) rms_bwd_kernel(const bf16* __restrict__ g, const bf16* __restrict__ x,
-                                                                const bf16* __restrict__ w, const float* __restrict__ rstd,
-                                                                const bf16* __restrict__ dres, bf16* __restrict__ dx,
-                                                                float* __restrict__ dw_partial, int64_t T, int H,
-                                                                int rows) {
-  __shared__ float shared[kNormThreads / 32];
-  const int nvec = H / 8;
-  float acc[kNormVecs][8];
-  float wf[kNormVecs][8];
+// One vector of 8 columns per thread (blockDim.x = H / 8 rounded up to a
+// warp, at most 1024): about half the registers of a thread holding two
+// vectors in float (98), so more rows in flight on each multiprocessor (the
+// kernel waits on memory: about 2 TB/s with two vectors a thread). The next
+// row's g and x are loaded before this row's sum.
+__device__ __forceinline__ float block_sum_n(float v, float* shared) {
 #pragma unroll
-  for (int j = 0; j < kNormVecs; ++j) {
-    const int c = (threadIdx.x + j * kNormThreads);
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  __syncthreads();  // `shared` may still be read from the last call
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  float total = 0.f;
+  for (int w = 0; w < warps; ++w) total += shared[w];
+  return total;
+}
+
+// MaxThreads 448 (Qwen2.5-7B, H = 3584) with two blocks a multiprocessor: 72
+// registers a thread, no spills (sm_90).
+template <int MaxThreads, int MinBlocks>
+__global__ void __launch_bounds__(MaxThreads, MinBlocks) rms_bwd_kernel(const bf16* __restrict__ g, const bf16* __restrict__ x,
+                                                       const bf16* __restrict__ w, const float* __restrict__ rstd,
+                                                       const bf16* __restrict__ dres, bf16* __restrict__ dx,
+                                                       float* __restrict__ dw_partial, int64_t T, int H, int rows) {
+  __shared__ float shared[32];
+  const int c = threadIdx.x;
+  const bool active = c < H / 8;
+  float acc[8];
+  V8 wv;
 #pragma unroll
-    for (int k = 0; k < 8; ++k) acc[j][k] = 0.f;
-    if (c < nvec) {
-      V8 wv = *reinterpret_cast<const V8*>(w + c * 8);
-#pragma unroll
-      for (int k = 0; k < 8; ++k) wf[j][k] = f(wv.v[k]);
-    }
+  for (int k = 0; k < 8; ++k) acc[k] = 0.f;
+  if (active) wv = *reinterpret_cast<const V8*>(w + c * 8);
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows, r1 = r0 + rows < T ? r0 + rows : T;
+  V8 gv, xv;
+  if (active && r0 < r1) {
+    gv = *reinterpret_cast<const V8*>(g + r0 * H + c * 8);
+    xv = *reinterpret_cast<const V8*>(x + r0 * H + c * 8);
   }
-  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * rows;
-  for (int64_t row = r0; row < r0 + rows && row < T; ++row) {
+  for (int64_t row = r0; row < r1; ++row) {
     const float rs = rstd[row];
-    float dn[kNormVecs][8], nf[kNormVecs][8];
+    float dn[8], nf[8];
     float dot = 0.f;
+    V8 r;
+    if (active) {
+      if (dres) r = *reinterpret_cast<const V8*>(dres + row * H + c * 8);  // used after the row's sum
 #pragma unroll
-    for (int j = 0; j < kNormVecs; ++j) {
-      const int c = (threadIdx.x + j * kNormThreads);
-      if (c < nvec) {
-        V8 gv = *reinterpret_cast<const V8*>(g + row * H + c * 8), xv = *reinterpret_cast<const V8*>(x + row * H + c * 8);
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          const float gk = f(gv.v[k]);
-          nf[j][k] = f(xv.v[k]) * rs;
-          dn[j][k] = rb(gk * wf[j][k]);
-          dot += dn[j][k] * nf[j][k];
-          acc[j][k] += rb(gk * rb(nf[j][k]));
-        }
+      for (int k = 0; k < 8; ++k) {
+        const float gk = f(gv.v[k]);
+        nf[k] = f(xv.v[k]) * rs;
+        dn[k] = rb(gk * f(wv.v[k]));
+        dot += dn[k] * nf[k];
+        acc[k] += rb(gk * rb(nf[k]));
+      }
+      if (row + 1 < r1) {  // the next row's g and x, in flight during this row's sum
+        gv = *reinterpret_cast<const V8*>(g + (row + 1) * H + c * 8);
+        xv = *reinterpret_cast<const V8*>(x + (row + 1) * H + c * 8);
       }
     }
-    const float mean = block_sum(dot, shared) * (1.0f / static_cast<float>(H));
+    const float mean = block_sum_n(dot, shared) * (1.0f / static_cast<float>(H));
+    if (active) {
+      V8 o;
+      if (dres) {
 #pragma unroll
-    for (int j = 0; j < kNormVecs; ++j) {
-      const int c = (threadIdx.x + j * kNormThreads);
-      if (c < nvec) {
-        V8 o;
-        if (dres) {
-          V8 rv = *reinterpret_cast<const V8*>(dres + row * H + c * 8);
+        for (int k = 0; k < 8; ++k) o.v[k] = b(f(r.v[k]) + rb(rs * (dn[k] - nf[k] * mean)));
+      } else {
 #pragma unroll
-          for (int k = 0; k < 8; ++k) o.v[k] = b(f(rv.v[k]) + rb(rs * (dn[j][k] - nf[j][k] * mean)));
-        } else {
-#pragma unroll
-          for (int k = 0; k < 8; ++k) o.v[k] = b(rs * (dn[j][k] - nf[j][k] * mean));
-        }
-        *reinterpret_cast<V8*>(dx + row * H + c * 8) = o;
+        for (int k = 0; k < 8; ++k) o.v[k] = b(rs * (dn[k] - nf[k] * mean));
       }
+      *reinterpret_cast<V8*>(dx + row * H + c * 8) = o;
     }
   }
+  if (active) {
 #pragma unroll
-  for (int j = 0; j < kNormVecs; ++j) {
-    const int c = (threadIdx.x + j * kNormThreads);
-    if (c < nvec) {
-#pragma unroll
-      for (int k = 0; k < 8; ++k) dw_partial[static_cast<int64_t>(blockIdx.x) * H + c * 8 + k] = acc[j][k];
-    }
+    for (int k = 0; k < 8; ++k) dw_partial[static_cast<int64_t>(blockIdx.x) * H + c * 8 + k] = acc[k];
   }
 }
 
@@ -512,9 +521,15 @@ int64_t rms_bwd_blocks(int64_t T, int rows) { return (T + rows - 1) / rows; }
 cudaError_t rms_bwd(const void* g, const void* x, const void* w, const float* rstd, const void* dres, void* dx,
                     float* dw_partial, int64_t T, int H, int rows, cudaStream_t stream) {
   if (T == 0) return cudaSuccess;
-  rms_bwd_kernel<<<static_cast<unsigned>(rms_bwd_blocks(T, rows)), kNormThreads, 0, stream>>>(
-      static_cast<const bf16*>(g), static_cast<const bf16*>(x), static_cast<const bf16*>(w), rstd,
-      static_cast<const bf16*>(dres), static_cast<bf16*>(dx), dw_partial, T, H, rows);
+  const int threads = ((H / 8 + 31) / 32) * 32;  // H <= max_norm_width(): at most 512
+  const unsigned blocks = static_cast<unsigned>(rms_bwd_blocks(T, rows));
+  auto launch = [&](auto kernel) {
+    kernel<<<blocks, threads, 0, stream>>>(static_cast<const bf16*>(g), static_cast<const bf16*>(x),
+                                           static_cast<const bf16*>(w), rstd, static_cast<const bf16*>(dres),
+                                           static_cast<bf16*>(dx), dw_partial, T, H, rows);
+  };
+  if (threads <= 448) launch(rms_bwd_kernel<448, 2>);
+  else launch(rms_bwd_kernel<1024, 1>);
   return cudaGetLastError();
 }
 
@@ -545,25 +560,33 @@ cudaError_t accumulate(float* acc, const void* x, void* out, int64_t n, int mode
 
 namespace {
 
-// One element of PyTorch's fused AdamW (adam_math in fused_adam_utils.cuh,
-// ADAMW mode): lr, betas, weight decay and eps in double as the functor gets
-// them, bias corrections in float, values in float between one bf16 load and
-// one bf16 store each.
-__device__ __forceinline__ void adamw_one(float& param, float grad, float& exp_avg, float& exp_avg_sq, double lr,
-                                          double beta1, double beta2, double weight_decay, double eps, float bc1,
-                                          float bc2_sqrt) {
-  if (weight_decay != 0) param -= lr * weight_decay * param;
-  exp_avg = beta1 * exp_avg + (1 - beta1) * grad;
-  exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad * grad;
-  const float step_size = lr / bc1;
-  const float denom = (sqrtf(exp_avg_sq) / bc2_sqrt) + eps;
-  param -= step_size * exp_avg / denom;
+// One element of AdamW (ADAMW mode) with PyTorch's fused kernel's steps
+// (adam_math in fused_adam_utils.cuh), all in float: that kernel takes lr,
+// the betas, weight decay and eps in double and so does most of its arithmetic
+// in double (and this kernel's first version, which copied it, ran at about
+// 2.6 TB/s on the H200, as did PyTorch's). Here the hyper-parameter terms are
+// rounded to float once, on the host: no float64 instruction in the kernel.
+// The float results differ from the double ones by about one float ulp, far
+// under the bf16 rounding each value gets on its store.
+struct AdamWConsts {
+  float decay;      // 1 - lr * weight_decay
+  float beta1, one_minus_beta1, beta2, one_minus_beta2;
+  float step_size;  // lr / bias_correction1
+  float bc2_sqrt, eps;
+};
+
+__device__ __forceinline__ void adamw_one(float& param, float grad, float& exp_avg, float& exp_avg_sq,
+                                          const AdamWConsts& c) {
+  param *= c.decay;
+  exp_avg = c.beta1 * exp_avg + c.one_minus_beta1 * grad;
+  exp_avg_sq = c.beta2 * exp_avg_sq + c.one_minus_beta2 * grad * grad;
+  const float denom = (sqrtf(exp_avg_sq) / c.bc2_sqrt) + c.eps;
+  param -= c.step_size * exp_avg / denom;
 }
 
 template <int V>
 __global__ void adamw_kernel(bf16* __restrict__ p, const bf16* __restrict__ g, bf16* __restrict__ m,
-                             bf16* __restrict__ v, int64_t n, double lr, double beta1, double beta2,
-                             double weight_decay, double eps, float bc1, float bc2_sqrt) {
+                             bf16* __restrict__ v, int64_t n, AdamWConsts c) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x * V;
   for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V; i < n; i += stride) {
     if constexpr (V == 8) {
@@ -572,7 +595,7 @@ __global__ void adamw_kernel(bf16* __restrict__ p, const bf16* __restrict__ g, b
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
         float a = f(pp.v[k]), e = f(mm.v[k]), s = f(vv.v[k]);
-        adamw_one(a, f(gg.v[k]), e, s, lr, beta1, beta2, weight_decay, eps, bc1, bc2_sqrt);
+        adamw_one(a, f(gg.v[k]), e, s, c);
         pp.v[k] = b(a);
         mm.v[k] = b(e);
         vv.v[k] = b(s);
@@ -582,7 +605,7 @@ __global__ void adamw_kernel(bf16* __restrict__ p, const bf16* __restrict__ g, b
       *reinterpret_cast<V8*>(v + i) = vv;
     } else {
       float a = f(p[i]), e = f(m[i]), s = f(v[i]);
-      adamw_one(a, f(g[i]), e, s, lr, beta1, beta2, weight_decay, eps, bc1, bc2_sqrt);
+      adamw_one(a, f(g[i]), e, s, c);
       p[i] = b(a);
       m[i] = b(e);
       v[i] = b(s);
@@ -598,17 +621,23 @@ cudaError_t adamw(void* p, const void* g, void* m, void* v, int64_t n, double lr
   int device = 0, sms = 132;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  const AdamWConsts c{static_cast<float>(1.0 - lr * weight_decay),
+                      static_cast<float>(beta1),
+                      static_cast<float>(1.0 - beta1),
+                      static_cast<float>(beta2),
+                      static_cast<float>(1.0 - beta2),
+                      static_cast<float>(lr / static_cast<double>(bc1)),  // as the fused kernel: lr / the float bias correction
+                      bc2_sqrt,
+                      static_cast<float>(eps)};
   const int64_t cap = static_cast<int64_t>(sms) * 8;  // 8 blocks of 256 per multiprocessor, grid-stride beyond
   if (n % 8 == 0 && aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v)) {
     const int64_t blocks = std::min<int64_t>(blocks_for(n / 8, 256), cap);
     adamw_kernel<8><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(
-        static_cast<bf16*>(p), static_cast<const bf16*>(g), static_cast<bf16*>(m), static_cast<bf16*>(v), n, lr,
-        beta1, beta2, weight_decay, eps, bc1, bc2_sqrt);
+        static_cast<bf16*>(p), static_cast<const bf16*>(g), static_cast<bf16*>(m), static_cast<bf16*>(v), n, c);
   } else {
     const int64_t blocks = std::min<int64_t>(blocks_for(n, 256), cap);
     adamw_kernel<1><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(
-        static_cast<bf16*>(p), static_cast<const bf16*>(g), static_cast<bf16*>(m), static_cast<bf16*>(v), n, lr,
-        beta1, beta2, weight_decay, eps, bc1, bc2_sqrt);
+        static_cast<bf16*>(p), static_cast<const bf16*>(g), static_cast<bf16*>(m), static_cast<bf16*>(v), n, c);
   }
   return cudaGetLastError();
 }

@@ -36,8 +36,8 @@ cudaError_t ce_grad(void* logits, const int64_t* targets, float* row_logp, int64
 // mode 0: acc = float(x); 1: acc += float(x); 2: out = bf16(acc + float(x)). n elements.
 cudaError_t accumulate(float* acc, const void* x, void* out, int64_t n, int mode, cudaStream_t stream);
 
-// PyTorch's fused AdamW arithmetic (fused_adam_utils.cuh, ADAMW mode, no
-// amsgrad) on one bf16 tensor and its bf16 gradient and moments, in place.
+// PyTorch's fused AdamW steps (fused_adam_utils.cuh, ADAMW mode, no amsgrad)
+// in float math on one bf16 tensor and its bf16 gradient and moments, in place.
 cudaError_t adamw(void* p, const void* g, void* m, void* v, int64_t n, double lr, double beta1, double beta2,
                   double weight_decay, double eps, float bc1, float bc2_sqrt, cudaStream_t stream);
 
