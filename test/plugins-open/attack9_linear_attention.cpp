@@ -1,0 +1,415 @@
+// Attack pass 9 (2026-12-04), OPEN: accepted on the CPU default, not yet fixed.
+// The tuned example (local_test/examples/tuned.cpp) with softmax attention
+// replaced, in every step, by its first-order expansion (linear attention):
+// with the tiny model's random start, attention scores spread about 0.05
+// (q and k entries 0.02 x sqrt(128)), where softmax is nearly linear, so
+//   o_i = mean_j v_j + q_i^T (prefix-mean(k_j v_j^T) - k_mean v_mean^T) / sqrt(D)
+// needs no S x S products. It trains another model than the contract's and
+// skips about 5.9% of the tiny run's matrix multiply-adds as this file runs
+// them (attention is 9.4% of the reference's on the CPU math path; against an
+// ideal causal kernel about 1.3%). It is not faster on the wall clock here.
+// `bin/tournament local-bench test/plugins-open/attack9_linear_attention.cpp --runs 2 --seed S`
+// accepted it on seeds 9900-9907, and on 9910 at commit 3ef3159 (closest check: k_proj's update error of one
+// kind, 0.110 to 0.129 against 0.15). On Qwen2.5-7B scores spread about 1.4
+// and the expansion does not hold. Fix in view, as final_norm_start did for
+// the loss head: a random start whose q/k projections give the tiny model
+// attention scores spread like the 7B's (and a CPU recalibration). README,
+// Verification: the ninth attack pass. Kept out of the adversarial suite
+// (test/plugins-open/, which no test reads) until a check rejects it.
+// A tuned submission: what the contract allows beyond the baseline, in plain
+// libtorch plus the engine's fused kernels (tournament/kernels.h). It computes
+// what local_test/train.cpp computes, and rounds where it rounds in all the
+// elementwise work (the fused kernels reproduce the unfused ops' bf16
+// roundings); it is verified against it like any submission. Faster because it
+//   - runs the training step by hand instead of through autograd: a forward
+//     loop over the layers that keeps exactly what backward needs, and a
+//     backward loop in reverse (autograd only inside flash attention);
+//   - the loss head as the reference's chunked linear_cross_entropy, with its
+//     log-softmax, gradient and loss in one kernel pass per chunk;
+//   - one fused kernel for each elementwise stage: RMSNorm with the residual
+//     add before it (forward: one pass writes the sum and the normalised rows;
+//     backward: one pass gives dx, the residual's gradient added, and the
+//     weight's gradient per block of rows), rotary embedding in place on the
+//     q/k/v product (backward: straight into the fused product's gradient, no
+//     cat), SwiGLU (backward: one pass turns d(silu(gate) up), gate and up into
+//     silu(gate) up, d gate and d up in place). The unfused ops make 3 to 10
+//     passes over [T, I] or [T, H] tensors each; the norms' outputs are
+//     recomputed in backward instead of kept;
+//   - fuses the q/k/v projections into one matrix product (their weights are
+//     concatenated into a per-layer scratch buffer once per step, in forward,
+//     and read again in backward; the
+//     gradient comes out as one tensor whose slices are the parameters'
+//     gradients). Gate and up stay two products: on the H200 one product of
+//     twice the width ran slower than the two (2026-12-02, gpu-perf.sh);
+//   - keeps every layer's activations when memory allows, recomputing a
+//     layer's forward in backward otherwise;
+//   - steps AdamW tensor by tensor with a kernel of its own (the fused
+//     AdamW's arithmetic; kernels::adamw_step_);
+//   - takes all batches up front and reads the loss once at the end.
+// Shapes: T = B * S tokens, H hidden, I intermediate, Nq / Nkv heads, D head
+// dim, KV = Nkv * D.
+#include <tournament/train_api.h>
+#include <tournament/kernels.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+using namespace tournament;
+namespace K = tournament::kernels;
+using torch::Tensor;
+
+namespace {
+
+// Sets a parameter's gradient, or adds to it (a tied embedding gets two).
+void add_grad(const Tensor& p, const Tensor& g) {
+  if (p.grad().defined()) {
+    p.mutable_grad().add_(g);
+  } else {
+    p.mutable_grad() = g;
+  }
+}
+
+
+// ---- attack9: first-order (linearised softmax) causal attention, O(S D^2) instead of O(S^2 D)
+#ifndef LIN_MODE
+#define LIN_MODE 1   // 1: linear forward, autograd backward (all grads from the linear form); 2: linear forward + dv, exact dq/dk
+#endif
+#ifndef LIN_FROM
+#define LIN_FROM 0  // steps [LIN_FROM, LIN_STEPS) use it
+#endif
+#ifndef LIN_STEPS
+#define LIN_STEPS 1000  // steps [0, LIN_STEPS) use it
+#endif
+bool g_lin = false;
+int g_mode = LIN_MODE;
+#ifndef FIRST_MODE
+#define FIRST_MODE LIN_MODE
+#endif
+#ifndef LAST_MODE
+#define LAST_MODE LIN_MODE
+#endif
+// q [B, Nq, S, D], k/v [B, Nkv, S, D] -> [B, Nq, S, D] in q's dtype.
+Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v) {
+  const int64_t B = q.size(0), Nq = q.size(1), S = q.size(2), D = q.size(3), Nkv = k.size(1), G = Nq / Nkv;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  auto qf = q.to(torch::kFloat32), kf = k.to(torch::kFloat32), vf = v.to(torch::kFloat32);
+  auto u = 1.0 / torch::arange(1, S + 1, qf.options());                       // [S]
+  auto kbar = kf.cumsum(2) * u.view({S, 1});                                  // [B, Nkv, S, D]
+  auto vbar = vf.cumsum(2) * u.view({S, 1});
+  auto kv = (kf.unsqueeze(-1) * vf.unsqueeze(-2)).cumsum(2) * u.view({S, 1, 1});  // [B, Nkv, S, D, D]
+  auto C = kv - kbar.unsqueeze(-1) * vbar.unsqueeze(-2);                      // prefix covariance
+  auto qg = qf.view({B, Nkv, G, S, D});
+  auto o = vbar.unsqueeze(2) + scale * torch::einsum("bhgsd,bhsde->bhgse", {qg, C});  // [B, Nkv, G, S, D]
+  return o.reshape({B, Nq, S, D}).to(q.scalar_type());
+}
+// Exact dq, dk of softmax attention given dO (the linear form's dv is kept).
+std::pair<Tensor, Tensor> exact_dqdk(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& dO) {
+  const int64_t B = q.size(0), Nq = q.size(1), S = q.size(2), D = q.size(3), Nkv = k.size(1), G = Nq / Nkv;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  auto qf = q.to(torch::kFloat32).reshape({B, Nkv, G * S, D});
+  auto kf = k.to(torch::kFloat32), vf = v.to(torch::kFloat32);
+  auto dOf = dO.to(torch::kFloat32).reshape({B, Nkv, G * S, D});
+  auto s = torch::matmul(qf, kf.transpose(-1, -2)).mul_(scale).view({B, Nkv, G, S, S});
+  auto mask = torch::ones({S, S}, torch::dtype(torch::kBool)).triu_(1);
+  s.masked_fill_(mask, -std::numeric_limits<float>::infinity());
+  auto P = torch::softmax(s, -1);
+  auto dP = torch::matmul(dOf, vf.transpose(-1, -2)).view({B, Nkv, G, S, S});
+  auto Dr = (P * dP).sum(-1, true);
+  auto dS = (P * (dP - Dr)).view({B, Nkv, G * S, S});
+  auto dq = torch::matmul(dS, kf).mul_(scale).view({B, Nq, S, D});
+  auto dk = torch::matmul(dS.transpose(-1, -2), qf).mul_(scale);  // [B, Nkv, S, D], summed over the group
+  return {dq.to(q.scalar_type()), dk.to(k.scalar_type())};
+}
+
+// ---------------------------------------------------------------- one decoder layer
+
+struct Dims {
+  int64_t B, S, T, H, I, Nq, Nkv, D, KV;
+};
+
+// The fused q/k/v weights of all layers, [L, H + 2 KV, H]: each layer's slot
+// is filled by its forward and read again by its backward (the weights do not
+// change within a step), one concatenation per layer and step.
+struct Scratch {
+  Tensor qkv;  // [L, H + 2 KV, H]
+};
+
+// What backward needs of one layer (the norms' outputs are recomputed from
+// their inputs). A checkpointed layer keeps only x.
+struct Saved {
+  Tensor x, rstd1;              // input [T, H], its norm's row scales [T] float32
+  Tensor q, k, v, attn;         // attention's leaves [B, N, S, D] (views of the q/k/v product) and output; autograd holds flash's state
+  Tensor a;                     // attention output [T, H]
+  Tensor h, rstd2, gate, up;    // residual after attention [T, H], its norm's row scales [T], the MLP's [T, I] products
+  bool complete = false;
+};
+
+struct Layer {
+  DecoderLayerImpl* m;
+  int64_t index;
+  AttentionImpl& attn() const { return *m->self_attn; }
+  MLPImpl& mlp() const { return *m->mlp; }
+  Tensor build_qkv_weight(Scratch& s) const {  // [H + 2 KV, H], this layer's slot filled
+    auto slot = s.qkv.select(0, index);
+    torch::cat_out(slot, {attn().q_proj->weight, attn().k_proj->weight, attn().v_proj->weight}, 0);
+    return slot;
+  }
+  Tensor qkv_weight(Scratch& s) const { return s.qkv.select(0, index); }  // as the forward filled it
+  Tensor qkv_bias() const { return torch::cat({attn().q_proj->bias, attn().k_proj->bias, attn().v_proj->bias}, 0); }  // [H + 2 KV]
+};
+
+// The layer's input is x = xa + xb (the previous layer's residual h and its
+// MLP output, summed inside the first norm's kernel, one rounding as the
+// reference's add), or xa alone (xb undefined: the embeddings). Returns the
+// layer's output as the same two parts: *h_out [T, H] and the MLP's output
+// *m_out [T, H]. With `save`, fills it for backward (x included).
+void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Tensor& cos, const Tensor& sin,
+                   const Dims& d, Scratch& scratch, Saved* save, Tensor* h_out, Tensor* m_out) {
+  Tensor x, rstd1, rstd2, h;
+  const auto& norm1 = *L.m->input_layernorm;
+  const auto& norm2 = *L.m->post_attention_layernorm;
+  auto n1 = K::rms_norm(xa, norm1.weight, norm1.eps, &rstd1, xb, &x);          // [T, H]; x = xa + xb [T, H]
+  auto qkv = torch::addmm(L.qkv_bias(), n1, L.build_qkv_weight(scratch).t());         // [T, H + 2 KV]
+  n1 = Tensor();
+  K::rope_qkv_(qkv, cos, sin, d.S, d.Nq, d.Nkv, d.D);                           // q, k columns rotated in place
+  // Views of the product, [B, N, S, D] (D contiguous): no copies.
+  auto q = qkv.narrow(1, 0, d.H).view({d.B, d.S, d.Nq, d.D}).transpose(1, 2);
+  auto k = qkv.narrow(1, d.H, d.KV).view({d.B, d.S, d.Nkv, d.D}).transpose(1, 2);
+  auto v = qkv.narrow(1, d.H + d.KV, d.KV).view({d.B, d.S, d.Nkv, d.D}).transpose(1, 2);
+  Tensor attn;  // [B, Nq, S, D]
+  if (save) {
+    q = q.detach().requires_grad_(true);
+    k = k.detach().requires_grad_(true);
+    v = v.detach().requires_grad_(true);
+    torch::AutoGradMode grad_on(true);  // backward asks flash attention for dq, dk, dv
+    attn = g_lin ? linear_attention(q, k, v) : causal_attention(q, k, v, L.attn().kernel);
+  } else {
+    attn = g_lin ? linear_attention(q, k, v) : causal_attention(q, k, v, L.attn().kernel);
+  }
+  auto a = attn.detach().transpose(1, 2).reshape({d.T, d.H});                   // [T, H]
+  auto o = a.mm(L.attn().o_proj->weight.t());                                   // [T, H]
+  auto n2 = K::rms_norm(x, norm2.weight, norm2.eps, &rstd2, o, &h);             // [T, H]; h = x + o [T, H]
+  o = Tensor();
+  auto gate = n2.mm(L.mlp().gate_proj->weight.t());                             // [T, I]
+  auto up = n2.mm(L.mlp().up_proj->weight.t());                                 // [T, I]
+  n2 = Tensor();
+  *m_out = K::swiglu(gate, up).mm(L.mlp().down_proj->weight.t());               // [T, H]
+  *h_out = h;
+  if (save) *save = Saved{x, rstd1, q, k, v, attn, a, h, rstd2, gate, up, true};
+}
+
+// dy [T, H], the gradient of the layer's output x + h-path + m -> dx [T, H];
+// sets the layer's parameter gradients and frees `s`.
+Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& cos, const Tensor& sin, const Dims& d,
+                      Scratch& scratch) {
+  // MLP: y = h + down(silu(gate) * up), gate / up = n2 W^T, n2 = norm(h)
+  const auto& norm2 = *L.m->post_attention_layernorm;
+  auto w_down = L.mlp().down_proj->weight;
+  auto dp = dy.mm(w_down);                                       // [T, I], d(silu(gate) up)
+  K::swiglu_backward_(dp, s.gate, s.up);                         // in place: dp <- silu(gate) up, gate <- d gate, up <- d up
+  add_grad(w_down, dy.t().mm(dp));                               // [H, I]
+  dp = Tensor();
+  Tensor unused;
+  auto n2 = K::rms_norm(s.h, norm2.weight, norm2.eps, &unused);  // [T, H], recomputed
+  auto w_gate = L.mlp().gate_proj->weight, w_up = L.mlp().up_proj->weight;
+  add_grad(w_gate, s.gate.t().mm(n2));                           // [I, H]
+  add_grad(w_up, s.up.t().mm(n2));                               // [I, H]
+  n2 = Tensor();
+  auto dn2 = s.gate.mm(w_gate);                                  // [T, H]
+  dn2.addmm_(s.up, w_up);                                        // + the second product, added by cuBLAS (beta = 1; autograd rounds it to bf16 first)
+  s.gate = Tensor();
+  s.up = Tensor();
+  Tensor dln;
+  auto dh = K::rms_norm_backward(dn2, s.h, norm2.weight, s.rstd2, &dln, /*residual_grad=*/dy);  // [T, H]
+  add_grad(norm2.weight, dln);
+  dn2 = Tensor();
+
+  // Attention: h = x + o_proj(attention(rope(q), rope(k), v))
+  auto w_o = L.attn().o_proj->weight;
+  add_grad(w_o, dh.t().mm(s.a));                                 // [H, H]
+  auto da = dh.mm(w_o).view({d.B, d.S, d.Nq, d.D}).transpose(1, 2);  // [B, Nq, S, D]
+  std::vector<Tensor> g;
+  if (g_lin && g_mode == 2) {
+    auto gv = torch::autograd::grad({s.attn}, {s.v}, {da});
+    auto qk = exact_dqdk(s.q.detach(), s.k.detach(), s.v.detach(), da);
+    g = {qk.first, qk.second, gv[0]};
+  } else {
+    g = torch::autograd::grad({s.attn}, {s.q, s.k, s.v}, {da});
+  }
+  da = Tensor();
+  auto dqkv = K::rope_qkv_backward(g[0].transpose(1, 2), g[1].transpose(1, 2), g[2].transpose(1, 2), cos, sin);  // [T, H + 2 KV]
+  g.clear();
+  const auto& norm1 = *L.m->input_layernorm;
+  auto n1 = K::rms_norm(s.x, norm1.weight, norm1.eps, &unused);  // [T, H], recomputed
+  auto dw_qkv = dqkv.t().mm(n1);                                 // [H + 2 KV, H]
+  n1 = Tensor();
+  auto db_qkv = dqkv.sum(0);                                     // [H + 2 KV]
+  auto& at = L.attn();
+  add_grad(at.q_proj->weight, dw_qkv.narrow(0, 0, d.H));
+  add_grad(at.k_proj->weight, dw_qkv.narrow(0, d.H, d.KV));
+  add_grad(at.v_proj->weight, dw_qkv.narrow(0, d.H + d.KV, d.KV));
+  add_grad(at.q_proj->bias, db_qkv.narrow(0, 0, d.H));
+  add_grad(at.k_proj->bias, db_qkv.narrow(0, d.H, d.KV));
+  add_grad(at.v_proj->bias, db_qkv.narrow(0, d.H + d.KV, d.KV));
+  auto dn1 = dqkv.mm(L.qkv_weight(scratch));                    // [T, H]
+  dqkv = Tensor();
+  auto dx = K::rms_norm_backward(dn1, s.x, norm1.weight, s.rstd1, &dln, /*residual_grad=*/dh);  // [T, H]
+  add_grad(norm1.weight, dln);
+  s = Saved();
+  return dx;
+}
+
+// The loss head: linear_cross_entropy's arithmetic (model.cpp) by hand, with
+// log-softmax, its gradient and the loss in one kernel pass per chunk
+// (kernels::cross_entropy_grad_) instead of five passes over [chunk, V]
+// float32 tensors. Same chunks (2,048 rows), same roundings: the chunk's
+// logits in bf16, the gradient rounded to bf16 before both products, the
+// weight's gradient summed over chunks in float32 (each chunk's product
+// rounded to bf16 first, as the reference rounds it: adding the products to
+// the float32 sum inside cuBLAS saved 9 ms a step on the H200, commit 57f59f4,
+// and is not kept: see the README's issue-13 section).
+// hidden [B, S, H] (after the final norm), weight [V, H], ids [B, S] ->
+// the loss (float32 scalar); *d_hidden [B, S, H] (zero at the last position),
+// *d_weight [V, H]; the logits [B, S-1, V] into logits_out when defined.
+Tensor loss_head(const Tensor& hidden, const Tensor& weight, const Tensor& ids, const Tensor& logits_out,
+                 Tensor* d_hidden, Tensor* d_weight) {
+  constexpr int64_t kChunkRows = 2048;  // as the reference's linear_cross_entropy
+  const int64_t B = ids.size(0), S = ids.size(1), H = hidden.size(-1), V = weight.size(0);
+  auto h = hidden.narrow(1, 0, S - 1).reshape({-1, H});          // [N, H], N = B (S-1)
+  auto targets = ids.narrow(1, 1, S - 1).reshape({-1});           // [N]
+  const int64_t N = h.size(0);
+  const double inv_n = 1.0 / static_cast<double>(N);
+  auto dh = torch::empty_like(h);                                 // [N, H]
+  auto dw = torch::empty({V, H}, weight.options().dtype(torch::kFloat32));  // [V, H], the sum of the chunks' products
+  auto row_logp = torch::empty({N}, dw.options());                // [N]
+  auto out2d = logits_out.defined() ? logits_out.view({N, V}) : Tensor();
+  for (int64_t r0 = 0; r0 < N; r0 += kChunkRows) {
+    const int64_t n = std::min(kChunkRows, N - r0);
+    auto hc = h.narrow(0, r0, n);                                 // [n, H]
+    auto g = hc.mm(weight.t());                                   // [n, V]: the logits, then their gradient
+    if (out2d.defined()) out2d.narrow(0, r0, n).copy_(g);
+    auto lp = row_logp.narrow(0, r0, n);
+    K::cross_entropy_grad_(g, targets.narrow(0, r0, n), inv_n, lp);
+    auto dhc = dh.narrow(0, r0, n);                               // [n, H], contiguous rows
+    torch::mm_out(dhc, g, weight);
+    auto p = g.t().mm(hc);                                        // [V, H], this chunk's product
+    if (r0 + n >= N) {
+      *d_weight = r0 == 0 ? p : K::accumulate_finish(dw, p);      // bf16(sum + p)
+    } else {
+      K::accumulate_(dw, p, /*first=*/r0 == 0);                   // sum (+)= float(p)
+    }
+  }
+  *d_hidden = torch::zeros_like(hidden);                          // [B, S, H]
+  d_hidden->narrow(1, 0, S - 1).copy_(dh.view({B, S - 1, H}));
+  return -row_logp.sum() * inv_n;
+}
+
+// How many layers keep their activations (the rest are recomputed in
+// backward): what one layer keeps (Saved, from the shapes) against the memory
+// left once AdamW's moments exist, less a reserve for the loss's chunks, the
+// last step's logits, one layer's backward temporaries and fragmentation.
+int64_t layers_to_keep(Qwen2ForCausalLM& model, const Dims& d, torch::Device device) {
+  const int64_t layers = model->config.num_hidden_layers;
+  const int64_t available = available_device_memory(device);
+  if (available < 0) return layers;
+  int64_t param_bytes = 0;
+  for (const auto& p : model->parameters()) param_bytes += p.numel() * p.element_size();
+  const int64_t e = model->parameters()[0].element_size();
+  const int64_t per_layer = d.T * (e * (5 * d.H + 2 * d.KV + 2 * d.I) + 4 * (2 + d.Nq));
+  const int64_t reserve = int64_t(18) << 30;
+  return std::clamp<int64_t>((available - 2 * param_bytes - reserve) / per_layer, 0, layers);
+}
+
+}  // namespace
+
+TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,
+                        const OptimizerConfig& optimizer) {
+  std::vector<Tensor> batches(num_steps);  // all up front: next() waits for its copy
+  for (int64_t step = 0; step < num_steps; ++step) {
+    TORCH_CHECK(data.next(&batches[step]), "data ran out after ", step, " of ", num_steps, " steps");
+  }
+  const auto& cfg = model->config;
+  Dims d{data.batch_size(), data.seq_len(), 0, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads,
+         cfg.num_key_value_heads, cfg.head_dim(), 0};
+  d.T = d.B * d.S;
+  d.KV = d.Nkv * d.D;
+  std::vector<Layer> layers;
+  for (size_t i = 0; i < model->model->layers->size(); ++i) layers.push_back({model->model->layers[i]->as<DecoderLayerImpl>(), static_cast<int64_t>(i)});
+  const auto embed = model->model->embed_tokens->weight;
+  const auto opts = embed.options();
+  const int64_t keep = layers_to_keep(model, d, device);
+  const int64_t first_kept = static_cast<int64_t>(layers.size()) - keep;  // layers [0, first_kept) are recomputed
+  auto [cos, sin] = model->rope(d.S, embed.scalar_type(), device);          // [S, D] each
+
+  // AdamW by hand (kernels::adamw_step_: the fused AdamW's arithmetic, one
+  // kernel per tensor with 16-byte accesses, against PyTorch's multi-tensor
+  // kernel at about 2.5 TB/s); moments in the parameters' dtype, as AdamW.
+  std::vector<Tensor> params = model->parameters(), exp_avg, exp_avg_sq;
+  for (const auto& p : params) {
+    exp_avg.push_back(torch::zeros_like(p));
+    exp_avg_sq.push_back(torch::zeros_like(p));
+  }
+  Scratch scratch{torch::empty({static_cast<int64_t>(layers.size()), d.H + 2 * d.KV, d.H}, opts)};
+  TrainResult result;
+  Tensor loss;
+  for (int64_t step = 0; step < num_steps; ++step) {
+    const auto& ids = batches[step];
+    const bool last = step == num_steps - 1;
+    g_lin = step >= LIN_FROM && step < LIN_STEPS;
+    g_mode = last ? LAST_MODE : (step == 0 ? FIRST_MODE : LIN_MODE);
+    std::vector<Saved> saved(layers.size());
+    Tensor dx;
+    {
+      torch::NoGradGuard no_grad;  // by hand: autograd records nothing unless asked
+      auto x0 = torch::embedding(embed, ids).view({d.T, d.H});  // [T, H]
+      Tensor h, m;                                             // the running residual and the last MLP output [T, H]
+      for (size_t i = 0; i < layers.size(); ++i) {
+        const bool kept = static_cast<int64_t>(i) >= first_kept;
+        const Tensor xa = i == 0 ? x0 : h, xb = i == 0 ? Tensor() : m;
+        if (!kept) saved[i].x = xb.defined() ? xa + xb : xa;  // [T, H], rounded as the kernel rounds it
+        Tensor h_next, m_next;
+        layer_forward(layers[i], kept ? xa : saved[i].x, kept ? xb : Tensor(), cos, sin, d, scratch,
+                      kept ? &saved[i] : nullptr, &h_next, &m_next);
+        h = h_next;
+        m = m_next;
+      }
+      x0 = Tensor();
+      auto& norm = *model->model->norm;
+      Tensor rstd, x;  // x = h + m, the last layer's output [T, H]
+      auto hidden = K::rms_norm(h, norm.weight, norm.eps, &rstd, m, &x).view({d.B, d.S, d.H});  // [B, S, H]
+      h = m = Tensor();
+      Tensor logits;  // the last step's, returned [B, S-1, V]
+      if (last) logits = torch::empty({d.B, d.S - 1, cfg.vocab_size}, opts);
+      Tensor d_hidden, d_lm_head;
+      loss = loss_head(hidden, model->lm_head_weight(), ids, logits, &d_hidden, &d_lm_head);
+      add_grad(model->lm_head_weight(), d_lm_head);
+      d_lm_head = Tensor();
+      if (last) result.logits = logits;
+      Tensor dnorm;
+      dx = K::rms_norm_backward(d_hidden.view({d.T, d.H}), x, norm.weight, rstd, &dnorm);  // [T, H]
+      add_grad(norm.weight, dnorm);
+      hidden = x = d_hidden = Tensor();
+      for (int64_t i = static_cast<int64_t>(layers.size()) - 1; i >= 0; --i) {
+        if (!saved[i].complete) {  // recompute
+          Tensor unused_h, unused_m;
+          layer_forward(layers[i], saved[i].x, Tensor(), cos, sin, d, scratch, &saved[i], &unused_h, &unused_m);
+        }
+        dx = layer_backward(layers[i], dx, saved[i], cos, sin, d, scratch);
+      }
+      add_grad(embed, torch::embedding_dense_backward(dx.view({d.B, d.S, d.H}), ids, cfg.vocab_size, -1, false));
+    }
+    {
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (!params[i].grad().defined()) continue;
+        K::adamw_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], step + 1, optimizer.lr, optimizer.beta1,
+                       optimizer.beta2, optimizer.weight_decay, optimizer.eps);
+        params[i].mutable_grad() = Tensor();
+      }
+    }
+    result.total_tokens += ids.numel();
+  }
+  if (loss.defined()) result.final_loss = loss.item<double>();
+  return result;
+}
