@@ -13,6 +13,7 @@ import type { RunReport } from '../src/harness/types';
 import { setupPreset } from '../src/setup/setup';
 import { HPARAMS_FILE } from '../src/util/paths';
 import { runCli } from './helpers/miner-cli';
+import { willCompile } from './helpers/prewarm';
 import { tmpDir } from './helpers/tmp';
 
 /** The command's batch size, in the test's copy of hparams. */
@@ -136,6 +137,9 @@ describe('calibrate: the margin verdict and the recommendation', function () {
 
 describe('calibrate: the command on the CPU default, and the validator\'s refusal', function () {
   this.timeout(1_200_000);
+  const CASES = 'baseline,honest_fp32_loss,skip_last_step,drop:last:2';
+  const scratch = tmpDir('calibrate-cases');
+  willCompile(...CASES.split(',').map((id) => resolveCase(id, { batchSize: BATCH, steps: 3, scratch }).file)); // the bytes the command will compile
   let dir: string;
   let bench: string;
   let written: string;
@@ -151,7 +155,7 @@ describe('calibrate: the command on the CPU default, and the validator\'s refusa
     fs.writeFileSync(written, JSON.stringify({ ...JSON.parse(fs.readFileSync(HPARAMS_FILE, 'utf8')), benchmark_batch_size: BATCH }, null, 2) + '\n');
     const r = await runCli(
       ['calibrate', '--device', 'cpu', '--benchmark-dir', bench, '--hparams', written, '--seed-count', '1', '--seed', '1000', '--steps', '3', '--warmup-steps', '1',
-        '--cases', 'baseline,honest_fp32_loss,skip_last_step,drop:last:2', '--threads', '1', '--json', '--write', '--work-dir', path.join(dir, 'work')],
+        '--cases', CASES, '--threads', '1', '--json', '--write', '--work-dir', path.join(dir, 'work')],
       { cwd: dir },
     );
     assert.equal(r.code, 0, r.stderr);

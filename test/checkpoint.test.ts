@@ -16,6 +16,7 @@ import type { Verdict } from '../src/harness/types';
 import { BASELINE } from '../src/submission/source';
 import { DATA_PATH, HPARAMS_FILE, PROJECT_ROOT } from '../src/util/paths';
 import { makeCheckpointBenchmark } from './helpers/checkpoint-bench';
+import { willCompile } from './helpers/prewarm';
 import { removeTmpDir, tmpDir } from './helpers/tmp';
 
 const CLI = path.join(PROJECT_ROOT, 'bin', 'tournament');
@@ -24,6 +25,7 @@ const BATCH = 4;
 
 describe('checkpoint starts (the tiny transformers Qwen2 as the benchmark weights)', function () {
   this.timeout(900_000);
+  willCompile(BASELINE);
   const hparams = loadHparams(HPARAMS_FILE);
   let dir: string;
   let bench: string;

@@ -32,6 +32,7 @@ import { compileCacheDir } from '../src/harness/compile';
 import { evaluateSubmissions } from '../src/harness/evaluate';
 import { CALIBRATION_DIR } from '../src/harness/calibrate';
 import { BASELINE } from '../src/submission/source';
+import { willCompile } from './helpers/prewarm';
 import { processesUnder } from './helpers/processes';
 
 const PLUGIN_DIRS = [path.join(ROOT, 'test', 'plugins'), CALIBRATION_DIR];
@@ -90,6 +91,7 @@ const CASE_LIMIT_MS = 300_000;
 describe('harness: adversarial plugins', function () {
   this.timeout(3_600_000);
   const all = cases();
+  willCompile(...all.map((c) => c.file));
   const outcomes = new Map<string, Outcome>();
   let tmp: string;
   let server: net.Server | undefined;

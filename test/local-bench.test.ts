@@ -8,12 +8,14 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { setupPreset } from '../src/setup/setup';
 import { PROJECT_ROOT } from '../src/util/paths';
+import { willCompile } from './helpers/prewarm';
 import { tmpDir, removeTmpDir } from './helpers/tmp';
 
 const CLI = path.join(PROJECT_ROOT, 'bin', 'tournament');
 
 describe('local-bench (CLI)', function () {
   this.timeout(600_000);
+  willCompile(path.join(PROJECT_ROOT, 'local_test', 'train.cpp'), path.join(PROJECT_ROOT, 'local_test', 'calibration', 'skip_last_step.cpp'));
   let dir: string;
   let bench: string;
 

@@ -7,6 +7,7 @@ import { runCli, CliResult } from './helpers/miner-cli';
 import { writeHotkey, writeUriHotkey, TestHotkey } from './helpers/miner-wallet';
 import { startS3, LoopbackS3 } from './helpers/miner-s3';
 import { deadServer, DeadServer } from './helpers/dead-server';
+import { willCompile } from './helpers/prewarm';
 import { removeTmpDir, tmpDir } from './helpers/tmp';
 import { PROJECT_ROOT } from '../src/util/paths';
 import { sha256Hex } from '../src/storage/store';
@@ -44,6 +45,7 @@ function assertFails(r: CliResult, re: RegExp) {
 
 describe('miner CLI', function () {
   this.timeout(120000);
+  willCompile({ text: GOOD });
   let dir: string;
   let hk: TestHotkey;
   let hparams: string;

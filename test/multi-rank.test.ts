@@ -12,6 +12,7 @@ import type { FailureCode, Verdict } from '../src/harness/types';
 import { setupPreset } from '../src/setup/setup';
 import { BASELINE } from '../src/submission/source';
 import { HPARAMS_FILE, PROJECT_ROOT } from '../src/util/paths';
+import { willCompile } from './helpers/prewarm';
 import { removeTmpDir, tmpDir } from './helpers/tmp';
 
 const PLUGINS = path.join(PROJECT_ROOT, 'test', 'plugins-multi');
@@ -37,6 +38,7 @@ describe('multi-rank: two ranks with Gloo on the CPU, through the harness', func
     foresight_probe: path.join(PROJECT_ROOT, 'test', 'plugins', 'foresight_probe.cpp'),
     no_allreduce: path.join(PLUGINS, 'no_allreduce.cpp'),
   };
+  willCompile(...Object.values(CASES));
   const verdicts = new Map<keyof typeof CASES, Verdict>();
   const judge = async (name: keyof typeof CASES): Promise<Verdict> => {
     if (verdicts.size === 0) {

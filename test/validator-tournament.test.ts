@@ -12,6 +12,7 @@ import { currentLeader } from '../src/validator/scoring';
 import type { StatusDoc } from '../src/validator/report';
 import { loadHparams } from '../src/config/hparams';
 import { processesUnder } from './helpers/processes';
+import { willCompile } from './helpers/prewarm';
 import { removeTmpDir, tmpDir } from './helpers/tmp';
 
 const SCRIPT = path.join(PROJECT_ROOT, 'scripts', 'local-tournament.js');
@@ -28,6 +29,8 @@ function run(file: string, args: string[], cwd: string): Promise<{ code: number;
 
 describe('validator: the local tournament (real harness, CPU)', function () {
   this.timeout(1_800_000);
+  // The reference, the baseline miner and the cheater (the script's faster variant is made by the script).
+  willCompile(path.join(PROJECT_ROOT, 'local_test', 'train.cpp'), path.join(PROJECT_ROOT, 'local_test', 'calibration', 'skip_last_step.cpp'));
   let dir: string;
 
   before(function () {

@@ -101,6 +101,14 @@ export async function precompiledHeader(cacheDir: string, build: PluginBuild, sa
   const dir = path.join(cacheDir, `pch-${toolchainHash(build).slice(0, 16)}`);
   const header = path.join(dir, PCH_HEADER);
   if (fs.existsSync(`${header}.gch`)) return header;
+  // Once per process at a time (both would write the same scratch folder), and not beside another process making it.
+  return once(`pch ${dir}`, async () => {
+    await othersMaking(dir, `${header}.gch`, DEFAULT_TIMEOUT_MS);
+    return fs.existsSync(`${header}.gch`) ? header : makePrecompiledHeader(dir, header, build, sandbox);
+  });
+}
+
+async function makePrecompiledHeader(dir: string, header: string, build: PluginBuild, sandbox: Sandbox): Promise<string | undefined> {
   const tmp = `${dir}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
@@ -147,6 +155,37 @@ function settle(tmp: string, dir: string): void {
   } catch (e) {
     if (!['ENOTEMPTY', 'EEXIST'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
     fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Waits while another live process makes the entry `dir` (its scratch folder
+ * `${dir}.tmp-<pid>` exists) and `done` is not there yet, up to `timeoutMs`:
+ * two processes sharing a cache (the test suite and the CLIs it starts, a
+ * `miner test` beside a `local-bench`) then compile the same bytes once.
+ * A process that dies leaves its folder behind: it no longer counts.
+ */
+async function othersMaking(dir: string, done: string, timeoutMs: number): Promise<void> {
+  const prefix = `${path.basename(dir)}.tmp-`;
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'EPERM'; // someone else's, but alive
+    }
+  };
+  const deadline = Date.now() + timeoutMs;
+  while (!fs.existsSync(done) && Date.now() < deadline) {
+    let names: string[];
+    try {
+      names = fs.readdirSync(path.dirname(dir));
+    } catch {
+      return;
+    }
+    const pids = names.filter((n) => n.startsWith(prefix)).map((n) => Number(n.slice(prefix.length)));
+    if (!pids.some((pid) => Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid))) return;
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 
@@ -356,12 +395,14 @@ export async function compileCached(source: SourceFile, opts: CachedCompileOptio
   const cacheDir = path.resolve(opts.cacheDir);
   fs.mkdirSync(cacheDir, { recursive: true, mode: 0o755 });
   checkCacheOwner(cacheDir);
-  const pch = await once(`pch ${cacheDir}`, () => precompiledHeader(cacheDir, build, sandbox));
+  const pch = await precompiledHeader(cacheDir, build, sandbox);
   const key = crypto.createHash('sha256').update(toolchainHash(build)).update(pch ? 'pch' : 'plain').update(source.sha256).digest('hex').slice(0, 32);
   const dir = path.join(cacheDir, key);
   const plugin = path.join(dir, 'plugin.so');
   if (fs.existsSync(plugin)) return { ok: true, pluginPath: plugin, seconds: 0, cached: true };
   return once(`plugin ${dir}`, async (): Promise<CompileResult> => {
+    await othersMaking(dir, plugin, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    if (fs.existsSync(plugin)) return { ok: true, pluginPath: plugin, seconds: 0, cached: true };
     const tmp = `${dir}.tmp-${process.pid}`;
     fs.rmSync(tmp, { recursive: true, force: true });
     const r = await compileChecked(source, { workDir: tmp, build, sandbox, pch, timeoutMs: opts.timeoutMs });
