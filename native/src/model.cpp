@@ -460,8 +460,12 @@ void init_parameter(torch::Tensor& p, const std::string& name, size_t index, uin
     p.zero_();
   } else {
     // Draw in float32 and round once, so every dtype sees the same numbers.
+    // q and k scaled as the final norm is: attention scores spread as on Qwen2.5-7B (about 1.4),
+    // where the tiny model's would spread 0.05 and softmax would be nearly linear (ninth attack pass).
+    const bool qk = name.find("q_proj.weight") != std::string::npos || name.find("k_proj.weight") != std::string::npos;
+    const double std = initializer_range * (qk ? final_norm_start(p.size(1)) : 1.0);
     auto gen = compat::seeded_generator(p.device(), seed * 1000003ULL + index);
-    p.copy_(at::normal(0.0, initializer_range, p.sizes(), gen, p.options().dtype(torch::kFloat32)));
+    p.copy_(at::normal(0.0, std, p.sizes(), gen, p.options().dtype(torch::kFloat32)));
   }
 }
 

@@ -1,21 +1,19 @@
-// Attack pass 9 (2026-12-04), OPEN: accepted on the CPU default, not yet fixed.
-// The tuned example (local_test/examples/tuned.cpp) with softmax attention
-// replaced, in every step, by its first-order expansion (linear attention):
-// with the tiny model's random start, attention scores spread about 0.05
-// (q and k entries 0.02 x sqrt(128)), where softmax is nearly linear, so
+// Attack pass 9 (2026-12-04): the tuned example (local_test/examples/tuned.cpp)
+// with softmax attention replaced, in every step, by its first-order expansion
+// (linear attention):
 //   o_i = mean_j v_j + q_i^T (prefix-mean(k_j v_j^T) - k_mean v_mean^T) / sqrt(D)
 // needs no S x S products. It trains another model than the contract's and
 // skips about 5.9% of the tiny run's matrix multiply-adds as this file runs
 // them (attention is 9.4% of the reference's on the CPU math path; against an
-// ideal causal kernel about 1.3%). It is not faster on the wall clock here.
-// `bin/tournament local-bench test/plugins-open/attack9_linear_attention.cpp --runs 2 --seed S`
-// accepted it on seeds 9900-9907, and on 9910 at commit 3ef3159 (closest check: k_proj's update error of one
-// kind, 0.110 to 0.129 against 0.15). On Qwen2.5-7B scores spread about 1.4
-// and the expansion does not hold. Fix in view, as final_norm_start did for
-// the loss head: a random start whose q/k projections give the tiny model
-// attention scores spread like the 7B's (and a CPU recalibration). README,
-// Verification: the ninth attack pass. Kept out of the adversarial suite
-// (test/plugins-open/, which no test reads) until a check rejects it.
+// ideal causal kernel about 1.3%). It was ACCEPTED on the CPU default on seeds
+// 9900-9907 and 9910 (closest check: k_proj's update error of one kind, 0.110
+// to 0.129 against 0.15) because the tiny model's random start gave attention
+// scores that spread about 0.05, where softmax is nearly linear. The random
+// start now scales q_proj and k_proj as the final norm (init_parameter,
+// model.h): scores spread as on Qwen2.5-7B (about 1.4), and the expansion is
+// far off (cell loss 0.064 against 0.018, logits 0.42). README, Verification:
+// the ninth attack pass.
+// expect: cell_loss|batch_loss|logits|probe_loss|update_error
 // A tuned submission: what the contract allows beyond the baseline, in plain
 // libtorch plus the engine's fused kernels (tournament/kernels.h). It computes
 // what local_test/train.cpp computes, and rounds where it rounds in all the
