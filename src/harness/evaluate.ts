@@ -609,6 +609,8 @@ function report(
   const kind = c && worstKind(c.cmp);
   const group = c && worstGroup(c.cmp);
   const head = c && worstHeadAlignment(c.cmp);
+  const headPositions = c && positionMaxima(c.cmp.headPositionExcess);
+  const layerPositions = c && positionMaxima(c.cmp.layerPositions.map((l) => l.excess));
   return {
     seed,
     ok: r.completed && failures.length === 0,
@@ -639,11 +641,11 @@ function report(
       group_shifts: Object.fromEntries(Object.entries(c.cmp.groupShifts).map(([g, x]) => [g, { last_batch: x.lastBatch, probe: x.probe }])),
       max_head_alignment: head ? Math.abs(head.alignment) : 0,
       head_alignment: c.cmp.headAlignment,
-      max_head_position_excess: positionMaxima(c.cmp.headPositionExcess).before,
-      last_head_position_excess: positionMaxima(c.cmp.headPositionExcess).last,
+      max_head_position_excess: headPositions!.before,
+      last_head_position_excess: headPositions!.last,
       head_position_excess: c.cmp.headPositionExcess,
-      max_layer_position_excess: positionMaxima(c.cmp.layerPositions.map((l) => l.excess)).before,
-      last_layer_position_excess: positionMaxima(c.cmp.layerPositions.map((l) => l.excess)).last,
+      max_layer_position_excess: layerPositions!.before,
+      last_layer_position_excess: layerPositions!.last,
       layer_positions: c.cmp.layerPositions,
       changed_share: c.cmp.changedShare,
       reference_changed_share: c.cmp.referenceChangedShare,
