@@ -120,7 +120,9 @@ struct Comparison {
   // sum a^2 / sum b^2 - 1: honest differences have no preference for matched
   // pairs, while a step that estimated its dense part from a sample of
   // positions leaves its error along each position's own direction, with
-  // random signs the batch-level projection averages away.
+  // random signs the batch-level projection averages away. Where lm_head's
+  // difference is below kPositionJitter of its update, in proportion to
+  // (e / kPositionJitter)^2 (position_checks.cpp says why).
   std::vector<double> head_position_excess;
   // Per timed batch t: head_position_excess's reading for every linear layer
   // of the decoder (q, k, v, o, gate, up, down), pooled over the layers per
@@ -131,7 +133,8 @@ struct Comparison {
   // dy of the position half the block away with x_i. A step whose weight
   // gradient came from a sample of the positions (scaled up) leaves dW along
   // each position's own dy_i x_i^T, with a sign per position; honest rounding
-  // differences have no preference for matched pairs.
+  // differences have no preference for matched pairs. Damped as
+  // head_position_excess by the kind's relative difference.
   struct LayerPositions {
     std::string kind;
     double excess = 0;

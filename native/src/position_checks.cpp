@@ -30,6 +30,31 @@ double position_excess(double sa, double sb) {
   return sb > 0 ? sa / sb - 1.0 : sa > 0 ? inf : 0.0;
 }
 
+// Below this relative difference from the reference's update (the tensor
+// kind's, as kind_rel_errors), a position excess counts in proportion to
+// (e / kPositionJitter)^2, as if read against a difference of that size. A
+// near-identical computation (the baseline's fused loss against an unfused
+// one, on the CPU) differs by a handful of flipped elements, each flipped by
+// the largest single term of its sum: the matched share of so small a
+// difference can be large (1.8 seen at e < 5e-5, 4.8 in CI) and means nothing.
+// Measured on the tiny CPU default (docs/measurements/2026-12-04-position-jitter.md):
+// such jitter at e up to 0.016, honest variants at 0.005 and more, every
+// cheat at 0.028 and more; on the H200 every kind of every run (the baseline
+// against itself included) at 0.022 and more.
+constexpr double kPositionJitter = 0.01;
+
+double damped(double excess, double rel_error) {
+  if (!(rel_error < kPositionJitter)) return excess;  // NaN and inf: as measured
+  const double r = rel_error / kPositionJitter;
+  return excess * r * r;
+}
+
+double kind_error(const Comparison& c, const std::string& kind) {
+  for (const auto& [k, e] : c.kind_rel_errors)
+    if (k == kind) return e;
+  return 0;  // the reference left it unchanged: nothing to read
+}
+
 // [n, 2] -> [2]: sum a_i^2 and sum b_i^2 over a block of n positions, a_i =
 // dy_i . u_i and b_i = dy_j . u_i with j half the block away (another row at
 // the same place; a one-row block pairs its halves).
@@ -107,13 +132,14 @@ void Evaluator::head_checks(const Kept& ref, uint64_t seed, Comparison& c) {
   const auto pos = torch::stack(positions).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, 2]
   const double* v = host.data_ptr<double>();
   const double* ab = pos.data_ptr<double>();
+  const double head_error = kind_error(c, tensor_kind(name));
   c.head_alignment.clear();
   c.head_position_excess.clear();
   constexpr double inf = std::numeric_limits<double>::infinity();
   for (int64_t t = 0; t < cfg_.steps; ++t) {
     const double dot = v[2 * t], norm = v[2 * t + 1];
     c.head_alignment.push_back(std::isnan(dot) ? inf : dot / std::max(norm * update, 1e-30));
-    c.head_position_excess.push_back(position_excess(ab[2 * t], ab[2 * t + 1]));
+    c.head_position_excess.push_back(damped(position_excess(ab[2 * t], ab[2 * t + 1]), head_error));
   }
 }
 
@@ -194,7 +220,7 @@ void Evaluator::layer_checks(const Kept& ref, Comparison& c) {
     }
     Comparison::LayerPositions worst{"", -std::numeric_limits<double>::infinity()};
     for (const auto& [kind, sums] : kinds) {
-      const double excess = position_excess(sums.first, sums.second);
+      const double excess = damped(position_excess(sums.first, sums.second), kind_error(c, kind));
       if (excess > worst.excess) worst = {kind, excess};
     }
     c.layer_positions.push_back(worst);
