@@ -70,7 +70,7 @@ function cases(): Case[] {
     list.push({ name, file, expect: parseExpectation(fs.readFileSync(file, 'utf8'), file) });
   }
   const only = process.env.ADVERSARIAL_ONLY?.split(',').filter(Boolean);
-  if (!only) return list;
+  if (!only?.length) return list; // unset or empty: every case, never none
   const unknown = only.filter((n) => !list.some((c) => c.name === n));
   // A filter that matches nothing would evaluate nothing and pass.
   if (unknown.length) throw new Error(`ADVERSARIAL_ONLY names no case: ${unknown.join(', ')} (cases: ${list.map((c) => c.name).join(', ')})`);
