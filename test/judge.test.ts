@@ -15,6 +15,7 @@ const T: Thresholds = {
   logits_rel_error: 0.05,
   update_rel_error: 0.1,
   kind_update_rel_error: 0.3,
+  mlp_update_rel_error: 0.1,
   group_loss_shift_abs: 0.0002,
   head_alignment_abs: 0.0005,
   head_position_excess: 1.5,
@@ -59,6 +60,7 @@ describe('judge: the checks on a completed run', function () {
     ['one kind of tensor updated off the reference in every layer', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.31, 'model.norm.weight': 0.02 } }],
     ['a NaN update of one kind', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': NaN } }],
     ['the largest kind error while a larger one sits on the key bias', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.k_proj.bias': 0.9, 'model.layers.*.self_attn.k_proj.weight': 0.31 } }],
+    ['an MLP kind updated off the reference past the MLP\'s own limit, under the general one (a count-sketched weight gradient)', 'update_error', {}, { kindRelErrors: { 'model.layers.*.mlp.gate_proj.weight': 0.12, 'model.norm.weight': 0.02 } }],
     ['one group of tensors trained short of the last batch (stale gradients)', 'group_loss', {}, { groupShifts: { mlp: { lastBatch: 0.0009, probe: -0.0001 }, head: { lastBatch: 0.3, probe: 0.3 } } }],
     ['one group of tensors trained past the last batch (an over-update)', 'group_loss', {}, { groupShifts: { head: { lastBatch: -0.0005, probe: -0.0002 } } }],
     ['a NaN group shift', 'group_loss', {}, { groupShifts: { mlp: { lastBatch: NaN, probe: 0 } } }],
@@ -72,6 +74,11 @@ describe('judge: the checks on a completed run', function () {
     ['an earlier batch\'s layer positions past the stricter limit', 'layer_positions', {}, { layerPositions: [{ kind: K_UP, excess: 1.6 }, { kind: K_UP, excess: 0.3 }, { kind: K_UP, excess: 0.3 }] }],
     ['memory that changed after the kill', 'late_write', {}, { changedAfterKill: true }],
   ];
+  it('the MLP\'s kinds have their own, tighter limit; other kinds keep the general one', function () {
+    assert.deepEqual(codes({}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.12, 'model.layers.*.mlp.up_proj.weight': 0.09 } }), []);
+    const [f] = judge(T, outcome(), outcome(), cmp({ kindRelErrors: { 'model.layers.*.mlp.down_proj.weight': 0.11 } }), TOKENS, 1);
+    assert.match(f.message, /mlp\.down_proj\.weight.*0\.110 relative \(allowed 0\.1 for the MLP's kinds\)/);
+  });
   it('position check: the last batch has its own limit, an earlier batch the stricter one', function () {
     assert.deepEqual(codes({}, { headPositionExcess: [0.2, 0.3, 2.4] }), []);
     assert.deepEqual(codes({}, { headPositionExcess: [0.2, 2.4, 0.3] }), ['head_positions']);

@@ -37,6 +37,13 @@ export interface Thresholds {
   /** The same, per kind of tensor pooled over the layers (e.g. every layer's q_proj weight): the largest allowed. */
   kind_update_rel_error: number;
   /**
+   * The same for the MLP's kinds (every layer's gate, up and down weight), the largest allowed. Their honest
+   * spread is a third of the attention's, so their own limit is tighter: a step whose MLP weight gradients
+   * were estimated (a count sketch of the positions, unbiased, with no preference for any position) is told
+   * apart by the size of its error alone.
+   */
+  mlp_update_rel_error: number;
+  /**
    * Per group of tensors (attention, mlp, norm, embedding, head), with that group taken from the
    * reference's final weights: |how far the last batch's loss moves - how far the probe's moves|, the largest allowed.
    */
@@ -75,7 +82,7 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** One calibration of a device's thresholds: on what, when, by which command, and the values it measured them to be. */
@@ -175,6 +182,7 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   logits_rel_error: num(0, 10, true),
   update_rel_error: num(0, 10, true),
   kind_update_rel_error: num(0, 10, true),
+  mlp_update_rel_error: num(0, 10, true),
   group_loss_shift_abs: num(0, 100, true),
   head_alignment_abs: num(0, 10, true),
   head_position_excess: num(0, 1000, true),

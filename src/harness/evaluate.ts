@@ -250,6 +250,10 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
   if (kind && !(kind.error <= v.kind_update_rel_error)) {
     failures.push({ code: 'update_error', message: `the update of ${kind.kind}, pooled over the layers, differs from the reference's by ${fmt(kind.error)} relative (allowed ${v.kind_update_rel_error})` });
   }
+  const mlp = worstKind(cmp, MLP_KINDS);
+  if (mlp && !(mlp.error <= v.mlp_update_rel_error)) {
+    failures.push({ code: 'update_error', message: `the update of ${mlp.kind}, pooled over the layers, differs from the reference's by ${fmt(mlp.error)} relative (allowed ${v.mlp_update_rel_error} for the MLP's kinds): its weight gradients were not the batch's` });
+  }
   const group = worstGroup(cmp);
   if (group && !(group.shift <= v.group_loss_shift_abs)) {
     const g = cmp.groupShifts[group.group];
@@ -357,11 +361,14 @@ export function worstGroup(cmp: Pick<NativeComparison, 'groupShifts'>): { group:
   return worst;
 }
 
-/** The kind of tensor whose pooled update is furthest from the reference's (NaN counts as furthest). */
-export function worstKind(cmp: Pick<NativeComparison, 'kindRelErrors'>): { kind: string; error: number } | null {
+/** The MLP's kinds, which mlp_update_rel_error bounds besides kind_update_rel_error. */
+const MLP_KINDS = /(^|\.)mlp\.(gate|up|down)_proj\.weight$/;
+
+/** The kind of tensor (of those `among` matches) whose pooled update is furthest from the reference's (NaN counts as furthest). */
+export function worstKind(cmp: Pick<NativeComparison, 'kindRelErrors'>, among = /./): { kind: string; error: number } | null {
   let worst: { kind: string; error: number } | null = null;
   for (const [kind, e] of Object.entries(cmp.kindRelErrors)) {
-    if (UNCHECKED_KINDS.test(kind)) continue;
+    if (UNCHECKED_KINDS.test(kind) || !among.test(kind)) continue;
     const error = Number.isNaN(e) ? Infinity : e;
     if (!worst || error > worst.error) worst = { kind, error };
   }
@@ -607,6 +614,7 @@ function report(
 ): RunReport {
   const cells = c && cellLossChecks(r.cellLosses, c.ref.cellLosses, steps);
   const kind = c && worstKind(c.cmp);
+  const mlp = c && worstKind(c.cmp, MLP_KINDS);
   const group = c && worstGroup(c.cmp);
   const head = c && worstHeadAlignment(c.cmp);
   const headPositions = c && positionMaxima(c.cmp.headPositionExcess);
@@ -635,6 +643,7 @@ function report(
       max_tensor_rel_error: c.cmp.maxTensorRelError,
       max_kind_rel_error: kind?.error ?? 0,
       worst_kind: kind?.kind ?? null,
+      max_mlp_kind_rel_error: mlp?.error ?? 0,
       kind_rel_errors: c.cmp.kindRelErrors,
       max_group_shift: group?.shift ?? 0,
       worst_group: group?.group ?? null,

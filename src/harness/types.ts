@@ -75,6 +75,8 @@ export interface RunReport {
     /** The largest update error of one kind of tensor pooled over the layers (worstKind). */
     max_kind_rel_error: number;
     worst_kind: string | null;
+    /** The same over the MLP's kinds (gate, up, down weights). */
+    max_mlp_kind_rel_error: number;
     /** Every kind's pooled update error. */
     kind_rel_errors: Record<string, number>;
     /** The largest |last-batch loss shift - probe loss shift| of one group of tensors swapped for the reference's (worstGroup). */
