@@ -10,8 +10,9 @@
 // pairs) has nothing to prefer. The eighth pass sampled positions instead
 // (its error along each position's own part), which that check now rejects.
 // As set here (SK_DEN 3, the last step) it skips 2/3 of the MLP's
-// weight-gradient products in that step: on Qwen2.5-7B they are about 22% of
-// a step's products, so about 2.9% of a 5-step run.
+// weight-gradient products in that step: 1.73% of the tiny run's
+// multiply-adds, 3.53% of a Qwen2.5-7B run (forward and backward, the
+// sketch's own products subtracted; docs/measurements/2026-12-04-attack10.md).
 // ACCEPTED in 6 of 6 runs before the MLP's own limit (local-bench --runs 2,
 // seeds 10000, 10002, 10004: MLP kind errors 0.107 to 0.116 as set here,
 // 0.118 to 0.134 with SK_DEN 4, the general kind limit 0.16); with it (mlp_update_rel_error 0.075 on the CPU, honest at most
