@@ -1,5 +1,5 @@
 // The judge's view into every linear layer of the model (the evaluator's
-// position checks, layer_checks.cpp): while a tap is set on a thread, each
+// position checks, position_checks.cpp): while a tap is set on a thread, each
 // Linear's forward on that thread hands the tap its input and output, and the
 // MLP runs as its three Linears (same forward ops) so that each is seen. The
 // runner never sets one: a plugin that did would only watch its own process.

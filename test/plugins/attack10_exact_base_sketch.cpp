@@ -10,7 +10,7 @@
 // COVER_EMB 0.05, EXACT_FRAC 0 (EXACT_FRAC > 0: that share of a sketched
 // weight's rows, those whose sketch variance is largest against AdamW's
 // second moment, computed exactly).
-// Work skipped: as a10_head_mlp_sketch.cpp: 4.56% of the tiny run's matrix
+// Work skipped: as test/plugins-open/a10_head_mlp_sketch.cpp: 4.56% of the tiny run's matrix
 // products, 3.92% on Qwen2.5-7B.
 // RESULTS (this 2-core CPU, tiny default, 2026-12-04):
 //   `bin/tournament local-bench test/plugins-open/a10_exact_base_sketch.cpp --runs 2 --seed S --json` with S = 10000, 10004, 10006, 10020, 10040, 10050, 10060: ACCEPTED
