@@ -495,6 +495,9 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
         auto frozen = Napi::Array::New(env, c->frozen.size());
         for (size_t i = 0; i < c->frozen.size(); ++i) frozen.Set(i, c->frozen[i]);
         r.Set("frozen", frozen);
+        auto phases = Napi::Object::New(env);
+        for (const auto& [part, seconds] : c->phase_seconds) phases.Set(part, seconds);
+        r.Set("phaseSeconds", phases);
         return r;
       });
 }

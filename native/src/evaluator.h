@@ -104,6 +104,8 @@ struct Comparison {
     double last_batch = 0, probe = 0;
   };
   std::vector<GroupShift> group_shifts;
+  // Seconds of the comparison's parts (compare_weights, compare_positions, compare_groups), in order.
+  std::vector<std::pair<std::string, double>> phase_seconds;
   // Per timed batch t: this run's lm_head minus the reference's, projected on
   // the unit direction of that batch's own dense loss-head gradient part
   // (softmax times hidden, P^T H / N, less its mean-field part and less the
@@ -237,11 +239,9 @@ class Evaluator {
   // Comparison::group_shifts, from the kept run's weights; leaves the
   // parameter memory as it found it.
   std::vector<Comparison::GroupShift> group_shifts(const Kept& ref);
-  // Comparison::head_alignment and head_position_excess, against the kept run's weights; reads only.
-  void head_checks(const Kept& ref, uint64_t seed, Comparison& c);
-  // Comparison::layer_positions, against the kept run's weights; reads only
-  // (position_checks.cpp, as head_checks).
-  void layer_checks(const Kept& ref, Comparison& c);
+  // Comparison::head_alignment, head_position_excess and layer_positions,
+  // against the kept run's weights (position_checks.cpp); reads only.
+  void position_checks(const Kept& ref, uint64_t seed, Comparison& c);
   // Keyed hash of every rank's parameter and logits memory (fingerprint.h),
   // with a key drawn right after the kill.
   std::vector<int64_t> memory_digest();
@@ -264,7 +264,7 @@ class Evaluator {
   // final weights on it and on the probe (from measure), for group_shifts.
   torch::Tensor last_batch_;
   double last_batch_loss_ = 0, last_probe_loss_ = 0;
-  torch::Tensor timed_tokens_;  // the last run's timed batches [steps * B, S], for head_checks and layer_checks
+  torch::Tensor timed_tokens_;  // the last run's timed batches [steps * B, S], for position_checks
   std::vector<int64_t> post_kill_digest_;  // of the last run, taken right after the kill
   uint64_t digest_key_ = 0;                 // drawn after the last run's kill
   torch::Tensor checkpoint_;                   // host, the parameter layout's bytes; undefined: random starts

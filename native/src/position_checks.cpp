@@ -1,6 +1,6 @@
 // The judge's checks that read a run's weight differences one position at a
-// time: lm_head's (head_checks) and every decoder linear layer's
-// (layer_checks). Both read the parameter memory only.
+// time, lm_head's and every decoder linear layer's, from one forward and
+// backward per four rows of each timed batch. They read the parameter memory only.
 #include <cmath>
 #include <limits>
 #include <map>
@@ -68,9 +68,10 @@ torch::Tensor position_sums(const torch::Tensor& dy, const torch::Tensor& u) {
 
 }  // namespace
 
-void Evaluator::head_checks(const Kept& ref, uint64_t seed, Comparison& c) {
-  torch::NoGradGuard no_grad;
+void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
   Tf32Products tf32;
+  // lm_head: this run's final weights against the reference's, and the
+  // reference's update from the regenerated start.
   const auto W = model_->lm_head_weight();  // [V, H], this run's final (tied: the embedding)
   size_t index = 0;
   std::string name;
@@ -82,68 +83,19 @@ void Evaluator::head_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     ++index;
   }
   TORCH_CHECK(!name.empty(), "evaluator: lm_head's weight is not a parameter");
-  auto w0 = torch::empty_like(W);
-  start_tensor(w0, name, index, seed);
-  const auto Wf = W.to(torch::kFloat32);                                  // [V, H]
-  const auto Wr = ref.weights[index].to(cfg_.device).to(torch::kFloat32);  // [V, H]
-  const double update = (Wr - w0.to(torch::kFloat32)).norm().item<double>();
-  w0 = torch::Tensor();
+  torch::Tensor Wf, diff;  // [V, H]
+  double update = 0;
+  {
+    torch::NoGradGuard no_grad;
+    auto w0 = torch::empty_like(W);
+    start_tensor(w0, name, index, seed);
+    Wf = W.to(torch::kFloat32);
+    const auto Wr = ref.weights[index].to(cfg_.device).to(torch::kFloat32);
+    update = (Wr - w0.to(torch::kFloat32)).norm().item<double>();
+    diff = Wf - Wr;
+  }
   const int64_t B = cfg_.batch_size, S = cfg_.seq_len, V = W.size(0), H = W.size(1);
-  const auto diff = Wf - Wr;  // [V, H]
-  // Per timed batch t, its dense gradient part less its mean-field part: D_t = P^T H / N - p_mean h_mean^T.
-  std::vector<torch::Tensor> dense;      // cfg_.steps x [V, H]
-  std::vector<torch::Tensor> positions;  // cfg_.steps x [2]: sum a_i^2, sum b_i^2 (head_position_excess)
-  for (int64_t t = 0; t < cfg_.steps; ++t) {
-    auto ids = timed_tokens_.narrow(0, t * B, B).to(cfg_.device);  // [B, S]
-    auto D = torch::zeros({V, H}, Wf.options());
-    auto p_sum = torch::zeros({V}, Wf.options());
-    auto h_sum = torch::zeros({H}, Wf.options());
-    auto ab = torch::zeros({2}, Wf.options());
-    // Four rows at a time: a 7B model's float32 probabilities for 4 x 1023 positions are 2.5 GB.
-    for (int64_t r = 0; r < B; r += 4) {
-      auto rows = ids.narrow(0, r, std::min<int64_t>(4, B - r));
-      auto h = model_->hidden_states(rows).narrow(1, 0, S - 1).reshape({-1, H}).to(torch::kFloat32);  // [n, H]
-      auto p = torch::softmax(h.mm(Wf.t()), 1);                                                     // [n, V]
-      D.addmm_(p.t(), h);
-      p_sum.add_(p.sum(0));
-      h_sum.add_(h.sum(0));
-      // Per position, centred on this block: a_i = pc_i^T dW hc_i, b_i pairs pc of the
-      // position half the block away with hc_i.
-      if (h.size(0) < 2) continue;
-      p.sub_(p.mean(0, true));                      // pc [n, V]
-      auto g = (h - h.mean(0, true)).mm(diff.t());  // [n, V]: dW hc_i as rows
-      ab.add_(position_sums(p, g));
-    }
-    const double n = static_cast<double>(B * (S - 1));
-    D.div_(n).sub_(torch::outer(p_sum.div_(n), h_sum.div_(n)));
-    dense.push_back(D);
-    positions.push_back(ab);
-  }
-  // What the batches share (the data's common statistics, and on the GPU the direction honest
-  // rounding differences grow along in every step alike) is taken out: each batch's own part,
-  // E_t = D_t - mean_s D_s, is what only that batch's step knows.
-  auto mean = torch::stack(dense).mean(0);  // [V, H]
-  std::vector<torch::Tensor> sums;          // per batch: <diff, E_t>, ||E_t||
-  for (auto& D : dense) {
-    D.sub_(mean);
-    sums.push_back(torch::stack({(diff * D).sum(), D.norm()}).to(torch::kFloat64));
-  }
-  const auto host = torch::stack(sums).to(torch::kCPU).contiguous();  // [steps, 2]
-  const auto pos = torch::stack(positions).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, 2]
-  const double* v = host.data_ptr<double>();
-  const double* ab = pos.data_ptr<double>();
-  const double head_error = kind_error(c, tensor_kind(name));
-  c.head_alignment.clear();
-  c.head_position_excess.clear();
-  constexpr double inf = std::numeric_limits<double>::infinity();
-  for (int64_t t = 0; t < cfg_.steps; ++t) {
-    const double dot = v[2 * t], norm = v[2 * t + 1];
-    c.head_alignment.push_back(std::isnan(dot) ? inf : dot / std::max(norm * update, 1e-30));
-    c.head_position_excess.push_back(damped(position_excess(ab[2 * t], ab[2 * t + 1]), head_error));
-  }
-}
 
-void Evaluator::layer_checks(const Kept& ref, Comparison& c) {
   // Each decoder linear layer's difference from the reference's, dW [out, in]
   // (in the parameters' dtype: a few ulps apart, the difference is exact), and
   // per timed batch its sums of a_i^2 and b_i^2.
@@ -167,12 +119,10 @@ void Evaluator::layer_checks(const Kept& ref, Comparison& c) {
     }
   }
   TORCH_CHECK(!tapped.empty(), "evaluator: the model has no decoder linear layers");
-  Tf32Products tf32;
   // Every tapped output depends on the first layer's input norm: a gradient
   // asked for it alone runs the whole backward, without the weights' gradients.
   auto anchor = model_->model->layers[0]->as<DecoderLayerImpl>()->input_layernorm->weight;
-  // One backward per four rows (as head_checks); each layer's hook reads dy
-  // there, with the input x its forward saw.
+  // Each layer's hook reads dy in the backward, with the input x its forward saw.
   auto read = [&](size_t k, const torch::Tensor& x, const torch::Tensor& dy) {
     auto& e = tapped[k];
     auto xc = x.reshape({-1, x.size(-1)}).to(torch::kFloat32);    // [n, in]
@@ -188,39 +138,97 @@ void Evaluator::layer_checks(const Kept& ref, Comparison& c) {
     if (found == by_weight.end()) return;
     y.register_hook([&read, k = found->second, x = x.detach()](const torch::Tensor& dy) { read(k, x, dy); });
   };
-  const int64_t B = cfg_.batch_size;
-  std::vector<torch::Tensor> per_batch;  // cfg_.steps x [tapped, 2]
+
+  // One forward per four rows of each timed batch serves both: the layers read
+  // it through its backward, lm_head its final hidden states (a 7B model's
+  // float32 probabilities for 4 x 1023 positions are 2.5 GB).
+  std::vector<torch::Tensor> dense;      // cfg_.steps x [V, H]: D_t = P^T H / N - p_mean h_mean^T
+  std::vector<torch::Tensor> positions;  // cfg_.steps x [2]: lm_head's sum a_i^2, sum b_i^2
+  std::vector<torch::Tensor> per_batch;  // cfg_.steps x [tapped, 2]: each layer's
   for (int64_t t = 0; t < cfg_.steps; ++t) {
     for (auto& e : tapped) e.sums = torch::zeros({2}, e.diff.options().dtype(torch::kFloat32));
     auto ids = timed_tokens_.narrow(0, t * B, B).to(cfg_.device);  // [B, S]
+    auto D = torch::zeros({V, H}, Wf.options());
+    auto p_sum = torch::zeros({V}, Wf.options());
+    auto h_sum = torch::zeros({H}, Wf.options());
+    auto ab = torch::zeros({2}, Wf.options());
     for (int64_t r = 0; r < B; r += 4) {
       auto rows = ids.narrow(0, r, std::min<int64_t>(4, B - r));  // [b, S]
-      torch::AutoGradMode grad_mode(true);
-      torch::Tensor loss;
+      torch::Tensor hidden;                                         // [b, S, H]
       {
-        ScopedLinearTap scope(tap);
-        loss = linear_cross_entropy(model_->hidden_states(rows), model_->lm_head_weight(), rows);
+        torch::AutoGradMode grad_mode(true);
+        torch::Tensor loss;
+        {
+          ScopedLinearTap scope(tap);
+          hidden = model_->hidden_states(rows);
+          loss = linear_cross_entropy(hidden, model_->lm_head_weight(), rows);
+        }
+        torch::autograd::grad({loss}, {anchor});  // the graph goes with it
       }
-      torch::autograd::grad({loss}, {anchor});
+      torch::NoGradGuard no_grad;
+      auto h = hidden.detach().narrow(1, 0, S - 1).reshape({-1, H}).to(torch::kFloat32);  // [n, H]
+      hidden = torch::Tensor();
+      auto p = torch::softmax(h.mm(Wf.t()), 1);  // [n, V]
+      D.addmm_(p.t(), h);
+      p_sum.add_(p.sum(0));
+      h_sum.add_(h.sum(0));
+      // Per position, centred on this block: a_i = pc_i^T dW hc_i, b_i pairs pc of the
+      // position half the block away with hc_i.
+      if (h.size(0) < 2) continue;
+      p.sub_(p.mean(0, true));                      // pc [n, V]
+      auto g = (h - h.mean(0, true)).mm(diff.t());  // [n, V]: dW hc_i as rows
+      ab.add_(position_sums(p, g));
     }
+    torch::NoGradGuard no_grad;
+    const double n = static_cast<double>(B * (S - 1));
+    D.div_(n).sub_(torch::outer(p_sum.div_(n), h_sum.div_(n)));
+    dense.push_back(D);
+    positions.push_back(ab);
     std::vector<torch::Tensor> sums;
     for (auto& e : tapped) sums.push_back(e.sums);
     per_batch.push_back(torch::stack(sums));
   }
-  const auto host = torch::stack(per_batch).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, tapped, 2]
+  torch::NoGradGuard no_grad;
+
+  // lm_head. What the batches share (the data's common statistics, and on the
+  // GPU the direction honest rounding differences grow along in every step
+  // alike) is taken out: each batch's own part, E_t = D_t - mean_s D_s, is
+  // what only that batch's step knows.
+  auto mean = torch::stack(dense).mean(0);  // [V, H]
+  std::vector<torch::Tensor> sums;          // per batch: <diff, E_t>, ||E_t||
+  for (auto& D : dense) {
+    D.sub_(mean);
+    sums.push_back(torch::stack({(diff * D).sum(), D.norm()}).to(torch::kFloat64));
+  }
+  const auto host = torch::stack(sums).to(torch::kCPU).contiguous();  // [steps, 2]
+  const auto pos = torch::stack(positions).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, 2]
   const double* v = host.data_ptr<double>();
-  const size_t n = tapped.size();
+  const double* ab = pos.data_ptr<double>();
+  const double head_error = kind_error(c, tensor_kind(name));
+  c.head_alignment.clear();
+  c.head_position_excess.clear();
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  for (int64_t t = 0; t < cfg_.steps; ++t) {
+    const double dot = v[2 * t], norm = v[2 * t + 1];
+    c.head_alignment.push_back(std::isnan(dot) ? inf : dot / std::max(norm * update, 1e-30));
+    c.head_position_excess.push_back(damped(position_excess(ab[2 * t], ab[2 * t + 1]), head_error));
+  }
+
+  // The decoder's linear layers, pooled per kind over the layers.
+  const auto layers = torch::stack(per_batch).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, tapped, 2]
+  const double* lv = layers.data_ptr<double>();
+  const size_t nt = tapped.size();
   c.layer_positions.clear();
   for (int64_t t = 0; t < cfg_.steps; ++t) {
     std::map<std::string, std::pair<double, double>> kinds;  // kind -> sums pooled over the layers
-    for (size_t k = 0; k < n; ++k) {
+    for (size_t k = 0; k < nt; ++k) {
       auto& pooled = kinds[tapped[k].kind];
-      pooled.first += v[2 * (t * n + k)];
-      pooled.second += v[2 * (t * n + k) + 1];
+      pooled.first += lv[2 * (t * nt + k)];
+      pooled.second += lv[2 * (t * nt + k) + 1];
     }
-    Comparison::LayerPositions worst{"", -std::numeric_limits<double>::infinity()};
-    for (const auto& [kind, sums] : kinds) {
-      const double excess = damped(position_excess(sums.first, sums.second), kind_error(c, kind));
+    Comparison::LayerPositions worst{"", -inf};
+    for (const auto& [kind, pooled] : kinds) {
+      const double excess = damped(position_excess(pooled.first, pooled.second), kind_error(c, kind));
       if (excess > worst.excess) worst = {kind, excess};
     }
     c.layer_positions.push_back(worst);

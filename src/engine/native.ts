@@ -142,6 +142,8 @@ export interface NativeComparison {
   changedShare: number;
   referenceChangedShare: number;
   frozen: string[];
+  /** Seconds of the comparison's parts (compare_weights, compare_positions, compare_groups); they add up to about `compare`. */
+  phaseSeconds: Record<string, number>;
   /** The parameter or logits memory changed after the runner had been killed. */
   changedAfterKill: boolean;
 }

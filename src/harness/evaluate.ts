@@ -577,6 +577,7 @@ async function judgeAll(
             const failures = judge(thresholds, s, r, cmp, expectedTokens, o.steps);
             const rep = report(seed, s, failures, { cmp, ref: r }, expectedTokens, o.steps);
             phases(rep).compare = (performance.now() - t) / 1000;
+            Object.assign(phases(rep), cmp.phaseSeconds);
             runs[k].push(rep);
           }
           await o.afterRun?.(k, i);
