@@ -489,6 +489,13 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
           layers.Set(static_cast<uint32_t>(t), o);
         }
         r.Set("layerPositions", layers);
+        auto energy = Napi::Array::New(env, c->layer_pair_energy.size());
+        for (size_t t = 0; t < c->layer_pair_energy.size(); ++t) {
+          auto o = Napi::Object::New(env);
+          for (const auto& [kind, e] : c->layer_pair_energy[t]) o.Set(kind, e);
+          energy.Set(static_cast<uint32_t>(t), o);
+        }
+        r.Set("layerPairEnergy", energy);
         r.Set("changedShare", c->changed_share);
         r.Set("referenceChangedShare", c->reference_changed_share);
         r.Set("changedAfterKill", c->changed_after_kill);

@@ -142,6 +142,13 @@ struct Comparison {
     double excess = 0;
   };
   std::vector<LayerPositions> layer_positions;
+  // Per timed batch, per kind of decoder linear layer (pooled over the
+  // layers): sum b_i^2 over sum |dy_j|^2 |x_i|^2, the difference's energy
+  // between mismatched positions per unit of what a white difference of unit
+  // variance per element would give. Informational (no threshold yet): an
+  // unbiased estimate of a weight gradient built from mixed positions (a count
+  // sketch) leaves its error there, in the batch it was built from.
+  std::vector<std::vector<std::pair<std::string, double>>> layer_pair_energy;
   double changed_share = 0, reference_changed_share = 0;
   std::vector<std::string> frozen;  // changed in the reference, unchanged here
   // The parameter or logits memory differs from what it held when the runner

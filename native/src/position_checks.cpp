@@ -1,6 +1,7 @@
 // The judge's checks that read a run's weight differences one position at a
 // time, lm_head's and every decoder linear layer's, from one forward and
 // backward per four rows of each timed batch. They read the parameter memory only.
+#include <array>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -66,6 +67,14 @@ torch::Tensor position_sums(const torch::Tensor& dy, const torch::Tensor& u) {
   return torch::stack({a.square().sum(), b.square().sum()});
 }
 
+// [n] x [n] -> []: sum over the pairs of position_sums' b of |dy_j|^2 |x_i|^2,
+// what sum b_i^2 would be per unit of a white difference's variance.
+torch::Tensor mismatched_norms(const torch::Tensor& dy_sq, const torch::Tensor& x_sq) {
+  const int64_t n = dy_sq.size(0), half = n / 2;
+  return (dy_sq.narrow(0, half, n - half) * x_sq.narrow(0, 0, n - half)).sum() +
+         (dy_sq.narrow(0, 0, half) * x_sq.narrow(0, n - half, half)).sum();
+}
+
 }  // namespace
 
 void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
@@ -102,7 +111,7 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
   struct Tapped {
     std::string kind;
     torch::Tensor diff;  // [out, in]
-    torch::Tensor sums;  // [2], this batch's
+    torch::Tensor sums;  // [3], this batch's: sum a_i^2, sum b_i^2, mismatched_norms
   };
   std::vector<Tapped> tapped;
   std::map<const void*, size_t> by_weight;  // parameter memory -> index in tapped
@@ -131,7 +140,8 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     xc.sub_(xc.mean(0, true));
     gc.sub_(gc.mean(0, true));
     auto u = xc.mm(e.diff.to(torch::kFloat32).t());  // [n, out]: dW xc_i as rows
-    e.sums.add_(position_sums(gc, u));
+    e.sums.narrow(0, 0, 2).add_(position_sums(gc, u));
+    e.sums[2].add_(mismatched_norms(gc.square().sum(1), xc.square().sum(1)));
   };
   LinearTap tap = [&](const LinearImpl& layer, const torch::Tensor& x, const torch::Tensor& y) {
     auto found = by_weight.find(layer.weight.data_ptr());
@@ -144,9 +154,9 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
   // float32 probabilities for 4 x 1023 positions are 2.5 GB).
   std::vector<torch::Tensor> dense;      // cfg_.steps x [V, H]: D_t = P^T H / N - p_mean h_mean^T
   std::vector<torch::Tensor> positions;  // cfg_.steps x [2]: lm_head's sum a_i^2, sum b_i^2
-  std::vector<torch::Tensor> per_batch;  // cfg_.steps x [tapped, 2]: each layer's
+  std::vector<torch::Tensor> per_batch;  // cfg_.steps x [tapped, 3]: each layer's
   for (int64_t t = 0; t < cfg_.steps; ++t) {
-    for (auto& e : tapped) e.sums = torch::zeros({2}, e.diff.options().dtype(torch::kFloat32));
+    for (auto& e : tapped) e.sums = torch::zeros({3}, e.diff.options().dtype(torch::kFloat32));
     auto ids = timed_tokens_.narrow(0, t * B, B).to(cfg_.device);  // [B, S]
     auto D = torch::zeros({V, H}, Wf.options());
     auto p_sum = torch::zeros({V}, Wf.options());
@@ -215,23 +225,26 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
   }
 
   // The decoder's linear layers, pooled per kind over the layers.
-  const auto layers = torch::stack(per_batch).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, tapped, 2]
+  const auto layers = torch::stack(per_batch).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, tapped, 3]
   const double* lv = layers.data_ptr<double>();
   const size_t nt = tapped.size();
   c.layer_positions.clear();
+  c.layer_pair_energy.clear();
   for (int64_t t = 0; t < cfg_.steps; ++t) {
-    std::map<std::string, std::pair<double, double>> kinds;  // kind -> sums pooled over the layers
+    std::map<std::string, std::array<double, 3>> kinds;  // kind -> sums pooled over the layers
     for (size_t k = 0; k < nt; ++k) {
       auto& pooled = kinds[tapped[k].kind];
-      pooled.first += lv[2 * (t * nt + k)];
-      pooled.second += lv[2 * (t * nt + k) + 1];
+      for (int j = 0; j < 3; ++j) pooled[j] += lv[3 * (t * nt + k) + j];
     }
     Comparison::LayerPositions worst{"", -inf};
+    std::vector<std::pair<std::string, double>> energy;
     for (const auto& [kind, pooled] : kinds) {
-      const double excess = damped(position_excess(pooled.first, pooled.second), kind_error(c, kind));
+      const double excess = damped(position_excess(pooled[0], pooled[1]), kind_error(c, kind));
       if (excess > worst.excess) worst = {kind, excess};
+      energy.emplace_back(kind, pooled[2] > 0 ? pooled[1] / pooled[2] : 0.0);
     }
     c.layer_positions.push_back(worst);
+    c.layer_pair_energy.push_back(std::move(energy));
   }
 }
 

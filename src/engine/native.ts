@@ -139,6 +139,8 @@ export interface NativeComparison {
    * on their four-row block); the kind with the largest excess. Empty when the memory changed after the kill.
    */
   layerPositions: { kind: string; excess: number }[];
+  /** Per timed batch, per kind: the difference's energy between mismatched positions over a white difference's (informational). */
+  layerPairEnergy: Record<string, number>[];
   changedShare: number;
   referenceChangedShare: number;
   frozen: string[];

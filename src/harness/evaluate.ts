@@ -657,6 +657,7 @@ function report(
       max_layer_position_excess: layerPositions!.before,
       last_layer_position_excess: layerPositions!.last,
       layer_positions: c.cmp.layerPositions,
+      layer_pair_energy: c.cmp.layerPairEnergy,
       changed_share: c.cmp.changedShare,
       reference_changed_share: c.cmp.referenceChangedShare,
       frozen_tensors: c.cmp.frozen,
