@@ -496,15 +496,6 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
           energy.Set(static_cast<uint32_t>(t), o);
         }
         r.Set("layerPairEnergy", energy);
-        auto shares = Napi::Object::New(env);
-        for (const auto& d : c->layer_data_share) {
-          auto o = Napi::Object::New(env);
-          o.Set("both", d.both);
-          o.Set("input", d.input);
-          o.Set("output", d.output);
-          shares.Set(d.kind, o);
-        }
-        r.Set("layerDataShare", shares);
         r.Set("changedShare", c->changed_share);
         r.Set("referenceChangedShare", c->reference_changed_share);
         r.Set("changedAfterKill", c->changed_after_kill);

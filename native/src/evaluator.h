@@ -149,17 +149,6 @@ struct Comparison {
   // unbiased estimate of a weight gradient built from mixed positions (a count
   // sketch) leaves its error there, in the batch it was built from.
   std::vector<std::vector<std::pair<std::string, double>>> layer_pair_energy;
-  // Per kind of decoder linear layer (pooled over the layers): the share of the
-  // weight difference's energy in the span of the timed data's leading
-  // directions (a rank-32 range finder on the layer's inputs x and output
-  // gradients dy), on both sides, the input side, the output side.
-  // Informational: rounding differences spread evenly; an estimate of the
-  // gradient built from mixed positions leaves its error along the data.
-  struct DataShare {
-    std::string kind;
-    double both = 0, input = 0, output = 0;
-  };
-  std::vector<DataShare> layer_data_share;
   double changed_share = 0, reference_changed_share = 0;
   std::vector<std::string> frozen;  // changed in the reference, unchanged here
   // The parameter or logits memory differs from what it held when the runner

@@ -6,8 +6,6 @@
 #include <limits>
 #include <map>
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include "evaluator.h"
 #include "linear_tap.h"
 
@@ -69,9 +67,6 @@ torch::Tensor position_sums(const torch::Tensor& dy, const torch::Tensor& u) {
   return torch::stack({a.square().sum(), b.square().sum()});
 }
 
-// Columns of the random test matrix that finds each layer's leading data directions.
-constexpr int64_t kDataRank = 32;
-
 // [n] x [n] -> []: sum over the pairs of position_sums' b of |dy_j|^2 |x_i|^2,
 // what sum b_i^2 would be per unit of a white difference's variance.
 torch::Tensor mismatched_norms(const torch::Tensor& dy_sq, const torch::Tensor& x_sq) {
@@ -117,7 +112,6 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     std::string kind;
     torch::Tensor diff;  // [out, in]
     torch::Tensor sums;  // [3], this batch's: sum a_i^2, sum b_i^2, mismatched_norms
-    torch::Tensor yx, yg;  // [in, kDataRank], [out, kDataRank]: x^T omega and dy^T omega over every block
   };
   std::vector<Tapped> tapped;
   std::map<const void*, size_t> by_weight;  // parameter memory -> index in tapped
@@ -138,7 +132,6 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
   // asked for it alone runs the whole backward, without the weights' gradients.
   auto anchor = model_->model->layers[0]->as<DecoderLayerImpl>()->input_layernorm->weight;
   // Each layer's hook reads dy in the backward, with the input x its forward saw.
-  torch::Tensor omega;  // [n, kDataRank]: this block's random test matrix for the data's leading directions
   auto read = [&](size_t k, const torch::Tensor& x, const torch::Tensor& dy) {
     auto& e = tapped[k];
     auto xc = x.reshape({-1, x.size(-1)}).to(torch::kFloat32);    // [n, in]
@@ -146,10 +139,6 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     if (xc.size(0) < 2) return;
     xc.sub_(xc.mean(0, true));
     gc.sub_(gc.mean(0, true));
-    if (omega.defined()) {
-      e.yx = e.yx.defined() ? e.yx.addmm(xc.t(), omega) : xc.t().mm(omega);
-      e.yg = e.yg.defined() ? e.yg.addmm(gc.t(), omega) : gc.t().mm(omega);
-    }
     auto u = xc.mm(e.diff.to(torch::kFloat32).t());  // [n, out]: dW xc_i as rows
     e.sums.narrow(0, 0, 2).add_(position_sums(gc, u));
     e.sums[2].add_(mismatched_norms(gc.square().sum(1), xc.square().sum(1)));
@@ -166,7 +155,6 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
   std::vector<torch::Tensor> dense;      // cfg_.steps x [V, H]: D_t = P^T H / N - p_mean h_mean^T
   std::vector<torch::Tensor> positions;  // cfg_.steps x [2]: lm_head's sum a_i^2, sum b_i^2
   std::vector<torch::Tensor> per_batch;  // cfg_.steps x [tapped, 3]: each layer's
-  auto omega_gen = at::detail::createCPUGenerator(seed);
   for (int64_t t = 0; t < cfg_.steps; ++t) {
     for (auto& e : tapped) e.sums = torch::zeros({3}, e.diff.options().dtype(torch::kFloat32));
     auto ids = timed_tokens_.narrow(0, t * B, B).to(cfg_.device);  // [B, S]
@@ -176,7 +164,6 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     auto ab = torch::zeros({2}, Wf.options());
     for (int64_t r = 0; r < B; r += 4) {
       auto rows = ids.narrow(0, r, std::min<int64_t>(4, B - r));  // [b, S]
-      omega = at::randn({rows.size(0) * S, kDataRank}, omega_gen).to(cfg_.device);  // [n, r]
       torch::Tensor hidden;                                         // [b, S, H]
       {
         torch::AutoGradMode grad_mode(true);
@@ -258,33 +245,6 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     }
     c.layer_positions.push_back(worst);
     c.layer_pair_energy.push_back(std::move(energy));
-  }
-
-  // Each kind's difference in the span of its data's leading directions
-  // (range finder: an orthonormal basis of x^T omega, of dy^T omega), pooled
-  // over the layers: ||Qg^T dW Qx||^2, ||dW Qx||^2, ||Qg^T dW||^2 over ||dW||^2.
-  std::map<std::string, std::array<double, 4>> shares;  // kind -> both, input, output, total
-  std::vector<torch::Tensor> parts;
-  for (auto& e : tapped) {
-    if (!e.yx.defined()) {
-      parts.push_back(torch::zeros({4}, torch::TensorOptions().dtype(torch::kFloat64).device(e.diff.device())));
-      continue;
-    }
-    const auto qx = std::get<0>(torch::linalg_qr(e.yx));  // [in, r]
-    const auto qg = std::get<0>(torch::linalg_qr(e.yg));  // [out, r]
-    const auto d = e.diff.to(torch::kFloat32);             // [out, in]
-    const auto dq = d.mm(qx);                              // [out, r]
-    parts.push_back(torch::stack({qg.t().mm(dq).square().sum(), dq.square().sum(), qg.t().mm(d).square().sum(),
-                                  d.square().sum()}).to(torch::kFloat64));
-  }
-  const auto host_parts = torch::stack(parts).to(torch::kCPU).contiguous();  // [tapped, 4]
-  const double* hp = host_parts.data_ptr<double>();
-  for (size_t k = 0; k < nt; ++k)
-    for (int j = 0; j < 4; ++j) shares[tapped[k].kind][j] += hp[4 * k + j];
-  c.layer_data_share.clear();
-  for (const auto& [kind, v4] : shares) {
-    if (!(v4[3] > 0)) continue;
-    c.layer_data_share.push_back({kind, v4[0] / v4[3], v4[1] / v4[3], v4[2] / v4[3]});
   }
 }
 

@@ -141,8 +141,6 @@ export interface NativeComparison {
   layerPositions: { kind: string; excess: number }[];
   /** Per timed batch, per kind: the difference's energy between mismatched positions over a white difference's (informational). */
   layerPairEnergy: Record<string, number>[];
-  /** Per kind: share of the difference's energy along the timed data's leading directions (informational). */
-  layerDataShare: Record<string, { both: number; input: number; output: number }>;
   changedShare: number;
   referenceChangedShare: number;
   frozen: string[];

@@ -658,7 +658,6 @@ function report(
       last_layer_position_excess: layerPositions!.last,
       layer_positions: c.cmp.layerPositions,
       layer_pair_energy: c.cmp.layerPairEnergy,
-      layer_data_share: c.cmp.layerDataShare,
       changed_share: c.cmp.changedShare,
       reference_changed_share: c.cmp.referenceChangedShare,
       frozen_tensors: c.cmp.frozen,

@@ -102,8 +102,6 @@ export interface RunReport {
     layer_positions: { kind: string; excess: number }[];
     /** Per timed batch, per kind: energy of the weight difference between mismatched positions, per unit of a white difference's (informational, no threshold). */
     layer_pair_energy?: Record<string, number>[];
-    /** Per kind: share of the weight difference's energy along the timed data's leading directions, both sides, input, output (informational). */
-    layer_data_share?: Record<string, { both: number; input: number; output: number }>;
     changed_share: number;
     reference_changed_share: number;
     frozen_tensors: string[];
