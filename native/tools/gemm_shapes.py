@@ -2,7 +2,8 @@
 # Qwen2.5-7B shape, batch 16 x 1024, timed one by one on the GPU with CUDA
 # events (median of several launches, random bf16 data), under cuBLAS and
 # cuBLASLt (torch.backends.cuda.preferred_blas_library): TFLOP/s per product
-# and ms per training step (count x time). A measuring tool for issue 13.
+# and ms per training step (count x time); then the step's large reductions.
+# A measuring tool for issue 13.
 #   python3 native/tools/gemm_shapes.py [--reps 10]
 import argparse
 import json
@@ -87,5 +88,25 @@ for name, v in res.items():
 flops = sum(v["count"] * v["flops"] for v in res.values())
 print(f"per step: cublas {tot['cublas']:.1f} ms, cublaslt {tot['cublaslt']:.1f} ms, best of each {tot['best']:.1f} ms; "
       f"{flops / 1e12:.1f} TFLOP -> {flops / tot['cublas'] / 1e9:.0f} TFLOP/s (cublas)")
+
+# The step's large reductions (the trace's "reduce" class, 25 ms a step in the
+# 2026-12-04 profile): each layer's q/k/v bias gradient, a column sum of the
+# [T, H + 2 KV] bf16 gradient, as a reduction and as a product with a row of
+# ones (cuBLAS, float32 accumulation); the loss head's [8, V, H] chunk sum.
+ones_T = torch.ones(1, T, device=dev, dtype=bf)
+products = r(8, V, H)
+reductions = [
+    ("bias grad dqkv.sum(0)", L, T * QKV * 2, lambda: dqkv.sum(0)),
+    ("bias grad ones[1, T] dqkv", L, T * QKV * 2, lambda: ones_T.mm(dqkv)),
+    ("head products.sum(0) [8, V, H]", 1, 8 * V * H * 2, lambda: products.sum(0)),
+]
+red = {}
+print(f"{'reduction':34s} {'n/step':>6s} {'ms':>9s} {'GB/s':>6s} {'step ms':>8s}")
+for name, count, nbytes, fn in reductions:
+    ms = bench(fn, args.reps)
+    red[name] = {"count": count, "bytes": nbytes, "ms": ms}
+    print(f"{name:34s} {count:6d} {ms:9.3f} {nbytes / ms / 1e6:6.0f} {count * ms:8.1f}")
+d = (dqkv.float().sum(0) - ones_T.mm(dqkv).float().squeeze(0)).abs().max().item()
+print(f"bias grad: sum and product differ by at most {d:.3g} (values about {dqkv.float().sum(0).abs().max().item():.3g})")
 if args.json:
-    json.dump({"cases": res, "totals_ms": tot}, open(args.json, "w"), indent=1)
+    json.dump({"cases": res, "totals_ms": tot, "reductions": red}, open(args.json, "w"), indent=1)
