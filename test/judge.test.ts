@@ -35,7 +35,7 @@ function outcome(o: Partial<NativeRunOutcome> = {}): NativeRunOutcome {
   };
 }
 function cmp(c: Partial<NativeComparison> = {}): NativeComparison {
-  return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.05, 'model.norm.weight': 0.02 }, groupShifts: { mlp: { lastBatch: 0.0001, probe: 0.0001 }, head: { lastBatch: -0.0001, probe: 0 } }, headAlignment: [0.00002, -0.00004, 0.0001], headPositionExcess: [0.1, -0.05, 0.7], layerPositions: [{ kind: 'model.layers.*.mlp.up_proj.weight', excess: 0.1 }, { kind: 'model.layers.*.self_attn.q_proj.weight', excess: -0.05 }, { kind: 'model.layers.*.mlp.down_proj.weight', excess: 0.7 }], changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], layerPairEnergy: [], phaseSeconds: {}, changedAfterKill: false, ...c };
+  return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.05, 'model.norm.weight': 0.02 }, groupShifts: { mlp: { lastBatch: 0.0001, probe: 0.0001 }, head: { lastBatch: -0.0001, probe: 0 } }, headAlignment: [0.00002, -0.00004, 0.0001], headPositionExcess: [0.1, -0.05, 0.7], layerPositions: [{ kind: 'model.layers.*.mlp.up_proj.weight', excess: 0.1 }, { kind: 'model.layers.*.self_attn.q_proj.weight', excess: -0.05 }, { kind: 'model.layers.*.mlp.down_proj.weight', excess: 0.7 }], changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], layerPairEnergy: [], headPairEnergy: [], phaseSeconds: {}, changedAfterKill: false, ...c };
 }
 const codes = (run: Partial<NativeRunOutcome>, c: Partial<NativeComparison> = {}): FailureCode[] =>
   judge(T, outcome(run), outcome(), cmp(c), TOKENS, 1).map((f) => f.code);

@@ -496,6 +496,9 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
           energy.Set(static_cast<uint32_t>(t), o);
         }
         r.Set("layerPairEnergy", energy);
+        auto head_energy = Napi::Array::New(env, c->head_pair_energy.size());
+        for (size_t t = 0; t < c->head_pair_energy.size(); ++t) head_energy.Set(static_cast<uint32_t>(t), c->head_pair_energy[t]);
+        r.Set("headPairEnergy", head_energy);
         r.Set("changedShare", c->changed_share);
         r.Set("referenceChangedShare", c->reference_changed_share);
         r.Set("changedAfterKill", c->changed_after_kill);

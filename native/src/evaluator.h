@@ -143,12 +143,15 @@ struct Comparison {
   };
   std::vector<LayerPositions> layer_positions;
   // Per timed batch, per kind of decoder linear layer (pooled over the
-  // layers): sum b_i^2 over sum |dy_j|^2 |x_i|^2, the difference's energy
-  // between mismatched positions per unit of what a white difference of unit
-  // variance per element would give. Informational (no threshold yet): an
+  // layers): sum b_i^2 over sum |dy_j|^2 |x_i|^2 over the difference's mean
+  // square, the difference's energy between mismatched positions against what
+  // a white difference of the same size would give (1). Informational (no threshold yet): an
   // unbiased estimate of a weight gradient built from mixed positions (a count
   // sketch) leaves its error there, in the batch it was built from.
   std::vector<std::vector<std::pair<std::string, double>>> layer_pair_energy;
+  // The same for lm_head per timed batch (probabilities and hidden states in
+  // place of dy and x). Informational.
+  std::vector<double> head_pair_energy;
   double changed_share = 0, reference_changed_share = 0;
   std::vector<std::string> frozen;  // changed in the reference, unchanged here
   // The parameter or logits memory differs from what it held when the runner

@@ -112,6 +112,7 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     std::string kind;
     torch::Tensor diff;  // [out, in]
     torch::Tensor sums;  // [3], this batch's: sum a_i^2, sum b_i^2, mismatched_norms
+    torch::Tensor energy;  // [2]: sum dW^2, numel
   };
   std::vector<Tapped> tapped;
   std::map<const void*, size_t> by_weight;  // parameter memory -> index in tapped
@@ -122,7 +123,9 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
       const auto& w = item.value();
       if (item.key().rfind("model.layers.", 0) == 0 && w.dim() == 2) {
         by_weight[w.data_ptr()] = tapped.size();
-        tapped.push_back({tensor_kind(item.key()), w - ref.weights[i].to(w.device()), {}});
+        auto d = w - ref.weights[i].to(w.device());
+        auto energy = torch::stack({d.to(torch::kFloat32).square().sum(), torch::full({}, static_cast<double>(d.numel()), d.options().dtype(torch::kFloat32))});
+        tapped.push_back({tensor_kind(item.key()), d, {}, energy});
       }
       ++i;
     }
@@ -161,7 +164,7 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     auto D = torch::zeros({V, H}, Wf.options());
     auto p_sum = torch::zeros({V}, Wf.options());
     auto h_sum = torch::zeros({H}, Wf.options());
-    auto ab = torch::zeros({2}, Wf.options());
+    auto ab = torch::zeros({3}, Wf.options());  // sum a_i^2, sum b_i^2, mismatched_norms
     for (int64_t r = 0; r < B; r += 4) {
       auto rows = ids.narrow(0, r, std::min<int64_t>(4, B - r));  // [b, S]
       torch::Tensor hidden;                                         // [b, S, H]
@@ -185,9 +188,11 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
       // Per position, centred on this block: a_i = pc_i^T dW hc_i, b_i pairs pc of the
       // position half the block away with hc_i.
       if (h.size(0) < 2) continue;
-      p.sub_(p.mean(0, true));                      // pc [n, V]
-      auto g = (h - h.mean(0, true)).mm(diff.t());  // [n, V]: dW hc_i as rows
-      ab.add_(position_sums(p, g));
+      p.sub_(p.mean(0, true));  // pc [n, V]
+      auto hc = h - h.mean(0, true);
+      auto g = hc.mm(diff.t());  // [n, V]: dW hc_i as rows
+      ab.narrow(0, 0, 2).add_(position_sums(p, g));
+      ab[2].add_(mismatched_norms(p.square().sum(1), hc.square().sum(1)));
     }
     torch::NoGradGuard no_grad;
     const double n = static_cast<double>(B * (S - 1));
@@ -211,21 +216,32 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     sums.push_back(torch::stack({(diff * D).sum(), D.norm()}).to(torch::kFloat64));
   }
   const auto host = torch::stack(sums).to(torch::kCPU).contiguous();  // [steps, 2]
-  const auto pos = torch::stack(positions).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, 2]
+  const auto pos = torch::stack(positions).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, 3]
+  const double head_white = diff.square().sum().item<double>() / static_cast<double>(V * H);  // a white difference's variance
   const double* v = host.data_ptr<double>();
   const double* ab = pos.data_ptr<double>();
   const double head_error = kind_error(c, tensor_kind(name));
   c.head_alignment.clear();
   c.head_position_excess.clear();
+  c.head_pair_energy.clear();
   constexpr double inf = std::numeric_limits<double>::infinity();
   for (int64_t t = 0; t < cfg_.steps; ++t) {
     const double dot = v[2 * t], norm = v[2 * t + 1];
     c.head_alignment.push_back(std::isnan(dot) ? inf : dot / std::max(norm * update, 1e-30));
-    c.head_position_excess.push_back(damped(position_excess(ab[2 * t], ab[2 * t + 1]), head_error));
+    c.head_position_excess.push_back(damped(position_excess(ab[3 * t], ab[3 * t + 1]), head_error));
+    c.head_pair_energy.push_back(ab[3 * t + 2] > 0 && head_white > 0 ? ab[3 * t + 1] / ab[3 * t + 2] / head_white : 0.0);
   }
 
   // The decoder's linear layers, pooled per kind over the layers.
   const auto layers = torch::stack(per_batch).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, tapped, 3]
+  std::vector<torch::Tensor> energies;
+  for (const auto& e : tapped) energies.push_back(e.energy);
+  const auto white = torch::stack(energies).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [tapped, 2]
+  std::map<std::string, std::pair<double, double>> white_kinds;  // kind -> (sum dW^2, numel) over the layers
+  for (size_t k = 0; k < tapped.size(); ++k) {
+    white_kinds[tapped[k].kind].first += white.data_ptr<double>()[2 * k];
+    white_kinds[tapped[k].kind].second += white.data_ptr<double>()[2 * k + 1];
+  }
   const double* lv = layers.data_ptr<double>();
   const size_t nt = tapped.size();
   c.layer_positions.clear();
@@ -241,7 +257,8 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     for (const auto& [kind, pooled] : kinds) {
       const double excess = damped(position_excess(pooled[0], pooled[1]), kind_error(c, kind));
       if (excess > worst.excess) worst = {kind, excess};
-      energy.emplace_back(kind, pooled[2] > 0 ? pooled[1] / pooled[2] : 0.0);
+      const auto& [sq, numel] = white_kinds[kind];
+      energy.emplace_back(kind, pooled[2] > 0 && sq > 0 ? pooled[1] / pooled[2] / (sq / numel) : 0.0);
     }
     c.layer_positions.push_back(worst);
     c.layer_pair_energy.push_back(std::move(energy));

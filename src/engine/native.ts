@@ -139,8 +139,10 @@ export interface NativeComparison {
    * on their four-row block); the kind with the largest excess. Empty when the memory changed after the kill.
    */
   layerPositions: { kind: string; excess: number }[];
-  /** Per timed batch, per kind: the difference's energy between mismatched positions over a white difference's (informational). */
+  /** Per timed batch, per kind: the difference's energy between mismatched positions against a white difference's of the same size, 1 (informational). */
   layerPairEnergy: Record<string, number>[];
+  /** Per timed batch: the same for lm_head (informational). */
+  headPairEnergy: number[];
   changedShare: number;
   referenceChangedShare: number;
   frozen: string[];

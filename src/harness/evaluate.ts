@@ -658,6 +658,7 @@ function report(
       last_layer_position_excess: layerPositions!.last,
       layer_positions: c.cmp.layerPositions,
       layer_pair_energy: c.cmp.layerPairEnergy,
+      head_pair_energy: c.cmp.headPairEnergy,
       changed_share: c.cmp.changedShare,
       reference_changed_share: c.cmp.referenceChangedShare,
       frozen_tensors: c.cmp.frozen,

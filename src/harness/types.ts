@@ -100,8 +100,10 @@ export interface RunReport {
     last_layer_position_excess: number;
     /** Per timed batch: the decoder's linear layers read as head_position_excess, the worst kind (pooled over the layers) and its excess. */
     layer_positions: { kind: string; excess: number }[];
-    /** Per timed batch, per kind: energy of the weight difference between mismatched positions, per unit of a white difference's (informational, no threshold). */
+    /** Per timed batch, per kind: energy of the weight difference between mismatched positions against a white difference's of the same size, 1 (informational, no threshold). */
     layer_pair_energy?: Record<string, number>[];
+    /** Per timed batch: the same for lm_head (informational, no threshold). */
+    head_pair_energy?: number[];
     changed_share: number;
     reference_changed_share: number;
     frozen_tensors: string[];
