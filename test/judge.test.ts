@@ -16,6 +16,7 @@ const T: Thresholds = {
   update_rel_error: 0.1,
   kind_update_rel_error: 0.3,
   mlp_update_rel_error: 0.1,
+  mlp_pair_energy_excess: 0.5,
   group_loss_shift_abs: 0.0002,
   head_alignment_abs: 0.0005,
   head_position_excess: 1.5,
@@ -35,7 +36,7 @@ function outcome(o: Partial<NativeRunOutcome> = {}): NativeRunOutcome {
   };
 }
 function cmp(c: Partial<NativeComparison> = {}): NativeComparison {
-  return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.05, 'model.norm.weight': 0.02 }, groupShifts: { mlp: { lastBatch: 0.0001, probe: 0.0001 }, head: { lastBatch: -0.0001, probe: 0 } }, headAlignment: [0.00002, -0.00004, 0.0001], headPositionExcess: [0.1, -0.05, 0.7], layerPositions: [{ kind: 'model.layers.*.mlp.up_proj.weight', excess: 0.1 }, { kind: 'model.layers.*.self_attn.q_proj.weight', excess: -0.05 }, { kind: 'model.layers.*.mlp.down_proj.weight', excess: 0.7 }], changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], layerPairEnergy: [], headPairEnergy: [], phaseSeconds: {}, changedAfterKill: false, ...c };
+  return { logitsRelError: 0.01, updateRelError: 0.02, maxTensorRelError: 0.1, kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.05, 'model.norm.weight': 0.02 }, groupShifts: { mlp: { lastBatch: 0.0001, probe: 0.0001 }, head: { lastBatch: -0.0001, probe: 0 } }, headAlignment: [0.00002, -0.00004, 0.0001], headPositionExcess: [0.1, -0.05, 0.7], layerPositions: [{ kind: 'model.layers.*.mlp.up_proj.weight', excess: 0.1 }, { kind: 'model.layers.*.self_attn.q_proj.weight', excess: -0.05 }, { kind: 'model.layers.*.mlp.down_proj.weight', excess: 0.7 }], changedShare: 0.9, referenceChangedShare: 0.9, frozen: [], layerPairEnergy: [], headPairEnergy: [], layerPairExcess: { 'model.layers.*.mlp.up_proj.weight': 0.1, 'model.layers.*.self_attn.k_proj.weight': 0.4 }, phaseSeconds: {}, changedAfterKill: false, ...c };
 }
 const codes = (run: Partial<NativeRunOutcome>, c: Partial<NativeComparison> = {}): FailureCode[] =>
   judge(T, outcome(run), outcome(), cmp(c), TOKENS, 1).map((f) => f.code);
@@ -72,12 +73,19 @@ describe('judge: the checks on a completed run', function () {
     ['an MLP weight moved along the last batch\'s single positions\' own gradients (a gradient from a sample of positions)', 'layer_positions', {}, { layerPositions: [{ kind: K_UP, excess: 0.2 }, { kind: K_UP, excess: 0.3 }, { kind: K_UP, excess: 3.2 }] }],
     ['a NaN layer position excess', 'layer_positions', {}, { layerPositions: [{ kind: K_UP, excess: NaN }, { kind: K_UP, excess: 0 }] }],
     ['an earlier batch\'s layer positions past the stricter limit', 'layer_positions', {}, { layerPositions: [{ kind: K_UP, excess: 1.6 }, { kind: K_UP, excess: 0.3 }, { kind: K_UP, excess: 0.3 }] }],
+    ['an MLP weight whose difference lies along the data between mismatched positions (a count-sketched gradient)', 'layer_positions', {}, { layerPairExcess: { [K_UP]: 0.9 } }],
+    ['a NaN pair excess', 'layer_positions', {}, { layerPairExcess: { [K_UP]: NaN } }],
     ['memory that changed after the kill', 'late_write', {}, { changedAfterKill: true }],
   ];
   it('the MLP\'s kinds have their own, tighter limit; other kinds keep the general one', function () {
     assert.deepEqual(codes({}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.12, 'model.layers.*.mlp.up_proj.weight': 0.09 } }), []);
     const [f] = judge(T, outcome(), outcome(), cmp({ kindRelErrors: { 'model.layers.*.mlp.down_proj.weight': 0.11 } }), TOKENS, 1);
     assert.match(f.message, /mlp\.down_proj\.weight.*0\.110 relative \(allowed 0\.1 for the MLP's kinds\)/);
+  });
+  it('the pair-energy limit reads the MLP\'s kinds only and names the kind', function () {
+    assert.deepEqual(codes({}, { layerPairExcess: { [K_UP]: 0.49, 'model.layers.*.self_attn.v_proj.weight': 3 } }), []);
+    const [f] = judge(T, outcome(), outcome(), cmp({ layerPairExcess: { 'model.layers.*.mlp.down_proj.weight': 0.8 } }), TOKENS, 1);
+    assert.match(f.message, /mlp\.down_proj\.weight.*mismatched positions of the timed data 0\.800 more .*\(allowed 0\.5\)/);
   });
   it('position check: the last batch has its own limit, an earlier batch the stricter one', function () {
     assert.deepEqual(codes({}, { headPositionExcess: [0.2, 0.3, 2.4] }), []);

@@ -496,6 +496,9 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
           energy.Set(static_cast<uint32_t>(t), o);
         }
         r.Set("layerPairEnergy", energy);
+        auto pair_excess = Napi::Object::New(env);
+        for (const auto& [kind, e] : c->layer_pair_excess) pair_excess.Set(kind, e);
+        r.Set("layerPairExcess", pair_excess);
         auto head_energy = Napi::Array::New(env, c->head_pair_energy.size());
         for (size_t t = 0; t < c->head_pair_energy.size(); ++t) head_energy.Set(static_cast<uint32_t>(t), c->head_pair_energy[t]);
         r.Set("headPairEnergy", head_energy);

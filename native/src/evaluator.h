@@ -149,6 +149,12 @@ struct Comparison {
   // unbiased estimate of a weight gradient built from mixed positions (a count
   // sketch) leaves its error there, in the batch it was built from.
   std::vector<std::vector<std::pair<std::string, double>>> layer_pair_energy;
+  // Per kind: the mean of layer_pair_energy over the timed batches less 1,
+  // damped below kPositionJitter as the position excess. An estimate of a
+  // weight gradient built from mixed positions (a count sketch) leaves its
+  // error along the data's own directions, which every batch shares, where
+  // rounding differences spread evenly (the MLP's limit: mlp_pair_energy_excess).
+  std::vector<std::pair<std::string, double>> layer_pair_excess;
   // The same for lm_head per timed batch (probabilities and hidden states in
   // place of dy and x). Informational.
   std::vector<double> head_pair_energy;

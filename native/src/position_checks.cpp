@@ -263,6 +263,18 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     c.layer_positions.push_back(worst);
     c.layer_pair_energy.push_back(std::move(energy));
   }
+  // Per kind, the mean over the timed batches less 1 (what a white difference
+  // reads), damped as the position excess where the kind's difference is jitter.
+  c.layer_pair_excess.clear();
+  if (!c.layer_pair_energy.empty()) {
+    for (size_t j = 0; j < c.layer_pair_energy.front().size(); ++j) {
+      const auto& kind = c.layer_pair_energy.front()[j].first;
+      double sum = 0;
+      for (const auto& batch : c.layer_pair_energy) sum += batch[j].second;
+      const double mean = sum / static_cast<double>(c.layer_pair_energy.size());
+      c.layer_pair_excess.emplace_back(kind, damped(mean - 1.0, kind_error(c, kind)));
+    }
+  }
 }
 
 }  // namespace tournament

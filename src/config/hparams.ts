@@ -44,6 +44,13 @@ export interface Thresholds {
    */
   mlp_update_rel_error: number;
   /**
+   * Per MLP kind: how much more of the weight difference lies between mismatched positions of the timed
+   * data than a white difference of its size would put there (the mean over the timed batches less 1),
+   * the largest allowed. Rounding differences spread evenly; an unbiased estimate of the weight gradient
+   * from mixed positions (a count sketch) leaves its error along the data's own directions.
+   */
+  mlp_pair_energy_excess: number;
+  /**
    * Per group of tensors (attention, mlp, norm, embedding, head), with that group taken from the
    * reference's final weights: |how far the last batch's loss moves - how far the probe's moves|, the largest allowed.
    */
@@ -82,7 +89,7 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** One calibration of a device's thresholds: on what, when, by which command, and the values it measured them to be. */
@@ -183,6 +190,7 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   update_rel_error: num(0, 10, true),
   kind_update_rel_error: num(0, 10, true),
   mlp_update_rel_error: num(0, 10, true),
+  mlp_pair_energy_excess: num(0, 1000, true),
   group_loss_shift_abs: num(0, 100, true),
   head_alignment_abs: num(0, 10, true),
   head_position_excess: num(0, 1000, true),

@@ -141,6 +141,8 @@ export interface NativeComparison {
   layerPositions: { kind: string; excess: number }[];
   /** Per timed batch, per kind: the difference's energy between mismatched positions against a white difference's of the same size, 1 (informational). */
   layerPairEnergy: Record<string, number>[];
+  /** Per kind: the mean of layerPairEnergy over the timed batches less 1, damped where the kind's difference is rounding jitter. */
+  layerPairExcess: Record<string, number>;
   /** Per timed batch: the same for lm_head (informational). */
   headPairEnergy: number[];
   changedShare: number;

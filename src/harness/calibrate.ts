@@ -87,6 +87,7 @@ export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ra
   { key: 'update_rel_error', name: 'update error', value: (k) => k.update_rel_error },
   { key: 'kind_update_rel_error', name: 'update error of one kind', value: (k) => k.max_kind_rel_error },
   { key: 'mlp_update_rel_error', name: 'update error of one MLP kind', value: (k) => k.max_mlp_kind_rel_error },
+  { key: 'mlp_pair_energy_excess', name: 'an MLP kind along the data between mismatched positions', value: (k) => k.max_mlp_pair_excess ?? 0 },
   { key: 'group_loss_shift_abs', name: 'loss shift of one group', value: (k) => k.max_group_shift },
   { key: 'head_alignment_abs', name: 'lm_head along a batch\'s gradient', value: (k) => k.max_head_alignment },
   { key: 'head_position_excess', name: 'lm_head along single positions\' gradients', value: (k) => k.max_head_position_excess },

@@ -254,6 +254,13 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
   if (mlp && !(mlp.error <= v.mlp_update_rel_error)) {
     failures.push({ code: 'update_error', message: `the update of ${mlp.kind}, pooled over the layers, differs from the reference's by ${fmt(mlp.error)} relative (allowed ${v.mlp_update_rel_error} for the MLP's kinds): its weight gradients were not the batch's` });
   }
+  const pair = worstPairExcess(cmp);
+  if (pair && !(pair.excess <= v.mlp_pair_energy_excess)) {
+    failures.push({
+      code: 'layer_positions',
+      message: `${pair.kind}'s difference from the reference's, pooled over the layers, lies between mismatched positions of the timed data ${fmt(pair.excess)} more than a white difference of its size would (allowed ${v.mlp_pair_energy_excess}): its weight gradients were estimated from mixed positions`,
+    });
+  }
   const group = worstGroup(cmp);
   if (group && !(group.shift <= v.group_loss_shift_abs)) {
     const g = cmp.groupShifts[group.group];
@@ -361,8 +368,19 @@ export function worstGroup(cmp: Pick<NativeComparison, 'groupShifts'>): { group:
   return worst;
 }
 
-/** The MLP's kinds, which mlp_update_rel_error bounds besides kind_update_rel_error. */
+/** The MLP's kinds, which mlp_update_rel_error and mlp_pair_energy_excess bound besides kind_update_rel_error. */
 const MLP_KINDS = /(^|\.)mlp\.(gate|up|down)_proj\.weight$/;
+
+/** The MLP kind whose difference lies most along the data between mismatched positions (NaN counts as furthest). */
+export function worstPairExcess(cmp: Pick<NativeComparison, 'layerPairExcess'>): { kind: string; excess: number } | null {
+  let worst: { kind: string; excess: number } | null = null;
+  for (const [kind, e] of Object.entries(cmp.layerPairExcess ?? {})) {
+    if (!MLP_KINDS.test(kind)) continue;
+    const excess = Number.isNaN(e) ? Infinity : e;
+    if (!worst || excess > worst.excess) worst = { kind, excess };
+  }
+  return worst;
+}
 
 /** The kind of tensor (of those `among` matches) whose pooled update is furthest from the reference's (NaN counts as furthest). */
 export function worstKind(cmp: Pick<NativeComparison, 'kindRelErrors'>, among = /./): { kind: string; error: number } | null {
@@ -616,6 +634,7 @@ function report(
   const cells = c && cellLossChecks(r.cellLosses, c.ref.cellLosses, steps);
   const kind = c && worstKind(c.cmp);
   const mlp = c && worstKind(c.cmp, MLP_KINDS);
+  const pairExcess = c && worstPairExcess(c.cmp);
   const group = c && worstGroup(c.cmp);
   const head = c && worstHeadAlignment(c.cmp);
   const headPositions = c && positionMaxima(c.cmp.headPositionExcess);
@@ -658,6 +677,7 @@ function report(
       last_layer_position_excess: layerPositions!.last,
       layer_positions: c.cmp.layerPositions,
       layer_pair_energy: c.cmp.layerPairEnergy,
+      max_mlp_pair_excess: pairExcess ? pairExcess.excess : 0,
       head_pair_energy: c.cmp.headPairEnergy,
       changed_share: c.cmp.changedShare,
       reference_changed_share: c.cmp.referenceChangedShare,

@@ -102,6 +102,8 @@ export interface RunReport {
     layer_positions: { kind: string; excess: number }[];
     /** Per timed batch, per kind: energy of the weight difference between mismatched positions against a white difference's of the same size, 1 (informational, no threshold). */
     layer_pair_energy?: Record<string, number>[];
+    /** The largest of the MLP kinds' mismatched-pair energy, mean over the timed batches, less 1 (0 where not read). */
+    max_mlp_pair_excess: number;
     /** Per timed batch: the same for lm_head (informational, no threshold). */
     head_pair_energy?: number[];
     changed_share: number;
