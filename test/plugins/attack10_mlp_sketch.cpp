@@ -18,8 +18,12 @@
 // 0.118 to 0.134 with SK_DEN 4, the general kind limit 0.16); with it (mlp_update_rel_error 0.075 on the CPU, honest at most
 // 0.037) rejected: 0.107 and 0.114 (seed 10000), 0.248 to 0.252 in the
 // suite's 3 steps of 4 rows. docs/measurements/2026-12-04-cpu-calibrate-mlp.md.
-// On the H200 the MLP limit is the general one (0.6): not rejected there.
-// expect: update_error
+// On the H200 the MLP limit is the general one (0.6): accepted on 2 of 4
+// seeds there (docs/measurements/2026-12-04-h200-sketches-900.md). Its
+// difference lies along the data between mismatched positions about twice
+// as much as a white difference's (mlp_pair_energy_excess: down 0.87 and more
+// on the CPU default, 1.86 and more in the suite's shape; honest at most 0.24).
+// expect: update_error|layer_positions
 #include <tournament/train_api.h>
 #include <tournament/kernels.h>
 
