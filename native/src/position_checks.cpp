@@ -156,7 +156,7 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
   // it through its backward, lm_head its final hidden states (a 7B model's
   // float32 probabilities for 4 x 1023 positions are 2.5 GB).
   std::vector<torch::Tensor> dense;      // cfg_.steps x [V, H]: D_t = P^T H / N - p_mean h_mean^T
-  std::vector<torch::Tensor> positions;  // cfg_.steps x [2]: lm_head's sum a_i^2, sum b_i^2
+  std::vector<torch::Tensor> positions;  // cfg_.steps x [3]: lm_head's sum a_i^2, sum b_i^2, mismatched_norms
   std::vector<torch::Tensor> per_batch;  // cfg_.steps x [tapped, 3]: each layer's
   for (int64_t t = 0; t < cfg_.steps; ++t) {
     for (auto& e : tapped) e.sums = torch::zeros({3}, e.diff.options().dtype(torch::kFloat32));
