@@ -833,7 +833,7 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   TORCH_CHECK(ref.seed == seed && last_seed_ == seed, "evaluator: the kept run used another seed");
   torch::NoGradGuard no_grad;
   Comparison c;
-  const auto started = std::chrono::steady_clock::now();
+  auto t = std::chrono::steady_clock::now();  // the parts' clock (mark, below)
   // Sums stay on the device until one read each (a read per tensor would
   // wait on the device per tensor); the host then adds them in double, in order.
   auto to_host = [](const std::vector<torch::Tensor>& sums) {
@@ -908,7 +908,6 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   // before group_shifts writes into the parameter memory (it puts back what it took).
   c.changed_after_kill = memory_digest() != post_kill_digest_;
   // Each part ends on a read to the host, so the clock needs no extra synchronisation.
-  auto t = started;
   auto mark = [&](const char* part) {
     const auto now = std::chrono::steady_clock::now();
     c.phase_seconds.emplace_back(part, std::chrono::duration<double>(now - t).count());

@@ -145,9 +145,8 @@ struct Comparison {
   // Per timed batch, per kind of decoder linear layer (pooled over the
   // layers): sum b_i^2 over sum |dy_j|^2 |x_i|^2 over the difference's mean
   // square, the difference's energy between mismatched positions against what
-  // a white difference of the same size would give (1). Informational (no threshold yet): an
-  // unbiased estimate of a weight gradient built from mixed positions (a count
-  // sketch) leaves its error there, in the batch it was built from.
+  // a white difference of the same size would give (1). Informational per
+  // batch; layer_pair_excess is what the judge reads.
   std::vector<std::vector<std::pair<std::string, double>>> layer_pair_energy;
   // Per kind: the mean of layer_pair_energy over the timed batches less 1,
   // damped below kPositionJitter as the position excess. An estimate of a

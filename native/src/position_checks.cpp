@@ -112,7 +112,7 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     std::string kind;
     torch::Tensor diff;  // [out, in]
     torch::Tensor sums;  // [3], this batch's: sum a_i^2, sum b_i^2, mismatched_norms
-    torch::Tensor energy;  // [2]: sum dW^2, numel
+    torch::Tensor square_sum;  // []: sum dW^2, for what a white difference of its size reads
   };
   std::vector<Tapped> tapped;
   std::map<const void*, size_t> by_weight;  // parameter memory -> index in tapped
@@ -124,8 +124,8 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
       if (item.key().rfind("model.layers.", 0) == 0 && w.dim() == 2) {
         by_weight[w.data_ptr()] = tapped.size();
         auto d = w - ref.weights[i].to(w.device());
-        auto energy = torch::stack({d.to(torch::kFloat32).square().sum(), torch::full({}, static_cast<double>(d.numel()), d.options().dtype(torch::kFloat32))});
-        tapped.push_back({tensor_kind(item.key()), d, {}, energy});
+        auto square_sum = d.to(torch::kFloat32).square().sum();
+        tapped.push_back({tensor_kind(item.key()), d, {}, square_sum});
       }
       ++i;
     }
@@ -235,12 +235,12 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
   // The decoder's linear layers, pooled per kind over the layers.
   const auto layers = torch::stack(per_batch).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [steps, tapped, 3]
   std::vector<torch::Tensor> energies;
-  for (const auto& e : tapped) energies.push_back(e.energy);
-  const auto white = torch::stack(energies).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [tapped, 2]
+  for (const auto& e : tapped) energies.push_back(e.square_sum);
+  const auto squares = torch::stack(energies).to(torch::kCPU).to(torch::kFloat64).contiguous();  // [tapped]
   std::map<std::string, std::pair<double, double>> white_kinds;  // kind -> (sum dW^2, numel) over the layers
   for (size_t k = 0; k < tapped.size(); ++k) {
-    white_kinds[tapped[k].kind].first += white.data_ptr<double>()[2 * k];
-    white_kinds[tapped[k].kind].second += white.data_ptr<double>()[2 * k + 1];
+    white_kinds[tapped[k].kind].first += squares.data_ptr<double>()[k];
+    white_kinds[tapped[k].kind].second += static_cast<double>(tapped[k].diff.numel());
   }
   const double* lv = layers.data_ptr<double>();
   const size_t nt = tapped.size();

@@ -373,22 +373,23 @@ const MLP_KINDS = /(^|\.)mlp\.(gate|up|down)_proj\.weight$/;
 
 /** The MLP kind whose difference lies most along the data between mismatched positions (NaN counts as furthest). */
 export function worstPairExcess(cmp: Pick<NativeComparison, 'layerPairExcess'>): { kind: string; excess: number } | null {
-  let worst: { kind: string; excess: number } | null = null;
-  for (const [kind, e] of Object.entries(cmp.layerPairExcess ?? {})) {
-    if (!MLP_KINDS.test(kind)) continue;
-    const excess = Number.isNaN(e) ? Infinity : e;
-    if (!worst || excess > worst.excess) worst = { kind, excess };
-  }
-  return worst;
+  const w = largest(cmp.layerPairExcess ?? {}, MLP_KINDS);
+  return w && { kind: w.key, excess: w.value };
 }
 
 /** The kind of tensor (of those `among` matches) whose pooled update is furthest from the reference's (NaN counts as furthest). */
 export function worstKind(cmp: Pick<NativeComparison, 'kindRelErrors'>, among = /./): { kind: string; error: number } | null {
-  let worst: { kind: string; error: number } | null = null;
-  for (const [kind, e] of Object.entries(cmp.kindRelErrors)) {
-    if (UNCHECKED_KINDS.test(kind) || !among.test(kind)) continue;
-    const error = Number.isNaN(e) ? Infinity : e;
-    if (!worst || error > worst.error) worst = { kind, error };
+  const w = largest(cmp.kindRelErrors, among, UNCHECKED_KINDS);
+  return w && { kind: w.key, error: w.value };
+}
+
+/** The largest value among the keys `among` matches and `skip` does not (NaN counts as largest). */
+function largest(values: Record<string, number>, among: RegExp, skip?: RegExp): { key: string; value: number } | null {
+  let worst: { key: string; value: number } | null = null;
+  for (const [key, v] of Object.entries(values)) {
+    if (skip?.test(key) || !among.test(key)) continue;
+    const value = Number.isNaN(v) ? Infinity : v;
+    if (!worst || value > worst.value) worst = { key, value };
   }
   return worst;
 }
