@@ -189,9 +189,10 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
 // logits in bf16, the gradient rounded to bf16 before both products, each
 // chunk's weight-gradient product rounded to bf16 and the chunks summed in
 // float32, rounded once. The chunks' products go into one [chunks, V, H]
-// buffer and are summed in one pass at the end (torch::sum, float32
-// accumulation): one read of each product instead of a float32 read-modify-
-// write of the [V, H] sum per chunk (accumulate_, 12.8 ms a step on the H200).
+// buffer and are summed in one pass at the end (kernels::sum_terms: one read
+// of each product; a float32 read-modify-write of the [V, H] sum per chunk,
+// accumulate_, cost 12.8 ms a step on the H200, and torch::sum over the
+// chunks' dimension 24 ms).
 // Summing all rows inside one product (float32 throughout, commit a0e1d73)
 // was faster still but moved lm_head off the reference's rounding: the
 // head-gradient check rejected it on one of two runs (1.53e-5, allowed
@@ -226,14 +227,7 @@ Tensor loss_head(const Tensor& hidden, const Tensor& weight, const Tensor& ids, 
     torch::mm_out(pc, g.t(), hc);
   }
   // bf16(sum over chunks in float32): the reference's zeros(float32), add_ per chunk, .to(bf16), in one pass.
-  // (CUDA's sum of bf16 accumulates in float32 and rounds once; elsewhere the float32 sum is asked for explicitly.)
-  if (chunks == 1) {
-    *d_weight = products.select(0, 0);
-  } else if (weight.is_cuda()) {
-    *d_weight = products.sum(0, /*keepdim=*/false, weight.scalar_type());
-  } else {
-    *d_weight = products.sum(0, /*keepdim=*/false, torch::kFloat32).to(weight.scalar_type());
-  }
+  *d_weight = chunks == 1 ? products.select(0, 0) : K::sum_terms(products);
   products = Tensor();
   *d_hidden = torch::zeros_like(hidden);                          // [B, S, H]
   d_hidden->narrow(1, 0, S - 1).copy_(dh.view({B, S - 1, H}));

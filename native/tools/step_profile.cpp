@@ -102,6 +102,11 @@ void check_kernels() {
     report("cross_entropy_grad_ grad", lg, lr);
     report("cross_entropy_grad_ logp", pg, pr);
   }
+  // The float32 sum of stacked bf16 terms (the loss head's chunk products), rounded once
+  {
+    auto terms = rnd({8, 1000, 72});
+    report("sum_terms", kernels::sum_terms(terms), kernels::sum_terms(cpu(terms)));
+  }
   // Poisoned-output check: every element written (NaN-filled inputs would propagate; here, finite outputs)
   std::printf("  all finite: %d\n", static_cast<int>(torch::isfinite(kernels::swiglu(gate, up)).all().item<bool>() &&
                                                      torch::isfinite(y_g).all().item<bool>()));

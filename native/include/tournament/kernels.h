@@ -9,7 +9,7 @@
 
 #include <tournament/libtorch.h>
 
-#define TOURNAMENT_KERNELS_VERSION 2
+#define TOURNAMENT_KERNELS_VERSION 3
 
 namespace tournament::kernels {
 
@@ -64,6 +64,11 @@ void cross_entropy_grad_(torch::Tensor& logits, const torch::Tensor& targets, do
 // bf16(acc + x) for the last term. acc float32, x bf16, same shape, contiguous.
 void accumulate_(torch::Tensor& acc, const torch::Tensor& x, bool first);
 torch::Tensor accumulate_finish(const torch::Tensor& acc, const torch::Tensor& x);
+
+// The float32 sum of bf16 terms stacked along the first dimension, rounded
+// once (version 3): x.sum(0, float32).to(bf16), in one read of each term.
+// x [terms, ...] -> [...] in x's dtype.
+torch::Tensor sum_terms(const torch::Tensor& x);
 
 // One AdamW step on one parameter (version 2), in place: the steps of
 // PyTorch's fused AdamW (_fused_adamw_, what tournament::AdamW runs on CUDA)

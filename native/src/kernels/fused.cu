@@ -341,6 +341,27 @@ __global__ void __launch_bounds__(MaxThreads, MinBlocks) rms_bwd_kernel(const bf
 
 // ---------------------------------------------------------------- float32 sums of bf16 terms
 
+// out[i] = bf16(float(x[0][i]) + float(x[1][i]) + ...): the sum over the
+// leading dimension of [terms, n] in float32, rounded once, as
+// x.sum(0, float32).to(bf16) computes it (up to the order of the additions).
+// One read of each term and one write, against ATen's reduction over an
+// outer dimension (about 450 GB/s on the H200 for [8, V, H]).
+template <int V>
+__global__ void sum_terms_kernel(const bf16* __restrict__ x, bf16* __restrict__ out, int64_t n, int terms) {
+  const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+  if (i >= n) return;
+  float a[V], xv[V];
+  load<V>(x + i, a);
+#pragma unroll 4
+  for (int t = 1; t < terms; ++t) {
+    load<V>(x + static_cast<int64_t>(t) * n + i, xv);
+#pragma unroll
+    for (int k = 0; k < V; ++k) a[k] += xv[k];
+  }
+  store<V>(out + i, a);
+}
+
+
 // mode 0: acc = float(x); 1: acc += float(x); 2: out = bf16(acc + float(x)).
 // The same float32 additions as acc.add_(x) and acc.to(bf16), in one pass.
 template <int V>
@@ -542,6 +563,17 @@ cudaError_t ce_grad(void* logits, const int64_t* targets, float* row_logp, int64
   } else {
     ce_grad_kernel<1><<<static_cast<unsigned>(rows), kCeThreads, 0, stream>>>(static_cast<bf16*>(logits), targets,
                                                                                row_logp, vocab, scale);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t sum_terms(const void* x, void* out, int64_t n, int terms, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  const auto* in = static_cast<const bf16*>(x);
+  if (n % 8 == 0 && aligned16(x) && aligned16(out)) {
+    sum_terms_kernel<8><<<blocks_for(n / 8, 256), 256, 0, stream>>>(in, static_cast<bf16*>(out), n, terms);
+  } else {
+    sum_terms_kernel<1><<<blocks_for(n, 256), 256, 0, stream>>>(in, static_cast<bf16*>(out), n, terms);
   }
   return cudaGetLastError();
 }

@@ -33,6 +33,9 @@ cudaError_t rms_bwd(const void* g, const void* x, const void* w, const float* rs
 cudaError_t ce_grad(void* logits, const int64_t* targets, float* row_logp, int64_t rows, int64_t vocab, float scale,
                     cudaStream_t stream);
 
+// out[i] = bf16(sum over t < terms of float(x[t * n + i])). n elements a term.
+cudaError_t sum_terms(const void* x, void* out, int64_t n, int terms, cudaStream_t stream);
+
 // mode 0: acc = float(x); 1: acc += float(x); 2: out = bf16(acc + float(x)). n elements.
 cudaError_t accumulate(float* acc, const void* x, void* out, int64_t n, int mode, cudaStream_t stream);
 

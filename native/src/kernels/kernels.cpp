@@ -4,6 +4,7 @@
 #include <tournament/optim.h>
 
 #include <cmath>
+#include <limits>
 
 #ifdef TOURNAMENT_WITH_CUDA_KERNELS
 #include <c10/cuda/CUDAStream.h>
@@ -226,6 +227,19 @@ Tensor accumulate_finish(const Tensor& acc, const Tensor& x) {
   }
 #endif
   return (acc + x).to(x.scalar_type());
+}
+
+Tensor sum_terms(const Tensor& x) {
+  TORCH_CHECK(x.dim() >= 1 && x.size(0) >= 1, "sum_terms: x [terms, ...] with at least one term");
+#ifdef TOURNAMENT_WITH_CUDA_KERNELS
+  if (fusable({&x}) && x.size(0) <= std::numeric_limits<int>::max()) {
+    auto out = torch::empty(x.sizes().slice(1), x.options());
+    check(cuda::sum_terms(x.data_ptr(), out.data_ptr(), out.numel(), static_cast<int>(x.size(0)), stream_of(x)),
+          "sum_terms");
+    return out;
+  }
+#endif
+  return x.sum(0, /*keepdim=*/false, torch::kFloat32).to(x.scalar_type());
 }
 
 void adamw_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, int64_t step, double lr, double beta1, double beta2,
