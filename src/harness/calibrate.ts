@@ -374,9 +374,9 @@ const CHECK_FIELDS: (keyof Checks)[] = [
 /**
  * Earlier calibrations (`calibrate --json` output) of one kind of device and
  * one benchmark shape, judged together: every run against the thresholds in
- * force now (for the files' kind of device), and one recommendation over all of them. A GPU calibration is
- * split over calls (a seed of a dozen cases takes minutes on the 7B shape);
- * this is how their seeds add up. Refuses files of other devices or shapes,
+ * force now for that kind of device, and one recommendation over all of them.
+ * A GPU calibration is split over calls (a seed of a dozen cases takes
+ * minutes on the 7B shape); this is how their seeds add up. Refuses files of other devices or shapes,
  * a case honest in one file and a cheat in another, a case run twice on one
  * seed, and runs without a check the thresholds read.
  */
