@@ -10,6 +10,7 @@ import { defaultDevice } from '../engine/model';
 import { UserError } from '../errors';
 import { calibrate, DEFAULT_CASES, mergeCalibrations, writeCalibration, type CalibrationResult } from '../harness/calibrate';
 import { formatCalibration } from '../harness/report';
+import { readJsonFile } from '../util/json';
 import { defaultWorkDir } from '../util/paths';
 import { ProgressLine } from '../util/progress';
 import { EXIT_REJECTED } from './local-bench';
@@ -91,12 +92,9 @@ function merged(a: Args, hparams: Hparams, command: string): CalibrationResult {
   const given = (['cases', 'seed', 'steps', 'warmup-steps', 'threads', 'device', 'work-dir'] as const).filter((k) => a[k] !== undefined);
   if (given.length) throw new UserError(`--merge runs nothing: --${given[0]} does not apply`, { hint: 'the device, benchmark, seeds and cases are those of the merged files' });
   const files = (a.merge ?? []).map((file) => {
-    if (!fs.existsSync(file)) throw new UserError(`--merge: ${file} does not exist`);
-    try {
-      return { file, result: JSON.parse(fs.readFileSync(file, 'utf8')) as CalibrationResult };
-    } catch (e) {
-      throw new UserError(`--merge: ${file} is not JSON (${(e as Error).message})`, { hint: 'merge what `tournament calibrate --json` printed' });
-    }
+    const result = readJsonFile<CalibrationResult>(file, 'merge what `tournament calibrate --json` printed');
+    if (result === null) throw new UserError(`--merge: ${file} does not exist`);
+    return { file, result };
   });
   return mergeCalibrations(files, hparams, command);
 }
