@@ -5,9 +5,9 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { calibrationFor, loadHparams } from '../src/config/hparams';
+import { calibrationFor, loadHparams, type Hparams } from '../src/config/hparams';
 import { UserError } from '../src/errors';
-import { CALIBRATION_DIR, marginProblems, measureRun, recommend, resolveCase, summarise, writeCalibration, type CalibrationResult } from '../src/harness/calibrate';
+import { CALIBRATION_DIR, marginProblems, measureRun, mergeCalibrations, recommend, resolveCase, summarise, writeCalibration, type CalibrationResult } from '../src/harness/calibrate';
 import { formatCalibration } from '../src/harness/report';
 import type { RunReport } from '../src/harness/types';
 import { setupPreset } from '../src/setup/setup';
@@ -122,6 +122,45 @@ describe('calibrate: the margin verdict and the recommendation', function () {
     assert.equal(fs.readFileSync(file, 'utf8'), fs.readFileSync(HPARAMS_FILE, 'utf8'));
   });
 
+  it('--merge judges earlier calibrations together: all their seeds against the thresholds in force, one recommendation', function () {
+    const file = (seeds: number[], h: (s: number) => RunReport, c: (s: number) => RunReport, over: Partial<CalibrationResult> = {}): CalibrationResult => ({
+      device: 'cpu', device_kind: 'cpu', hparams_key: 'cpu', parameters: 1e6, steps: 3, warmup_steps: 1, batch_size: 4, seq_len: 128, seeds, date: '2026-12-01',
+      command: `tournament calibrate --seed ${seeds[0]}`, thresholds_in_force: T,
+      runs: [...seeds.map((x) => ({ case: 'h', ...h(x), worst: 0, worst_check: '-' })), ...seeds.map((x) => ({ case: 'c', ...c(x), worst: 0, worst_check: '-' }))],
+      reference_runs: seeds.map((x) => run(x, {})),
+      cases: [{ ...honest, runs: seeds.length, worst: 0, worst_check: '-', worst_seed: null, ok: true }, { ...cheat, runs: seeds.length, worst: 0, worst_check: '-', worst_seed: null, ok: true }],
+      holds: true, problems: [], recommended: { thresholds: T, reasons: {}, problems: [], basis: '' },
+      ...over,
+    });
+    const hp = { verification: { cpu: T } } as unknown as Hparams;
+    const a = file([1], (x) => run(x, { row: 0.002 }), (x) => run(x, { row: 0.05 }));
+    const b = file([2], (x) => run(x, { row: 0.004 }), (x) => run(x, { row: 0.03 }));
+    const m = mergeCalibrations([{ file: 'a.json', result: a }, { file: 'b.json', result: b }], hp, 'tournament calibrate --merge a.json b.json');
+    assert.deepEqual(m.seeds, [1, 2]);
+    assert.deepEqual(m.runs.map((r) => [r.case, r.seed]), [['h', 1], ['h', 2], ['c', 1], ['c', 2]]);
+    assert.deepEqual(m.cases.map((c) => [c.id, c.runs, c.ok]), [['h', 2, true], ['c', 2, true]]);
+    // Each file alone would put the honest worst at its own run; together it is b's 0.004, and the closest cheat b's 0.03.
+    assert.equal(m.recommended.reasons.cell_loss_abs.worst_honest, 0.004);
+    assert.equal(m.recommended.reasons.cell_loss_abs.closest_cheat, 0.03);
+    assert.equal(m.recommended.thresholds.cell_loss_abs, 0.011); // sqrt(0.004 x 0.03), rounded
+    assert.match(m.recommended.basis, /seeds 1, 2, one reference run per seed, from 2 calibrations \(`tournament calibrate --seed 1` on 2026-12-01; `tournament calibrate --seed 2` on 2026-12-01\) judged together by `tournament calibrate --merge a\.json b\.json`/);
+    // Judged against the thresholds in force now, not those each file was judged with.
+    const tight = mergeCalibrations([{ file: 'a.json', result: a }, { file: 'b.json', result: b }], { verification: { cpu: { ...T, cell_loss_abs: 0.006 } } } as unknown as Hparams, 'x');
+    assert.equal(tight.holds, false);
+    assert.match(tight.problems[0], /^honest honest h: cell loss at 0\.67 of its threshold \(seed 2\)/);
+
+    const refuses = (files: { file: string; result: CalibrationResult }[], re: RegExp) =>
+      assert.throws(() => mergeCalibrations(files, hp, 'x'), (e: unknown) => e instanceof UserError && re.test(e.message));
+    refuses([{ file: 'a.json', result: a }, { file: 'b.json', result: { ...b, steps: 5 } }], /^b\.json and a\.json are not of one device and benchmark: steps 5 against 3$/);
+    refuses([{ file: 'a.json', result: a }, { file: 'a2.json', result: a }], /^case h ran on seed 1 in both a\.json and a2\.json: each seed may count once$/);
+    refuses([{ file: 'a.json', result: a }, { file: 'b.json', result: { ...b, cases: [{ ...b.cases[0], honest: false }, b.cases[1]] } }], /^case h is a cheat in b\.json and not in another file$/);
+    const old = file([3], (x) => run(x, {}), (x) => run(x, {}));
+    delete (old.runs[0].checks as Partial<NonNullable<RunReport['checks']>>).max_mlp_pair_excess;
+    refuses([{ file: 'old.json', result: old }], /^old\.json: the run of h on seed 3 has no max_mlp_pair_excess$/);
+    refuses([{ file: 'x.json', result: { seeds: [] } as unknown as CalibrationResult }], /^x\.json is not what `tournament calibrate --json` prints$/);
+    refuses([], /^--merge names no file$/);
+  });
+
   it('resolves cases: drop shares, shipped plugins by their header, and names what is unknown', function () {
     const o = { batchSize: 16, steps: 5, scratch: tmpDir('calibrate-cases') };
     assert.equal(resolveCase('drop:last:2', o).skipped, 2 / 80);
@@ -197,6 +236,27 @@ describe('calibrate: the command on the CPU default, and the validator\'s refusa
     assert.deepEqual(hp.verification.cuda, loadHparams(HPARAMS_FILE).verification.cuda, 'the other device is untouched');
     // Every cheat run is rejected by the thresholds written.
     for (const r of result.runs.filter((x) => !result.cases.find((c) => c.id === x.case)!.honest)) assert.ok(measureRun(r.case, r, cpu).worst > 1, r.case);
+  });
+
+  it('--merge adds the seeds of calibrate --json files and refuses what does not apply', async function () {
+    const a = path.join(dir, 'cal-a.json');
+    const b = path.join(dir, 'cal-b.json');
+    fs.writeFileSync(a, JSON.stringify(result));
+    const shift = (r: RunReport) => ({ ...r, seed: r.seed + 1 });
+    fs.writeFileSync(b, JSON.stringify({ ...result, seeds: [1001], runs: result.runs.map(shift), reference_runs: result.reference_runs.map(shift) }));
+    const r = await runCli(['calibrate', '--merge', a, b, '--hparams', written, '--json'], { cwd: dir });
+    const m = JSON.parse(r.stdout) as CalibrationResult;
+    assert.equal(r.code, m.holds ? 0 : 3, r.stderr);
+    assert.deepEqual(m.seeds, [1000, 1001]);
+    assert.deepEqual(m.cases.map((c) => [c.id, c.runs]), result.cases.map((c) => [c.id, 2]));
+    assert.equal(m.runs.length, 2 * result.runs.length);
+    const bad = await runCli(['calibrate', '--merge', a, '--cases', 'baseline'], { cwd: dir });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^error: --merge runs nothing: --cases does not apply/m);
+    const twice = await runCli(['calibrate', '--merge', a, a], { cwd: dir });
+    assert.equal(twice.code, 1);
+    assert.match(twice.stderr, /each seed may count once/);
+    assert.doesNotMatch(twice.stderr, /\n\s+at .*:\d+:\d+/, 'no stack trace');
   });
 
   it('evaluate refuses thresholds never calibrated on this kind of device, says what to run, and --allow-uncalibrated overrides', async function () {

@@ -5,10 +5,10 @@
 import type { CommandModule } from 'yargs';
 import * as fs from 'fs';
 import * as path from 'path';
-import { loadHparams } from '../config/hparams';
+import { loadHparams, type Hparams } from '../config/hparams';
 import { defaultDevice } from '../engine/model';
 import { UserError } from '../errors';
-import { calibrate, DEFAULT_CASES, writeCalibration } from '../harness/calibrate';
+import { calibrate, DEFAULT_CASES, mergeCalibrations, writeCalibration, type CalibrationResult } from '../harness/calibrate';
 import { formatCalibration } from '../harness/report';
 import { defaultWorkDir } from '../util/paths';
 import { ProgressLine } from '../util/progress';
@@ -28,6 +28,7 @@ interface Args {
   threads?: number;
   write: boolean;
   'work-dir'?: string;
+  merge?: string[];
 }
 
 export const calibrateCommand: CommandModule<object, Args> = {
@@ -50,6 +51,11 @@ export const calibrateCommand: CommandModule<object, Args> = {
       .option('threads', { type: 'number', describe: 'OMP_NUM_THREADS for every runner (1 keeps a shared CPU machine from oversubscribing)' })
       .option('write', { type: 'boolean', default: false, describe: 'Store the recommended thresholds, their basis and the calibration record in the hparams file (verification.cpu or .cuda)' })
       .option('work-dir', { type: 'string', describe: 'Scratch for compiled plugins and runs (default: a folder under the system temp dir)' })
+      .option('merge', {
+        type: 'string',
+        array: true,
+        describe: 'Run nothing: judge earlier calibrations together (files that `calibrate --json` printed, of one device and benchmark), against the thresholds in force, with one recommendation over all their seeds',
+      })
       .epilogue(
         [
           'The thresholds hold when every honest case stays within half of every threshold (a 2x margin) in every run and every cheat is',
@@ -59,32 +65,14 @@ export const calibrateCommand: CommandModule<object, Args> = {
         ].join(' '),
       )
       .example('$0 calibrate --device cuda --benchmark-dir /data/bench --write', 'Calibrate a GPU validator and store the thresholds')
-      .example('$0 calibrate --seed-count 1 --cases baseline,drop:last:1 --json', 'A quick look on the CPU default'),
+      .example('$0 calibrate --seed-count 1 --cases baseline,drop:last:1 --json', 'A quick look on the CPU default')
+      .example('$0 calibrate --merge cal-904.json cal-905.json --write', 'Thresholds from two GPU calls\' seeds together'),
   handler: async (a) => {
     const hparams = loadHparams(a.hparams);
-    const device = a.device ?? defaultDevice();
-    const cases = a.cases === undefined ? DEFAULT_CASES : a.cases.split(',').map((s) => s.trim()).filter(Boolean);
-    if (cases.length === 0) throw new UserError('--cases names no case');
-    if (a.threads !== undefined) intOption('threads', a.threads, 1, 1);
     if (a.write && !fs.existsSync(a.hparams)) throw new UserError(`--write: ${a.hparams} does not exist`);
-    const progress = new ProgressLine(!a.json);
     const argv = process.argv.slice(2).map((s) => (/^[\w./:,=@-]+$/.test(s) ? s : JSON.stringify(s)));
-    const result = await calibrate({
-      cases,
-      command: `tournament ${argv.join(' ')}`,
-      benchmarkDir: a['benchmark-dir'],
-      hparams,
-      device,
-      runs: intOption('seed-count', a['seed-count'], 3, 1),
-      seed: a.seed === undefined ? undefined : intOption('seed', a.seed, 0, 0),
-      steps: intOption('steps', a.steps, hparams.eval_steps, 1),
-      warmupSteps: intOption('warmup-steps', a['warmup-steps'], hparams.warmup_steps, 0),
-      batchSize: hparams.benchmark_batch_size,
-      workDir: a['work-dir'] ?? defaultWorkDir(),
-      runnerEnv: a.threads === undefined ? {} : { OMP_NUM_THREADS: String(a.threads) },
-      onProgress: (t) => progress.update(t),
-    });
-    progress.done();
+    const command = `tournament ${argv.join(' ')}`;
+    const result = a.merge ? merged(a, hparams, command) : await measured(a, hparams, command);
     // Print first: when --write refuses, the measurements still show why.
     const print = (written: boolean) =>
       process.stdout.write((a.json ? JSON.stringify({ ...result, hparams_file: path.resolve(a.hparams), written }, null, 2) : formatCalibration(result, { hparamsFile: a.hparams, written })) + '\n');
@@ -98,3 +86,42 @@ export const calibrateCommand: CommandModule<object, Args> = {
     if (!result.holds) process.exitCode = EXIT_REJECTED;
   },
 };
+
+function merged(a: Args, hparams: Hparams, command: string): CalibrationResult {
+  const given = (['cases', 'seed', 'steps', 'warmup-steps', 'threads', 'device', 'work-dir'] as const).filter((k) => a[k] !== undefined);
+  if (given.length) throw new UserError(`--merge runs nothing: --${given[0]} does not apply`, { hint: 'the device, benchmark, seeds and cases are those of the merged files' });
+  const files = (a.merge ?? []).map((file) => {
+    if (!fs.existsSync(file)) throw new UserError(`--merge: ${file} does not exist`);
+    try {
+      return { file, result: JSON.parse(fs.readFileSync(file, 'utf8')) as CalibrationResult };
+    } catch (e) {
+      throw new UserError(`--merge: ${file} is not JSON (${(e as Error).message})`, { hint: 'merge what `tournament calibrate --json` printed' });
+    }
+  });
+  return mergeCalibrations(files, hparams, command);
+}
+
+async function measured(a: Args, hparams: Hparams, command: string): Promise<CalibrationResult> {
+  const device = a.device ?? defaultDevice();
+  const cases = a.cases === undefined ? DEFAULT_CASES : a.cases.split(',').map((s) => s.trim()).filter(Boolean);
+  if (cases.length === 0) throw new UserError('--cases names no case');
+  if (a.threads !== undefined) intOption('threads', a.threads, 1, 1);
+  const progress = new ProgressLine(!a.json);
+  const result = await calibrate({
+    cases,
+    command,
+    benchmarkDir: a['benchmark-dir'],
+    hparams,
+    device,
+    runs: intOption('seed-count', a['seed-count'], 3, 1),
+    seed: a.seed === undefined ? undefined : intOption('seed', a.seed, 0, 0),
+    steps: intOption('steps', a.steps, hparams.eval_steps, 1),
+    warmupSteps: intOption('warmup-steps', a['warmup-steps'], hparams.warmup_steps, 0),
+    batchSize: hparams.benchmark_batch_size,
+    workDir: a['work-dir'] ?? defaultWorkDir(),
+    runnerEnv: a.threads === undefined ? {} : { OMP_NUM_THREADS: String(a.threads) },
+    onProgress: (t) => progress.update(t),
+  });
+  progress.done();
+  return result;
+}

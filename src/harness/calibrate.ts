@@ -316,7 +316,6 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult>
   const cases = o.cases.map((id) => resolveCase(id, { batchSize: o.batchSize, steps: o.steps, scratch }));
   const dup = o.cases.find((c, i) => o.cases.indexOf(c) !== i);
   if (dup) throw new UserError(`case ${dup} is listed twice`);
-  const inForce = pickValues(o.hparams.verification[key]);
   const { cases: _, command, ...rest } = o;
   const verdicts = await evaluateSubmissions({ ...rest, submissions: cases.map((c) => ({ file: c.file, env: c.env, label: c.name })) });
   const compileFailed = verdicts.flatMap((v, i) => (v.reasons[0]?.startsWith('compile:') ? [`${cases[i].id}: ${v.reasons[0]}`] : []));
@@ -324,29 +323,106 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult>
   const refs = verdicts[0].reference_runs;
   const seeds = refs.map((r) => r.seed);
   const seqLen = refs[0] ? refs[0].tokens / (o.steps * o.batchSize) : 0;
+  return judge({
+    device: o.device, device_kind: kind, hparams_key: key, parameters: verdicts[0].parameters,
+    steps: o.steps, warmup_steps: o.warmupSteps, batch_size: o.batchSize, seq_len: seqLen, seeds, command,
+  }, cases.map((c, i) => ({ c, runs: verdicts[i].runs })), refs, pickValues(o.hparams.verification[key]), o.runs, `one reference run per seed: \`${command}\``);
+}
+
+/** What a calibration is of: the device, the benchmark's shape, its seeds and the command. */
+type CalibrationShape = Pick<CalibrationResult, 'device' | 'device_kind' | 'hparams_key' | 'parameters' | 'steps' | 'warmup_steps' | 'batch_size' | 'seq_len' | 'seeds' | 'command'>;
+
+/** Every run against the thresholds in force (the margin verdict), and one recommendation over them all. */
+function judge(
+  shape: CalibrationShape,
+  cases: { c: Pick<CalibrationCase, 'id' | 'name' | 'honest' | 'skipped'>; runs: RunReport[] }[],
+  refs: RunReport[],
+  inForce: ThresholdValues,
+  wanted: number | null,
+  source: string,
+): CalibrationResult {
   const date = new Date().toISOString().slice(0, 10);
-  const runs = cases.flatMap((c, i) => verdicts[i].runs.map((r) => {
+  const runs = cases.flatMap(({ c, runs: rs }) => rs.map((r) => {
     const m = measureRun(c.id, r, inForce, c.honest);
     return { case: c.id, ...r, worst: m.worst, worst_check: m.worstCheck };
   }));
-  const summaries = cases.map((c, i) => summarise(c, verdicts[i].runs, inForce, o.runs));
+  const summaries = cases.map(({ c, runs: rs }) => summarise(c, rs, inForce, wanted ?? rs.length));
   const problems = marginProblems(summaries);
-  const rec = recommend(cases.flatMap((c, i) => verdicts[i].runs.map((r) => ({ c, r }))), inForce);
+  const rec = recommend(cases.flatMap(({ c, runs: rs }) => rs.map((r) => ({ c, r }))), inForce);
   const g = (x: number) => x.toPrecision(2);
   const basis =
-    `Calibrated ${date} on ${kind} (${o.device}), ${(verdicts[0].parameters / 1e6).toFixed(2)}M parameters, ${o.steps} steps of ${o.batchSize} x ${seqLen} after ${o.warmupSteps} warmup step(s), ` +
-    `seeds ${seeds.join(', ')}, one reference run per seed: \`${command}\`. Cases: ${cases.map((c) => c.id).join(', ')}. ` +
+    `Calibrated ${date} on ${shape.device_kind} (${shape.device}), ${(shape.parameters / 1e6).toFixed(2)}M parameters, ${shape.steps} steps of ${shape.batch_size} x ${shape.seq_len} after ${shape.warmup_steps} warmup step(s), ` +
+    `seeds ${shape.seeds.join(', ')}, ${source}. Cases: ${cases.map(({ c }) => c.id).join(', ')}. ` +
     CHECKS.map((c) => {
       const r = rec.reasons[c.key];
       return `${c.key} ${rec.thresholds[c.key]}: worst honest ${g(r.worst_honest)} (${r.worst_honest_case}), closest cheat ${r.closest_cheat === null ? 'none above 2x it' : `${g(r.closest_cheat)} (${r.closest_cheat_case})`}; ${r.rule}`;
     }).join('. ') +
     `. min_changed_share_ratio ${rec.thresholds.min_changed_share_ratio} as in force.`;
   return {
-    device: o.device, device_kind: kind, hparams_key: key, parameters: verdicts[0].parameters,
-    steps: o.steps, warmup_steps: o.warmupSteps, batch_size: o.batchSize, seq_len: seqLen, seeds, date, command,
-    thresholds_in_force: inForce, runs, reference_runs: refs, cases: summaries,
+    ...shape, date, thresholds_in_force: inForce, runs, reference_runs: refs, cases: summaries,
     holds: problems.length === 0, problems, recommended: { ...rec, basis },
   };
+}
+
+/** The fields of a run's checks that the thresholds read (a file from an older calibrate may lack some). */
+const CHECK_FIELDS: (keyof Checks)[] = [
+  'probe_loss', 'reference_probe_loss', 'cell_loss_deviation', 'batch_loss_shift', 'logits_rel_error', 'update_rel_error', 'max_kind_rel_error',
+  'max_mlp_kind_rel_error', 'max_mlp_pair_excess', 'max_group_shift', 'max_head_alignment', 'max_head_position_excess', 'last_head_position_excess',
+  'max_layer_position_excess', 'last_layer_position_excess', 'changed_share', 'reference_changed_share', 'frozen_tensors',
+];
+
+/**
+ * Earlier calibrations (`calibrate --json` output) of one kind of device and
+ * one benchmark shape, judged together: every run against the thresholds in
+ * force now for that kind of device, and one recommendation over all of them.
+ * A GPU calibration is split over calls (a seed of a dozen cases takes
+ * minutes on the 7B shape); this is how their seeds add up. Refuses files of other devices or shapes,
+ * a case honest in one file and a cheat in another, a case run twice on one
+ * seed, and runs without a check the thresholds read.
+ */
+export function mergeCalibrations(files: { file: string; result: CalibrationResult }[], hparams: Hparams, command: string): CalibrationResult {
+  if (files.length === 0) throw new UserError('--merge names no file');
+  const shapeKeys = ['device_kind', 'hparams_key', 'parameters', 'steps', 'warmup_steps', 'batch_size', 'seq_len'] as const;
+  for (const { file, result } of files) {
+    if (!result || !Array.isArray(result.runs) || !Array.isArray(result.cases) || !Array.isArray(result.reference_runs) || typeof result.command !== 'string') {
+      throw new UserError(`${file} is not what \`tournament calibrate --json\` prints`);
+    }
+    if (result.hparams_key !== 'cpu' && result.hparams_key !== 'cuda') throw new UserError(`${file} is not what \`tournament calibrate --json\` prints (hparams_key ${JSON.stringify(result.hparams_key)})`);
+    for (const k of shapeKeys) {
+      if (result[k] !== files[0].result[k]) {
+        throw new UserError(`${file} and ${files[0].file} are not of one device and benchmark: ${k} ${JSON.stringify(result[k])} against ${JSON.stringify(files[0].result[k])}`);
+      }
+    }
+  }
+  const cases = new Map<string, { c: Pick<CalibrationCase, 'id' | 'name' | 'honest' | 'skipped'>; runs: RunReport[]; seen: Map<number, string> }>();
+  for (const { file, result } of files) {
+    for (const c of result.cases) {
+      const known = cases.get(c.id);
+      if (known && known.c.honest !== c.honest) throw new UserError(`case ${c.id} is ${c.honest ? 'honest' : 'a cheat'} in ${file} and not in another file`);
+      if (!known) cases.set(c.id, { c: { id: c.id, name: c.name, honest: c.honest, skipped: c.skipped }, runs: [], seen: new Map() });
+    }
+    for (const { case: id, worst: _w, worst_check: _c, ...r } of result.runs) {
+      const entry = cases.get(id);
+      if (!entry) throw new UserError(`${file}: a run of case ${id}, which its cases do not list`);
+      const twice = entry.seen.get(r.seed);
+      if (twice !== undefined) throw new UserError(`case ${id} ran on seed ${r.seed} in both ${twice} and ${file}: each seed may count once`);
+      const missing = r.checks ? CHECK_FIELDS.find((f) => r.checks![f] === undefined) : undefined;
+      if (missing) throw new UserError(`${file}: the run of ${id} on seed ${r.seed} has no ${missing}`, { hint: 'it was written by an older tournament calibrate, before that check existed: run that calibration again' });
+      entry.seen.set(r.seed, file);
+      entry.runs.push(r);
+    }
+  }
+  const refs = files.flatMap(({ result }) => result.reference_runs);
+  const seeds = [...new Set(refs.map((r) => r.seed))].sort((a, b) => a - b);
+  const first = files[0].result;
+  return judge(
+    { device: first.device, device_kind: first.device_kind, hparams_key: first.hparams_key, parameters: first.parameters, steps: first.steps, warmup_steps: first.warmup_steps, batch_size: first.batch_size, seq_len: first.seq_len, seeds, command },
+    [...cases.values()].map(({ c, runs }) => ({ c, runs })),
+    refs,
+    pickValues(hparams.verification[first.hparams_key]),
+    null,
+    `one reference run per seed, from ${files.length} calibrations (${files.map(({ result }) => `\`${result.command}\` on ${result.date}`).join('; ')}) judged together by \`${command}\``,
+  );
 }
 
 function pickValues(t: Thresholds): ThresholdValues {

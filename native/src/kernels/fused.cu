@@ -361,7 +361,6 @@ __global__ void sum_terms_kernel(const bf16* __restrict__ x, bf16* __restrict__ 
   store<V>(out + i, a);
 }
 
-
 // mode 0: acc = float(x); 1: acc += float(x); 2: out = bf16(acc + float(x)).
 // The same float32 additions as acc.add_(x) and acc.to(bf16), in one pass.
 template <int V>
