@@ -273,10 +273,13 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   // math, one kernel per tensor with 16-byte accesses; PyTorch's multi-tensor
   // kernel does them in double, at about 2.6 TB/s on the H200); moments in
   // the parameters' dtype, as AdamW.
+  // The moments start uninitialised: a tensor's first step writes them without
+  // reading (kernels::adamw_first_step_, zero moments' result bit for bit).
   std::vector<Tensor> params = model->parameters(), exp_avg, exp_avg_sq;
+  std::vector<char> fresh(params.size(), 1);
   for (const auto& p : params) {
-    exp_avg.push_back(torch::zeros_like(p));
-    exp_avg_sq.push_back(torch::zeros_like(p));
+    exp_avg.push_back(torch::empty_like(p));
+    exp_avg_sq.push_back(torch::empty_like(p));
   }
   Scratch scratch{torch::empty({static_cast<int64_t>(layers.size()), d.H + 2 * d.KV, d.H}, opts)};
   TrainResult result;
@@ -329,8 +332,18 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       torch::NoGradGuard no_grad;
       for (size_t i = 0; i < params.size(); ++i) {
         if (!params[i].grad().defined()) continue;
-        K::adamw_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], step + 1, optimizer.lr, optimizer.beta1,
-                       optimizer.beta2, optimizer.weight_decay, optimizer.eps);
+        if (fresh[i] && step == 0) {
+          K::adamw_first_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], optimizer.lr, optimizer.beta1,
+                               optimizer.beta2, optimizer.weight_decay, optimizer.eps);
+        } else {
+          if (fresh[i]) {  // first gradient after step 1: zero moments, as they would have stayed
+            exp_avg[i].zero_();
+            exp_avg_sq[i].zero_();
+          }
+          K::adamw_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], step + 1, optimizer.lr,
+                         optimizer.beta1, optimizer.beta2, optimizer.weight_decay, optimizer.eps);
+        }
+        fresh[i] = 0;
         params[i].mutable_grad() = Tensor();
       }
     }
