@@ -16,8 +16,8 @@
 //     q/k/v product (backward: straight into the fused product's gradient, no
 //     cat), SwiGLU (backward: one pass turns d(silu(gate) up), gate and up into
 //     silu(gate) up, d gate and d up in place). The unfused ops make 3 to 10
-//     passes over [T, I] or [T, H] tensors each; the norms' outputs are
-//     recomputed in backward instead of kept;
+//     passes over [T, I] or [T, H] tensors each; the norms' outputs are kept
+//     for backward (recomputing them cost 56 passes a step);
 //   - fuses the q/k/v projections into one matrix product (their weights are
 //     concatenated into a per-layer scratch buffer once per step, in forward,
 //     and read again in backward; the
@@ -64,13 +64,14 @@ struct Scratch {
   Tensor qkv;  // [L, H + 2 KV, H]
 };
 
-// What backward needs of one layer (the norms' outputs are recomputed from
-// their inputs). A checkpointed layer keeps only x.
+// What backward needs of one layer, the norms' outputs included (their weight
+// gradients' products read them). A checkpointed layer keeps only x.
 struct Saved {
-  Tensor x, rstd1;              // input [T, H], its norm's row scales [T] float32
+  Tensor x, rstd1, n1;          // input [T, H], its norm's row scales [T] float32 and output [T, H]
   Tensor q, k, v, attn;         // attention's leaves [B, N, S, D] (views of the q/k/v product) and output; autograd holds flash's state
   Tensor a;                     // attention output [T, H]
-  Tensor h, rstd2, gate, up;    // residual after attention [T, H], its norm's row scales [T], the MLP's [T, I] products
+  Tensor h, rstd2, n2;          // residual after attention [T, H], its norm's row scales [T] and output [T, H]
+  Tensor gate, up;              // the MLP's [T, I] products
   bool complete = false;
 };
 
@@ -100,7 +101,6 @@ void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Ten
   const auto& norm2 = *L.m->post_attention_layernorm;
   auto n1 = K::rms_norm(xa, norm1.weight, norm1.eps, &rstd1, xb, &x);          // [T, H]; x = xa + xb [T, H]
   auto qkv = torch::addmm(L.qkv_bias(), n1, L.build_qkv_weight(scratch).t());         // [T, H + 2 KV]
-  n1 = Tensor();
   K::rope_qkv_(qkv, cos, sin, d.S, d.Nq, d.Nkv, d.D);                           // q, k columns rotated in place
   // Views of the product, [B, N, S, D] (D contiguous): no copies.
   auto q = qkv.narrow(1, 0, d.H).view({d.B, d.S, d.Nq, d.D}).transpose(1, 2);
@@ -122,10 +122,9 @@ void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Ten
   o = Tensor();
   auto gate = n2.mm(L.mlp().gate_proj->weight.t());                             // [T, I]
   auto up = n2.mm(L.mlp().up_proj->weight.t());                                 // [T, I]
-  n2 = Tensor();
   *m_out = K::swiglu(gate, up).mm(L.mlp().down_proj->weight.t());               // [T, H]
   *h_out = h;
-  if (save) *save = Saved{x, rstd1, q, k, v, attn, a, h, rstd2, gate, up, true};
+  if (save) *save = Saved{x, rstd1, n1, q, k, v, attn, a, h, rstd2, n2, gate, up, true};
 }
 
 // dy [T, H], the gradient of the layer's output x + h-path + m -> dx [T, H];
@@ -139,8 +138,7 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
   K::swiglu_backward_(dp, s.gate, s.up);                         // in place: dp <- silu(gate) up, gate <- d gate, up <- d up
   add_grad(w_down, dy.t().mm(dp));                               // [H, I]
   dp = Tensor();
-  Tensor unused;
-  auto n2 = K::rms_norm(s.h, norm2.weight, norm2.eps, &unused);  // [T, H], recomputed
+  auto n2 = std::move(s.n2);                                     // [T, H]
   auto w_gate = L.mlp().gate_proj->weight, w_up = L.mlp().up_proj->weight;
   add_grad(w_gate, s.gate.t().mm(n2));                           // [I, H]
   add_grad(w_up, s.up.t().mm(n2));                               // [I, H]
@@ -163,7 +161,7 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
   auto dqkv = K::rope_qkv_backward(g[0].transpose(1, 2), g[1].transpose(1, 2), g[2].transpose(1, 2), cos, sin);  // [T, H + 2 KV]
   g.clear();
   const auto& norm1 = *L.m->input_layernorm;
-  auto n1 = K::rms_norm(s.x, norm1.weight, norm1.eps, &unused);  // [T, H], recomputed
+  auto n1 = std::move(s.n1);                                     // [T, H]
   auto dw_qkv = dqkv.t().mm(n1);                                 // [H + 2 KV, H]
   n1 = Tensor();
   auto db_qkv = dqkv.sum(0);                                     // [H + 2 KV]
@@ -245,7 +243,7 @@ int64_t layers_to_keep(Qwen2ForCausalLM& model, const Dims& d, torch::Device dev
   int64_t param_bytes = 0;
   for (const auto& p : model->parameters()) param_bytes += p.numel() * p.element_size();
   const int64_t e = model->parameters()[0].element_size();
-  const int64_t per_layer = d.T * (e * (5 * d.H + 2 * d.KV + 2 * d.I) + 4 * (2 + d.Nq));
+  const int64_t per_layer = d.T * (e * (7 * d.H + 2 * d.KV + 2 * d.I) + 4 * (2 + d.Nq));
   const int64_t reserve = int64_t(18) << 30;
   return std::clamp<int64_t>((available - 2 * param_bytes - reserve) / per_layer, 0, layers);
 }
@@ -275,10 +273,13 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   // math, one kernel per tensor with 16-byte accesses; PyTorch's multi-tensor
   // kernel does them in double, at about 2.6 TB/s on the H200); moments in
   // the parameters' dtype, as AdamW.
+  // The moments start uninitialised: a tensor's first step writes them without
+  // reading (kernels::adamw_first_step_, zero moments' result bit for bit).
   std::vector<Tensor> params = model->parameters(), exp_avg, exp_avg_sq;
+  std::vector<char> fresh(params.size(), 1);
   for (const auto& p : params) {
-    exp_avg.push_back(torch::zeros_like(p));
-    exp_avg_sq.push_back(torch::zeros_like(p));
+    exp_avg.push_back(torch::empty_like(p));
+    exp_avg_sq.push_back(torch::empty_like(p));
   }
   Scratch scratch{torch::empty({static_cast<int64_t>(layers.size()), d.H + 2 * d.KV, d.H}, opts)};
   TrainResult result;
@@ -331,8 +332,18 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       torch::NoGradGuard no_grad;
       for (size_t i = 0; i < params.size(); ++i) {
         if (!params[i].grad().defined()) continue;
-        K::adamw_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], step + 1, optimizer.lr, optimizer.beta1,
-                       optimizer.beta2, optimizer.weight_decay, optimizer.eps);
+        if (fresh[i] && step == 0) {
+          K::adamw_first_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], optimizer.lr, optimizer.beta1,
+                               optimizer.beta2, optimizer.weight_decay, optimizer.eps);
+        } else {
+          if (fresh[i]) {  // first gradient after step 1: zero moments, as they would have stayed
+            exp_avg[i].zero_();
+            exp_avg_sq[i].zero_();
+          }
+          K::adamw_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], step + 1, optimizer.lr,
+                         optimizer.beta1, optimizer.beta2, optimizer.weight_decay, optimizer.eps);
+        }
+        fresh[i] = 0;
         params[i].mutable_grad() = Tensor();
       }
     }

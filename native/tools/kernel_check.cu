@@ -319,7 +319,7 @@ int main() {
       const float bc1 = static_cast<float>(1.0 - std::pow(b1, step));
       const float bc2s = static_cast<float>(std::sqrt(1.0 - std::pow(b2, step)));
       ref_adamw_kernel<<<ref_blocks, 256>>>(p1, g, m1, v1, n, lr, b1, b2, wd, eps, bc1, bc2s);
-      CK(tk::adamw(p2, g, m2, v2, n, lr, b1, b2, wd, eps, bc1, bc2s, 0));
+      CK(tk::adamw(p2, g, m2, v2, n, lr, b1, b2, wd, eps, bc1, bc2s, false, 0));
     }
     CK(cudaDeviceSynchronize());
     const Diff dp = compare(p1, p2, n), dm = compare(m1, m2, n), dv = compare(v1, v2, n);
@@ -331,7 +331,7 @@ int main() {
                 dv.max_abs, dv.max_ref, pass ? "ok" : "FAIL");
     const float bc1 = 0.19f, bc2s = 0.3f;
     const float t_ref = median_ms([&] { ref_adamw_kernel<<<ref_blocks, 256>>>(p1, g, m1, v1, n, lr, b1, b2, wd, eps, bc1, bc2s); });
-    const float t_new = median_ms([&] { CK(tk::adamw(p2, g, m2, v2, n, lr, b1, b2, wd, eps, bc1, bc2s, 0)); });
+    const float t_new = median_ms([&] { CK(tk::adamw(p2, g, m2, v2, n, lr, b1, b2, wd, eps, bc1, bc2s, false, 0)); });
     const double bytes = double(n) * 14;
     std::printf("adamw time: old (double math) %.3f ms (%.0f GB/s), new (float) %.3f ms (%.0f GB/s)\n", t_ref,
                 bytes / t_ref / 1e6, t_new, bytes / t_new / 1e6);

@@ -16,6 +16,7 @@
 #include <dlfcn.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -106,6 +107,17 @@ void check_kernels() {
   {
     auto terms = rnd({8, 1000, 72});
     report("sum_terms", kernels::sum_terms(terms), kernels::sum_terms(cpu(terms)));
+  }
+  // AdamW's first step from moments it must not read (NaN here) against the step from zeroed ones, both on the GPU
+  {
+    auto p0 = rnd({1000, 72}), g0 = rnd({1000, 72}, 0.01);
+    auto pa = p0.clone(), pb = p0.clone();
+    auto ma = torch::full_like(p0, NAN), va = torch::full_like(p0, NAN), mb = torch::zeros_like(p0), vb = torch::zeros_like(p0);
+    kernels::adamw_first_step_(pa, g0, ma, va, 1e-4, 0.9, 0.95, 0.1, 1e-8);
+    kernels::adamw_step_(pb, g0, mb, vb, 1, 1e-4, 0.9, 0.95, 0.1, 1e-8);
+    report("adamw_first_step_ p", pa, pb);
+    report("adamw_first_step_ m", ma, mb);
+    report("adamw_first_step_ v", va, vb);
   }
   // Poisoned-output check: every element written (NaN-filled inputs would propagate; here, finite outputs)
   std::printf("  all finite: %d\n", static_cast<int>(torch::isfinite(kernels::swiglu(gate, up)).all().item<bool>() &&

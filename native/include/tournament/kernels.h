@@ -9,7 +9,7 @@
 
 #include <tournament/libtorch.h>
 
-#define TOURNAMENT_KERNELS_VERSION 3
+#define TOURNAMENT_KERNELS_VERSION 4
 
 namespace tournament::kernels {
 
@@ -80,5 +80,12 @@ torch::Tensor sum_terms(const torch::Tensor& x);
 // v (exp_avg_sq) of one shape; step counts from 1.
 void adamw_step_(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& m, torch::Tensor& v, int64_t step,
                  double lr, double beta1, double beta2, double weight_decay, double eps);
+
+// Step 1 of the same with moments that start at zero (version 4): m and v are
+// written, never read, so they may be uninitialised (torch::empty), and the
+// result is adamw_step_'s with zeroed moments, bit for bit. Saves zeroing
+// them and reading the zeros.
+void adamw_first_step_(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& m, torch::Tensor& v, double lr,
+                       double beta1, double beta2, double weight_decay, double eps);
 
 }  // namespace tournament::kernels

@@ -615,17 +615,23 @@ __device__ __forceinline__ void adamw_one(float& param, float grad, float& exp_a
   param -= c.step_size * exp_avg / denom;
 }
 
-template <int V>
+// Fresh: the moments start at zero and are not read (step 1 of moments that
+// may be uninitialised memory); beta * 0 + x is x, so the result is that of
+// zero moments read.
+template <int V, bool Fresh>
 __global__ void adamw_kernel(bf16* __restrict__ p, const bf16* __restrict__ g, bf16* __restrict__ m,
                              bf16* __restrict__ v, int64_t n, AdamWConsts c) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x * V;
   for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V; i < n; i += stride) {
     if constexpr (V == 8) {
-      V8 pp = *reinterpret_cast<const V8*>(p + i), gg = *reinterpret_cast<const V8*>(g + i),
-         mm = *reinterpret_cast<const V8*>(m + i), vv = *reinterpret_cast<const V8*>(v + i);
+      V8 pp = *reinterpret_cast<const V8*>(p + i), gg = *reinterpret_cast<const V8*>(g + i), mm, vv;
+      if constexpr (!Fresh) {
+        mm = *reinterpret_cast<const V8*>(m + i);
+        vv = *reinterpret_cast<const V8*>(v + i);
+      }
 #pragma unroll
       for (int k = 0; k < 8; ++k) {
-        float a = f(pp.v[k]), e = f(mm.v[k]), s = f(vv.v[k]);
+        float a = f(pp.v[k]), e = Fresh ? 0.f : f(mm.v[k]), s = Fresh ? 0.f : f(vv.v[k]);
         adamw_one(a, f(gg.v[k]), e, s, c);
         pp.v[k] = b(a);
         mm.v[k] = b(e);
@@ -635,7 +641,7 @@ __global__ void adamw_kernel(bf16* __restrict__ p, const bf16* __restrict__ g, b
       *reinterpret_cast<V8*>(m + i) = mm;
       *reinterpret_cast<V8*>(v + i) = vv;
     } else {
-      float a = f(p[i]), e = f(m[i]), s = f(v[i]);
+      float a = f(p[i]), e = Fresh ? 0.f : f(m[i]), s = Fresh ? 0.f : f(v[i]);
       adamw_one(a, f(g[i]), e, s, c);
       p[i] = b(a);
       m[i] = b(e);
@@ -647,7 +653,7 @@ __global__ void adamw_kernel(bf16* __restrict__ p, const bf16* __restrict__ g, b
 }  // namespace
 
 cudaError_t adamw(void* p, const void* g, void* m, void* v, int64_t n, double lr, double beta1, double beta2,
-                  double weight_decay, double eps, float bc1, float bc2_sqrt, cudaStream_t stream) {
+                  double weight_decay, double eps, float bc1, float bc2_sqrt, bool fresh, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   int device = 0, sms = 132;
   cudaGetDevice(&device);
@@ -661,14 +667,17 @@ cudaError_t adamw(void* p, const void* g, void* m, void* v, int64_t n, double lr
                       bc2_sqrt,
                       static_cast<float>(eps)};
   const int64_t cap = static_cast<int64_t>(sms) * 8;  // 8 blocks of 256 per multiprocessor, grid-stride beyond
+  auto launch = [&](auto kernel, int64_t work) {
+    const int64_t blocks = std::min<int64_t>(blocks_for(work, 256), cap);
+    kernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(static_cast<bf16*>(p), static_cast<const bf16*>(g),
+                                                              static_cast<bf16*>(m), static_cast<bf16*>(v), n, c);
+  };
   if (n % 8 == 0 && aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v)) {
-    const int64_t blocks = std::min<int64_t>(blocks_for(n / 8, 256), cap);
-    adamw_kernel<8><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(
-        static_cast<bf16*>(p), static_cast<const bf16*>(g), static_cast<bf16*>(m), static_cast<bf16*>(v), n, c);
+    if (fresh) launch(adamw_kernel<8, true>, n / 8);
+    else launch(adamw_kernel<8, false>, n / 8);
   } else {
-    const int64_t blocks = std::min<int64_t>(blocks_for(n, 256), cap);
-    adamw_kernel<1><<<static_cast<unsigned>(blocks), 256, 0, stream>>>(
-        static_cast<bf16*>(p), static_cast<const bf16*>(g), static_cast<bf16*>(m), static_cast<bf16*>(v), n, c);
+    if (fresh) launch(adamw_kernel<1, true>, n);
+    else launch(adamw_kernel<1, false>, n);
   }
   return cudaGetLastError();
 }

@@ -41,7 +41,8 @@ cudaError_t accumulate(float* acc, const void* x, void* out, int64_t n, int mode
 
 // PyTorch's fused AdamW steps (fused_adam_utils.cuh, ADAMW mode, no amsgrad)
 // in float math on one bf16 tensor and its bf16 gradient and moments, in place.
+// fresh: the moments are taken as zero and not read (they may be uninitialised).
 cudaError_t adamw(void* p, const void* g, void* m, void* v, int64_t n, double lr, double beta1, double beta2,
-                  double weight_decay, double eps, float bc1, float bc2_sqrt, cudaStream_t stream);
+                  double weight_decay, double eps, float bc1, float bc2_sqrt, bool fresh, cudaStream_t stream);
 
 }  // namespace tournament::kernels::cuda

@@ -242,21 +242,28 @@ Tensor sum_terms(const Tensor& x) {
   return x.sum(0, /*keepdim=*/false, torch::kFloat32).to(x.scalar_type());
 }
 
-void adamw_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, int64_t step, double lr, double beta1, double beta2,
-                 double weight_decay, double eps) {
-  TORCH_CHECK(g.sizes() == p.sizes() && m.sizes() == p.sizes() && v.sizes() == p.sizes() && step >= 1,
-              "adamw_step_: p, g, m, v of one shape, step >= 1");
+namespace {
+
+// One AdamW step; `fresh`: m and v start at zero and are not read (step 1).
+void adamw(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, int64_t step, double lr, double beta1, double beta2,
+           double weight_decay, double eps, bool fresh, const char* what) {
+  TORCH_CHECK(g.sizes() == p.sizes() && m.sizes() == p.sizes() && v.sizes() == p.sizes() && step >= 1, what,
+              ": p, g, m, v of one shape, step >= 1");
 #ifdef TOURNAMENT_WITH_CUDA_KERNELS
   if (fusable({&p, &g, &m, &v})) {
     const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
     const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
     // The bias corrections as the fused kernel gets them: double, then float.
     check(cuda::adamw(p.data_ptr(), g.data_ptr(), m.data_ptr(), v.data_ptr(), p.numel(), lr, beta1, beta2, weight_decay,
-                      eps, static_cast<float>(bc1), static_cast<float>(bc2_sqrt), stream_of(p)),
-          "adamw_step_");
+                      eps, static_cast<float>(bc1), static_cast<float>(bc2_sqrt), fresh, stream_of(p)),
+          what);
     return;
   }
 #endif
+  if (fresh) {
+    m.zero_();
+    v.zero_();
+  }
   OptimizerConfig cfg;
   cfg.lr = lr;
   cfg.beta1 = beta1;
@@ -264,6 +271,18 @@ void adamw_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, int64_t step,
   cfg.weight_decay = weight_decay;
   cfg.eps = eps;
   adamw_unfused_step_(p, g, m, v, step, cfg);
+}
+
+}  // namespace
+
+void adamw_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, int64_t step, double lr, double beta1, double beta2,
+                 double weight_decay, double eps) {
+  adamw(p, g, m, v, step, lr, beta1, beta2, weight_decay, eps, /*fresh=*/false, "adamw_step_");
+}
+
+void adamw_first_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, double lr, double beta1, double beta2,
+                       double weight_decay, double eps) {
+  adamw(p, g, m, v, 1, lr, beta1, beta2, weight_decay, eps, /*fresh=*/true, "adamw_first_step_");
 }
 
 }  // namespace tournament::kernels
