@@ -27,8 +27,7 @@
 //   - keeps every layer's activations when memory allows, recomputing a
 //     layer's forward in backward otherwise;
 //   - steps AdamW tensor by tensor with a kernel of its own (the fused
-//     AdamW's steps in float math; kernels::adamw_step_), each layer's on a
-//     second stream while backward goes on through the layers below it;
+//     AdamW's steps in float math; kernels::adamw_step_);
 //   - takes all batches up front and reads the loss once at the end.
 // Shapes: T = B * S tokens, H hidden, I intermediate, Nq / Nkv heads, D head
 // dim, KV = Nkv * D.
@@ -282,41 +281,6 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     exp_avg.push_back(torch::empty_like(p));
     exp_avg_sq.push_back(torch::empty_like(p));
   }
-  auto adamw = [&](size_t i, int64_t step) {  // params[i]'s step `step` (from 0) from its gradient
-    if (!params[i].grad().defined()) return;
-    if (fresh[i] && step == 0) {
-      K::adamw_first_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], optimizer.lr, optimizer.beta1,
-                           optimizer.beta2, optimizer.weight_decay, optimizer.eps);
-    } else {
-      if (fresh[i]) {  // first gradient after step 1: zero moments, as they would have stayed
-        exp_avg[i].zero_();
-        exp_avg_sq[i].zero_();
-      }
-      K::adamw_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], step + 1, optimizer.lr, optimizer.beta1,
-                     optimizer.beta2, optimizer.weight_decay, optimizer.eps);
-    }
-    fresh[i] = 0;
-  };
-  // A layer's AdamW runs on a side stream as soon as its backward is queued,
-  // beside the earlier layers' backward (bandwidth-bound beside compute-bound
-  // products); the rest (embedding, final norm, lm_head) at the step's end.
-  // Each gradient is kept until the streams join (kernels::SideStream).
-  std::vector<std::vector<size_t>> layer_params(layers.size());
-  std::vector<size_t> other_params;
-  for (size_t i = 0; i < params.size(); ++i) {
-    bool found = false;
-    for (size_t l = 0; l < layers.size() && !found; ++l) {
-      for (const auto& q : layers[l].m->parameters()) {
-        if (q.is_same(params[i])) {
-          layer_params[l].push_back(i);
-          found = true;
-          break;
-        }
-      }
-    }
-    if (!found) other_params.push_back(i);
-  }
-  K::SideStream side(device);
   Scratch scratch{torch::empty({static_cast<int64_t>(layers.size()), d.H + 2 * d.KV, d.H}, opts)};
   TrainResult result;
   Tensor loss;
@@ -361,17 +325,27 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
           layer_forward(layers[i], saved[i].x, Tensor(), cos, sin, d, scratch, &saved[i], &unused_h, &unused_m);
         }
         dx = layer_backward(layers[i], dx, saved[i], cos, sin, d, scratch);
-        side.run([&, i] {
-          for (size_t j : layer_params[i]) adamw(j, step);
-        });
       }
       add_grad(embed, torch::embedding_dense_backward(dx.view({d.B, d.S, d.H}), ids, cfg.vocab_size, -1, false));
     }
     {
       torch::NoGradGuard no_grad;
-      for (size_t i : other_params) adamw(i, step);
-      side.join();
-      for (auto& p : params) p.mutable_grad() = Tensor();
+      for (size_t i = 0; i < params.size(); ++i) {
+        if (!params[i].grad().defined()) continue;
+        if (fresh[i] && step == 0) {
+          K::adamw_first_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], optimizer.lr, optimizer.beta1,
+                               optimizer.beta2, optimizer.weight_decay, optimizer.eps);
+        } else {
+          if (fresh[i]) {  // first gradient after step 1: zero moments, as they would have stayed
+            exp_avg[i].zero_();
+            exp_avg_sq[i].zero_();
+          }
+          K::adamw_step_(params[i], params[i].grad(), exp_avg[i], exp_avg_sq[i], step + 1, optimizer.lr,
+                         optimizer.beta1, optimizer.beta2, optimizer.weight_decay, optimizer.eps);
+        }
+        fresh[i] = 0;
+        params[i].mutable_grad() = Tensor();
+      }
     }
     result.total_tokens += ids.numel();
   }

@@ -9,10 +9,7 @@
 
 #include <tournament/libtorch.h>
 
-#include <functional>
-#include <memory>
-
-#define TOURNAMENT_KERNELS_VERSION 5
+#define TOURNAMENT_KERNELS_VERSION 4
 
 namespace tournament::kernels {
 
@@ -90,28 +87,5 @@ void adamw_step_(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& m, tor
 // them and reading the zeros.
 void adamw_first_step_(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& m, torch::Tensor& v, double lr,
                        double beta1, double beta2, double weight_decay, double eps);
-
-// A second CUDA stream on one device, for work that may overlap the current
-// stream's (version 5): memory-bound steps such as AdamW's beside backward's
-// matrix products. run(f) calls f with the side stream current, its kernels
-// ordered after everything queued so far on the current stream; join() makes
-// the current stream wait for all of them. Tensors that f's kernels read and
-// that were made on the current stream must be kept until join() (freed
-// earlier, the allocator may hand their memory to the current stream's next
-// kernels while f's still read it). Anywhere else than a CUDA build, or on a
-// CPU device, run(f) calls f and join() does nothing.
-class SideStream {
- public:
-  explicit SideStream(torch::Device device);
-  ~SideStream();
-  SideStream(const SideStream&) = delete;
-  SideStream& operator=(const SideStream&) = delete;
-  void run(const std::function<void()>& f);
-  void join();
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
 
 }  // namespace tournament::kernels

@@ -7,7 +7,6 @@
 #include <limits>
 
 #ifdef TOURNAMENT_WITH_CUDA_KERNELS
-#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
 #include "fused_launch.h"
@@ -284,56 +283,6 @@ void adamw_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, int64_t step,
 void adamw_first_step_(Tensor& p, const Tensor& g, Tensor& m, Tensor& v, double lr, double beta1, double beta2,
                        double weight_decay, double eps) {
   adamw(p, g, m, v, 1, lr, beta1, beta2, weight_decay, eps, /*fresh=*/true, "adamw_first_step_");
-}
-
-#ifdef TOURNAMENT_WITH_CUDA_KERNELS
-struct SideStream::Impl {
-  c10::cuda::CUDAStream side;
-  cudaEvent_t queued = nullptr, finished = nullptr;  // reused: a wait takes the event as it was when enqueued
-  explicit Impl(c10::DeviceIndex index) : side(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, index)) {
-    check(cudaEventCreateWithFlags(&queued, cudaEventDisableTiming), "SideStream");
-    check(cudaEventCreateWithFlags(&finished, cudaEventDisableTiming), "SideStream");
-  }
-  ~Impl() {
-    cudaEventDestroy(queued);
-    cudaEventDestroy(finished);
-  }
-  cudaStream_t current() const { return c10::cuda::getCurrentCUDAStream(side.device_index()).stream(); }
-};
-#else
-struct SideStream::Impl {};
-#endif
-
-SideStream::SideStream(torch::Device device) {
-#ifdef TOURNAMENT_WITH_CUDA_KERNELS
-  if (device.is_cuda()) impl_ = std::make_unique<Impl>(device.has_index() ? device.index() : c10::cuda::current_device());
-#else
-  (void)device;
-#endif
-}
-
-SideStream::~SideStream() = default;
-
-void SideStream::run(const std::function<void()>& f) {
-#ifdef TOURNAMENT_WITH_CUDA_KERNELS
-  if (impl_) {
-    check(cudaEventRecord(impl_->queued, impl_->current()), "SideStream::run");
-    check(cudaStreamWaitEvent(impl_->side.stream(), impl_->queued, 0), "SideStream::run");
-    c10::cuda::CUDAStreamGuard guard(impl_->side);
-    f();
-    return;
-  }
-#endif
-  f();
-}
-
-void SideStream::join() {
-#ifdef TOURNAMENT_WITH_CUDA_KERNELS
-  if (impl_) {
-    check(cudaEventRecord(impl_->finished, impl_->side.stream()), "SideStream::join");
-    check(cudaStreamWaitEvent(impl_->current(), impl_->finished, 0), "SideStream::join");
-  }
-#endif
 }
 
 }  // namespace tournament::kernels
