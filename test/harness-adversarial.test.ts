@@ -15,7 +15,9 @@
 // residue or foresight; write_outside's files must not exist on the host,
 // open_socket's target server must see no connection, and no process of any
 // run may survive its evaluation (fork_bomb_or_fork leaves a child and a
-// grandchild that would zero the shared parameters 300 ms after DONE).
+// grandchild that would zero the shared parameters 300 ms after DONE), and
+// pre_go_watch must see the timed start no longer before its return than the
+// trusted clock ran.
 // After every case's run the test checks that no process of it is left before
 // the next case starts. ADVERSARIAL_ONLY=baseline,skip_last_step runs only the
 // named cases.
@@ -247,6 +249,18 @@ describe('harness: adversarial plugins', function () {
       this.skip();
     }
     for (const f of ESCAPES) assert.ok(!fs.existsSync(f), `${f} exists`);
+  });
+
+  it('pre_go_watch saw the timed start and data only while the trusted clock ran', function () {
+    const v = outcomes.get('pre_go_watch')?.verdict;
+    if (!v) {
+      console.log('      skipped: pre_go_watch was not among the cases run (ADVERSARIAL_ONLY)');
+      this.skip();
+    }
+    // Its reported loss: seconds from its thread's first sighting of the judge's writes to its return (0: none seen).
+    const leads = v.runs.map((r) => ({ lead: r.reported_loss ?? 0, clock: r.seconds ?? 0 }));
+    assert.ok(leads.some((l) => l.lead > 0), `its thread saw no write before any timed call, so this proves nothing: ${JSON.stringify(leads)}`);
+    for (const l of leads) assert.ok(l.lead <= l.clock, `seen ${l.lead} s before its return, longer than the run's ${l.clock} s on the trusted clock`);
   });
 
   it('open_socket never reached the host server', function () {
