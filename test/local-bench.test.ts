@@ -15,7 +15,11 @@ const CLI = path.join(PROJECT_ROOT, 'bin', 'tournament');
 
 describe('local-bench (CLI)', function () {
   this.timeout(600_000);
-  willCompile(path.join(PROJECT_ROOT, 'local_test', 'train.cpp'), path.join(PROJECT_ROOT, 'local_test', 'calibration', 'skip_last_step.cpp'));
+  willCompile(
+    path.join(PROJECT_ROOT, 'local_test', 'train.cpp'),
+    path.join(PROJECT_ROOT, 'local_test', 'calibration', 'skip_last_step.cpp'),
+    path.join(PROJECT_ROOT, 'test', 'plugins', 'seed_foresight.cpp'),
+  );
   let dir: string;
   let bench: string;
 
@@ -29,11 +33,11 @@ describe('local-bench (CLI)', function () {
     removeTmpDir(dir);
   });
 
-  const bench_ = (submission: string, runs: number) => {
+  const bench_ = (submission: string, runs: number, extra: string[] = []) => {
     const r = spawnSync(
       CLI,
       ['local-bench', submission, '--benchmark-dir', bench, '--work-dir', path.join(dir, 'work'), '--runs', String(runs), '--steps', '2',
-        '--warmup-steps', '1', '--batch-size', '4', '--peak-tflops', '1', '--json', '--device', 'cpu'],
+        '--warmup-steps', '1', '--batch-size', '4', '--peak-tflops', '1', '--json', '--device', 'cpu', ...extra],
       { encoding: 'utf8', timeout: 600_000 },
     );
     return { status: r.status, json: r.stdout ? JSON.parse(r.stdout) : undefined, stderr: r.stderr };
@@ -58,6 +62,13 @@ describe('local-bench (CLI)', function () {
     assert.ok(Math.abs(v.mfu - (6 * v.parameters * v.tokens_per_second) / 1e12) < 1e-12);
     assert.deepEqual(v.reasons, []);
     for (const k of ['submission', 'device', 'parameters', 'mfu_peak_tflops', 'sandbox']) assert.ok(k in v, `--json lacks ${k}`);
+  });
+
+  it('under --seed, warmup\'s start says nothing of the timed seed (seed_foresight, the thirteenth attack pass)', function () {
+    // seed_foresight fails its own run when it finds the timed seed from warmup's initial weights.
+    const r = bench_(path.join(PROJECT_ROOT, 'test', 'plugins', 'seed_foresight.cpp'), 2, ['--seed', '1000']);
+    assert.equal(r.status, 0, `${r.stderr}\n${JSON.stringify(r.json?.reasons)}`);
+    assert.deepEqual(r.json.runs.map((x: { seed: number }) => x.seed), [1000, 1001], '--seed S reproduces: run i uses S + i');
   });
 
   it('rejects a cheat with exit status 3 and says why', function () {

@@ -39,7 +39,7 @@ export interface EvaluateOptions {
   batchSize: number;
   /**
    * Reproduces a run: run i's timed initialisation and data order use seed + i
-   * (warmup's are derived from it by a hash). Without it every seed is drawn
+   * (warmup's seed is always a CSPRNG's). Without it every seed is drawn
    * from a CSPRNG when the evaluation starts, as a validator does.
    */
   seed?: number;
@@ -112,12 +112,18 @@ export function probeSeed(base: number | undefined): number {
   return crypto.createHash('sha256').update(`tournament probe seed ${base}`).digest().readUIntBE(0, 6);
 }
 
-/** Seeds of run i: from a CSPRNG, or (to reproduce a run) base + i and a hash of it for warmup. */
+/**
+ * Seeds of run i: the timed run's from a CSPRNG, or (to reproduce a run)
+ * base + i; warmup's always from a CSPRNG. Warmup's start is handed to the
+ * plugin before the clock runs, so it must say nothing of the timed seed: a
+ * warmup seed derived from it (a public hash, once) let a plugin find the
+ * timed seed from warmup's weights and train the timed run before the clock
+ * started (the thirteenth attack pass). Nothing of warmup is verified, so the
+ * timed run reproduces without it.
+ */
 export function runSeeds(base: number | undefined, i: number): { seed: number; warmupSeed: number } {
-  if (base === undefined) return { seed: crypto.randomInt(0, 2 ** 48 - 1), warmupSeed: crypto.randomInt(0, 2 ** 48 - 1) };
-  const seed = base + i;
-  const h = crypto.createHash('sha256').update(`tournament warmup seed ${seed}`).digest();
-  return { seed, warmupSeed: h.readUIntBE(0, 6) };
+  const warmupSeed = crypto.randomInt(0, 2 ** 48 - 1);
+  return { seed: base === undefined ? crypto.randomInt(0, 2 ** 48 - 1) : base + i, warmupSeed };
 }
 
 const RUNNER_DIR = path.dirname(RUNNER);
