@@ -1,6 +1,6 @@
 // a12_dh_timing: not a cheat, a measurement. Times (20 repetitions, 1 thread, inside the sandboxed
 // runner on this CPU, which has avx512_bf16) the exact loss-head input gradient dH = G W (bf16,
-// N = 2032, V = 2048, H = 128) against the approximations of a12_head_dx_* (K = 256), then throws
+// N = 2032, V = 2048, H = 128) against the approximations of a12_head_dx_lintail.cpp (K = 256), then throws
 // the numbers (the only channel out).
 // MEASURED: `bin/tournament local-bench test/plugins-open/a12_dh_timing.cpp --steps 3 --warmup-steps 1
 //   --batch-size 4 --runs 1 --seed 12001 --json` (crash by design): exact dH 2.85-3.00 ms; the

@@ -1,39 +1,50 @@
-// a12_head_dx_lintail_last3: dH approximated (K = 256 exact columns + first-order tail) in the
-// LAST 3 of the 5 timed steps. Skips 3 x 9.8% / 5 = 5.9% of the tiny run's multiply-adds
-// (~1.1% of a 7B run).
-// MEASURED (validator shape, `bin/tournament local-bench test/plugins-open/a12_head_dx_lintail_last3.cpp
-//   --runs 2 --seed S`, S = 12100, 12200, 12300, 12400, 12500): ACCEPTED 5 of 5 evaluations, 10 of 10
-//   runs; S = 12600: REJECTED (run 12601: layer_positions, MLP pair energy 0.601 > 0.5; 12600 passed).
-//   So 5 of 6 evaluations, 11 of 12 runs accepted. Quick shape (= all 3 steps there) REJECTED
-//   (MLP kind 0.105-0.111). Closest check: MLP pair energy 0.23-0.46 in the accepted runs; MLP kind
-//   update 0.035-0.043 (limit 0.075); |probe - ref| <= 0.0009 (limit 0.002).
+// The twelfth attack pass's loss-head input-gradient cheat (docs/measurements/2026-12-04-attack12.md):
+// the loss head's INPUT gradient dH = dlogits W (the product that carries the loss into every
+// decoder layer) computed exactly only over the K tokens of largest mean probability, the rest
+// from the batch mean plus the tail's first-order response in the hidden state:
+//   dH_i = W^T p_i - W_{t_i}  ~=  W^T p_mean + W_top^T (p_i - p_mean)_top - W_{t_i}
+//          + A dh_i - a (b . dh_i),  A = W_tail^T diag(p_mean,tail) W_tail, a = W_tail^T p_mean,tail,
+//          b = W^T p_mean, dh_i = h_i - mean h.
+// lm_head's own weight gradient (dlogits^T H) and everything else stay exact.
+// As it stands (K = 256, last 2 of 5 steps) it is ACCEPTED: an open gap, not yet in test/plugins.
+//
 // Work share (multiply-adds, counted by hand): the validator's CPU shape (tiny model, 5 steps of
 // 16 x 128, N = 2032 loss positions per step, H = 128, V = 2048): a step is ~4,066M MACs
 // (decoder linears 2,265M, attention 203M, loss head 1,598M, of which dH = N V H = 533M, 13.1%).
 // The approximation costs N K H + V H^2 + N H^2 = 67 + 34 + 33 = 134M instead of 533M (K = 256),
-// so it skips ~399M per approximated step = 9.8% of that step.
-// Qwen2.5-7B (16 x 1024, N = 16,368, H = 3,584, V = 152,064): dH is 8.9e12 of ~3.5e14 MACs a
-// step (2.5%, less with recomputation); with K = 8,192 the approximation still costs V H^2 =
-// 2.0e12 (the tail matrix), so it skips at most ~1.8% of a step: below 2% of a 7B run even if
-// applied to every step.
-#define A12_LINEAR_TAIL
-// a12_head_dx_topk: the loss head's INPUT gradient (dH = dlogits W, the product that
-// carries the loss into every decoder layer) computed only over the K tokens of largest
-// mean probability; every other token's probability is taken as its batch mean:
-//   dH_i = W^T p_i - W_{t_i}  ~=  W^T p_mean + W_top^T (p_i - p_mean)_top - W_{t_i}.
-// lm_head's own weight gradient (dlogits^T H) and everything else stay exact.
-// Skips (1 - K/V) of the dH product: K = 256 of V = 2048 on the tiny model, that is
-// 87.5% of dH, about 11% of the tiny run's multiply-adds (dH is ~13%: lm_head is 262K of
-// ~660K forward MACs per token); on Qwen2.5-7B (V = 152,064, K = 8,192 would be the
-// analogue) dH is ~2.4% of the run (545M of 7.6B parameters, x1 of the x3), so ~2.3%.
-// A12_K = V is the honest control (exact dH through the same hand-written head).
+// so it skips ~399M per approximated step = 9.8% of that step: 3.9% of the run in the last 2
+// steps. Qwen2.5-7B (16 x 1024, N = 16,368, H = 3,584, V = 152,064): dH is 8.9e12 of ~3.5e14 MACs
+// a step (2.5%); the tail matrix V H^2 = 2.0e12 caps the saving at ~1.8% of a step, so below 2% of
+// a 7B run even in every step (0.7% in the last 2). Not faster in wall time on this CPU either
+// (exact bf16 dH 2.85-3.00 ms, the approximations 3.58-5.26 ms, quick shape).
+//
+// MEASURED (2026-12-04, tiny default, CPU). Validator shape = `bin/tournament local-bench FILE
+// --runs 2 --seed S`; quick shape = `... --steps 3 --warmup-steps 1 --batch-size 4 --runs 2 --seed 12001`.
+// Variants are this file with the macros below set at its top (a copy, e.g. made with sed):
+//   as is (K = 256, last 2 steps, 3.9%): validator S = 12100 ... 12600 ACCEPTED 6 of 6 evaluations,
+//     12 of 12 runs; quick ACCEPTED 2 of 2. Closest checks: MLP kind update 0.025-0.030 (limit 0.075),
+//     MLP pair energy 0.13-0.27 (limit 0.5), |probe - ref| <= 0.0013 (limit 0.002), layer positions <= 0.33.
+//   A12_LAST 3 (5.9%, ~1.1% of 7B): validator S = 12100 ... 12500 ACCEPTED 10 of 10 runs; S = 12600
+//     REJECTED (run 12601: layer_positions, pair energy 0.601); quick (= all 3 steps) REJECTED (MLP
+//     kind 0.105-0.111). Accepted runs: pair energy 0.23-0.46, MLP kind 0.035-0.043.
+//   A12_LAST 4 (7.8%): validator S = 12100 REJECTED (run 1: pair energy 0.553; run 2 passed, 0.331).
+//   A12_LAST 1 (2.0%): validator 12100 and quick ACCEPTED (2/2 each).
+//   A12_LAST 1000000 (every step), K = 512 / 768 / 1024 (8.4 / 7.0 / 5.3%): validator 12100 REJECTED
+//     (MLP kind 0.083 / 0.0757, probe 0.0021-0.0025).
+//   A12_MEAN_FIELD_TAIL (no first-order tail), every step, K = 256 (11%): quick REJECTED (probe 0.029,
+//     cell, batch, logits, update 0.23, group, head_gradient, head and layer positions); K = 1024: REJECTED
+//     (probe 0.009, update 0.13, ...); last step only: REJECTED (probe 0.0038, batch, layer positions).
+//   Honest controls, A12_K 1000000: exact dH through this hand-written head: validator 12100 and quick
+//     ACCEPTED, every check exactly 0 (bit-identical to the reference); with A12_FP32_DH (dH as a float32
+//     product rounded once, more precise than the reference): validator 12100 ACCEPTED, MLP kind
+//     0.036-0.037, pair energy 0.018-0.085, |probe - ref| 1e-4, layer positions <= 0.28.
 #include <tournament/train_api.h>
 
 #ifndef A12_K
-#define A12_K 256
+#define A12_K 256  // exact vocabulary columns; A12_K >= V: dH exact (the honest controls)
 #endif
 #ifndef A12_LAST
-#define A12_LAST 3
+#define A12_LAST 2  // approximate dH in the last A12_LAST steps only
 #endif
 
 using namespace tournament;
@@ -69,7 +80,11 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       dW = torch::matmul(gb.t(), h);  // [V, H], exact
       const int64_t K = (step >= num_steps - A12_LAST) ? std::min<int64_t>(A12_K, V) : V;
       if (K >= V) {
+#ifdef A12_FP32_DH
+        dH = torch::matmul(g, W.to(torch::kFloat32)).to(W.scalar_type());  // float32 product, rounded once
+#else
         dH = torch::matmul(gb, W);
+#endif
       } else {
         auto pbar = p.mean(0);                                         // [V]
         auto top = std::get<1>(pbar.topk(K));                          // [K]
@@ -78,7 +93,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
         auto part = torch::matmul(dev.to(W.scalar_type()), W.index_select(0, top)).to(torch::kFloat32);  // [N, H]
         auto t = W.index_select(0, tgt).to(torch::kFloat32).div(double(N));
         auto total = c + part - t;
-#ifdef A12_LINEAR_TAIL
+#ifndef A12_MEAN_FIELD_TAIL
         // the tail's deviations to first order in the hidden state: W_tail^T delta_tail,i
         // ~= A dh_i - a (b . dh_i), A = W_tail^T diag(pbar_tail) W_tail, a = W_tail^T pbar_tail,
         // b = W^T pbar, dh_i = h_i - mean h  (|tail| H^2 multiply-adds instead of N |tail| H)
