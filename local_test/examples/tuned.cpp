@@ -6,9 +6,9 @@
 //   - runs the training step by hand instead of through autograd: a forward
 //     loop over the layers that keeps exactly what backward needs, and a
 //     backward loop in reverse (autograd only inside flash attention);
-//   - the loss head as the reference's linear_cross_entropy, with its
-//     log-softmax, gradient and loss in one kernel pass, and each of its
-//     three products over all rows at once (no chunks);
+//   - the loss head as the reference's chunked linear_cross_entropy, with its
+//     log-softmax, gradient and loss in one kernel pass per chunk and the
+//     chunks' weight-gradient products summed in one pass at the end;
 //   - one fused kernel for each elementwise stage: RMSNorm with the residual
 //     add before it (forward: one pass writes the sum and the normalised rows;
 //     backward: one pass gives dx, the residual's gradient added, and the
@@ -22,10 +22,8 @@
 //     concatenated into a per-layer scratch buffer once per step, in forward,
 //     and read again in backward; the
 //     gradient comes out as one tensor whose slices are the parameters'
-//     gradients). Gate and up write the two column halves of one [T, 2 I]
-//     buffer, so that backward takes both weight gradients in one product
-//     and d n2 in one product over 2 I (the engine lays gate_proj's weight
-//     right before up_proj's, so [W_gate; W_up] is a view: no copy);
+//     gradients). Gate and up stay two products: on the H200 one product of
+//     twice the width ran slower than the two (2026-12-02, gpu-perf.sh);
 //   - keeps every layer's activations when memory allows, recomputing a
 //     layer's forward in backward otherwise;
 //   - steps AdamW tensor by tensor with a kernel of its own (the fused
@@ -73,7 +71,7 @@ struct Saved {
   Tensor q, k, v, attn;         // attention's leaves [B, N, S, D] (views of the q/k/v product) and output; autograd holds flash's state
   Tensor a;                     // attention output [T, H]
   Tensor h, rstd2, n2;          // residual after attention [T, H], its norm's row scales [T] and output [T, H]
-  Tensor gu;                    // the MLP's products [T, 2 I]: gate in columns [0, I), up in [I, 2 I)
+  Tensor gate, up;              // the MLP's [T, I] products
   bool complete = false;
 };
 
@@ -89,16 +87,6 @@ struct Layer {
   }
   Tensor qkv_weight(Scratch& s) const { return s.qkv.select(0, index); }  // as the forward filled it
   Tensor qkv_bias() const { return torch::cat({attn().q_proj->bias, attn().k_proj->bias, attn().v_proj->bias}, 0); }  // [H + 2 KV]
-  // [W_gate; W_up] [2 I, H]: a view when the two weights lie back to back (as
-  // the engine lays them out), a copy otherwise.
-  Tensor gate_up_weight() const {
-    const auto &g = mlp().gate_proj->weight, &u = mlp().up_proj->weight;
-    if (g.is_contiguous() && u.is_contiguous() &&
-        static_cast<const char*>(u.data_ptr()) == static_cast<const char*>(g.data_ptr()) + g.nbytes()) {
-      return torch::from_blob(g.data_ptr(), {2 * g.size(0), g.size(1)}, g.options());
-    }
-    return torch::cat({g, u}, 0);
-  }
 };
 
 // The layer's input is x = xa + xb (the previous layer's residual h and its
@@ -132,13 +120,11 @@ void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Ten
   auto o = a.mm(L.attn().o_proj->weight.t());                                   // [T, H]
   auto n2 = K::rms_norm(x, norm2.weight, norm2.eps, &rstd2, o, &h);             // [T, H]; h = x + o [T, H]
   o = Tensor();
-  auto gu = torch::empty({d.T, 2 * d.I}, n2.options());                       // [T, 2 I]
-  auto gate = gu.narrow(1, 0, d.I), up = gu.narrow(1, d.I, d.I);                // [T, I] views, row stride 2 I
-  torch::mm_out(gate, n2, L.mlp().gate_proj->weight.t());
-  torch::mm_out(up, n2, L.mlp().up_proj->weight.t());
+  auto gate = n2.mm(L.mlp().gate_proj->weight.t());                             // [T, I]
+  auto up = n2.mm(L.mlp().up_proj->weight.t());                                 // [T, I]
   *m_out = K::swiglu(gate, up).mm(L.mlp().down_proj->weight.t());               // [T, H]
   *h_out = h;
-  if (save) *save = Saved{x, rstd1, n1, q, k, v, attn, a, h, rstd2, n2, gu, true};
+  if (save) *save = Saved{x, rstd1, n1, q, k, v, attn, a, h, rstd2, n2, gate, up, true};
 }
 
 // dy [T, H], the gradient of the layer's output x + h-path + m -> dx [T, H];
@@ -149,17 +135,18 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
   const auto& norm2 = *L.m->post_attention_layernorm;
   auto w_down = L.mlp().down_proj->weight;
   auto dp = dy.mm(w_down);                                       // [T, I], d(silu(gate) up)
-  auto gate = s.gu.narrow(1, 0, d.I), up = s.gu.narrow(1, d.I, d.I);
-  K::swiglu_backward_(dp, gate, up);                             // in place: dp <- silu(gate) up, gu <- [d gate, d up]
+  K::swiglu_backward_(dp, s.gate, s.up);                         // in place: dp <- silu(gate) up, gate <- d gate, up <- d up
   add_grad(w_down, dy.t().mm(dp));                               // [H, I]
   dp = Tensor();
   auto n2 = std::move(s.n2);                                     // [T, H]
-  auto dw_gu = s.gu.t().mm(n2);                                  // [2 I, H]: rows [0, I) d W_gate, [I, 2 I) d W_up
+  auto w_gate = L.mlp().gate_proj->weight, w_up = L.mlp().up_proj->weight;
+  add_grad(w_gate, s.gate.t().mm(n2));                           // [I, H]
+  add_grad(w_up, s.up.t().mm(n2));                               // [I, H]
   n2 = Tensor();
-  add_grad(L.mlp().gate_proj->weight, dw_gu.narrow(0, 0, d.I));
-  add_grad(L.mlp().up_proj->weight, dw_gu.narrow(0, d.I, d.I));
-  auto dn2 = s.gu.mm(L.gate_up_weight());                        // [T, H], both paths summed in float32, one rounding (autograd rounds each to bf16 first)
-  s.gu = Tensor();
+  auto dn2 = s.gate.mm(w_gate);                                  // [T, H]
+  dn2.addmm_(s.up, w_up);                                        // + the second product, added by cuBLAS (beta = 1; autograd rounds it to bf16 first)
+  s.gate = Tensor();
+  s.up = Tensor();
   Tensor dln;
   auto dh = K::rms_norm_backward(dn2, s.h, norm2.weight, s.rstd2, &dln, /*residual_grad=*/dy);  // [T, H]
   add_grad(norm2.weight, dln);
@@ -194,33 +181,54 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
 }
 
 // The loss head: linear_cross_entropy's arithmetic (model.cpp) by hand, with
-// log-softmax, its gradient and the loss in one kernel pass
-// (kernels::cross_entropy_grad_) instead of five passes over [rows, V]
-// float32 tensors, and each of the three products over all N rows at once:
-// the logits in bf16 (row by row what the reference's 2,048-row chunks
-// compute), their gradient rounded to bf16 in place, d hidden = g W, d W =
-// g^T h. The reference takes d W in chunks, each chunk's product rounded to
-// bf16 and the chunks summed in float32; here cuBLAS sums all rows in float32
-// and rounds once (closer to the exact sum; one product instead of eight and
-// their sum). Memory: the [N, V] bf16 gradient (5 GB at 16 x 1024 and
-// V = 152,064).
+// log-softmax, its gradient and the loss in one kernel pass per chunk
+// (kernels::cross_entropy_grad_) instead of five passes over [chunk, V]
+// float32 tensors. Same chunks (2,048 rows), same roundings: the chunk's
+// logits in bf16, the gradient rounded to bf16 before both products, each
+// chunk's weight-gradient product rounded to bf16 and the chunks summed in
+// float32, rounded once. The chunks' products go into one [chunks, V, H]
+// buffer and are summed in one pass at the end (kernels::sum_terms: one read
+// of each product; a float32 read-modify-write of the [V, H] sum per chunk,
+// accumulate_, cost 12.8 ms a step on the H200, and torch::sum over the
+// chunks' dimension 24 ms).
+// Summing all rows inside one product (float32 throughout, commit a0e1d73)
+// was faster still but moved lm_head off the reference's rounding: the
+// head-gradient check rejected it on one of two runs (1.53e-5, allowed
+// 1.2e-5; 2026-12-04 06:13 UTC, docs/measurements/2026-12-04-h200-perf-tuned-2.md).
+// Memory: the [chunks, V, H] bf16 products (8.7 GB at 16 x 1024 and
+// V = 152,064) instead of the float32 sum (2.2 GB) and one product.
 // hidden [B, S, H] (after the final norm), weight [V, H], ids [B, S] ->
 // the loss (float32 scalar); *d_hidden [B, S, H] (zero at the last position),
 // *d_weight [V, H]; the logits [B, S-1, V] into logits_out when defined.
 Tensor loss_head(const Tensor& hidden, const Tensor& weight, const Tensor& ids, const Tensor& logits_out,
                  Tensor* d_hidden, Tensor* d_weight) {
+  constexpr int64_t kChunkRows = 2048;  // as the reference's linear_cross_entropy
   const int64_t B = ids.size(0), S = ids.size(1), H = hidden.size(-1), V = weight.size(0);
   auto h = hidden.narrow(1, 0, S - 1).reshape({-1, H});          // [N, H], N = B (S-1)
   auto targets = ids.narrow(1, 1, S - 1).reshape({-1});           // [N]
-  const int64_t N = h.size(0);
+  const int64_t N = h.size(0), chunks = (N + kChunkRows - 1) / kChunkRows;
   const double inv_n = 1.0 / static_cast<double>(N);
-  auto g = h.mm(weight.t());                                      // [N, V]: the logits, then their gradient
-  if (logits_out.defined()) logits_out.view({N, V}).copy_(g);
-  auto row_logp = torch::empty({N}, g.options().dtype(torch::kFloat32));  // [N]
-  K::cross_entropy_grad_(g, targets, inv_n, row_logp);
+  auto dh = torch::empty_like(h);                                 // [N, H]
+  auto products = torch::empty({chunks, V, H}, weight.options()); // [chunks, V, H], each chunk's d weight in bf16
+  auto row_logp = torch::empty({N}, weight.options().dtype(torch::kFloat32));  // [N]
+  auto out2d = logits_out.defined() ? logits_out.view({N, V}) : Tensor();
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t r0 = c * kChunkRows, n = std::min(kChunkRows, N - r0);
+    auto hc = h.narrow(0, r0, n);                                 // [n, H]
+    auto g = hc.mm(weight.t());                                   // [n, V]: the logits, then their gradient
+    if (out2d.defined()) out2d.narrow(0, r0, n).copy_(g);
+    auto lp = row_logp.narrow(0, r0, n);
+    K::cross_entropy_grad_(g, targets.narrow(0, r0, n), inv_n, lp);
+    auto dhc = dh.narrow(0, r0, n);                               // [n, H], contiguous rows
+    torch::mm_out(dhc, g, weight);
+    auto pc = products.select(0, c);                              // [V, H], contiguous
+    torch::mm_out(pc, g.t(), hc);
+  }
+  // bf16(sum over chunks in float32): the reference's zeros(float32), add_ per chunk, .to(bf16), in one pass.
+  *d_weight = chunks == 1 ? products.select(0, 0) : K::sum_terms(products);
+  products = Tensor();
   *d_hidden = torch::zeros_like(hidden);                          // [B, S, H]
-  d_hidden->narrow(1, 0, S - 1).copy_(g.mm(weight).view({B, S - 1, H}));
-  *d_weight = g.t().mm(h);                                        // [V, H]
+  d_hidden->narrow(1, 0, S - 1).copy_(dh.view({B, S - 1, H}));
   return -row_logp.sum() * inv_n;
 }
 

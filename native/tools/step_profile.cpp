@@ -76,16 +76,6 @@ void check_kernels() {
   report("swiglu_backward prod", dp_g, dp_r);
   report("swiglu_backward d_gate", gate_g, gate_r);
   report("swiglu_backward d_up", up_g, up_r);
-  {  // version 5: gate and up as the column halves of one [T, 2 I] buffer, against the contiguous kernels above
-    auto gu = torch::cat({gate, up}, 1);
-    auto gs = gu.narrow(1, 0, I), us = gu.narrow(1, I, I);
-    report("swiglu row-strided", kernels::swiglu(gs, us), kernels::swiglu(gate, up));
-    auto dps = dp.clone();
-    kernels::swiglu_backward_(dps, gs, us);
-    report("swiglu_backward rs prod", dps, dp_g);
-    report("swiglu_backward rs d_gate", gs, gate_g);
-    report("swiglu_backward rs d_up", us, up_g);
-  }
   // Rotary on a fused q/k/v product, and its backward from strided gradients
   auto [cos, sin] = [&] {
     auto pos = torch::arange(S, cu.dtype(torch::kFloat32)).unsqueeze(1);

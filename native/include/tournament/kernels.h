@@ -9,7 +9,7 @@
 
 #include <tournament/libtorch.h>
 
-#define TOURNAMENT_KERNELS_VERSION 5
+#define TOURNAMENT_KERNELS_VERSION 4
 
 namespace tournament::kernels {
 
@@ -29,15 +29,12 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w, double ep
 torch::Tensor rms_norm_backward(const torch::Tensor& g, const torch::Tensor& x, const torch::Tensor& w,
                                 const torch::Tensor& rstd, torch::Tensor* dw, const torch::Tensor& residual_grad = {});
 
-// silu(gate) * up. [T, I] each -> [T, I] (contiguous). Since version 5 the
-// fused kernel also takes row-strided [T, I] views with contiguous columns,
-// e.g. gate and up as the two column halves of one [T, 2 I] product.
+// silu(gate) * up. [T, I] each -> [T, I].
 torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up);
 
 // The SwiGLU backward, in place: dp (the gradient of silu(gate) * up) becomes
 // silu(gate) * up (recomputed, for the down projection's weight gradient),
 // gate its gradient silu_backward(dp * up, gate), up its gradient dp * silu(gate).
-// Row-strided [T, I] views as swiglu (version 5).
 void swiglu_backward_(torch::Tensor& dp, torch::Tensor& gate, torch::Tensor& up);
 
 // Rotary embedding in place on the q and k columns of a fused q/k/v product

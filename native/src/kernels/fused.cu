@@ -32,30 +32,17 @@ __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 
 // ---------------------------------------------------------------- SwiGLU
 
-// The SwiGLU kernels take [rows, cols] operands with contiguous columns and
-// their own row strides (ld), so gate and up may be the two column halves of
-// one [T, 2 I] product. Element e is (e / cols, e % cols); a thread takes 8
-// consecutive elements, one 16-byte access each when vec (cols % 8 == 0 or one
-// row, every ld % 8 == 0, 16-byte aligned bases), else one at a time. A
-// contiguous operand is one row (no division).
-struct Rows2 {
-  int64_t rows, cols;
-  __device__ __forceinline__ int64_t at(int64_t e, int64_t ld) const { return rows == 1 ? e : (e / cols) * ld + e % cols; }
-};
-
 // prod = bf16(bf16(silu(gate)) * up): torch::silu(gate) * up.
-template <bool kVec>
 __global__ void swiglu_fwd_kernel(const bf16* __restrict__ gate, const bf16* __restrict__ up, bf16* __restrict__ out,
-                                  Rows2 r, int64_t ldg, int64_t ldu, int64_t ldo) {
-  const int64_t n = r.rows * r.cols;
-  const int64_t e8 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
-  if (kVec && e8 + 8 <= n) {
-    V8 g = *reinterpret_cast<const V8*>(gate + r.at(e8, ldg)), u = *reinterpret_cast<const V8*>(up + r.at(e8, ldu)), o;
+                                  int64_t n) {
+  const int64_t i8 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
+  if (i8 + 8 <= n) {
+    V8 g = *reinterpret_cast<const V8*>(gate + i8), u = *reinterpret_cast<const V8*>(up + i8), o;
 #pragma unroll
     for (int k = 0; k < 8; ++k) o.v[k] = b(rb(silu(f(g.v[k]))) * f(u.v[k]));
-    *reinterpret_cast<V8*>(out + r.at(e8, ldo)) = o;
+    *reinterpret_cast<V8*>(out + i8) = o;
   } else {
-    for (int64_t e = e8; e < n && e < e8 + 8; ++e) out[r.at(e, ldo)] = b(rb(silu(f(gate[r.at(e, ldg)]))) * f(up[r.at(e, ldu)]));
+    for (int64_t i = i8; i < n; ++i) out[i] = b(rb(silu(f(gate[i]))) * f(up[i]));
   }
 }
 
@@ -73,28 +60,23 @@ __device__ __forceinline__ void swiglu_bwd_one(float dp, float g, float u, bf16*
   *dg = b(dsilu * sig * (1.0f + g * (1.0f - sig)));
 }
 
-template <bool kVec>
-__global__ void swiglu_bwd_kernel(bf16* __restrict__ dp, bf16* __restrict__ gate, bf16* __restrict__ up, Rows2 r,
-                                  int64_t ldd, int64_t ldg, int64_t ldu) {
-  const int64_t n = r.rows * r.cols;
-  const int64_t e8 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
-  if (kVec && e8 + 8 <= n) {
-    bf16 *pd = dp + r.at(e8, ldd), *pg = gate + r.at(e8, ldg), *pu = up + r.at(e8, ldu);
-    V8 d = *reinterpret_cast<const V8*>(pd), g = *reinterpret_cast<const V8*>(pg), u = *reinterpret_cast<const V8*>(pu),
-       p, dg, du;
+__global__ void swiglu_bwd_kernel(bf16* __restrict__ dp, bf16* __restrict__ gate, bf16* __restrict__ up, int64_t n) {
+  const int64_t i8 = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
+  if (i8 + 8 <= n) {
+    V8 d = *reinterpret_cast<const V8*>(dp + i8), g = *reinterpret_cast<const V8*>(gate + i8),
+       u = *reinterpret_cast<const V8*>(up + i8), p, dg, du;
 #pragma unroll
     for (int k = 0; k < 8; ++k) swiglu_bwd_one(f(d.v[k]), f(g.v[k]), f(u.v[k]), &p.v[k], &dg.v[k], &du.v[k]);
-    *reinterpret_cast<V8*>(pd) = p;
-    *reinterpret_cast<V8*>(pg) = dg;
-    *reinterpret_cast<V8*>(pu) = du;
+    *reinterpret_cast<V8*>(dp + i8) = p;
+    *reinterpret_cast<V8*>(gate + i8) = dg;
+    *reinterpret_cast<V8*>(up + i8) = du;
   } else {
-    for (int64_t e = e8; e < n && e < e8 + 8; ++e) {
-      bf16 *pd = dp + r.at(e, ldd), *pg = gate + r.at(e, ldg), *pu = up + r.at(e, ldu);
+    for (int64_t i = i8; i < n; ++i) {
       bf16 p, dg, du;
-      swiglu_bwd_one(f(*pd), f(*pg), f(*pu), &p, &dg, &du);
-      *pd = p;
-      *pg = dg;
-      *pu = du;
+      swiglu_bwd_one(f(dp[i]), f(gate[i]), f(up[i]), &p, &dg, &du);
+      dp[i] = p;
+      gate[i] = dg;
+      up[i] = du;
     }
   }
 }
@@ -491,39 +473,24 @@ unsigned blocks_for(int64_t work, int threads) { return static_cast<unsigned>((w
 
 int max_norm_width() { return kNormThreads * 8 * kNormVecs; }
 
+cudaError_t swiglu_fwd(const void* gate, const void* up, void* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  swiglu_fwd_kernel<<<blocks_for((n + 7) / 8, 256), 256, 0, stream>>>(static_cast<const bf16*>(gate),
+                                                                      static_cast<const bf16*>(up),
+                                                                      static_cast<bf16*>(out), n);
+  return cudaGetLastError();
+}
+
+cudaError_t swiglu_bwd(void* dp, void* gate, void* up, int64_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  swiglu_bwd_kernel<<<blocks_for((n + 7) / 8, 256), 256, 0, stream>>>(static_cast<bf16*>(dp), static_cast<bf16*>(gate),
+                                                                      static_cast<bf16*>(up), n);
+  return cudaGetLastError();
+}
+
 namespace {
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 }  // namespace
-
-cudaError_t swiglu_fwd(const void* gate, const void* up, void* out, int64_t rows, int64_t cols, int64_t ldg,
-                       int64_t ldu, int64_t ldo, cudaStream_t stream) {
-  const int64_t n = rows * cols;
-  if (n == 0) return cudaSuccess;
-  const bool vec = (rows == 1 || (cols % 8 == 0 && ldg % 8 == 0 && ldu % 8 == 0 && ldo % 8 == 0)) &&
-                   aligned16(gate) && aligned16(up) && aligned16(out);
-  auto* g = static_cast<const bf16*>(gate);
-  auto* u = static_cast<const bf16*>(up);
-  auto* o = static_cast<bf16*>(out);
-  const Rows2 r{rows, cols};
-  if (vec) swiglu_fwd_kernel<true><<<blocks_for((n + 7) / 8, 256), 256, 0, stream>>>(g, u, o, r, ldg, ldu, ldo);
-  else swiglu_fwd_kernel<false><<<blocks_for((n + 7) / 8, 256), 256, 0, stream>>>(g, u, o, r, ldg, ldu, ldo);
-  return cudaGetLastError();
-}
-
-cudaError_t swiglu_bwd(void* dp, void* gate, void* up, int64_t rows, int64_t cols, int64_t ldd, int64_t ldg,
-                       int64_t ldu, cudaStream_t stream) {
-  const int64_t n = rows * cols;
-  if (n == 0) return cudaSuccess;
-  const bool vec = (rows == 1 || (cols % 8 == 0 && ldd % 8 == 0 && ldg % 8 == 0 && ldu % 8 == 0)) &&
-                   aligned16(dp) && aligned16(gate) && aligned16(up);
-  auto* d = static_cast<bf16*>(dp);
-  auto* g = static_cast<bf16*>(gate);
-  auto* u = static_cast<bf16*>(up);
-  const Rows2 r{rows, cols};
-  if (vec) swiglu_bwd_kernel<true><<<blocks_for((n + 7) / 8, 256), 256, 0, stream>>>(d, g, u, r, ldd, ldg, ldu);
-  else swiglu_bwd_kernel<false><<<blocks_for((n + 7) / 8, 256), 256, 0, stream>>>(d, g, u, r, ldd, ldg, ldu);
-  return cudaGetLastError();
-}
 
 cudaError_t rope_fwd(void* qkv, const void* cos, const void* sin, int64_t T, int64_t S, int64_t ld, int heads, int D,
                      cudaStream_t stream) {

@@ -17,11 +17,8 @@ struct StridedBSND {
 
 int max_norm_width();  // the widest row the RMSNorm kernels take (H % 8 == 0 too)
 
-// SwiGLU on [rows, cols] operands, columns contiguous, each with its row stride (ld, in elements).
-cudaError_t swiglu_fwd(const void* gate, const void* up, void* out, int64_t rows, int64_t cols, int64_t ldg,
-                       int64_t ldu, int64_t ldo, cudaStream_t stream);
-cudaError_t swiglu_bwd(void* dp, void* gate, void* up, int64_t rows, int64_t cols, int64_t ldd, int64_t ldg,
-                       int64_t ldu, cudaStream_t stream);
+cudaError_t swiglu_fwd(const void* gate, const void* up, void* out, int64_t n, cudaStream_t stream);
+cudaError_t swiglu_bwd(void* dp, void* gate, void* up, int64_t n, cudaStream_t stream);
 cudaError_t rope_fwd(void* qkv, const void* cos, const void* sin, int64_t T, int64_t S, int64_t ld, int heads, int D,
                      cudaStream_t stream);
 cudaError_t rope_bwd(const StridedBSND& dq, const StridedBSND& dk, const StridedBSND& dv, const void* cos,

@@ -5,8 +5,6 @@
 
 #include <cmath>
 #include <limits>
-#include <optional>
-#include <vector>
 
 #ifdef TOURNAMENT_WITH_CUDA_KERNELS
 #include <c10/cuda/CUDAStream.h>
@@ -103,41 +101,12 @@ Tensor rms_norm_backward(const Tensor& g, const Tensor& x, const Tensor& w, cons
   return residual_grad.defined() ? residual_grad + dx : dx;
 }
 
-#ifdef TOURNAMENT_WITH_CUDA_KERNELS
-namespace {
-// SwiGLU's operands (of one shape) as its kernels take them: all contiguous,
-// as one row of numel; or all [rows, cols] with contiguous columns, each with
-// its own row stride (gate and up may be the column halves of one product).
-struct Rows {
-  int64_t rows, cols;
-  std::vector<int64_t> ld;
-};
-std::optional<Rows> swiglu_rows(std::initializer_list<const Tensor*> ts) {
-  bool contiguous = true;
-  for (const Tensor* t : ts) {
-    if (!t->is_cuda() || t->scalar_type() != torch::kBFloat16 || !aligned(*t)) return std::nullopt;
-    contiguous &= t->is_contiguous();
-  }
-  const Tensor& first = **ts.begin();
-  if (contiguous) return Rows{1, first.numel(), std::vector<int64_t>(ts.size(), first.numel())};
-  Rows r{first.dim() == 2 ? first.size(0) : 0, first.dim() == 2 ? first.size(1) : 0, {}};
-  for (const Tensor* t : ts) {
-    if (t->dim() != 2 || t->stride(1) != 1 || t->stride(0) < t->size(1)) return std::nullopt;
-    r.ld.push_back(t->stride(0));
-  }
-  return r;
-}
-}  // namespace
-#endif
-
 Tensor swiglu(const Tensor& gate, const Tensor& up) {
   TORCH_CHECK(gate.sizes() == up.sizes(), "swiglu: gate and up differ in shape");
 #ifdef TOURNAMENT_WITH_CUDA_KERNELS
-  if (auto r = swiglu_rows({&gate, &up})) {
-    auto out = torch::empty(gate.sizes(), gate.options());  // contiguous: its row stride is cols
-    check(cuda::swiglu_fwd(gate.data_ptr(), up.data_ptr(), out.data_ptr(), r->rows, r->cols, r->ld[0], r->ld[1],
-                           r->cols, stream_of(gate)),
-          "swiglu");
+  if (fusable({&gate, &up})) {
+    auto out = torch::empty_like(gate);
+    check(cuda::swiglu_fwd(gate.data_ptr(), up.data_ptr(), out.data_ptr(), gate.numel(), stream_of(gate)), "swiglu");
     return out;
   }
 #endif
@@ -147,9 +116,8 @@ Tensor swiglu(const Tensor& gate, const Tensor& up) {
 void swiglu_backward_(Tensor& dp, Tensor& gate, Tensor& up) {
   TORCH_CHECK(gate.sizes() == up.sizes() && dp.sizes() == gate.sizes(), "swiglu_backward_: shapes differ");
 #ifdef TOURNAMENT_WITH_CUDA_KERNELS
-  if (auto r = swiglu_rows({&dp, &gate, &up})) {
-    check(cuda::swiglu_bwd(dp.data_ptr(), gate.data_ptr(), up.data_ptr(), r->rows, r->cols, r->ld[0], r->ld[1],
-                           r->ld[2], stream_of(gate)),
+  if (fusable({&dp, &gate, &up})) {
+    check(cuda::swiglu_bwd(dp.data_ptr(), gate.data_ptr(), up.data_ptr(), gate.numel(), stream_of(gate)),
           "swiglu_backward_");
     return;
   }
