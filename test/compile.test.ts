@@ -82,12 +82,18 @@ describe('compileSubmission', function () {
   });
 
   describe('compiles', function () {
-    const ZERO_LIMIT_MS = 5000; // the compiler reads zeros at full CPU until a limit stops it: a short one shows the same
+    const ZERO_LIMIT_MS = 5000; // the compiler runs at full CPU until a limit stops it: a short one shows the same
     const results: Record<string, CompileResult> = {};
     const started: Record<string, number> = {};
     before(async function () {
       const bad = write('bad.cpp', HEADER + SIGNATURE + '  TrainResult r;\n  undeclared_helper(model);\n  return r;\n}\n');
-      const zero = write('zero.cpp', HEADER + '#include "/dev/zero"\n' + SIGNATURE + '  return {};\n}\n');
+      // GCC reads /dev/zero until a limit stops it; clang takes it as empty (its size), and the template with
+      // 2^40 distinct instances then runs it away.
+      const bomb =
+        'template <int N, unsigned long long M> struct Bomb { static constexpr unsigned long long v = Bomb<N - 1, 2 * M>::v + Bomb<N - 1, 2 * M + 1>::v; };\n' +
+        'template <unsigned long long M> struct Bomb<0, M> { static constexpr unsigned long long v = M; };\n' +
+        'static_assert(Bomb<40, 1>::v != 0, "runaway");\n';
+      const zero = write('zero.cpp', HEADER + '#include "/dev/zero"\n' + bomb + SIGNATURE + '  return {};\n}\n');
       const build = loadPluginBuild();
       const pch = await precompiledHeader(compileCacheDir(work('pch')), build, Sandbox.open());
       assert.ok(pch, 'this compiler made no precompiled header');
@@ -128,7 +134,7 @@ describe('compileSubmission', function () {
       assert.ok(msg.split('\n').length <= 7, msg);
     });
 
-    it('#include "/dev/zero" is stopped by the memory or time limit', function () {
+    it('a runaway compile (#include "/dev/zero", a template of 2^40 instances) is stopped by the memory or time limit', function () {
       const r = results.zero;
       assert.equal(r.ok, false);
       assert.match((r as { message: string }).message, /memory limit|longer than the limit/);
