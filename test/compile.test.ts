@@ -7,7 +7,7 @@ import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { checkSubmission, compileCacheDir, compileCached, compileSubmission, CompileResult, loadPluginBuild, pluginBuildPath, precompiledHeader, summarizeCompilerErrors } from '../src/harness/compile';
+import { checkSubmission, compileCacheDir, compileCached, compileSubmission, CompileResult, loadPluginBuild, PluginBuild, pluginBuildPath, precompiledHeader, summarizeCompilerErrors } from '../src/harness/compile';
 import { Sandbox } from '../src/harness/sandbox';
 import { UserError } from '../src/errors';
 import { BASELINE } from '../src/submission/source';
@@ -97,7 +97,15 @@ describe('compileSubmission', function () {
       const build = loadPluginBuild();
       const pch = await precompiledHeader(compileCacheDir(work('pch')), build, Sandbox.open());
       assert.ok(pch, 'this compiler made no precompiled header');
+      // GCC's path (precompiled header and flags) as on hosts without clang, whichever compiler this build picked.
+      const gcc: PluginBuild = { ...build, cxx: '/usr/bin/c++', cxx_kind: 'gcc' };
+      const small = write('small.cpp', HEADER + SIGNATURE + '  return {};\n}\n');
       const jobs: Record<string, () => Promise<CompileResult>> = {
+        gcc: async () => {
+          const gccPch = await precompiledHeader(compileCacheDir(work('pch-gcc')), gcc, Sandbox.open());
+          assert.ok(gccPch && fs.existsSync(`${gccPch}.gch`), 'GCC made no precompiled header');
+          return compileSubmission(small, { workDir: work('gcc'), build: gcc, pch: gccPch });
+        },
         baseline: () => compileSubmission(BASELINE, { workDir: work('baseline'), pch }),
         bad: () => compileSubmission(bad, { workDir: work('bad'), pch }),
         zero: () => compileSubmission(zero, { workDir: work('zero'), timeoutMs: ZERO_LIMIT_MS, pch }),
@@ -122,6 +130,16 @@ describe('compileSubmission', function () {
       assert.match(nm.stdout, / T tournament_call_inner_steps\n/);
       // -fvisibility=hidden: inner_steps itself is not exported.
       assert.doesNotMatch(nm.stdout, /inner_steps.*Qwen2/);
+    });
+
+    it('with GCC too (its precompiled header and flags, as where clang is not installed)', function () {
+      const r = results.gcc;
+      assert.ok(r.ok, (r as { message: string }).message);
+      const nm = spawnSync('nm', ['-D', '--defined-only', r.pluginPath], { encoding: 'utf8' });
+      assert.match(nm.stdout, / T tournament_call_inner_steps\n/);
+      const comment = spawnSync('readelf', ['-p', '.comment', r.pluginPath], { encoding: 'utf8' });
+      assert.match(comment.stdout, /GCC/);
+      assert.doesNotMatch(comment.stdout, /clang/);
     });
 
     it('a syntax error: the first error, with its line, named as the submission', function () {
