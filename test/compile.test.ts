@@ -6,11 +6,13 @@
 import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { checkSubmission, compileCacheDir, compileCached, compileSubmission, CompileResult, loadPluginBuild, PluginBuild, pluginBuildPath, precompiledHeader, summarizeCompilerErrors } from '../src/harness/compile';
 import { Sandbox } from '../src/harness/sandbox';
 import { UserError } from '../src/errors';
 import { BASELINE } from '../src/submission/source';
+import { PROJECT_ROOT } from '../src/util/paths';
 import { processesGoneUnder } from './helpers/processes';
 import { tmpDir, removeTmpDir } from './helpers/tmp';
 
@@ -84,6 +86,7 @@ describe('compileSubmission', function () {
   describe('compiles', function () {
     const ZERO_LIMIT_MS = 5000; // the compiler runs at full CPU until a limit stops it: a short one shows the same
     const results: Record<string, CompileResult> = {};
+    let unseen: string[] = [];
     const started: Record<string, number> = {};
     before(async function () {
       const bad = write('bad.cpp', HEADER + SIGNATURE + '  TrainResult r;\n  undeclared_helper(model);\n  return r;\n}\n');
@@ -100,7 +103,29 @@ describe('compileSubmission', function () {
       // GCC's path (precompiled header and flags) as on hosts without clang, whichever compiler this build picked.
       const gcc: PluginBuild = { ...build, cxx: '/usr/bin/c++', cxx_kind: 'gcc' };
       const small = write('small.cpp', HEADER + SIGNATURE + '  return {};\n}\n');
+      // The fifteenth attack pass's probe, with this run's paths: what the compiler can see is what a submission
+      // can copy into its plugin's bytes (#include, .incbin). Canaries beside the compile cache's entries and in
+      // the host's temp folder; the project's own files; controls that must be seen (the contract, /usr).
+      const cacheCanary = path.join(compileCacheDir(work('pch')), `canary-${process.pid}.h`);
+      const hostCanary = path.join(os.tmpdir(), `tournament-compile-canary-${process.pid}.h`);
+      for (const f of [cacheCanary, hostCanary]) fs.writeFileSync(f, '#error the compiler read a canary\n');
+      unseen = [cacheCanary, hostCanary, write('canary.h', '// beside the submission, outside its scratch copy\n')];
+      unseen.push(...['package.json', '.git/HEAD', 'hparams/hparams.json', 'local_test/train.cpp', 'build/Release/plugin_build.json'].map((f) => path.join(PROJECT_ROOT, f)).filter((f) => fs.existsSync(f)));
+      const probe = write(
+        'probe.cpp',
+        HEADER +
+          '#if !__has_include(<tournament/train_api.h>) || !__has_include("/usr/include/stdio.h")\n#error the probe sees nothing\n#endif\n' +
+          unseen.map((f) => `#if __has_include("${f}")\n#error FOUND ${f}\n#endif\n`).join('') +
+          SIGNATURE + '  return {};\n}\n',
+      );
       const jobs: Record<string, () => Promise<CompileResult>> = {
+        probe: async () => {
+          try {
+            return await compileSubmission(probe, { workDir: work('probe'), pch });
+          } finally {
+            for (const f of [cacheCanary, hostCanary]) fs.rmSync(f, { force: true });
+          }
+        },
         gcc: async () => {
           const gccPch = await precompiledHeader(compileCacheDir(work('pch-gcc')), gcc, Sandbox.open());
           assert.ok(gccPch && fs.existsSync(`${gccPch}.gch`), 'GCC made no precompiled header');
@@ -130,6 +155,12 @@ describe('compileSubmission', function () {
       assert.match(nm.stdout, / T tournament_call_inner_steps\n/);
       // -fvisibility=hidden: inner_steps itself is not exported.
       assert.doesNotMatch(nm.stdout, /inner_steps.*Qwen2/);
+    });
+
+    it('sees none of the host\'s files but its toolchain: not the project, the compile cache, the host\'s temp folder or the source\'s folder', function () {
+      assert.ok(unseen.length >= 6, unseen.join(', '));
+      const r = results.probe;
+      assert.ok(r.ok, (r as { message: string }).message);
     });
 
     it('with GCC too (its precompiled header and flags, as where clang is not installed)', function () {

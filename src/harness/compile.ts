@@ -125,12 +125,15 @@ async function makePrecompiledHeader(dir: string, header: string, build: PluginB
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
   // libtorch alone (tournament/libtorch.h holds only libtorch's headers): the contract's own header stays the submission's to include (with or without TOURNAMENT_HOST).
-  fs.writeFileSync(path.join(tmp, PCH_HEADER), '// libtorch, precompiled for this build (src/harness/compile.ts).\n#include <tournament/libtorch.h>\n');
-  // Clang keeps the headers' template instantiations in its precompiled header (GCC redoes them in every
-  // plugin). It records its input files by path: so the contract's header itself (at the same path in every
-  // sandbox), not the scratch copy; and no timestamps, since the cache key already covers the headers' bytes.
-  const clang = kind(build) === 'clang';
-  const input = clang ? ['-fpch-instantiate-templates', '-Xclang', '-fno-pch-timestamp', path.join(PROJECT_ROOT, 'native', 'include', 'tournament', 'libtorch.h')] : [PCH_HEADER];
+  let input = [PCH_HEADER];
+  if (kind(build) === 'clang') {
+    // Clang keeps the headers' template instantiations in its precompiled header (GCC redoes them in every
+    // plugin). It records its input files by path: so the contract's header itself (at the same path in every
+    // sandbox), not a scratch copy; and no timestamps, since the cache key already covers the headers' bytes.
+    input = ['-fpch-instantiate-templates', '-Xclang', '-fno-pch-timestamp', path.join(PROJECT_ROOT, 'native', 'include', 'tournament', 'libtorch.h')];
+  } else {
+    fs.writeFileSync(path.join(tmp, PCH_HEADER), '// libtorch, precompiled for this build (src/harness/compile.ts).\n#include <tournament/libtorch.h>\n');
+  }
   const job = {
     command: [build.cxx, ...codeFlags(build), '-x', 'c++-header', ...input, '-o', pchFile(build, PCH_HEADER)],
     scratchDir: tmp,
