@@ -98,7 +98,8 @@ describe('compileSubmission', function () {
         'static_assert(Bomb<40, 1>::v != 0, "runaway");\n';
       const zero = write('zero.cpp', HEADER + '#include "/dev/zero"\n' + bomb + SIGNATURE + '  return {};\n}\n');
       const build = loadPluginBuild();
-      const pch = await precompiledHeader(compileCacheDir(work('pch')), build, Sandbox.open());
+      const cacheDir = compileCacheDir(work('pch'));
+      const pch = await precompiledHeader(cacheDir, build, Sandbox.open());
       assert.ok(pch, 'this compiler made no precompiled header');
       // GCC's path (precompiled header and flags) as on hosts without clang, whichever compiler this build picked.
       const gcc: PluginBuild = { ...build, cxx: '/usr/bin/c++', cxx_kind: 'gcc' };
@@ -106,7 +107,7 @@ describe('compileSubmission', function () {
       // The fifteenth attack pass's probe, with this run's paths: what the compiler can see is what a submission
       // can copy into its plugin's bytes (#include, .incbin). Canaries beside the compile cache's entries and in
       // the host's temp folder; the project's own files; controls that must be seen (the contract, /usr).
-      const cacheCanary = path.join(compileCacheDir(work('pch')), `canary-${process.pid}.h`);
+      const cacheCanary = path.join(cacheDir, `canary-${process.pid}.h`);
       const hostCanary = path.join(os.tmpdir(), `tournament-compile-canary-${process.pid}.h`);
       for (const f of [cacheCanary, hostCanary]) fs.writeFileSync(f, '#error the compiler read a canary\n');
       unseen = [cacheCanary, hostCanary, write('canary.h', '// beside the submission, outside its scratch copy\n')];

@@ -112,11 +112,12 @@ function pchFile(build: PluginBuild, header: string): string {
 export async function precompiledHeader(cacheDir: string, build: PluginBuild, sandbox: Sandbox): Promise<string | undefined> {
   const dir = path.join(cacheDir, `pch-${toolchainHash(build).slice(0, 16)}`);
   const header = path.join(dir, PCH_HEADER);
-  if (fs.existsSync(pchFile(build, header))) return header;
+  const made = pchFile(build, header);
+  if (fs.existsSync(made)) return header;
   // Once per process at a time (both would write the same scratch folder), and not beside another process making it.
   return once(`pch ${dir}`, async () => {
-    await othersMaking(dir, pchFile(build, header), DEFAULT_TIMEOUT_MS);
-    return fs.existsSync(pchFile(build, header)) ? header : makePrecompiledHeader(dir, header, build, sandbox);
+    await othersMaking(dir, made, DEFAULT_TIMEOUT_MS);
+    return fs.existsSync(made) ? header : makePrecompiledHeader(dir, header, build, sandbox);
   });
 }
 
