@@ -6,7 +6,11 @@
 // what matters is that the trusted clock already runs then. The plugin trains
 // as the baseline and reports, as its last loss, the seconds from that first
 // sighting to its return (0 when the thread saw nothing before the timed
-// call). The adversarial suite checks that this never exceeds the run's time
+// call). Its reference hashes are taken before warmup returns, and the
+// thread looks once more when the timed call stops it: on a busy machine (the
+// suite runs two evaluations side by side on two cores) it may get no slice
+// between the judge's writes and GO, and the writes are then first seen at the
+// timed call's start. The adversarial suite checks that this never exceeds the run's time
 // on the trusted clock: whatever a plugin learns early, it learns on the
 // clock. (Its own time is measured inside the sandbox on the same monotonic
 // clock; the trusted clock also covers the GO and DONE messages, so it is the
@@ -53,15 +57,22 @@ Clock::time_point first_change;
 std::thread watcher;
 int calls = 0;
 
-void watch(Mapping params, Mapping batches) {
-  const size_t head = std::min<size_t>(params.n, 64 << 10);  // the first tensor's bytes: written first
-  const uint64_t p0 = fnv(params.p, head), b0 = fnv(batches.p, batches.n);
-  while (!stop.load()) {
-    if (fnv(params.p, head) != p0 || fnv(batches.p, batches.n) != b0) {
+struct Watched {
+  Mapping params, batches;
+  size_t head = 0;  // the first tensor's bytes: written first
+  uint64_t p0 = 0, b0 = 0;
+  bool changed() const { return fnv(params.p, head) != p0 || fnv(batches.p, batches.n) != b0; }
+};
+
+void watch(Watched w) {
+  for (;;) {
+    const bool last = stop.load();
+    if (w.changed()) {
       first_change = Clock::now();
       sighted = true;
       return;
     }
+    if (last) return;
   }
 }
 
@@ -89,9 +100,14 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   }
   if (!timed) {
     // After warmup's own writes to the parameters: from here on, any change is the judge's.
-    const Mapping params = map_fd(4), batches = map_fd(5);
-    TORCH_CHECK(params.p && batches.p, "pre_go_watch: the regions are not mappable (fds 4 and 5)");
-    watcher = std::thread(watch, params, batches);
+    Watched w;
+    w.params = map_fd(4);
+    w.batches = map_fd(5);
+    TORCH_CHECK(w.params.p && w.batches.p, "pre_go_watch: the regions are not mappable (fds 4 and 5)");
+    w.head = std::min<size_t>(w.params.n, 64 << 10);
+    w.p0 = fnv(w.params.p, w.head);  // before WARM: nothing of the judge's next writes yet
+    w.b0 = fnv(w.batches.p, w.batches.n);
+    watcher = std::thread(watch, w);
     result.final_loss = loss.item<double>();
     return result;
   }
