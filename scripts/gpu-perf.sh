@@ -63,14 +63,20 @@ def linear(M, K, N):  # forward, input gradient, weight gradient
     x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16); w = torch.randn(N, K, device="cuda", dtype=torch.bfloat16)
     dy = torch.randn(M, N, device="cuda", dtype=torch.bfloat16)
     r = (t(lambda: x @ w.t()), t(lambda: dy @ w), t(lambda: dy.t() @ x))
-    del x, w, dy; return r
+    # The same products with the weight kept transposed ([K, N], a copy a step
+    # could make once) and dW taken as (x^T dy)^T: cuBLAS's speed depends on
+    # the operands' layout, not only on the shape.
+    wT = w.t().contiguous()
+    alt = (t(lambda: x @ wT), t(lambda: dy @ wT.t()), t(lambda: x.t() @ dy), t(lambda: w.t().contiguous()))
+    del x, w, wT, dy; return r, alt
 total, flops = 0.0, 0.0
 for name, K, N, per_step in [("q/o", H, H, 2 * L), ("k/v", H, KV, 2 * L), ("qkv fused", H, H + 2 * KV, 0), ("gate/up", H, I, 2 * L),
                              ("gate+up fused", H, 2 * I, 0), ("down", I, H, L), ("lm_head", H, V, 1)]:
-    f, di, dw = linear(T, K, N) if N != V else linear(4096, K, N)
-    if N == V: f, di, dw = 4 * f, 4 * di, 4 * dw  # lm_head timed on a quarter of the rows (memory)
+    (f, di, dw), (af, adi, adw, tr) = linear(T, K, N) if N != V else linear(4096, K, N)
+    if N == V: f, di, dw, af, adi, adw = 4 * f, 4 * di, 4 * dw, 4 * af, 4 * adi, 4 * adw  # lm_head timed on a quarter of the rows (memory)
     tf = 2 * T * K * N / 1e12
     print(f"{name:14s} [{T}x{K}] x [{K}x{N}]: fwd {f*1e3:6.2f} ms ({tf/f:5.0f} TF/s)  dX {di*1e3:6.2f} ms ({tf/di:5.0f})  dW {dw*1e3:6.2f} ms ({tf/dw:5.0f})  x{per_step} per step")
+    print(f"{'':14s} weight transposed: fwd {af*1e3:6.2f} ms ({tf/af:5.0f})  dX {adi*1e3:6.2f} ms ({tf/adi:5.0f})  dW^T {adw*1e3:6.2f} ms ({tf/adw:5.0f});  the transposed copy {tr*1e3:.3f} ms")
     total += per_step * (f + di + dw); flops += per_step * 3 * tf
 q = torch.randn(16, 28, 1024, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
 k = torch.randn(16, 4, 1024, 128, device="cuda", dtype=torch.bfloat16, requires_grad=True)
