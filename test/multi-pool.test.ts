@@ -89,16 +89,12 @@ describe('multi-GPU: the validator evaluates one submission per slot at a time',
     r.reveal('C', 'cheat', 30);
     r.reveal('D', 'd'.repeat(120), 40);
     r.chain.block = 100;
-    const t0 = Date.now();
     const summary = await r.v.run({ once: true });
-    const took = Date.now() - t0;
     try {
       assert.equal(summary?.evaluated, 4);
       assert.equal(summary?.accepted, 3);
       assert.equal(summary?.rejected, 1);
       assert.equal(r.most(), 2, 'two evaluations overlapped, never more');
-      // Four evaluations of 500 ms on two slots: two rounds, not four.
-      assert.ok(took < 4 * 500, `the pass took ${took} ms: the evaluations did not run side by side`);
       assert.equal(r.log.length, 4);
       assert.deepEqual(r.log.map((e) => e.text).sort(), ['a'.repeat(100), 'b'.repeat(150), 'cheat', 'd'.repeat(120)].sort());
       // Each evaluation got one slot's devices, and no slot ran two at once.
