@@ -5,8 +5,8 @@
 // before it sends GO, so the thread sees them a little before the timed call;
 // what matters is that the trusted clock already runs then. The plugin trains
 // as the baseline and reports, as its last loss, the seconds from that first
-// sighting to its return (0 when the thread saw nothing before the timed
-// call). Its reference hashes are taken before warmup returns, and the
+// sighting to its return (0 when the thread never saw them change). Its
+// reference hashes are taken before warmup returns, and the
 // thread looks once more when the timed call stops it: on a busy machine (the
 // suite runs two evaluations side by side on two cores) it may get no slice
 // between the judge's writes and GO, and the writes are then first seen at the
