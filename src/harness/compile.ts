@@ -94,6 +94,8 @@ export function compilerArgv(build: PluginBuild, source: string, output: string,
 }
 
 const PCH_HEADER = 'tournament_pch.h';
+/** The contract's headers (native/include): in every plugin's cache key, and clang's precompiled header is made from them in place. */
+const CONTRACT_INCLUDE_DIR = path.join(PROJECT_ROOT, 'native', 'include');
 
 /** The precompiled form of `header`, where each compiler looks for it. */
 function pchFile(build: PluginBuild, header: string): string {
@@ -131,7 +133,7 @@ async function makePrecompiledHeader(dir: string, header: string, build: PluginB
     // Clang keeps the headers' template instantiations in its precompiled header (GCC redoes them in every
     // plugin). It records its input files by path: so the contract's header itself (at the same path in every
     // sandbox), not a scratch copy; and no timestamps, since the cache key already covers the headers' bytes.
-    input = ['-fpch-instantiate-templates', '-Xclang', '-fno-pch-timestamp', path.join(PROJECT_ROOT, 'native', 'include', 'tournament', 'libtorch.h')];
+    input = ['-fpch-instantiate-templates', '-Xclang', '-fno-pch-timestamp', path.join(CONTRACT_INCLUDE_DIR, 'tournament', 'libtorch.h')];
   } else {
     fs.writeFileSync(path.join(tmp, PCH_HEADER), '// libtorch, precompiled for this build (src/harness/compile.ts).\n#include <tournament/libtorch.h>\n');
   }
@@ -161,7 +163,7 @@ async function makePrecompiledHeader(dir: string, header: string, build: PluginB
  */
 function toolchainHash(build: PluginBuild): string {
   const hash = crypto.createHash('sha256').update(JSON.stringify(build)).update(JSON.stringify(codeFlags(build)));
-  for (const f of listFiles(path.join(PROJECT_ROOT, 'native', 'include'))) hash.update(f).update(fs.readFileSync(f));
+  for (const f of listFiles(CONTRACT_INCLUDE_DIR)) hash.update(f).update(fs.readFileSync(f));
   return hash.digest('hex');
 }
 
