@@ -478,6 +478,7 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
         auto head = Napi::Array::New(env, c->head_alignment.size());
         for (size_t t = 0; t < c->head_alignment.size(); ++t) head.Set(static_cast<uint32_t>(t), c->head_alignment[t]);
         r.Set("headAlignment", head);
+        r.Set("headUntargetedRelError", c->head_untargeted_rel_error);
         auto excess = Napi::Array::New(env, c->head_position_excess.size());
         for (size_t t = 0; t < c->head_position_excess.size(); ++t) excess.Set(static_cast<uint32_t>(t), c->head_position_excess[t]);
         r.Set("headPositionExcess", excess);

@@ -114,6 +114,11 @@ struct Comparison {
   // in particular; a step that reused another batch's dense part instead of
   // computing its own leaves a difference along both batches' directions.
   std::vector<double> head_alignment;
+  // lm_head's difference from the reference's over the reference's update, on
+  // the rows of tokens that are no target in any timed batch and the elements
+  // whose start is fine enough to record a step exactly (position_checks.cpp
+  // says why): where a changed dense loss-head gradient shows undiluted.
+  double head_untargeted_rel_error = 0;
   // Per timed batch t: the same difference, read one position at a time. For
   // each position i, a_i = (p_i - p_mean)^T dW (h_i - h_mean) is its size
   // along that position's own rank-one part of the dense gradient; b_i is the

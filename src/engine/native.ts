@@ -127,6 +127,12 @@ export interface NativeComparison {
    */
   headAlignment: number[];
   /**
+   * lm_head's difference from the reference's over the reference's update, on the rows of tokens that are
+   * no target in any timed batch and the elements whose start is fine enough to record a step exactly.
+   * 0 when the memory changed after the kill.
+   */
+  headUntargetedRelError: number;
+  /**
    * Per timed batch: lm_head's difference from the reference's read one position at a time, along
    * each position's own rank-one part of that batch's dense gradient ((p_i - p_mean) (h_i - h_mean)^T),
    * as the excess of its energy over the same with mismatched positions (sum a^2 / sum b^2 - 1).
