@@ -466,6 +466,9 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
         r.Set("maxTensorRelError", c->max_tensor_rel_error);
         auto kinds = Napi::Object::New(env);
         for (const auto& [kind, e] : c->kind_rel_errors) kinds.Set(kind, e);
+        auto fine = Napi::Object::New(env);
+        for (const auto& [kind, e] : c->kind_fine_rel_errors) fine.Set(kind, e);
+        r.Set("kindFineRelErrors", fine);
         r.Set("kindRelErrors", kinds);
         auto groups = Napi::Object::New(env);
         for (const auto& g : c->group_shifts) {

@@ -92,6 +92,12 @@ struct Comparison {
   // gradient skipped or reused) moves every layer's tensor of that kind,
   // while honest rounding noise averages out over the layers.
   std::vector<std::pair<std::string, double>> kind_rel_errors;
+  // The same over each kind's fine elements only (fine_start_bound).
+  // Informational: on the CPU default the tenth and eleventh attack passes'
+  // MLP sketches read at least 3.4x the honest tuned example's worst here,
+  // 2.7x on the whole kinds (five seeds); not yet measured on the H200, where
+  // the whole kinds do not separate them.
+  std::vector<std::pair<std::string, double>> kind_fine_rel_errors;
   // Per group of tensors (attention, mlp, norm, embedding, head): how much
   // the last batch's and the probe's mean loss drop when this run's tensors
   // of the group are replaced by the reference's, the rest kept (the run's
@@ -177,6 +183,12 @@ constexpr int64_t kCellsPerRow = 4;
 // A parameter's kind: its name with every all-digit segment starred
 // ("model.layers.3.mlp.up_proj.weight" -> "model.layers.*.mlp.up_proj.weight").
 std::string tensor_kind(const std::string& name);
+
+// The size below which a parameter of this dtype has a spacing of at most
+// lr / 8: a weight that starts there ends holding its summed update to an
+// eighth of a step, where a larger one holds a rounding decision per step
+// (bf16, lr 1e-4: 2^-9). The fine elements of the update checks.
+double fine_start_bound(torch::ScalarType dtype, double lr);
 
 class Evaluator {
  public:

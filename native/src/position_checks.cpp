@@ -93,10 +93,7 @@ double untargeted_rel_error(const torch::Tensor& diff, const torch::Tensor& upda
   const int64_t V = diff.size(0);
   auto targets = timed_tokens.narrow(1, 1, timed_tokens.size(1) - 1).reshape({-1}).to(torch::kCPU);
   auto untargeted = torch::bincount(targets, {}, V).eq(0).to(diff.device());  // [V]
-  // Spacing of |w| in [2^(e-1), 2^e) is 2^(e - digits): at most lr / 8 below 2^e.
-  const int digits = dtype == torch::kBFloat16 ? 8 : dtype == torch::kHalf ? 11 : 24;
-  const double below = std::ldexp(1.0, static_cast<int>(std::floor(std::log2(lr / 8))) + digits);
-  auto mask = start.abs().lt(below).logical_and(untargeted.unsqueeze(1));  // [V, H]
+  auto mask = start.abs().lt(fine_start_bound(dtype, lr)).logical_and(untargeted.unsqueeze(1));  // [V, H]
   auto num = diff.masked_select(mask).to(torch::kFloat64).square().sum().item<double>();
   auto den = update.masked_select(mask).to(torch::kFloat64).square().sum().item<double>();
   if (std::isnan(num)) return std::numeric_limits<double>::infinity();

@@ -115,6 +115,11 @@ export interface NativeComparison {
   /** Per kind of tensor (name with the layer index starred): the update's relative error pooled over the layers. */
   kindRelErrors: Record<string, number>;
   /**
+   * The same over each kind's fine elements only: those whose start has a spacing of at most lr / 8, where the
+   * final value records the summed update rather than a rounding decision per step. Informational.
+   */
+  kindFineRelErrors: Record<string, number>;
+  /**
    * Per group of tensors (attention, mlp, norm, embedding, head): the run's loss on the last
    * batch and on the probe minus the loss with that group's tensors replaced by the reference's
    * (positive: this run's group left the loss higher). Empty when the memory changed after the kill.

@@ -678,6 +678,7 @@ function report(
       worst_kind: kind?.kind ?? null,
       max_mlp_kind_rel_error: mlp?.error ?? 0,
       kind_rel_errors: c.cmp.kindRelErrors,
+      kind_fine_rel_errors: c.cmp.kindFineRelErrors,
       max_group_shift: group?.shift ?? 0,
       worst_group: group?.group ?? null,
       group_shifts: Object.fromEntries(Object.entries(c.cmp.groupShifts).map(([g, x]) => [g, { last_batch: x.lastBatch, probe: x.probe }])),

@@ -79,6 +79,8 @@ export interface RunReport {
     max_mlp_kind_rel_error: number;
     /** Every kind's pooled update error. */
     kind_rel_errors: Record<string, number>;
+    /** The same over each kind's fine elements (start spacing at most lr / 8). Informational, no threshold. */
+    kind_fine_rel_errors?: Record<string, number>;
     /** The largest |last-batch loss shift - probe loss shift| of one group of tensors swapped for the reference's (worstGroup). */
     max_group_shift: number;
     worst_group: string | null;
