@@ -466,9 +466,6 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
         r.Set("maxTensorRelError", c->max_tensor_rel_error);
         auto kinds = Napi::Object::New(env);
         for (const auto& [kind, e] : c->kind_rel_errors) kinds.Set(kind, e);
-        auto fine = Napi::Object::New(env);
-        for (const auto& [kind, e] : c->kind_fine_rel_errors) fine.Set(kind, e);
-        r.Set("kindFineRelErrors", fine);
         r.Set("kindRelErrors", kinds);
         auto groups = Napi::Object::New(env);
         for (const auto& g : c->group_shifts) {
@@ -481,7 +478,6 @@ Napi::Value Evaluator::CompareLastWith(const Napi::CallbackInfo& info) {
         auto head = Napi::Array::New(env, c->head_alignment.size());
         for (size_t t = 0; t < c->head_alignment.size(); ++t) head.Set(static_cast<uint32_t>(t), c->head_alignment[t]);
         r.Set("headAlignment", head);
-        r.Set("headUntargetedRelError", c->head_untargeted_rel_error);
         auto excess = Napi::Array::New(env, c->head_position_excess.size());
         for (size_t t = 0; t < c->head_position_excess.size(); ++t) excess.Set(static_cast<uint32_t>(t), c->head_position_excess[t]);
         r.Set("headPositionExcess", excess);

@@ -826,12 +826,6 @@ std::string tensor_kind(const std::string& name) {
   return out;
 }
 
-double fine_start_bound(torch::ScalarType dtype, double lr) {
-  // Spacing of |w| in [2^(e-1), 2^e) is 2^(e - digits): at most lr / 8 below 2^e.
-  const int digits = dtype == torch::kBFloat16 ? 8 : dtype == torch::kHalf ? 11 : 24;
-  return std::ldexp(1.0, static_cast<int>(std::floor(std::log2(lr / 8))) + digits);
-}
-
 Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   auto it = kept_.find(id);
   TORCH_CHECK(it != kept_.end(), "evaluator: no kept run ", id);
@@ -880,11 +874,8 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
     auto w0f = w0.to(torch::kFloat32);
     auto u = w.to(torch::kFloat32) - w0f;
     auto ur = wr.to(torch::kFloat32) - w0f;
-    auto fine = w0f.abs().lt(fine_start_bound(w0.scalar_type(), cfg_.optimizer.lr));
-    auto d2 = (u - ur).pow(2), r2 = ur.pow(2);
-    tensor_sums.push_back(torch::stack({d2.sum().to(torch::kFloat64), r2.sum().to(torch::kFloat64),
-                                        w.ne(w0).sum().to(torch::kFloat64), wr.ne(w0).sum().to(torch::kFloat64),
-                                        (d2 * fine).sum().to(torch::kFloat64), (r2 * fine).sum().to(torch::kFloat64)}));
+    tensor_sums.push_back(torch::stack({(u - ur).pow(2).sum().to(torch::kFloat64), ur.pow(2).sum().to(torch::kFloat64),
+                                        w.ne(w0).sum().to(torch::kFloat64), wr.ne(w0).sum().to(torch::kFloat64)}));
     names.push_back(item.key());
     total += static_cast<double>(w.numel());
     ++i;
@@ -892,12 +883,9 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   const auto stats = to_host(tensor_sums);
   const double* st = stats.data_ptr<double>();
   double unum = 0, uden = 0, changed = 0, ref_changed = 0;
-  std::map<std::string, std::pair<double, double>> kinds, fine_kinds;  // kind -> (sum n, sum d)
+  std::map<std::string, std::pair<double, double>> kinds;  // kind -> (sum n, sum d)
   for (size_t t = 0; t < names.size(); ++t) {
-    const double n = st[6 * t], d = st[6 * t + 1], ch = st[6 * t + 2], rch = st[6 * t + 3];
-    auto& f = fine_kinds[tensor_kind(names[t])];
-    f.first += st[6 * t + 4];
-    f.second += st[6 * t + 5];
+    const double n = st[4 * t], d = st[4 * t + 1], ch = st[4 * t + 2], rch = st[4 * t + 3];
     unum += n;
     uden += d;
     auto& k = kinds[tensor_kind(names[t])];
@@ -912,9 +900,6 @@ Comparison Evaluator::compare_last_with(int64_t id, uint64_t seed) {
   for (const auto& [kind, nd] : kinds) {
     if (nd.second <= 0) continue;  // the reference left it unchanged: the frozen check's business
     c.kind_rel_errors.emplace_back(kind, std::isnan(nd.first) ? std::numeric_limits<double>::infinity() : std::sqrt(nd.first / nd.second));
-  }
-  for (const auto& [kind, nd] : fine_kinds) {
-    if (nd.second > 0) c.kind_fine_rel_errors.emplace_back(kind, std::isnan(nd.first) ? std::numeric_limits<double>::infinity() : std::sqrt(nd.first / nd.second));
   }
   c.update_rel_error = std::isnan(unum) ? std::numeric_limits<double>::infinity() : std::sqrt(unum / std::max(uden, 1e-30));
   c.changed_share = changed / total;

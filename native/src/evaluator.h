@@ -92,12 +92,6 @@ struct Comparison {
   // gradient skipped or reused) moves every layer's tensor of that kind,
   // while honest rounding noise averages out over the layers.
   std::vector<std::pair<std::string, double>> kind_rel_errors;
-  // The same over each kind's fine elements only (fine_start_bound).
-  // Informational: on the CPU default the tenth and eleventh attack passes'
-  // MLP sketches read at least 3.4x the honest tuned example's worst here,
-  // 2.7x on the whole kinds (five seeds); not yet measured on the H200, where
-  // the whole kinds do not separate them.
-  std::vector<std::pair<std::string, double>> kind_fine_rel_errors;
   // Per group of tensors (attention, mlp, norm, embedding, head): how much
   // the last batch's and the probe's mean loss drop when this run's tensors
   // of the group are replaced by the reference's, the rest kept (the run's
@@ -120,11 +114,6 @@ struct Comparison {
   // in particular; a step that reused another batch's dense part instead of
   // computing its own leaves a difference along both batches' directions.
   std::vector<double> head_alignment;
-  // lm_head's difference from the reference's over the reference's update, on
-  // the rows of tokens that are no target in any timed batch and the elements
-  // whose start is fine enough to record a step exactly (position_checks.cpp
-  // says why): where a changed dense loss-head gradient shows undiluted.
-  double head_untargeted_rel_error = 0;
   // Per timed batch t: the same difference, read one position at a time. For
   // each position i, a_i = (p_i - p_mean)^T dW (h_i - h_mean) is its size
   // along that position's own rank-one part of the dense gradient; b_i is the
@@ -183,12 +172,6 @@ constexpr int64_t kCellsPerRow = 4;
 // A parameter's kind: its name with every all-digit segment starred
 // ("model.layers.3.mlp.up_proj.weight" -> "model.layers.*.mlp.up_proj.weight").
 std::string tensor_kind(const std::string& name);
-
-// The size below which a parameter of this dtype has a spacing of at most
-// lr / 8: a weight that starts there ends holding its summed update to an
-// eighth of a step, where a larger one holds a rounding decision per step
-// (bf16, lr 1e-4: 2^-9). The fine elements of the update checks.
-double fine_start_bound(torch::ScalarType dtype, double lr);
 
 class Evaluator {
  public:

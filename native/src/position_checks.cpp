@@ -75,31 +75,6 @@ torch::Tensor mismatched_norms(const torch::Tensor& dy_sq, const torch::Tensor& 
          (dy_sq.narrow(0, 0, half) * x_sq.narrow(0, n - half, half)).sum();
 }
 
-// lm_head's difference from the reference's over its update, read where the
-// update is measured best. Rows: the tokens that are no target in any timed
-// batch. Their gradient is the dense softmax part alone (probabilities times
-// hidden states, the product that costs), so an estimate of that part shows
-// there undiluted by the exact sparse part every target adds. Elements: those
-// whose start lies where the parameters' spacing is at most lr / 8. There the
-// final value records the summed update to a small part of a step; elsewhere
-// a step is a rounding decision, and honest differences are mostly one-ulp
-// flips that drown what a changed gradient does. Measured on the CPU default
-// (docs/measurements/2026-12-04-head-untargeted.md): honest runs at most a
-// third of a count-sketched dense part's reading, where the whole tensor's
-// error puts them within 1.7x of it.
-double untargeted_rel_error(const torch::Tensor& diff, const torch::Tensor& update, const torch::Tensor& start,
-                            const torch::Tensor& timed_tokens, torch::ScalarType dtype, double lr) {
-  torch::NoGradGuard no_grad;
-  const int64_t V = diff.size(0);
-  auto targets = timed_tokens.narrow(1, 1, timed_tokens.size(1) - 1).reshape({-1}).to(torch::kCPU);
-  auto untargeted = torch::bincount(targets, {}, V).eq(0).to(diff.device());  // [V]
-  auto mask = start.abs().lt(fine_start_bound(dtype, lr)).logical_and(untargeted.unsqueeze(1));  // [V, H]
-  auto num = diff.masked_select(mask).to(torch::kFloat64).square().sum().item<double>();
-  auto den = update.masked_select(mask).to(torch::kFloat64).square().sum().item<double>();
-  if (std::isnan(num)) return std::numeric_limits<double>::infinity();
-  return den > 0 ? std::sqrt(num / den) : 0.0;
-}
-
 }  // namespace
 
 void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
@@ -125,10 +100,8 @@ void Evaluator::position_checks(const Kept& ref, uint64_t seed, Comparison& c) {
     start_tensor(w0, name, index, seed);
     Wf = W.to(torch::kFloat32);
     const auto Wr = ref.weights[index].to(cfg_.device).to(torch::kFloat32);
-    const auto w0f = w0.to(torch::kFloat32);
-    update = (Wr - w0f).norm().item<double>();
+    update = (Wr - w0.to(torch::kFloat32)).norm().item<double>();
     diff = Wf - Wr;
-    c.head_untargeted_rel_error = untargeted_rel_error(diff, Wr - w0f, w0f, timed_tokens_, w0.scalar_type(), cfg_.optimizer.lr);
   }
   const int64_t B = cfg_.batch_size, S = cfg_.seq_len, V = W.size(0), H = W.size(1);
 

@@ -61,13 +61,6 @@ export interface Thresholds {
    */
   head_alignment_abs: number;
   /**
-   * lm_head's update error on the rows of tokens that are no target in any timed batch, over the elements
-   * whose start is fine enough (bf16 spacing at most lr / 8) to record a step exactly: the largest allowed.
-   * Those rows' gradient is the dense softmax part alone, the costly part of lm_head's gradient, so an
-   * estimate of it (a count sketch of the positions) shows there undiluted, where honest differences are small.
-   */
-  head_untargeted_update_rel_error: number;
-  /**
    * Per timed batch but the last: how much more of lm_head's difference from the reference's lies along single
    * positions' own rank-one gradient parts than along mismatched pairs (sum a^2 / sum b^2 - 1), the largest allowed.
    */
@@ -96,7 +89,7 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_untargeted_update_rel_error', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** One calibration of a device's thresholds: on what, when, by which command, and the values it measured them to be. */
@@ -200,7 +193,6 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   mlp_pair_energy_excess: num(0, 1000, true),
   group_loss_shift_abs: num(0, 100, true),
   head_alignment_abs: num(0, 10, true),
-  head_untargeted_update_rel_error: num(0, 10, true),
   head_position_excess: num(0, 1000, true),
   head_position_excess_last: num(0, 1000, true),
   layer_position_excess: num(0, 1000, true),

@@ -115,11 +115,6 @@ export interface NativeComparison {
   /** Per kind of tensor (name with the layer index starred): the update's relative error pooled over the layers. */
   kindRelErrors: Record<string, number>;
   /**
-   * The same over each kind's fine elements only: those whose start has a spacing of at most lr / 8, where the
-   * final value records the summed update rather than a rounding decision per step. Informational.
-   */
-  kindFineRelErrors: Record<string, number>;
-  /**
    * Per group of tensors (attention, mlp, norm, embedding, head): the run's loss on the last
    * batch and on the probe minus the loss with that group's tensors replaced by the reference's
    * (positive: this run's group left the loss higher). Empty when the memory changed after the kill.
@@ -131,12 +126,6 @@ export interface NativeComparison {
    * of every timed batch's; at the run's final weights), over the norm of the reference's lm_head update. Empty when the memory changed after the kill.
    */
   headAlignment: number[];
-  /**
-   * lm_head's difference from the reference's over the reference's update, on the rows of tokens that are
-   * no target in any timed batch and the elements whose start is fine enough to record a step exactly.
-   * 0 when the memory changed after the kill.
-   */
-  headUntargetedRelError: number;
   /**
    * Per timed batch: lm_head's difference from the reference's read one position at a time, along
    * each position's own rank-one part of that batch's dense gradient ((p_i - p_mean) (h_i - h_mean)^T),

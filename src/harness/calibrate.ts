@@ -90,7 +90,6 @@ export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ra
   { key: 'mlp_pair_energy_excess', name: 'an MLP kind along the data between mismatched positions', value: (k) => k.max_mlp_pair_excess ?? 0 },
   { key: 'group_loss_shift_abs', name: 'loss shift of one group', value: (k) => k.max_group_shift },
   { key: 'head_alignment_abs', name: 'lm_head along a batch\'s gradient', value: (k) => k.max_head_alignment },
-  { key: 'head_untargeted_update_rel_error', name: 'lm_head\'s untargeted rows, fine elements', value: (k) => k.head_untargeted_update_rel_error },
   { key: 'head_position_excess', name: 'lm_head along single positions\' gradients', value: (k) => k.max_head_position_excess },
   { key: 'head_position_excess_last', name: 'lm_head along the last batch\'s single positions\' gradients', value: (k) => k.last_head_position_excess },
   { key: 'layer_position_excess', name: 'a linear layer along single positions\' gradients', value: (k) => k.max_layer_position_excess },
@@ -368,7 +367,7 @@ function judge(
 /** The fields of a run's checks that the thresholds read (a file from an older calibrate may lack some). */
 const CHECK_FIELDS: (keyof Checks)[] = [
   'probe_loss', 'reference_probe_loss', 'cell_loss_deviation', 'batch_loss_shift', 'logits_rel_error', 'update_rel_error', 'max_kind_rel_error',
-  'max_mlp_kind_rel_error', 'max_mlp_pair_excess', 'max_group_shift', 'max_head_alignment', 'head_untargeted_update_rel_error', 'max_head_position_excess', 'last_head_position_excess',
+  'max_mlp_kind_rel_error', 'max_mlp_pair_excess', 'max_group_shift', 'max_head_alignment', 'max_head_position_excess', 'last_head_position_excess',
   'max_layer_position_excess', 'last_layer_position_excess', 'changed_share', 'reference_changed_share', 'frozen_tensors',
 ];
 

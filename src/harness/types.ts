@@ -79,18 +79,11 @@ export interface RunReport {
     max_mlp_kind_rel_error: number;
     /** Every kind's pooled update error. */
     kind_rel_errors: Record<string, number>;
-    /** The same over each kind's fine elements (start spacing at most lr / 8). Informational, no threshold. */
-    kind_fine_rel_errors?: Record<string, number>;
     /** The largest |last-batch loss shift - probe loss shift| of one group of tensors swapped for the reference's (worstGroup). */
     max_group_shift: number;
     worst_group: string | null;
     /** Every group's shifts: the run's loss minus the loss with the group's tensors from the reference, on the last batch and on the probe. */
     group_shifts: Record<string, { last_batch: number; probe: number }>;
-    /**
-     * lm_head's update error on the rows of tokens that are no target in any timed batch, over the elements
-     * whose start is fine enough to record a step exactly (spacing at most lr / 8).
-     */
-    head_untargeted_update_rel_error: number;
     /** The largest |head_alignment| (worstHeadAlignment). */
     max_head_alignment: number;
     /** Per timed batch: this run's lm_head minus the reference's along that batch's dense loss-head gradient, over the reference's lm_head update. */
