@@ -6,12 +6,12 @@
 // what matters is that the trusted clock already runs then. The plugin trains
 // as the baseline and reports, as its last loss, the seconds from that first
 // sighting to its return (0 when the thread never saw them change). Its
-// reference hashes are taken before warmup returns, and the
-// thread looks once more when the timed call stops it: on a busy machine (the
-// suite runs two evaluations side by side on two cores) it may get no slice
-// between the judge's writes and GO, and the writes are then first seen at the
-// timed call's start. The adversarial suite checks that this never exceeds the run's time
-// on the trusted clock: whatever a plugin learns early, it learns on the
+// reference hashes are taken before warmup returns, and the thread looks once
+// more when the timed call stops it: on a busy machine (the suite runs two
+// evaluations side by side on two cores) it may get no slice between the
+// judge's writes and GO, and the writes are then first seen at the timed
+// call's start. The adversarial suite checks that this never exceeds the
+// run's time on the trusted clock: whatever a plugin learns early, it learns on the
 // clock. (Its own time is measured inside the sandbox on the same monotonic
 // clock; the trusted clock also covers the GO and DONE messages, so it is the
 // longer of the two whenever the writes follow the clock's start.)
