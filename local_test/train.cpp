@@ -107,6 +107,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     loss.backward();
     if (dist.world_size > 1) all_reduce_gradients(model, dist);
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
 
     result.total_tokens += batch.numel();

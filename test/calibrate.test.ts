@@ -28,6 +28,7 @@ function run(seed: number, v: { probe?: number; row?: number; batch?: number; lo
     checks: {
       probe_loss: 2 + (v.probe ?? 0), reference_probe_loss: 2, initial_probe_loss: 3, cell_loss_deviation: v.row ?? 0, batch_loss_shift: v.batch ?? 0,
       logits_rel_error: v.logits ?? 0, update_rel_error: v.update ?? 0, max_tensor_rel_error: 0, max_kind_rel_error: v.kind ?? 0, worst_kind: null, max_mlp_kind_rel_error: v.mlp ?? 0, max_mlp_pair_excess: v.pair ?? 0, kind_rel_errors: {}, max_group_shift: 0, worst_group: null, group_shifts: {}, max_head_alignment: 0, head_alignment: [], max_head_position_excess: 0, last_head_position_excess: 0, head_position_excess: [], max_layer_position_excess: 0, last_layer_position_excess: 0, layer_positions: [],
+      max_trajectory_error: 0, worst_trajectory: null, trajectory: [],
       changed_share: v.changed ?? 1, reference_changed_share: 1, frozen_tensors: v.frozen ?? [],
     },
   };

@@ -243,6 +243,22 @@ describe('harness: adversarial plugins', function () {
     assert.equal(v.sandbox.uid, 65534);
   });
 
+  it('the trajectory: the baseline\'s every step is the judge\'s own; skip_last_step\'s last step is not', function () {
+    const base = outcomes.get('baseline')?.verdict;
+    const skip = outcomes.get('skip_last_step')?.verdict;
+    if (!base || !skip) {
+      console.log('      skipped: the baseline or skip_last_step was not among the cases run (ADVERSARIAL_ONLY)');
+      this.skip();
+    }
+    // Recorded on the CPU only (the suite's device). The baseline repeats the judge's arithmetic: its steps read 0
+    // up to thread-count rounding (the runner's one thread against the judge's); a skipped step stands at its whole size.
+    const b = base.runs[0].checks!;
+    assert.equal(b.trajectory.length, 3, 'a reading per timed step');
+    assert.ok(b.max_trajectory_error < 1e-3, `the baseline reads ${b.max_trajectory_error} at ${JSON.stringify(b.worst_trajectory)}`);
+    const k = skip.runs[0].checks!;
+    assert.ok(k.max_trajectory_error > 0.3 && k.worst_trajectory?.step === 3, `skip_last_step reads ${k.max_trajectory_error} at ${JSON.stringify(k.worst_trajectory)}`);
+  });
+
   it('write_outside left nothing on the host', function () {
     if (!outcomes.has('write_outside')) {
       console.log('      skipped: write_outside was not among the cases run (ADVERSARIAL_ONLY)');

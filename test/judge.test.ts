@@ -32,7 +32,8 @@ const TOKENS = 4 * 16 * 3;
 function outcome(o: Partial<NativeRunOutcome> = {}): NativeRunOutcome {
   return {
     completed: true, failureCode: '', failureMessage: '', seconds: 1, overheadSeconds: 1, reportedTokens: TOKENS, reportedLoss: 2,
-    reportedPeakMemory: 0, probeLoss: 3, initialProbeLoss: 4, checkpointSeconds: null, cellLosses: [2.0, 2.1, 2.2, 2.3], ...o,
+    reportedPeakMemory: 0, probeLoss: 3, initialProbeLoss: 4, checkpointSeconds: null, cellLosses: [2.0, 2.1, 2.2, 2.3],
+    trajectory: [{ recorded: true, kinds: { 'model.norm.weight': 0.05 } }, { recorded: true, kinds: { 'model.norm.weight': 0.1, 'model.layers.*.self_attn.k_proj.bias': 3 } }], ...o,
   };
 }
 function cmp(c: Partial<NativeComparison> = {}): NativeComparison {
@@ -58,6 +59,7 @@ describe('judge: the checks on a completed run', function () {
     ['a frozen tensor', 'frozen', {}, { frozen: ['model.norm.weight'] }],
     ['too few parameters changed', 'changed_share', {}, { changedShare: 0.87 }],
     ['an update off the reference', 'update_error', {}, { updateRelError: 0.2 }],
+    ['a step not recorded', 'unrecorded', { trajectory: [{ recorded: true, kinds: { 'model.norm.weight': 0.05 } }, { recorded: false, kinds: {} }] }, {}],
     ['one kind of tensor updated off the reference in every layer', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.31, 'model.norm.weight': 0.02 } }],
     ['a NaN update of one kind', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': NaN } }],
     ['the largest kind error while a larger one sits on the key bias', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.k_proj.bias': 0.9, 'model.layers.*.self_attn.k_proj.weight': 0.31 } }],

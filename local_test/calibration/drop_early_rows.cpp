@@ -37,6 +37,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     auto loss = causal_lm_loss(logits, used);
     loss.backward();
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
     if (step == num_steps - 1) {
       result.logits = logits.detach().narrow(1, 0, batch.size(1) - 1);

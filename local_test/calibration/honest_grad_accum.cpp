@@ -29,6 +29,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       logits_parts.push_back(logits.detach().narrow(1, 0, batch.size(1) - 1));
     }
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
     result.total_tokens += batch.numel();
     if (step == num_steps - 1) {

@@ -17,6 +17,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     auto loss = causal_lm_loss(logits, batch);
     loss.backward();
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
     result.total_tokens += batch.numel();
     if (step == 0) result.logits = logits.detach().narrow(1, 0, batch.size(1) - 1).clone();

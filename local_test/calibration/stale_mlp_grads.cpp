@@ -37,6 +37,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     torch::Tensor before;
     if (last) before = head.detach().clone();
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     if (last) {
       torch::NoGradGuard no_grad;
       head.add_((head - before) * 0.2);

@@ -442,6 +442,16 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
         auto cells = Napi::Array::New(env, out->cell_losses.size());
         for (size_t i = 0; i < out->cell_losses.size(); ++i) cells.Set(i, out->cell_losses[i]);
         r.Set("cellLosses", cells);
+        auto trajectory = Napi::Array::New(env, out->trajectory.size());
+        for (size_t t = 0; t < out->trajectory.size(); ++t) {
+          auto o = Napi::Object::New(env);
+          o.Set("recorded", out->trajectory[t].recorded);
+          auto kinds = Napi::Object::New(env);
+          for (const auto& [kind, e] : out->trajectory[t].kinds) kinds.Set(kind, e);
+          o.Set("kinds", kinds);
+          trajectory.Set(static_cast<uint32_t>(t), o);
+        }
+        r.Set("trajectory", trajectory);
         auto phases = Napi::Object::New(env);
         for (const auto& [name, s] : out->phase_seconds) phases.Set(name, s);
         r.Set("phaseSeconds", phases);

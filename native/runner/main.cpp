@@ -90,8 +90,11 @@ int launch_ranks(int ranks, const char* self, const char* plugin) {
                     ::dup2(proto::rank_fd(r, proto::RankFd::kLogits), proto::kLogitsFd) < 0)) {
         std::_Exit(5);
       }
-      // Nothing of another rank's (nor bwrap's info pipe) stays open in this one.
-      for (int fd = proto::kInfoFd; fd < proto::rank_fd(ranks, proto::RankFd::kControl); ++fd) ::close(fd);
+      // Nothing of another rank's (nor bwrap's info pipe) stays open in this
+      // one; the trajectory is rank 0's.
+      for (int fd = proto::kInfoFd; fd < proto::rank_fd(ranks, proto::RankFd::kControl); ++fd) {
+        if (r > 0 || fd != proto::kTrajectoryFd) ::close(fd);
+      }
       char* args[] = {const_cast<char*>(self), const_cast<char*>(plugin), nullptr};
       ::execv(self, args);
       std::_Exit(5);
@@ -138,12 +141,19 @@ int main(int argc, char** argv) {
 
   // The trusted side's memory, mapped here.
   const auto layout = proto::param_layout(cfg, dtype);
-  SharedRegion params, data, logits;
+  SharedRegion params, data, logits, trajectory;
   Qwen2ForCausalLM model{nullptr};
   try {
     params = SharedRegion::map(proto::kParamsFd, init.params_bytes, device);
     data = SharedRegion::map(proto::kDataFd, init.data_bytes, torch::kCPU);
     logits = SharedRegion::map(proto::kLogitsFd, init.logits_bytes, device);
+    if (init.trajectory_bytes > 0) {
+      if (device.type() != torch::kCPU || init.steps < 2 || init.trajectory_bytes % (init.steps - 1) != 0 ||
+          init.trajectory_bytes / (init.steps - 1) != init.params_bytes) {
+        fail(proto::ErrorKind::kException, "INIT names a trajectory that does not fit the parameters");
+      }
+      trajectory = SharedRegion::map(proto::kTrajectoryFd, init.trajectory_bytes, torch::kCPU);
+    }
     model = Qwen2ForCausalLM(cfg, proto::region_allocator(params, layout, dtype),
                              static_cast<AttentionKernel>(init.attention));
     model->train();
@@ -191,6 +201,10 @@ int main(int argc, char** argv) {
 
   compat::cuda_reset_peak(device);  // the timed call's peak, not warmup's
   TableBatches batches(tokens, init.steps, B, device, init.rank, init.world_size);
+  if (init.trajectory_bytes > 0) {
+    const auto n = static_cast<int64_t>(init.params_bytes);
+    batches.record_into(params.view(0, {n}, torch::kUInt8), trajectory.view(0, {init.steps - 1, n}, torch::kUInt8));
+  }
   TrainResult out = call(fn, model, batches, init.steps, device, opt);
 
   proto::Done done{};

@@ -34,11 +34,25 @@ class TableBatches : public DataIterator {
   int64_t batch_size() const override { return rows_; }
   int64_t seq_len() const override { return tokens_.size(1); }
 
+  // step_done() copies `params` (the parameter memory's bytes, host) into the
+  // next slot of `trajectory` [steps - 1, params bytes] (host) until every
+  // slot is written. Without a trajectory (warmup; CUDA for now) it records nothing.
+  void record_into(torch::Tensor params, torch::Tensor trajectory) {
+    params_ = std::move(params);
+    trajectory_ = std::move(trajectory);
+  }
+  void step_done() override {
+    if (!trajectory_.defined() || recorded_ >= trajectory_.size(0)) return;
+    trajectory_[recorded_++].copy_(params_);
+  }
+
  private:
   torch::Tensor tokens_;
   int64_t steps_, batch_, rows_, first_;
   torch::Device device_;
   int64_t served_ = 0;
+  torch::Tensor params_, trajectory_;
+  int64_t recorded_ = 0;
 };
 
 }  // namespace tournament

@@ -101,7 +101,7 @@ struct Sandbox {
   // secrets). With several ranks, rank r >= 1's descriptors go where
   // protocol.h's rank_fd() says (params_fds and logits_fds: one per rank).
   void spawn(const std::vector<std::string>& argv_in, const std::string& log_path, const std::vector<int>& params_fds,
-             int data_fd, const std::vector<int>& logits_fds) {
+             int data_fd, const std::vector<int>& logits_fds, int trajectory_fd) {
     const int ranks = static_cast<int>(params_fds.size());
     std::vector<int> runner_ends;
     for (int r = 0; r < ranks; ++r) {
@@ -114,8 +114,9 @@ struct Sandbox {
     TORCH_CHECK(::pipe2(info, O_CLOEXEC) == 0, "pipe: ", std::strerror(errno));
     log = ::open(log_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     TORCH_CHECK(log >= 0, "cannot create the runner's log ", log_path, ": ", std::strerror(errno));
-    std::vector<int> src{runner_ends[0], params_fds[0], data_fd, logits_fds[0], info[1], log};
-    std::vector<int> dst{proto::kControlFd, proto::kParamsFd, proto::kDataFd, proto::kLogitsFd, proto::kInfoFd, 1};
+    std::vector<int> src{runner_ends[0], params_fds[0], data_fd, logits_fds[0], info[1], log, trajectory_fd};
+    std::vector<int> dst{proto::kControlFd, proto::kParamsFd, proto::kDataFd, proto::kLogitsFd, proto::kInfoFd, 1,
+                         proto::kTrajectoryFd};
     constexpr size_t kLog = 5;  // src's index of the log, stderr too
     for (int r = 1; r < ranks; ++r) {
       src.insert(src.end(), {runner_ends[r], params_fds[r], logits_fds[r]});
@@ -264,6 +265,12 @@ Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
   logits_ = SharedRegion::create(static_cast<size_t>(B * (S - 1) * cfg_.model.vocab_size) * c10::elementSize(cfg_.dtype),
                                  cfg_.device);
   logits_view_ = logits_.view(0, {B, S - 1, cfg_.model.vocab_size}, cfg_.dtype);
+  // The trajectory: host memory, recorded on the CPU only for now (a 7B
+  // model's is 15 GB a step; README, Verification). Elsewhere one page, so
+  // that its descriptor exists, and INIT says it is not recorded.
+  trajectory_slots_ = cfg_.device.is_cpu() ? cfg_.steps - 1 : 0;
+  trajectory_ = SharedRegion::create(std::max<size_t>(1, static_cast<size_t>(trajectory_slots_) * params_.size()),
+                                     torch::kCPU);
   cfg_.probe = cfg_.probe.to(cfg_.device);
   model_ = Qwen2ForCausalLM(cfg_.model, proto::region_allocator(params_, layout_, cfg_.dtype), cfg_.attention);
   allocate_other_ranks();
@@ -334,6 +341,7 @@ std::vector<int64_t> Evaluator::memory_digest() {
   for (const auto& r : other_ranks_) out.push_back(digest(r.params));
   out.push_back(digest(logits_));
   for (const auto& r : other_ranks_) out.push_back(digest(r.logits));
+  out.push_back(digest(trajectory_));
   return out;
 }
 
@@ -355,6 +363,7 @@ void Evaluator::scrub(uint64_t warmup_seed) {
   };
   poison(logits_);
   for (const auto& r : other_ranks_) poison(r.logits);
+  poison(trajectory_);  // an unrecorded step shows as NaN
   synchronize_ranks();
 }
 
@@ -574,7 +583,7 @@ void Evaluator::spawn(RunState& st) {
     params_fds.push_back(r.params.fd());
     logits_fds.push_back(r.logits.fd());
   }
-  st.box.spawn(st.in.argv, st.in.log_path, params_fds, data_.fd(), logits_fds);
+  st.box.spawn(st.in.argv, st.in.log_path, params_fds, data_.fd(), logits_fds, trajectory_.fd());
   st.mark("spawn");
 }
 
@@ -597,6 +606,7 @@ bool Evaluator::start_up(RunState& st) {
     init.params_bytes = params_.size();
     init.data_bytes = data_.size();
     init.logits_bytes = r == 0 ? logits_.size() : other_ranks_[r - 1].logits.size();
+    init.trajectory_bytes = r == 0 ? static_cast<uint64_t>(trajectory_slots_) * params_.size() : 0;
     init.rank = r;
     init.world_size = ranks();
     init.rendezvous_timeout_ms = static_cast<int64_t>(cfg_.start_timeout_s * 1000);
@@ -703,6 +713,8 @@ void Evaluator::measure(RunState& st) {
   st.mark("probe_loss");
   st.out.cell_losses = cell_losses(st.in.timed_tokens);
   st.mark("cell_losses");
+  st.out.trajectory = trajectory_errors(st.in.timed_tokens, st.in.seed);
+  st.mark("trajectory");
   timed_tokens_ = st.in.timed_tokens.clone();
   last_batch_ = timed_tokens_.narrow(0, (cfg_.steps - 1) * cfg_.batch_size, cfg_.batch_size);
   last_probe_loss_ = st.out.probe_loss;

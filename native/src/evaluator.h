@@ -77,6 +77,18 @@ struct RunOutcome {
   // batch and row by row (kCellsPerRow cells of consecutive positions per
   // row): tokens the run skipped were not lowered by training, wherever they lie.
   std::vector<double> cell_losses;
+  // The trajectory (trajectory.cpp): per timed step, whether the weights it
+  // started from were recorded (the run's start for the first; the plugin's
+  // data.step_done() for the others) and, per kind of tensor pooled over the
+  // layers, how far the step's recorded result (the final weights for the
+  // last) is from the judge's own AdamW step of that batch's gradient at
+  // those weights: the smallest change of the judge's step that lands on it,
+  // over the judge's step. Empty where no trajectory is recorded (CUDA, for now).
+  struct TrajectoryStep {
+    bool recorded = false;  // false: the weights before this step were not recorded (or not finite)
+    std::vector<std::pair<std::string, double>> kinds;
+  };
+  std::vector<TrajectoryStep> trajectory;
   // Wall-clock seconds of each phase of the run, in order (where an
   // evaluation's time goes). Timing capture only: nothing reads it to decide.
   std::vector<std::pair<std::string, double>> phase_seconds;
@@ -257,6 +269,10 @@ class Evaluator {
   // Comparison::head_alignment, head_position_excess and layer_positions,
   // against the kept run's weights (position_checks.cpp); reads only.
   void position_checks(const Kept& ref, uint64_t seed, Comparison& c);
+  // RunOutcome::trajectory of the last run (trajectory.cpp): every timed
+  // step repeated from the recorded weights before it. Reads the shared
+  // memory only; its own model and optimizer live in replay_.
+  std::vector<RunOutcome::TrajectoryStep> trajectory_errors(const torch::Tensor& timed_tokens, uint64_t seed);
   // Keyed hash of every rank's parameter and logits memory (fingerprint.h),
   // with a key drawn right after the kill.
   std::vector<int64_t> memory_digest();
@@ -265,6 +281,10 @@ class Evaluator {
   EvalConfig cfg_;
   protocol::ParamLayout layout_;
   SharedRegion params_, data_, logits_;
+  SharedRegion trajectory_;      // [trajectory_slots_, params_.size()] bytes, host
+  int64_t trajectory_slots_ = 0;  // steps - 1 where recorded, else 0
+  torch::Tensor replay_buffer_;   // the trajectory check's own parameters (the layout's bytes, host)
+  Qwen2ForCausalLM replay_{nullptr};  // over replay_buffer_
   torch::Tensor logits_view_;  // [B, S-1, V] over logits_
   Qwen2ForCausalLM model_{nullptr};  // the trusted view of the parameter memory (rank 0's)
   std::vector<OtherRank> other_ranks_;

@@ -7,7 +7,7 @@
 namespace tournament {
 
 void adamw_unfused_step_(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& m, torch::Tensor& v, int64_t step,
-                         const OptimizerConfig& cfg) {
+                         const OptimizerConfig& cfg, torch::Tensor* unrounded) {
   torch::NoGradGuard no_grad;
   const double lr = cfg.lr, b1 = cfg.beta1, b2 = cfg.beta2, wd = cfg.weight_decay, eps = cfg.eps;
   const double bc1 = 1.0 - std::pow(b1, static_cast<double>(step));
@@ -21,6 +21,7 @@ void adamw_unfused_step_(torch::Tensor& p, const torch::Tensor& g, torch::Tensor
   vf.mul_(b2).addcmul_(gf, gf, 1.0 - b2);
   auto denom = vf.sqrt().div_(bc2_sqrt).add_(eps);
   pf.addcdiv_(mf, denom, -lr / bc1);
+  if (unrounded) *unrounded = pf;
   p.copy_(pf);
   m.copy_(mf);
   v.copy_(vf);

@@ -8,8 +8,10 @@
 //                    DONE (timed call returned, logits written), ERROR
 //
 // The runner's start-up contract, owned here: file descriptors 3 control,
-// 4 parameters, 5 batches, 6 logits (see SharedRegion), and 7 the write end
-// of the pipe on which bubblewrap (--info-fd) names the sandbox's PID 1; stdin
+// 4 parameters, 5 batches, 6 logits (see SharedRegion), 7 the write end of
+// the pipe on which bubblewrap (--info-fd) names the sandbox's PID 1, and 8
+// the trajectory (host memory: the parameters after each timed step but the
+// last, as the plugin's data.step_done() records them; rank 0's only); stdin
 // is /dev/null, stdout and stderr a log file of the run; the environment
 // outside the sandbox is PATH alone.
 //
@@ -36,11 +38,11 @@
 namespace tournament::protocol {
 
 constexpr uint32_t kMagic = 0x544e5254;  // "TRNT"
-constexpr int kControlFd = 3, kParamsFd = 4, kDataFd = 5, kLogitsFd = 6, kInfoFd = 7;
+constexpr int kControlFd = 3, kParamsFd = 4, kDataFd = 5, kLogitsFd = 6, kInfoFd = 7, kTrajectoryFd = 8;
 constexpr int kMaxRanks = 64;
 enum class RankFd : int { kControl = 0, kParams = 1, kLogits = 2 };
 // Where rank r >= 1's descriptor of `which` is when the sandbox starts.
-constexpr int rank_fd(int rank, RankFd which) { return kInfoFd + 1 + 3 * (rank - 1) + static_cast<int>(which); }
+constexpr int rank_fd(int rank, RankFd which) { return kTrajectoryFd + 1 + 3 * (rank - 1) + static_cast<int>(which); }
 
 enum class Type : uint32_t { kInit = 1, kReady = 2, kWarmup = 3, kWarm = 4, kGo = 5, kDone = 6, kError = 7 };
 
@@ -56,6 +58,9 @@ struct Init {
   int64_t batch_size, seq_len, steps;
   OptimizerConfig optimizer;
   uint64_t params_bytes, data_bytes, logits_bytes;
+  // The trajectory region's size: (steps - 1) slots of params_bytes each, or
+  // 0 where it is not recorded (CUDA, for now; README, Verification).
+  uint64_t trajectory_bytes;
   // This runner's rank among world_size (1: the one-rank contract) and how
   // long it may wait for the others to meet.
   int32_t rank, world_size;

@@ -104,6 +104,13 @@ export interface NativeRunOutcome {
   checkpointSeconds: number | null;
   /** The final weights' loss on each cell of the timed batches: batch by batch, row by row, a few cells of consecutive positions per row. */
   cellLosses: number[];
+  /**
+   * The trajectory check, per timed step: whether the weights it started from were recorded (the run's start for
+   * the first step; the plugin's data.step_done() for the others) and, per kind of tensor pooled over the layers,
+   * ||w - w'|| / ||w' - w_before||: w the step's recorded result (the final weights for the last step), w' the
+   * judge's own AdamW step of that batch's gradient at w_before. Empty where no trajectory is recorded (CUDA, for now).
+   */
+  trajectory: { recorded: boolean; kinds: Record<string, number> }[];
   /** Wall-clock seconds of each phase of the run, in order (timing capture only). */
   phaseSeconds?: Record<string, number>;
 }

@@ -252,6 +252,13 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
   if (!(cmp.updateRelError <= v.update_rel_error)) {
     failures.push({ code: 'update_error', message: `the weight update differs from the reference's by ${fmt(cmp.updateRelError)} relative (allowed ${v.update_rel_error})` });
   }
+  const unrecorded = outcome.trajectory.findIndex((t) => !t.recorded);
+  if (unrecorded >= 0) {
+    failures.push({
+      code: 'unrecorded',
+      message: `the weights after timed step ${unrecorded} of ${outcome.trajectory.length} were not recorded (or are not finite): inner_steps must call data.step_done() after each optimizer step, once the parameters hold its result (train_api.h)`,
+    });
+  }
   const kind = worstKind(cmp);
   if (kind && !(kind.error <= v.kind_update_rel_error)) {
     failures.push({ code: 'update_error', message: `the update of ${kind.kind}, pooled over the layers, differs from the reference's by ${fmt(kind.error)} relative (allowed ${v.kind_update_rel_error})` });
@@ -371,6 +378,20 @@ export function worstGroup(cmp: Pick<NativeComparison, 'groupShifts'>): { group:
     const shift = Number.isNaN(d) ? Infinity : d;
     if (!worst || shift > worst.shift) worst = { group, shift };
   }
+  return worst;
+}
+
+/**
+ * The step and kind of tensor furthest from the judge's own step (trajectory.cpp; NaN counts as furthest), the key
+ * projection's bias left out as in worstKind; null where no trajectory is recorded. Information in the report, not a
+ * limit yet: its honest spread depends on the step and the kind (docs/measurements/2026-12-05-trajectory.md).
+ */
+export function worstTrajectory(outcome: Pick<NativeRunOutcome, 'trajectory'>): { step: number; kind: string; error: number } | null {
+  let worst: { step: number; kind: string; error: number } | null = null;
+  outcome.trajectory.forEach((t, i) => {
+    const w = largest(t.kinds, /./, UNCHECKED_KINDS);
+    if (w && (!worst || w.value > worst.error)) worst = { step: i + 1, kind: w.key, error: w.value };
+  });
   return worst;
 }
 
@@ -646,6 +667,7 @@ function report(
   const head = c && worstHeadAlignment(c.cmp);
   const headPositions = c && positionMaxima(c.cmp.headPositionExcess);
   const layerPositions = c && positionMaxima(c.cmp.layerPositions.map((l) => l.excess));
+  const trajectory = worstTrajectory(r);
   return {
     seed,
     ok: r.completed && failures.length === 0,
@@ -686,6 +708,9 @@ function report(
       layer_pair_energy: c.cmp.layerPairEnergy,
       max_mlp_pair_excess: pairExcess ? pairExcess.excess : 0,
       head_pair_energy: c.cmp.headPairEnergy,
+      max_trajectory_error: trajectory?.error ?? 0,
+      worst_trajectory: trajectory && { step: trajectory.step, kind: trajectory.kind },
+      trajectory: r.trajectory.map((t) => t.kinds),
       changed_share: c.cmp.changedShare,
       reference_changed_share: c.cmp.referenceChangedShare,
       frozen_tensors: c.cmp.frozen,

@@ -22,6 +22,7 @@ export const FAILURE_CODES = [
   'head_gradient', // lm_head differs from the reference's along one timed batch's own loss-head gradient
   'head_positions', // lm_head differs from the reference's along single positions' own loss-head gradients
   'layer_positions', // a decoder linear layer differs from the reference's along single positions' own gradients
+  'unrecorded', // the weights after a timed step were not recorded (data.step_done() not called) or are not finite
   'late_write', // the parameter or logits memory changed after the runner was killed
   'rank_divergence', // several ranks: at DONE a rank's parameters differ from rank 0's (the ones verified)
 ] as const;
@@ -106,6 +107,12 @@ export interface RunReport {
     max_mlp_pair_excess: number;
     /** Per timed batch: the same for lm_head (informational, no threshold). */
     head_pair_energy?: number[];
+    /** The largest trajectory reading (worstTrajectory): how far a step of one kind of tensor is from the judge's own step, over the step; 0 where not recorded (CUDA). Information, no limit yet. */
+    max_trajectory_error: number;
+    /** Where it is: the step (1-based) and the kind of tensor. */
+    worst_trajectory: { step: number; kind: string } | null;
+    /** Per timed step: every kind's trajectory error (empty where not recorded). */
+    trajectory: Record<string, number>[];
     changed_share: number;
     reference_changed_share: number;
     frozen_tensors: string[];

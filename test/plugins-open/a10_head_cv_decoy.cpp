@@ -189,6 +189,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     else loss = cv_head(h, lmw, batch, logits, step);
     loss.backward();
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
     result.total_tokens += batch.numel();
     if (last) result.logits = logits;

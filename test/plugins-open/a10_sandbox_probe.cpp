@@ -185,6 +185,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     loss = linear_cross_entropy(hidden, model->lm_head_weight(), batch, logits);
     loss.backward();
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
     result.total_tokens += batch.numel();
     if (step == num_steps - 1) result.logits = logits;

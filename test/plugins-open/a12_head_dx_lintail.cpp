@@ -116,6 +116,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     hidden.backward(dfull);
     if (W.grad().defined()) W.mutable_grad().add_(dW); else W.mutable_grad() = dW;
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
     result.total_tokens += batch.numel();
     if (step == num_steps - 1) result.logits = logits.view({B, S - 1, V});

@@ -187,6 +187,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     }
     loss.backward();
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
     result.total_tokens += batch.numel();
     if (last) result.logits = logits;

@@ -325,6 +325,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     }
     result.total_tokens += batch.numel();
     if (last) result.logits = logits;
+    data.step_done();  // the weights after this step, for the trajectory check
   }
   if (loss.defined()) result.final_loss = loss.item<double>();
   return result;

@@ -428,6 +428,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     }
     g_var.clear();
     result.total_tokens += ids.numel();
+    data.step_done();  // the weights after this step, for the trajectory check
   }
   if (loss.defined()) result.final_loss = loss.item<double>();
   return result;

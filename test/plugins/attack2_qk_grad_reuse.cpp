@@ -105,6 +105,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       else last_qk_grad[i] = params[i].grad().clone();
     }
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
     result.total_tokens += batch.numel();
     if (step == num_steps - 1) result.logits = logits;

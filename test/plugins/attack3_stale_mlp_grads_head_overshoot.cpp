@@ -88,6 +88,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     torch::Tensor before;
     if (last) before = lmw.detach().clone();
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     if (last) { torch::NoGradGuard ng; auto delta = lmw.detach() - before; lmw.detach().add_(delta * 0.2); }
     opt.zero_grad();
     result.total_tokens += batch.numel();

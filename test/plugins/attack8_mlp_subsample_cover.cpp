@@ -216,6 +216,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     const bool over = g_rows.defined() && BETA != 1.0;
     if (over) for (auto& w : mlp_w) before.push_back(w.detach().clone());
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     if (over) {
       torch::NoGradGuard ng;
       for (size_t i = 0; i < mlp_w.size(); ++i) { auto d = mlp_w[i].detach().to(torch::kFloat32) - before[i].to(torch::kFloat32); mlp_w[i].detach().copy_(before[i].to(torch::kFloat32) + d * BETA); }

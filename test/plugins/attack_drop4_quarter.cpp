@@ -46,6 +46,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       loss.backward();
       for (size_t i = 0; i < params.size(); ++i) saved[i] = params[i].grad().detach().clone();
       opt.step();
+      data.step_done();  // the weights after this step, for the trajectory check
       opt.zero_grad();
       if (last) { logits_out = logits.detach(); loss_out = loss.item<double>(); }
     } else if (mode == 'R') {
@@ -56,6 +57,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       }
       for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = saved[i].clone();
       opt.step();
+      data.step_done();  // the weights after this step, for the trajectory check
       opt.zero_grad();
     } else if (mode == 'H') {
       if (last) {
@@ -69,6 +71,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       loss.backward();
       for (size_t i = 0; i < params.size(); ++i) saved[i] = params[i].grad().detach().clone();
       opt.step();
+      data.step_done();  // the weights after this step, for the trajectory check
       opt.zero_grad();
     } else if (mode == 'D') {
       auto part = batch.narrow(0, 0, batch.size(0) - std::max<int64_t>(1, batch.size(0) / 4)).contiguous();  // a quarter of the rows
@@ -77,6 +80,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       loss.backward();
       for (size_t i = 0; i < params.size(); ++i) saved[i] = params[i].grad().detach().clone();
       opt.step();
+      data.step_done();  // the weights after this step, for the trajectory check
       opt.zero_grad();
     } else if (mode == 'L') {
       torch::Tensor hidden;
@@ -93,6 +97,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
         else if (saved[i].defined()) params[i].mutable_grad() = saved[i].clone();
       }
       opt.step();
+      data.step_done();  // the weights after this step, for the trajectory check
       opt.zero_grad();
       if (last) { logits_out = logits.detach(); loss_out = loss.item<double>(); }
     }

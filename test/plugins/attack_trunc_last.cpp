@@ -45,6 +45,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       loss.backward();
       for (size_t i = 0; i < params.size(); ++i) saved[i] = params[i].grad().detach().clone();
       opt.step();
+      data.step_done();  // the weights after this step, for the trajectory check
       opt.zero_grad();
       if (last) { logits_out = logits.detach(); loss_out = loss.item<double>(); }
     } else if (mode == 'R') {
@@ -55,6 +56,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       }
       for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = saved[i].clone();
       opt.step();
+      data.step_done();  // the weights after this step, for the trajectory check
       opt.zero_grad();
     } else if (mode == 'H') {
       if (last) {
@@ -68,6 +70,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       loss.backward();
       for (size_t i = 0; i < params.size(); ++i) saved[i] = params[i].grad().detach().clone();
       opt.step();
+      data.step_done();  // the weights after this step, for the trajectory check
       opt.zero_grad();
     } else if (mode == 'L') {
       torch::Tensor hidden;
@@ -84,6 +87,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
         else if (saved[i].defined()) params[i].mutable_grad() = saved[i].clone();
       }
       opt.step();
+      data.step_done();  // the weights after this step, for the trajectory check
       opt.zero_grad();
       if (last) { logits_out = logits.detach(); loss_out = loss.item<double>(); }
     }

@@ -46,6 +46,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     loss.backward();
     opt->step();
     opt->zero_grad();
+    data.step_done();  // the weights after this step, for the trajectory check
   }
   return result;
 }

@@ -22,6 +22,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     auto loss = causal_lm_loss(logits, batch);
     loss.backward();
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
     if (timed) _exit(0);
     result.total_tokens += batch.numel();

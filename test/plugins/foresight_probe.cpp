@@ -2,8 +2,9 @@
 // on the way looks for what it must not find. It fails its own run (a crash
 // naming what it saw) when
 //   - at dlopen (static initialisers, before READY), the batch region holds
-//     anything but zeros or the logits region anything but NaN: residue of an
-//     earlier run;
+//     anything but zeros, or the logits or trajectory region anything but
+//     NaN: residue of an earlier run (the reference's trajectory holds its
+//     weights after every step);
 //   - at the timed call, the run's initial weights equal what the parameter
 //     memory held at dlopen or during warmup, or any timed batch row was in the
 //     batch region at dlopen or during warmup: foresight of the timed run.
@@ -35,8 +36,8 @@ std::vector<char> copy_fd(int fd) {
 }
 
 struct Snapshot {
-  std::vector<char> params, data, logits;
-  static Snapshot take() { return {copy_fd(4), copy_fd(5), copy_fd(6)}; }
+  std::vector<char> params, data, logits, trajectory;
+  static Snapshot take() { return {copy_fd(4), copy_fd(5), copy_fd(6), copy_fd(8)}; }
 };
 
 const Snapshot at_load = Snapshot::take();
@@ -47,13 +48,17 @@ std::string residue_at_load() {
   for (char c : at_load.data) {
     if (c != 0) return "the batch region held data at dlopen";
   }
-  const size_t n = at_load.logits.size() / 2;  // bf16
-  for (size_t i = 0; i < n; ++i) {
-    uint16_t bits;
-    std::memcpy(&bits, at_load.logits.data() + 2 * i, 2);
-    const bool nan = (bits & 0x7f80) == 0x7f80 && (bits & 0x007f) != 0;
-    if (!nan) return "the logits region held numbers at dlopen";
-  }
+  auto all_nan = [](const std::vector<char>& region) {  // bf16
+    for (size_t i = 0; i + 2 <= region.size(); i += 2) {
+      uint16_t bits;
+      std::memcpy(&bits, region.data() + i, 2);
+      if (!((bits & 0x7f80) == 0x7f80 && (bits & 0x007f) != 0)) return false;
+    }
+    return true;
+  };
+  if (!all_nan(at_load.logits)) return "the logits region held numbers at dlopen";
+  if (at_load.trajectory.empty()) return "the trajectory region (fd 8) could not be read at dlopen";
+  if (!all_nan(at_load.trajectory)) return "the trajectory region held numbers at dlopen";
   return "";
 }
 
@@ -103,6 +108,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     auto loss = causal_lm_loss(logits, batch);
     loss.backward();
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
     result.total_tokens += batch.numel();
     if (step + 1 == batches.size()) {

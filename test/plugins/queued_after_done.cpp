@@ -64,6 +64,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     auto x = torch::randn({16384, 16384}, torch::TensorOptions().dtype(torch::kBFloat16).device(device));
     for (int i = 0; i < 250; ++i) torch::mm(x, x);  // ~12 ms each on an H200: ~3 s in all
     opt->step();
+    data.step_done();  // the weights after this step, for the trajectory check
   }
   return result;
 }

@@ -22,6 +22,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     if (!(cheat && step == num_steps - 1)) {
       loss.backward();
       opt.step();
+      data.step_done();  // the weights after this step, for the trajectory check
       opt.zero_grad();
     }
     if (step == num_steps - 1) {

@@ -21,9 +21,10 @@ struct OptimizerConfig {
 
 // One AdamW update of one tensor (step counts from 1) in float32 tensor ops:
 // the fused kernel's arithmetic, one rounding into each stored tensor. What
-// AdamW::step runs where no fused kernel exists.
+// AdamW::step runs where no fused kernel exists. `unrounded`, when given,
+// receives the new parameter in float32 before its rounding into p.
 void adamw_unfused_step_(torch::Tensor& p, const torch::Tensor& g, torch::Tensor& m, torch::Tensor& v, int64_t step,
-                         const OptimizerConfig& cfg);
+                         const OptimizerConfig& cfg, torch::Tensor* unrounded = nullptr);
 
 class AdamW {
  public:

@@ -1,4 +1,4 @@
-// The submission contract, version 2. A submission is one C++ file that
+// The submission contract, version 3. A submission is one C++ file that
 // includes this header and defines `inner_steps` with exactly the signature
 // below. The validator compiles it itself (pinned flags, against the runner's
 // libtorch) and calls it in a sandboxed runner process. The runner refuses a
@@ -20,7 +20,8 @@
 //
 // What inner_steps must do
 //   Train on every token of every batch, one AdamW step per batch, loss as
-//   causal_lm_loss (model.h). Anything else is yours: kernels, CUDA graphs,
+//   causal_lm_loss (model.h), and call data.step_done() after each step
+//   (version 3, below). Anything else is yours: kernels, CUDA graphs,
 //   checkpointing, fusions, precision tricks within the verification
 //   tolerance (README, "Verification").
 //
@@ -60,7 +61,7 @@
 #include <tournament/model.h>
 #include <tournament/optim.h>
 
-#define TOURNAMENT_TRAIN_API_VERSION 2
+#define TOURNAMENT_TRAIN_API_VERSION 3
 
 namespace c10d {
 class ProcessGroup;
@@ -84,6 +85,15 @@ class DataIterator {
   virtual bool next(torch::Tensor* batch) = 0;
   virtual int64_t batch_size() const = 0;
   virtual int64_t seq_len() const = 0;
+  // Call once after each optimizer step, once the parameters hold that
+  // step's result and before anything changes them again (version 3). The
+  // validator records them there (on the CPU a copy of the parameter memory;
+  // on CUDA nothing yet) and afterwards repeats every step itself from the
+  // weights recorded before it: each step must be the AdamW step of its own
+  // batch's gradient at those weights, up to rounding (README, Verification,
+  // "the trajectory"). The last step's result is the final weights; a call
+  // after it records nothing. A run that records fewer steps fails.
+  virtual void step_done() = 0;
 };
 
 struct TrainResult {
