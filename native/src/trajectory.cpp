@@ -19,7 +19,8 @@
 // The reading, per step and kind of tensor (pooled over the layers): the
 // smallest change of the judge's own step, element by element, that lands on
 // the run's recorded weights (bf16: a result is any value that rounds to
-// them), over the judge's step, sqrt(sum d^2 / sum u^2). For now it is
+// them), over the judge's step, sqrt(sum d^2 / sum u^2), over the elements
+// that have a history (so nothing of the first step). For now it is
 // information in the verdict, not a limit: its honest spread depends on the
 // step and the kind (docs/measurements/2026-12-05-trajectory.md).
 #include <cmath>
@@ -104,15 +105,19 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     auto hidden = replay_->hidden_states(batch);                         // [B, S, H]
     linear_cross_entropy(hidden, replay_->lm_head_weight(), batch).backward();
     torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> grads(mine.size()), m_before(mine.size()), v_before(mine.size());
+    std::vector<torch::Tensor> grads(mine.size()), history(mine.size());
     for (size_t i = 0; i < mine.size(); ++i) {
       grads[i] = mine[i].grad();
       if (!grads[i].defined()) {  // as AdamW: a parameter without a gradient is not stepped
         unrounded[i] = mine[i].to(torch::kFloat32);
         continue;
       }
-      m_before[i] = exp_avg[i].to(torch::kFloat32);
-      v_before[i] = exp_avg_sq[i].to(torch::kFloat32);
+      // Elements with a history (v > 0 before the step). An element's first
+      // step is lr times the sign of its gradient, so a gradient of rounding
+      // size may flip it by 2 lr: the tuned example's first steps read 0.04 to
+      // 0.07 that way, its later ones under 0.011 on these elements
+      // (docs/measurements/2026-12-05-trajectory.md). Only they are read.
+      history[i] = exp_avg_sq[i] > 0;
       adamw_unfused_step_(mine[i], grads[i], exp_avg[i], exp_avg_sq[i], t + 1, cfg_.optimizer, &unrounded[i]);
       mine[i].mutable_grad() = torch::Tensor();
     }
@@ -129,15 +134,9 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       // spacing); 0 where the judge's rounded result is w.
       const auto spacing = torch::ldexp(torch::ones_like(w), std::get<1>(torch::frexp(w)) - 8);
       const auto d = ((w - x).abs() - spacing / 2).clamp_min(0).masked_fill(w == mine[i].to(torch::kFloat32), 0);
-      // Only elements with a history (v > 0 before the step). An element's
-      // first step is lr times the sign of its gradient, so a gradient of
-      // rounding size may flip it by 2 lr: the tuned example's first step
-      // reads 0.04 to 0.07 that way, where from the second step on it reads
-      // under 0.011 (docs/measurements/2026-12-05-trajectory.md).
-      const auto history = v_before[i] > 0;
       auto& s = sums[tensor_kind(names[i])];
-      s.first += (d * history).pow(2).sum().item<double>();
-      s.second += (u * history).pow(2).sum().item<double>();
+      s.first += (d * history[i]).pow(2).sum().item<double>();
+      s.second += (u * history[i]).pow(2).sum().item<double>();
     }
     for (const auto& [kind, s] : sums) {
       // Nothing to move: any difference is infinitely far; NaN: not finite.
