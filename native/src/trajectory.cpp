@@ -61,11 +61,18 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     names.push_back(item.key());
     mine.push_back(item.value());
   }
-  auto as_params = [&](const torch::Tensor& region_bytes) {  // a region's bytes as the layout's tensors
+  std::vector<size_t> at;  // each parameter's place in the layout
+  for (const auto& name : names) {
+    size_t k = 0;
+    while (k < layout_.specs.size() && layout_.specs[k].name != name) ++k;
+    TORCH_CHECK(k < layout_.specs.size(), "parameter layout has no ", name);
+    at.push_back(k);
+  }
+  auto as_params = [&](const torch::Tensor& region_bytes) {  // a region's bytes as the model's parameters
     std::vector<torch::Tensor> out;
     auto base = static_cast<char*>(region_bytes.data_ptr());
     for (size_t i = 0; i < names.size(); ++i) {
-      out.push_back(torch::from_blob(base + layout_.offsets[i], layout_.specs[i].shape,
+      out.push_back(torch::from_blob(base + layout_.offsets[at[i]], layout_.specs[at[i]].shape,
                                      torch::TensorOptions().dtype(cfg_.dtype)));
     }
     return out;

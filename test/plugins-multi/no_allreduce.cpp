@@ -19,6 +19,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     loss = causal_lm_loss(logits, batch);
     loss.backward();
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
     result.total_tokens += batch.numel();
     if (step == num_steps - 1) result.logits = logits.narrow(1, 0, batch.size(1) - 1).detach();

@@ -31,6 +31,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       p.grad().copy_(g[0].div_(static_cast<double>(dist.world_size)));
     }
     opt.step();
+    data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();
     result.total_tokens += batch.numel();
     if (step == num_steps - 1) result.logits = logits.narrow(1, 0, batch.size(1) - 1).detach();
