@@ -23,6 +23,7 @@ const T: Thresholds = {
   head_position_excess_last: 2.5,
   layer_position_excess: 1.5,
   layer_position_excess_last: 2.5,
+  head_trajectory_excess: 2,
   min_changed_share_ratio: 0.97,
   basis: 'test',
   calibrations: [],
@@ -59,6 +60,8 @@ describe('judge: the checks on a completed run', function () {
     ['a frozen tensor', 'frozen', {}, { frozen: ['model.norm.weight'] }],
     ['too few parameters changed', 'changed_share', {}, { changedShare: 0.87 }],
     ['an update off the reference', 'update_error', {}, { updateRelError: 0.2 }],
+    ['lm_head\'s step far from the judge\'s own (an estimated lm_head gradient)', 'trajectory', { trajectory: [{ recorded: true, kinds: { 'lm_head.weight': 0.5 } }, { recorded: true, kinds: { 'lm_head.weight': 2.1, 'model.norm.weight': 0.1 } }] }, {}],
+    ['a NaN lm_head step', 'trajectory', { trajectory: [{ recorded: true, kinds: { 'lm_head.weight': NaN } }] }, {}],
     ['a step not recorded', 'unrecorded', { trajectory: [{ recorded: true, kinds: { 'model.norm.weight': 0.05 } }, { recorded: false, kinds: {} }] }, {}],
     ['one kind of tensor updated off the reference in every layer', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.31, 'model.norm.weight': 0.02 } }],
     ['a NaN update of one kind', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': NaN } }],
@@ -107,6 +110,16 @@ describe('judge: the checks on a completed run', function () {
   });
   it('leaves the key projection\'s bias out of the per-kind check (its true gradient is zero: its update is rounding noise)', function () {
     assert.deepEqual(codes({}, { kindRelErrors: { 'model.layers.*.self_attn.k_proj.bias': 0.9, 'model.layers.*.self_attn.k_proj.weight': 0.29 } }), []);
+  });
+
+  it('lm_head\'s trajectory limit: the worst step is named; a limit of null (CUDA, no trajectory recorded) is not applied', function () {
+    const far: Partial<NativeRunOutcome> = { trajectory: [{ recorded: true, kinds: { 'lm_head.weight': 0.3 } }, { recorded: true, kinds: { 'lm_head.weight': 5, 'model.norm.weight': 9 } }] };
+    const [f] = judge(T, outcome(far), outcome(), cmp(), TOKENS, 1);
+    assert.equal(f.code, 'trajectory');
+    assert.match(f.message, /^at timed step 2, lm_head's step lands 5\.00 units .* \(allowed 2\)/);
+    assert.deepEqual(judge({ ...T, head_trajectory_excess: null }, outcome(far), outcome(), cmp(), TOKENS, 1), []);
+    // Other kinds are reported, not judged: the norm's 9 above fails nothing by itself.
+    assert.deepEqual(codes({ trajectory: [{ recorded: true, kinds: { 'model.norm.weight': 9 } }] }), []);
   });
 
   for (const [what, code, run, c] of cases) {

@@ -273,6 +273,8 @@ class Evaluator {
   // step repeated from the recorded weights before it. Reads the shared
   // memory only; its own model and optimizer live in replay_.
   std::vector<RunOutcome::TrajectoryStep> trajectory_errors(const torch::Tensor& timed_tokens, uint64_t seed);
+  torch::Tensor noisy_step(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
+                           int64_t step, uint64_t seed, size_t index) const;
   // Keyed hash of every rank's parameter and logits memory (fingerprint.h),
   // with a key drawn right after the kill.
   std::vector<int64_t> memory_digest();

@@ -16,15 +16,20 @@
 // step by step, the training the contract asks for, whatever the plugin did
 // between.
 //
-// The reading, per step and kind of tensor (pooled over the layers): the
-// smallest change of the judge's own step, element by element, that lands on
-// the run's recorded weights (bf16: a result is any value that rounds to
-// them), over the judge's step, sqrt(sum d^2 / sum u^2), over the elements
-// that have a history (so nothing of the first step). For now it is
-// information in the verdict, not a limit: its honest spread depends on the
-// step and the kind (docs/measurements/2026-12-05-trajectory.md).
+// The reading, per step and kind of tensor (pooled over the layers): element
+// by element, how far the judge's unrounded result would have to move to
+// round to the run's recorded weight (0 where it does already), in the sum of
+// squares; over the same for the judge's own step taken again with its
+// gradient moved by rounding-size noise (noisy_step). So 1 is as far as such
+// noise lands, whatever the step and the tensor's scale; only elements with a
+// history count (nothing of the first step). lm_head's is judged
+// (head_trajectory_excess, CPU); the others are information: their honest
+// spread against this noise differs by kind (the tuned example's attention
+// weights read up to 14; docs/measurements/2026-12-05-trajectory.md).
 #include <cmath>
 #include <map>
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "evaluator.h"
 
@@ -45,6 +50,21 @@ ParamAllocator buffer_allocator(const torch::Tensor& buffer, const protocol::Par
 }
 
 }  // namespace
+
+// The judge's step of parameter `index` (moments m, v before it; step counts
+// from 1) with the gradient g moved by rounding-size noise: 2^-8 of g's RMS
+// over the tensor times a normal draw, from a generator of (seed, step,
+// index). Rounded into bf16 as the step's result would be; p, m and v are
+// left as they were.
+torch::Tensor Evaluator::noisy_step(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m,
+                                    const torch::Tensor& v, int64_t step, uint64_t seed, size_t index) const {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ (0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) * 4099 + index + 1)));
+  const auto gf = g.to(torch::kFloat32);
+  const double sigma = std::ldexp(gf.pow(2).mean().sqrt().item<double>(), -8);
+  auto p2 = p.clone(), m2 = m.clone(), v2 = v.clone();
+  adamw_unfused_step_(p2, gf + sigma * at::randn(gf.sizes(), gen), m2, v2, step, cfg_.optimizer);
+  return p2.to(torch::kFloat32);
+}
 
 std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch::Tensor& timed_tokens, uint64_t seed) {
   std::vector<RunOutcome::TrajectoryStep> steps;
@@ -90,7 +110,6 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     exp_avg.push_back(torch::zeros_like(p));
     exp_avg_sq.push_back(torch::zeros_like(p));
   }
-  auto before = torch::empty({bytes}, torch::kUInt8);
   for (int64_t t = 0; t < cfg_.steps; ++t) {
     RunOutcome::TrajectoryStep step;
     {
@@ -102,7 +121,6 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       }
       step.recorded = true;
       for (const auto& p : mine) step.recorded = step.recorded && torch::isfinite(p).all().item<bool>();
-      before.copy_(replay_buffer_);
     }
     if (!step.recorded) {  // nothing to judge this step from
       steps.push_back(std::move(step));
@@ -112,7 +130,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     auto hidden = replay_->hidden_states(batch);                         // [B, S, H]
     linear_cross_entropy(hidden, replay_->lm_head_weight(), batch).backward();
     torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> grads(mine.size()), history(mine.size());
+    std::vector<torch::Tensor> grads(mine.size()), history(mine.size()), noisy(mine.size());
     for (size_t i = 0; i < mine.size(); ++i) {
       grads[i] = mine[i].grad();
       if (!grads[i].defined()) {  // as AdamW: a parameter without a gradient is not stepped
@@ -121,32 +139,32 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       }
       // Elements with a history (v > 0 before the step). An element's first
       // step is lr times the sign of its gradient, so a gradient of rounding
-      // size may flip it by 2 lr: the tuned example's first steps read 0.04 to
-      // 0.07 that way, its later ones under 0.011 on these elements
-      // (docs/measurements/2026-12-05-trajectory.md). Only they are read.
+      // size may flip it by 2 lr (the tuned example's first steps read 0.04 to
+      // 0.07 of the step that way, its later ones under 0.011;
+      // docs/measurements/2026-12-05-trajectory.md). Only they are read.
       history[i] = exp_avg_sq[i] > 0;
+      noisy[i] = noisy_step(mine[i], grads[i], exp_avg[i], exp_avg_sq[i], t + 1, seed, i);
       adamw_unfused_step_(mine[i], grads[i], exp_avg[i], exp_avg_sq[i], t + 1, cfg_.optimizer, &unrounded[i]);
       mine[i].mutable_grad() = torch::Tensor();
     }
 
     const auto target = as_params(t + 1 < cfg_.steps ? slot(t) : final_bytes);
-    const auto start = as_params(before);
-    std::map<std::string, std::pair<double, double>> sums;  // kind -> (sum d^2, sum u^2)
+    std::map<std::string, std::pair<double, double>> sums;  // kind -> (the run's sum d^2, the noisy step's)
     for (size_t i = 0; i < mine.size(); ++i) {
       if (!grads[i].defined()) continue;
-      const auto w = target[i].to(torch::kFloat32);  // the run's result
-      const auto x = unrounded[i];                   // the judge's, before its rounding
-      const auto u = x - start[i].to(torch::kFloat32);
-      // How far x would have to move to round to w (past half of w's bf16
-      // spacing); 0 where the judge's rounded result is w.
-      const auto spacing = torch::ldexp(torch::ones_like(w), std::get<1>(torch::frexp(w)) - 8);
-      const auto d = ((w - x).abs() - spacing / 2).clamp_min(0).masked_fill(w == mine[i].to(torch::kFloat32), 0);
+      const auto judged = mine[i].to(torch::kFloat32);
+      // How far the judge's unrounded result would have to move to round to
+      // w (past half of w's bf16 spacing); 0 where it rounds to w already.
+      auto shortfall = [&](const torch::Tensor& w) {
+        const auto spacing = torch::ldexp(torch::ones_like(w), std::get<1>(torch::frexp(w)) - 8);
+        return ((w - unrounded[i]).abs() - spacing / 2).clamp_min(0).masked_fill(w == judged, 0) * history[i];
+      };
       auto& s = sums[tensor_kind(names[i])];
-      s.first += (d * history[i]).pow(2).sum().item<double>();
-      s.second += (u * history[i]).pow(2).sum().item<double>();
+      s.first += shortfall(target[i].to(torch::kFloat32)).pow(2).sum().item<double>();
+      s.second += shortfall(noisy[i]).pow(2).sum().item<double>();
     }
     for (const auto& [kind, s] : sums) {
-      // Nothing to move: any difference is infinitely far; NaN: not finite.
+      // No flip from the noise: any shortfall is infinitely many times it; NaN: not finite.
       const double e = s.second > 0 ? std::sqrt(s.first / s.second) : s.first > 0 ? INFINITY : 0.0;
       step.kinds.emplace_back(kind, std::isnan(e) ? INFINITY : e);
     }

@@ -77,6 +77,12 @@ export interface Thresholds {
   layer_position_excess: number;
   /** The same for the last timed batch. */
   layer_position_excess_last: number;
+  /**
+   * lm_head's trajectory reading (every timed step repeated by the judge from the weights the run recorded before it):
+   * how far the run's step of lm_head lands from the judge's own, in units of what a rounding-size gradient noise
+   * moves it, the largest over the steps allowed. null where no trajectory is recorded (CUDA, for now): not applied.
+   */
+  head_trajectory_excess: number | null;
   /** changed share / reference changed share must be at least this. */
   min_changed_share_ratio: number;
   /** The measurement these rest on: where, how, the worst honest run and the closest cheat. */
@@ -89,7 +95,7 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** One calibration of a device's thresholds: on what, when, by which command, and the values it measured them to be. */
@@ -182,6 +188,9 @@ const OPTIMIZER_SCHEMA: Record<keyof OptimizerParams, Check> = {
   eps: num(0, 1, true),
 };
 
+/** `check`, or null: a limit this kind of device does not apply. */
+const orNull = (check: Check): Check => (v) => (v === null ? null : check(v) && `${check(v)}, or null`);
+
 const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   probe_loss_abs: num(0, 100, true),
   cell_loss_abs: num(0, 100, true),
@@ -197,6 +206,7 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   head_position_excess_last: num(0, 1000, true),
   layer_position_excess: num(0, 1000, true),
   layer_position_excess_last: num(0, 1000, true),
+  head_trajectory_excess: orNull(num(0, 1e6, true)),
   min_changed_share_ratio: num(0, 1),
 };
 

@@ -94,10 +94,11 @@ export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ra
   { key: 'head_position_excess_last', name: 'lm_head along the last batch\'s single positions\' gradients', value: (k) => k.last_head_position_excess },
   { key: 'layer_position_excess', name: 'a linear layer along single positions\' gradients', value: (k) => k.max_layer_position_excess },
   { key: 'layer_position_excess_last', name: 'a linear layer along the last batch\'s single positions\' gradients', value: (k) => k.last_layer_position_excess },
+  { key: 'head_trajectory_excess', name: 'lm_head\'s steps against the judge\'s own', value: (k) => k.max_head_trajectory ?? 0 },
 ];
 
 /** Failures no threshold decides: a cheat that has one is rejected whatever the thresholds. */
-const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'layer_positions', 'changed_share']);
+const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'layer_positions', 'trajectory', 'changed_share']);
 
 export interface RunMeasure {
   case: string;
@@ -120,7 +121,11 @@ export function measureRun(caseId: string, r: RunReport, t: ThresholdValues, hon
   const hard = r.failures.find((f) => !THRESHOLD_CODES.has(f.code));
   if (!r.checks || hard) return { case: caseId, seed: r.seed, worst: Infinity, worstCheck: hard?.code ?? 'no checks' };
   const k = r.checks;
-  const ratios: [string, number][] = CHECKS.map((c) => [c.name, (honest ? Math.abs(c.value(k)) : c.value(k)) / t[c.key]]);
+  // A limit of null is not applied on this kind of device (head_trajectory_excess on CUDA, for now).
+  const ratios: [string, number][] = CHECKS.flatMap((c): [string, number][] => {
+    const limit = t[c.key];
+    return limit === null ? [] : [[c.name, (honest ? Math.abs(c.value(k)) : c.value(k)) / limit]];
+  });
   if (k.frozen_tensors.length > 0) ratios.push(['frozen', Infinity]);
   // The changed-share check allows a shortfall of 1 - min_changed_share_ratio below the reference's share: the share of that used.
   const shortfall = Math.max(0, 1 - k.changed_share / k.reference_changed_share);
@@ -206,6 +211,8 @@ export function recommend(
   const measurable = (x: { r: RunReport }) => x.r.checks && !x.r.failures.some((f) => !THRESHOLD_CODES.has(f.code)) && x.r.checks.frozen_tensors.length === 0;
   const cheats = runs.filter((x) => !x.c.honest && measurable(x));
   for (const c of CHECKS) {
+    const current = inForce[c.key];
+    if (current === null) continue; // not applied on this kind of device: stays null
     let h = 0;
     let hCase = '-';
     for (const x of honest.filter(measurable)) {
@@ -221,8 +228,8 @@ export function recommend(
     let t: number;
     let rule: string;
     if (k === null) {
-      t = Math.max(inForce[c.key], 2 * h);
-      rule = t === inForce[c.key] ? 'no cheat measured above 2x the worst honest: the value in force' : 'no cheat measured above 2x the worst honest: 2x the worst honest';
+      t = Math.max(current, 2 * h);
+      rule = t === current ? 'no cheat measured above 2x the worst honest: the value in force' : 'no cheat measured above 2x the worst honest: 2x the worst honest';
     } else if (h === 0) {
       t = round(k / 2, Number.MIN_VALUE, k);
       rule = 'honest runs identical to the reference: half the closest cheat';
@@ -355,6 +362,7 @@ function judge(
     `seeds ${shape.seeds.join(', ')}, ${source}. Cases: ${cases.map(({ c }) => c.id).join(', ')}. ` +
     CHECKS.map((c) => {
       const r = rec.reasons[c.key];
+      if (!r) return `${c.key} not applied on this kind of device`;
       return `${c.key} ${rec.thresholds[c.key]}: worst honest ${g(r.worst_honest)} (${r.worst_honest_case}), closest cheat ${r.closest_cheat === null ? 'none above 2x it' : `${g(r.closest_cheat)} (${r.closest_cheat_case})`}; ${r.rule}`;
     }).join('. ') +
     `. min_changed_share_ratio ${rec.thresholds.min_changed_share_ratio} as in force.`;

@@ -259,6 +259,13 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
       message: `the weights after timed step ${unrecorded} of ${outcome.trajectory.length} were not recorded (or are not finite): inner_steps must call data.step_done() after each optimizer step, once the parameters hold its result (train_api.h)`,
     });
   }
+  const headStep = headTrajectory(outcome);
+  if (unrecorded < 0 && headStep && v.head_trajectory_excess !== null && !(headStep.excess <= v.head_trajectory_excess)) {
+    failures.push({
+      code: 'trajectory',
+      message: `at timed step ${headStep.step}, lm_head's step lands ${fmt(headStep.excess)} units of rounding-size gradient noise from the judge's own AdamW step of that batch's gradient at the weights recorded before it (allowed ${v.head_trajectory_excess}): that step's lm_head gradient was not its batch's`,
+    });
+  }
   const kind = worstKind(cmp);
   if (kind && !(kind.error <= v.kind_update_rel_error)) {
     failures.push({ code: 'update_error', message: `the update of ${kind.kind}, pooled over the layers, differs from the reference's by ${fmt(kind.error)} relative (allowed ${v.kind_update_rel_error})` });
@@ -394,6 +401,19 @@ export function worstTrajectory(outcome: Pick<NativeRunOutcome, 'trajectory'>): 
   });
   return worst;
 }
+
+/** lm_head's step furthest from the judge's own (NaN counts as furthest); null where no trajectory is recorded. */
+export function headTrajectory(outcome: Pick<NativeRunOutcome, 'trajectory'>): { step: number; excess: number } | null {
+  let worst: { step: number; excess: number } | null = null;
+  outcome.trajectory.forEach((t, i) => {
+    const e = t.kinds[HEAD_KIND];
+    if (e === undefined) return;
+    const excess = Number.isNaN(e) ? Infinity : e;
+    if (!worst || excess > worst.excess) worst = { step: i + 1, excess };
+  });
+  return worst;
+}
+const HEAD_KIND = 'lm_head.weight';
 
 /** The MLP's kinds, which mlp_update_rel_error and mlp_pair_energy_excess bound besides kind_update_rel_error. */
 const MLP_KINDS = /(^|\.)mlp\.(gate|up|down)_proj\.weight$/;
@@ -668,6 +688,7 @@ function report(
   const headPositions = c && positionMaxima(c.cmp.headPositionExcess);
   const layerPositions = c && positionMaxima(c.cmp.layerPositions.map((l) => l.excess));
   const trajectory = worstTrajectory(r);
+  const headSteps = headTrajectory(r);
   return {
     seed,
     ok: r.completed && failures.length === 0,
@@ -709,6 +730,7 @@ function report(
       max_mlp_pair_excess: pairExcess ? pairExcess.excess : 0,
       head_pair_energy: c.cmp.headPairEnergy,
       max_trajectory_error: trajectory?.error ?? 0,
+      max_head_trajectory: headSteps?.excess ?? 0,
       worst_trajectory: trajectory && { step: trajectory.step, kind: trajectory.kind },
       trajectory: r.trajectory.map((t) => t.kinds),
       changed_share: c.cmp.changedShare,

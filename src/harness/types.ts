@@ -22,6 +22,7 @@ export const FAILURE_CODES = [
   'head_gradient', // lm_head differs from the reference's along one timed batch's own loss-head gradient
   'head_positions', // lm_head differs from the reference's along single positions' own loss-head gradients
   'layer_positions', // a decoder linear layer differs from the reference's along single positions' own gradients
+  'trajectory', // lm_head's timed steps land too far from the judge's own steps from the weights recorded before each
   'unrecorded', // the weights after a timed step were not recorded (data.step_done() not called) or are not finite
   'late_write', // the parameter or logits memory changed after the runner was killed
   'rank_divergence', // several ranks: at DONE a rank's parameters differ from rank 0's (the ones verified)
@@ -111,6 +112,8 @@ export interface RunReport {
     max_trajectory_error: number;
     /** Where it is: the step (1-based) and the kind of tensor. */
     worst_trajectory: { step: number; kind: string } | null;
+    /** lm_head's largest trajectory reading over the steps (headTrajectory), judged by head_trajectory_excess; 0 where not recorded. */
+    max_head_trajectory: number;
     /** Per timed step: every kind's trajectory error (empty where not recorded). */
     trajectory: Record<string, number>[];
     changed_share: number;

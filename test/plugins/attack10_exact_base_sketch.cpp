@@ -17,7 +17,7 @@
 //   14 of 14 runs (7 of 7 evaluations);
 //   `bin/tournament calibrate --device cpu --seed-count 3 --seed 1000
 //   --threads 1 --cases baseline,test/plugins-open/a10_exact_base_sketch.cpp,
-//   test/plugins-open/a10_head_cv_sketch.cpp --json`: 3 of 3 pass: 17 of 17 runs. Closest:
+//   test/plugins/a10_head_cv_sketch.cpp --json`: 3 of 3 pass: 17 of 17 runs. Closest:
 //   update error 0.071-0.084 (0.73-0.86 of 0.097), group shift up to
 //   0.00188 (0.90) on seed 1002. The reference's own arithmetic lowered the
 //   update error only a little against the tuned-example base (0.071-0.081

@@ -13,14 +13,17 @@
 // Work skipped: the sixth pass's 4.06% of the tiny run (q 1/3, 3 steps),
 // less the decoy's product (1/32 of the dW product a late step: 0.24% of the
 // run): about 3.8%; on Qwen2.5-7B about 0.6%.
-// RESULTS (this 2-core CPU, tiny default, 2026-12-04), `bin/tournament local-bench test/plugins-open/a10_head_cv_decoy.cpp --runs 2 --seed S --json`:
+// RESULTS (this 2-core CPU, tiny default, 2026-12-04), `bin/tournament local-bench test/plugins/a10_head_cv_decoy.cpp --runs 2 --seed S --json`:
 //   S = 10000: ACCEPTED 2 of 2 (head positions 0.55 / 0.17 where the sixth
 //   pass's cheat sat at 2.5 to 24; head alignment 2.90e-4, 0.94 of its
 //   limit); S = 10004: REJECTED 2 of 2 by head_gradient (3.24e-4, 3.45e-4
 //   against 3.1e-4): the decoy's large rank-one terms project by chance on
 //   the batches' dense directions. The decoy defeats the position statistic;
 //   the count sketch (a10_head_cv_sketch.cpp) does it without the noise.
-// expect: head_gradient
+// Now (2026-12-05) REJECTED in every run by lm_head's trajectory check (head_trajectory_excess, CPU):
+// 2.88 to 6.38 against the limit 0.92 over 8 seeds (docs/measurements/2026-12-05-trajectory.md); moved
+// from test/plugins-open.
+// expect: trajectory|head_gradient
 #include <tournament/train_api.h>
 
 #include <algorithm>

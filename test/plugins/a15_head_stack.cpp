@@ -1,42 +1,28 @@
-// Attack pass 10, case B: the sixth pass's cheat (attack6_head_cv_subsample)
-// with its sampling replaced by a COUNT SKETCH. In the late steps (LATE, 3:
-// steps 3..5) lm_head's centred dense weight-gradient part
-// C = sum_i (p_i - p_mean)(h_i - h_mean)^T / N is not computed as the
-// [V, N] x [N, H] product: a control variate (softmax linearised around the
-// mean: a [H, N] x [N, H] and a [V, H] x [H, H] product) plus the residual
-// r_i = p_i - lin_i estimated as (S^T R)^T (S^T Hc) / N, where S hashes every
-// position to one of N / SKETCH_DEN buckets with a random sign (sums, no
-// products) and the product is [V, k] x [k, H]. Unbiased; its error holds
-// only cross-position terms r_i hc_j^T (i != j, same bucket): no position's
-// own rank-one part, so the position checks' matched pairs see nothing
-// special (the sixth pass's Bernoulli sample left c_i r_i hc_i^T).
-// Work skipped (matrix multiply-adds of forward + backward, the CPU math path
-// with full S x S attention): lm_head's dW product is 12.55% of a step on the
-// tiny model (H 128, V 2048, 2 layers, 16 x 128); a late step adds Hc^T Hc
-// (0.78%), W M (0.78%) and the sketch product (12.55% / SKETCH_DEN): with
-// SKETCH_DEN 2 it skips 4.7% of a step, 3 steps of 5: 2.83% of the run
-// (SKETCH_DEN 3: 6.8% a step, 4.1% of the run). On Qwen2.5-7B (16 x 1024)
-// dW is 2.53% of a step and W M alone 22% of dW (H / N): SKETCH_DEN 2 skips
-// 0.65% a step, 0.39% of the run (SKETCH_DEN 3: 0.64%). The [N, V] float32
-// temporaries of this sketch make it slower on the CPU's wall clock; the
-// matrix work is what it skips.
-// RESULTS (this 2-core CPU, tiny default, 2026-12-04):
-//   SKETCH_DEN 2 (this file): `bin/tournament local-bench test/plugins-open/a10_head_cv_sketch.cpp --runs 2 --seed S --json` with S = 10000, 10006 (as
-//   var/head_sk2.cpp, same numerics), 10010, 10012, 10020: ACCEPTED 10 of 10
-//   runs (5 of 5 evaluations); `bin/tournament calibrate --device cpu
-//   --seed-count 3 --seed 1000 --threads 1 --cases baseline,
-//   test/plugins-open/a10_exact_base_sketch.cpp,test/plugins-open/
-//   a10_head_cv_sketch.cpp --json`: 3 of 3 runs pass. Closest check: head
-//   alignment 0.37-0.63 of 3.1e-4; head positions 0.01-0.34 (limits 1.6 /
-//   2.0), layer positions <= 0.38 (1.0), lm_head's update of one kind
-//   0.044-0.058 (0.16).
-//   SKETCH_DEN 3: S = 10000, 10002, 10004, 10006: ACCEPTED 7 of 8 runs,
-//   REJECTED run 10007 by head_gradient (3.18e-4 against 3.1e-4: that
-//   evaluation rejected); calibrate seeds 1000-1002: 3 of 3 pass. LATE 4 +
-//   SKETCH_DEN 4 (var/head_sk4_late4.cpp): REJECTED once by head_gradient.
-// The sixth pass's Bernoulli version sat at 2.5 to 24 on head_positions; the
-// sketch at 0.01 to 0.35.
-// expect: ACCEPTED-CHEAT
+// Attack pass 15: the two loss-head cheats left open by earlier passes, stacked in one plugin.
+// lm_head's WEIGHT gradient count-sketched in the last 3 steps (the tenth pass's
+// test/plugins/a10_head_cv_sketch.cpp, SKETCH_DEN 2: 2.83% of the tiny run's multiply-adds)
+// AND the loss head's INPUT gradient dH = dlogits W computed exactly only over the K = 256 vocabulary
+// columns of largest mean probability, the tail to first order, in the last 2 steps (the twelfth
+// pass's test/plugins-open/a12_head_dx_lintail.cpp: 3.9%). Each alone was accepted; the question is
+// whether their errors, which land on different tensors (lm_head; every decoder layer), stay under
+// every threshold together. Work skipped: about 2.8% + 3.9% = 6.7% of the tiny run's matrix
+// multiply-adds (each pass's own count; on Qwen2.5-7B about 0.39% + 0.7% = 1.1%).
+// RESULTS (2026-12-04, this 2-core CPU, tiny default): `bin/tournament local-bench
+// test/plugins/a15_head_stack.cpp --runs 2 --seed S --work-dir /tmp/a15work --json`,
+// S = 15000 and 15100: ACCEPTED 4 of 4 runs (2 of 2 evaluations). Closest checks (of the limit):
+// head alignment 0.9e-4..1.5e-4 (3.1e-4, <= 0.48), cell 0.0058..0.0082 (0.018, <= 0.45), MLP kind
+// 0.026..0.029 (0.075), lm_head kind 0.043..0.058 (0.16), |probe - ref| <= 5.4e-4 (0.002), layer
+// positions <= 0.38 (1.0), pair energy <= 0.25 (0.5). Slower than the reference on this CPU's wall
+// clock (4,825 and 7,279 tokens/s median; the skipped share is of the matrix work).
+// Its variants (the macros below changed in the file), one evaluation each (`--seed 15000`, same command): DX_LAST 3 (about 8.7% of
+// the tiny run, 1.5% of a 7B run): ACCEPTED 2 of 2 (cell 0.0073 of 0.018, MLP kind 0.041 of 0.075, head
+// alignment <= 1.5e-4 of 3.1e-4); DX_LAST 3 with SKETCH_DEN 3 (about 10%, 1.7% of a 7B run): REJECTED,
+// run 15001 head_gradient 3.10e-4 against 3.1e-4 (1.00x; run 15000 passed).
+// Now (2026-12-05) REJECTED in every run by lm_head's trajectory check (head_trajectory_excess, CPU), on
+// its lm_head part: 1.56 to 2.91 against the limit 0.92 over 8 seeds (docs/measurements/2026-12-05-trajectory.md);
+// its input-gradient part alone (test/plugins-open/a12_head_dx_lintail.cpp) stays open. Moved from
+// test/plugins-open.
+// expect: trajectory
 #include <tournament/train_api.h>
 
 #include <algorithm>
@@ -47,10 +33,17 @@ using namespace tournament;
 #ifndef LATE
 #define LATE 3  // steps at the end whose lm_head dense gradient part is estimated
 #endif
+#ifndef DX_LAST
+#define DX_LAST 2  // steps at the end whose loss-head input gradient is approximated
+#endif
+#ifndef DX_K
+#define DX_K 256
+#endif
 #ifndef SKETCH_DEN
 #define SKETCH_DEN 2  // the residual is count-sketched into N / SKETCH_DEN buckets
 #endif
 namespace {
+bool g_approx_dx = false;  // set per step by inner_steps
 
 uint64_t splitmix(uint64_t x) {
   x += 0x9E3779B97F4A7C15ULL;
@@ -97,7 +90,30 @@ struct CvHead : public torch::autograd::Function<CvHead> {
     grad.mul_(inv_n);                             // P / N, as the reference
     auto p_mean = grad.sum(0);                    // [V]
     grad.scatter_add_(1, t, torch::full({N, 1}, -inv_n, grad.options()));
-    auto d_hidden = grad.to(weight.scalar_type()).mm(weight);  // exact, as the reference
+    torch::Tensor d_hidden;
+    if (!g_approx_dx) {
+      d_hidden = grad.to(weight.scalar_type()).mm(weight);  // exact, as the reference
+    } else {  // the twelfth pass's approximation (a12_head_dx_lintail.cpp)
+      auto& p = P_all;
+      auto Wf = weight.to(torch::kFloat32);
+      auto pbar = p.mean(0);
+      auto top = std::get<1>(pbar.topk(std::min<int64_t>(DX_K, V)));
+      auto c = torch::matmul(pbar.div(double(N)).unsqueeze(0), Wf);
+      auto dev = (p.index_select(1, top) - pbar.index_select(0, top).unsqueeze(0)).div(double(N));
+      auto part = torch::matmul(dev.to(weight.scalar_type()), weight.index_select(0, top)).to(torch::kFloat32);
+      auto tt = weight.index_select(0, targets).to(torch::kFloat32).div(double(N));
+      auto total = c + part - tt;
+      auto mask = torch::ones({V}, pbar.options());
+      mask.index_fill_(0, top, 0.0);
+      auto ptail = pbar * mask;
+      auto Am = torch::matmul((Wf * ptail.unsqueeze(1)).t(), Wf);
+      auto a = torch::matmul(ptail.unsqueeze(0), Wf);
+      auto b = torch::matmul(pbar.unsqueeze(0), Wf);
+      auto hf0 = hidden.to(torch::kFloat32);
+      auto dh = hf0 - hf0.mean(0, true);
+      auto lin0 = torch::matmul(dh, Am) - a * torch::matmul(dh, b.t());
+      d_hidden = (total + lin0.div(double(N))).to(weight.scalar_type());
+    }
     grad = torch::Tensor();
 
     auto hf = hidden.to(torch::kFloat32);  // [N, H]
@@ -169,7 +185,10 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     if (last) logits = torch::empty({B, S - 1, model->config.vocab_size}, torch::TensorOptions().dtype(lmw.scalar_type()).device(device));
     auto h = model->hidden_states(batch);
     if (step < first_late) loss = linear_cross_entropy(h, lmw, batch, logits);  // the reference's arithmetic
-    else loss = cv_head(h, lmw, batch, logits, step);
+    else {
+      g_approx_dx = step >= num_steps - DX_LAST;
+      loss = cv_head(h, lmw, batch, logits, step);
+    }
     loss.backward();
     opt.step();
     data.step_done();  // the weights after this step, for the trajectory check
