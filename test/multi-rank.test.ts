@@ -86,7 +86,7 @@ describe('multi-rank: two ranks with Gloo on the CPU, through the harness', func
     const got = codes(v);
     // Rejected by verification, not by a crash or the ranks' disagreement (they agree: both applied the same
     // wrong update); among the reasons, the rows rank 1 never trained stand out in their cells' losses.
-    const verification: FailureCode[] = ['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'frozen', 'changed_share', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'layer_positions'];
+    const verification: FailureCode[] = ['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'frozen', 'changed_share', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'layer_positions', 'trajectory'];
     assert.ok(got.length > 0 && got.every((c) => verification.includes(c)), `rejected for ${got.join(', ')}: ${v.reasons.join('; ')}`);
     assert.ok(got.includes('cell_loss'), v.reasons.join('; '));
   });
