@@ -34,7 +34,7 @@ function outcome(o: Partial<NativeRunOutcome> = {}): NativeRunOutcome {
   return {
     completed: true, failureCode: '', failureMessage: '', seconds: 1, overheadSeconds: 1, reportedTokens: TOKENS, reportedLoss: 2,
     reportedPeakMemory: 0, probeLoss: 3, initialProbeLoss: 4, checkpointSeconds: null, cellLosses: [2.0, 2.1, 2.2, 2.3],
-    trajectory: [{ recorded: true, kinds: { 'model.norm.weight': 0.05 } }, { recorded: true, kinds: { 'model.norm.weight': 0.1, 'model.layers.*.self_attn.k_proj.bias': 3 } }], ...o,
+    trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'model.norm.weight': 0.05 } }, { recorded: true, outOfReach: 0, kinds: { 'model.norm.weight': 0.1, 'model.layers.*.self_attn.k_proj.bias': 3 } }], ...o,
   };
 }
 function cmp(c: Partial<NativeComparison> = {}): NativeComparison {
@@ -60,9 +60,10 @@ describe('judge: the checks on a completed run', function () {
     ['a frozen tensor', 'frozen', {}, { frozen: ['model.norm.weight'] }],
     ['too few parameters changed', 'changed_share', {}, { changedShare: 0.87 }],
     ['an update off the reference', 'update_error', {}, { updateRelError: 0.2 }],
-    ['lm_head\'s step far from the judge\'s own (an estimated lm_head gradient)', 'trajectory', { trajectory: [{ recorded: true, kinds: { 'lm_head.weight': 0.5 } }, { recorded: true, kinds: { 'lm_head.weight': 2.1, 'model.norm.weight': 0.1 } }] }, {}],
-    ['a NaN lm_head step', 'trajectory', { trajectory: [{ recorded: true, kinds: { 'lm_head.weight': NaN } }] }, {}],
-    ['a step not recorded', 'unrecorded', { trajectory: [{ recorded: true, kinds: { 'model.norm.weight': 0.05 } }, { recorded: false, kinds: {} }] }, {}],
+    ['lm_head\'s step far from the judge\'s own (an estimated lm_head gradient)', 'trajectory', { trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'lm_head.weight': 0.5 } }, { recorded: true, outOfReach: 0, kinds: { 'lm_head.weight': 2.1, 'model.norm.weight': 0.1 } }] }, {}],
+    ['a recorded step no AdamW step can make (a fabricated state)', 'unreachable', { trajectory: [{ recorded: true, outOfReach: 0, kinds: {} }, { recorded: true, outOfReach: 128, kinds: { 'lm_head.weight': 0 } }] }, {}],
+    ['a NaN lm_head step', 'trajectory', { trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'lm_head.weight': NaN } }] }, {}],
+    ['a step not recorded', 'unrecorded', { trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'model.norm.weight': 0.05 } }, { recorded: false, outOfReach: 0, kinds: {} }] }, {}],
     ['one kind of tensor updated off the reference in every layer', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.31, 'model.norm.weight': 0.02 } }],
     ['a NaN update of one kind', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': NaN } }],
     ['the largest kind error while a larger one sits on the key bias', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.k_proj.bias': 0.9, 'model.layers.*.self_attn.k_proj.weight': 0.31 } }],
@@ -113,13 +114,13 @@ describe('judge: the checks on a completed run', function () {
   });
 
   it('lm_head\'s trajectory limit: the worst step is named; a limit of null (CUDA, no trajectory recorded) is not applied', function () {
-    const far: Partial<NativeRunOutcome> = { trajectory: [{ recorded: true, kinds: { 'lm_head.weight': 0.3 } }, { recorded: true, kinds: { 'lm_head.weight': 5, 'model.norm.weight': 9 } }] };
+    const far: Partial<NativeRunOutcome> = { trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'lm_head.weight': 0.3 } }, { recorded: true, outOfReach: 0, kinds: { 'lm_head.weight': 5, 'model.norm.weight': 9 } }] };
     const [f] = judge(T, outcome(far), outcome(), cmp(), TOKENS, 1);
     assert.equal(f.code, 'trajectory');
     assert.match(f.message, /^at timed step 2, lm_head's step lands 5\.00 units .* \(allowed 2\)/);
     assert.deepEqual(judge({ ...T, head_trajectory_excess: null }, outcome(far), outcome(), cmp(), TOKENS, 1), []);
     // Other kinds are reported, not judged: the norm's 9 above fails nothing by itself.
-    assert.deepEqual(codes({ trajectory: [{ recorded: true, kinds: { 'model.norm.weight': 9 } }] }), []);
+    assert.deepEqual(codes({ trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'model.norm.weight': 9 } }] }), []);
   });
 
   for (const [what, code, run, c] of cases) {

@@ -446,6 +446,7 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
         for (size_t t = 0; t < out->trajectory.size(); ++t) {
           auto o = Napi::Object::New(env);
           o.Set("recorded", out->trajectory[t].recorded);
+          o.Set("outOfReach", static_cast<double>(out->trajectory[t].out_of_reach));
           auto kinds = Napi::Object::New(env);
           for (const auto& [kind, e] : out->trajectory[t].kinds) kinds.Set(kind, e);
           o.Set("kinds", kinds);

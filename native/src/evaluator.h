@@ -86,6 +86,9 @@ struct RunOutcome {
   // over the judge's step. Empty where no trajectory is recorded (CUDA, for now).
   struct TrajectoryStep {
     bool recorded = false;  // false: the weights before this step were not recorded (or not finite)
+    // Elements of the step's result further from the weights before it than
+    // any AdamW step can move them (adamw_reach): states no training made.
+    int64_t out_of_reach = 0;
     std::vector<std::pair<std::string, double>> kinds;
   };
   std::vector<TrajectoryStep> trajectory;

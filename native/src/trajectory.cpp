@@ -49,6 +49,18 @@ ParamAllocator buffer_allocator(const torch::Tensor& buffer, const protocol::Par
   };
 }
 
+// The most |m_hat| / sqrt(v_hat) can be at step k (from 1) over any gradients:
+// by Cauchy-Schwarz on m = (1 - b1) sum b1^(k-j) g_j against
+// v = (1 - b2) sum b2^(k-j) g_j^2, (1 - b1) / sqrt(1 - b2) * sqrt(sum over
+// j < k of (b1^2 / b2)^j) * sqrt(1 - b2^k) / (1 - b1^k); eps only lowers it.
+// 1 at k = 1 (the step is lr times the gradient's sign).
+double adamw_reach(const OptimizerConfig& o, int64_t k) {
+  double s = 0, r = 1;
+  for (int64_t j = 0; j < k; ++j, r *= o.beta1 * o.beta1 / o.beta2) s += r;
+  return (1 - o.beta1) / std::sqrt(1 - o.beta2) * std::sqrt(s) * std::sqrt(1 - std::pow(o.beta2, k)) /
+         (1 - std::pow(o.beta1, k));
+}
+
 }  // namespace
 
 // The judge's step of parameter `index` (moments m, v before it; step counts
@@ -126,6 +138,25 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       steps.push_back(std::move(step));
       continue;
     }
+    const auto target = as_params(t + 1 < cfg_.steps ? slot(t) : final_bytes);
+    {
+      // Whatever the gradients, AdamW moves an element by at most lr * reach
+      // past its decay; the results round into bf16 (a spacing at each end,
+      // which fp32 master weights would also take). A recorded state further
+      // than that from the one before is none that training made: the
+      // seventeenth attack pass recorded a final norm of 0, where lm_head's
+      // gradient is 0 and its steps are known, to blind the check below.
+      torch::NoGradGuard no_grad;
+      const auto& o = cfg_.optimizer;
+      const double limit = o.lr * adamw_reach(o, t + 1) * 1.02;  // 2%: moments rounded into bf16
+      for (size_t i = 0; i < mine.size(); ++i) {
+        const auto s0 = mine[i].to(torch::kFloat32), w = target[i].to(torch::kFloat32);
+        auto spacing = [](const torch::Tensor& a) { return torch::ldexp(torch::ones_like(a), std::get<1>(torch::frexp(a)) - 8); };
+        const auto allowed = limit + (spacing(w) + spacing(s0)) / 2 + 1e-6 * s0.abs();
+        const auto moved = (w - s0 * (1.0 - o.lr * o.weight_decay)).abs();
+        step.out_of_reach += (~(moved <= allowed)).sum().item<int64_t>();  // NaN counts as out of reach
+      }
+    }
     const auto batch = timed_tokens.narrow(0, t * B, B).to(torch::kCPU);  // [B, S]
     auto hidden = replay_->hidden_states(batch);                         // [B, S, H]
     linear_cross_entropy(hidden, replay_->lm_head_weight(), batch).backward();
@@ -148,7 +179,6 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       mine[i].mutable_grad() = torch::Tensor();
     }
 
-    const auto target = as_params(t + 1 < cfg_.steps ? slot(t) : final_bytes);
     std::map<std::string, std::pair<double, double>> sums;  // kind -> (the run's sum d^2, the noisy step's)
     for (size_t i = 0; i < mine.size(); ++i) {
       if (!grads[i].defined()) continue;

@@ -108,9 +108,10 @@ export interface NativeRunOutcome {
    * The trajectory check, per timed step: whether the weights it started from were recorded (the run's start for
    * the first step; the plugin's data.step_done() for the others) and, per kind of tensor pooled over the layers,
    * ||w - w'|| / ||w' - w_before||: w the step's recorded result (the final weights for the last step), w' the
-   * judge's own AdamW step of that batch's gradient at w_before. Empty where no trajectory is recorded (CUDA, for now).
+   * judge's own AdamW step of that batch's gradient at w_before. outOfReach: elements of the step's result further
+   * from the weights before it than any AdamW step moves them. Empty where no trajectory is recorded (CUDA, for now).
    */
-  trajectory: { recorded: boolean; kinds: Record<string, number> }[];
+  trajectory: { recorded: boolean; outOfReach: number; kinds: Record<string, number> }[];
   /** Wall-clock seconds of each phase of the run, in order (timing capture only). */
   phaseSeconds?: Record<string, number>;
 }

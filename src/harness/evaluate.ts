@@ -259,6 +259,13 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
       message: `the weights after timed step ${unrecorded} of ${outcome.trajectory.length} were not recorded (or are not finite): inner_steps must call data.step_done() after each optimizer step, once the parameters hold its result (train_api.h)`,
     });
   }
+  const far = outcome.trajectory.findIndex((t) => t.recorded && t.outOfReach > 0);
+  if (unrecorded < 0 && far >= 0) {
+    failures.push({
+      code: 'unreachable',
+      message: `${outcome.trajectory[far].outOfReach} weight(s) of timed step ${far + 1}'s recorded result moved further from the weights recorded before it than any AdamW step can: the recorded weights are not the run's training`,
+    });
+  }
   const headStep = headTrajectory(outcome);
   if (unrecorded < 0 && headStep && v.head_trajectory_excess !== null && !(headStep.excess <= v.head_trajectory_excess)) {
     failures.push({

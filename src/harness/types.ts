@@ -23,6 +23,7 @@ export const FAILURE_CODES = [
   'head_positions', // lm_head differs from the reference's along single positions' own loss-head gradients
   'layer_positions', // a decoder linear layer differs from the reference's along single positions' own gradients
   'trajectory', // lm_head's timed steps land too far from the judge's own steps from the weights recorded before each
+  'unreachable', // a recorded step moved weights further than any AdamW step can: states no training made
   'unrecorded', // the weights after a timed step were not recorded (data.step_done() not called) or are not finite
   'late_write', // the parameter or logits memory changed after the runner was killed
   'rank_divergence', // several ranks: at DONE a rank's parameters differ from rank 0's (the ones verified)
