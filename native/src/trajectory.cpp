@@ -49,6 +49,11 @@ ParamAllocator buffer_allocator(const torch::Tensor& buffer, const protocol::Par
   };
 }
 
+// The distance between neighbouring bf16 values at a (float32 holding bf16 values).
+torch::Tensor bf16_spacing(const torch::Tensor& a) {
+  return torch::ldexp(torch::ones_like(a), std::get<1>(torch::frexp(a)) - 8);
+}
+
 // The most |m_hat| / sqrt(v_hat) can be at step k (from 1) over any gradients:
 // by Cauchy-Schwarz on m = (1 - b1) sum b1^(k-j) g_j against
 // v = (1 - b2) sum b2^(k-j) g_j^2, (1 - b1) / sqrt(1 - b2) * sqrt(sum over
@@ -151,8 +156,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       const double limit = o.lr * adamw_reach(o, t + 1) * 1.02;  // 2%: moments rounded into bf16
       for (size_t i = 0; i < mine.size(); ++i) {
         const auto s0 = mine[i].to(torch::kFloat32), w = target[i].to(torch::kFloat32);
-        auto spacing = [](const torch::Tensor& a) { return torch::ldexp(torch::ones_like(a), std::get<1>(torch::frexp(a)) - 8); };
-        const auto allowed = limit + (spacing(w) + spacing(s0)) / 2 + 1e-6 * s0.abs();
+        const auto allowed = limit + (bf16_spacing(w) + bf16_spacing(s0)) / 2 + 1e-6 * s0.abs();
         const auto moved = (w - s0 * (1.0 - o.lr * o.weight_decay)).abs();
         step.out_of_reach += (~(moved <= allowed)).sum().item<int64_t>();  // NaN counts as out of reach
       }
@@ -186,8 +190,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       // How far the judge's unrounded result would have to move to round to
       // w (past half of w's bf16 spacing); 0 where it rounds to w already.
       auto shortfall = [&](const torch::Tensor& w) {
-        const auto spacing = torch::ldexp(torch::ones_like(w), std::get<1>(torch::frexp(w)) - 8);
-        return ((w - unrounded[i]).abs() - spacing / 2).clamp_min(0).masked_fill(w == judged, 0) * history[i];
+        return ((w - unrounded[i]).abs() - bf16_spacing(w) / 2).clamp_min(0).masked_fill(w == judged, 0) * history[i];
       };
       auto& s = sums[tensor_kind(names[i])];
       s.first += shortfall(target[i].to(torch::kFloat32)).pow(2).sum().item<double>();
