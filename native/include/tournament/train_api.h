@@ -92,7 +92,8 @@ class DataIterator {
   // weights recorded before it: each step must be the AdamW step of its own
   // batch's gradient at those weights, up to rounding (README, Verification,
   // "the trajectory"). The last step's result is the final weights; a call
-  // after it records nothing. A run that records fewer steps fails.
+  // after it records nothing. A run that records fewer steps fails, and so
+  // does one whose recorded weights no AdamW step could have reached.
   virtual void step_done() = 0;
 };
 
