@@ -81,9 +81,9 @@ struct RunOutcome {
   // started from were recorded (the run's start for the first; the plugin's
   // data.step_done() for the others) and, per kind of tensor pooled over the
   // layers, how far the step's recorded result (the final weights for the
-  // last) is from the judge's own AdamW step of that batch's gradient at
-  // those weights: the smallest change of the judge's step that lands on it,
-  // over the judge's step. Empty where no trajectory is recorded (CUDA, for now).
+  // last) lands from the judge's own AdamW step of that batch's gradient at
+  // those weights, in units of what rounding-size gradient noise moves it.
+  // Empty where no trajectory is recorded (CUDA, for now).
   struct TrajectoryStep {
     bool recorded = false;  // false: the weights before this step were not recorded (or not finite)
     // Elements of the step's result further from the weights before it than
@@ -276,8 +276,6 @@ class Evaluator {
   // step repeated from the recorded weights before it. Reads the shared
   // memory only; its own model and optimizer live in replay_.
   std::vector<RunOutcome::TrajectoryStep> trajectory_errors(const torch::Tensor& timed_tokens, uint64_t seed);
-  torch::Tensor noisy_step(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
-                           int64_t step, uint64_t seed, size_t index) const;
   // Keyed hash of every rank's parameter and logits memory (fingerprint.h),
   // with a key drawn right after the kill.
   std::vector<int64_t> memory_digest();

@@ -66,22 +66,22 @@ double adamw_reach(const OptimizerConfig& o, int64_t k) {
          (1 - std::pow(o.beta1, k));
 }
 
-}  // namespace
-
 // The judge's step of parameter `index` (moments m, v before it; step counts
 // from 1) with the gradient g moved by rounding-size noise: 2^-8 of g's RMS
 // over the tensor times a normal draw, from a generator of (seed, step,
 // index). Rounded into bf16 as the step's result would be; p, m and v are
 // left as they were.
-torch::Tensor Evaluator::noisy_step(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m,
-                                    const torch::Tensor& v, int64_t step, uint64_t seed, size_t index) const {
+torch::Tensor noisy_step(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
+                         int64_t step, const OptimizerConfig& cfg, uint64_t seed, size_t index) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ (0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) * 4099 + index + 1)));
   const auto gf = g.to(torch::kFloat32);
   const double sigma = std::ldexp(gf.pow(2).mean().sqrt().item<double>(), -8);
   auto p2 = p.clone(), m2 = m.clone(), v2 = v.clone();
-  adamw_unfused_step_(p2, gf + sigma * at::randn(gf.sizes(), gen), m2, v2, step, cfg_.optimizer);
+  adamw_unfused_step_(p2, gf + sigma * at::randn(gf.sizes(), gen), m2, v2, step, cfg);
   return p2.to(torch::kFloat32);
 }
+
+}  // namespace
 
 std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch::Tensor& timed_tokens, uint64_t seed) {
   std::vector<RunOutcome::TrajectoryStep> steps;
@@ -178,7 +178,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       // 0.07 of the step that way, its later ones under 0.011;
       // docs/measurements/2026-12-05-trajectory.md). Only they are read.
       history[i] = exp_avg_sq[i] > 0;
-      noisy[i] = noisy_step(mine[i], grads[i], exp_avg[i], exp_avg_sq[i], t + 1, seed, i);
+      noisy[i] = noisy_step(mine[i], grads[i], exp_avg[i], exp_avg_sq[i], t + 1, cfg_.optimizer, seed, i);
       adamw_unfused_step_(mine[i], grads[i], exp_avg[i], exp_avg_sq[i], t + 1, cfg_.optimizer, &unrounded[i]);
       mine[i].mutable_grad() = torch::Tensor();
     }

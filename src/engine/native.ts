@@ -107,8 +107,8 @@ export interface NativeRunOutcome {
   /**
    * The trajectory check, per timed step: whether the weights it started from were recorded (the run's start for
    * the first step; the plugin's data.step_done() for the others) and, per kind of tensor pooled over the layers,
-   * ||w - w'|| / ||w' - w_before||: w the step's recorded result (the final weights for the last step), w' the
-   * judge's own AdamW step of that batch's gradient at w_before. outOfReach: elements of the step's result further
+   * how far the step's recorded result (the final weights for the last step) lands from the judge's own AdamW step of
+   * that batch's gradient, in units of what rounding-size gradient noise moves it (trajectory.cpp). outOfReach: elements of the step's result further
    * from the weights before it than any AdamW step moves them. Empty where no trajectory is recorded (CUDA, for now).
    */
   trajectory: { recorded: boolean; outOfReach: number; kinds: Record<string, number> }[];

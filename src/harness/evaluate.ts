@@ -266,11 +266,11 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
       message: `${outcome.trajectory[far].outOfReach} weight(s) of timed step ${far + 1}'s recorded result moved further from the weights recorded before it than any AdamW step can: the recorded weights are not the run's training`,
     });
   }
-  const headStep = headTrajectory(outcome);
-  if (unrecorded < 0 && headStep && v.head_trajectory_excess !== null && !(headStep.excess <= v.head_trajectory_excess)) {
+  const headStep = worstTrajectory(outcome, HEAD_KIND);
+  if (unrecorded < 0 && headStep && v.head_trajectory_excess !== null && !(headStep.error <= v.head_trajectory_excess)) {
     failures.push({
       code: 'trajectory',
-      message: `at timed step ${headStep.step}, lm_head's step lands ${fmt(headStep.excess)} units of rounding-size gradient noise from the judge's own AdamW step of that batch's gradient at the weights recorded before it (allowed ${v.head_trajectory_excess}): that step's lm_head gradient was not its batch's`,
+      message: `at timed step ${headStep.step}, lm_head's step lands ${fmt(headStep.error)} units of rounding-size gradient noise from the judge's own AdamW step of that batch's gradient at the weights recorded before it (allowed ${v.head_trajectory_excess}): that step's lm_head gradient was not its batch's`,
     });
   }
   const kind = worstKind(cmp);
@@ -396,31 +396,20 @@ export function worstGroup(cmp: Pick<NativeComparison, 'groupShifts'>): { group:
 }
 
 /**
- * The step and kind of tensor furthest from the judge's own step (trajectory.cpp; NaN counts as furthest), the key
- * projection's bias left out as in worstKind; null where no trajectory is recorded. Information in the report, not a
- * limit yet: its honest spread depends on the step and the kind (docs/measurements/2026-12-05-trajectory.md).
+ * The step and kind of tensor (of those `among` matches) whose step lands furthest from the judge's own, in noise
+ * units (trajectory.cpp; NaN counts as furthest), the key projection's bias left out as in worstKind; null where no
+ * trajectory is recorded. Only lm_head's is judged (head_trajectory_excess): the honest spread of the other kinds
+ * against this noise differs by kind (docs/measurements/2026-12-05-trajectory.md).
  */
-export function worstTrajectory(outcome: Pick<NativeRunOutcome, 'trajectory'>): { step: number; kind: string; error: number } | null {
+export function worstTrajectory(outcome: Pick<NativeRunOutcome, 'trajectory'>, among = /./): { step: number; kind: string; error: number } | null {
   let worst: { step: number; kind: string; error: number } | null = null;
   outcome.trajectory.forEach((t, i) => {
-    const w = largest(t.kinds, /./, UNCHECKED_KINDS);
+    const w = largest(t.kinds, among, UNCHECKED_KINDS);
     if (w && (!worst || w.value > worst.error)) worst = { step: i + 1, kind: w.key, error: w.value };
   });
   return worst;
 }
-
-/** lm_head's step furthest from the judge's own (NaN counts as furthest); null where no trajectory is recorded. */
-export function headTrajectory(outcome: Pick<NativeRunOutcome, 'trajectory'>): { step: number; excess: number } | null {
-  let worst: { step: number; excess: number } | null = null;
-  outcome.trajectory.forEach((t, i) => {
-    const e = t.kinds[HEAD_KIND];
-    if (e === undefined) return;
-    const excess = Number.isNaN(e) ? Infinity : e;
-    if (!worst || excess > worst.excess) worst = { step: i + 1, excess };
-  });
-  return worst;
-}
-const HEAD_KIND = 'lm_head.weight';
+const HEAD_KIND = /^lm_head\.weight$/;
 
 /** The MLP's kinds, which mlp_update_rel_error and mlp_pair_energy_excess bound besides kind_update_rel_error. */
 const MLP_KINDS = /(^|\.)mlp\.(gate|up|down)_proj\.weight$/;
@@ -695,7 +684,7 @@ function report(
   const headPositions = c && positionMaxima(c.cmp.headPositionExcess);
   const layerPositions = c && positionMaxima(c.cmp.layerPositions.map((l) => l.excess));
   const trajectory = worstTrajectory(r);
-  const headSteps = headTrajectory(r);
+  const headSteps = worstTrajectory(r, HEAD_KIND);
   return {
     seed,
     ok: r.completed && failures.length === 0,
@@ -737,7 +726,7 @@ function report(
       max_mlp_pair_excess: pairExcess ? pairExcess.excess : 0,
       head_pair_energy: c.cmp.headPairEnergy,
       max_trajectory_error: trajectory?.error ?? 0,
-      max_head_trajectory: headSteps?.excess ?? 0,
+      max_head_trajectory: headSteps?.error ?? 0,
       worst_trajectory: trajectory && { step: trajectory.step, kind: trajectory.kind },
       trajectory: r.trajectory.map((t) => t.kinds),
       changed_share: c.cmp.changedShare,

@@ -109,11 +109,11 @@ export interface RunReport {
     max_mlp_pair_excess: number;
     /** Per timed batch: the same for lm_head (informational, no threshold). */
     head_pair_energy?: number[];
-    /** The largest trajectory reading (worstTrajectory): how far a step of one kind of tensor is from the judge's own step, over the step; 0 where not recorded (CUDA). Information, no limit yet. */
+    /** The largest trajectory reading (worstTrajectory): how far a step of one kind of tensor lands from the judge's own, in units of rounding-size gradient noise; 0 where not recorded (CUDA). Information: only lm_head's is judged. */
     max_trajectory_error: number;
     /** Where it is: the step (1-based) and the kind of tensor. */
     worst_trajectory: { step: number; kind: string } | null;
-    /** lm_head's largest trajectory reading over the steps (headTrajectory), judged by head_trajectory_excess; 0 where not recorded. */
+    /** lm_head's largest trajectory reading over the steps (worstTrajectory of lm_head), judged by head_trajectory_excess; 0 where not recorded. */
     max_head_trajectory: number;
     /** Per timed step: every kind's trajectory error (empty where not recorded). */
     trajectory: Record<string, number>[];
