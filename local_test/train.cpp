@@ -13,6 +13,8 @@
 //   - activation checkpointing only for the layers that do not fit: the plan
 //     below fills the memory the harness leaves;
 //   - AdamW as one fused kernel over all tensors (optim.h);
+//   - the copy of each step's weights for the trajectory check runs beside
+//     the next step's forward and backward (data.wait_recorded(), train_api.h);
 //   - no host synchronisation inside the loop: batches are fetched up front,
 //     the loss is read once at the end.
 // With several ranks (gpus_per_evaluation > 1, train_api.h) it is the
@@ -106,6 +108,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     loss = linear_cross_entropy(hidden, model->lm_head_weight(), batch, logits);  // scalar, float32
     loss.backward();
     if (dist.world_size > 1) all_reduce_gradients(model, dist);
+    data.wait_recorded();  // the previous step's weights were copied out beside this step's work
     opt.step();
     data.step_done();  // the weights after this step, for the trajectory check
     opt.zero_grad();

@@ -250,7 +250,7 @@ describe('harness: adversarial plugins', function () {
       console.log('      skipped: the baseline or skip_last_step was not among the cases run (ADVERSARIAL_ONLY)');
       this.skip();
     }
-    // Recorded on the CPU only (the suite's device). The baseline repeats the judge's arithmetic: its steps read 0
+    // The suite runs on the CPU. The baseline repeats the judge's arithmetic: its steps read 0
     // up to thread-count rounding (the runner's one thread against the judge's); a skipped step stands at its whole size.
     const b = base.runs[0].checks!;
     assert.equal(b.trajectory.length, 3, 'a reading per timed step');

@@ -307,6 +307,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       }
       add_grad(embed, torch::embedding_dense_backward(dx.view({d.B, d.S, d.H}), ids, cfg.vocab_size, -1, false));
     }
+    data.wait_recorded();  // the previous step's weights were copied out beside this step's work
     {
       torch::NoGradGuard no_grad;
       for (size_t i = 0; i < params.size(); ++i) {

@@ -148,11 +148,15 @@ int main(int argc, char** argv) {
     data = SharedRegion::map(proto::kDataFd, init.data_bytes, torch::kCPU);
     logits = SharedRegion::map(proto::kLogitsFd, init.logits_bytes, device);
     if (init.trajectory_bytes > 0) {
-      if (device.type() != torch::kCPU || init.steps < 2 || init.trajectory_bytes % (init.steps - 1) != 0 ||
+      if (init.steps < 2 || init.trajectory_bytes % (init.steps - 1) != 0 ||
           init.trajectory_bytes / (init.steps - 1) != init.params_bytes) {
         fail(proto::ErrorKind::kException, "INIT names a trajectory that does not fit the parameters");
       }
       trajectory = SharedRegion::map(proto::kTrajectoryFd, init.trajectory_bytes, torch::kCPU);
+      // Page-locked, the copies from the card run at PCIe speed, beside its work.
+      if (device.is_cuda() && !compat::pin_host(trajectory.view(0, {1}, torch::kUInt8).data_ptr(), trajectory.size(), device)) {
+        std::fprintf(stderr, "tournament-runner: could not page-lock the trajectory; its copies will be slow\n");
+      }
     }
     model = Qwen2ForCausalLM(cfg, proto::region_allocator(params, layout, dtype),
                              static_cast<AttentionKernel>(init.attention));
@@ -206,6 +210,7 @@ int main(int argc, char** argv) {
     batches.record_into(params.view(0, {n}, torch::kUInt8), trajectory.view(0, {init.steps - 1, n}, torch::kUInt8));
   }
   TrainResult out = call(fn, model, batches, init.steps, device, opt);
+  batches.settle();
 
   proto::Done done{};
   done.total_tokens = out.total_tokens;

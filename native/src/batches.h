@@ -6,6 +6,10 @@
 #define TOURNAMENT_HOST
 #include <tournament/train_api.h>
 
+#include <stdexcept>
+
+#include "compat.h"
+
 namespace tournament {
 
 class TableBatches : public DataIterator {
@@ -21,7 +25,8 @@ class TableBatches : public DataIterator {
         batch_(batch_size),
         rows_(batch_size / ranks),
         first_(rank * (batch_size / ranks)),
-        device_(device) {}
+        device_(device),
+        copy_(device) {}
 
   bool next(torch::Tensor* batch) override {
     if (served_ >= steps_) return false;
@@ -34,17 +39,36 @@ class TableBatches : public DataIterator {
   int64_t batch_size() const override { return rows_; }
   int64_t seq_len() const override { return tokens_.size(1); }
 
-  // step_done() copies `params` (the parameter memory's bytes, host) into the
-  // next slot of `trajectory` [steps - 1, params bytes] (host) until every
-  // slot is written. Without a trajectory (warmup; CUDA for now) it records nothing.
+  // step_done() copies `params` (the parameter memory's bytes, on the
+  // device) into the next slot of `trajectory` [steps - 1, params bytes]
+  // (host) until every slot is written (compat::SideCopy: beside the card's
+  // work on CUDA). Without a trajectory (warmup) it records nothing; the
+  // order wait_recorded() asks for is enforced all the same (train_api.h).
   void record_into(torch::Tensor params, torch::Tensor trajectory) {
     params_ = std::move(params);
     trajectory_ = std::move(trajectory);
   }
-  void step_done() override {
-    if (!trajectory_.defined() || recorded_ >= trajectory_.size(0)) return;
-    trajectory_[recorded_++].copy_(params_);
+  void wait_recorded() override {
+    if (steps_done_ == 0) deferred_ = true;
+    copy_.wait();
+    waited_ = true;
   }
+  void step_done() override {
+    if (deferred_ && steps_done_ > 0 && !waited_) {
+      throw std::runtime_error(
+          "data.step_done() without data.wait_recorded() since the step before: a plugin that calls "
+          "wait_recorded() before its first optimizer step must call it before every one (train_api.h)");
+    }
+    ++steps_done_;
+    waited_ = false;
+    if (!trajectory_.defined() || recorded_ >= trajectory_.size(0)) return;
+    copy_.start(trajectory_[recorded_++], params_);
+    if (!deferred_) copy_.wait();
+  }
+  // Once inner_steps has returned: the current stream's later work (the
+  // logits' copy, which the runner waits for before DONE) waits for the
+  // last record too, whatever the plugin did.
+  void settle() { copy_.wait(); }
 
  private:
   torch::Tensor tokens_;
@@ -52,7 +76,9 @@ class TableBatches : public DataIterator {
   torch::Device device_;
   int64_t served_ = 0;
   torch::Tensor params_, trajectory_;
-  int64_t recorded_ = 0;
+  compat::SideCopy copy_;
+  int64_t recorded_ = 0, steps_done_ = 0;
+  bool deferred_ = false, waited_ = true;
 };
 
 }  // namespace tournament

@@ -6,6 +6,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda.h>
 #include <c10/cuda/CUDAStream.h>
+#include <c10/core/Event.h>
 #endif
 
 namespace tournament::compat {
@@ -96,6 +97,62 @@ void cuda_synchronize_current_stream(const torch::Device& device) {
   if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(cuda_index(device)).synchronize();
 #endif
   (void)device;
+}
+
+bool pin_host(void* ptr, size_t bytes, const torch::Device& device) {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (device.is_cuda() && bytes > 0) {
+    c10::cuda::CUDAGuard guard(cuda_index(device));  // a current context for the driver call
+    return cuMemHostRegister(ptr, bytes, CU_MEMHOSTREGISTER_PORTABLE) == CUDA_SUCCESS;
+  }
+#endif
+  (void)ptr; (void)bytes; (void)device;
+  return false;
+}
+
+#ifdef TOURNAMENT_WITH_CUDA
+struct SideCopy::Streams {
+  c10::DeviceIndex index;
+  c10::cuda::CUDAStream stream;
+  c10::Event queued{c10::DeviceType::CUDA}, copied{c10::DeviceType::CUDA};
+};
+#else
+struct SideCopy::Streams {};
+#endif
+
+SideCopy::SideCopy(const torch::Device& device) {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto index = cuda_index(device);
+    streams_.reset(new Streams{index, c10::cuda::getStreamFromPool(/*isHighPriority=*/false, index)});
+  }
+#endif
+  (void)device;
+}
+
+SideCopy::~SideCopy() = default;
+
+void SideCopy::start(torch::Tensor dst, const torch::Tensor& src) {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (streams_) {
+    auto& s = *streams_;
+    s.queued.record(c10::cuda::getCurrentCUDAStream(s.index));
+    s.queued.block(s.stream);
+    {
+      c10::cuda::CUDAStreamGuard guard(s.stream);
+      dst.copy_(src, /*non_blocking=*/true);
+    }
+    s.copied.record(s.stream);
+    return;
+  }
+#endif
+  dst.copy_(src);
+}
+
+void SideCopy::wait() {
+#ifdef TOURNAMENT_WITH_CUDA
+  if (streams_) streams_->copied.block(c10::cuda::getCurrentCUDAStream(streams_->index));
+#endif
 }
 
 }  // namespace tournament::compat

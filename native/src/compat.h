@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <memory>
+
 #define TOURNAMENT_TORCH_2 (TORCH_VERSION_MAJOR >= 2)
 
 namespace tournament::compat {
@@ -94,6 +96,29 @@ void cuda_set_device(const torch::Device& device);
 // Not through PyTorch's pinned allocator, which rounds every block up to a
 // power of two (the 19 GiB of a kept 7B run would take 32).
 torch::Tensor host_buffer(int64_t bytes, const torch::Device& device);
+// Page-locks `bytes` of host memory at `ptr` (page-aligned) for `device`'s
+// copies when it is a CUDA device; false where it is not or the host does not
+// allow it (copies then run from pageable memory: slower, same bytes).
+bool pin_host(void* ptr, size_t bytes, const torch::Device& device);
+// One copy at a time into host memory, ordered after the work queued so far
+// on the calling thread's current stream but run on a stream of its own, so
+// that the card's work goes on beside it (CUDA); at once on the CPU.
+class SideCopy {
+ public:
+  explicit SideCopy(const torch::Device& device);
+  ~SideCopy();
+  SideCopy(const SideCopy&) = delete;
+  SideCopy& operator=(const SideCopy&) = delete;
+  // dst (host) = src (on the device), as said above.
+  void start(torch::Tensor dst, const torch::Tensor& src);
+  // The current stream's later work waits for the last copy started (the
+  // calling thread does not); nothing on the CPU, where it is done already.
+  void wait();
+
+ private:
+  struct Streams;
+  std::unique_ptr<Streams> streams_;  // null on the CPU
+};
 // Returns this process's cached, unused device memory to the driver.
 void cuda_empty_cache(const torch::Device& device);
 // Waits for the calling thread's current stream only: work a plugin left on

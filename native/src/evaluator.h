@@ -83,7 +83,7 @@ struct RunOutcome {
   // layers, how far the step's recorded result (the final weights for the
   // last) lands from the judge's own AdamW step of that batch's gradient at
   // those weights, in units of what rounding-size gradient noise moves it.
-  // Empty where no trajectory is recorded (CUDA, for now).
+  // Empty where nothing is recorded (CUDA, for now; a run of one step).
   struct TrajectoryStep {
     bool recorded = false;  // false: the weights before this step were not recorded (or not finite)
     // Elements of the step's result further from the weights before it than
@@ -273,8 +273,9 @@ class Evaluator {
   // against the kept run's weights (position_checks.cpp); reads only.
   void position_checks(const Kept& ref, uint64_t seed, Comparison& c);
   // RunOutcome::trajectory of the last run (trajectory.cpp): every timed
-  // step repeated from the recorded weights before it. Reads the shared
-  // memory only; its own model and optimizer live in replay_.
+  // step repeated from the recorded weights before it, by a model and an
+  // optimizer of its own over memory of its own (freed when it returns).
+  // Reads each byte of the trajectory region once.
   std::vector<RunOutcome::TrajectoryStep> trajectory_errors(const torch::Tensor& timed_tokens, uint64_t seed);
   // Keyed hash of every rank's parameter and logits memory (fingerprint.h),
   // with a key drawn right after the kill.
@@ -286,8 +287,6 @@ class Evaluator {
   SharedRegion params_, data_, logits_;
   SharedRegion trajectory_;      // [trajectory_slots_, params_.size()] bytes, host
   int64_t trajectory_slots_ = 0;  // steps - 1 where recorded, else 0
-  torch::Tensor replay_buffer_;   // the trajectory check's own parameters (the layout's bytes, host)
-  Qwen2ForCausalLM replay_{nullptr};  // over replay_buffer_
   torch::Tensor logits_view_;  // [B, S-1, V] over logits_
   Qwen2ForCausalLM model_{nullptr};  // the trusted view of the parameter memory (rank 0's)
   std::vector<OtherRank> other_ranks_;

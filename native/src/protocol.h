@@ -58,8 +58,9 @@ struct Init {
   int64_t batch_size, seq_len, steps;
   OptimizerConfig optimizer;
   uint64_t params_bytes, data_bytes, logits_bytes;
-  // The trajectory region's size: (steps - 1) slots of params_bytes each, or
-  // 0 where it is not recorded (CUDA, for now; README, Verification).
+  // The trajectory region's size: (steps - 1) slots of params_bytes each
+  // (README, Verification); 0 where nothing is recorded (CUDA, for now; a run
+  // of one step) and for ranks past 0.
   uint64_t trajectory_bytes;
   // This runner's rank among world_size (1: the one-rank contract) and how
   // long it may wait for the others to meet.

@@ -19,33 +19,39 @@
 // The reading, per step and kind of tensor (pooled over the layers): element
 // by element, how far the judge's unrounded result would have to move to
 // round to the run's recorded weight (0 where it does already), in the sum of
-// squares; over the same for the judge's own step taken again with its
-// gradient moved by rounding-size noise (noisy_step). So 1 is as far as such
-// noise lands, whatever the step and the tensor's scale; only elements with a
-// history count (nothing of the first step). lm_head's is judged
-// (head_trajectory_excess, CPU); the others are information: their honest
-// spread against this noise differs by kind (the tuned example's attention
-// weights read up to 14; docs/measurements/2026-12-05-trajectory.md).
+// squares; over the same summed for two steps of its own taken again, one
+// with its gradient moved by rounding-size noise (noisy_gradient), one with
+// the gradient of the batch's two halves accumulated (an honest way to
+// compute it that rounds otherwise, as gradient accumulation and two
+// data-parallel ranks do). So the unit is how far honest rounding lands on
+// this machine: CPUs without AVX-512 round libtorch's bf16 products
+// otherwise, and there the halves alone moved lm_head's steps 1.3 times the
+// synthetic noise (docs/measurements/2026-12-05-trajectory-split.md). Only
+// elements with a history count (nothing of the first step). lm_head's is
+// judged (head_trajectory_excess); the others are information: their honest
+// spread against this unit differs by kind (the tuned example's attention
+// weights read up to 14 against the noise alone;
+// docs/measurements/2026-12-05-trajectory.md).
 #include <cmath>
 #include <map>
 
-#include <ATen/CPUGeneratorImpl.h>
-
+#include "compat.h"
 #include "evaluator.h"
 
 namespace tournament {
 
 namespace {
 
-// A model over the bytes of `buffer` (host, the parameter layout's).
+// A model over the bytes of `buffer` (the parameter layout's, on its device).
 ParamAllocator buffer_allocator(const torch::Tensor& buffer, const protocol::ParamLayout& layout, torch::Dtype dtype) {
   auto index = std::make_shared<std::map<std::string, size_t>>();
   for (size_t i = 0; i < layout.specs.size(); ++i) (*index)[layout.specs[i].name] = i;
   auto base = static_cast<char*>(buffer.data_ptr());
-  return [base, &layout, dtype, index](const std::string& name, at::IntArrayRef shape) {
+  const auto options = torch::TensorOptions().dtype(dtype).device(buffer.device());
+  return [base, &layout, options, index](const std::string& name, at::IntArrayRef shape) {
     const size_t i = index->at(name);
     TORCH_CHECK(shape.vec() == layout.specs[i].shape, "parameter layout: shape mismatch for ", name);
-    return torch::from_blob(base + layout.offsets[i], shape, torch::TensorOptions().dtype(dtype));
+    return torch::from_blob(base + layout.offsets[i], shape, options);
   };
 }
 
@@ -66,19 +72,24 @@ double adamw_reach(const OptimizerConfig& o, int64_t k) {
          (1 - std::pow(o.beta1, k));
 }
 
-// The judge's step of parameter `index` (moments m, v before it; step counts
-// from 1) with the gradient g moved by rounding-size noise: 2^-8 of g's RMS
-// over the tensor times a normal draw, from a generator of (seed, step,
-// index). Rounded into bf16 as the step's result would be; p, m and v are
-// left as they were.
-torch::Tensor noisy_step(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
-                         int64_t step, const OptimizerConfig& cfg, uint64_t seed, size_t index) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed ^ (0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) * 4099 + index + 1)));
+// The judge's step of one tensor (moments m, v before it; step counts from 1)
+// with gradient g, rounded into bf16 as the step's result would be (float32
+// holding bf16 values); p, m and v are left as they were.
+torch::Tensor trial_step(const torch::Tensor& p, const torch::Tensor& g, const torch::Tensor& m, const torch::Tensor& v,
+                         int64_t step, const OptimizerConfig& cfg) {
+  auto p2 = p.clone(), m2 = m.clone(), v2 = v.clone();
+  adamw_unfused_step_(p2, g.to(p.device()), m2, v2, step, cfg);
+  return p2.to(torch::kFloat32);
+}
+
+// g moved by rounding-size noise: 2^-8 of g's RMS over the tensor times a
+// normal draw, from a generator of (seed, step, index). Float32.
+torch::Tensor noisy_gradient(const torch::Tensor& g, int64_t step, uint64_t seed, size_t index) {
+  auto gen = compat::seeded_generator(
+      g.device(), seed ^ (0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) * 4099 + index + 1)));
   const auto gf = g.to(torch::kFloat32);
   const double sigma = std::ldexp(gf.pow(2).mean().sqrt().item<double>(), -8);
-  auto p2 = p.clone(), m2 = m.clone(), v2 = v.clone();
-  adamw_unfused_step_(p2, gf + sigma * at::randn(gf.sizes(), gen), m2, v2, step, cfg);
-  return p2.to(torch::kFloat32);
+  return gf + sigma * at::randn(gf.sizes(), gen, gf.options());
 }
 
 }  // namespace
@@ -87,14 +98,20 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
   std::vector<RunOutcome::TrajectoryStep> steps;
   if (trajectory_slots_ <= 0) return steps;
   const auto bytes = static_cast<int64_t>(layout_.bytes);
-  if (!replay_) {
-    replay_buffer_ = torch::zeros({bytes}, torch::kUInt8);
-    replay_ = Qwen2ForCausalLM(cfg_.model, buffer_allocator(replay_buffer_, layout_, cfg_.dtype), cfg_.attention);
-    replay_->train();
-  }
+  const auto device = cfg_.device;
+  // The judge's own memory, for this run only (on CUDA the card is the next
+  // run's once this returns): the replay's parameters, and each recorded
+  // state, copied out of the shared region once. Nothing of that region is
+  // read twice, so nothing can change between one read and the next.
+  auto buffer = torch::empty({bytes}, torch::TensorOptions().dtype(torch::kUInt8).device(device));
+  auto recorded = torch::empty_like(buffer);  // the state recorded after the step being judged
+  Qwen2ForCausalLM replay(cfg_.model, buffer_allocator(buffer, layout_, cfg_.dtype), cfg_.attention);
+  replay->train();
+  // A 7B step's activations would not fit beside the replay's state.
+  if (device.is_cuda()) replay->set_checkpointed_layers(std::vector<bool>(cfg_.model.num_hidden_layers, true));
   std::vector<std::string> names;
-  std::vector<torch::Tensor> mine;  // the replay's parameters, views of replay_buffer_
-  for (auto& item : replay_->named_parameters()) {
+  std::vector<torch::Tensor> mine;  // the replay's parameters, views of buffer
+  for (auto& item : replay->named_parameters()) {
     names.push_back(item.key());
     mine.push_back(item.value());
   }
@@ -108,21 +125,23 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
   auto as_params = [&](const torch::Tensor& region_bytes) {  // a region's bytes as the model's parameters
     std::vector<torch::Tensor> out;
     auto base = static_cast<char*>(region_bytes.data_ptr());
+    const auto options = torch::TensorOptions().dtype(cfg_.dtype).device(region_bytes.device());
     for (size_t i = 0; i < names.size(); ++i) {
-      out.push_back(torch::from_blob(base + layout_.offsets[at[i]], layout_.specs[at[i]].shape,
-                                     torch::TensorOptions().dtype(cfg_.dtype)));
+      out.push_back(torch::from_blob(base + layout_.offsets[at[i]], layout_.specs[at[i]].shape, options));
     }
     return out;
   };
-  auto slot = [&](int64_t t) {  // the weights recorded after step t + 1
+  auto slot = [&](int64_t t) {  // the weights recorded after step t + 1 (host)
     return trajectory_.view(static_cast<size_t>(t) * params_.size(), {bytes}, torch::kUInt8);
   };
-  const auto final_bytes = params_.view(0, {bytes}, torch::kUInt8).to(torch::kCPU);
+  // The final weights: read where they are (their region is fingerprinted).
+  const auto final_weights = as_params(params_.view(0, {bytes}, torch::kUInt8));
+  const auto recorded_weights = as_params(recorded);
   const int64_t B = cfg_.batch_size;
 
   // AdamW as the contract states it (optim.h), tensor by tensor, with its own
-  // moments from the judge's own gradients, keeping each result unrounded.
-  std::vector<torch::Tensor> exp_avg, exp_avg_sq, unrounded(mine.size());
+  // moments from the judge's own gradients.
+  std::vector<torch::Tensor> exp_avg, exp_avg_sq;
   for (const auto& p : mine) {
     exp_avg.push_back(torch::zeros_like(p));
     exp_avg_sq.push_back(torch::zeros_like(p));
@@ -134,8 +153,9 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       if (t == 0) {
         for (size_t i = 0; i < mine.size(); ++i) start_tensor(mine[i], names[i], i, seed);
       } else {
-        replay_buffer_.copy_(slot(t - 1));
+        buffer.copy_(recorded);
       }
+      if (t + 1 < cfg_.steps) recorded.copy_(slot(t));
       step.recorded = true;
       for (const auto& p : mine) step.recorded = step.recorded && torch::isfinite(p).all().item<bool>();
     }
@@ -143,7 +163,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       steps.push_back(std::move(step));
       continue;
     }
-    const auto target = as_params(t + 1 < cfg_.steps ? slot(t) : final_bytes);
+    const auto& target = t + 1 < cfg_.steps ? recorded_weights : final_weights;
     {
       // Whatever the gradients, AdamW moves an element by at most lr * reach
       // past its decay; the results round into bf16 (a spacing at each end,
@@ -161,40 +181,56 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
         step.out_of_reach += (~(moved <= allowed)).sum().item<int64_t>();  // NaN counts as out of reach
       }
     }
-    const auto batch = timed_tokens.narrow(0, t * B, B).to(torch::kCPU);  // [B, S]
-    auto hidden = replay_->hidden_states(batch);                         // [B, S, H]
-    linear_cross_entropy(hidden, replay_->lm_head_weight(), batch).backward();
-    torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> grads(mine.size()), history(mine.size()), noisy(mine.size());
-    for (size_t i = 0; i < mine.size(); ++i) {
-      grads[i] = mine[i].grad();
-      if (!grads[i].defined()) {  // as AdamW: a parameter without a gradient is not stepped
-        unrounded[i] = mine[i].to(torch::kFloat32);
-        continue;
+    const auto batch = timed_tokens.narrow(0, t * B, B).to(device);  // [B, S]
+    // The batch's gradient as two halves' accumulated, an honest way to
+    // compute it that differs only in rounding: how far such a difference
+    // moves the step is part of the unit below. Kept on the host (a 7B
+    // model's is 15 GB, and the card holds the replay's state).
+    std::vector<torch::Tensor> halves(mine.size());
+    if (B > 1) {
+      const int64_t first = B / 2;
+      for (auto [start, rows] : {std::pair<int64_t, int64_t>{0, first}, {first, B - first}}) {
+        const auto part = batch.narrow(0, start, rows);  // [rows, S]
+        (linear_cross_entropy(replay->hidden_states(part), replay->lm_head_weight(), part) * (double(rows) / B))
+            .backward();
       }
+      for (size_t i = 0; i < mine.size(); ++i) {
+        if (mine[i].grad().defined()) halves[i] = mine[i].grad().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+        mine[i].mutable_grad() = torch::Tensor();
+      }
+    }
+    auto hidden = replay->hidden_states(batch);  // [B, S, H]
+    linear_cross_entropy(hidden, replay->lm_head_weight(), batch).backward();
+    hidden = torch::Tensor();
+    torch::NoGradGuard no_grad;
+    std::map<std::string, std::pair<double, double>> sums;  // kind -> (the run's sum d^2, the unit's)
+    for (size_t i = 0; i < mine.size(); ++i) {
+      const auto grad = mine[i].grad();
+      if (!grad.defined()) continue;  // as AdamW: a parameter without a gradient is not stepped
       // Elements with a history (v > 0 before the step). An element's first
       // step is lr times the sign of its gradient, so a gradient of rounding
       // size may flip it by 2 lr (the tuned example's first steps read 0.04 to
       // 0.07 of the step that way, its later ones under 0.011;
       // docs/measurements/2026-12-05-trajectory.md). Only they are read.
-      history[i] = exp_avg_sq[i] > 0;
-      noisy[i] = noisy_step(mine[i], grads[i], exp_avg[i], exp_avg_sq[i], t + 1, cfg_.optimizer, seed, i);
-      adamw_unfused_step_(mine[i], grads[i], exp_avg[i], exp_avg_sq[i], t + 1, cfg_.optimizer, &unrounded[i]);
+      const auto history = exp_avg_sq[i] > 0;
+      const auto noisy = trial_step(mine[i], noisy_gradient(grad, t + 1, seed, i), exp_avg[i], exp_avg_sq[i], t + 1,
+                                    cfg_.optimizer);
+      const auto split = halves[i].defined()
+                             ? trial_step(mine[i], halves[i], exp_avg[i], exp_avg_sq[i], t + 1, cfg_.optimizer)
+                             : torch::Tensor();
+      torch::Tensor unrounded;
+      adamw_unfused_step_(mine[i], grad, exp_avg[i], exp_avg_sq[i], t + 1, cfg_.optimizer, &unrounded);
       mine[i].mutable_grad() = torch::Tensor();
-    }
-
-    std::map<std::string, std::pair<double, double>> sums;  // kind -> (the run's sum d^2, the noisy step's)
-    for (size_t i = 0; i < mine.size(); ++i) {
-      if (!grads[i].defined()) continue;
       const auto judged = mine[i].to(torch::kFloat32);
       // How far the judge's unrounded result would have to move to round to
       // w (past half of w's bf16 spacing); 0 where it rounds to w already.
       auto shortfall = [&](const torch::Tensor& w) {
-        return ((w - unrounded[i]).abs() - bf16_spacing(w) / 2).clamp_min(0).masked_fill(w == judged, 0) * history[i];
+        return ((w - unrounded).abs() - bf16_spacing(w) / 2).clamp_min(0).masked_fill(w == judged, 0) * history;
       };
       auto& s = sums[tensor_kind(names[i])];
       s.first += shortfall(target[i].to(torch::kFloat32)).pow(2).sum().item<double>();
-      s.second += shortfall(noisy[i]).pow(2).sum().item<double>();
+      s.second += shortfall(noisy).pow(2).sum().item<double>();
+      if (split.defined()) s.second += shortfall(split).pow(2).sum().item<double>();
     }
     for (const auto& [kind, s] : sums) {
       // No flip from the noise: any shortfall is infinitely many times it; NaN: not finite.

@@ -80,7 +80,7 @@ export interface Thresholds {
   /**
    * lm_head's trajectory reading (every timed step repeated by the judge from the weights the run recorded before it):
    * how far the run's step of lm_head lands from the judge's own, in units of what a rounding-size gradient noise
-   * moves it, the largest over the steps allowed. null where no trajectory is recorded (CUDA, for now): not applied.
+   * moves it, the largest over the steps allowed. null: not applied on this kind of device (CUDA, where no trajectory is recorded yet).
    */
   head_trajectory_excess: number | null;
   /** changed share / reference changed share must be at least this. */

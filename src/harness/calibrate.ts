@@ -121,7 +121,7 @@ export function measureRun(caseId: string, r: RunReport, t: ThresholdValues, hon
   const hard = r.failures.find((f) => !THRESHOLD_CODES.has(f.code));
   if (!r.checks || hard) return { case: caseId, seed: r.seed, worst: Infinity, worstCheck: hard?.code ?? 'no checks' };
   const k = r.checks;
-  // A limit of null is not applied on this kind of device (head_trajectory_excess on CUDA, for now).
+  // A limit of null is not applied on this kind of device.
   const ratios: [string, number][] = CHECKS.flatMap((c): [string, number][] => {
     const limit = t[c.key];
     return limit === null ? [] : [[c.name, (honest ? Math.abs(c.value(k)) : c.value(k)) / limit]];

@@ -1,7 +1,7 @@
 // Trains exactly as the baseline but never calls data.step_done(): the weights
 // after each step are not recorded, so the judge cannot repeat the steps from
-// them (train_api.h, version 3). On the CPU, where the trajectory is recorded,
-// the run fails for that alone, whatever its other checks say.
+// them (train_api.h, version 3). The run fails for that alone, whatever its
+// other checks say.
 // expect: unrecorded
 #include <tournament/train_api.h>
 

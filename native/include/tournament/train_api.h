@@ -1,4 +1,4 @@
-// The submission contract, version 3. A submission is one C++ file that
+// The submission contract, version 4. A submission is one C++ file that
 // includes this header and defines `inner_steps` with exactly the signature
 // below. The validator compiles it itself (pinned flags, against the runner's
 // libtorch) and calls it in a sandboxed runner process. The runner refuses a
@@ -21,9 +21,10 @@
 // What inner_steps must do
 //   Train on every token of every batch, one AdamW step per batch, loss as
 //   causal_lm_loss (model.h), and call data.step_done() after each step
-//   (version 3, below). Anything else is yours: kernels, CUDA graphs,
-//   checkpointing, fusions, precision tricks within the verification
-//   tolerance (README, "Verification").
+//   (version 3, below; data.wait_recorded() before each, version 4, lets the
+//   record run beside your next step on CUDA). Anything else is yours:
+//   kernels, CUDA graphs, checkpointing, fusions, precision tricks within
+//   the verification tolerance (README, "Verification").
 //
 // What it returns (TrainResult)
 //   logits        of the last forward pass, [batch, seq_len - 1, vocab]
@@ -61,7 +62,7 @@
 #include <tournament/model.h>
 #include <tournament/optim.h>
 
-#define TOURNAMENT_TRAIN_API_VERSION 3
+#define TOURNAMENT_TRAIN_API_VERSION 4
 
 namespace c10d {
 class ProcessGroup;
@@ -87,14 +88,29 @@ class DataIterator {
   virtual int64_t seq_len() const = 0;
   // Call once after each optimizer step, once the parameters hold that
   // step's result and before anything changes them again (version 3). The
-  // validator records them there (on the CPU a copy of the parameter memory;
-  // on CUDA nothing yet) and afterwards repeats every step itself from the
+  // validator records them there (a copy of the parameter memory into host
+  // memory it owns; on the CPU only, for now: README, Verification) and
+  // afterwards repeats every step itself from the
   // weights recorded before it: each step must be the AdamW step of its own
   // batch's gradient at those weights, up to rounding (README, Verification,
   // "the trajectory"). The last step's result is the final weights; a call
   // after it records nothing. A run that records fewer steps fails, and so
   // does one whose recorded weights no AdamW step could have reached.
+  //
+  // Where the validator records on CUDA, the copy (15 GB for a 7B model,
+  // about 0.3 s over PCIe) runs on a stream of its own, after the work queued
+  // so far on the current stream. By default step_done() then makes the
+  // current stream wait for it: safe, but the card idles meanwhile.
   virtual void step_done() = 0;
+  // Version 4: a plugin that calls wait_recorded() before its first
+  // optimizer step takes that wait on itself. From then on it calls
+  // wait_recorded() before each optimizer step writes the parameters; the
+  // wait is placed on the current stream (the CPU does not block), so the
+  // copy runs beside the forward and backward before it. A step_done()
+  // without a wait_recorded() since the one before then fails the run. On
+  // the CPU step_done() copies at once and this waits for nothing, but the
+  // order is enforced there too.
+  virtual void wait_recorded() = 0;
 };
 
 struct TrainResult {
