@@ -274,8 +274,6 @@ Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
   trajectory_slots_ = cfg_.device.is_cpu() ? cfg_.steps - 1 : 0;
   trajectory_ = SharedRegion::create(std::max<size_t>(1, static_cast<size_t>(trajectory_slots_) * params_.size()),
                                      torch::kCPU);
-  // Page-locked once, the judge reads each slot onto the card at PCIe speed.
-  compat::pin_host(trajectory_.view(0, {1}, torch::kUInt8).data_ptr(), trajectory_.size(), cfg_.device);
   cfg_.probe = cfg_.probe.to(cfg_.device);
   model_ = Qwen2ForCausalLM(cfg_.model, proto::region_allocator(params_, layout_, cfg_.dtype), cfg_.attention);
   allocate_other_ranks();
