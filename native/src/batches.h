@@ -59,10 +59,10 @@ class TableBatches : public DataIterator {
           "data.step_done() without data.wait_recorded() since the step before: a plugin that calls "
           "wait_recorded() before its first optimizer step must call it before every one (train_api.h)");
     }
-    ++steps_done_;
+    const int64_t slot = steps_done_++;  // the weights after step slot + 1
     waited_ = false;
-    if (!trajectory_.defined() || recorded_ >= trajectory_.size(0)) return;
-    copy_.start(trajectory_[recorded_++], params_);
+    if (!trajectory_.defined() || slot >= trajectory_.size(0)) return;
+    copy_.start(trajectory_[slot], params_);
     if (!deferred_) copy_.wait();
   }
   // Once inner_steps has returned: the current stream's later work (the
@@ -77,7 +77,7 @@ class TableBatches : public DataIterator {
   int64_t served_ = 0;
   torch::Tensor params_, trajectory_;
   compat::SideCopy copy_;
-  int64_t recorded_ = 0, steps_done_ = 0;
+  int64_t steps_done_ = 0;
   bool deferred_ = false, waited_ = true;
 };
 
