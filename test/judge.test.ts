@@ -24,6 +24,7 @@ const T: Thresholds = {
   layer_position_excess: 1.5,
   layer_position_excess_last: 2.5,
   head_trajectory_excess: 2,
+  mlp_trajectory_excess: 20,
   min_changed_share_ratio: 0.97,
   basis: 'test',
   calibrations: [],
@@ -121,6 +122,15 @@ describe('judge: the checks on a completed run', function () {
     assert.deepEqual(judge({ ...T, head_trajectory_excess: null }, outcome(far), outcome(), cmp(), TOKENS, 1), []);
     // Other kinds are reported, not judged: the norm's 9 above fails nothing by itself.
     assert.deepEqual(codes({ trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'model.norm.weight': 9 } }] }), []);
+  });
+  it('the MLP\'s trajectory limit: an MLP kind over it fails, the attention\'s as far does not; null is not applied', function () {
+    const at = (kinds: Record<string, number>): Partial<NativeRunOutcome> => ({ trajectory: [{ recorded: true, outOfReach: 0, kinds: {} }, { recorded: true, outOfReach: 0, kinds }] });
+    assert.deepEqual(codes(at({ [K_UP]: 19, 'model.layers.*.self_attn.k_proj.weight': 40 })), []);
+    const [f, ...rest] = judge(T, outcome(at({ [K_UP]: 25 })), outcome(), cmp(), TOKENS, 1);
+    assert.equal(rest.length, 0);
+    assert.equal(f.code, 'trajectory');
+    assert.match(f.message, /^at timed step 2, model\.layers\.\*\.mlp\.up_proj\.weight's step, pooled over the layers, lands 25\.0 units .* \(allowed 20 for the MLP's kinds\)/);
+    assert.deepEqual(judge({ ...T, mlp_trajectory_excess: null }, outcome(at({ [K_UP]: 25 })), outcome(), cmp(), TOKENS, 1), []);
   });
 
   for (const [what, code, run, c] of cases) {

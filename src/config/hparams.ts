@@ -83,6 +83,13 @@ export interface Thresholds {
    * moves it, the largest over the steps allowed. null: not applied on this kind of device (CUDA, where no trajectory is recorded yet).
    */
   head_trajectory_excess: number | null;
+  /**
+   * The same reading for the MLP's weights (gate, up, down), pooled over the layers per kind, the worst kind's, the
+   * largest over the steps allowed. Their gradients carry the loss head's input gradient into every layer: a step
+   * computed from an estimate of it shows here (the twelfth attack pass's linearised tail). null: not applied on this
+   * kind of device.
+   */
+  mlp_trajectory_excess: number | null;
   /** changed share / reference changed share must be at least this. */
   min_changed_share_ratio: number;
   /** The measurement these rest on: where, how, the worst honest run and the closest cheat. */
@@ -95,7 +102,7 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** One calibration of a device's thresholds: on what, when, by which command, and the values it measured them to be. */
@@ -207,6 +214,7 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   layer_position_excess: num(0, 1000, true),
   layer_position_excess_last: num(0, 1000, true),
   head_trajectory_excess: orNull(num(0, 1e6, true)),
+  mlp_trajectory_excess: orNull(num(0, 1e6, true)),
   min_changed_share_ratio: num(0, 1),
 };
 

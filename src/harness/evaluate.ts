@@ -273,6 +273,13 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
       message: `at timed step ${headStep.step}, lm_head's step lands ${fmt(headStep.error)} units of rounding-size gradient noise from the judge's own AdamW step of that batch's gradient at the weights recorded before it (allowed ${v.head_trajectory_excess}): that step's lm_head gradient was not its batch's`,
     });
   }
+  const mlpStep = worstTrajectory(outcome, MLP_KINDS);
+  if (unrecorded < 0 && mlpStep && v.mlp_trajectory_excess !== null && !(mlpStep.error <= v.mlp_trajectory_excess)) {
+    failures.push({
+      code: 'trajectory',
+      message: `at timed step ${mlpStep.step}, ${mlpStep.kind}'s step, pooled over the layers, lands ${fmt(mlpStep.error)} units of rounding-size gradient noise from the judge's own AdamW step at the weights recorded before it (allowed ${v.mlp_trajectory_excess} for the MLP's kinds): that step's gradients were not its batch's`,
+    });
+  }
   const kind = worstKind(cmp);
   if (kind && !(kind.error <= v.kind_update_rel_error)) {
     failures.push({ code: 'update_error', message: `the update of ${kind.kind}, pooled over the layers, differs from the reference's by ${fmt(kind.error)} relative (allowed ${v.kind_update_rel_error})` });
@@ -398,8 +405,8 @@ export function worstGroup(cmp: Pick<NativeComparison, 'groupShifts'>): { group:
 /**
  * The step and kind of tensor (of those `among` matches) whose step lands furthest from the judge's own, in noise
  * units (trajectory.cpp; NaN counts as furthest), the key projection's bias left out as in worstKind; null where no
- * trajectory is recorded. Only lm_head's is judged (head_trajectory_excess): the honest spread of the other kinds
- * against this noise differs by kind (docs/measurements/2026-12-05-trajectory.md).
+ * trajectory is recorded. lm_head's (head_trajectory_excess) and the MLP's (mlp_trajectory_excess) are judged: the
+ * honest spread of the others against this noise is wider (docs/measurements/2026-12-05-trajectory.md).
  */
 export function worstTrajectory(outcome: Pick<NativeRunOutcome, 'trajectory'>, among = /./): { step: number; kind: string; error: number } | null {
   let worst: { step: number; kind: string; error: number } | null = null;
@@ -685,6 +692,7 @@ function report(
   const layerPositions = c && positionMaxima(c.cmp.layerPositions.map((l) => l.excess));
   const trajectory = worstTrajectory(r);
   const headSteps = worstTrajectory(r, HEAD_KIND);
+  const mlpSteps = worstTrajectory(r, MLP_KINDS);
   return {
     seed,
     ok: r.completed && failures.length === 0,
@@ -727,6 +735,7 @@ function report(
       head_pair_energy: c.cmp.headPairEnergy,
       max_trajectory_error: trajectory?.error ?? 0,
       max_head_trajectory: headSteps?.error ?? 0,
+      max_mlp_trajectory: mlpSteps?.error ?? 0,
       worst_trajectory: trajectory && { step: trajectory.step, kind: trajectory.kind },
       trajectory: r.trajectory.map((t) => t.kinds),
       changed_share: c.cmp.changedShare,

@@ -24,8 +24,9 @@ export function formatVerdict(v: Verdict, o: { submission: string; device: strin
         `             probe loss ${c.probe_loss.toFixed(4)} (reference ${c.reference_probe_loss.toFixed(4)}), logits rel. err ${c.logits_rel_error.toPrecision(3)},` +
           ` update rel. err ${c.update_rel_error.toPrecision(3)} (worst kind ${c.max_kind_rel_error.toPrecision(3)}), changed ${(c.changed_share * 100).toFixed(1)}% (reference ${(c.reference_changed_share * 100).toFixed(1)}%)`,
       );
-      // Recorded on the CPU only, for now: elsewhere the run has no steps to show.
-      if (c.trajectory.length > 0) lines.push(`             lm_head's steps against the judge's own ${c.max_head_trajectory.toPrecision(3)} noise units`);
+      if (c.trajectory.length > 0) {
+        lines.push(`             steps against the judge's own: lm_head ${c.max_head_trajectory.toPrecision(3)}, MLP ${c.max_mlp_trajectory.toPrecision(3)} noise units`);
+      }
     }
   });
   if (v.accepted) {

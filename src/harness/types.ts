@@ -22,7 +22,7 @@ export const FAILURE_CODES = [
   'head_gradient', // lm_head differs from the reference's along one timed batch's own loss-head gradient
   'head_positions', // lm_head differs from the reference's along single positions' own loss-head gradients
   'layer_positions', // a decoder linear layer differs from the reference's along single positions' own gradients
-  'trajectory', // lm_head's timed steps land too far from the judge's own steps from the weights recorded before each
+  'trajectory', // lm_head's or an MLP kind's timed steps land too far from the judge's own steps from the weights recorded before each
   'unreachable', // a recorded step moved weights further than any AdamW step can: states no training made
   'unrecorded', // the weights after a timed step were not recorded (data.step_done() not called) or are not finite
   'late_write', // the parameter or logits memory changed after the runner was killed
@@ -109,12 +109,14 @@ export interface RunReport {
     max_mlp_pair_excess: number;
     /** Per timed batch: the same for lm_head (informational, no threshold). */
     head_pair_energy?: number[];
-    /** The largest trajectory reading (worstTrajectory): how far a step of one kind of tensor lands from the judge's own, in units of rounding-size gradient noise; 0 where not recorded (CUDA). Information: only lm_head's is judged. */
+    /** The largest trajectory reading (worstTrajectory): how far a step of one kind of tensor lands from the judge's own, in units of rounding-size gradient noise; 0 where not recorded (CUDA). Information: lm_head's and the MLP's kinds' are judged. */
     max_trajectory_error: number;
     /** Where it is: the step (1-based) and the kind of tensor. */
     worst_trajectory: { step: number; kind: string } | null;
     /** lm_head's largest trajectory reading over the steps (worstTrajectory of lm_head), judged by head_trajectory_excess; 0 where not recorded. */
     max_head_trajectory: number;
+    /** The MLP's kinds' largest trajectory reading over the steps, judged by mlp_trajectory_excess; 0 where not recorded. */
+    max_mlp_trajectory: number;
     /** Per timed step: every kind's trajectory error (empty where not recorded). */
     trajectory: Record<string, number>[];
     changed_share: number;

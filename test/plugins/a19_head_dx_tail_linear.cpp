@@ -1,31 +1,30 @@
-// a19_head_dx_tail_linear: CHEAT (security test, session 33 attack pass); an
-// own re-implementation of the open gap the README lists for the twelfth pass
-// (the loss head's input gradient with its vocabulary tail linearised), to see
-// whether it still passes every check after session 33's widened CPU limits.
-// What it skips: in the steps of DX_MASK (default: steps 4 and 5 of 5), the
-// product d_hidden = g W over the whole vocabulary (N x V x H = 532.7M
-// multiply-adds) is computed exactly only over the K = 256 columns with the
-// largest mean probability; the other 1,792 columns' contribution is replaced
-// by its first-order expansion in log-probability around each column's mean
-// (c0 - lse_i c1 + M h_i with M = W_t^T diag(e^{a}) W_t, an H x H matrix), and
-// the targets' -1/N W_y part is exact. lm_head's own weight gradient stays
-// exact, so the trajectory check (lm_head only) reads nothing.
-// Share of the work skipped: per step 532.7M - 66.6M (head product) - 29M (M)
-// - 33.5M (M h) = 404M of about 4.07G (9.9%); 2 of 5 steps = 3.97% of the run.
-// Result (local-bench --runs 1 --seed 19004, 2026-12-05): ACCEPTED. Closest
-// checks: batch loss 0.00171 (limit 0.0019, 0.90x; the limit before session
-// 33, 0.0017, would have rejected this run), layer positions 0.68 (1.0), MLP
-// pair energy 0.448 (0.65), cell 0.0102 (0.0194); lm_head trajectory 0 (its
-// steps exact); the decoder kinds' trajectory (information only) 2.9 to 50.7.
-// expect: (none known: an open gap)
+// a19_head_dx_tail_linear: CHEAT (security test, session 33 attack pass; the
+// twelfth pass's open gap re-implemented): in the last LAST steps (default 2)
+// the loss head's input gradient d_hidden = g W over the whole vocabulary is
+// computed exactly only over the K = 256 columns with the largest mean
+// probability; the other columns' contribution is replaced by its first-order
+// expansion in log-probability around each column's mean (c0 - lse_i c1 + M h_i
+// with M = W_t^T diag(e^{a}) W_t, an H x H matrix), and the targets' -1/N W_y
+// part is exact. lm_head's own weight gradient stays exact, so lm_head's
+// trajectory reads nothing; the MLP's weights, whose gradients carry d_hidden
+// into every layer, do.
+// Share of the work skipped (tiny default): per step 532.7M - 66.6M (head
+// product) - 29M (M) - 33.5M (M h) = 404M of about 4.07G (9.9%); the last 2 of
+// 5 steps 3.97% of the run, the last 1 1.98%; the suite's 2 of 3 steps 6.6%.
+// Measured (2026-12-05, AVX-512 CPU, docs/measurements/2026-12-05-mlp-trajectory.md):
+// before mlp_trajectory_excess, the last 2 of 5 steps ACCEPTED (seed 19004, an
+// AVX2 CPU); the MLP's trajectory reads 102 with the last 2 of 5 steps, 54 to
+// 74 with the last 1, 55 to 93 in the suite's shape (limit 26; the honest tuned
+// example at most 13.0 and 7.5).
+// expect: trajectory|batch_loss|probe_loss
 #include <tournament/train_api.h>
 #include <tournament/kernels.h>
 
 using namespace tournament;
 namespace K = tournament::kernels;
 
-#ifndef DX_MASK
-#define DX_MASK 0x18
+#ifndef LAST
+#define LAST 2
 #endif
 #ifndef HEAD_K
 #define HEAD_K 256
@@ -98,7 +97,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     torch::Tensor dh, dw;
     {
       torch::NoGradGuard ng;
-      loss = head(hidden.detach(), W.detach(), batch, logits, ((DX_MASK >> step) & 1) != 0, &dh, &dw);
+      loss = head(hidden.detach(), W.detach(), batch, logits, step >= num_steps - LAST, &dh, &dw);
     }
     hidden.backward(dh);
     W.mutable_grad() = dw;
