@@ -27,11 +27,12 @@
 // this machine: CPUs without AVX-512 round libtorch's bf16 products
 // otherwise, and there the halves alone moved lm_head's steps 1.3 times the
 // synthetic noise (docs/measurements/2026-12-05-trajectory-split.md). Only
-// elements with a history count (nothing of the first step). lm_head's is
-// judged (head_trajectory_excess); the others are information: their honest
-// spread against this unit differs by kind (the tuned example's attention
-// weights read up to 14 against the noise alone;
-// docs/measurements/2026-12-05-trajectory.md).
+// elements with a history count (the first step has no reading of its own;
+// its gradient enters the moments every later step is judged with).
+// lm_head's and the MLP's are judged (head_trajectory_excess,
+// mlp_trajectory_excess); the others are information: the tuned example's
+// attention weights read as far as a linearised input-gradient tail
+// (docs/measurements/2026-12-05-mlp-trajectory.md).
 #include <cmath>
 #include <map>
 
