@@ -266,11 +266,12 @@ Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
                                  cfg_.device);
   logits_view_ = logits_.view(0, {B, S - 1, cfg_.model.vocab_size}, cfg_.dtype);
   // The trajectory: host memory, (steps - 1) slots of the parameter memory.
-  // Recorded on the CPU only until the CUDA path (the runner's copy beside
-  // the card's work, the replay on the card: 61 GB of host memory and about
-  // 15 s a run for the 7B model by estimate) has been run on an H200 (README,
-  // Verification). Elsewhere, and with one step, one page, so that its
-  // descriptor exists, and INIT says nothing is recorded.
+  // Recorded on the CPU only: the CUDA path (the runner's copy beside the
+  // card's work, the replay on the card) ran once, on an H100 with the 7B
+  // shape cut to 8 layers, and its replay took about 40 s a run there
+  // (docs/measurements/2026-12-05-h100-trajectory.md); the whole model's
+  // memory and cost await an H200. Elsewhere, and with one step, one page, so
+  // that its descriptor exists, and INIT says nothing is recorded.
   trajectory_slots_ = cfg_.device.is_cpu() ? cfg_.steps - 1 : 0;
   trajectory_ = SharedRegion::create(std::max<size_t>(1, static_cast<size_t>(trajectory_slots_) * params_.size()),
                                      torch::kCPU);
