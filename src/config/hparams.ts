@@ -86,7 +86,7 @@ export interface Thresholds {
   /**
    * The same reading for the MLP's weights (gate, up, down), pooled over the layers per kind, the worst kind's, the
    * largest over the steps allowed. Their gradients carry the loss head's input gradient into every layer: a step
-   * computed from an estimate of it shows here (the twelfth attack pass's linearised tail). null: not applied on this
+   * computed from an estimate of it shows here (the nineteenth attack pass's linearised tail). null: not applied on this
    * kind of device.
    */
   mlp_trajectory_excess: number | null;
