@@ -266,19 +266,14 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
       message: `${outcome.trajectory[far].outOfReach} weight(s) of timed step ${far + 1}'s recorded result moved further from the weights recorded before it than any AdamW step can: the recorded weights are not the run's training`,
     });
   }
-  const headStep = worstTrajectory(outcome, HEAD_KIND);
-  if (unrecorded < 0 && headStep && v.head_trajectory_excess !== null && !(headStep.error <= v.head_trajectory_excess)) {
-    failures.push({
-      code: 'trajectory',
-      message: `at timed step ${headStep.step}, lm_head's step lands ${fmt(headStep.error)} units of rounding-size gradient noise from the judge's own AdamW step of that batch's gradient at the weights recorded before it (allowed ${v.head_trajectory_excess}): that step's lm_head gradient was not its batch's`,
-    });
-  }
-  const mlpStep = worstTrajectory(outcome, MLP_KINDS);
-  if (unrecorded < 0 && mlpStep && v.mlp_trajectory_excess !== null && !(mlpStep.error <= v.mlp_trajectory_excess)) {
-    failures.push({
-      code: 'trajectory',
-      message: `at timed step ${mlpStep.step}, ${mlpStep.kind}'s step, pooled over the layers, lands ${fmt(mlpStep.error)} units of rounding-size gradient noise from the judge's own AdamW step at the weights recorded before it (allowed ${v.mlp_trajectory_excess} for the MLP's kinds): that step's gradients were not its batch's`,
-    });
+  // The trajectory's judged kinds: one limit each (null: not applied on this kind of device).
+  const judgedSteps: [RegExp, number | null, (w: { step: number; kind: string; error: number }, limit: number) => string][] = [
+    [HEAD_KIND, v.head_trajectory_excess, (w, limit) => `at timed step ${w.step}, lm_head's step lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's own AdamW step of that batch's gradient at the weights recorded before it (allowed ${limit}): that step's lm_head gradient was not its batch's`],
+    [MLP_KINDS, v.mlp_trajectory_excess, (w, limit) => `at timed step ${w.step}, ${w.kind}'s step, pooled over the layers, lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's own AdamW step at the weights recorded before it (allowed ${limit} for the MLP's kinds): that step's gradients were not its batch's`],
+  ];
+  for (const [among, limit, message] of judgedSteps) {
+    const w = worstTrajectory(outcome, among);
+    if (unrecorded < 0 && w && limit !== null && !(w.error <= limit)) failures.push({ code: 'trajectory', message: message(w, limit) });
   }
   const kind = worstKind(cmp);
   if (kind && !(kind.error <= v.kind_update_rel_error)) {
