@@ -185,8 +185,10 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     const auto batch = timed_tokens.narrow(0, t * B, B).to(device);  // [B, S]
     // The batch's gradient as two halves' accumulated, an honest way to
     // compute it that differs only in rounding: how far such a difference
-    // moves the step is part of the unit below. Kept on the host (a 7B
-    // model's is 15 GB, and the card holds the replay's state).
+    // moves the step is part of the unit below. Kept on the card where the
+    // whole batch's gradient and its backward still fit beside it (a 7B
+    // model's is 15 GB: on an H200, not on an 80 GB card), else on the host,
+    // since two trips over PCIe a step were most of the replay's time.
     std::vector<torch::Tensor> halves(mine.size());
     if (B > 1) {
       const int64_t first = B / 2;
@@ -195,8 +197,11 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
         (linear_cross_entropy(replay->hidden_states(part), replay->lm_head_weight(), part) * (double(rows) / B))
             .backward();
       }
+      const bool on_card = !device.is_cuda() || compat::available_device_memory(device) > 2 * bytes;
       for (size_t i = 0; i < mine.size(); ++i) {
-        if (mine[i].grad().defined()) halves[i] = mine[i].grad().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+        if (mine[i].grad().defined()) {
+          halves[i] = on_card ? mine[i].grad() : mine[i].grad().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+        }
         mine[i].mutable_grad() = torch::Tensor();
       }
     }
@@ -219,6 +224,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       const auto split = halves[i].defined()
                              ? trial_step(mine[i], halves[i], exp_avg[i], exp_avg_sq[i], t + 1, cfg_.optimizer)
                              : torch::Tensor();
+      halves[i] = torch::Tensor();  // its memory is the next tensor's
       torch::Tensor unrounded;
       adamw_unfused_step_(mine[i], grad, exp_avg[i], exp_avg_sq[i], t + 1, cfg_.optimizer, &unrounded);
       mine[i].mutable_grad() = torch::Tensor();
