@@ -403,7 +403,7 @@ Napi::Value Evaluator::LoadCheckpoint(const Napi::CallbackInfo& info) {
 }
 
 // run({ argv: string[], seed, warmupSeed, seqLen, warmupTokens: Int32Array, timedTokens: Int32Array,
-//       logPath, measureInitialProbe }, onProgress) -> Promise<outcome>. argv: the sandbox command that
+//       logPath, reference }, onProgress) -> Promise<outcome>. argv: the sandbox command that
 //   runs tournament-runner on the plugin, with bwrap's --info-fd runnerInfoFd so the sandbox's PID 1 can be killed.
 Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
   auto env = info.Env();
@@ -415,7 +415,7 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
   in->seed = static_cast<uint64_t>(i64(o, "seed"));
   in->warmup_seed = static_cast<uint64_t>(i64(o, "warmupSeed"));
   in->log_path = o.Get("logPath").As<Napi::String>();
-  in->measure_initial_probe = o.Get("measureInitialProbe").ToBoolean();
+  in->reference = o.Get("reference").ToBoolean();
   in->warmup_tokens = int32_tensor(o.Get("warmupTokens"));
   in->timed_tokens = int32_tensor(o.Get("timedTokens"));
   const int64_t seq = i64(o, "seqLen");

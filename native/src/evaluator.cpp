@@ -571,7 +571,7 @@ void Evaluator::check_inputs(const RunInputs& in) const {
 // Before the spawn: nothing of an earlier run may be left to read, since a
 // plugin's static initialisers run inside dlopen, before READY.
 void Evaluator::prepare(RunState& st) {
-  if (st.in.measure_initial_probe) {
+  if (st.in.reference) {
     init_parameters(st.in.seed);
     st.out.initial_probe_loss = probe_loss();
     compat::cuda_synchronize(cfg_.device);
@@ -610,7 +610,7 @@ bool Evaluator::start_up(RunState& st) {
     init.params_bytes = params_.size();
     init.data_bytes = data_.size();
     init.logits_bytes = r == 0 ? logits_.size() : other_ranks_[r - 1].logits.size();
-    init.trajectory_bytes = r == 0 ? static_cast<uint64_t>(trajectory_slots_) * params_.size() : 0;
+    init.trajectory_bytes = r == 0 && !st.in.reference ? static_cast<uint64_t>(trajectory_slots_) * params_.size() : 0;
     init.rank = r;
     init.world_size = ranks();
     init.rendezvous_timeout_ms = static_cast<int64_t>(cfg_.start_timeout_s * 1000);
@@ -717,7 +717,7 @@ void Evaluator::measure(RunState& st) {
   st.mark("probe_loss");
   st.out.cell_losses = cell_losses(st.in.timed_tokens);
   st.mark("cell_losses");
-  st.out.trajectory = trajectory_errors(st.in.timed_tokens, st.in.seed);
+  if (!st.in.reference) st.out.trajectory = trajectory_errors(st.in.timed_tokens, st.in.seed);
   st.mark("trajectory");
   timed_tokens_ = st.in.timed_tokens.clone();
   last_batch_ = timed_tokens_.narrow(0, (cfg_.steps - 1) * cfg_.batch_size, cfg_.batch_size);

@@ -58,7 +58,10 @@ struct RunInputs {
   torch::Tensor warmup_tokens; // [warmup_steps * B, S] int64
   torch::Tensor timed_tokens;  // [steps * B, S] int64
   std::string log_path;        // the runner's stdout and stderr go here (created; in its scratch directory)
-  bool measure_initial_probe = false;  // probe loss at `seed`'s initialisation, measured before the spawn
+  // The official baseline's run, the one the others are judged against: the
+  // probe loss at `seed`'s initialisation is measured before the spawn, and no
+  // trajectory is recorded or replayed (nothing judges the reference's own steps).
+  bool reference = false;
 };
 
 struct RunOutcome {
@@ -71,7 +74,7 @@ struct RunOutcome {
   double reported_loss = 0;
   int64_t reported_peak_memory = 0;  // runner's own account, informational
   double probe_loss = 0;       // recomputed here from the final weights
-  double initial_probe_loss = 0;  // the same batch at the run's initialisation (when asked for)
+  double initial_probe_loss = 0;  // the same batch at the run's initialisation (the reference's run)
   double checkpoint_seconds = 0;  // copying the checkpoint into the parameter memory: outside the clock, in overhead
   // Loss of the final weights on each cell of the timed batches, batch by
   // batch and row by row (kCellsPerRow cells of consecutive positions per

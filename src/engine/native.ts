@@ -175,8 +175,8 @@ export interface NativeEvaluator {
       timedTokens: Int32Array;
       /** Created; receives the runner's stdout and stderr. */
       logPath: string;
-      /** Measure the probe loss at `seed`'s initialisation (before the runner starts). */
-      measureInitialProbe: boolean;
+      /** The official baseline's run: its probe loss at `seed`'s initialisation is measured (before the runner starts), and its steps are not recorded or replayed (nothing judges them). */
+      reference: boolean;
     },
     onProgress?: (phase: string) => void,
   ): Promise<NativeRunOutcome>;

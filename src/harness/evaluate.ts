@@ -606,7 +606,7 @@ async function judgeAll(
                 warmupTokens: warmup,
                 timedTokens: timed,
                 logPath: path.join(scratch, 'runner.log'),
-                measureInitialProbe: who === 'reference',
+                reference: who === 'reference',
               },
               (phase) => progress(`run ${i + 1}/${o.runs}: ${who}: ${phase}`),
             ),
