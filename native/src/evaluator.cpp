@@ -717,7 +717,17 @@ void Evaluator::measure(RunState& st) {
   st.mark("probe_loss");
   st.out.cell_losses = cell_losses(st.in.timed_tokens);
   st.mark("cell_losses");
-  if (!st.in.reference) st.out.trajectory = trajectory_errors(st.in.timed_tokens, st.in.seed);
+  if (!st.in.reference) {
+    try {
+      st.out.trajectory = trajectory_errors(st.in.timed_tokens, st.in.seed);
+    } catch (const c10::OutOfMemoryError&) {
+      release_device_cache();
+      throw UserInputError("the judge's replay of the timed steps ran out of memory on " + cfg_.device.str() +
+                           ": it holds five to six copies of the parameters (" +
+                           std::to_string(params_.size() >> 20) + " MiB each) beside one step's activations; judge on "
+                           "a device with more memory (for Qwen2.5-7B an H200)");
+    }
+  }
   st.mark("trajectory");
   timed_tokens_ = st.in.timed_tokens.clone();
   last_batch_ = timed_tokens_.narrow(0, (cfg_.steps - 1) * cfg_.batch_size, cfg_.batch_size);
