@@ -6,6 +6,7 @@ import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+import { loadHparams } from '../src/config/hparams';
 import { setupPreset } from '../src/setup/setup';
 import { PROJECT_ROOT } from '../src/util/paths';
 import { willCompile } from './helpers/prewarm';
@@ -55,7 +56,10 @@ describe('local-bench (CLI)', function () {
       assert.ok(Math.abs(run.tokens_per_second - run.tokens / run.seconds) < 1e-6 * run.tokens_per_second);
       assert.ok(Number.isInteger(run.seed));
       assert.ok(run.checks && typeof run.checks.cell_loss_deviation === 'number');
+      // The margin: the run's largest check over its limit, under 1 for an accepted run and read off the limits it shows.
+      assert.ok(run.largest_check && run.largest_check.of_limit >= 0 && run.largest_check.of_limit < 1, JSON.stringify(run.largest_check));
     }
+    assert.equal(v.limits.probe_loss_abs, loadHparams(path.join(PROJECT_ROOT, 'hparams', 'hparams.json')).verification.cpu.probe_loss_abs, 'the verdict shows the limits in force');
     assert.notEqual(v.runs[0].seed, v.runs[1].seed, 'each run draws its own seed');
     const median = (v.runs[0].tokens_per_second + v.runs[1].tokens_per_second) / 2;
     assert.ok(Math.abs(v.tokens_per_second - median) < 1e-6 * median);
@@ -77,5 +81,6 @@ describe('local-bench (CLI)', function () {
     assert.equal(r.json.accepted, false);
     assert.equal(r.json.tokens_per_second, null);
     assert.ok(r.json.reasons.length > 0);
+    assert.ok(r.json.runs[0].largest_check.of_limit > 1, JSON.stringify(r.json.runs[0].largest_check)); // a limit it failed
   });
 });

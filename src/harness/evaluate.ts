@@ -7,7 +7,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { Hparams, Thresholds } from '../config/hparams';
+import { THRESHOLD_KEYS, type Hparams, type Thresholds, type ThresholdValues } from '../config/hparams';
 import { Rng } from '../data/synthetic';
 import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
@@ -17,6 +17,7 @@ import { CONFIG_PATH, DATA_PATH, PROJECT_ROOT } from '../util/paths';
 import { BASELINE } from '../submission/source';
 import { UserError } from '../errors';
 import { checkSubmission, compileCacheDir, compileCached, CompileResult, loadPluginBuild, PluginBuild, toolchainBinds } from './compile';
+import { measureRun } from './margin';
 import { Sandbox, SandboxJob } from './sandbox';
 import { defaultRankDevices } from './devices';
 import { asFailureCode, type Failure, type RunReport, type Verdict } from './types';
@@ -541,6 +542,7 @@ async function judgeAll(
   },
 ): Promise<Verdict[]> {
   const { addon, box, build, cuda, rankDevices, config, tokens, data, workDir, progress } = c;
+  const thresholds = cuda ? o.hparams.verification.cuda : o.hparams.verification.cpu;
   const [refCompile, ...subCompiles] = c.compiles;
   const ref = await refCompile;
   if (!ref.ok) throw new UserError(`the official baseline does not compile here: ${ref.message}`);
@@ -556,7 +558,7 @@ async function judgeAll(
   const verdicts = () =>
     o.submissions.map((_, k): Verdict => {
       const sub = subs[k];
-      const empty: Verdict = { accepted: false, parameters: numParameters, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, sandbox: sandboxOf(sub?.ok ? sub.pluginPath : ref.pluginPath) };
+      const empty: Verdict = { accepted: false, parameters: numParameters, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, limits: Object.fromEntries(THRESHOLD_KEYS.map((key) => [key, thresholds[key]])) as ThresholdValues, sandbox: sandboxOf(sub?.ok ? sub.pluginPath : ref.pluginPath) };
       if (sub && !sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
       return { ...empty, ...score(runs[k], o.runs, numParameters, o.peakTflops), runs: runs[k], reference_runs: referenceRuns };
     });
@@ -585,7 +587,6 @@ async function judgeAll(
   // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
   const hostEnv: Record<string, string> = process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {};
   const expectedTokens = o.steps * o.batchSize * tokens.seqLen;
-  const thresholds = cuda ? o.hparams.verification.cuda : o.hparams.verification.cpu;
 
   try {
     for (let i = 0; i < o.runs; i++) {
@@ -640,6 +641,8 @@ async function judgeAll(
             const cmp = await native('comparing with the reference', () => evaluator.compareLastWith(refId, seed));
             const failures = judge(thresholds, s, r, cmp, expectedTokens, o.steps);
             const rep = report(seed, s, failures, { cmp, ref: r }, expectedTokens, o.steps);
+            const margin = measureRun(who, rep, thresholds);
+            rep.largest_check = { check: margin.worstCheck, of_limit: Number.isFinite(margin.worst) ? margin.worst : null };
             phases(rep).compare = (performance.now() - t) / 1000;
             Object.assign(phases(rep), cmp.phaseSeconds);
             runs[k].push(rep);

@@ -28,6 +28,10 @@ export function formatVerdict(v: Verdict, o: { submission: string; device: strin
         lines.push(`             steps against the judge's own: lm_head ${c.max_head_trajectory.toPrecision(3)}, MLP ${c.max_mlp_trajectory.toPrecision(3)} noise units`);
       }
     }
+    if (r.largest_check) {
+      const m = r.largest_check;
+      lines.push(`             closest to its limit: ${m.check}${m.of_limit === null ? ' (no limit decides it)' : ` at ${m.of_limit.toFixed(2)} of it`}`);
+    }
   });
   if (v.accepted) {
     lines.push(`tokens/s     ${f(v.tokens_per_second)} (median of ${v.runs.length} run${v.runs.length === 1 ? '' : 's'})`);

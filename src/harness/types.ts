@@ -1,6 +1,7 @@
 // The evaluation harness's public types: what a run and a verdict look like.
 // A failed check or a misbehaving runner is a Failure with a stable `code`;
 // scripts and tests match on the code, people read the message.
+import type { ThresholdValues } from '../config/hparams';
 
 /** Every way a run can fail, as the harness and the engine name it. */
 export const FAILURE_CODES = [
@@ -62,6 +63,8 @@ export interface RunReport {
   /** What the runner says: its last loss and peak memory. Informational, never trusted. */
   reported_loss: number | null;
   reported_peak_memory_bytes: number | null;
+  /** The check this run came closest to failing on, as a multiple of its limit (over 1 fails; null: a failure no limit decides, e.g. `frozen`). Absent for the reference's runs and runs that did not complete. */
+  largest_check?: { check: string; of_limit: number | null };
   /** The measurements behind the verdict (null when the run failed before them). */
   checks: {
     probe_loss: number;
@@ -136,6 +139,8 @@ export interface Verdict {
   /** Median tokens/s over the runs when accepted, else null. */
   tokens_per_second: number | null;
   mfu: number | null;
+  /** The limits the runs were judged by (hparams.verification.cpu or .cuda; null: not applied on this kind of device). */
+  limits: ThresholdValues;
   /** How the runners were sandboxed: the bwrap binary and the host uid they ran as. */
   sandbox: { bwrap: string; uid: number; root_because: string | null };
 }

@@ -1,5 +1,6 @@
 // Stand-ins for the validator's tests: an in-memory network and a harness that
 // returns chosen verdicts without compiling or running anything.
+import { THRESHOLD_KEYS, type ThresholdValues } from '../../src/config/hparams';
 import { encodePayload, type CommitmentPayload } from '../../src/chain/payload';
 import type { Neuron, RevealedCommitment, ValidatorChain, WeightsReceipt, WeightsRequest, WeightsSettings } from '../../src/chain/validator-chain';
 import type { Verdict } from '../../src/harness/types';
@@ -81,6 +82,7 @@ export function fakeVerdict(tps: number | null, reasons: string[] = [], seed = 4
     reference_runs: [{ ...run, ok: true, failures: [] }],
     tokens_per_second: tps,
     mfu: null,
+    limits: Object.fromEntries(THRESHOLD_KEYS.map((k) => [k, 1])) as ThresholdValues,
     sandbox: { bwrap: '/usr/bin/bwrap', uid: 65534, root_because: null },
   };
 }
