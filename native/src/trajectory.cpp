@@ -34,6 +34,7 @@
 // attention weights read as far as a linearised input-gradient tail
 // (docs/measurements/2026-12-05-mlp-trajectory.md).
 #include <cmath>
+#include <functional>
 #include <map>
 
 #include "compat.h"
@@ -83,14 +84,39 @@ torch::Tensor trial_step(const torch::Tensor& p, const torch::Tensor& g, const t
   return p2.to(torch::kFloat32);
 }
 
-// g moved by rounding-size noise: 2^-8 of g's RMS over the tensor times a
-// normal draw, from a generator of (seed, step, index). Float32.
-torch::Tensor noisy_gradient(const torch::Tensor& g, int64_t step, uint64_t seed, size_t index) {
-  auto gen = compat::seeded_generator(
-      g.device(), seed ^ (0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) * 4099 + index + 1)));
+// Rounding-size noise for a gradient g: 2^-8 of g's RMS over the whole
+// tensor, and a generator of (seed, step, index) for the normal draws that
+// scale it, drawn chunk after chunk (noisy_gradient below).
+double noise_sigma(const torch::Tensor& g) {
+  const double n = static_cast<double>(std::max<int64_t>(1, g.numel()));
+  return std::ldexp(at::linalg_vector_norm(g, 2, c10::nullopt, false, torch::kFloat32).item<double>() / std::sqrt(n), -8);
+}
+at::Generator noise_generator(const torch::Device& device, int64_t step, uint64_t seed, size_t index) {
+  return compat::seeded_generator(
+      device, seed ^ (0x9e3779b97f4a7c15ULL * (static_cast<uint64_t>(step) * 4099 + index + 1)));
+}
+
+// g moved by that noise: float32.
+torch::Tensor noisy_gradient(const torch::Tensor& g, double sigma, at::Generator& gen) {
   const auto gf = g.to(torch::kFloat32);
-  const double sigma = std::ldexp(gf.pow(2).mean().sqrt().item<double>(), -8);
   return gf + sigma * at::randn(gf.sizes(), gen, gf.options());
+}
+
+// Calls f(slice) for consecutive slices of dim 0 of `t` (views; t itself if
+// it has no dims), of at most 2^26 elements where rows allow: judging a slice
+// makes about fifteen float32 temporaries of it, and a 7B model's embedding
+// (545M elements) whole would need 33 GB of them beside the replay's state.
+// `slice(x)` gives the same rows of another tensor of t's shape.
+using Slice = std::function<torch::Tensor(const torch::Tensor&)>;
+void each_slice(const torch::Tensor& t, const std::function<void(const Slice&)>& f) {
+  constexpr int64_t kElements = int64_t{1} << 26;
+  if (t.dim() == 0) return f([](const torch::Tensor& x) { return x; });
+  const int64_t rows = t.size(0), row = std::max<int64_t>(1, t.numel() / std::max<int64_t>(1, rows));
+  const int64_t step = std::max<int64_t>(1, kElements / row);
+  for (int64_t r0 = 0; r0 < rows; r0 += step) {
+    const int64_t n = std::min(step, rows - r0);
+    f([r0, n](const torch::Tensor& x) { return x.narrow(0, r0, n); });
+  }
 }
 
 }  // namespace
@@ -176,19 +202,21 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       const auto& o = cfg_.optimizer;
       const double limit = o.lr * adamw_reach(o, t + 1) * 1.02;  // 2%: moments rounded into bf16
       for (size_t i = 0; i < mine.size(); ++i) {
-        const auto s0 = mine[i].to(torch::kFloat32), w = target[i].to(torch::kFloat32);
-        const auto allowed = limit + (bf16_spacing(w) + bf16_spacing(s0)) / 2 + 1e-6 * s0.abs();
-        const auto moved = (w - s0 * (1.0 - o.lr * o.weight_decay)).abs();
-        step.out_of_reach += (~(moved <= allowed)).sum().item<int64_t>();  // NaN counts as out of reach
+        each_slice(mine[i], [&](const Slice& part) {
+          const auto s0 = part(mine[i]).to(torch::kFloat32), w = part(target[i]).to(torch::kFloat32);
+          const auto allowed = limit + (bf16_spacing(w) + bf16_spacing(s0)) / 2 + 1e-6 * s0.abs();
+          const auto moved = (w - s0 * (1.0 - o.lr * o.weight_decay)).abs();
+          step.out_of_reach += (~(moved <= allowed)).sum().item<int64_t>();  // NaN counts as out of reach
+        });
       }
     }
     const auto batch = timed_tokens.narrow(0, t * B, B).to(device);  // [B, S]
     // The batch's gradient as two halves' accumulated, an honest way to
     // compute it that differs only in rounding: how far such a difference
     // moves the step is part of the unit below. Kept on the card where the
-    // whole batch's gradient and its backward still fit beside it (a 7B
-    // model's is 15 GB: on an H200, not on an 80 GB card), else on the host,
-    // since two trips over PCIe a step were most of the replay's time.
+    // whole batch's gradient, its backward and the judging's slices still fit
+    // beside it (8 GiB for those two at the 7B shape's 16 x 1024: an H200,
+    // not an 80 GB card), else on the host, at two trips over PCIe a step.
     std::vector<torch::Tensor> halves(mine.size());
     if (B > 1) {
       const int64_t first = B / 2;
@@ -197,7 +225,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
         (linear_cross_entropy(replay->hidden_states(part), replay->lm_head_weight(), part) * (double(rows) / B))
             .backward();
       }
-      const bool on_card = !device.is_cuda() || compat::available_device_memory(device) > 2 * bytes;
+      const bool on_card = !device.is_cuda() || compat::available_device_memory(device) > 2 * bytes + (int64_t{8} << 30);
       for (size_t i = 0; i < mine.size(); ++i) {
         if (mine[i].grad().defined()) {
           halves[i] = on_card ? mine[i].grad() : mine[i].grad().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
@@ -218,26 +246,29 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       // size may flip it by 2 lr (the tuned example's first steps read 0.04 to
       // 0.07 of the step that way, its later ones under 0.011;
       // docs/measurements/2026-12-05-trajectory.md). Only they are read.
-      const auto history = exp_avg_sq[i] > 0;
-      const auto noisy = trial_step(mine[i], noisy_gradient(grad, t + 1, seed, i), exp_avg[i], exp_avg_sq[i], t + 1,
-                                    cfg_.optimizer);
-      const auto split = halves[i].defined()
-                             ? trial_step(mine[i], halves[i], exp_avg[i], exp_avg_sq[i], t + 1, cfg_.optimizer)
-                             : torch::Tensor();
-      halves[i] = torch::Tensor();  // its memory is the next tensor's
-      torch::Tensor unrounded;
-      adamw_unfused_step_(mine[i], grad, exp_avg[i], exp_avg_sq[i], t + 1, cfg_.optimizer, &unrounded);
-      mine[i].mutable_grad() = torch::Tensor();
-      const auto judged = mine[i].to(torch::kFloat32);
-      // How far the judge's unrounded result would have to move to round to
-      // w (past half of w's bf16 spacing); 0 where it rounds to w already.
-      auto shortfall = [&](const torch::Tensor& w) {
-        return ((w - unrounded).abs() - bf16_spacing(w) / 2).clamp_min(0).masked_fill(w == judged, 0) * history;
-      };
+      const double sigma = noise_sigma(grad);
+      auto gen = noise_generator(grad.device(), t + 1, seed, i);
       auto& s = sums[tensor_kind(names[i])];
-      s.first += shortfall(target[i].to(torch::kFloat32)).pow(2).sum().item<double>();
-      s.second += shortfall(noisy).pow(2).sum().item<double>();
-      if (split.defined()) s.second += shortfall(split).pow(2).sum().item<double>();
+      each_slice(mine[i], [&](const Slice& part) {  // views: the step lands in mine, exp_avg and exp_avg_sq
+        auto p = part(mine[i]), m = part(exp_avg[i]), v = part(exp_avg_sq[i]);
+        const auto history = v > 0;
+        const auto noisy = trial_step(p, noisy_gradient(part(grad), sigma, gen), m, v, t + 1, cfg_.optimizer);
+        const auto split = halves[i].defined() ? trial_step(p, part(halves[i]), m, v, t + 1, cfg_.optimizer)
+                                               : torch::Tensor();
+        torch::Tensor unrounded;
+        adamw_unfused_step_(p, part(grad), m, v, t + 1, cfg_.optimizer, &unrounded);
+        const auto judged = p.to(torch::kFloat32);
+        // How far the judge's unrounded result would have to move to round to
+        // w (past half of w's bf16 spacing); 0 where it rounds to w already.
+        auto shortfall = [&](const torch::Tensor& w) {
+          return ((w - unrounded).abs() - bf16_spacing(w) / 2).clamp_min(0).masked_fill(w == judged, 0) * history;
+        };
+        s.first += shortfall(part(target[i]).to(torch::kFloat32)).pow(2).sum().item<double>();
+        s.second += shortfall(noisy).pow(2).sum().item<double>();
+        if (split.defined()) s.second += shortfall(split).pow(2).sum().item<double>();
+      });
+      halves[i] = torch::Tensor();  // its memory is the next tensor's
+      mine[i].mutable_grad() = torch::Tensor();
     }
     for (const auto& [kind, s] : sums) {
       // No flip from the noise: any shortfall is infinitely many times it; NaN: not finite.
