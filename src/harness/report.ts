@@ -30,7 +30,7 @@ export function formatVerdict(v: Verdict, o: { submission: string; device: strin
     }
     if (r.largest_check) {
       const m = r.largest_check;
-      lines.push(`             closest to its limit: ${m.check}${m.of_limit === null ? ' (no limit decides it)' : ` at ${m.of_limit.toFixed(2)} of it`}`);
+      lines.push(`             closest to its limit: ${m.of_limit === 0 ? 'none (every check exactly 0)' : `${m.check}${m.of_limit === null ? ' (no limit decides it)' : ` at ${m.of_limit.toFixed(2)} of it`}`}`);
     }
   });
   if (v.accepted) {
