@@ -105,6 +105,11 @@ export interface Thresholds {
 export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
+/** The thresholds alone, without their basis and records. */
+export function thresholdValues(t: Thresholds): ThresholdValues {
+  return Object.fromEntries(THRESHOLD_KEYS.map((k) => [k, t[k]])) as unknown as ThresholdValues;
+}
+
 /** One calibration of a device's thresholds: on what, when, by which command, and the values it measured them to be. */
 export interface CalibrationRecord {
   /** The kind of device: `cpu`, or the GPU's name (as nvidia-smi reports it, e.g. "NVIDIA H200"). */

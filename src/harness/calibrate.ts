@@ -9,7 +9,7 @@
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { calibrationFor, parseHparams, THRESHOLD_KEYS, type CalibrationRecord, type Hparams, type Thresholds, type ThresholdValues } from '../config/hparams';
+import { calibrationFor, parseHparams, THRESHOLD_KEYS, thresholdValues, type CalibrationRecord, type Hparams, type Thresholds, type ThresholdValues } from '../config/hparams';
 import { UserError } from '../errors';
 import { BASELINE } from '../submission/source';
 import { PROJECT_ROOT } from '../util/paths';
@@ -277,7 +277,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult>
   return judge({
     device: o.device, device_kind: kind, hparams_key: key, parameters: verdicts[0].parameters,
     steps: o.steps, warmup_steps: o.warmupSteps, batch_size: o.batchSize, seq_len: seqLen, seeds, command,
-  }, cases.map((c, i) => ({ c, runs: verdicts[i].runs })), refs, pickValues(o.hparams.verification[key]), o.runs, `one reference run per seed: \`${command}\``);
+  }, cases.map((c, i) => ({ c, runs: verdicts[i].runs })), refs, thresholdValues(o.hparams.verification[key]), o.runs, `one reference run per seed: \`${command}\``);
 }
 
 /** What a calibration is of: the device, the benchmark's shape, its seeds and the command. */
@@ -371,14 +371,10 @@ export function mergeCalibrations(files: { file: string; result: CalibrationResu
     { device: first.device, device_kind: first.device_kind, hparams_key: first.hparams_key, parameters: first.parameters, steps: first.steps, warmup_steps: first.warmup_steps, batch_size: first.batch_size, seq_len: first.seq_len, seeds, command },
     [...cases.values()].map(({ c, runs }) => ({ c, runs })),
     refs,
-    pickValues(hparams.verification[first.hparams_key]),
+    thresholdValues(hparams.verification[first.hparams_key]),
     null,
     `one reference run per seed, from ${files.length} calibrations (${files.map(({ result }) => `\`${result.command}\` on ${result.date}`).join('; ')}) judged together by \`${command}\``,
   );
-}
-
-function pickValues(t: Thresholds): ThresholdValues {
-  return Object.fromEntries(THRESHOLD_KEYS.map((k) => [k, t[k]])) as unknown as ThresholdValues;
 }
 
 /**

@@ -7,7 +7,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { THRESHOLD_KEYS, type Hparams, type Thresholds, type ThresholdValues } from '../config/hparams';
+import { thresholdValues, type Hparams, type Thresholds } from '../config/hparams';
 import { Rng } from '../data/synthetic';
 import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
@@ -558,7 +558,7 @@ async function judgeAll(
   const verdicts = () =>
     o.submissions.map((_, k): Verdict => {
       const sub = subs[k];
-      const empty: Verdict = { accepted: false, parameters: numParameters, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, limits: Object.fromEntries(THRESHOLD_KEYS.map((key) => [key, thresholds[key]])) as ThresholdValues, sandbox: sandboxOf(sub?.ok ? sub.pluginPath : ref.pluginPath) };
+      const empty: Verdict = { accepted: false, parameters: numParameters, reasons: [], runs: [], reference_runs: [], tokens_per_second: null, mfu: null, limits: thresholdValues(thresholds), sandbox: sandboxOf(sub?.ok ? sub.pluginPath : ref.pluginPath) };
       if (sub && !sub.ok) return { ...empty, reasons: [`compile: ${sub.message}`] };
       return { ...empty, ...score(runs[k], o.runs, numParameters, o.peakTflops), runs: runs[k], reference_runs: referenceRuns };
     });
