@@ -30,7 +30,10 @@ export function formatVerdict(v: Verdict, o: { submission: string; device: strin
     }
     if (r.largest_check) {
       const m = r.largest_check;
-      lines.push(`             closest to its limit: ${m.of_limit === 0 ? 'none (every check exactly 0)' : `${m.check}${m.of_limit === null ? ' (no limit decides it)' : ` at ${m.of_limit.toFixed(2)} of it`}`}`);
+      const closest = m.of_limit === 0 ? 'none (every check exactly 0)'
+        : m.of_limit === null ? `${m.check} (no limit decides it)`
+        : `${m.check} at ${m.of_limit.toFixed(2)} of it`;
+      lines.push(`             closest to its limit: ${closest}`);
     }
   });
   if (v.accepted) {
