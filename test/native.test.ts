@@ -14,4 +14,11 @@ describe('native tests', function () {
     assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
     assert.match(r.stdout, /swapping two words changes the digest/);
   });
+  it("the engine's bf16 products on the CPU accumulate in float32, also where libtorch's own do not", function () {
+    const exe = path.join(PROJECT_ROOT, 'build', 'Release', 'tournament-products-test');
+    assert.ok(fs.existsSync(exe), `${exe} is missing: run npm run build`);
+    const r = spawnSync(exe, [], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /linear's weight gradient accumulates in float32/);
+  });
 });

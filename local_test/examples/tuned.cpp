@@ -29,6 +29,9 @@
 //   - steps AdamW tensor by tensor with a kernel of its own (the fused
 //     AdamW's steps in float math; kernels::adamw_step_);
 //   - takes all batches up front and reads the loss once at the end.
+// Every matrix product goes through matmul_acc32 / linear_acc32 (model.h):
+// on the GPU exactly torch's, on a CPU without AVX-512 accumulated in float32
+// as the reference's are (libtorch's own would accumulate in bf16 there).
 // Shapes: T = B * S tokens, H hidden, I intermediate, Nq / Nkv heads, D head
 // dim, KV = Nkv * D.
 #include <tournament/train_api.h>
@@ -100,7 +103,7 @@ void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Ten
   const auto& norm1 = *L.m->input_layernorm;
   const auto& norm2 = *L.m->post_attention_layernorm;
   auto n1 = K::rms_norm(xa, norm1.weight, norm1.eps, &rstd1, xb, &x);          // [T, H]; x = xa + xb [T, H]
-  auto qkv = torch::addmm(L.qkv_bias(), n1, L.build_qkv_weight(scratch).t());         // [T, H + 2 KV]
+  auto qkv = linear_acc32(n1, L.build_qkv_weight(scratch), L.qkv_bias());       // [T, H + 2 KV]
   K::rope_qkv_(qkv, cos, sin, d.S, d.Nq, d.Nkv, d.D);                           // q, k columns rotated in place
   // Views of the product, [B, N, S, D] (D contiguous): no copies.
   auto q = qkv.narrow(1, 0, d.H).view({d.B, d.S, d.Nq, d.D}).transpose(1, 2);
@@ -117,12 +120,12 @@ void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Ten
     attn = causal_attention(q, k, v, L.attn().kernel);
   }
   auto a = attn.detach().transpose(1, 2).reshape({d.T, d.H});                   // [T, H]
-  auto o = a.mm(L.attn().o_proj->weight.t());                                   // [T, H]
+  auto o = matmul_acc32(a, L.attn().o_proj->weight.t());                        // [T, H]
   auto n2 = K::rms_norm(x, norm2.weight, norm2.eps, &rstd2, o, &h);             // [T, H]; h = x + o [T, H]
   o = Tensor();
-  auto gate = n2.mm(L.mlp().gate_proj->weight.t());                             // [T, I]
-  auto up = n2.mm(L.mlp().up_proj->weight.t());                                 // [T, I]
-  *m_out = K::swiglu(gate, up).mm(L.mlp().down_proj->weight.t());               // [T, H]
+  auto gate = matmul_acc32(n2, L.mlp().gate_proj->weight.t());                  // [T, I]
+  auto up = matmul_acc32(n2, L.mlp().up_proj->weight.t());                      // [T, I]
+  *m_out = matmul_acc32(K::swiglu(gate, up), L.mlp().down_proj->weight.t());    // [T, H]
   *h_out = h;
   if (save) *save = Saved{x, rstd1, n1, q, k, v, attn, a, h, rstd2, n2, gate, up, true};
 }
@@ -134,17 +137,17 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
   // MLP: y = h + down(silu(gate) * up), gate / up = n2 W^T, n2 = norm(h)
   const auto& norm2 = *L.m->post_attention_layernorm;
   auto w_down = L.mlp().down_proj->weight;
-  auto dp = dy.mm(w_down);                                       // [T, I], d(silu(gate) up)
+  auto dp = matmul_acc32(dy, w_down);                            // [T, I], d(silu(gate) up)
   K::swiglu_backward_(dp, s.gate, s.up);                         // in place: dp <- silu(gate) up, gate <- d gate, up <- d up
-  add_grad(w_down, dy.t().mm(dp));                               // [H, I]
+  add_grad(w_down, matmul_acc32(dy.t(), dp));                    // [H, I]
   dp = Tensor();
   auto n2 = std::move(s.n2);                                     // [T, H]
   auto w_gate = L.mlp().gate_proj->weight, w_up = L.mlp().up_proj->weight;
-  add_grad(w_gate, s.gate.t().mm(n2));                           // [I, H]
-  add_grad(w_up, s.up.t().mm(n2));                               // [I, H]
+  add_grad(w_gate, matmul_acc32(s.gate.t(), n2));                // [I, H]
+  add_grad(w_up, matmul_acc32(s.up.t(), n2));                    // [I, H]
   n2 = Tensor();
-  auto dn2 = s.gate.mm(w_gate);                                  // [T, H]
-  dn2.addmm_(s.up, w_up);                                        // + the second product, added by cuBLAS (beta = 1; autograd rounds it to bf16 first)
+  auto dn2 = matmul_acc32(s.gate, w_gate);                       // [T, H]
+  dn2 = linear_acc32(s.up, w_up.t(), dn2);                       // + the second product, added by cuBLAS (addmm, beta = 1; autograd rounds it to bf16 first)
   s.gate = Tensor();
   s.up = Tensor();
   Tensor dln;
@@ -154,15 +157,15 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
 
   // Attention: h = x + o_proj(attention(rope(q), rope(k), v))
   auto w_o = L.attn().o_proj->weight;
-  add_grad(w_o, dh.t().mm(s.a));                                 // [H, H]
-  auto da = dh.mm(w_o).view({d.B, d.S, d.Nq, d.D}).transpose(1, 2);  // [B, Nq, S, D]
+  add_grad(w_o, matmul_acc32(dh.t(), s.a));                      // [H, H]
+  auto da = matmul_acc32(dh, w_o).view({d.B, d.S, d.Nq, d.D}).transpose(1, 2);  // [B, Nq, S, D]
   auto g = torch::autograd::grad({s.attn}, {s.q, s.k, s.v}, {da});
   da = Tensor();
   auto dqkv = K::rope_qkv_backward(g[0].transpose(1, 2), g[1].transpose(1, 2), g[2].transpose(1, 2), cos, sin);  // [T, H + 2 KV]
   g.clear();
   const auto& norm1 = *L.m->input_layernorm;
   auto n1 = std::move(s.n1);                                     // [T, H]
-  auto dw_qkv = dqkv.t().mm(n1);                                 // [H + 2 KV, H]
+  auto dw_qkv = matmul_acc32(dqkv.t(), n1);                      // [H + 2 KV, H]
   n1 = Tensor();
   auto db_qkv = dqkv.sum(0);                                     // [H + 2 KV]
   auto& at = L.attn();
@@ -172,7 +175,7 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
   add_grad(at.q_proj->bias, db_qkv.narrow(0, 0, d.H));
   add_grad(at.k_proj->bias, db_qkv.narrow(0, d.H, d.KV));
   add_grad(at.v_proj->bias, db_qkv.narrow(0, d.H + d.KV, d.KV));
-  auto dn1 = dqkv.mm(L.qkv_weight(scratch));                    // [T, H]
+  auto dn1 = matmul_acc32(dqkv, L.qkv_weight(scratch));          // [T, H]
   dqkv = Tensor();
   auto dx = K::rms_norm_backward(dn1, s.x, norm1.weight, s.rstd1, &dln, /*residual_grad=*/dh);  // [T, H]
   add_grad(norm1.weight, dln);
@@ -201,13 +204,13 @@ Tensor loss_head(const Tensor& hidden, const Tensor& weight, const Tensor& ids, 
   auto targets = ids.narrow(1, 1, S - 1).reshape({-1});           // [N]
   const int64_t N = h.size(0);
   const double inv_n = 1.0 / static_cast<double>(N);
-  auto g = h.mm(weight.t());                                      // [N, V]: the logits, then their gradient
+  auto g = matmul_acc32(h, weight.t());                           // [N, V]: the logits, then their gradient
   if (logits_out.defined()) logits_out.view({N, V}).copy_(g);
   auto row_logp = torch::empty({N}, g.options().dtype(torch::kFloat32));  // [N]
   K::cross_entropy_grad_(g, targets, inv_n, row_logp);
   *d_hidden = torch::zeros_like(hidden);                          // [B, S, H]
-  d_hidden->narrow(1, 0, S - 1).copy_(g.mm(weight).view({B, S - 1, H}));
-  *d_weight = g.t().mm(h);                                        // [V, H]
+  d_hidden->narrow(1, 0, S - 1).copy_(matmul_acc32(g, weight).view({B, S - 1, H}));
+  *d_weight = matmul_acc32(g.t(), h);                             // [V, H]
   return -row_logp.sum() * inv_n;
 }
 

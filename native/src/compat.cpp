@@ -17,6 +17,22 @@ c10::DeviceIndex cuda_index(const torch::Device& device) {
 }
 #endif
 
+// 256 + 256 ones is 512 in float32, and stays 256 where each partial sum
+// rounds to bf16 (257 rounds to 256). Large enough for oneDNN's path where
+// the build has one (it leaves small products to the bf16 loop too).
+bool cpu_bf16_products_in_float32() {
+  static const bool yes = [] {
+    torch::NoGradGuard no_grad;
+    auto a = torch::ones({32, 257}, torch::kBFloat16);  // [32, 257]: each row 256, then 256 ones
+    a.select(1, 0).fill_(256);
+    const auto b = torch::ones({257, 32}, torch::kBFloat16);
+    const auto three = torch::ones({2, 257, 32}, torch::kBFloat16);
+    return a.mm(b).eq(512).all().item<bool>() &&
+           torch::matmul(a.expand({2, 32, 257}), three).eq(512).all().item<bool>();
+  }();
+  return yes;
+}
+
 int64_t available_device_memory(const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
   if (device.is_cuda()) {

@@ -78,6 +78,11 @@ inline at::Generator seeded_generator(const torch::Device& device, uint64_t seed
 c10::DeviceIndex cuda_index(const torch::Device& device);
 #endif
 
+// Whether this process's bf16 products on the CPU accumulate in float32, as
+// cuBLAS's and oneDNN's do. libtorch 1.13 on a CPU without AVX-512 has no
+// oneDNN bf16 path and accumulates them in bf16 (matmul_acc32 in model.h).
+bool cpu_bf16_products_in_float32();
+
 // Free device memory plus the caching allocator's unused cached blocks, in
 // bytes; -1 on the CPU.
 int64_t available_device_memory(const torch::Device& device);

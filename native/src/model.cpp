@@ -60,6 +60,26 @@ LinearImpl::LinearImpl(const ParamAllocator& alloc, const std::string& name, int
 }
 
 namespace {
+
+bool widen(const torch::Tensor& t) {
+  return t.is_cpu() && t.scalar_type() == torch::kBFloat16 && !compat::cpu_bf16_products_in_float32();
+}
+
+}  // namespace
+
+torch::Tensor matmul_acc32(const torch::Tensor& a, const torch::Tensor& b) {
+  if (!widen(a)) return torch::matmul(a, b);
+  return torch::matmul(a.to(torch::kFloat32), b.to(torch::kFloat32)).to(a.scalar_type());
+}
+
+torch::Tensor linear_acc32(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (!widen(x)) return torch::nn::functional::linear(x, weight, bias);
+  auto y = torch::matmul(x.to(torch::kFloat32), weight.to(torch::kFloat32).t());
+  if (bias.defined()) y = y + bias.to(torch::kFloat32);
+  return y.to(x.scalar_type());
+}
+
+namespace {
 thread_local const LinearTap* linear_tap = nullptr;
 }  // namespace
 
@@ -68,7 +88,7 @@ ScopedLinearTap::ScopedLinearTap(const LinearTap& tap) : previous_(linear_tap) {
 ScopedLinearTap::~ScopedLinearTap() { linear_tap = previous_; }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  auto y = torch::nn::functional::linear(x, weight, bias);
+  auto y = linear_acc32(x, weight, bias);
   if (linear_tap) (*linear_tap)(*this, x, y);
   return y;
 }
@@ -182,11 +202,11 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
   const int64_t S = q.size(2), D = q.size(3), groups = q.size(1) / k.size(1);
   auto ke = groups > 1 ? k.repeat_interleave(groups, 1) : k;  // [B, Nq, S, D]: each kv head serves `groups` query heads
   auto ve = groups > 1 ? v.repeat_interleave(groups, 1) : v;
-  auto scores = torch::matmul(q, ke.transpose(-2, -1)) / std::sqrt(static_cast<double>(D));  // [B, Nq, S, S]
-  auto mask = torch::ones({S, S}, q.options().dtype(torch::kBool)).triu(1);                   // [S, S]
+  auto scores = matmul_acc32(q, ke.transpose(-2, -1)) / std::sqrt(static_cast<double>(D));  // [B, Nq, S, S]
+  auto mask = torch::ones({S, S}, q.options().dtype(torch::kBool)).triu(1);                 // [S, S]
   scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
-  auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());              // [B, Nq, S, S]
-  return torch::matmul(probs, ve);                                                            // [B, Nq, S, D]
+  auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());             // [B, Nq, S, S]
+  return matmul_acc32(probs, ve);                                                           // [B, Nq, S, D]
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
@@ -220,11 +240,10 @@ namespace {
 struct SwiGLUFunction : public torch::autograd::Function<SwiGLUFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor w_gate,
                                torch::Tensor w_up, torch::Tensor w_down) {
-    namespace F = torch::nn::functional;
-    auto gate = F::linear(x, w_gate);                            // [B, S, I]
-    auto up = F::linear(x, w_up);                                // [B, S, I]
+    auto gate = linear_acc32(x, w_gate);                  // [B, S, I]
+    auto up = linear_acc32(x, w_up);                      // [B, S, I]
     ctx->save_for_backward({x, w_gate, w_up, w_down, gate, up});
-    return F::linear(torch::silu(gate) * up, w_down);           // [B, S, H]
+    return linear_acc32(torch::silu(gate) * up, w_down);  // [B, S, H]
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -233,19 +252,19 @@ struct SwiGLUFunction : public torch::autograd::Function<SwiGLUFunction> {
     const auto &x = saved[0], &w_gate = saved[1], &w_up = saved[2], &w_down = saved[3], &gate = saved[4],
                &up = saved[5];
     const int64_t H = x.size(-1), I = gate.size(-1);
-    auto dy = grad_out[0].reshape({-1, H});                      // [T, H]
-    auto x2 = x.reshape({-1, H});                                // [T, H]
-    auto silu_gate = torch::silu(gate).reshape({-1, I});         // [T, I], recomputed
+    auto dy = grad_out[0].reshape({-1, H});                             // [T, H]
+    auto x2 = x.reshape({-1, H});                                       // [T, H]
+    auto silu_gate = torch::silu(gate).reshape({-1, I});                // [T, I], recomputed
     auto up2 = up.reshape({-1, I});
-    auto prod = silu_gate * up2;                                 // [T, I], recomputed
-    auto d_w_down = dy.t().mm(prod);                             // [H, I]
-    auto d_prod = dy.mm(w_down);                                 // [T, I]
+    auto prod = silu_gate * up2;                                        // [T, I], recomputed
+    auto d_w_down = matmul_acc32(dy.t(), prod);                         // [H, I]
+    auto d_prod = matmul_acc32(dy, w_down);                             // [T, I]
     auto d_silu = d_prod * up2;
     auto d_up = d_prod * silu_gate;
     auto d_gate = torch::silu_backward(d_silu, gate.reshape({-1, I}));
-    auto d_w_gate = d_gate.t().mm(x2);                           // [I, H]
-    auto d_w_up = d_up.t().mm(x2);                               // [I, H]
-    auto dx = d_gate.mm(w_gate) + d_up.mm(w_up);                 // [T, H]
+    auto d_w_gate = matmul_acc32(d_gate.t(), x2);                       // [I, H]
+    auto d_w_up = matmul_acc32(d_up.t(), x2);                           // [I, H]
+    auto dx = matmul_acc32(d_gate, w_gate) + matmul_acc32(d_up, w_up);  // [T, H]
     return {dx.view(x.sizes()), d_w_gate, d_w_up, d_w_down};
   }
 };
@@ -340,7 +359,7 @@ void Qwen2ForCausalLMImpl::set_checkpointed_layers(std::vector<bool> layers) {
 }
 
 torch::Tensor Qwen2ForCausalLMImpl::forward(const torch::Tensor& input_ids) {
-  return torch::nn::functional::linear(hidden_states(input_ids), lm_head_weight());  // [B, S, V]
+  return linear_acc32(hidden_states(input_ids), lm_head_weight());  // [B, S, V]
 }
 
 torch::Tensor Qwen2ForCausalLMImpl::hidden_states(const torch::Tensor& input_ids) {
@@ -384,18 +403,18 @@ struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCross
     auto loss_sum = torch::zeros({}, hidden.options().dtype(torch::kFloat32));
     for (int64_t r0 = 0; r0 < N; r0 += chunk_rows) {
       const int64_t n = std::min(chunk_rows, N - r0);
-      auto h = hidden.narrow(0, r0, n);                          // [n, H]
-      auto t = targets.narrow(0, r0, n).unsqueeze(1);           // [n, 1]
-      auto logits = h.mm(weight.t());                            // [n, V], the weight's dtype
+      auto h = hidden.narrow(0, r0, n);                                 // [n, H]
+      auto t = targets.narrow(0, r0, n).unsqueeze(1);                   // [n, 1]
+      auto logits = matmul_acc32(h, weight.t());                        // [n, V], the weight's dtype
       if (logits_out.numel() > 0) logits_out.narrow(0, r0, n).copy_(logits);
-      auto logp = torch::log_softmax(logits.to(torch::kFloat32), 1);  // [n, V] float32
+      auto logp = torch::log_softmax(logits.to(torch::kFloat32), 1);    // [n, V] float32
       loss_sum.sub_(logp.gather(1, t).sum());
       // d loss / d logits = (exp(logp) - onehot) / N
       auto grad = logp.exp_().mul_(inv_n);
       grad.scatter_add_(1, t, torch::full({n, 1}, -inv_n, grad.options()));
-      auto grad_low = grad.to(weight.scalar_type());             // [n, V]
-      d_hidden.narrow(0, r0, n).copy_(grad_low.mm(weight));      // [n, H]
-      d_weight.add_(grad_low.t().mm(h));                         // [V, H]
+      auto grad_low = grad.to(weight.scalar_type());                    // [n, V]
+      d_hidden.narrow(0, r0, n).copy_(matmul_acc32(grad_low, weight));  // [n, H]
+      d_weight.add_(matmul_acc32(grad_low.t(), h));                     // [V, H]
     }
     ctx->save_for_backward({d_hidden, d_weight.to(weight.scalar_type())});
     return loss_sum.mul_(inv_n);

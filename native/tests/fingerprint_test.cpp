@@ -3,20 +3,11 @@
 // prints a line.
 #include <cstdio>
 
+#include "check.h"
 #include "../src/fingerprint.h"
 
 using tournament::keyed_digest;
-
-namespace {
-
-int failures = 0;
-
-void check(bool ok, const char* what) {
-  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what);
-  if (!ok) ++failures;
-}
-
-}  // namespace
+using tournament::testing::check;
 
 int main() {
   torch::manual_seed(7);
@@ -57,5 +48,5 @@ int main() {
     refused = true;
   }
   check(refused, "bytes that are not whole words are refused");
-  return failures == 0 ? 0 : 1;
+  return tournament::testing::check_status();
 }

@@ -161,6 +161,18 @@ class Qwen2ForCausalLMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Qwen2ForCausalLM);
 
+// Products of bf16 tensors accumulated in float32 and rounded once, as cuBLAS
+// and oneDNN compute them: the engine's model computes every product so, and
+// a submission that computes its own should too. libtorch 1.13 on a CPU
+// without AVX-512 accumulates its bf16 products in bf16 itself, and there
+// honest arithmetic that only splits a sum (gradient accumulation) lands far
+// outside the verification's limits. Where libtorch's own products accumulate
+// in float32 (CUDA; the CPU with AVX-512) these are exactly torch::matmul and
+// F::linear (for 2-D x with a bias: addmm); elsewhere they compute in float32,
+// autograd included.
+torch::Tensor matmul_acc32(const torch::Tensor& a, const torch::Tensor& b);
+torch::Tensor linear_acc32(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {});
+
 // Causal language-model loss as Hugging Face computes it: logits[:, :-1]
 // predict ids[:, 1:], cross entropy in float32, mean over all B*(S-1) targets.
 // logits [B, S, V] or already shifted [B, S-1, V]; ids [B, S] -> scalar fp32.
