@@ -25,6 +25,7 @@ const T: Thresholds = {
   layer_position_excess_last: 2.5,
   head_trajectory_excess: 2,
   mlp_trajectory_excess: 20,
+  attention_trajectory_excess: 60,
   min_changed_share_ratio: 0.97,
   basis: 'test',
   calibrations: [],
@@ -123,7 +124,7 @@ describe('judge: the checks on a completed run', function () {
     // Other kinds are reported, not judged: the norm's 9 above fails nothing by itself.
     assert.deepEqual(codes({ trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'model.norm.weight': 9 } }] }), []);
   });
-  it('the MLP\'s trajectory limit: an MLP kind over it fails, the attention\'s as far does not; null is not applied', function () {
+  it('the MLP\'s trajectory limit: an MLP kind over it fails, the attention\'s as far does not (its own limit is wider); null is not applied', function () {
     const at = (kinds: Record<string, number>): Partial<NativeRunOutcome> => ({ trajectory: [{ recorded: true, outOfReach: 0, kinds: {} }, { recorded: true, outOfReach: 0, kinds }] });
     assert.deepEqual(codes(at({ [K_UP]: 19, 'model.layers.*.self_attn.k_proj.weight': 40 })), []);
     const [f, ...rest] = judge(T, outcome(at({ [K_UP]: 25 })), outcome(), cmp(), TOKENS, 1);
@@ -131,6 +132,19 @@ describe('judge: the checks on a completed run', function () {
     assert.equal(f.code, 'trajectory');
     assert.match(f.message, /^at timed step 2, model\.layers\.\*\.mlp\.up_proj\.weight's step, pooled over the layers, lands 25\.0 units .* \(allowed 20 for the MLP's kinds\)/);
     assert.deepEqual(judge({ ...T, mlp_trajectory_excess: null }, outcome(at({ [K_UP]: 25 })), outcome(), cmp(), TOKENS, 1), []);
+  });
+  it('the attention\'s trajectory limit: a q, k, v or o kind over it fails, a norm or a bias as far does not; null is not applied', function () {
+    const at = (kinds: Record<string, number>): Partial<NativeRunOutcome> => ({ trajectory: [{ recorded: true, outOfReach: 0, kinds: {} }, { recorded: true, outOfReach: 0, kinds }, { recorded: true, outOfReach: 0, kinds: {} }] });
+    assert.deepEqual(codes(at({ 'model.layers.*.self_attn.q_proj.weight': 59, 'model.layers.*.self_attn.q_proj.bias': 900, 'model.layers.*.input_layernorm.weight': 900 })), []);
+    for (const kind of ['q', 'k', 'v', 'o']) {
+      const name = `model.layers.*.self_attn.${kind}_proj.weight`;
+      const [f, ...rest] = judge(T, outcome(at({ [name]: 765 })), outcome(), cmp(), TOKENS, 1);
+      assert.equal(rest.length, 0, kind);
+      assert.equal(f.code, 'trajectory');
+      assert.equal(f.message.startsWith(`at timed step 2, ${name}'s step, pooled over the layers, lands 765 units`), true, f.message);
+      assert.match(f.message, /\(allowed 60 for the attention's kinds\)/);
+    }
+    assert.deepEqual(judge({ ...T, attention_trajectory_excess: null }, outcome(at({ 'model.layers.*.self_attn.k_proj.weight': 765 })), outcome(), cmp(), TOKENS, 1), []);
   });
 
   for (const [what, code, run, c] of cases) {

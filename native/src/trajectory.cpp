@@ -29,10 +29,10 @@
 // synthetic noise (docs/measurements/2026-12-05-trajectory-split.md). Only
 // elements with a history count (the first step has no reading of its own;
 // its gradient enters the moments every later step is judged with).
-// lm_head's and the MLP's are judged (head_trajectory_excess,
-// mlp_trajectory_excess); the others are information: the tuned example's
-// attention weights read as far as a linearised input-gradient tail
-// (docs/measurements/2026-12-05-mlp-trajectory.md).
+// lm_head's, the MLP's and the attention's are judged, each kind with a
+// limit of its own (head_, mlp_ and attention_trajectory_excess): honest
+// kernels read wider on the attention's weights than on the MLP's
+// (docs/measurements/2026-12-05-mlp-trajectory.md, 2026-12-05-attack22.md).
 #include <cmath>
 #include <functional>
 #include <map>

@@ -90,6 +90,12 @@ export interface Thresholds {
    * kind of device.
    */
   mlp_trajectory_excess: number | null;
+  /**
+   * The same reading for the attention's weights (q, k, v, o). Honest kernels read wider there than on the MLP (the
+   * tuned example up to 37 on the CPU), and the twelfth pass's tail reads no more; a sketched q/k gradient (the
+   * twenty-second attack pass) reads in the thousands. null: not applied on this kind of device.
+   */
+  attention_trajectory_excess: number | null;
   /** changed share / reference changed share must be at least this. */
   min_changed_share_ratio: number;
   /** The measurement these rest on: where, how, the worst honest run and the closest cheat. */
@@ -102,7 +108,7 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** The thresholds alone, without their basis and records. */
@@ -220,6 +226,7 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   layer_position_excess_last: num(0, 1000, true),
   head_trajectory_excess: orNull(num(0, 1e6, true)),
   mlp_trajectory_excess: orNull(num(0, 1e6, true)),
+  attention_trajectory_excess: orNull(num(0, 1e6, true)),
   min_changed_share_ratio: num(0, 1),
 };
 

@@ -271,6 +271,7 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
   const judgedSteps: [RegExp, number | null, (w: { step: number; kind: string; error: number }, limit: number) => string][] = [
     [HEAD_KIND, v.head_trajectory_excess, (w, limit) => `at timed step ${w.step}, lm_head's step lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's own AdamW step of that batch's gradient at the weights recorded before it (allowed ${limit}): that step's lm_head gradient was not its batch's`],
     [MLP_KINDS, v.mlp_trajectory_excess, (w, limit) => `at timed step ${w.step}, ${w.kind}'s step, pooled over the layers, lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's own AdamW step at the weights recorded before it (allowed ${limit} for the MLP's kinds): that step's gradients were not its batch's`],
+    [ATTENTION_KINDS, v.attention_trajectory_excess, (w, limit) => `at timed step ${w.step}, ${w.kind}'s step, pooled over the layers, lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's own AdamW step at the weights recorded before it (allowed ${limit} for the attention's kinds): that step's gradients were not its batch's`],
   ];
   for (const [among, limit, message] of judgedSteps) {
     const w = worstTrajectory(outcome, among);
@@ -401,8 +402,9 @@ export function worstGroup(cmp: Pick<NativeComparison, 'groupShifts'>): { group:
 /**
  * The step and kind of tensor (of those `among` matches) whose step lands furthest from the judge's own, in noise
  * units (trajectory.cpp; NaN counts as furthest), the key projection's bias left out as in worstKind; null where no
- * trajectory is recorded. lm_head's (head_trajectory_excess) and the MLP's (mlp_trajectory_excess) are judged: the
- * honest spread of the others against this noise is wider (docs/measurements/2026-12-05-trajectory.md).
+ * trajectory is recorded. lm_head's, the MLP's and the attention's (head_, mlp_ and attention_trajectory_excess) are
+ * judged, each with its own limit: the honest spread against this noise differs by kind
+ * (docs/measurements/2026-12-05-trajectory.md, 2026-12-05-mlp-trajectory.md, 2026-12-05-attack22.md).
  */
 export function worstTrajectory(outcome: Pick<NativeRunOutcome, 'trajectory'>, among = /./): { step: number; kind: string; error: number } | null {
   let worst: { step: number; kind: string; error: number } | null = null;
@@ -416,6 +418,9 @@ const HEAD_KIND = /^lm_head\.weight$/;
 
 /** The MLP's kinds, which mlp_update_rel_error and mlp_pair_energy_excess bound besides kind_update_rel_error. */
 const MLP_KINDS = /(^|\.)mlp\.(gate|up|down)_proj\.weight$/;
+
+/** The attention's weights, judged on the trajectory by attention_trajectory_excess. */
+const ATTENTION_KINDS = /(^|\.)self_attn\.(q|k|v|o)_proj\.weight$/;
 
 /** The MLP kind whose difference lies most along the data between mismatched positions (NaN counts as furthest). */
 export function worstPairExcess(cmp: Pick<NativeComparison, 'layerPairExcess'>): { kind: string; excess: number } | null {
@@ -691,6 +696,7 @@ function report(
   const trajectory = worstTrajectory(r);
   const headSteps = worstTrajectory(r, HEAD_KIND);
   const mlpSteps = worstTrajectory(r, MLP_KINDS);
+  const attentionSteps = worstTrajectory(r, ATTENTION_KINDS);
   return {
     seed,
     ok: r.completed && failures.length === 0,
@@ -734,6 +740,7 @@ function report(
       max_trajectory_error: trajectory?.error ?? 0,
       max_head_trajectory: headSteps?.error ?? 0,
       max_mlp_trajectory: mlpSteps?.error ?? 0,
+      max_attention_trajectory: attentionSteps?.error ?? 0,
       worst_trajectory: trajectory && { step: trajectory.step, kind: trajectory.kind },
       trajectory: r.trajectory.map((t) => t.kinds),
       changed_share: c.cmp.changedShare,

@@ -23,6 +23,7 @@ export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ra
   { key: 'layer_position_excess_last', name: 'a linear layer along the last batch\'s single positions\' gradients', value: (k) => k.last_layer_position_excess },
   { key: 'head_trajectory_excess', name: 'lm_head\'s steps against the judge\'s own', value: (k) => k.max_head_trajectory ?? 0 },
   { key: 'mlp_trajectory_excess', name: 'an MLP kind\'s steps against the judge\'s own', value: (k) => k.max_mlp_trajectory ?? 0 },
+  { key: 'attention_trajectory_excess', name: 'an attention kind\'s steps against the judge\'s own', value: (k) => k.max_attention_trajectory ?? 0 },
 ];
 
 /** The failure codes a threshold decides; any other failure rejects a run whatever the thresholds. */

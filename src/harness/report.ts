@@ -25,7 +25,7 @@ export function formatVerdict(v: Verdict, o: { submission: string; device: strin
           ` update rel. err ${c.update_rel_error.toPrecision(3)} (worst kind ${c.max_kind_rel_error.toPrecision(3)}), changed ${(c.changed_share * 100).toFixed(1)}% (reference ${(c.reference_changed_share * 100).toFixed(1)}%)`,
       );
       if (c.trajectory.length > 0) {
-        lines.push(`             steps against the judge's own: lm_head ${c.max_head_trajectory.toPrecision(3)}, MLP ${c.max_mlp_trajectory.toPrecision(3)} noise units`);
+        lines.push(`             steps against the judge's own: lm_head ${c.max_head_trajectory.toPrecision(3)}, MLP ${c.max_mlp_trajectory.toPrecision(3)}, attention ${c.max_attention_trajectory.toPrecision(3)} noise units`);
       }
     }
     if (r.largest_check) {

@@ -120,6 +120,8 @@ export interface RunReport {
     max_head_trajectory: number;
     /** The MLP's kinds' largest trajectory reading over the steps, judged by mlp_trajectory_excess; 0 where not recorded. */
     max_mlp_trajectory: number;
+    /** The attention's kinds' (q, k, v, o) largest trajectory reading, judged by attention_trajectory_excess; 0 where not recorded. */
+    max_attention_trajectory: number;
     /** Per timed step: every kind's trajectory error (empty where not recorded). */
     trajectory: Record<string, number>[];
     changed_share: number;

@@ -1,30 +1,30 @@
 // Attack pass 22 (session 37, fresh context, CPU): q_proj's and k_proj's weight gradients count-sketched
-// over the positions in the steps whose bit is set in SKETCH_MASK (default the last two of five), into
+// over the positions in the last SKETCH_LAST steps (default 2), into
 // M = N / RATIO buckets with random signs, each bucket holding whole pairs of rows (row r and row r ^ 2
 // of every block of four, at the same place in the sequence: the pairs the layer-position check reads
 // as mismatched, so the sketch's cross terms land where that check expects honest spread). AdamW's
 // second moment for them is fed g^2 less the sketch's estimated variance (at least VFLOOR g^2), and the
 // step is kept within AdamW's reach. The input gradients and every other tensor are exact, so the
-// trajectory's judged kinds (lm_head, the MLP) read 0. The trajectory does not judge q and k, no
-// pair-energy limit reads them, and on the tiny model most q/k weights cannot move at lr 1e-4 (their
-// start is scaled by 5.29: about 77% have |w| >= 2^-5, where an AdamW step is under half a bf16
-// spacing), so their gradients barely reach the loss.
+// trajectory's lm_head and MLP readings are 0. No pair-energy limit reads q and k, and on the tiny model most
+// of their weights cannot move at lr 1e-4 (their start is scaled by 5.29: about 77% have |w| >= 2^-5,
+// where an AdamW step is under half a bf16 spacing), so their gradients barely reach the loss.
 // Share: 0.74% of the tiny run, about 0.58% of a Qwen2.5-7B run (q/k weight gradients are 2.48% and
 // 1.93% of a step).
-// ACCEPTED, 10 of 10 runs: `bin/tournament local-bench test/plugins-open/a22_qk_sketch_pairs.cpp --runs 2
-// --seed S` for S = 22100, 22200, 22300, 22400, 22500 (HEAD e55f9ee); closest: q_proj's update error
-// 0.313 against 0.38, layer positions 0.62. Stacked with test/plugins-open/a12_head_dx_lintail.cpp
-// (that file with this one's SketchLinear on q/k; 4.6% of the tiny run, about 1.3% of a 7B run):
-// ACCEPTED 6 of 6 runs (seeds 22100, 22400, 22500). Record: docs/measurements/2026-12-05-attack22.md.
-// expect: ACCEPTED-CHEAT (an open gap under 2% of a 7B run: README, Verification, known gaps)
+// Before session 37 the trajectory did not judge the attention's kinds: ACCEPTED, 10 of 10 runs
+// (`bin/tournament local-bench <this file> --runs 2 --seed S`, S = 22100 to 22500, HEAD e55f9ee; closest:
+// q_proj's update error 0.313 against 0.38, layer positions 0.62), and stacked on
+// test/plugins-open/a12_head_dx_lintail.cpp (4.6% of the tiny run, about 1.3% of a 7B run) 6 of 6.
+// Now attention_trajectory_excess rejects it: q and k read 765 to 5,037 against the limit 75 (the tuned
+// example 16.9 on seed 22100). Record: docs/measurements/2026-12-05-attack22.md.
+// expect: trajectory
 #include <tournament/train_api.h>
 #include <cmath>
 #include <map>
 #include <string>
 using namespace tournament;
 
-#ifndef SKETCH_MASK
-#define SKETCH_MASK 0x18
+#ifndef SKETCH_LAST
+#define SKETCH_LAST 2
 #endif
 #ifndef VFLOOR
 #define VFLOOR 0.7  // the corrected g^2 kept at least VFLOOR g^2
@@ -119,7 +119,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   TrainResult result;
   torch::Tensor loss;
   for (int64_t step = 0; step < num_steps; ++step) {
-    g_sketch = (SKETCH_MASK >> step) & 1;
+    g_sketch = step >= num_steps - SKETCH_LAST;
     g_var.clear();
     const auto& batch = batches[step];
     auto h = hidden(model, batch);
