@@ -275,6 +275,7 @@ Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
   trajectory_slots_ = cfg_.device.is_cpu() ? cfg_.steps - 1 : 0;
   trajectory_ = SharedRegion::create(std::max<size_t>(1, static_cast<size_t>(trajectory_slots_) * params_.size()),
                                      torch::kCPU);
+  check_replay_fits();
   cfg_.probe = cfg_.probe.to(cfg_.device);
   model_ = Qwen2ForCausalLM(cfg_.model, proto::region_allocator(params_, layout_, cfg_.dtype), cfg_.attention);
   allocate_other_ranks();

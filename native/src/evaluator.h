@@ -280,6 +280,9 @@ class Evaluator {
   // optimizer of its own over memory of its own (freed when it returns).
   // Reads each byte of the trajectory region once.
   std::vector<RunOutcome::TrajectoryStep> trajectory_errors(const torch::Tensor& timed_tokens, uint64_t seed);
+  // Throws UserInputError, before any run, where the replay above cannot fit
+  // on the card beside the trusted side's regions (trajectory.cpp).
+  void check_replay_fits() const;
   // Keyed hash of every rank's parameter and logits memory (fingerprint.h),
   // with a key drawn right after the kill.
   std::vector<int64_t> memory_digest();

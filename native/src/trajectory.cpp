@@ -121,6 +121,22 @@ void each_slice(const torch::Tensor& t, const std::function<void(const Slice&)>&
 
 }  // namespace
 
+void Evaluator::check_replay_fits() const {
+  if (trajectory_slots_ <= 0 || !cfg_.device.is_cuda()) return;
+  // The replay's own parameters, the recorded state, AdamW's two moments and
+  // the gradient: five copies of the parameter memory, made after the runner
+  // is gone; and the working set of a checkpointed step and of the judging's
+  // slices (about fifteen float32 temporaries of 2^26 elements).
+  constexpr int64_t kWorkingSet = int64_t{12} << 30;
+  const int64_t need = 5 * static_cast<int64_t>(layout_.bytes) + kWorkingSet;
+  const int64_t have = compat::available_device_memory(cfg_.device);
+  if (have >= need) return;
+  auto gib = [](int64_t b) { return std::to_string(static_cast<int64_t>(std::ceil(b / double(int64_t{1} << 30)))); };
+  throw UserInputError("the judge repeats every timed step on the card after the run, and for this model that needs "
+                       "about " + gib(need) + " GiB beside the parameters; this card has " + gib(have) +
+                       " GiB free. Evaluate on a card with more memory (Qwen2.5-7B: an H200), or free the card");
+}
+
 std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch::Tensor& timed_tokens, uint64_t seed) {
   std::vector<RunOutcome::TrajectoryStep> steps;
   if (trajectory_slots_ <= 0) return steps;
