@@ -268,10 +268,14 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
     });
   }
   // The trajectory's judged kinds: one limit each (null: not applied on this kind of device).
-  const judgedSteps: [RegExp, number | null, (w: { step: number; kind: string; error: number }, limit: number) => string][] = [
+  type Steps = { step: number; kind: string; error: number };
+  // The message for a group of kinds pooled over the layers (the MLP's, the attention's).
+  const pooledSteps = (group: string) => (w: Steps, limit: number) =>
+    `at timed step ${w.step}, ${w.kind}'s step, pooled over the layers, lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's own AdamW step at the weights recorded before it (allowed ${limit} for ${group}): that step's gradients were not its batch's`;
+  const judgedSteps: [RegExp, number | null, (w: Steps, limit: number) => string][] = [
     [HEAD_KIND, v.head_trajectory_excess, (w, limit) => `at timed step ${w.step}, lm_head's step lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's own AdamW step of that batch's gradient at the weights recorded before it (allowed ${limit}): that step's lm_head gradient was not its batch's`],
-    [MLP_KINDS, v.mlp_trajectory_excess, (w, limit) => `at timed step ${w.step}, ${w.kind}'s step, pooled over the layers, lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's own AdamW step at the weights recorded before it (allowed ${limit} for the MLP's kinds): that step's gradients were not its batch's`],
-    [ATTENTION_KINDS, v.attention_trajectory_excess, (w, limit) => `at timed step ${w.step}, ${w.kind}'s step, pooled over the layers, lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's own AdamW step at the weights recorded before it (allowed ${limit} for the attention's kinds): that step's gradients were not its batch's`],
+    [MLP_KINDS, v.mlp_trajectory_excess, pooledSteps('the MLP\'s kinds')],
+    [ATTENTION_KINDS, v.attention_trajectory_excess, pooledSteps('the attention\'s kinds')],
   ];
   for (const [among, limit, message] of judgedSteps) {
     const w = worstTrajectory(outcome, among);
