@@ -102,7 +102,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
   torch::Tensor loss;
   for (int64_t step = 0; step < num_steps; ++step) {
     const auto& batch = batches[step];
-    auto hidden = model->hidden_states(batch);  // [B, S, H]
+    auto hidden = model->hidden_states(batch);  // [B, S, H]; records the loss head's input and gradient (train_api.h, version 5)
     torch::Tensor logits;                       // the last step's, returned
     if (step == num_steps - 1) logits = torch::empty({B, S - 1, model->config.vocab_size}, hidden.options());
     loss = linear_cross_entropy(hidden, model->lm_head_weight(), batch, logits);  // scalar, float32

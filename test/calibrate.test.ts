@@ -19,7 +19,7 @@ import { tmpDir } from './helpers/tmp';
 
 /** The command's batch size, in the test's copy of hparams. */
 const BATCH = 4;
-const T = { probe_loss_abs: 0.01, cell_loss_abs: 0.01, batch_loss_abs: 0.01, logits_rel_error: 0.1, update_rel_error: 0.1, kind_update_rel_error: 0.5, mlp_update_rel_error: 0.2, mlp_pair_energy_excess: 0.5, group_loss_shift_abs: 0.01, head_alignment_abs: 0.001, head_position_excess: 1, head_position_excess_last: 2, layer_position_excess: 1, layer_position_excess_last: 2, head_trajectory_excess: 1, mlp_trajectory_excess: 10, attention_trajectory_excess: 50, min_changed_share_ratio: 0.97 };
+const T = { probe_loss_abs: 0.01, cell_loss_abs: 0.01, batch_loss_abs: 0.01, logits_rel_error: 0.1, update_rel_error: 0.1, kind_update_rel_error: 0.5, mlp_update_rel_error: 0.2, mlp_pair_energy_excess: 0.5, group_loss_shift_abs: 0.01, head_alignment_abs: 0.001, head_position_excess: 1, head_position_excess_last: 2, layer_position_excess: 1, layer_position_excess_last: 2, head_trajectory_excess: 1, mlp_trajectory_excess: 10, attention_trajectory_excess: 50, head_input_error: 0.05, head_grad_error: 0.01, min_changed_share_ratio: 0.97 };
 
 /** A completed run whose checks are `v` (probe: its loss minus the reference's). */
 function run(seed: number, v: { probe?: number; row?: number; batch?: number; logits?: number; update?: number; kind?: number; mlp?: number; pair?: number; head?: number; mlpSteps?: number; changed?: number; frozen?: string[] }, codes: string[] = []): RunReport {
@@ -29,7 +29,7 @@ function run(seed: number, v: { probe?: number; row?: number; batch?: number; lo
     checks: {
       probe_loss: 2 + (v.probe ?? 0), reference_probe_loss: 2, initial_probe_loss: 3, cell_loss_deviation: v.row ?? 0, batch_loss_shift: v.batch ?? 0,
       logits_rel_error: v.logits ?? 0, update_rel_error: v.update ?? 0, max_tensor_rel_error: 0, max_kind_rel_error: v.kind ?? 0, worst_kind: null, max_mlp_kind_rel_error: v.mlp ?? 0, max_mlp_pair_excess: v.pair ?? 0, kind_rel_errors: {}, max_group_shift: 0, worst_group: null, group_shifts: {}, max_head_alignment: 0, head_alignment: [], max_head_position_excess: 0, last_head_position_excess: 0, head_position_excess: [], max_layer_position_excess: 0, last_layer_position_excess: 0, layer_positions: [],
-      max_trajectory_error: 0, max_head_trajectory: v.head ?? 0, max_mlp_trajectory: v.mlpSteps ?? 0, max_attention_trajectory: 0, worst_trajectory: null, trajectory: [],
+      max_trajectory_error: 0, max_head_trajectory: v.head ?? 0, max_mlp_trajectory: v.mlpSteps ?? 0, max_attention_trajectory: 0, max_head_input_error: 0, max_head_grad_error: 0, worst_trajectory: null, trajectory: [],
       changed_share: v.changed ?? 1, reference_changed_share: 1, frozen_tensors: v.frozen ?? [],
     },
   };

@@ -26,17 +26,21 @@ const T: Thresholds = {
   head_trajectory_excess: 2,
   mlp_trajectory_excess: 20,
   attention_trajectory_excess: 60,
+  head_input_error: 0.05,
+  head_grad_error: 0.01,
   min_changed_share_ratio: 0.97,
   basis: 'test',
   calibrations: [],
 };
 const TOKENS = 4 * 16 * 3;
+/** A step's loss-head record as an honest run's reads. */
+const HEAD_OK = { headInputError: 0.001, headGradError: 0.0005, headRowsMissing: 0 };
 
 function outcome(o: Partial<NativeRunOutcome> = {}): NativeRunOutcome {
   return {
     completed: true, failureCode: '', failureMessage: '', seconds: 1, overheadSeconds: 1, reportedTokens: TOKENS, reportedLoss: 2,
     reportedPeakMemory: 0, probeLoss: 3, initialProbeLoss: 4, checkpointSeconds: null, cellLosses: [2.0, 2.1, 2.2, 2.3],
-    trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'model.norm.weight': 0.05 } }, { recorded: true, outOfReach: 0, kinds: { 'model.norm.weight': 0.1, 'model.layers.*.self_attn.k_proj.bias': 3 } }], ...o,
+    trajectory: [{ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: { 'model.norm.weight': 0.05 } }, { recorded: true, outOfReach: 0, ...HEAD_OK, kinds: { 'model.norm.weight': 0.1, 'model.layers.*.self_attn.k_proj.bias': 3 } }], ...o,
   };
 }
 function cmp(c: Partial<NativeComparison> = {}): NativeComparison {
@@ -62,10 +66,10 @@ describe('judge: the checks on a completed run', function () {
     ['a frozen tensor', 'frozen', {}, { frozen: ['model.norm.weight'] }],
     ['too few parameters changed', 'changed_share', {}, { changedShare: 0.87 }],
     ['an update off the reference', 'update_error', {}, { updateRelError: 0.2 }],
-    ['lm_head\'s step far from the judge\'s own (an estimated lm_head gradient)', 'trajectory', { trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'lm_head.weight': 0.5 } }, { recorded: true, outOfReach: 0, kinds: { 'lm_head.weight': 2.1, 'model.norm.weight': 0.1 } }] }, {}],
-    ['a recorded step no AdamW step can make (a fabricated state)', 'unreachable', { trajectory: [{ recorded: true, outOfReach: 0, kinds: {} }, { recorded: true, outOfReach: 128, kinds: { 'lm_head.weight': 0 } }] }, {}],
-    ['a NaN lm_head step', 'trajectory', { trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'lm_head.weight': NaN } }] }, {}],
-    ['a step not recorded', 'unrecorded', { trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'model.norm.weight': 0.05 } }, { recorded: false, outOfReach: 0, kinds: {} }] }, {}],
+    ['lm_head\'s step far from the judge\'s own (an estimated lm_head gradient)', 'trajectory', { trajectory: [{ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: { 'lm_head.weight': 0.5 } }, { recorded: true, outOfReach: 0, ...HEAD_OK, kinds: { 'lm_head.weight': 2.1, 'model.norm.weight': 0.1 } }] }, {}],
+    ['a recorded step no AdamW step can make (a fabricated state)', 'unreachable', { trajectory: [{ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {} }, { recorded: true, outOfReach: 128, ...HEAD_OK, kinds: { 'lm_head.weight': 0 } }] }, {}],
+    ['a NaN lm_head step', 'trajectory', { trajectory: [{ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: { 'lm_head.weight': NaN } }] }, {}],
+    ['a step not recorded', 'unrecorded', { trajectory: [{ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: { 'model.norm.weight': 0.05 } }, { recorded: false, outOfReach: 0, ...HEAD_OK, kinds: {} }] }, {}],
     ['one kind of tensor updated off the reference in every layer', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': 0.31, 'model.norm.weight': 0.02 } }],
     ['a NaN update of one kind', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.q_proj.weight': NaN } }],
     ['the largest kind error while a larger one sits on the key bias', 'update_error', {}, { kindRelErrors: { 'model.layers.*.self_attn.k_proj.bias': 0.9, 'model.layers.*.self_attn.k_proj.weight': 0.31 } }],
@@ -116,16 +120,16 @@ describe('judge: the checks on a completed run', function () {
   });
 
   it('lm_head\'s trajectory limit: the worst step is named; a limit of null (CUDA, no trajectory recorded) is not applied', function () {
-    const far: Partial<NativeRunOutcome> = { trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'lm_head.weight': 0.3 } }, { recorded: true, outOfReach: 0, kinds: { 'lm_head.weight': 5, 'model.norm.weight': 9 } }] };
+    const far: Partial<NativeRunOutcome> = { trajectory: [{ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: { 'lm_head.weight': 0.3 } }, { recorded: true, outOfReach: 0, ...HEAD_OK, kinds: { 'lm_head.weight': 5, 'model.norm.weight': 9 } }] };
     const [f] = judge(T, outcome(far), outcome(), cmp(), TOKENS, 1);
     assert.equal(f.code, 'trajectory');
     assert.match(f.message, /^at timed step 2, lm_head's step lands 5\.00 units .* \(allowed 2\)/);
     assert.deepEqual(judge({ ...T, head_trajectory_excess: null }, outcome(far), outcome(), cmp(), TOKENS, 1), []);
     // Other kinds are reported, not judged: the norm's 9 above fails nothing by itself.
-    assert.deepEqual(codes({ trajectory: [{ recorded: true, outOfReach: 0, kinds: { 'model.norm.weight': 9 } }] }), []);
+    assert.deepEqual(codes({ trajectory: [{ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: { 'model.norm.weight': 9 } }] }), []);
   });
   it('the MLP\'s trajectory limit: an MLP kind over it fails, the attention\'s as far does not (its own limit is wider); null is not applied', function () {
-    const at = (kinds: Record<string, number>): Partial<NativeRunOutcome> => ({ trajectory: [{ recorded: true, outOfReach: 0, kinds: {} }, { recorded: true, outOfReach: 0, kinds }] });
+    const at = (kinds: Record<string, number>): Partial<NativeRunOutcome> => ({ trajectory: [{ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {} }, { recorded: true, outOfReach: 0, ...HEAD_OK, kinds }] });
     assert.deepEqual(codes(at({ [K_UP]: 19, 'model.layers.*.self_attn.k_proj.weight': 40 })), []);
     const [f, ...rest] = judge(T, outcome(at({ [K_UP]: 25 })), outcome(), cmp(), TOKENS, 1);
     assert.equal(rest.length, 0);
@@ -134,7 +138,7 @@ describe('judge: the checks on a completed run', function () {
     assert.deepEqual(judge({ ...T, mlp_trajectory_excess: null }, outcome(at({ [K_UP]: 25 })), outcome(), cmp(), TOKENS, 1), []);
   });
   it('the attention\'s trajectory limit: a q, k, v or o kind over it fails, a norm or a bias as far does not; null is not applied', function () {
-    const at = (kinds: Record<string, number>): Partial<NativeRunOutcome> => ({ trajectory: [{ recorded: true, outOfReach: 0, kinds: {} }, { recorded: true, outOfReach: 0, kinds }, { recorded: true, outOfReach: 0, kinds: {} }] });
+    const at = (kinds: Record<string, number>): Partial<NativeRunOutcome> => ({ trajectory: [{ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {} }, { recorded: true, outOfReach: 0, ...HEAD_OK, kinds }, { recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {} }] });
     assert.deepEqual(codes(at({ 'model.layers.*.self_attn.q_proj.weight': 59, 'model.layers.*.self_attn.q_proj.bias': 900, 'model.layers.*.input_layernorm.weight': 900 })), []);
     for (const kind of ['q', 'k', 'v', 'o']) {
       const name = `model.layers.*.self_attn.${kind}_proj.weight`;
@@ -145,6 +149,25 @@ describe('judge: the checks on a completed run', function () {
       assert.match(f.message, /\(allowed 60 for the attention's kinds\)/);
     }
     assert.deepEqual(judge({ ...T, attention_trajectory_excess: null }, outcome(at({ 'model.layers.*.self_attn.k_proj.weight': 765 })), outcome(), cmp(), TOKENS, 1), []);
+  });
+  it('the loss head\'s record: missing rows fail alone; then its input and its gradient each against their own limit, the worst step named; null is not applied', function () {
+    const step = (head: Partial<typeof HEAD_OK>) => ({ recorded: true, outOfReach: 0, ...HEAD_OK, ...head, kinds: {} });
+    const at = (...heads: Partial<typeof HEAD_OK>[]): Partial<NativeRunOutcome> => ({ trajectory: heads.map(step) });
+    assert.deepEqual(codes(at({}, { headInputError: 0.049, headGradError: 0.0099 })), []);
+    const [missing, ...none] = judge(T, outcome(at({}, { headRowsMissing: 3, headInputError: Infinity, headGradError: Infinity })), outcome(), cmp(), TOKENS, 1);
+    assert.equal(none.length, 0);
+    assert.equal(missing.code, 'loss_head');
+    assert.match(missing.message, /^3 row\(s\) of timed step 2's batch have no finite record .* data\.record_loss_head\(\)/);
+    const [input, grad, ...rest] = judge(T, outcome(at({ headGradError: 0.02 }, { headInputError: 0.3 }, { headGradError: 0.011 })), outcome(), cmp(), TOKENS, 1);
+    assert.equal(rest.length, 0);
+    assert.deepEqual([input.code, grad.code], ['loss_head', 'loss_head']);
+    assert.match(input.message, /^at timed step 2, the loss head's recorded input differs .* by 0\.300 relative \(allowed 0\.05\)/);
+    assert.match(grad.message, /^at timed step 1, the loss head's recorded gradient differs .* by 0\.0200 relative \(allowed 0\.01\)/);
+    // NaN counts as furthest.
+    assert.deepEqual(codes(at({ headGradError: NaN })), ['loss_head']);
+    assert.deepEqual(judge({ ...T, head_input_error: null, head_grad_error: null }, outcome(at({ headInputError: 0.3, headGradError: 0.3 })), outcome(), cmp(), TOKENS, 1), []);
+    // A step whose start was not recorded is the unrecorded failure's, not this one's.
+    assert.deepEqual(codes({ trajectory: [{ ...step({ headRowsMissing: 16 }), recorded: false }] }), ['unrecorded']);
   });
 
   for (const [what, code, run, c] of cases) {

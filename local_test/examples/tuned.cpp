@@ -29,6 +29,8 @@
 //   - steps AdamW tensor by tensor with a kernel of its own (the fused
 //     AdamW's steps in float math; kernels::adamw_step_);
 //   - takes all batches up front and reads the loss once at the end.
+// It records its loss head's input and gradient itself (data.record_loss_head,
+// train_api.h version 5): model->hidden_states, which would, is not called.
 // Every matrix product goes through matmul_acc32 / linear_acc32 (model.h):
 // on the GPU exactly torch's, on a CPU without AVX-512 accumulated in float32
 // as the reference's are (libtorch's own would accumulate in bf16 there).
@@ -296,6 +298,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       loss = loss_head(hidden, model->lm_head_weight(), ids, logits, &d_hidden, &d_lm_head);
       add_grad(model->lm_head_weight(), d_lm_head);
       d_lm_head = Tensor();
+      data.record_loss_head(ids, hidden, d_hidden);  // the layers are by hand, so hidden_states cannot record it
       if (last) result.logits = logits;
       Tensor dnorm;
       dx = K::rms_norm_backward(d_hidden.view({d.T, d.H}), x, norm.weight, rstd, &dnorm);  // [T, H]

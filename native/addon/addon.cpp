@@ -450,6 +450,9 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
           auto kinds = Napi::Object::New(env);
           for (const auto& [kind, e] : out->trajectory[t].kinds) kinds.Set(kind, e);
           o.Set("kinds", kinds);
+          o.Set("headInputError", out->trajectory[t].head_input_error);
+          o.Set("headGradError", out->trajectory[t].head_grad_error);
+          o.Set("headRowsMissing", static_cast<double>(out->trajectory[t].head_rows_missing));
           trajectory.Set(static_cast<uint32_t>(t), o);
         }
         r.Set("trajectory", trajectory);

@@ -148,8 +148,10 @@ int main(int argc, char** argv) {
     data = SharedRegion::map(proto::kDataFd, init.data_bytes, torch::kCPU);
     logits = SharedRegion::map(proto::kLogitsFd, init.logits_bytes, device);
     if (init.trajectory_bytes > 0) {
-      if (init.steps < 2 || init.trajectory_bytes % (init.steps - 1) != 0 ||
-          init.trajectory_bytes / (init.steps - 1) != init.params_bytes) {
+      if (init.steps < 2 ||
+          init.trajectory_bytes != (init.steps - 1) * init.params_bytes +
+                                       proto::head_record_bytes(cfg, init.batch_size / init.world_size, init.seq_len,
+                                                                init.steps)) {
         fail(proto::ErrorKind::kException, "INIT names a trajectory that does not fit the parameters");
       }
       trajectory = SharedRegion::map(proto::kTrajectoryFd, init.trajectory_bytes, torch::kCPU);
@@ -208,6 +210,10 @@ int main(int argc, char** argv) {
   if (init.trajectory_bytes > 0) {
     const auto n = static_cast<int64_t>(init.params_bytes);
     batches.record_into(params.view(0, {n}, torch::kUInt8), trajectory.view(0, {init.steps - 1, n}, torch::kUInt8));
+    const auto heads = trajectory.view((init.steps - 1) * init.params_bytes,
+                                       proto::head_record_shape(cfg, B / init.world_size, S, init.steps), torch::kBFloat16);
+    batches.record_heads_into(heads[0], heads[1]);
+    set_head_recorder(&batches);  // model->hidden_states records there (train_api.h, version 5)
   }
   TrainResult out = call(fn, model, batches, init.steps, device, opt);
   batches.settle();

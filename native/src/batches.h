@@ -6,13 +6,16 @@
 #define TOURNAMENT_HOST
 #include <tournament/train_api.h>
 
+#include <algorithm>
 #include <stdexcept>
+#include <string>
 
 #include "compat.h"
+#include "head_record.h"
 
 namespace tournament {
 
-class TableBatches : public DataIterator {
+class TableBatches : public DataIterator, public HeadRecorder {
  public:
   // tokens [rows, seq_len] int64 anywhere, rows >= steps * batch; serves its
   // first `steps` batches of `batch_size` rows, in order, on `device`. Rank
@@ -65,6 +68,63 @@ class TableBatches : public DataIterator {
     copy_.start(trajectory_[slot], params_);
     if (!deferred_) copy_.wait();
   }
+  // The loss head's record (train_api.h, version 5): `inputs` and `grads`
+  // [steps, batch / ranks, S, H] bf16 (host), row r of a step's being row r
+  // of this rank's share of that step's batch. Without them (warmup)
+  // record_loss_head records nothing.
+  void record_heads_into(torch::Tensor inputs, torch::Tensor grads) {
+    head_inputs_ = std::move(inputs);
+    head_grads_ = std::move(grads);
+  }
+  void record_loss_head(const torch::Tensor& input_ids, const torch::Tensor& hidden,
+                        const torch::Tensor& hidden_grad) override {
+    record_grad(record_input(input_ids, hidden), hidden_grad);
+  }
+  // The step is the one whose batch holds the rows (the current one, by
+  // step_done()'s count, where it does): records are matched by content, so
+  // the order of the plugin's calls does not matter.
+  Rows record_input(const torch::Tensor& input_ids, const torch::Tensor& hidden) override {
+    Rows where{-1, {}};
+    if (!head_inputs_.defined()) return where;
+    const auto ids = input_ids.to(torch::kCPU, torch::kInt64);  // [n, S]
+    if (ids.dim() != 2 || ids.size(0) == 0 || ids.size(1) != tokens_.size(1) || hidden.dim() != 3 ||
+        hidden.size(0) != ids.size(0) || hidden.size(1) != ids.size(1) || hidden.size(2) != head_inputs_.size(3)) {
+      throw std::runtime_error("data.record_loss_head(): input_ids must be [rows, seq_len] and hidden [rows, seq_len, " +
+                               std::to_string(head_inputs_.size(3)) + "] (train_api.h)");
+    }
+    auto batch = [&](int64_t step) { return tokens_.narrow(0, step * batch_ + first_, rows_); };  // [rows, S]
+    auto row_of = [&](int64_t step, const torch::Tensor& row) {  // -1: none
+      const auto match = (batch(step) == row).all(1).nonzero();     // [m, 1]
+      return match.size(0) > 0 ? match[0][0].item<int64_t>() : int64_t{-1};
+    };
+    where.step = std::min(steps_done_, steps_ - 1);
+    if (row_of(where.step, ids[0]) < 0) {
+      where.step = -1;
+      for (int64_t t = 0; t < steps_ && where.step < 0; ++t) {
+        if (row_of(t, ids[0]) >= 0) where.step = t;
+      }
+    }
+    for (int64_t i = 0; i < ids.size(0); ++i) {
+      const int64_t r = where.step < 0 ? -1 : row_of(where.step, ids[i]);
+      if (r < 0) {
+        throw std::runtime_error("data.record_loss_head(): row " + std::to_string(i) +
+                                 " of input_ids is no row of the batch of the step its first row belongs to "
+                                 "(one call, one step's rows; train_api.h)");
+      }
+      where.rows.push_back(r);
+    }
+    copy_rows(head_inputs_[where.step], where.rows, hidden);
+    return where;
+  }
+  void record_grad(const Rows& where, const torch::Tensor& hidden_grad) override {
+    if (!head_grads_.defined() || where.step < 0) return;
+    if (hidden_grad.dim() != 3 || hidden_grad.size(0) != static_cast<int64_t>(where.rows.size()) ||
+        hidden_grad.size(2) != head_grads_.size(3)) {
+      throw std::runtime_error("data.record_loss_head(): hidden_grad must have hidden's shape (train_api.h)");
+    }
+    copy_rows(head_grads_[where.step], where.rows, hidden_grad);
+  }
+
   // Once inner_steps has returned: the current stream's later work (the
   // logits' copy, which the runner waits for before DONE) waits for the
   // last record too, whatever the plugin did.
@@ -75,7 +135,12 @@ class TableBatches : public DataIterator {
   int64_t steps_, batch_, rows_, first_;
   torch::Device device_;
   int64_t served_ = 0;
-  torch::Tensor params_, trajectory_;
+  static void copy_rows(const torch::Tensor& into, const std::vector<int64_t>& rows, const torch::Tensor& t) {
+    into.index_copy_(0, torch::tensor(rows, torch::kInt64),
+                     t.detach().to(torch::kCPU, into.scalar_type()).reshape({-1, into.size(1), into.size(2)}));
+  }
+
+  torch::Tensor params_, trajectory_, head_inputs_, head_grads_;
   compat::SideCopy copy_;
   int64_t steps_done_ = 0;
   bool deferred_ = false, waited_ = true;

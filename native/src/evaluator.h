@@ -93,6 +93,13 @@ struct RunOutcome {
     // any AdamW step can move them (adamw_reach): states no training made.
     int64_t out_of_reach = 0;
     std::vector<std::pair<std::string, double>> kinds;
+    // The loss head's record of the step (train_api.h, version 5), relative
+    // errors over the recorded rows (Frobenius; infinite where a row is
+    // missing or not finite): the input against the judge's own forward from
+    // the weights the step started from, the gradient against the judge's
+    // own from that recorded input.
+    double head_input_error = 0, head_grad_error = 0;
+    int64_t head_rows_missing = 0;  // rows with a non-finite input or gradient (unrecorded rows are NaN)
   };
   std::vector<TrajectoryStep> trajectory;
   // Wall-clock seconds of each phase of the run, in order (where an
@@ -291,8 +298,10 @@ class Evaluator {
   EvalConfig cfg_;
   protocol::ParamLayout layout_;
   SharedRegion params_, data_, logits_;
-  SharedRegion trajectory_;      // [trajectory_slots_, params_.size()] bytes, host
+  SharedRegion trajectory_;      // [trajectory_slots_, params_.size()] bytes, then the loss head's record; host
   int64_t trajectory_slots_ = 0;  // steps - 1 where recorded, else 0
+  int64_t head_rows_ = 0;         // the rows of each batch the loss head's record holds (rank 0's)
+  size_t trajectory_bytes_ = 0;   // the slots and the loss head's record; 0 where nothing is recorded
   torch::Tensor logits_view_;  // [B, S-1, V] over logits_
   Qwen2ForCausalLM model_{nullptr};  // the trusted view of the parameter memory (rank 0's)
   std::vector<OtherRank> other_ranks_;

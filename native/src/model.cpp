@@ -9,9 +9,17 @@
 #include <numeric>
 
 #include "compat.h"
+#include "head_record.h"
 #include "linear_tap.h"
 
 namespace tournament {
+
+namespace {
+HeadRecorder* g_head_recorder = nullptr;
+}  // namespace
+
+void set_head_recorder(HeadRecorder* recorder) { g_head_recorder = recorder; }
+HeadRecorder* head_recorder() { return g_head_recorder; }
 
 // ---------------------------------------------------------------- config
 
@@ -372,7 +380,14 @@ torch::Tensor Qwen2ForCausalLMImpl::hidden_states(const torch::Tensor& input_ids
     const bool ckpt = !checkpointed_.empty() && checkpointed_[i] && torch::GradMode::is_enabled();
     x = ckpt ? CheckpointedLayer::apply(x, cos, sin, reinterpret_cast<int64_t>(layer)) : layer->forward(x, cos, sin);
   }
-  return model->norm(x);                                            // [B, S, H]
+  auto h = model->norm(x);                                          // [B, S, H]
+  // In a runner's timed call: the loss head's record (train_api.h, version 5).
+  if (auto* recorder = head_recorder(); recorder != nullptr && h.requires_grad()) {
+    auto where = recorder->record_input(input_ids, h);
+    // The hook holds the rows, not h: no cycle through h's own graph.
+    h.register_hook([recorder, where](const torch::Tensor& grad) { recorder->record_grad(where, grad); });
+  }
+  return h;
 }
 
 // ---------------------------------------------------------------- loss

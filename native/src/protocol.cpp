@@ -88,6 +88,16 @@ ParamLayout param_layout(const Qwen2Config& cfg, torch::Dtype dtype) {
   return l;
 }
 
+std::vector<int64_t> head_record_shape(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps) {
+  return {2, steps, rows, seq_len, cfg.hidden_size};
+}
+
+uint64_t head_record_bytes(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps) {
+  uint64_t n = c10::elementSize(torch::kBFloat16);
+  for (auto d : head_record_shape(cfg, rows, seq_len, steps)) n *= static_cast<uint64_t>(d);
+  return n;
+}
+
 ParamAllocator region_allocator(const SharedRegion& region, const ParamLayout& layout, torch::Dtype dtype) {
   auto index = std::make_shared<std::unordered_map<std::string, size_t>>();
   for (size_t i = 0; i < layout.specs.size(); ++i) (*index)[layout.specs[i].name] = i;

@@ -11,7 +11,8 @@
 // 4 parameters, 5 batches, 6 logits (see SharedRegion), 7 the write end of
 // the pipe on which bubblewrap (--info-fd) names the sandbox's PID 1, and 8
 // the trajectory (host memory: the parameters after each timed step but the
-// last, as the plugin's data.step_done() records them; rank 0's only); stdin
+// last, as the plugin's data.step_done() records them, then the loss head's
+// record of every timed step, head_record_shape; rank 0's only); stdin
 // is /dev/null, stdout and stderr a log file of the run; the environment
 // outside the sandbox is PATH alone.
 //
@@ -58,9 +59,10 @@ struct Init {
   int64_t batch_size, seq_len, steps;
   OptimizerConfig optimizer;
   uint64_t params_bytes, data_bytes, logits_bytes;
-  // The trajectory region's size: (steps - 1) slots of params_bytes each
-  // (README, Verification); 0 where nothing is recorded (CUDA, for now; a run
-  // of one step) and for ranks past 0.
+  // The trajectory region's size: (steps - 1) slots of params_bytes each,
+  // then the loss head's record (head_record_shape) (README, Verification); 0
+  // where nothing is recorded (CUDA, for now; a run of one step) and for
+  // ranks past 0.
   uint64_t trajectory_bytes;
   // This runner's rank among world_size (1: the one-rank contract) and how
   // long it may wait for the others to meet.
@@ -119,5 +121,11 @@ ParamLayout param_layout(const Qwen2Config& cfg, torch::Dtype dtype);
 
 // Allocator handing out views of `region` at the layout's offsets.
 ParamAllocator region_allocator(const SharedRegion& region, const ParamLayout& layout, torch::Dtype dtype);
+
+// The loss head's record (train_api.h, version 5), after the trajectory's
+// parameter slots in its region: bf16 [2, steps, rows, seq_len, hidden], the
+// inputs and then their gradients, `rows` rank 0's rows of each batch.
+std::vector<int64_t> head_record_shape(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps);
+uint64_t head_record_bytes(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps);
 
 }  // namespace tournament::protocol

@@ -119,6 +119,45 @@ void each_slice(const torch::Tensor& t, const std::function<void(const Slice&)>&
   }
 }
 
+// |a - b| / |b| over every element (float32); infinite where not finite.
+double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
+  const double d = (a.to(torch::kFloat32) - b.to(torch::kFloat32)).norm().item<double>();
+  const double n = b.to(torch::kFloat32).norm().item<double>();
+  if (!std::isfinite(d) || !std::isfinite(n)) return INFINITY;
+  return n > 0 ? d / n : d > 0 ? INFINITY : 0.0;
+}
+
+// The loss head's record of one step (train_api.h, version 5): `inputs` and
+// `grads` [R, S, H] (the shared region's, read once here), the judge's own
+// `hidden` [B, S, H] from the weights the step started from, the step's
+// `batch` [B, S] and lm_head's weight at the step's start. The run's input
+// must be the judge's up to the forward's rounding; the run's gradient must
+// be what the loss head gives for the run's own input, which differs from
+// the judge's only by the loss head's rounding. So a gradient of the loss
+// head's input that was estimated rather than computed (the softmax tail
+// fitted, attack pass 23) shows at its own size here, not diluted into the
+// layers' steps, where honest kernels' rounding spreads wide.
+void judge_head_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& inputs, const torch::Tensor& grads,
+                       const torch::Tensor& hidden, const torch::Tensor& batch, const torch::Tensor& lm_head) {
+  const int64_t R = inputs.size(0);
+  const auto device = hidden.device();
+  const auto in = inputs.to(device, hidden.scalar_type(), /*non_blocking=*/false, /*copy=*/true);  // [R, S, H]
+  const auto grad = grads.to(device, hidden.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
+  {
+    torch::NoGradGuard no_grad;
+    step.head_rows_missing = (~(torch::isfinite(in).flatten(1).all(1) & torch::isfinite(grad).flatten(1).all(1)))
+                                 .sum()
+                                 .item<int64_t>();
+    step.head_input_error = relative_error(in, hidden.detach().narrow(0, 0, R));
+  }
+  // The judge's gradient at the run's input: its own leaf, lm_head detached
+  // (the replay's parameters' gradients are not touched).
+  auto x = in.detach().requires_grad_(true);
+  linear_cross_entropy(x, lm_head.detach(), batch.narrow(0, 0, R)).backward();
+  torch::NoGradGuard no_grad;
+  step.head_grad_error = relative_error(grad, x.grad());
+}
+
 }  // namespace
 
 void Evaluator::check_replay_fits() const {
@@ -179,6 +218,9 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
   };
   // The final weights: read where they are (their region is fingerprinted).
   const auto final_weights = as_params(params_.view(0, {bytes}, torch::kUInt8));
+  const auto head_record = trajectory_.view(static_cast<size_t>(trajectory_slots_) * params_.size(),
+                                            protocol::head_record_shape(cfg_.model, head_rows_, cfg_.seq_len, cfg_.steps),
+                                            torch::kBFloat16);  // [2, steps, R, S, H]: inputs, gradients
   const auto recorded_weights = as_params(recorded);
   const int64_t B = cfg_.batch_size;
 
@@ -250,6 +292,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       }
     }
     auto hidden = replay->hidden_states(batch);  // [B, S, H]
+    judge_head_record(step, head_record[0][t], head_record[1][t], hidden, batch, replay->lm_head_weight());
     linear_cross_entropy(hidden, replay->lm_head_weight(), batch).backward();
     hidden = torch::Tensor();
     torch::NoGradGuard no_grad;

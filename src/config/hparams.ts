@@ -96,6 +96,18 @@ export interface Thresholds {
    * twenty-second attack pass) reads in the thousands. null: not applied on this kind of device.
    */
   attention_trajectory_excess: number | null;
+  /**
+   * The loss head's record (train_api.h, version 5), per timed step: the run's loss-head input against the judge's own
+   * forward from the weights the step started from, relative (Frobenius). Honest kernels differ only by the forward's
+   * rounding. null: not applied on this kind of device.
+   */
+  head_input_error: number | null;
+  /**
+   * The same record's gradient against the judge's own from the run's recorded input, relative (Frobenius): only the
+   * loss head's own rounding separates honest runs; an estimated softmax tail (the twenty-third attack pass) reads
+   * at its own size. null: not applied on this kind of device.
+   */
+  head_grad_error: number | null;
   /** changed share / reference changed share must be at least this. */
   min_changed_share_ratio: number;
   /** The measurement these rest on: where, how, the worst honest run and the closest cheat. */
@@ -108,7 +120,7 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** The thresholds alone, without their basis and records. */
@@ -227,6 +239,8 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   head_trajectory_excess: orNull(num(0, 1e6, true)),
   mlp_trajectory_excess: orNull(num(0, 1e6, true)),
   attention_trajectory_excess: orNull(num(0, 1e6, true)),
+  head_input_error: orNull(num(0, 1e6, true)),
+  head_grad_error: orNull(num(0, 1e6, true)),
   min_changed_share_ratio: num(0, 1),
 };
 

@@ -109,9 +109,12 @@ export interface NativeRunOutcome {
    * the first step; the plugin's data.step_done() for the others) and, per kind of tensor pooled over the layers,
    * how far the step's recorded result (the final weights for the last step) lands from the judge's own AdamW step of
    * that batch's gradient, in units of what rounding-size gradient noise moves it (trajectory.cpp). outOfReach: elements of the step's result further
-   * from the weights before it than any AdamW step moves them. Empty where nothing is recorded (CUDA, for now; a run of one step).
+   * from the weights before it than any AdamW step moves them. headInputError, headGradError: the loss head's record of
+   * the step (train_api.h, version 5), its input against the judge's forward and its gradient against the judge's own
+   * from that input, relative (Infinity where not finite); headRowsMissing: batch rows with no finite record. Empty
+   * where nothing is recorded (CUDA, for now; a run of one step).
    */
-  trajectory: { recorded: boolean; outOfReach: number; kinds: Record<string, number> }[];
+  trajectory: { recorded: boolean; outOfReach: number; kinds: Record<string, number>; headInputError: number; headGradError: number; headRowsMissing: number }[];
   /** Wall-clock seconds of each phase of the run, in order (timing capture only). */
   phaseSeconds?: Record<string, number>;
 }

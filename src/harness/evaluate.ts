@@ -281,6 +281,22 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
     const w = worstTrajectory(outcome, among);
     if (unrecorded < 0 && w && limit !== null && !(w.error <= limit)) failures.push({ code: 'trajectory', message: message(w, limit) });
   }
+  // The loss head's record (train_api.h, version 5), on the steps whose start was recorded.
+  const missing = outcome.trajectory.findIndex((t) => t.recorded && t.headRowsMissing > 0);
+  const record = worstHeadRecord(outcome);
+  if (unrecorded < 0 && missing >= 0) {
+    failures.push({
+      code: 'loss_head',
+      message: `${outcome.trajectory[missing].headRowsMissing} row(s) of timed step ${missing + 1}'s batch have no finite record of the loss head's input and its gradient: a submission that does not get that input from model->hidden_states must call data.record_loss_head() in every step (train_api.h)`,
+    });
+  } else if (unrecorded < 0 && record) {
+    if (v.head_input_error !== null && !(record.input.error <= v.head_input_error)) {
+      failures.push({ code: 'loss_head', message: `at timed step ${record.input.step}, the loss head's recorded input differs from the judge's own forward from the weights recorded before it by ${fmt(record.input.error)} relative (allowed ${v.head_input_error}): it is not the input those weights give` });
+    }
+    if (v.head_grad_error !== null && !(record.grad.error <= v.head_grad_error)) {
+      failures.push({ code: 'loss_head', message: `at timed step ${record.grad.step}, the loss head's recorded gradient differs from the judge's own at the recorded input by ${fmt(record.grad.error)} relative (allowed ${v.head_grad_error}): that gradient was not computed from its input` });
+    }
+  }
   const kind = worstKind(cmp);
   if (kind && !(kind.error <= v.kind_update_rel_error)) {
     failures.push({ code: 'update_error', message: `the update of ${kind.kind}, pooled over the layers, differs from the reference's by ${fmt(kind.error)} relative (allowed ${v.kind_update_rel_error})` });
@@ -419,6 +435,16 @@ export function worstTrajectory(outcome: Pick<NativeRunOutcome, 'trajectory'>, a
   return worst;
 }
 const HEAD_KIND = /^lm_head\.weight$/;
+
+/** The loss head's record (train_api.h, version 5): the step whose input and whose gradient are furthest from the judge's (NaN counts as furthest); null where nothing is recorded. */
+export function worstHeadRecord(outcome: Pick<NativeRunOutcome, 'trajectory'>): { input: { step: number; error: number }; grad: { step: number; error: number } } | null {
+  const steps = outcome.trajectory.map((t, i) => ({ step: i + 1, recorded: t.recorded, input: Number.isNaN(t.headInputError) ? Infinity : t.headInputError, grad: Number.isNaN(t.headGradError) ? Infinity : t.headGradError }))
+    .filter((t) => t.recorded);
+  if (steps.length === 0) return null;
+  const worst = (key: 'input' | 'grad') => steps.reduce((a, b) => (b[key] > a[key] ? b : a));
+  const input = worst('input'), grad = worst('grad');
+  return { input: { step: input.step, error: input.input }, grad: { step: grad.step, error: grad.grad } };
+}
 
 /** The MLP's kinds, which mlp_update_rel_error and mlp_pair_energy_excess bound besides kind_update_rel_error. */
 const MLP_KINDS = /(^|\.)mlp\.(gate|up|down)_proj\.weight$/;
@@ -701,6 +727,7 @@ function report(
   const headSteps = worstTrajectory(r, HEAD_KIND);
   const mlpSteps = worstTrajectory(r, MLP_KINDS);
   const attentionSteps = worstTrajectory(r, ATTENTION_KINDS);
+  const headRecord = worstHeadRecord(r);
   return {
     seed,
     ok: r.completed && failures.length === 0,
@@ -745,6 +772,8 @@ function report(
       max_head_trajectory: headSteps?.error ?? 0,
       max_mlp_trajectory: mlpSteps?.error ?? 0,
       max_attention_trajectory: attentionSteps?.error ?? 0,
+      max_head_input_error: headRecord?.input.error ?? 0,
+      max_head_grad_error: headRecord?.grad.error ?? 0,
       worst_trajectory: trajectory && { step: trajectory.step, kind: trajectory.kind },
       trajectory: r.trajectory.map((t) => t.kinds),
       changed_share: c.cmp.changedShare,

@@ -26,6 +26,7 @@ export function formatVerdict(v: Verdict, o: { submission: string; device: strin
       );
       if (c.trajectory.length > 0) {
         lines.push(`             steps against the judge's own: lm_head ${c.max_head_trajectory.toPrecision(3)}, MLP ${c.max_mlp_trajectory.toPrecision(3)}, attention ${c.max_attention_trajectory.toPrecision(3)} noise units`);
+        lines.push(`             loss head's record against the judge's: input ${c.max_head_input_error.toPrecision(3)}, gradient ${c.max_head_grad_error.toPrecision(3)} relative`);
       }
     }
     if (r.largest_check) {

@@ -25,6 +25,7 @@ export const FAILURE_CODES = [
   'layer_positions', // a decoder linear layer differs from the reference's along single positions' own gradients
   'trajectory', // lm_head's or an MLP kind's timed steps land too far from the judge's own steps from the weights recorded before each
   'unreachable', // a recorded step moved weights further than any AdamW step can: states no training made
+  'loss_head', // the loss head's recorded input or gradient (train_api.h, version 5) is missing, or off the judge's own
   'unrecorded', // the weights after a timed step were not recorded (data.step_done() not called) or are not finite
   'late_write', // the parameter or logits memory changed after the runner was killed
   'rank_divergence', // several ranks: at DONE a rank's parameters differ from rank 0's (the ones verified)
@@ -122,6 +123,10 @@ export interface RunReport {
     max_mlp_trajectory: number;
     /** The attention's kinds' (q, k, v, o) largest trajectory reading, judged by attention_trajectory_excess; 0 where not recorded. */
     max_attention_trajectory: number;
+    /** The loss head's record: the largest relative error over the timed steps of its input against the judge's forward, judged by head_input_error; 0 where not recorded. */
+    max_head_input_error: number;
+    /** The same for its gradient against the judge's own from the recorded input, judged by head_grad_error; 0 where not recorded. */
+    max_head_grad_error: number;
     /** Per timed step: every kind's trajectory error (empty where not recorded). */
     trajectory: Record<string, number>[];
     changed_share: number;

@@ -1,4 +1,4 @@
-// The submission contract, version 4. A submission is one C++ file that
+// The submission contract, version 5. A submission is one C++ file that
 // includes this header and defines `inner_steps` with exactly the signature
 // below. The validator compiles it itself (pinned flags, against the runner's
 // libtorch) and calls it in a sandboxed runner process. The runner refuses a
@@ -22,7 +22,9 @@
 //   Train on every token of every batch, one AdamW step per batch, loss as
 //   causal_lm_loss (model.h), and call data.step_done() after each step
 //   (version 3, below; data.wait_recorded() before each, version 4, lets the
-//   record run beside your next step on CUDA). Anything else is yours:
+//   record run beside your next step on CUDA), and let the validator record
+//   the loss head's input and its gradient (version 5, below: automatic
+//   where that input comes from model->hidden_states). Anything else is yours:
 //   kernels, CUDA graphs, checkpointing, fusions, precision tricks within
 //   the verification tolerance (README, "Verification").
 //
@@ -62,7 +64,7 @@
 #include <tournament/model.h>
 #include <tournament/optim.h>
 
-#define TOURNAMENT_TRAIN_API_VERSION 4
+#define TOURNAMENT_TRAIN_API_VERSION 5
 
 namespace c10d {
 class ProcessGroup;
@@ -111,6 +113,26 @@ class DataIterator {
   // the CPU step_done() copies at once and this waits for nothing, but the
   // order is enforced there too.
   virtual void wait_recorded() = 0;
+  // Version 5: the loss head's record. For every timed step the validator
+  // records, for each row of the step's batch, the loss head's input (the
+  // final norm's output, [rows, seq_len, hidden]) and its gradient, and
+  // checks both: the gradient against the one it computes from that input
+  // and the step's lm_head weight, the input against its own forward from
+  // the weights the step started from (README, Verification, "the loss
+  // head's record"). model->hidden_states (and so model->forward) records
+  // both by itself when it runs with gradients: the input at once, the
+  // gradient when backward reaches it. A submission that computes the
+  // model's layers itself calls this instead, once per step for the batch's
+  // rows (or once per group of them, e.g. per micro-batch), before
+  // step_done(): input_ids [rows, seq_len] (rows of the step's batch, any
+  // order), hidden [rows, seq_len, hidden] and hidden_grad, the gradient of
+  // the step's loss (the mean over every row this rank trains on in the
+  // step) with respect to hidden; any float dtype, on any device (copied
+  // into bf16 host memory at once). A row recorded twice keeps its last
+  // record; a step whose rows are not all recorded fails the run. Rows that
+  // are no row of the current step's batch throw.
+  virtual void record_loss_head(const torch::Tensor& input_ids, const torch::Tensor& hidden,
+                                const torch::Tensor& hidden_grad) = 0;
 };
 
 struct TrainResult {

@@ -9,7 +9,7 @@
 // lm_head's unit is the whole tensor's RMS / 256, loose on the untargeted rows where the fit's error lies.
 // Shares (multiply-adds, by hand; each of the head's [N, V] x [V, H] products is 13.1% of a tiny step, 2.5% of a
 // 7B step; the fit costs about H / N of one):
-//   as is (TOPK 512, HEAD_DW 1): 16.3% of the tiny run, about 2.5% of a 7B run (an estimate: not run at 7B).
+//   TOPK 512, HEAD_DW 1 (the pass's file): 16.3% of the tiny run, about 2.5% of a 7B run (an estimate: not run at 7B).
 //     ACCEPTED 5 of 5 runs (`bin/tournament local-bench <this file> --runs 2 --seed S`, S = 24400, 24600, and
 //     24300 with --runs 1); closest: head positions 1.20 to 1.50 against 1.62, lm_head's trajectory at most 0.91
 //     against 1.25, head alignment at most 3.4e-4 against 7.8e-4; MLP at most 3.0, attention at most 13.4.
@@ -21,7 +21,12 @@
 //   TOPK 64, HEAD_DW 1: REJECTED (lm_head's trajectory 4.58, seed 24300).
 // Not faster in wall time on this CPU (unoptimised O(N V) elementwise work). Record:
 // docs/measurements/2026-12-05-attack23.md.
-// expect: ACCEPTED-CHEAT (an open gap: README, Verification, known gaps)
+// Since the loss head's record (train_api.h, version 5, session 38) model->hidden_states records the gradient
+// this file's Function returns, and the judge compares it with the loss head's own at the recorded input
+// (head_grad_error, 0.0039 on the CPU): TOPK 64, HEAD_DW 0 (as the file now stands) reads 0.009 and is
+// REJECTED; TOPK 512, HEAD_DW 1 (the pass's file as it was: edit the two lines) reads 0.003 and is still
+// ACCEPTED (README, Verification, known gaps).
+// expect: loss_head
 #include <tournament/train_api.h>
 #include <algorithm>
 #include <cstdlib>
@@ -29,13 +34,13 @@
 using namespace tournament;
 
 #ifndef TOPK
-#define TOPK 512
+#define TOPK 64
 #endif
 #ifndef LINEAR
 #define LINEAR 1
 #endif
 #ifndef HEAD_DW
-#define HEAD_DW 1
+#define HEAD_DW 0
 #endif
 #ifndef CHEAT_FROM
 #define CHEAT_FROM 0

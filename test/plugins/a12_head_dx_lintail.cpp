@@ -6,7 +6,9 @@
 //          + A dh_i - a (b . dh_i),  A = W_tail^T diag(p_mean,tail) W_tail, a = W_tail^T p_mean,tail,
 //          b = W^T p_mean, dh_i = h_i - mean h.
 // lm_head's own weight gradient (dlogits^T H) and everything else stay exact.
-// As it stands (K = 256, last 2 of 5 steps) it is ACCEPTED: an open gap, not yet in test/plugins.
+// As it stands (K = 256, last 2 of 5 steps) it was ACCEPTED until the loss head's record (train_api.h,
+// version 5, session 38): model->hidden_states records the gradient this file's Function returns, and the
+// judge finds it 0.018 to 0.019 from the loss head's own at the recorded input (limit 0.0039).
 //
 // Work share (multiply-adds, counted by hand): the validator's CPU shape (tiny model, 5 steps of
 // 16 x 128, N = 2032 loss positions per step, H = 128, V = 2048): a step is ~4,066M MACs
@@ -38,6 +40,7 @@
 //     ACCEPTED, every check exactly 0 (bit-identical to the reference); with A12_FP32_DH (dH as a float32
 //     product rounded once, more precise than the reference): validator 12100 ACCEPTED, MLP kind
 //     0.036-0.037, pair energy 0.018-0.085, |probe - ref| 1e-4, layer positions <= 0.28.
+// expect: loss_head
 #include <tournament/train_api.h>
 
 #ifndef A12_K
