@@ -78,51 +78,49 @@ class TableBatches : public DataIterator, public HeadRecorder {
   }
   void record_loss_head(const torch::Tensor& input_ids, const torch::Tensor& hidden,
                         const torch::Tensor& hidden_grad) override {
-    record_grad(record_input(input_ids, hidden), hidden_grad);
+    record_grad(record_input(input_ids, hidden, /*strict=*/true), hidden_grad);
   }
-  // The step is the one whose batch holds the rows (the current one, by
+  // Each row goes to the step whose batch holds it (the current one, by
   // step_done()'s count, where it does): records are matched by content, so
   // the order of the plugin's calls does not matter.
-  Rows record_input(const torch::Tensor& input_ids, const torch::Tensor& hidden) override {
-    Rows where{-1, {}};
+  Rows record_input(const torch::Tensor& input_ids, const torch::Tensor& hidden, bool strict) override {
+    Rows where;
     if (!head_inputs_.defined()) return where;
+    const int64_t S = tokens_.size(1), H = head_inputs_.size(3);
+    if (input_ids.dim() != 2 || input_ids.size(1) != S || hidden.dim() != 3 || hidden.size(0) != input_ids.size(0) ||
+        hidden.size(1) != S || hidden.size(2) != H) {
+      if (!strict) return where;
+      throw std::runtime_error("data.record_loss_head(): input_ids must be [rows, " + std::to_string(S) +
+                               "] and hidden [rows, " + std::to_string(S) + ", " + std::to_string(H) + "] (train_api.h)");
+    }
     const auto ids = input_ids.to(torch::kCPU, torch::kInt64);  // [n, S]
-    if (ids.dim() != 2 || ids.size(0) == 0 || ids.size(1) != tokens_.size(1) || hidden.dim() != 3 ||
-        hidden.size(0) != ids.size(0) || hidden.size(1) != ids.size(1) || hidden.size(2) != head_inputs_.size(3)) {
-      throw std::runtime_error("data.record_loss_head(): input_ids must be [rows, seq_len] and hidden [rows, seq_len, " +
-                               std::to_string(head_inputs_.size(3)) + "] (train_api.h)");
-    }
-    auto batch = [&](int64_t step) { return tokens_.narrow(0, step * batch_ + first_, rows_); };  // [rows, S]
-    auto row_of = [&](int64_t step, const torch::Tensor& row) {  // -1: none
-      const auto match = (batch(step) == row).all(1).nonzero();     // [m, 1]
-      return match.size(0) > 0 ? match[0][0].item<int64_t>() : int64_t{-1};
-    };
-    where.step = std::min(steps_done_, steps_ - 1);
-    if (row_of(where.step, ids[0]) < 0) {
-      where.step = -1;
-      for (int64_t t = 0; t < steps_ && where.step < 0; ++t) {
-        if (row_of(t, ids[0]) >= 0) where.step = t;
-      }
-    }
+    const int64_t current = std::min(steps_done_, steps_ - 1);
     for (int64_t i = 0; i < ids.size(0); ++i) {
-      const int64_t r = where.step < 0 ? -1 : row_of(where.step, ids[i]);
-      if (r < 0) {
-        throw std::runtime_error("data.record_loss_head(): row " + std::to_string(i) +
-                                 " of input_ids is no row of the batch of the step its first row belongs to "
-                                 "(one call, one step's rows; train_api.h)");
+      int64_t step = -1, row = -1;
+      for (int64_t k = 0; k <= steps_ && row < 0; ++k) {  // the current step first, then every step in order
+        step = k == 0 ? current : k - 1;
+        const auto match = (tokens_.narrow(0, step * batch_ + first_, rows_) == ids[i]).all(1).nonzero();  // [m, 1]
+        if (match.size(0) > 0) row = match[0][0].item<int64_t>();
       }
-      where.rows.push_back(r);
+      if (row < 0) {
+        if (!strict) continue;
+        throw std::runtime_error("data.record_loss_head(): row " + std::to_string(i) +
+                                 " of input_ids is no row of any timed batch (train_api.h)");
+      }
+      where.from.push_back(i);
+      where.step.push_back(step);
+      where.row.push_back(row);
     }
-    copy_rows(head_inputs_[where.step], where.rows, hidden);
+    copy_rows(head_inputs_, where, hidden);
     return where;
   }
   void record_grad(const Rows& where, const torch::Tensor& hidden_grad) override {
-    if (!head_grads_.defined() || where.step < 0) return;
-    if (hidden_grad.dim() != 3 || hidden_grad.size(0) != static_cast<int64_t>(where.rows.size()) ||
-        hidden_grad.size(2) != head_grads_.size(3)) {
+    if (!head_grads_.defined() || where.from.empty()) return;
+    if (hidden_grad.dim() != 3 || hidden_grad.size(2) != head_grads_.size(3) ||
+        hidden_grad.size(1) != head_grads_.size(2) || hidden_grad.size(0) <= where.from.back()) {
       throw std::runtime_error("data.record_loss_head(): hidden_grad must have hidden's shape (train_api.h)");
     }
-    copy_rows(head_grads_[where.step], where.rows, hidden_grad);
+    copy_rows(head_grads_, where, hidden_grad);
   }
 
   // Once inner_steps has returned: the current stream's later work (the
@@ -135,9 +133,10 @@ class TableBatches : public DataIterator, public HeadRecorder {
   int64_t steps_, batch_, rows_, first_;
   torch::Device device_;
   int64_t served_ = 0;
-  static void copy_rows(const torch::Tensor& into, const std::vector<int64_t>& rows, const torch::Tensor& t) {
-    into.index_copy_(0, torch::tensor(rows, torch::kInt64),
-                     t.detach().to(torch::kCPU, into.scalar_type()).reshape({-1, into.size(1), into.size(2)}));
+  // t's rows where.from into `into` [steps, rows, S, H] at (where.step, where.row).
+  static void copy_rows(const torch::Tensor& into, const Rows& where, const torch::Tensor& t) {
+    const auto host = t.detach().to(torch::kCPU, into.scalar_type());  // [n, S, H]
+    for (size_t k = 0; k < where.from.size(); ++k) into[where.step[k]][where.row[k]].copy_(host[where.from[k]]);
   }
 
   torch::Tensor params_, trajectory_, head_inputs_, head_grads_;

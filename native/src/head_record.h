@@ -13,13 +13,14 @@ namespace tournament {
 class HeadRecorder {
  public:
   virtual ~HeadRecorder() = default;
-  // Records `hidden`'s rows ([rows, S, H]) as the loss head's input of the
-  // current step's rows `input_ids` names; returns that step and those rows.
+  // Records `hidden`'s rows ([n, S, H]) as the loss head's input of the
+  // batch rows `input_ids` ([n, S]) names, each in the step whose batch holds
+  // it; returns where each went. `strict` (data.record_loss_head): a row that
+  // is no batch row throws; else (the hook) it is left unrecorded.
   struct Rows {
-    int64_t step;
-    std::vector<int64_t> rows;
+    std::vector<int64_t> from, step, row;  // ids' row, and the step and batch row it was recorded as
   };
-  virtual Rows record_input(const torch::Tensor& input_ids, const torch::Tensor& hidden) = 0;
+  virtual Rows record_input(const torch::Tensor& input_ids, const torch::Tensor& hidden, bool strict) = 0;
   // Records the gradient of those rows (when backward reaches them).
   virtual void record_grad(const Rows& where, const torch::Tensor& hidden_grad) = 0;
 };

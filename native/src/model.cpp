@@ -383,7 +383,7 @@ torch::Tensor Qwen2ForCausalLMImpl::hidden_states(const torch::Tensor& input_ids
   auto h = model->norm(x);                                          // [B, S, H]
   // In a runner's timed call: the loss head's record (train_api.h, version 5).
   if (auto* recorder = head_recorder(); recorder != nullptr && h.requires_grad()) {
-    auto where = recorder->record_input(input_ids, h);
+    auto where = recorder->record_input(input_ids, h, /*strict=*/false);
     // The hook holds the rows, not h: no cycle through h's own graph.
     h.register_hook([recorder, where](const torch::Tensor& grad) { recorder->record_grad(where, grad); });
   }

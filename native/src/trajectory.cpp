@@ -33,6 +33,7 @@
 // limit of its own (head_, mlp_ and attention_trajectory_excess): honest
 // kernels read wider on the attention's weights than on the MLP's
 // (docs/measurements/2026-12-05-mlp-trajectory.md, 2026-12-05-attack22.md).
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -137,8 +138,18 @@ double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
 // head's input that was estimated rather than computed (the softmax tail
 // fitted, attack pass 23) shows at its own size here, not diluted into the
 // layers' steps, where honest kernels' rounding spreads wide.
-void judge_head_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& inputs, const torch::Tensor& grads,
-                       const torch::Tensor& hidden, const torch::Tensor& batch, const torch::Tensor& lm_head) {
+// Returns lm_head's gradient at the run's recorded input, the whole batch's
+// and its two halves' accumulated, where the record is whole (every row of
+// the batch, finite; undefined otherwise): lm_head's step is judged from
+// those, so that an honest forward's rounding (the recorded input within
+// head_input_error of the judge's) does not widen lm_head's reading, and
+// only the loss head's own rounding does.
+struct HeadWeightGrads {
+  torch::Tensor full, halves;  // [V, H] each
+};
+HeadWeightGrads judge_head_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& inputs,
+                                  const torch::Tensor& grads, const torch::Tensor& hidden, const torch::Tensor& batch,
+                                  const torch::Tensor& lm_head) {
   const int64_t R = inputs.size(0);
   const auto device = hidden.device();
   const auto in = inputs.to(device, hidden.scalar_type(), /*non_blocking=*/false, /*copy=*/true);  // [R, S, H]
@@ -150,12 +161,28 @@ void judge_head_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& in
                                  .item<int64_t>();
     step.head_input_error = relative_error(in, hidden.detach().narrow(0, 0, R));
   }
-  // The judge's gradient at the run's input: its own leaf, lm_head detached
-  // (the replay's parameters' gradients are not touched).
+  // The judge's gradients at the run's input: leaves of its own, lm_head's
+  // a detached alias (the replay's parameters' gradients are not touched).
+  const auto ids = batch.narrow(0, 0, R);  // [R, S]
   auto x = in.detach().requires_grad_(true);
-  linear_cross_entropy(x, lm_head.detach(), batch.narrow(0, 0, R)).backward();
-  torch::NoGradGuard no_grad;
-  step.head_grad_error = relative_error(grad, x.grad());
+  auto w = lm_head.detach().requires_grad_(true);
+  linear_cross_entropy(x, w, ids).backward();
+  {
+    torch::NoGradGuard no_grad;
+    step.head_grad_error = relative_error(grad, x.grad());
+  }
+  HeadWeightGrads out;
+  if (step.head_rows_missing > 0 || R != batch.size(0)) return out;
+  out.full = w.grad();
+  if (R > 1) {
+    auto w2 = lm_head.detach().requires_grad_(true);
+    const int64_t first = R / 2;
+    for (auto [start, rows] : {std::pair<int64_t, int64_t>{0, first}, {first, R - first}}) {
+      (linear_cross_entropy(in.narrow(0, start, rows), w2, ids.narrow(0, start, rows)) * (double(rows) / R)).backward();
+    }
+    out.halves = w2.grad();
+  }
+  return out;
 }
 
 }  // namespace
@@ -197,6 +224,9 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     names.push_back(item.key());
     mine.push_back(item.value());
   }
+  // lm_head's place among them (-1: tied to the embedding, whose gradient has another part).
+  const auto lm_at = std::find(names.begin(), names.end(), "lm_head.weight");
+  const int64_t lm_head = lm_at == names.end() ? -1 : lm_at - names.begin();
   std::vector<size_t> at;  // each parameter's place in the layout
   for (const auto& name : names) {
     size_t k = 0;
@@ -292,9 +322,14 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       }
     }
     auto hidden = replay->hidden_states(batch);  // [B, S, H]
-    judge_head_record(step, head_record[0][t], head_record[1][t], hidden, batch, replay->lm_head_weight());
+    auto head = judge_head_record(step, head_record[0][t], head_record[1][t], hidden, batch, replay->lm_head_weight());
     linear_cross_entropy(hidden, replay->lm_head_weight(), batch).backward();
     hidden = torch::Tensor();
+    if (lm_head >= 0 && head.full.defined()) {  // lm_head's step from the run's own recorded input (above)
+      mine[lm_head].mutable_grad() = head.full;
+      if (halves[lm_head].defined() && head.halves.defined()) halves[lm_head] = head.halves.to(halves[lm_head].device());
+    }
+    head = HeadWeightGrads{};
     torch::NoGradGuard no_grad;
     std::map<std::string, std::pair<double, double>> sums;  // kind -> (the run's sum d^2, the unit's)
     for (size_t i = 0; i < mine.size(); ++i) {

@@ -436,10 +436,11 @@ export function worstTrajectory(outcome: Pick<NativeRunOutcome, 'trajectory'>, a
 }
 const HEAD_KIND = /^lm_head\.weight$/;
 
-/** The loss head's record (train_api.h, version 5): the step whose input and whose gradient are furthest from the judge's (NaN counts as furthest); null where nothing is recorded. */
+/** The loss head's record (train_api.h, version 5): the step whose input and whose gradient are furthest from the judge's (NaN counts as furthest), of the steps with every row recorded; null where there are none. */
 export function worstHeadRecord(outcome: Pick<NativeRunOutcome, 'trajectory'>): { input: { step: number; error: number }; grad: { step: number; error: number } } | null {
-  const steps = outcome.trajectory.map((t, i) => ({ step: i + 1, recorded: t.recorded, input: Number.isNaN(t.headInputError) ? Infinity : t.headInputError, grad: Number.isNaN(t.headGradError) ? Infinity : t.headGradError }))
-    .filter((t) => t.recorded);
+  // Steps with rows missing are the missing rows' failure, not a reading.
+  const steps = outcome.trajectory.map((t, i) => ({ step: i + 1, read: t.recorded && t.headRowsMissing === 0, input: Number.isNaN(t.headInputError) ? Infinity : t.headInputError, grad: Number.isNaN(t.headGradError) ? Infinity : t.headGradError }))
+    .filter((t) => t.read);
   if (steps.length === 0) return null;
   const worst = (key: 'input' | 'grad') => steps.reduce((a, b) => (b[key] > a[key] ? b : a));
   const input = worst('input'), grad = worst('grad');

@@ -23,9 +23,9 @@
 // docs/measurements/2026-12-05-attack23.md.
 // Since the loss head's record (train_api.h, version 5, session 38) model->hidden_states records the gradient
 // this file's Function returns, and the judge compares it with the loss head's own at the recorded input
-// (head_grad_error, 0.0039 on the CPU): TOPK 64, HEAD_DW 0 (as the file now stands) reads 0.009 and is
-// REJECTED; TOPK 512, HEAD_DW 1 (the pass's file as it was: edit the two lines) reads 0.003 and is still
-// ACCEPTED (README, Verification, known gaps).
+// (head_grad_error, 0.0041 on the CPU): TOPK 64, HEAD_DW 0 (as the file now stands) reads 0.009 and is
+// REJECTED; TOPK 512, HEAD_DW 1 (the pass's file as it was: edit the two lines) reads 0.003 there and is
+// rejected by lm_head's trajectory since lm_head's step is judged from the recorded input (0.66 and up against 0.16).
 // expect: loss_head
 #include <tournament/train_api.h>
 #include <algorithm>

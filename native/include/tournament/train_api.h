@@ -125,12 +125,14 @@ class DataIterator {
   // model's layers itself calls this instead, once per step for the batch's
   // rows (or once per group of them, e.g. per micro-batch), before
   // step_done(): input_ids [rows, seq_len] (rows of the step's batch, any
-  // order), hidden [rows, seq_len, hidden] and hidden_grad, the gradient of
+  // order; each row is matched to its batch by its tokens), hidden
+  // [rows, seq_len, hidden] and hidden_grad, the gradient of
   // the step's loss (the mean over every row this rank trains on in the
   // step) with respect to hidden; any float dtype, on any device (copied
   // into bf16 host memory at once). A row recorded twice keeps its last
-  // record; a step whose rows are not all recorded fails the run. Rows that
-  // are no row of the current step's batch throw.
+  // record; a step whose rows are not all recorded fails the run. A row that
+  // is no row of any timed batch throws here (the automatic record of
+  // hidden_states skips it).
   virtual void record_loss_head(const torch::Tensor& input_ids, const torch::Tensor& hidden,
                                 const torch::Tensor& hidden_grad) = 0;
 };

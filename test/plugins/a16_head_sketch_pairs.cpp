@@ -46,7 +46,9 @@
 // element it read is one this file computes exactly (docs/measurements/2026-12-04-head-untargeted.md).
 // Against the checks in force now the exact pairs are not needed; the balanced buckets (MATCHING 1) are
 // what keep the head-gradient check under its limit.
-// expect: ACCEPTED-CHEAT (an open gap: README, Verification, known gaps)
+// Since session 38 (lm_head's step judged from the run's recorded loss-head input, limit 0.16) it reads 1.04 to
+// 1.83 on lm_head's trajectory and is rejected in every run measured (docs/measurements/2026-12-05-loss-head-record.md).
+// expect: trajectory|head_positions|head_gradient
 #include <tournament/train_api.h>
 
 #include <algorithm>
