@@ -129,10 +129,15 @@ class DataIterator {
   // [rows, seq_len, hidden] and hidden_grad, the gradient of
   // the step's loss (the mean over every row this rank trains on in the
   // step) with respect to hidden; any float dtype, on any device (copied
-  // into bf16 host memory at once). A row recorded twice keeps its last
-  // record; a step whose rows are not all recorded fails the run. A row that
-  // is no row of any timed batch throws here (the automatic record of
-  // hidden_states skips it).
+  // into bf16 host memory at once). Its arithmetic is part of the contract:
+  // the reference's (linear_cross_entropy: the logits rounded to the
+  // weight's dtype, log-softmax in float32, the logits' gradient rounded to
+  // the weight's dtype before the products, float32 accumulation) or float32
+  // throughout; the validator reads it against the nearer of the two, within
+  // a tolerance of rounding (README, Verification). A row recorded twice
+  // keeps its last record; a step whose rows are not all recorded fails the
+  // run. A row that is no row of any timed batch throws here (the automatic
+  // record of hidden_states skips it).
   virtual void record_loss_head(const torch::Tensor& input_ids, const torch::Tensor& hidden,
                                 const torch::Tensor& hidden_grad) = 0;
 };
