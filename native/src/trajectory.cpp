@@ -63,6 +63,17 @@ torch::Tensor bf16_spacing(const torch::Tensor& a) {
   return torch::ldexp(torch::ones_like(a), std::get<1>(torch::frexp(a)) - 8);
 }
 
+// Half the distance from w (bf16 values) to its bf16 neighbour on u's side:
+// where |w| is a power of two the neighbour toward zero is half as far (the
+// twenty-sixth attack pass: a step into the finer spacing below, left out,
+// read 0 when the wider one above was taken for both sides).
+torch::Tensor half_gap(const torch::Tensor& w, const torch::Tensor& u) {
+  const auto [mantissa, exponent] = torch::frexp(w);
+  const auto spacing = torch::ldexp(torch::ones_like(w), exponent - 8);
+  const auto finer = (mantissa.abs() == 0.5) & ((u - w) * w < 0);  // a power of two, u toward zero
+  return torch::where(finer, spacing / 4, spacing / 2);
+}
+
 // The most |m_hat| / sqrt(v_hat) can be at step k (from 1) over any gradients:
 // by Cauchy-Schwarz on m = (1 - b1) sum b1^(k-j) g_j against
 // v = (1 - b2) sum b2^(k-j) g_j^2, (1 - b1) / sqrt(1 - b2) * sqrt(sum over
@@ -363,9 +374,9 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
         adamw_unfused_step_(p, part(grad), m, v, t + 1, cfg_.optimizer, &unrounded);
         const auto judged = p.to(torch::kFloat32);
         // How far the judge's unrounded result would have to move to round to
-        // w (past half of w's bf16 spacing); 0 where it rounds to w already.
+        // w (past half the gap to w's bf16 neighbour on its side); 0 where it rounds to w already.
         auto shortfall = [&](const torch::Tensor& w) {
-          return ((w - unrounded).abs() - bf16_spacing(w) / 2).clamp_min(0).masked_fill(w == judged, 0) * history;
+          return ((w - unrounded).abs() - half_gap(w, unrounded)).clamp_min(0).masked_fill(w == judged, 0) * history;
         };
         s.first += shortfall(part(target[i]).to(torch::kFloat32)).pow(2).sum().item<double>();
         s.second += shortfall(noisy).pow(2).sum().item<double>();
