@@ -96,8 +96,9 @@ struct RunOutcome {
     // The loss head's record of the step (train_api.h, version 5), relative
     // errors over the recorded rows (Frobenius; infinite where a row is
     // missing or not finite): the input against the judge's own forward from
-    // the weights the step started from, the gradient against the judge's
-    // own from that recorded input.
+    // the weights the step started from, the gradient against the nearer of
+    // the judge's own two from that recorded input (the reference's
+    // arithmetic, float32 throughout).
     double head_input_error = 0, head_grad_error = 0;
     int64_t head_rows_missing = 0;  // rows with a non-finite input or gradient (unrecorded rows are NaN)
   };

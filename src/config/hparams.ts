@@ -103,9 +103,10 @@ export interface Thresholds {
    */
   head_input_error: number | null;
   /**
-   * The same record's gradient against the judge's own from the run's recorded input, relative (Frobenius): only the
-   * loss head's own rounding separates honest runs; an estimated softmax tail (the twenty-third attack pass) reads
-   * at its own size. null: not applied on this kind of device.
+   * The same record's gradient against the nearer of the judge's own two from the run's recorded input (the
+   * reference's arithmetic and float32 throughout, the two the contract allows), relative (Frobenius): honest runs
+   * read about 0; an estimated softmax tail (the twenty-third and twenty-fifth attack passes) reads at its own size.
+   * null: not applied on this kind of device.
    */
   head_grad_error: number | null;
   /** changed share / reference changed share must be at least this. */

@@ -294,7 +294,7 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
       failures.push({ code: 'loss_head', message: `at timed step ${record.input.step}, the loss head's recorded input differs from the judge's own forward from the weights recorded before it by ${fmt(record.input.error)} relative (allowed ${v.head_input_error}): it is not the input those weights give` });
     }
     if (v.head_grad_error !== null && !(record.grad.error <= v.head_grad_error)) {
-      failures.push({ code: 'loss_head', message: `at timed step ${record.grad.step}, the loss head's recorded gradient differs from the judge's own at the recorded input by ${fmt(record.grad.error)} relative (allowed ${v.head_grad_error}): that gradient was not computed from its input` });
+      failures.push({ code: 'loss_head', message: `at timed step ${record.grad.step}, the loss head's recorded gradient differs from the nearer of the judge's own two at the recorded input (the reference's arithmetic, float32 throughout) by ${fmt(record.grad.error)} relative (allowed ${v.head_grad_error}): that gradient was not computed from its input` });
     }
   }
   const kind = worstKind(cmp);

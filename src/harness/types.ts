@@ -125,7 +125,7 @@ export interface RunReport {
     max_attention_trajectory: number;
     /** The loss head's record: the largest relative error over the timed steps of its input against the judge's forward, judged by head_input_error; 0 where not recorded. */
     max_head_input_error: number;
-    /** The same for its gradient against the judge's own from the recorded input, judged by head_grad_error; 0 where not recorded. */
+    /** The same for its gradient against the nearer of the judge's own two from the recorded input (the reference's arithmetic, float32 throughout), judged by head_grad_error; 0 where not recorded. */
     max_head_grad_error: number;
     /** Per timed step: every kind's trajectory error (empty where not recorded). */
     trajectory: Record<string, number>[];
