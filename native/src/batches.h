@@ -97,8 +97,9 @@ class TableBatches : public DataIterator, public HeadRecorder {
     const int64_t current = std::min(steps_done_, steps_ - 1);
     for (int64_t i = 0; i < ids.size(0); ++i) {
       int64_t step = -1, row = -1;
-      for (int64_t k = 0; k <= steps_ && row < 0; ++k) {  // the current step first, then every step in order
+      for (int64_t k = 0; k <= steps_ && row < 0; ++k) {  // the current step first, then every other in order
         step = k == 0 ? current : k - 1;
+        if (k > 0 && step == current) continue;
         const auto match = (tokens_.narrow(0, step * batch_ + first_, rows_) == ids[i]).all(1).nonzero();  // [m, 1]
         if (match.size(0) > 0) row = match[0][0].item<int64_t>();
       }

@@ -34,6 +34,7 @@
 // kernels read wider on the attention's weights than on the MLP's
 // (docs/measurements/2026-12-05-mlp-trajectory.md, 2026-12-05-attack22.md).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -131,10 +132,15 @@ void each_slice(const torch::Tensor& t, const std::function<void(const Slice&)>&
   }
 }
 
+// A batch of n rows as its two halves: (first row, rows) each. The judge's
+// honest alternative to the whole batch's gradient is the halves' accumulated.
+std::array<std::pair<int64_t, int64_t>, 2> halves_of(int64_t n) { return {{{0, n / 2}, {n / 2, n - n / 2}}}; }
+
 // |a - b| / |b| over every element (float32); infinite where not finite.
 double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
-  const double d = (a.to(torch::kFloat32) - b.to(torch::kFloat32)).norm().item<double>();
-  const double n = b.to(torch::kFloat32).norm().item<double>();
+  const auto bf = b.to(torch::kFloat32);
+  const double d = (a.to(torch::kFloat32) - bf).norm().item<double>();
+  const double n = bf.norm().item<double>();
   if (!std::isfinite(d) || !std::isfinite(n)) return INFINITY;
   return n > 0 ? d / n : d > 0 ? INFINITY : 0.0;
 }
@@ -197,8 +203,7 @@ HeadWeightGrads judge_head_record(RunOutcome::TrajectoryStep& step, const torch:
   out.full = w.grad();
   if (R > 1) {
     auto w2 = lm_head.detach().requires_grad_(true);
-    const int64_t first = R / 2;
-    for (auto [start, rows] : {std::pair<int64_t, int64_t>{0, first}, {first, R - first}}) {
+    for (auto [start, rows] : halves_of(R)) {
       (linear_cross_entropy(in.narrow(0, start, rows), w2, ids.narrow(0, start, rows)) * (double(rows) / R)).backward();
     }
     out.halves = w2.grad();
@@ -328,8 +333,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     // not an 80 GB card), else on the host, at two trips over PCIe a step.
     std::vector<torch::Tensor> halves(mine.size());
     if (B > 1) {
-      const int64_t first = B / 2;
-      for (auto [start, rows] : {std::pair<int64_t, int64_t>{0, first}, {first, B - first}}) {
+      for (auto [start, rows] : halves_of(B)) {
         const auto part = batch.narrow(0, start, rows);  // [rows, S]
         (linear_cross_entropy(replay->hidden_states(part), replay->lm_head_weight(), part) * (double(rows) / B))
             .backward();
