@@ -37,6 +37,7 @@ describe('multi-rank: two ranks with Gloo on the CPU, through the harness', func
     skip_share: path.join(PLUGINS, 'skip_share.cpp'),
     foresight_probe: path.join(PROJECT_ROOT, 'test', 'plugins', 'foresight_probe.cpp'),
     no_allreduce: path.join(PLUGINS, 'no_allreduce.cpp'),
+    head_off_rank1: path.join(PLUGINS, 'head_off_rank1.cpp'),
   };
   willCompile(...Object.values(CASES));
   const verdicts = new Map<keyof typeof CASES, Verdict>();
@@ -76,6 +77,11 @@ describe('multi-rank: two ranks with Gloo on the CPU, through the harness', func
     assert.equal(run.checks.probe_loss, run.checks.reference_probe_loss);
     // Training moved the weights: the check is not vacuous.
     assert.ok(Math.abs(run.checks.probe_loss - run.checks.initial_probe_loss) > 0);
+    // The loss head's record holds both ranks' rows, each rank's gradient of its own share's loss, and reads 0
+    // against the judge's (which takes each rank's loss apart): a wrong scale or a missing rank would not.
+    assert.equal(run.checks.max_head_input_error, 0);
+    assert.equal(run.checks.max_head_grad_error, 0);
+    assert.equal(run.checks.max_head_trajectory, 0);
     // eslint-disable-next-line no-console
     console.log(`      two ranks: ${run.tokens_per_second?.toFixed(0)} tokens/s (2-core CPU, shared), probe loss ${run.checks.initial_probe_loss.toFixed(4)} -> ${run.checks.probe_loss.toFixed(4)}`);
   });
@@ -86,7 +92,7 @@ describe('multi-rank: two ranks with Gloo on the CPU, through the harness', func
     const got = codes(v);
     // Rejected by verification, not by a crash or the ranks' disagreement (they agree: both applied the same
     // wrong update); among the reasons, the rows rank 1 never trained stand out in their cells' losses.
-    const verification: FailureCode[] = ['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'frozen', 'changed_share', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'layer_positions', 'trajectory'];
+    const verification: FailureCode[] = ['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'frozen', 'changed_share', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'layer_positions', 'trajectory', 'loss_head'];
     assert.ok(got.length > 0 && got.every((c) => verification.includes(c)), `rejected for ${got.join(', ')}: ${v.reasons.join('; ')}`);
     assert.ok(got.includes('cell_loss'), v.reasons.join('; '));
   });
@@ -98,6 +104,14 @@ describe('multi-rank: two ranks with Gloo on the CPU, through the harness', func
     const v = await judge('foresight_probe');
     assert.deepEqual(codes(v), ['rank_divergence'], v.reasons.join('; '));
     assert.doesNotMatch(v.reasons.join('; '), /residue|foresight/);
+  });
+
+  it('records every rank\'s rows of the loss head: a rank 1 that switches its record off fails loss_head', async () => {
+    const v = await judge('head_off_rank1');
+    assert.equal(v.accepted, false);
+    assert.deepEqual([...new Set(codes(v))], ['loss_head'], v.reasons.join('; '));
+    // Rank 1's share of the batch (half its rows), in the first timed step.
+    assert.match(v.reasons.join('; '), new RegExp(`${hparams.benchmark_batch_size / 2} row\\(s\\) of timed step 1's batch`));
   });
 
   it('rejects ranks that train apart (no all-reduce): rank 1 no longer holds rank 0\'s parameters', async () => {

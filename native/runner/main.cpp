@@ -91,9 +91,10 @@ int launch_ranks(int ranks, const char* self, const char* plugin) {
         std::_Exit(5);
       }
       // Nothing of another rank's (nor bwrap's info pipe) stays open in this
-      // one; the trajectory is rank 0's.
+      // one; the trajectory is every rank's (each records its own rows of the
+      // loss head's record; rank 0 the parameters too).
       for (int fd = proto::kInfoFd; fd < proto::rank_fd(ranks, proto::RankFd::kControl); ++fd) {
-        if (r > 0 || fd != proto::kTrajectoryFd) ::close(fd);
+        if (fd != proto::kTrajectoryFd) ::close(fd);
       }
       char* args[] = {const_cast<char*>(self), const_cast<char*>(plugin), nullptr};
       ::execv(self, args);
@@ -150,13 +151,16 @@ int main(int argc, char** argv) {
     if (init.trajectory_bytes > 0) {
       if (init.steps < 2 ||
           init.trajectory_bytes != (init.steps - 1) * init.params_bytes +
-                                       proto::head_record_bytes(cfg, init.batch_size / init.world_size, init.seq_len,
-                                                                init.steps)) {
+                                       proto::head_record_bytes(cfg, init.batch_size, init.seq_len, init.steps)) {
         fail(proto::ErrorKind::kException, "INIT names a trajectory that does not fit the parameters");
       }
       trajectory = SharedRegion::map(proto::kTrajectoryFd, init.trajectory_bytes, torch::kCPU);
-      // Page-locked, the copies from the card run at PCIe speed, beside its work.
-      if (device.is_cuda() && !compat::pin_host(trajectory.view(0, {1}, torch::kUInt8).data_ptr(), trajectory.size(), device)) {
+      // Page-locked, the copies from the card run at PCIe speed, beside its
+      // work: the part this rank writes (rank 0 the parameters' slots too).
+      const size_t skip = init.rank == 0 ? 0 : (init.steps - 1) * init.params_bytes;
+      if (device.is_cuda() &&
+          !compat::pin_host(static_cast<char*>(trajectory.view(0, {1}, torch::kUInt8).data_ptr()) + skip,
+                            trajectory.size() - skip, device)) {
         std::fprintf(stderr, "tournament-runner: could not page-lock the trajectory; its copies will be slow\n");
       }
     }
@@ -209,9 +213,12 @@ int main(int argc, char** argv) {
   TableBatches batches(tokens, init.steps, B, device, init.rank, init.world_size);
   if (init.trajectory_bytes > 0) {
     const auto n = static_cast<int64_t>(init.params_bytes);
-    batches.record_into(params.view(0, {n}, torch::kUInt8), trajectory.view(0, {init.steps - 1, n}, torch::kUInt8));
+    // The ranks' parameters agree byte for byte after every step: rank 0's are recorded.
+    if (init.rank == 0) {
+      batches.record_into(params.view(0, {n}, torch::kUInt8), trajectory.view(0, {init.steps - 1, n}, torch::kUInt8));
+    }
     const auto heads = trajectory.view((init.steps - 1) * init.params_bytes,
-                                       proto::head_record_shape(cfg, B / init.world_size, S, init.steps), torch::kBFloat16);
+                                       proto::head_record_shape(cfg, B, S, init.steps), torch::kBFloat16);
     batches.record_heads_into(heads[0], heads[1]);
     set_head_recorder(&batches);  // model->hidden_states records there (train_api.h, version 5)
   }

@@ -69,9 +69,9 @@ class TableBatches : public DataIterator, public HeadRecorder {
     if (!deferred_) copy_.wait();
   }
   // The loss head's record (train_api.h, version 5): `inputs` and `grads`
-  // [steps, batch / ranks, S, H] bf16 (host), row r of a step's being row r
-  // of this rank's share of that step's batch. Without them (warmup)
-  // record_loss_head records nothing.
+  // [steps, batch, S, H] bf16 (host), shared by every rank, row r of a
+  // step's being row r of that step's batch; this rank writes its own share's
+  // rows only. Without them (warmup) record_loss_head records nothing.
   void record_heads_into(torch::Tensor inputs, torch::Tensor grads) {
     head_inputs_ = std::move(inputs);
     head_grads_ = std::move(grads);
@@ -110,7 +110,7 @@ class TableBatches : public DataIterator, public HeadRecorder {
       }
       where.from.push_back(i);
       where.step.push_back(step);
-      where.row.push_back(row);
+      where.row.push_back(first_ + row);
     }
     copy_rows(head_inputs_, where, hidden);
     return where;

@@ -272,12 +272,11 @@ Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
   // (docs/measurements/2026-12-05-h100-trajectory.md); the whole model's
   // memory and cost await an H200. Elsewhere, and with one step, one page, so
   // that its descriptor exists, and INIT says nothing is recorded.
-  // After the slots, the loss head's record of rank 0's rows (train_api.h,
-  // version 5; protocol.h).
+  // After the slots, the loss head's record of every row of each batch
+  // (train_api.h, version 5; protocol.h): each rank writes its own share.
   trajectory_slots_ = cfg_.device.is_cpu() ? cfg_.steps - 1 : 0;
-  head_rows_ = B / std::max<int64_t>(1, static_cast<int64_t>(cfg_.rank_devices.size()));
   trajectory_bytes_ = trajectory_slots_ > 0 ? static_cast<size_t>(trajectory_slots_) * params_.size() +
-                                                  proto::head_record_bytes(cfg_.model, head_rows_, S, cfg_.steps)
+                                                  proto::head_record_bytes(cfg_.model, B, S, cfg_.steps)
                                             : 0;
   trajectory_ = SharedRegion::create(std::max<size_t>(1, trajectory_bytes_), torch::kCPU);
   check_replay_fits();
@@ -616,7 +615,7 @@ bool Evaluator::start_up(RunState& st) {
     init.params_bytes = params_.size();
     init.data_bytes = data_.size();
     init.logits_bytes = r == 0 ? logits_.size() : other_ranks_[r - 1].logits.size();
-    init.trajectory_bytes = r == 0 && !st.in.reference ? trajectory_bytes_ : 0;
+    init.trajectory_bytes = st.in.reference ? 0 : trajectory_bytes_;
     init.rank = r;
     init.world_size = ranks();
     init.rendezvous_timeout_ms = static_cast<int64_t>(cfg_.start_timeout_s * 1000);

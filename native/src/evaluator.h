@@ -301,7 +301,6 @@ class Evaluator {
   SharedRegion params_, data_, logits_;
   SharedRegion trajectory_;      // [trajectory_slots_, params_.size()] bytes, then the loss head's record; host
   int64_t trajectory_slots_ = 0;  // steps - 1 where recorded, else 0
-  int64_t head_rows_ = 0;         // the rows of each batch the loss head's record holds (rank 0's)
   size_t trajectory_bytes_ = 0;   // the slots and the loss head's record; 0 where nothing is recorded
   torch::Tensor logits_view_;  // [B, S-1, V] over logits_
   Qwen2ForCausalLM model_{nullptr};  // the trusted view of the parameter memory (rank 0's)

@@ -124,7 +124,8 @@ ParamAllocator region_allocator(const SharedRegion& region, const ParamLayout& l
 
 // The loss head's record (train_api.h, version 5), after the trajectory's
 // parameter slots in its region: bf16 [2, steps, rows, seq_len, hidden], the
-// inputs and then their gradients, `rows` rank 0's rows of each batch.
+// inputs and then their gradients, `rows` the batch's rows (every rank's;
+// each rank writes its own contiguous share).
 std::vector<int64_t> head_record_shape(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps);
 uint64_t head_record_bytes(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps);
 

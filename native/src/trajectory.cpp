@@ -146,44 +146,53 @@ double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
 }
 
 // The loss head's record of one step (train_api.h, version 5): `inputs` and
-// `grads` [R, S, H] (the shared region's, read once here), the judge's own
+// `grads` [B, S, H] (the shared region's, read once here), the judge's own
 // `hidden` [B, S, H] from the weights the step started from, the step's
-// `batch` [B, S] and lm_head's weight at the step's start. The run's input
-// must be the judge's up to the forward's rounding; the run's gradient must
-// be what the loss head gives for the run's own input, which differs from
-// the judge's only by the loss head's rounding. So a gradient of the loss
-// head's input that was estimated rather than computed (the softmax tail
-// fitted, attack pass 23) shows at its own size here, not diluted into the
-// layers' steps, where honest kernels' rounding spreads wide.
+// `batch` [B, S] and lm_head's weight at the step's start; with `ranks`
+// ranks, each rank's loss is the mean over its own contiguous B / ranks rows
+// (the gradient it records is of that loss). The run's input must be the
+// judge's up to the forward's rounding; the run's gradient must be what the
+// loss head gives for the run's own input, which differs from the judge's
+// only by the loss head's rounding. So a gradient of the loss head's input
+// that was estimated rather than computed (the softmax tail fitted, attack
+// pass 23) shows at its own size here, not diluted into the layers' steps,
+// where honest kernels' rounding spreads wide.
 // Returns lm_head's gradient at the run's recorded input, the whole batch's
-// and its two halves' accumulated, where the record is whole (every row of
-// the batch, finite; undefined otherwise): lm_head's step is judged from
-// those, so that an honest forward's rounding (the recorded input within
-// head_input_error of the judge's) does not widen lm_head's reading, and
-// only the loss head's own rounding does.
+// and its two halves' accumulated, where the record is whole (every row
+// finite; undefined otherwise): lm_head's step is judged from those, so that
+// an honest forward's rounding (the recorded input within head_input_error
+// of the judge's) does not widen lm_head's reading, and only the loss head's
+// own rounding does.
 struct HeadWeightGrads {
   torch::Tensor full, halves;  // [V, H] each
 };
 HeadWeightGrads judge_head_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& inputs,
                                   const torch::Tensor& grads, const torch::Tensor& hidden, const torch::Tensor& batch,
-                                  const torch::Tensor& lm_head) {
-  const int64_t R = inputs.size(0);
+                                  const torch::Tensor& lm_head, int64_t ranks) {
+  const int64_t B = inputs.size(0), share = B / ranks;
   const auto device = hidden.device();
-  const auto in = inputs.to(device, hidden.scalar_type(), /*non_blocking=*/false, /*copy=*/true);  // [R, S, H]
+  const auto in = inputs.to(device, hidden.scalar_type(), /*non_blocking=*/false, /*copy=*/true);  // [B, S, H]
   const auto grad = grads.to(device, hidden.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
   {
     torch::NoGradGuard no_grad;
     step.head_rows_missing = (~(torch::isfinite(in).flatten(1).all(1) & torch::isfinite(grad).flatten(1).all(1)))
                                  .sum()
                                  .item<int64_t>();
-    step.head_input_error = relative_error(in, hidden.detach().narrow(0, 0, R));
+    step.head_input_error = relative_error(in, hidden.detach());
   }
+  // The ranks' losses summed: each row's gradient is its own rank's loss's.
+  auto ranks_loss = [&](const torch::Tensor& x, const torch::Tensor& w) {
+    auto total = linear_cross_entropy(x.narrow(0, 0, share), w, batch.narrow(0, 0, share));
+    for (int64_t r = 1; r < ranks; ++r) {
+      total = total + linear_cross_entropy(x.narrow(0, r * share, share), w, batch.narrow(0, r * share, share));
+    }
+    return total;
+  };
   // The judge's gradients at the run's input: leaves of its own, lm_head's
   // a detached alias (the replay's parameters' gradients are not touched).
-  const auto ids = batch.narrow(0, 0, R);  // [R, S]
   auto x = in.detach().requires_grad_(true);
   auto w = lm_head.detach().requires_grad_(true);
-  linear_cross_entropy(x, w, ids).backward();
+  ranks_loss(x, w).backward();
   // The same in float32 throughout (the logits, their gradient and both
   // products), rounded once into the record's dtype: the other arithmetic the
   // contract allows for this gradient (train_api.h). The run's is read against
@@ -191,7 +200,7 @@ HeadWeightGrads judge_head_record(RunOutcome::TrajectoryStep& step, const torch:
   // is left is the run's own departure from both (attack pass 25: a tail fit
   // read 0.003 to 0.004, the float32 loss head 0.002 against the first alone).
   auto x32 = in.detach().to(torch::kFloat32).requires_grad_(true);
-  linear_cross_entropy(x32, lm_head.detach().to(torch::kFloat32), ids).backward();
+  ranks_loss(x32, lm_head.detach().to(torch::kFloat32)).backward();
   {
     torch::NoGradGuard no_grad;
     step.head_grad_error =
@@ -199,12 +208,12 @@ HeadWeightGrads judge_head_record(RunOutcome::TrajectoryStep& step, const torch:
   }
   x32 = torch::Tensor();
   HeadWeightGrads out;
-  if (step.head_rows_missing > 0 || R != batch.size(0)) return out;
-  out.full = w.grad();
-  if (R > 1) {
+  if (step.head_rows_missing > 0) return out;
+  out.full = ranks > 1 ? w.grad() / static_cast<double>(ranks) : w.grad();  // the mean of the ranks' equal shares
+  if (B > 1) {
     auto w2 = lm_head.detach().requires_grad_(true);
-    for (auto [start, rows] : halves_of(R)) {
-      (linear_cross_entropy(in.narrow(0, start, rows), w2, ids.narrow(0, start, rows)) * (double(rows) / R)).backward();
+    for (auto [start, rows] : halves_of(B)) {
+      (linear_cross_entropy(in.narrow(0, start, rows), w2, batch.narrow(0, start, rows)) * (double(rows) / B)).backward();
     }
     out.halves = w2.grad();
   }
@@ -275,8 +284,8 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
   // The final weights: read where they are (their region is fingerprinted).
   const auto final_weights = as_params(params_.view(0, {bytes}, torch::kUInt8));
   const auto head_record = trajectory_.view(static_cast<size_t>(trajectory_slots_) * params_.size(),
-                                            protocol::head_record_shape(cfg_.model, head_rows_, cfg_.seq_len, cfg_.steps),
-                                            torch::kBFloat16);  // [2, steps, R, S, H]: inputs, gradients
+                                            protocol::head_record_shape(cfg_.model, cfg_.batch_size, cfg_.seq_len, cfg_.steps),
+                                            torch::kBFloat16);  // [2, steps, B, S, H]: inputs, gradients
   const auto recorded_weights = as_params(recorded);
   const int64_t B = cfg_.batch_size;
 
@@ -347,7 +356,8 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       }
     }
     auto hidden = replay->hidden_states(batch);  // [B, S, H]
-    auto head = judge_head_record(step, head_record[0][t], head_record[1][t], hidden, batch, replay->lm_head_weight());
+    auto head = judge_head_record(step, head_record[0][t], head_record[1][t], hidden, batch, replay->lm_head_weight(),
+                                  ranks());
     linear_cross_entropy(hidden, replay->lm_head_weight(), batch).backward();
     hidden = torch::Tensor();
     if (lm_head >= 0 && head.full.defined()) {  // lm_head's step from the run's own recorded input (above)
