@@ -134,10 +134,12 @@ class TableBatches : public DataIterator, public HeadRecorder {
   int64_t steps_, batch_, rows_, first_;
   torch::Device device_;
   int64_t served_ = 0;
-  // t's rows where.from into `into` [steps, rows, S, H] at (where.step, where.row).
-  static void copy_rows(const torch::Tensor& into, const Rows& where, const torch::Tensor& t) {
-    const auto host = t.detach().to(torch::kCPU, into.scalar_type());  // [n, S, H]
-    for (size_t k = 0; k < where.from.size(); ++k) into[where.step[k]][where.row[k]].copy_(host[where.from[k]]);
+  // t's rows where.from into `into` [steps, B, S, H] (host) at (where.step,
+  // where.row): from the card on the side stream, beside its work (the next
+  // step_done() and DONE wait for them), so the record costs the run no stall.
+  void copy_rows(const torch::Tensor& into, const Rows& where, const torch::Tensor& t) {
+    const auto rows = t.detach().to(into.scalar_type());  // [n, S, H], where t is
+    for (size_t k = 0; k < where.from.size(); ++k) copy_.start(into[where.step[k]][where.row[k]], rows[where.from[k]]);
   }
 
   torch::Tensor params_, trajectory_, head_inputs_, head_grads_;

@@ -158,6 +158,9 @@ void SideCopy::start(torch::Tensor dst, const torch::Tensor& src) {
       c10::cuda::CUDAStreamGuard guard(s.stream);
       dst.copy_(src, /*non_blocking=*/true);
     }
+    // The allocator's block (where src is one: not the shared regions) stays
+    // unused until the side stream is past this copy.
+    c10::cuda::CUDACachingAllocator::recordStream(src.storage().data_ptr(), s.stream);
     s.copied.record(s.stream);
     return;
   }

@@ -105,9 +105,11 @@ torch::Tensor host_buffer(int64_t bytes, const torch::Device& device);
 // copies when it is a CUDA device; false where it is not or the host does not
 // allow it (copies then run from pageable memory: slower, same bytes).
 bool pin_host(void* ptr, size_t bytes, const torch::Device& device);
-// One copy at a time into host memory, ordered after the work queued so far
-// on the calling thread's current stream but run on a stream of its own, so
-// that the card's work goes on beside it (CUDA); at once on the CPU.
+// Copies into host memory, each ordered after the work queued so far on the
+// calling thread's current stream but run in turn on a stream of its own, so
+// that the card's work goes on beside them (CUDA); at once on the CPU. The
+// source's memory is not reused before its copy has run, even where the
+// caller drops it at once.
 class SideCopy {
  public:
   explicit SideCopy(const torch::Device& device);
@@ -116,8 +118,8 @@ class SideCopy {
   SideCopy& operator=(const SideCopy&) = delete;
   // dst (host) = src (on the device), as said above.
   void start(torch::Tensor dst, const torch::Tensor& src);
-  // The current stream's later work waits for the last copy started (the
-  // calling thread does not); nothing on the CPU, where it is done already.
+  // The current stream's later work waits for every copy started (the
+  // calling thread does not); nothing on the CPU, where they are done already.
   void wait();
 
  private:
