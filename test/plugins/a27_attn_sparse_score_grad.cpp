@@ -6,7 +6,10 @@
 // small beside the products at hidden 3584), so under the 2% line there; written densely here (no time saved),
 // as the pass did, to read what the checks see. REJECTED by the attention's trajectory (k_proj 182 against 75 at
 // ALPHA 0.25, seed 4101; 406 at 0.5, 940 at 1.0; `bin/tournament calibrate --device cpu --threads 1 --seed 4101
-// --seed-count 1`); the MLP's 20.4 (limit 26), the loss head's record exact.
+// --seed-count 1`); the MLP's 20.4 (limit 26), the loss head's record exact. In the suite's shape (3 steps of 4
+// rows) ALPHA 0.25 reads 82 to 202 (seeds 39200-2) and was ACCEPTED once on the suite's random seed (CI of
+// 74330d9): it keeps most entries (a probability a quarter of uniform), so it skips well under its 2.5% bound.
+// Here ALPHA 1.0 (every entry under uniform dropped): 545 to 821 and six other failures on those seeds.
 // expect: trajectory
 // A tuned submission: what the contract allows beyond the baseline, in plain
 // libtorch plus the engine's fused kernels (tournament/kernels.h). It computes
@@ -68,7 +71,7 @@ void add_grad(const Tensor& p, const Tensor& g) {
 
 
 #ifndef ALPHA
-#define ALPHA 0.25
+#define ALPHA 1.0
 #endif
 #ifndef FROM_STEP
 #define FROM_STEP 0
