@@ -21,4 +21,11 @@ describe('native tests', function () {
     assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
     assert.match(r.stdout, /linear's weight gradient accumulates in float32/);
   });
+  it("the loss head's record: rows matched by their tokens, a row held twice recorded twice, the tensors as they were at the call", function () {
+    const exe = path.join(PROJECT_ROOT, 'build', 'Release', 'tournament-batches-test');
+    assert.ok(fs.existsSync(exe), `${exe} is missing: run npm run build`);
+    const r = spawnSync(exe, [], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+    assert.match(r.stdout, /a row the batch holds twice is recorded in both places/);
+  });
 });

@@ -125,11 +125,14 @@ class DataIterator {
   // model's layers itself calls this instead, once per step for the batch's
   // rows (or once per group of them, e.g. per micro-batch), before
   // step_done(): input_ids [rows, seq_len] (rows of the step's batch, any
-  // order; each row is matched to its batch by its tokens), hidden
+  // order; each row is matched to its batch by its tokens, and a row a
+  // batch holds twice is recorded in both places), hidden
   // [rows, seq_len, hidden] and hidden_grad, the gradient of
   // the step's loss (the mean over every row this rank trains on in the
   // step) with respect to hidden; any float dtype, on any device (copied
-  // into bf16 host memory at once). Its arithmetic is part of the contract:
+  // into bf16 host memory as the calling thread's current stream sees them
+  // at the call: work on other streams must be ordered before it, and their
+  // memory is free to change right after). Its arithmetic is part of the contract:
   // the reference's (linear_cross_entropy: the logits rounded to the
   // weight's dtype, log-softmax in float32, the logits' gradient rounded to
   // the weight's dtype before the products, float32 accumulation) or float32
