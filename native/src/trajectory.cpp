@@ -180,6 +180,12 @@ HeadWeightGrads judge_head_record(RunOutcome::TrajectoryStep& step, const torch:
   const auto grad = grads.to(device, hidden.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
   {
     torch::NoGradGuard no_grad;
+    // The last position feeds no loss (its logits are not trained on, and no
+    // position attends to it), so a run need not compute it at all: the
+    // judge's own input (and a gradient of 0) stands there.
+    const int64_t S = in.size(1);
+    in.narrow(1, S - 1, 1).copy_(hidden.detach().narrow(1, S - 1, 1));
+    grad.narrow(1, S - 1, 1).zero_();
     step.head_rows_missing = (~(torch::isfinite(in).flatten(1).all(1) & torch::isfinite(grad).flatten(1).all(1)))
                                  .sum()
                                  .item<int64_t>();

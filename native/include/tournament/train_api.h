@@ -126,7 +126,8 @@ class DataIterator {
   // rows (or once per group of them, e.g. per micro-batch), before
   // step_done(): input_ids [rows, seq_len] (rows of the step's batch, any
   // order; each row is matched to its batch by its tokens, and a row a
-  // batch holds twice is recorded in both places), hidden
+  // batch holds twice is recorded in both places; each row's last position,
+  // which feeds no loss, is not read), hidden
   // [rows, seq_len, hidden] and hidden_grad, the gradient of
   // the step's loss (the mean over every row this rank trains on in the
   // step) with respect to hidden; any float dtype, on any device (copied
