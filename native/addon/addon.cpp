@@ -453,7 +453,6 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
           o.Set("headInputError", out->trajectory[t].head_input_error);
           o.Set("headGradError", out->trajectory[t].head_grad_error);
           o.Set("headRowsMissing", static_cast<double>(out->trajectory[t].head_rows_missing));
-          o.Set("headInputZeros", static_cast<double>(out->trajectory[t].head_input_zeros));
           trajectory.Set(static_cast<uint32_t>(t), o);
         }
         r.Set("trajectory", trajectory);

@@ -101,7 +101,6 @@ struct RunOutcome {
     // arithmetic, float32 throughout).
     double head_input_error = 0, head_grad_error = 0;
     int64_t head_rows_missing = 0;  // rows with a non-finite input or gradient (unrecorded rows are NaN)
-    int64_t head_input_zeros = 0;   // elements of the recorded input exactly 0 where the judge's forward is over 1/16 of its position's RMS
   };
   std::vector<TrajectoryStep> trajectory;
   // Wall-clock seconds of each phase of the run, in order (where an

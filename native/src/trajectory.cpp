@@ -190,17 +190,6 @@ HeadWeightGrads judge_head_record(RunOutcome::TrajectoryStep& step, const torch:
                                  .sum()
                                  .item<int64_t>();
     step.head_input_error = largest(row_errors(in, hidden.detach()));
-    // Zeros the judge's forward does not have: a product skips only zeros, and
-    // an input sparsified within head_input_error, recorded as it was used,
-    // would skip part of the loss head's products with lm_head's step judged
-    // at that very input (attack pass 29: each position's smallest 8% zeroed,
-    // 2.1% of the tiny run, ACCEPTED). An honest forward makes exact zeros
-    // only by cancellation in the residual adds, where the judge's value is a
-    // few roundings from 0 (the tuned example: 91 in a step); counted are
-    // zeros where the judge's is over 1/16 of its position's RMS.
-    const auto h = hidden.detach().to(torch::kFloat32);  // [B, S, H]
-    const auto rms = h.pow(2).mean(-1, /*keepdim=*/true).sqrt();  // [B, S, 1]
-    step.head_input_zeros = ((in == 0) & (h.abs() > rms / 16)).sum().item<int64_t>();
   }
   // The ranks' losses summed: each row's gradient is its own rank's loss's.
   auto ranks_loss = [&](const torch::Tensor& x, const torch::Tensor& w) {

@@ -111,10 +111,10 @@ export interface NativeRunOutcome {
    * that batch's gradient, in units of what rounding-size gradient noise moves it (trajectory.cpp). outOfReach: elements of the step's result further
    * from the weights before it than any AdamW step moves them. headInputError, headGradError: the loss head's record of
    * the step (train_api.h, version 5), its input against the judge's forward and its gradient against the nearer of the
-   * judge's own two from that input (the reference's arithmetic, float32 throughout), relative (Infinity where not finite); headRowsMissing: batch rows with no finite record; headInputZeros: elements of the recorded input exactly 0 where the judge's forward is over 1/16 of its position's RMS. Empty
+   * judge's own two from that input (the reference's arithmetic, float32 throughout), relative (Infinity where not finite); headRowsMissing: batch rows with no finite record. Empty
    * where nothing is recorded (CUDA, for now; a run of one step).
    */
-  trajectory: { recorded: boolean; outOfReach: number; kinds: Record<string, number>; headInputError: number; headGradError: number; headRowsMissing: number; headInputZeros: number }[];
+  trajectory: { recorded: boolean; outOfReach: number; kinds: Record<string, number>; headInputError: number; headGradError: number; headRowsMissing: number }[];
   /** Wall-clock seconds of each phase of the run, in order (timing capture only). */
   phaseSeconds?: Record<string, number>;
 }
