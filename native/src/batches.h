@@ -96,12 +96,13 @@ class TableBatches : public DataIterator, public HeadRecorder {
     const auto ids = input_ids.to(torch::kCPU, torch::kInt64);  // [n, S]
     const int64_t current = std::min(steps_done_, steps_ - 1);
     for (int64_t i = 0; i < ids.size(0); ++i) {
-      int64_t step = -1;
-      torch::Tensor match;  // [m, 1]: the rows of the step's batch (this rank's share) equal to ids[i]
-      for (int64_t k = 0; k <= steps_ && !(match.defined() && match.size(0) > 0); ++k) {
-        step = k == 0 ? current : k - 1;  // the current step first, then every other in order
+      int64_t step = current;  // the current step first, then every other in order
+      torch::Tensor match;     // [m, 1]: the rows of the step's batch (this rank's share) equal to ids[i]
+      for (int64_t k = 0; k <= steps_; ++k) {
+        step = k == 0 ? current : k - 1;
         if (k > 0 && step == current) continue;
         match = (tokens_.narrow(0, step * batch_ + first_, rows_) == ids[i]).all(1).nonzero();
+        if (match.size(0) > 0) break;
       }
       if (match.size(0) == 0) {
         if (!strict) continue;
@@ -142,11 +143,12 @@ class TableBatches : public DataIterator, public HeadRecorder {
   // t's rows where.from into `into` [steps, B, S, H] (host) at (where.step,
   // where.row): from the card on the side stream, beside its work (the next
   // step_done() and DONE wait for them), so the record costs the run no stall.
-  // From a copy of t made on the current stream (a device-to-device copy, 117
-  // MB at the 7B shape): t as the current stream sees it at this call, even
-  // where the plugin writes into t's memory before the side copy has run.
+  // On the card, from a copy of t made on the current stream (117 MB at the
+  // 7B shape): t as the current stream sees it at this call, even where the
+  // plugin writes into t's memory before the side copy has run. On the CPU the
+  // copy into `into` is made at once, so t is read directly.
   void copy_rows(const torch::Tensor& into, const Rows& where, const torch::Tensor& t) {
-    const auto rows = t.detach().to(into.scalar_type(), /*non_blocking=*/false, /*copy=*/true);  // [n, S, H], where t is
+    const auto rows = t.detach().to(into.scalar_type(), /*non_blocking=*/false, /*copy=*/t.is_cuda());  // [n, S, H], where t is
     for (size_t k = 0; k < where.from.size(); ++k) copy_.start(into[where.step[k]][where.row[k]], rows[where.from[k]]);
   }
 
