@@ -4,7 +4,7 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { calibrationFor, loadHparams, parseHparams } from '../src/config/hparams';
+import { calibrationFor, loadHparams, parseHparams, recordsTrajectory, TRAJECTORY_KEYS } from '../src/config/hparams';
 import { PROJECT_ROOT } from '../src/util/paths';
 import { UserError } from '../src/errors';
 import { tmpDir } from './helpers/tmp';
@@ -108,6 +108,15 @@ describe('hparams validation', function () {
     assert.ok(calibrationFor(hp.verification.cpu, 'cpu'), 'the CPU demo and local tournament need calibrated CPU thresholds');
     assert.equal(calibrationFor(hp.verification.cpu, 'NVIDIA H200'), undefined);
     assert.equal(calibrationFor({ ...hp.verification.cpu, cell_loss_abs: hp.verification.cpu.cell_loss_abs * 2 }, 'cpu'), undefined, 'a hand edit voids the record');
+  });
+
+  it('records the trajectory where a limit reads it: the shipped CPU thresholds do, CUDA\'s (null until calibrated) do not', function () {
+    const hp = loadHparams(SHIPPED);
+    assert.equal(recordsTrajectory(hp.verification.cpu), true);
+    const none = { ...hp.verification.cpu, ...Object.fromEntries(TRAJECTORY_KEYS.map((k) => [k, null])) };
+    assert.equal(recordsTrajectory(none), false);
+    for (const k of TRAJECTORY_KEYS) assert.equal(recordsTrajectory({ ...none, [k]: 1 }), true, `${k} alone`);
+    assert.equal(recordsTrajectory(hp.verification.cuda), false, 'CUDA records nothing until its limits are calibrated (README, The trajectory)');
   });
 
   it('names the file it read', function () {

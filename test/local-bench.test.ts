@@ -6,7 +6,7 @@ import { strict as assert } from 'assert';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { loadHparams } from '../src/config/hparams';
+import { loadHparams, TRAJECTORY_KEYS } from '../src/config/hparams';
 import { setupPreset } from '../src/setup/setup';
 import { PROJECT_ROOT } from '../src/util/paths';
 import { willCompile } from './helpers/prewarm';
@@ -20,6 +20,7 @@ describe('local-bench (CLI)', function () {
     path.join(PROJECT_ROOT, 'local_test', 'train.cpp'),
     path.join(PROJECT_ROOT, 'local_test', 'calibration', 'skip_last_step.cpp'),
     path.join(PROJECT_ROOT, 'test', 'plugins', 'seed_foresight.cpp'),
+    path.join(PROJECT_ROOT, 'test', 'plugins', 'no_step_done.cpp'),
   );
   let dir: string;
   let bench: string;
@@ -82,5 +83,21 @@ describe('local-bench (CLI)', function () {
     assert.equal(r.json.tokens_per_second, null);
     assert.ok(r.json.reasons.length > 0);
     assert.ok(r.json.runs[0].largest_check.of_limit > 1, JSON.stringify(r.json.runs[0].largest_check)); // a limit it failed
+  });
+
+  it('records and repeats the steps only where a limit reads them: with those limits null nothing is recorded or judged', function () {
+    // As on CUDA until its limits are calibrated: no_step_done, which fails as unrecorded under the CPU's limits,
+    // is accepted, and no run has a trajectory reading.
+    const hp = JSON.parse(fs.readFileSync(path.join(PROJECT_ROOT, 'hparams', 'hparams.json'), 'utf8'));
+    for (const k of TRAJECTORY_KEYS) hp.verification.cpu[k] = null;
+    const file = path.join(dir, 'hparams-unrecorded.json');
+    fs.writeFileSync(file, JSON.stringify(hp));
+    const plugin = path.join(PROJECT_ROOT, 'test', 'plugins', 'no_step_done.cpp');
+    const off = bench_(plugin, 1, ['--hparams', file, '--seed', '1100']);
+    assert.equal(off.status, 0, `${off.stderr}\n${JSON.stringify(off.json?.reasons)}`);
+    assert.deepEqual(off.json.runs[0].checks.trajectory, []);
+    const on = bench_(plugin, 1, ['--seed', '1100']);
+    assert.equal(on.status, 3, on.stderr);
+    assert.ok(on.json.runs[0].failures.some((f: { code: string }) => f.code === 'unrecorded'), JSON.stringify(on.json.runs[0].failures));
   });
 });

@@ -326,7 +326,7 @@ class Evaluator : public Napi::ObjectWrap<Evaluator> {
 
   // new Evaluator({ config, device, devices?: string[] (one per rank, rank 0's being `device`), dtype, attention,
   //   batchSize, seqLen, steps, warmupSteps, optimizer, probe: Int32Array, timeouts: { start, warmup, timed },
-  //   checkpointPerturbation })
+  //   checkpointPerturbation, recordTrajectory })
   explicit Evaluator(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Evaluator>(info) {
     auto env = info.Env();
     auto o = info[0].As<Napi::Object>();
@@ -342,6 +342,7 @@ class Evaluator : public Napi::ObjectWrap<Evaluator> {
     c.warmup_timeout_s = num(t, "warmup");
     c.timed_timeout_s = num(t, "timed");
     c.checkpoint_perturbation = num(o, "checkpointPerturbation");
+    c.record_trajectory = o.Get("recordTrajectory").ToBoolean();
     guarded(env, [&] {
       c.model = read_config(o.Get("config").As<Napi::Object>());
       c.device = parse_device(o.Get("device").As<Napi::String>().Utf8Value());

@@ -265,16 +265,13 @@ Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
   logits_ = SharedRegion::create(static_cast<size_t>(B * (S - 1) * cfg_.model.vocab_size) * c10::elementSize(cfg_.dtype),
                                  cfg_.device);
   logits_view_ = logits_.view(0, {B, S - 1, cfg_.model.vocab_size}, cfg_.dtype);
-  // The trajectory: host memory, (steps - 1) slots of the parameter memory.
-  // Recorded on the CPU only: the CUDA path (the runner's copy beside the
-  // card's work, the replay on the card) ran once, on an H100 with the 7B
-  // shape cut to 8 layers, and its replay took about 40 s a run there
-  // (docs/measurements/2026-12-05-h100-trajectory.md); the whole model's
-  // memory and cost await an H200. Elsewhere, and with one step, one page, so
-  // that its descriptor exists, and INIT says nothing is recorded.
+  // The trajectory: host memory, (steps - 1) slots of the parameter memory,
+  // where it is recorded (the caller says: where the device's limits for it
+  // are calibrated, and in calibrations). Otherwise, and with one step, one
+  // page, so that its descriptor exists, and INIT says nothing is recorded.
   // After the slots, the loss head's record of every row of each batch
   // (train_api.h, version 5; protocol.h): each rank writes its own share.
-  trajectory_slots_ = cfg_.device.is_cpu() ? cfg_.steps - 1 : 0;
+  trajectory_slots_ = cfg_.record_trajectory ? cfg_.steps - 1 : 0;
   trajectory_bytes_ = trajectory_slots_ > 0 ? static_cast<size_t>(trajectory_slots_) * params_.size() +
                                                   proto::head_record_bytes(cfg_.model, B, S, cfg_.steps)
                                             : 0;

@@ -49,6 +49,10 @@ struct EvalConfig {
   // Relative size of each run's seeded perturbation of a checkpoint start:
   // w * (1 + sigma * N(0, 1)), drawn in float32 and rounded once (0: none).
   double checkpoint_perturbation = 0;
+  // Whether every timed step's weights and the loss head's record are
+  // recorded and the judge repeats the steps (trajectory.cpp): where the
+  // device's limits for those readings are calibrated, and in calibrations.
+  bool record_trajectory = false;
 };
 
 struct RunInputs {

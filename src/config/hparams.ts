@@ -124,6 +124,18 @@ export interface Thresholds {
 export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
+/** The thresholds that read the trajectory and the loss head's record: runs record those only where one of them is set. */
+export const TRAJECTORY_KEYS = ['head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error'] as const;
+
+/**
+ * Whether runs judged by these thresholds record every timed step and the loss head (the runner's copies, the judge's
+ * repeat of every step): where a limit reads them, and nowhere else, since the record costs the timed run a little
+ * and the repeat costs the evaluation a replay of every run.
+ */
+export function recordsTrajectory(t: Pick<Thresholds, (typeof TRAJECTORY_KEYS)[number]>): boolean {
+  return TRAJECTORY_KEYS.some((k) => t[k] !== null);
+}
+
 /** The thresholds alone, without their basis and records. */
 export function thresholdValues(t: Thresholds): ThresholdValues {
   return Object.fromEntries(THRESHOLD_KEYS.map((k) => [k, t[k]])) as unknown as ThresholdValues;

@@ -86,6 +86,12 @@ export interface EvaluatorOptions {
    * w * (1 + p * N(0, 1)), applied on the clock (0: none; docs/design.md).
    */
   checkpointPerturbation: number;
+  /**
+   * Record every timed step's weights and the loss head's input and gradient,
+   * and repeat the steps after the run (the trajectory and the loss head's
+   * record; NativeRunOutcome.trajectory is empty without).
+   */
+  recordTrajectory: boolean;
 }
 
 export interface NativeRunOutcome {

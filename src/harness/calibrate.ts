@@ -269,7 +269,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult>
   const dup = o.cases.find((c, i) => o.cases.indexOf(c) !== i);
   if (dup) throw new UserError(`case ${dup} is listed twice`);
   const { cases: _, command, ...rest } = o;
-  const verdicts = await evaluateSubmissions({ ...rest, submissions: cases.map((c) => ({ file: c.file, env: c.env, label: c.name })) });
+  // Recorded whatever the limits in force: a calibration measures the readings they are set from.
+  const verdicts = await evaluateSubmissions({ ...rest, recordTrajectory: true, submissions: cases.map((c) => ({ file: c.file, env: c.env, label: c.name })) });
   const compileFailed = verdicts.flatMap((v, i) => (v.reasons[0]?.startsWith('compile:') ? [`${cases[i].id}: ${v.reasons[0]}`] : []));
   if (compileFailed.length) throw new UserError(`calibration plugins did not compile: ${compileFailed.join('; ')}`);
   const refs = verdicts[0].reference_runs;

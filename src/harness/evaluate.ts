@@ -7,7 +7,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { thresholdValues, type Hparams, type Thresholds } from '../config/hparams';
+import { recordsTrajectory, thresholdValues, type Hparams, type Thresholds } from '../config/hparams';
 import { Rng } from '../data/synthetic';
 import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
@@ -62,6 +62,13 @@ export interface EvaluateOptions {
   peakTflops?: number;
   /** Relative perturbation of a checkpoint start per run (default: the engine's; 0 for measurements without it). */
   checkpointPerturbation?: number;
+  /**
+   * Record every timed step and the loss head, and repeat the steps after each
+   * run (the trajectory and the loss head's record). Default: where the
+   * device's thresholds judge them (recordsTrajectory); calibrations always
+   * do, since they measure the readings those thresholds come from.
+   */
+  recordTrajectory?: boolean;
   onProgress?: (text: string) => void;
 }
 
@@ -619,6 +626,7 @@ async function judgeAll(
     probe: data.probe,
     timeouts: o.hparams.runner_timeouts,
     checkpointPerturbation: o.checkpointPerturbation,
+    recordTrajectory: o.recordTrajectory ?? recordsTrajectory(thresholds),
   }, path.dirname(path.join(o.benchmarkDir, CONFIG_PATH)));
   // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
   const hostEnv: Record<string, string> = process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {};

@@ -91,7 +91,8 @@ class DataIterator {
   // Call once after each optimizer step, once the parameters hold that
   // step's result and before anything changes them again (version 3). The
   // validator records them there (a copy of the parameter memory into host
-  // memory it owns; on the CPU only, for now: README, Verification) and
+  // memory it owns; where its limits are calibrated, for now the CPU:
+  // README, Verification) and
   // afterwards repeats every step itself from the
   // weights recorded before it: each step must be the AdamW step of its own
   // batch's gradient at those weights, up to rounding (README, Verification,
