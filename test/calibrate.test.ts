@@ -49,9 +49,23 @@ describe('calibrate: the margin verdict and the recommendation', function () {
     assert.deepEqual(measureRun('x', { ...run(1, {}, ['crash']), checks: null }, T), { case: 'x', seed: 1, worst: Infinity, worstCheck: 'crash' });
     assert.deepEqual(measureRun('x', run(1, { head: 1.5 }), T), { case: 'x', seed: 1, worst: 1.5, worstCheck: 'lm_head\'s steps against the judge\'s own' });
     assert.deepEqual(measureRun('x', run(1, { mlpSteps: 12 }), T), { case: 'x', seed: 1, worst: 1.2, worstCheck: 'an MLP kind\'s steps against the judge\'s own' });
-    // A limit this kind of device does not apply (null: no trajectory on CUDA yet) neither measures nor is recommended.
+    // A limit this kind of device does not apply (null: no trajectory on CUDA yet) does not measure.
     assert.equal(measureRun('x', run(1, { head: 1.5 }), { ...T, head_trajectory_excess: null }).worst, 0);
-    assert.equal(recommend([{ c: honest, r: run(1, { head: 0.5 }) }], { ...T, head_trajectory_excess: null }).thresholds.head_trajectory_excess, null);
+  });
+
+  it('recommends a trajectory limit not in force from the readings where every honest run recorded them, and only then', function () {
+    const off = { ...T, head_trajectory_excess: null, mlp_trajectory_excess: null, probe_loss_abs: null as unknown as number };
+    const recorded = (r: RunReport): RunReport => ({ ...r, checks: { ...r.checks!, trajectory: [{ mlp_gate: 1 }] } });
+    // Nothing recorded (a CUDA evaluation while its limits are null): stays null.
+    assert.equal(recommend([{ c: honest, r: run(1, { head: 0.5, mlpSteps: 4 }) }], off).thresholds.head_trajectory_excess, null);
+    // Recorded (calibrate records on every device): 2x the worst honest, or between it and the closest cheat.
+    const rec = recommend([{ c: honest, r: recorded(run(1, { head: 0.5, mlpSteps: 4 })) }, { c: honest, r: recorded(run(2, { head: 0.25, mlpSteps: 6 })) },
+      { c: cheat, r: recorded(run(1, { head: 0.1, mlpSteps: 600 })) }], off);
+    assert.equal(rec.thresholds.head_trajectory_excess, 1);
+    assert.ok(rec.thresholds.mlp_trajectory_excess! > 12 && rec.thresholds.mlp_trajectory_excess! < 600, String(rec.thresholds.mlp_trajectory_excess));
+    assert.equal(rec.thresholds.probe_loss_abs, null, 'a null that is not the trajectory\'s stays');
+    // One honest run without a record: nothing to set the limits by.
+    assert.equal(recommend([{ c: honest, r: recorded(run(1, { head: 0.5 })) }, { c: honest, r: run(2, { head: 0.5 }) }], off).thresholds.head_trajectory_excess, null);
   });
 
   it('holds only with every honest run within half a threshold and every cheat rejected in every run', function () {

@@ -9,7 +9,7 @@
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { calibrationFor, parseHparams, THRESHOLD_KEYS, thresholdValues, type CalibrationRecord, type Hparams, type Thresholds, type ThresholdValues } from '../config/hparams';
+import { calibrationFor, parseHparams, THRESHOLD_KEYS, thresholdValues, TRAJECTORY_KEYS, type CalibrationRecord, type Hparams, type Thresholds, type ThresholdValues } from '../config/hparams';
 import { UserError } from '../errors';
 import { BASELINE } from '../submission/source';
 import { PROJECT_ROOT } from '../util/paths';
@@ -154,9 +154,12 @@ export function recommend(
   }
   const measurable = (x: { r: RunReport }) => x.r.checks && !x.r.failures.some((f) => !THRESHOLD_CODES.has(f.code)) && x.r.checks.frozen_tensors.length === 0;
   const cheats = runs.filter((x) => !x.c.honest && measurable(x));
+  // A trajectory limit not in force (CUDA until its first calibration) is set from the readings where every honest
+  // run has them (calibrate records on every device), so that --write switches the record on; any other null stays.
+  const recorded = honest.some(measurable) && honest.filter(measurable).every((x) => x.r.checks!.trajectory.length > 0);
   for (const c of CHECKS) {
     const current = inForce[c.key];
-    if (current === null) continue; // not applied on this kind of device: stays null
+    if (current === null && !(recorded && (TRAJECTORY_KEYS as readonly string[]).includes(c.key))) continue;
     let h = 0;
     let hCase = '-';
     for (const x of honest.filter(measurable)) {
@@ -173,7 +176,8 @@ export function recommend(
     let t: number;
     let rule: string;
     if (k === null) {
-      t = Math.max(current, 2 * h);
+      if (current === null && h === 0) continue; // nothing measured to set it by: stays null
+      t = Math.max(current ?? 0, 2 * h);
       rule = t === current ? 'no cheat measured above 2x the worst honest: the value in force' : 'no cheat measured above 2x the worst honest: 2x the worst honest';
     } else if (h === 0) {
       t = round(k / 2, Number.MIN_VALUE, k);
