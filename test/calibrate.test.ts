@@ -62,6 +62,8 @@ describe('calibrate: the margin verdict and the recommendation', function () {
     const rec = recommend([{ c: honest, r: recorded(run(1, { head: 0.5, mlpSteps: 4 })) }, { c: honest, r: recorded(run(2, { head: 0.25, mlpSteps: 6 })) },
       { c: cheat, r: recorded(run(1, { head: 0.1, mlpSteps: 600 })) }], off);
     assert.equal(rec.thresholds.head_trajectory_excess, 1);
+    // A new limit is 2x the worst honest in the fewest significant digits (two to four) that stay at or above it.
+    assert.equal(recommend([{ c: honest, r: recorded(run(1, { head: 0.0032732 })) }], off).thresholds.head_trajectory_excess, 0.00655);
     assert.ok(rec.thresholds.mlp_trajectory_excess! > 12 && rec.thresholds.mlp_trajectory_excess! < 600, String(rec.thresholds.mlp_trajectory_excess));
     assert.equal(rec.thresholds.probe_loss_abs, null, 'a null that is not the trajectory\'s stays');
     // One honest run without a record: nothing to set the limits by.

@@ -177,7 +177,7 @@ export function recommend(
     let rule: string;
     if (k === null) {
       if (current === null && h === 0) continue; // nothing measured to set it by: stays null
-      t = Math.max(current ?? 0, 2 * h);
+      t = current === null ? round(2 * h, 2 * h, Infinity) : Math.max(current, 2 * h);
       rule = t === current ? 'no cheat measured above 2x the worst honest: the value in force' : 'no cheat measured above 2x the worst honest: 2x the worst honest';
     } else if (h === 0) {
       t = round(k / 2, Number.MIN_VALUE, k);
