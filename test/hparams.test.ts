@@ -110,13 +110,13 @@ describe('hparams validation', function () {
     assert.equal(calibrationFor({ ...hp.verification.cpu, cell_loss_abs: hp.verification.cpu.cell_loss_abs * 2 }, 'cpu'), undefined, 'a hand edit voids the record');
   });
 
-  it('records the trajectory where a limit reads it: the shipped CPU thresholds do, CUDA\'s (null until calibrated) do not', function () {
+  it('records the trajectory where a limit reads it: the shipped CPU and CUDA thresholds do, none set does not', function () {
     const hp = loadHparams(SHIPPED);
     assert.equal(recordsTrajectory(hp.verification.cpu), true);
     const none = { ...hp.verification.cpu, ...Object.fromEntries(TRAJECTORY_KEYS.map((k) => [k, null])) };
     assert.equal(recordsTrajectory(none), false);
     for (const k of TRAJECTORY_KEYS) assert.equal(recordsTrajectory({ ...none, [k]: 1 }), true, `${k} alone`);
-    assert.equal(recordsTrajectory(hp.verification.cuda), false, 'CUDA records nothing until its limits are calibrated (README, The trajectory)');
+    assert.equal(recordsTrajectory(hp.verification.cuda), true, 'CUDA records since its limits were calibrated on an H200 (README, The trajectory)');
   });
 
   it('names the file it read', function () {

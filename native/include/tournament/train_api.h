@@ -91,8 +91,7 @@ class DataIterator {
   // Call once after each optimizer step, once the parameters hold that
   // step's result and before anything changes them again (version 3). The
   // validator records them there (a copy of the parameter memory into host
-  // memory it owns; where its limits are calibrated, for now the CPU:
-  // README, Verification) and
+  // memory it owns, on the CPU and on CUDA: README, Verification) and
   // afterwards repeats every step itself from the
   // weights recorded before it: each step must be the AdamW step of its own
   // batch's gradient at those weights, up to rounding (README, Verification,
@@ -100,7 +99,7 @@ class DataIterator {
   // after it records nothing. A run that records fewer steps fails, and so
   // does one whose recorded weights no AdamW step could have reached.
   //
-  // Where the validator records on CUDA, the copy (15 GB for a 7B model,
+  // On CUDA the copy (15 GB for a 7B model,
   // about 0.3 s over PCIe) runs on a stream of its own, after the work queued
   // so far on the current stream. By default step_done() then makes the
   // current stream wait for it: safe, but the card idles meanwhile.
