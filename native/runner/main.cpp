@@ -241,9 +241,13 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     fail(proto::ErrorKind::kLogits, std::string("copying the logits: ") + e.what());
   }
-  // Only the stream the logits were copied on: what the plugin left queued
-  // elsewhere is not waited for, and dies with this process at DONE.
-  compat::cuda_synchronize_current_stream(device);
+  // Every stream of the device, not only the one the logits were copied on:
+  // work the plugin left queued elsewhere (the last step on a stream of its
+  // own) finishes on the clock. A kernel still running when the trusted side
+  // kills this process may finish during the teardown, after the clock and
+  // before the hash; so nothing the plugin queued before returning is left
+  // running at DONE (a review of the CUDA record path, session 41).
+  compat::cuda_synchronize(device);
   done.peak_memory_bytes = compat::cuda_peak_allocated(device);
   if (done.peak_memory_bytes < 0) {
     rusage ru{};

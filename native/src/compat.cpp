@@ -108,13 +108,6 @@ void cuda_empty_cache(const torch::Device& device) {
   (void)device;
 }
 
-void cuda_synchronize_current_stream(const torch::Device& device) {
-#ifdef TOURNAMENT_WITH_CUDA
-  if (device.is_cuda()) c10::cuda::getCurrentCUDAStream(cuda_index(device)).synchronize();
-#endif
-  (void)device;
-}
-
 bool pin_host(void* ptr, size_t bytes, const torch::Device& device) {
 #ifdef TOURNAMENT_WITH_CUDA
   if (device.is_cuda() && bytes > 0) {

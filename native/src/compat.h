@@ -128,8 +128,5 @@ class SideCopy {
 };
 // Returns this process's cached, unused device memory to the driver.
 void cuda_empty_cache(const torch::Device& device);
-// Waits for the calling thread's current stream only: work a plugin left on
-// other streams is not waited for (it dies with the runner at DONE).
-void cuda_synchronize_current_stream(const torch::Device& device);
 
 }  // namespace tournament::compat

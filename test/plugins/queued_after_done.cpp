@@ -1,13 +1,17 @@
 // Cheat: does every forward and backward pass in the call, but queues the last
 // optimizer step where it would land after the clock stopped.
 //   CUDA: on a side stream, behind about 3 s of matrix multiplies, never
-//         joined back to the current stream. The runner waits for the current
-//         stream only, so DONE comes at once; the step is still queued on the
-//         GPU when the runner is killed, and the kill must abort it.
-//   CPU:  a thread runs the step after the call returned.
-// Either way the final weights lack the last update. Should the queued work
-// land during the trusted side's teardown or verification instead, the probe
-// loss passes and the memory check after the kill (late_write) fires.
+//         joined back to the current stream. Until session 41 the runner
+//         waited for the current stream only: DONE came at once, the step was
+//         still queued when the runner was killed, and the kill aborted it
+//         (measured on the H200, 2026-11-29). Since then the runner waits for
+//         every stream of the device, so the step lands on the clock, 3 s
+//         later: the run trains as it should and is timed for all of it.
+//   CPU:  a thread runs the step after the call returned: the final weights
+//         lack the last update. Should it land during the trusted side's
+//         teardown or verification instead, the probe loss passes and the
+//         memory check after the kill (late_write) fires. The suite runs on
+//         the CPU.
 // expect: probe_loss|update_error|cell_loss
 #include <tournament/train_api.h>
 

@@ -54,11 +54,10 @@
 // reads back: the loss of the final weights on a held-out batch, the returned
 // logits, which parameters changed and by how much, against the official
 // baseline (local_test/train.cpp) run on the same seed and data. The clock
-// stops once inner_steps has returned and the runner has copied the logits
-// out on the current CUDA stream (it waits for that stream only); then the
-// runner process is killed at once. Work still queued on other streams or
-// running in other threads never lands: join side streams into the current
-// stream before returning, as PyTorch's own stream semantics require.
+// stops once inner_steps has returned, the runner has copied the logits out
+// on the current CUDA stream and every stream of the device has finished
+// (work queued on a side stream counts on the clock); then the runner process
+// is killed at once. Work still running in other threads never lands.
 #pragma once
 
 #include <tournament/model.h>
