@@ -28,6 +28,8 @@ const T: Thresholds = {
   attention_trajectory_excess: 60,
   head_input_error: 0.05,
   head_grad_error: 0.01,
+  mlp_output_error: 0.01,
+  mlp_record_trajectory_excess: 2,
   min_changed_share_ratio: 0.97,
   basis: 'test',
   calibrations: [],
@@ -168,6 +170,25 @@ describe('judge: the checks on a completed run', function () {
     assert.deepEqual(judge({ ...T, head_input_error: null, head_grad_error: null }, outcome(at({ headInputError: 0.3, headGradError: 0.3 })), outcome(), cmp(), TOKENS, 1), []);
     // A step whose start was not recorded is the unrecorded failure's, not this one's.
     assert.deepEqual(codes({ trajectory: [{ ...step({ headRowsMissing: 16 }), recorded: false }] }), ['unrecorded']);
+  });
+
+  it('the MLP\'s record: missing (layer, row) pairs fail alone; then its output and its record-judged steps each against their own limit; a run without it is not read; null is not applied', function () {
+    const step = (mlp: { mlpOutputError?: number; mlpRowsMissing?: number; mlpRecordKinds?: Record<string, number> }) => ({ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {}, mlpOutputError: 0, mlpRowsMissing: 0, mlpRecordKinds: { [K_UP]: 0.5 }, ...mlp });
+    const at = (...mlps: Parameters<typeof step>[0][]): Partial<NativeRunOutcome> => ({ trajectory: mlps.map(step) });
+    assert.deepEqual(codes(at({}, { mlpOutputError: 0.0099, mlpRecordKinds: { [K_UP]: 1.99, 'model.layers.*.input_layernorm.weight': 50 } })), []);
+    const [missing, ...none] = judge(T, outcome(at({}, { mlpRowsMissing: 5, mlpOutputError: Infinity })), outcome(), cmp(), TOKENS, 1);
+    assert.equal(none.length, 0);
+    assert.equal(missing.code, 'mlp_record');
+    assert.match(missing.message, /^5 \(layer, row\) pair\(s\) of timed step 2 have no finite record .* data\.record_mlp\(\) and data\.record_mlp_grad\(\)/);
+    const [output, steps, ...rest] = judge(T, outcome(at({ mlpOutputError: 0.02 }, { mlpRecordKinds: { 'model.layers.*.mlp.down_proj.weight': 7 } })), outcome(), cmp(), TOKENS, 1);
+    assert.equal(rest.length, 0);
+    assert.deepEqual([output.code, steps.code], ['mlp_record', 'trajectory']);
+    assert.match(output.message, /^at timed step 1, a layer's recorded MLP output differs .* by 0\.0200 relative on its worst row \(allowed 0\.01\)/);
+    assert.match(steps.message, /^at timed step 2, model\.layers\.\*\.mlp\.down_proj\.weight's step, pooled over the layers, lands 7\.00 units .* \(allowed 2\)/);
+    assert.deepEqual(codes(at({ mlpOutputError: NaN })), ['mlp_record']);
+    assert.deepEqual(judge({ ...T, mlp_output_error: null, mlp_record_trajectory_excess: null }, outcome(at({ mlpOutputError: 0.3, mlpRecordKinds: { [K_UP]: 90 } })), outcome(), cmp(), TOKENS, 1), []);
+    assert.deepEqual(codes({}), [], 'no MLP record taken: nothing read');
+    assert.deepEqual(codes({ trajectory: [{ ...step({ mlpRowsMissing: 16 }), recorded: false }] }), ['unrecorded']);
   });
 
   for (const [what, code, run, c] of cases) {

@@ -30,7 +30,9 @@
 //     AdamW's steps in float math; kernels::adamw_step_);
 //   - takes all batches up front and reads the loss once at the end.
 // It records its loss head's input and gradient itself (data.record_loss_head,
-// train_api.h version 5): model->hidden_states, which would, is not called.
+// train_api.h version 5), and every layer's MLP input, output and output
+// gradient (data.record_mlp, record_mlp_grad, version 6):
+// model->hidden_states, which would, is not called.
 // Every matrix product goes through matmul_acc32 / linear_acc32 (model.h):
 // on the GPU exactly torch's, on a CPU without AVX-512 accumulated in float32
 // as the reference's are (libtorch's own would accumulate in bf16 there).
@@ -40,6 +42,7 @@
 #include <tournament/kernels.h>
 
 #include <algorithm>
+#include <functional>
 
 using namespace tournament;
 namespace K = tournament::kernels;
@@ -98,9 +101,12 @@ struct Layer {
 // MLP output, summed inside the first norm's kernel, one rounding as the
 // reference's add), or xa alone (xb undefined: the embeddings). Returns the
 // layer's output as the same two parts: *h_out [T, H] and the MLP's output
-// *m_out [T, H]. With `save`, fills it for backward (x included).
+// *m_out [T, H]. With `save`, fills it for backward (x included). With
+// `record`, hands it the MLP's input and output (the MLP's record).
+using MlpRecord = std::function<void(const Tensor& input, const Tensor& output)>;
 void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Tensor& cos, const Tensor& sin,
-                   const Dims& d, Scratch& scratch, Saved* save, Tensor* h_out, Tensor* m_out) {
+                   const Dims& d, Scratch& scratch, Saved* save, Tensor* h_out, Tensor* m_out,
+                   const MlpRecord& record = {}) {
   Tensor x, rstd1, rstd2, h;
   const auto& norm1 = *L.m->input_layernorm;
   const auto& norm2 = *L.m->post_attention_layernorm;
@@ -128,6 +134,7 @@ void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Ten
   auto gate = matmul_acc32(n2, L.mlp().gate_proj->weight.t());                  // [T, I]
   auto up = matmul_acc32(n2, L.mlp().up_proj->weight.t());                      // [T, I]
   *m_out = matmul_acc32(K::swiglu(gate, up), L.mlp().down_proj->weight.t());    // [T, H]
+  if (record) record(n2, *m_out);
   *h_out = h;
   if (save) *save = Saved{x, rstd1, n1, q, k, v, attn, a, h, rstd2, n2, gate, up, true};
 }
@@ -283,7 +290,9 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
         if (!kept) saved[i].x = xb.defined() ? xa + xb : xa;  // [T, H], rounded as the kernel rounds it
         Tensor h_next, m_next;
         layer_forward(layers[i], kept ? xa : saved[i].x, kept ? xb : Tensor(), cos, sin, d, scratch,
-                      kept ? &saved[i] : nullptr, &h_next, &m_next);
+                      kept ? &saved[i] : nullptr, &h_next, &m_next, [&](const Tensor& in, const Tensor& out) {
+                        data.record_mlp(static_cast<int64_t>(i), ids, in.view({d.B, d.S, d.H}), out.view({d.B, d.S, d.H}));
+                      });
         h = h_next;
         m = m_next;
       }
@@ -309,6 +318,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
           Tensor unused_h, unused_m;
           layer_forward(layers[i], saved[i].x, Tensor(), cos, sin, d, scratch, &saved[i], &unused_h, &unused_m);
         }
+        data.record_mlp_grad(i, ids, dx.view({d.B, d.S, d.H}));  // the layer's output gradient is its MLP output's
         dx = layer_backward(layers[i], dx, saved[i], cos, sin, d, scratch);
       }
       add_grad(embed, torch::embedding_dense_backward(dx.view({d.B, d.S, d.H}), ids, cfg.vocab_size, -1, false));

@@ -71,27 +71,87 @@ class TableBatches : public DataIterator, public HeadRecorder {
   // The loss head's record (train_api.h, version 5): `inputs` and `grads`
   // [steps, batch, S, H] bf16 (host), shared by every rank, row r of a
   // step's being row r of that step's batch; this rank writes its own share's
-  // rows only. Without them (warmup) record_loss_head records nothing.
-  void record_heads_into(torch::Tensor inputs, torch::Tensor grads) {
+  // rows only. The MLP's record (version 6): `mlp` [3, layers, steps, batch,
+  // S, H] bf16 (host): inputs, outputs, output gradients, laid out alike, or
+  // undefined where it is not recorded. Without them (warmup) nothing is recorded.
+  void record_heads_into(torch::Tensor inputs, torch::Tensor grads, torch::Tensor mlp = {}) {
     head_inputs_ = std::move(inputs);
     head_grads_ = std::move(grads);
+    mlp_ = std::move(mlp);
   }
   void record_loss_head(const torch::Tensor& input_ids, const torch::Tensor& hidden,
                         const torch::Tensor& hidden_grad) override {
-    record_grad(record_input(input_ids, hidden, /*strict=*/true), hidden_grad);
+    static const char* who = "data.record_loss_head()";
+    if (!head_inputs_.defined()) return;
+    const auto where = locate_rows(input_ids, true, who);
+    check_shape(hidden, input_ids, who, "hidden");
+    check_shape(hidden_grad, input_ids, who, "hidden_grad");
+    copy_rows(head_inputs_, where, hidden);
+    copy_rows(head_grads_, where, hidden_grad);
   }
+  void record_mlp(int64_t layer, const torch::Tensor& input_ids, const torch::Tensor& input,
+                  const torch::Tensor& output) override {
+    static const char* who = "data.record_mlp()";
+    if (!mlp_.defined()) return;
+    check_layer(layer, who);
+    const auto where = locate_rows(input_ids, true, who);
+    check_shape(input, input_ids, who, "input");
+    check_shape(output, input_ids, who, "output");
+    copy_rows(mlp_[0][layer], where, input);
+    copy_rows(mlp_[1][layer], where, output);
+  }
+  void record_mlp_grad(int64_t layer, const torch::Tensor& input_ids, const torch::Tensor& output_grad) override {
+    static const char* who = "data.record_mlp_grad()";
+    if (!mlp_.defined()) return;
+    check_layer(layer, who);
+    const auto where = locate_rows(input_ids, true, who);
+    check_shape(output_grad, input_ids, who, "output_grad");
+    copy_rows(mlp_[2][layer], where, output_grad);
+  }
+
+  // The engine's own record (head_record.h): what the model's layers and
+  // hidden_states report, at rows matched as the plugin's calls match them.
+  Rows locate(const torch::Tensor& input_ids) override {
+    return head_inputs_.defined() ? locate_rows(input_ids, false, "") : Rows{};
+  }
+  void record_head_at(const Rows& where, const torch::Tensor& hidden) override {
+    if (!where.from.empty()) copy_rows(head_inputs_, where, hidden);
+  }
+  void record_head_grad_at(const Rows& where, const torch::Tensor& hidden_grad) override {
+    if (!where.from.empty()) copy_rows(head_grads_, where, hidden_grad);
+  }
+  void record_mlp_at(int64_t layer, const Rows& where, const torch::Tensor& input,
+                     const torch::Tensor& output) override {
+    if (!mlp_.defined() || where.from.empty()) return;
+    copy_rows(mlp_[0][layer], where, input);
+    copy_rows(mlp_[1][layer], where, output);
+  }
+  void record_mlp_grad_at(int64_t layer, const Rows& where, const torch::Tensor& output_grad) override {
+    if (!mlp_.defined() || where.from.empty()) return;
+    copy_rows(mlp_[2][layer], where, output_grad);
+  }
+
+  // Once inner_steps has returned: the current stream's later work (the
+  // logits' copy, which the runner waits for before DONE) waits for the
+  // last record too, whatever the plugin did.
+  void settle() { copy_.wait(); }
+
+ private:
+  torch::Tensor tokens_;
+  int64_t steps_, batch_, rows_, first_;
+  torch::Device device_;
+  int64_t served_ = 0;
   // Each row goes to the step whose batch holds it (the current one, by
   // step_done()'s count, where it does): records are matched by content, so
-  // the order of the plugin's calls does not matter.
-  Rows record_input(const torch::Tensor& input_ids, const torch::Tensor& hidden, bool strict) override {
+  // the order of the plugin's calls does not matter. `strict` (the plugin's
+  // calls): ids of the wrong shape, or a row that is no batch row, throw
+  // (naming `who`); else they are left out.
+  Rows locate_rows(const torch::Tensor& input_ids, bool strict, const char* who) {
     Rows where;
-    if (!head_inputs_.defined()) return where;
-    const int64_t S = tokens_.size(1), H = head_inputs_.size(3);
-    if (input_ids.dim() != 2 || input_ids.size(1) != S || hidden.dim() != 3 || hidden.size(0) != input_ids.size(0) ||
-        hidden.size(1) != S || hidden.size(2) != H) {
+    const int64_t S = tokens_.size(1);
+    if (input_ids.dim() != 2 || input_ids.size(1) != S) {
       if (!strict) return where;
-      throw std::runtime_error("data.record_loss_head(): input_ids must be [rows, " + std::to_string(S) +
-                               "] and hidden [rows, " + std::to_string(S) + ", " + std::to_string(H) + "] (train_api.h)");
+      throw std::runtime_error(std::string(who) + ": input_ids must be [rows, " + std::to_string(S) + "] (train_api.h)");
     }
     const auto ids = input_ids.to(torch::kCPU, torch::kInt64);  // [n, S]
     const int64_t current = std::min(steps_done_, steps_ - 1);
@@ -106,40 +166,34 @@ class TableBatches : public DataIterator, public HeadRecorder {
       }
       if (match.size(0) == 0) {
         if (!strict) continue;
-        throw std::runtime_error("data.record_loss_head(): row " + std::to_string(i) +
+        throw std::runtime_error(std::string(who) + ": row " + std::to_string(i) +
                                  " of input_ids is no row of any timed batch (train_api.h)");
       }
       // Every equal row of that batch: rows of equal tokens have the same
-      // input and gradient (each row's loss head sees its own row only), so a
-      // batch that holds a row twice is recorded whole.
+      // records (each row sees its own row only), so a batch that holds a
+      // row twice is recorded whole.
       for (int64_t m = 0; m < match.size(0); ++m) {
         where.from.push_back(i);
         where.step.push_back(step);
         where.row.push_back(first_ + match[m][0].item<int64_t>());
       }
     }
-    copy_rows(head_inputs_, where, hidden);
     return where;
   }
-  void record_grad(const Rows& where, const torch::Tensor& hidden_grad) override {
-    if (!head_grads_.defined() || where.from.empty()) return;
-    if (hidden_grad.dim() != 3 || hidden_grad.size(2) != head_grads_.size(3) ||
-        hidden_grad.size(1) != head_grads_.size(2) || hidden_grad.size(0) <= where.from.back()) {
-      throw std::runtime_error("data.record_loss_head(): hidden_grad must have hidden's shape (train_api.h)");
+  // t must be [rows of input_ids, S, H].
+  void check_shape(const torch::Tensor& t, const torch::Tensor& input_ids, const char* who, const char* what) const {
+    const int64_t S = tokens_.size(1), H = head_inputs_.size(3);
+    if (!t.defined() || t.dim() != 3 || t.size(0) != input_ids.size(0) || t.size(1) != S || t.size(2) != H) {
+      throw std::runtime_error(std::string(who) + ": " + what + " must be [rows, " + std::to_string(S) + ", " +
+                               std::to_string(H) + "], input_ids' rows (train_api.h)");
     }
-    copy_rows(head_grads_, where, hidden_grad);
   }
-
-  // Once inner_steps has returned: the current stream's later work (the
-  // logits' copy, which the runner waits for before DONE) waits for the
-  // last record too, whatever the plugin did.
-  void settle() { copy_.wait(); }
-
- private:
-  torch::Tensor tokens_;
-  int64_t steps_, batch_, rows_, first_;
-  torch::Device device_;
-  int64_t served_ = 0;
+  void check_layer(int64_t layer, const char* who) const {
+    if (layer < 0 || layer >= mlp_.size(1)) {
+      throw std::runtime_error(std::string(who) + ": layer " + std::to_string(layer) + " is not 0 to " +
+                               std::to_string(mlp_.size(1) - 1) + " (train_api.h)");
+    }
+  }
   // t's rows where.from into `into` [steps, B, S, H] (host) at (where.step,
   // where.row): from the card on the side stream, beside its work (the next
   // step_done() and DONE wait for them), so the record costs the run no stall.
@@ -152,7 +206,7 @@ class TableBatches : public DataIterator, public HeadRecorder {
     for (size_t k = 0; k < where.from.size(); ++k) copy_.start(into[where.step[k]][where.row[k]], rows[where.from[k]]);
   }
 
-  torch::Tensor params_, trajectory_, head_inputs_, head_grads_;
+  torch::Tensor params_, trajectory_, head_inputs_, head_grads_, mlp_;
   compat::SideCopy copy_;
   int64_t steps_done_ = 0;
   bool deferred_ = false, waited_ = true;

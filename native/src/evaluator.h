@@ -53,6 +53,10 @@ struct EvalConfig {
   // recorded and the judge repeats the steps (trajectory.cpp): where the
   // device's limits for those readings are calibrated, and in calibrations.
   bool record_trajectory = false;
+  // With it, whether every layer's MLP input, output and output gradient are
+  // recorded too (train_api.h, version 6) and the judge reads them: where
+  // the device's limits for those readings are calibrated, and in calibrations.
+  bool record_mlp = false;
 };
 
 struct RunInputs {
@@ -105,6 +109,17 @@ struct RunOutcome {
     // arithmetic, float32 throughout).
     double head_input_error = 0, head_grad_error = 0;
     int64_t head_rows_missing = 0;  // rows with a non-finite input or gradient (unrecorded rows are NaN)
+    // The MLP's record of the step (train_api.h, version 6), where recorded:
+    // the worst row's relative error, over the layers, of the recorded output
+    // against the nearer of the judge's two MLPs (the reference's arithmetic,
+    // float32 throughout) applied to the recorded input with the weights the
+    // step started from; and per MLP kind, pooled over the layers, the
+    // trajectory reading of the step judged from the gradient the judge
+    // computes from the recorded inputs and output gradients (its own AdamW
+    // moments from those gradients), in the unit of `kinds`.
+    double mlp_output_error = 0;
+    int64_t mlp_rows_missing = 0;  // (layer, row) pairs with a non-finite input, output or output gradient
+    std::vector<std::pair<std::string, double>> mlp_record_kinds;
   };
   std::vector<TrajectoryStep> trajectory;
   // Wall-clock seconds of each phase of the run, in order (where an
@@ -305,7 +320,7 @@ class Evaluator {
   SharedRegion params_, data_, logits_;
   SharedRegion trajectory_;      // [trajectory_slots_, params_.size()] bytes, then the loss head's record; host
   int64_t trajectory_slots_ = 0;  // steps - 1 where recorded, else 0
-  size_t trajectory_bytes_ = 0;   // the slots and the loss head's record; 0 where nothing is recorded
+  size_t trajectory_bytes_ = 0;   // the slots, the loss head's record and the MLP's; 0 where nothing is recorded
   torch::Tensor logits_view_;  // [B, S-1, V] over logits_
   Qwen2ForCausalLM model_{nullptr};  // the trusted view of the parameter memory (rank 0's)
   std::vector<OtherRank> other_ranks_;

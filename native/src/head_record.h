@@ -1,7 +1,8 @@
-// Where model->hidden_states reports the loss head's input and gradient
-// (train_api.h, version 5, record_loss_head): the runner points it at the
-// timed call's data iterator; elsewhere (warmup, the judge's own replay) it
-// is null and nothing is recorded.
+// Where the engine's model reports what the runner records in a timed call
+// (train_api.h): the loss head's input and gradient (version 5) and each
+// layer's MLP input, output and output gradient (version 6). The runner
+// points it at the timed call's data iterator; elsewhere (warmup, the
+// judge's own replay) it is null and nothing is recorded.
 #pragma once
 
 #include <torch/torch.h>
@@ -13,16 +14,20 @@ namespace tournament {
 class HeadRecorder {
  public:
   virtual ~HeadRecorder() = default;
-  // Records `hidden`'s rows ([n, S, H]) as the loss head's input of the
-  // batch rows `input_ids` ([n, S]) names, each in the step whose batch holds
-  // it; returns where each went. `strict` (data.record_loss_head): a row that
-  // is no batch row throws; else (the hook) it is left unrecorded.
+  // The batch rows input_ids ([n, S]) names, each in the step whose batch
+  // holds it: ids' row `from` recorded as `row` of step `step`. Rows that are
+  // no batch row are left out (the automatic record skips them).
   struct Rows {
-    std::vector<int64_t> from, step, row;  // ids' row, and the step and batch row it was recorded as
+    std::vector<int64_t> from, step, row;
   };
-  virtual Rows record_input(const torch::Tensor& input_ids, const torch::Tensor& hidden, bool strict) = 0;
-  // Records the gradient of those rows (when backward reaches them).
-  virtual void record_grad(const Rows& where, const torch::Tensor& hidden_grad) = 0;
+  virtual Rows locate(const torch::Tensor& input_ids) = 0;
+  // The loss head's input hidden [n, S, H] at those rows, and its gradient.
+  virtual void record_head_at(const Rows& where, const torch::Tensor& hidden) = 0;
+  virtual void record_head_grad_at(const Rows& where, const torch::Tensor& hidden_grad) = 0;
+  // Layer `layer`'s MLP input and output [n, S, H] at those rows, and the output's gradient.
+  virtual void record_mlp_at(int64_t layer, const Rows& where, const torch::Tensor& input,
+                             const torch::Tensor& output) = 0;
+  virtual void record_mlp_grad_at(int64_t layer, const Rows& where, const torch::Tensor& output_grad) = 0;
 };
 
 void set_head_recorder(HeadRecorder* recorder);

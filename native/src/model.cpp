@@ -279,9 +279,14 @@ struct SwiGLUFunction : public torch::autograd::Function<SwiGLUFunction> {
 
 }  // namespace
 
+torch::Tensor swiglu_mlp(const torch::Tensor& x, const torch::Tensor& w_gate, const torch::Tensor& w_up,
+                         const torch::Tensor& w_down) {
+  return SwiGLUFunction::apply(x, w_gate, w_up, w_down);  // [..., H]
+}
+
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
   if (linear_tap) return down_proj(torch::silu(gate_proj(x)) * up_proj(x));  // SwiGLUFunction's forward ops, seen
-  return SwiGLUFunction::apply(x, gate_proj->weight, up_proj->weight, down_proj->weight);  // [B, S, H]
+  return swiglu_mlp(x, gate_proj->weight, up_proj->weight, down_proj->weight);  // [B, S, H]
 }
 
 // ---------------------------------------------------------------- decoder layer
@@ -297,8 +302,16 @@ DecoderLayerImpl::DecoderLayerImpl(const ParamAllocator& alloc, const std::strin
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  return forward_observed(x, cos, sin, {});
+}
+
+torch::Tensor DecoderLayerImpl::forward_observed(const torch::Tensor& x, const torch::Tensor& cos,
+                                                 const torch::Tensor& sin, const MlpObserver& on_mlp) {
   auto h = x + self_attn(input_layernorm(x), cos, sin);  // [B, S, H]
-  return h + mlp(post_attention_layernorm(h));          // [B, S, H]
+  auto in = post_attention_layernorm(h);                 // [B, S, H]
+  auto out = mlp(in);                                    // [B, S, H]
+  if (on_mlp) on_mlp(in, out);
+  return h + out;                                        // [B, S, H]
 }
 
 namespace {
@@ -307,15 +320,23 @@ namespace {
 // activations, recompute them in backward. The layer's parameters are not
 // inputs of the function; their gradients accumulate during the recompute's
 // own backward, as PyTorch's reentrant checkpoint does.
+// The layer's MLP observer travels with the recompute (the record sees the
+// recomputed output's gradient).
+struct ObserverHolder : torch::CustomClassHolder {
+  explicit ObserverHolder(DecoderLayerImpl::MlpObserver f) : on_mlp(std::move(f)) {}
+  DecoderLayerImpl::MlpObserver on_mlp;
+};
+
 struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::Tensor x, torch::Tensor cos,
-                               torch::Tensor sin, int64_t layer_ptr) {
+                               torch::Tensor sin, int64_t layer_ptr, c10::intrusive_ptr<ObserverHolder> observer) {
     ctx->save_for_backward({x});
     ctx->saved_data["cos"] = cos;
     ctx->saved_data["sin"] = sin;
     ctx->saved_data["layer"] = layer_ptr;
+    ctx->saved_data["observer"] = c10::IValue::make_capsule(observer);
     auto* layer = reinterpret_cast<DecoderLayerImpl*>(layer_ptr);
-    return layer->forward(x, cos, sin);
+    return layer->forward_observed(x, cos, sin, observer->on_mlp);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -324,13 +345,14 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     auto cos = ctx->saved_data["cos"].toTensor();
     auto sin = ctx->saved_data["sin"].toTensor();
     auto* layer = reinterpret_cast<DecoderLayerImpl*>(ctx->saved_data["layer"].toInt());
+    const auto observer = c10::static_intrusive_pointer_cast<ObserverHolder>(ctx->saved_data["observer"].toCapsule());
     torch::Tensor y;
     {
       torch::AutoGradMode grad_on(true);
-      y = layer->forward(x, cos, sin);
+      y = layer->forward_observed(x, cos, sin, observer->on_mlp);
     }
     torch::autograd::backward({y}, {grad_out[0]});
-    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {x.grad(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -375,17 +397,34 @@ torch::Tensor Qwen2ForCausalLMImpl::hidden_states(const torch::Tensor& input_ids
   const int64_t S = input_ids.size(1);
   auto x = model->embed_tokens(input_ids);                          // [B, S, H]
   auto [cos, sin] = rope(S, x.scalar_type(), x.device());           // [S, D] each
+  // In a runner's timed call, with gradients: the loss head's record
+  // (train_api.h, version 5) and every layer's MLP record (version 6), at the
+  // batch rows input_ids holds (none: nothing is recorded).
+  auto* recorder = torch::GradMode::is_enabled() ? head_recorder() : nullptr;
+  const auto where = recorder != nullptr ? recorder->locate(input_ids) : HeadRecorder::Rows{};
+  if (where.from.empty()) recorder = nullptr;
   for (size_t i = 0; i < model->layers->size(); ++i) {
     auto* layer = model->layers[i]->as<DecoderLayerImpl>();
+    DecoderLayerImpl::MlpObserver on_mlp;
+    if (recorder != nullptr) {
+      const auto at = static_cast<int64_t>(i);
+      on_mlp = [recorder, at, where](const torch::Tensor& in, const torch::Tensor& out) {
+        recorder->record_mlp_at(at, where, in, out);
+        // The hook holds the rows, not out: no cycle through out's own graph.
+        if (out.requires_grad()) {
+          out.register_hook([recorder, at, where](const torch::Tensor& g) { recorder->record_mlp_grad_at(at, where, g); });
+        }
+      };
+    }
     const bool ckpt = !checkpointed_.empty() && checkpointed_[i] && torch::GradMode::is_enabled();
-    x = ckpt ? CheckpointedLayer::apply(x, cos, sin, reinterpret_cast<int64_t>(layer)) : layer->forward(x, cos, sin);
+    x = ckpt ? CheckpointedLayer::apply(x, cos, sin, reinterpret_cast<int64_t>(layer),
+                                        c10::make_intrusive<ObserverHolder>(std::move(on_mlp)))
+             : layer->forward_observed(x, cos, sin, on_mlp);
   }
   auto h = model->norm(x);                                          // [B, S, H]
-  // In a runner's timed call: the loss head's record (train_api.h, version 5).
-  if (auto* recorder = head_recorder(); recorder != nullptr && h.requires_grad()) {
-    auto where = recorder->record_input(input_ids, h, /*strict=*/false);
-    // The hook holds the rows, not h: no cycle through h's own graph.
-    h.register_hook([recorder, where](const torch::Tensor& grad) { recorder->record_grad(where, grad); });
+  if (recorder != nullptr && h.requires_grad()) {
+    recorder->record_head_at(where, h);
+    h.register_hook([recorder, where](const torch::Tensor& grad) { recorder->record_head_grad_at(where, grad); });
   }
   return h;
 }

@@ -231,6 +231,75 @@ HeadWeightGrads judge_head_record(RunOutcome::TrajectoryStep& step, const torch:
   return out;
 }
 
+// The MLP's record of one step (train_api.h, version 6): `record` [3, L,
+// steps, B, S, H] (the shared region's, read once here): every layer's MLP
+// input, output and output gradient; `gate`, `up`, `down` the layers'
+// weights at the step's start (the replay's), `ranks` as for the loss head.
+// The output must be the MLP of the recorded input: one layer's rounding, so
+// an MLP whose forward skipped part of its products (attack pass 31: each
+// position's smallest terms of down_proj's input dropped) shows at its own
+// size, not within the tuned example's forward spread over the layers. Fills
+// `grads` and `halves` (the layers' weights' places, as the weights) with
+// the gradient the recorded inputs and output gradients give (the whole
+// batch's, and its two halves' accumulated), where every row of every layer
+// is finite: each MLP weight's step is judged from it too, so an MLP whose
+// backward skipped part of its products (attack pass 28) shows at its own
+// size where the judge's own backward would spread as wide as the tuned
+// example's rounding through the layers.
+void judge_mlp_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& record, int64_t t,
+                      const std::vector<std::array<torch::Tensor, 3>>& weights, int64_t ranks,
+                      std::vector<std::array<torch::Tensor, 3>>& grads,
+                      std::vector<std::array<torch::Tensor, 3>>& halves) {
+  const auto device = weights[0][0].device();
+  const auto dtype = weights[0][0].scalar_type();
+  grads.assign(weights.size(), {});
+  halves.assign(weights.size(), {});
+  std::vector<std::array<torch::Tensor, 3>> in_grads(weights.size()), in_halves(weights.size());
+  for (size_t l = 0; l < weights.size(); ++l) {
+    const auto& [w_gate, w_up, w_down] = weights[l];
+    auto read = [&](int k) { return record[k][static_cast<int64_t>(l)][t].to(device, dtype, false, /*copy=*/true); };
+    const auto in = read(0), out = read(1), grad = read(2);  // [B, S, H] each
+    const int64_t B = in.size(0), S = in.size(1);
+    {
+      torch::NoGradGuard no_grad;
+      // The last position feeds no loss: a run need not compute it, and its
+      // gradient is 0 (as for the loss head's record).
+      grad.narrow(1, S - 1, 1).zero_();
+      const auto seen = [&](const torch::Tensor& x) { return x.narrow(1, 0, S - 1); };  // [B, S-1, H]
+      const auto finite = torch::isfinite(seen(in)).flatten(1).all(1) & torch::isfinite(seen(out)).flatten(1).all(1) &
+                          torch::isfinite(grad).flatten(1).all(1);
+      step.mlp_rows_missing += (~finite).sum().item<int64_t>();
+      const auto ours = swiglu_mlp(in, w_gate, w_up, w_down);  // [B, S, H]
+      const auto f32 = swiglu_mlp(in.to(torch::kFloat32), w_gate.to(torch::kFloat32), w_up.to(torch::kFloat32),
+                                  w_down.to(torch::kFloat32)).to(dtype);
+      step.mlp_output_error = std::max(
+          step.mlp_output_error,
+          largest(torch::minimum(row_errors(seen(out), seen(ours)), row_errors(seen(out), seen(f32)))));
+    }
+    // The gradient at the recorded input and output gradient: leaves of its
+    // own, detached aliases of the weights (the replay's gradients are not
+    // touched); each rank's output gradient is of its own share's loss, so
+    // the ranks' mean is the sum over every row over the ranks.
+    auto leaves = [&] {
+      return std::array<torch::Tensor, 3>{w_gate.detach().requires_grad_(true), w_up.detach().requires_grad_(true),
+                                          w_down.detach().requires_grad_(true)};
+    };
+    auto whole = leaves();
+    swiglu_mlp(in, whole[0], whole[1], whole[2]).backward(grad);
+    for (int k = 0; k < 3; ++k) in_grads[l][k] = ranks > 1 ? whole[k].grad() / static_cast<double>(ranks) : whole[k].grad();
+    if (B > 1) {
+      auto parts = leaves();
+      for (auto [start, rows] : halves_of(B)) {
+        swiglu_mlp(in.narrow(0, start, rows), parts[0], parts[1], parts[2]).backward(grad.narrow(0, start, rows));
+      }
+      for (int k = 0; k < 3; ++k) in_halves[l][k] = ranks > 1 ? parts[k].grad() / static_cast<double>(ranks) : parts[k].grad();
+    }
+  }
+  if (step.mlp_rows_missing > 0) return;
+  grads = std::move(in_grads);
+  halves = std::move(in_halves);
+}
+
 }  // namespace
 
 void Evaluator::check_replay_fits() const {
@@ -240,7 +309,9 @@ void Evaluator::check_replay_fits() const {
   // is gone; and the working set of a checkpointed step and of the judging's
   // slices (about fifteen float32 temporaries of 2^26 elements).
   constexpr int64_t kWorkingSet = int64_t{12} << 30;
-  const int64_t need = 5 * static_cast<int64_t>(layout_.bytes) + kWorkingSet;
+  // The MLP's record adds its weights' own moments, gradient and halves'
+  // gradient: at most four more copies (the MLP is most of the parameters).
+  const int64_t need = (cfg_.record_mlp ? 9 : 5) * static_cast<int64_t>(layout_.bytes) + kWorkingSet;
   const int64_t have = compat::available_device_memory(cfg_.device);
   if (have >= need) return;
   auto gib = [](int64_t b) { return std::to_string(static_cast<int64_t>(std::ceil(b / double(int64_t{1} << 30)))); };
@@ -299,6 +370,24 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
                                             torch::kBFloat16);  // [2, steps, B, S, H]: inputs, gradients
   const auto recorded_weights = as_params(recorded);
   const int64_t B = cfg_.batch_size;
+  // The MLP's record (train_api.h, version 6), after the loss head's, where recorded.
+  const auto mlp_record =
+      cfg_.record_mlp ? trajectory_.view(static_cast<size_t>(trajectory_slots_) * params_.size() +
+                                             protocol::head_record_bytes(cfg_.model, B, cfg_.seq_len, cfg_.steps),
+                                         protocol::mlp_record_shape(cfg_.model, B, cfg_.seq_len, cfg_.steps),
+                                         torch::kBFloat16)
+                      : torch::Tensor();  // [3, L, steps, B, S, H]: inputs, outputs, output gradients
+  // Each layer's MLP weights' places among the replay's parameters (gate, up, down).
+  std::vector<std::array<size_t, 3>> mlp_at(cfg_.model.num_hidden_layers);
+  for (size_t l = 0; l < mlp_at.size(); ++l) {
+    const std::string prefix = "model.layers." + std::to_string(l) + ".mlp.";
+    const char* which[3] = {"gate_proj.weight", "up_proj.weight", "down_proj.weight"};
+    for (int k = 0; k < 3; ++k) {
+      const auto it = std::find(names.begin(), names.end(), prefix + which[k]);
+      TORCH_CHECK(it != names.end(), "the replay has no ", prefix, which[k]);
+      mlp_at[l][k] = static_cast<size_t>(it - names.begin());
+    }
+  }
 
   // AdamW as the contract states it (optim.h), tensor by tensor, with its own
   // moments from the judge's own gradients.
@@ -306,6 +395,18 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
   for (const auto& p : mine) {
     exp_avg.push_back(torch::zeros_like(p));
     exp_avg_sq.push_back(torch::zeros_like(p));
+  }
+  // The MLP weights' steps judged from the record's gradients, with moments
+  // of their own from those gradients (the run's own moments are its
+  // gradients', which an honest run's record gives up to one layer's rounding).
+  std::vector<torch::Tensor> record_avg(mine.size()), record_avg_sq(mine.size());
+  if (mlp_record.defined()) {
+    for (const auto& layer : mlp_at) {
+      for (size_t i : layer) {
+        record_avg[i] = torch::zeros_like(mine[i]);
+        record_avg_sq[i] = torch::zeros_like(mine[i]);
+      }
+    }
   }
   for (int64_t t = 0; t < cfg_.steps; ++t) {
     RunOutcome::TrajectoryStep step;
@@ -376,45 +477,80 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       if (halves[lm_head].defined() && head.halves.defined()) halves[lm_head] = head.halves.to(halves[lm_head].device());
     }
     head = HeadWeightGrads{};
+    // The MLP's record: its readings, and the gradients its weights' steps are judged from too.
+    std::vector<torch::Tensor> record_grad(mine.size()), record_halves(mine.size());
+    if (mlp_record.defined()) {
+      std::vector<std::array<torch::Tensor, 3>> weights, grads, parts;
+      for (const auto& layer : mlp_at) weights.push_back({mine[layer[0]], mine[layer[1]], mine[layer[2]]});
+      judge_mlp_record(step, mlp_record, t, weights, ranks(), grads, parts);
+      for (size_t l = 0; l < grads.size(); ++l) {
+        for (int k = 0; k < 3; ++k) {
+          record_grad[mlp_at[l][k]] = grads[l][k];
+          record_halves[mlp_at[l][k]] = parts[l][k];
+        }
+      }
+    }
     torch::NoGradGuard no_grad;
-    std::map<std::string, std::pair<double, double>> sums;  // kind -> (the run's sum d^2, the unit's)
-    for (size_t i = 0; i < mine.size(); ++i) {
-      const auto grad = mine[i].grad();
-      if (!grad.defined()) continue;  // as AdamW: a parameter without a gradient is not stepped
+    using Sums = std::map<std::string, std::pair<double, double>>;  // kind -> (the run's sum d^2, the unit's)
+    Sums sums, record_sums;
+    // One slice's reading: the step from p (whose moments are m, v) with
+    // gradient g against the run's `target`, in the unit of the same step
+    // with g moved by rounding-size noise and with the halves' gradient h
+    // (where defined). The judge's step lands in p, m and v.
+    auto read_slice = [&](torch::Tensor p, const torch::Tensor& g, const torch::Tensor& h, torch::Tensor m,
+                          torch::Tensor v, const torch::Tensor& w, double sigma, at::Generator& gen,
+                          std::pair<double, double>& sum) {
       // Elements with a history (v > 0 before the step). An element's first
       // step is lr times the sign of its gradient, so a gradient of rounding
       // size may flip it by 2 lr (the tuned example's first steps read 0.04 to
       // 0.07 of the step that way, its later ones under 0.011;
       // docs/measurements/2026-12-05-trajectory.md). Only they are read.
+      const auto history = v > 0;
+      const auto noisy = trial_step(p, noisy_gradient(g, sigma, gen), m, v, t + 1, cfg_.optimizer);
+      const auto split = h.defined() ? trial_step(p, h, m, v, t + 1, cfg_.optimizer) : torch::Tensor();
+      torch::Tensor unrounded;
+      adamw_unfused_step_(p, g, m, v, t + 1, cfg_.optimizer, &unrounded);
+      const auto judged = p.to(torch::kFloat32);
+      // How far the judge's unrounded result would have to move to round to
+      // w (past half the gap to w's bf16 neighbour on its side); 0 where it rounds to w already.
+      auto shortfall = [&](const torch::Tensor& x) {
+        return ((x - unrounded).abs() - half_gap(x, unrounded)).clamp_min(0).masked_fill(x == judged, 0) * history;
+      };
+      sum.first += shortfall(w).pow(2).sum().item<double>();
+      sum.second += shortfall(noisy).pow(2).sum().item<double>();
+      if (split.defined()) sum.second += shortfall(split).pow(2).sum().item<double>();
+    };
+    for (size_t i = 0; i < mine.size(); ++i) {
+      const auto grad = mine[i].grad();
+      if (!grad.defined()) continue;  // as AdamW: a parameter without a gradient is not stepped
       const double sigma = noise_sigma(grad);
       auto gen = noise_generator(grad.device(), t + 1, seed, i);
+      const bool from_record = record_grad[i].defined();
+      const double record_sigma = from_record ? noise_sigma(record_grad[i]) : 0.0;
+      auto record_gen = noise_generator(grad.device(), t + 1, seed, mine.size() + i);
       auto& s = sums[tensor_kind(names[i])];
-      each_slice(mine[i], [&](const Slice& part) {  // views: the step lands in mine, exp_avg and exp_avg_sq
-        auto p = part(mine[i]), m = part(exp_avg[i]), v = part(exp_avg_sq[i]);
-        const auto history = v > 0;
-        const auto noisy = trial_step(p, noisy_gradient(part(grad), sigma, gen), m, v, t + 1, cfg_.optimizer);
-        const auto split = halves[i].defined() ? trial_step(p, part(halves[i]), m, v, t + 1, cfg_.optimizer)
-                                               : torch::Tensor();
-        torch::Tensor unrounded;
-        adamw_unfused_step_(p, part(grad), m, v, t + 1, cfg_.optimizer, &unrounded);
-        const auto judged = p.to(torch::kFloat32);
-        // How far the judge's unrounded result would have to move to round to
-        // w (past half the gap to w's bf16 neighbour on its side); 0 where it rounds to w already.
-        auto shortfall = [&](const torch::Tensor& w) {
-          return ((w - unrounded).abs() - half_gap(w, unrounded)).clamp_min(0).masked_fill(w == judged, 0) * history;
-        };
-        s.first += shortfall(part(target[i]).to(torch::kFloat32)).pow(2).sum().item<double>();
-        s.second += shortfall(noisy).pow(2).sum().item<double>();
-        if (split.defined()) s.second += shortfall(split).pow(2).sum().item<double>();
+      each_slice(mine[i], [&](const Slice& part) {  // views: the steps land in mine and the moments
+        const auto w = part(target[i]).to(torch::kFloat32);
+        if (from_record) {  // first: it starts from mine's slice as it is, on a copy
+          read_slice(part(mine[i]).clone(), part(record_grad[i]),
+                     record_halves[i].defined() ? part(record_halves[i]) : torch::Tensor(), part(record_avg[i]),
+                     part(record_avg_sq[i]), w, record_sigma, record_gen, record_sums[tensor_kind(names[i])]);
+        }
+        read_slice(part(mine[i]), part(grad), halves[i].defined() ? part(halves[i]) : torch::Tensor(),
+                   part(exp_avg[i]), part(exp_avg_sq[i]), w, sigma, gen, s);
       });
-      halves[i] = torch::Tensor();  // its memory is the next tensor's
+      halves[i] = record_grad[i] = record_halves[i] = torch::Tensor();  // their memory is the next tensor's
       mine[i].mutable_grad() = torch::Tensor();
     }
-    for (const auto& [kind, s] : sums) {
-      // No flip from the noise: any shortfall is infinitely many times it; NaN: not finite.
-      const double e = s.second > 0 ? std::sqrt(s.first / s.second) : s.first > 0 ? INFINITY : 0.0;
-      step.kinds.emplace_back(kind, std::isnan(e) ? INFINITY : e);
-    }
+    auto excess = [](const Sums& by_kind, std::vector<std::pair<std::string, double>>& out) {
+      for (const auto& [kind, s] : by_kind) {
+        // No flip from the noise: any shortfall is infinitely many times it; NaN: not finite.
+        const double e = s.second > 0 ? std::sqrt(s.first / s.second) : s.first > 0 ? INFINITY : 0.0;
+        out.emplace_back(kind, std::isnan(e) ? INFINITY : e);
+      }
+    };
+    excess(sums, step.kinds);
+    excess(record_sums, step.mlp_record_kinds);
     steps.push_back(std::move(step));
   }
   return steps;

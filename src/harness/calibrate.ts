@@ -22,7 +22,7 @@ export const CALIBRATION_DIR = path.join(PROJECT_ROOT, 'local_test', 'calibratio
 
 /** What `tournament calibrate` runs without --cases: every honest variant, the coarse cheats, and the skipped-work curve. */
 export const DEFAULT_CASES = [
-  'baseline', 'honest_fp32_loss', 'honest_fp32_head', 'honest_math_attention', 'honest_manual_adamw', 'honest_grad_accum',
+  'baseline', 'honest_fp32_loss', 'honest_fp32_head', 'honest_math_attention', 'honest_manual_adamw', 'honest_grad_accum', 'honest_split_k_mlp',
   'skip_last_step', 'freeze_layers', 'stale_logits', 'drop_early_rows',
   'drop:last:1', 'drop:last:2', 'drop:last:4', 'drop:last:8', 'drop:every:1', 'drop:every:2', 'drop:every:4',
 ];

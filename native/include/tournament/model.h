@@ -106,11 +106,22 @@ class MLPImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MLP);
 
+// The SwiGLU MLP as MLPImpl computes it, down(silu(gate(x)) * up(x)), on any
+// weights: [..., H] -> [..., H], every product linear_acc32's, with the
+// backward autograd would run (keeping x, gate(x) and up(x) only).
+torch::Tensor swiglu_mlp(const torch::Tensor& x, const torch::Tensor& w_gate, const torch::Tensor& w_up,
+                         const torch::Tensor& w_down);
+
 class DecoderLayerImpl : public torch::nn::Module {
  public:
   DecoderLayerImpl(const ParamAllocator& alloc, const std::string& name, const Qwen2Config& cfg,
                    AttentionKernel kernel);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  // forward(), handing the MLP's input and output to `on_mlp` (where set)
+  // before the residual add: the runner's record (train_api.h, version 6).
+  using MlpObserver = std::function<void(const torch::Tensor& input, const torch::Tensor& output)>;
+  torch::Tensor forward_observed(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                 const MlpObserver& on_mlp);
   RMSNorm input_layernorm{nullptr};
   Attention self_attn{nullptr};
   RMSNorm post_attention_layernorm{nullptr};

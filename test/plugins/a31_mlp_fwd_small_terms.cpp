@@ -1,24 +1,34 @@
-// Attack pass 28 (variant B): magnitude-based (data-dependent) sparsity in the MLP's backward, each sparse
-// operand dropped by its own magnitude. The forward is exact. In every layer and step, per position (row):
-//   - the down projection's weight gradient dy^T A uses A = silu(gate) up with its smallest DROP_FRAC entries 0;
-//   - d gate and d up each have their own smallest DROP_FRAC entries set to 0, so the gate's and up's weight
-//     gradients (dG^T n2, dU^T n2) and the input gradient dG W_gate + dU W_up are products of sparse operands.
-// 5 of the MLP's 9 matrix products take an operand with DROP_FRAC zeros. Work skipped by arithmetic (a sparse
-// kernel, e.g. 2:4 structured sparsity at 0.5 on sparse tensor cores; here the masked products stay dense):
-//   tiny (H 128, I 352, 2 layers, V 2048, S 128): each MLP product is 4.52% of a step: DROP_FRAC x 22.6%
-//     (0.05: 1.1%, 0.1: 2.3%, 0.2: 4.5%, 0.3: 6.8%)
-//   7B (H 3584, I 18944, 28 layers, V 152064, S 1024): each MLP product about 9% of a step: DROP_FRAC x 45%
-// The loss head, its record, attention, the MLP's forward and AdamW are the tuned example's.
-// RESULT (2026-12-06, attack pass 28, `bin/tournament local-bench FILE --runs R --seed S --json`):
-//   DROP_FRAC 0.2: ACCEPTED 5 of 5 runs (seeds 28100, 28200, 28201, 28300, 28301): MLP trajectory 14.5 to 17.4
-//   of 26, attention 12 to 29 of 75, every other check under half its limit; 0.1: ACCEPTED 3 of 3 (28100,
-//   28400, 28401), MLP 6.4 to 7.7; 0.3: REJECTED 2 of 2 (28100, 28101) by the MLP trajectory only (31.3, 35.7).
-//   The honest tuned example on seed 28100: MLP 4.6 and 5.0. An open gap (README, Verification, known gaps):
-//   not in the adversarial suite. As written it is slower than the tuned example (the masked products run
-//   dense, and the per-row selections are extra passes over [T, I]).
-#ifndef DROP_FRAC
-#define DROP_FRAC 0.20
-#endif
+// Attack pass 31 (2026-12-06, session 41; fresh context, CPU; docs/attack-passes.md, 31), CLOSED in session 42 by
+// the MLP's record (train_api.h, version 6): it records each layer's MLP input and the output it computed, and
+// the judge reads that output against the MLP of the recorded input: 0.031 to 0.034 against an honest worst of
+// 0.00026 (README, Verification, "The MLP's record"; docs/measurements/2026-12-06-mlp-record.md).
+// expect: mlp_record
+// The tuned example with the MLP's down projection in the forward taking only each
+// position's largest 75% of silu(gate) up (every layer but the last, whose error would reach the loss head's recorded
+// input at once); the backward is the dense model's. 2.16% of a 7B step's multiply-adds by arithmetic, 0.54% of the
+// tiny run's; no faster as written (unstructured 25% sparsity speeds no real product).
+// Re-run by the session: `bin/tournament local-bench test/plugins-open/a31_mlp_fwd_small_terms.cpp --runs 2 --seed S
+// --json` with S = 31090 (run 2 REJECTED: attention trajectory 105 against 75), 31100 and 31110 (ACCEPTED, 4 of 4:
+// loss-head input 0.0154 to 0.0157 against 0.021, MLP 9.1 to 11.5, attention 23 to 69). With the pass's 4 of 4: 9 of
+// 10 runs accepted, 4 of 5 evaluations.
+// The pass's own notes follow.
+// MEASURED (the loss head's recorded input is the only check that binds):
+//   LAST_DENSE 1, DROP_FRAC 0.25 (a31_down_fwd_sparse_ld_0.25.cpp): ACCEPTED 4 of 4 runs (2 evaluations)
+//     bin/tournament local-bench pass31/a31_down_fwd_sparse_ld_0.25.cpp --runs 2 --seed 31070   (and --seed 31080)
+//     head input 0.0155 / 0.0164 / 0.0162 / 0.0159 (limit 0.021), MLP trajectory 8.7-11.9 (26), attention 27-45 (75),
+//     cell 0.0073-0.0081 (0.0194), logits 0.0145-0.015 (0.024), update 0.058-0.060 (0.16), head grad 0, lm_head traj 0.
+//     Saved: 7B 0.25 x 27/28 x 8.96% = 2.16% of a step's multiply-adds; tiny (layer 0 only) 0.54%.
+//   LAST_DENSE 1, DROP_FRAC 0.3 (a31_down_fwd_sparse_ld_0.3.cpp): ACCEPTED 4 of 4 runs (seeds 31050, 31060), thin:
+//     head input 0.0201 / 0.0205 / 0.0200 / 0.0203 (limit 0.021), MLP 12.4-15.9, attention 42-60. 7B 2.59%, tiny 0.65%.
+//   every layer sparse, 0.3 (a31_down_fwd_sparse_all_layers_0.3.cpp): REJECTED 2 of 2 (seed 31040), head input 0.0222 / 0.0223,
+//     every other check passed (MLP 9.0-10.0, attention 43-59).
+// PASS 31, attempt 3 (a31_down_fwd_sparse): the MLP's down projection in the FORWARD
+// takes only each position's largest (1 - DROP_FRAC) entries of silu(gate) * up; the
+// backward is the tuned example's, exact for the dense model at those activations.
+// Work saved by arithmetic: DROP_FRAC of down_proj's forward product:
+// With LAST_DENSE the last layer's down product stays dense (its error would go straight
+// into the loss head's recorded input): 7B: DROP_FRAC x 27/28 x 8.96% of a step
+// (0.3: 2.59%, 0.5: 4.32%); tiny (2 layers): layer 0 only, see the report.
 // A tuned submission: what the contract allows beyond the baseline, in plain
 // libtorch plus the engine's fused kernels (tournament/kernels.h). It computes
 // what local_test/train.cpp computes, and rounds where it rounds in all the
@@ -61,6 +71,7 @@
 #include <tournament/kernels.h>
 
 #include <algorithm>
+#include <functional>
 
 using namespace tournament;
 namespace K = tournament::kernels;
@@ -115,13 +126,32 @@ struct Layer {
   Tensor qkv_bias() const { return torch::cat({attn().q_proj->bias, attn().k_proj->bias, attn().v_proj->bias}, 0); }  // [H + 2 KV]
 };
 
+#ifndef DROP_FRAC
+#define DROP_FRAC 0.25
+#endif
+// CHEAT: per position, the DROP_FRAC smallest |silu(gate) up| entries are left out of
+// down_proj's forward product; the backward is the dense model's (as the tuned example).
+#ifndef LAST_DENSE
+#define LAST_DENSE 1
+#endif
+static bool g_sparse = true;  // false in the last layer when LAST_DENSE (its error goes straight into the loss head's input)
+Tensor topk_keep(const Tensor& act) {
+  const int64_t I = act.size(1), k = std::max<int64_t>(1, static_cast<int64_t>(DROP_FRAC * I));
+  auto mag = act.abs().to(torch::kFloat32);
+  auto thr = std::get<0>(mag.kthvalue(k, 1, true));              // [T, 1]
+  return (mag > thr).to(act.scalar_type());
+}
+
 // The layer's input is x = xa + xb (the previous layer's residual h and its
 // MLP output, summed inside the first norm's kernel, one rounding as the
 // reference's add), or xa alone (xb undefined: the embeddings). Returns the
 // layer's output as the same two parts: *h_out [T, H] and the MLP's output
-// *m_out [T, H]. With `save`, fills it for backward (x included).
+// *m_out [T, H]. With `save`, fills it for backward (x included). With
+// `record`, hands it the MLP's input and output (the MLP's record).
+using MlpRecord = std::function<void(const Tensor& input, const Tensor& output)>;
 void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Tensor& cos, const Tensor& sin,
-                   const Dims& d, Scratch& scratch, Saved* save, Tensor* h_out, Tensor* m_out) {
+                   const Dims& d, Scratch& scratch, Saved* save, Tensor* h_out, Tensor* m_out,
+                   const MlpRecord& record = {}) {
   Tensor x, rstd1, rstd2, h;
   const auto& norm1 = *L.m->input_layernorm;
   const auto& norm2 = *L.m->post_attention_layernorm;
@@ -148,7 +178,9 @@ void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Ten
   o = Tensor();
   auto gate = matmul_acc32(n2, L.mlp().gate_proj->weight.t());                  // [T, I]
   auto up = matmul_acc32(n2, L.mlp().up_proj->weight.t());                      // [T, I]
-  *m_out = matmul_acc32(K::swiglu(gate, up), L.mlp().down_proj->weight.t());    // [T, H]
+  auto act = K::swiglu(gate, up);                                               // [T, I]
+  *m_out = matmul_acc32(g_sparse ? act * topk_keep(act) : act, L.mlp().down_proj->weight.t());  // CHEAT: [T, H] from the sparse activation
+  if (record) record(n2, *m_out);
   *h_out = h;
   if (save) *save = Saved{x, rstd1, n1, q, k, v, attn, a, h, rstd2, n2, gate, up, true};
 }
@@ -162,17 +194,6 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
   auto w_down = L.mlp().down_proj->weight;
   auto dp = matmul_acc32(dy, w_down);                            // [T, I], d(silu(gate) up)
   K::swiglu_backward_(dp, s.gate, s.up);                         // in place: dp <- silu(gate) up, gate <- d gate, up <- d up
-  {
-    // Each operand's smallest DROP_FRAC entries of each row set to 0, by its own magnitude.
-    const int64_t drop = static_cast<int64_t>(DROP_FRAC * dp.size(1));
-    if (drop > 0) {
-      for (Tensor* t : {&dp, &s.gate, &s.up}) {
-        auto mag = t->abs().to(torch::kFloat32);
-        auto thr = std::get<0>(mag.kthvalue(drop, 1, /*keepdim=*/true));  // [T, 1]
-        t->mul_((mag > thr).to(t->scalar_type()));
-      }
-    }
-  }
   add_grad(w_down, matmul_acc32(dy.t(), dp));                    // [H, I]
   dp = Tensor();
   auto n2 = std::move(s.n2);                                     // [T, H]
@@ -314,8 +335,11 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
         const Tensor xa = i == 0 ? x0 : h, xb = i == 0 ? Tensor() : m;
         if (!kept) saved[i].x = xb.defined() ? xa + xb : xa;  // [T, H], rounded as the kernel rounds it
         Tensor h_next, m_next;
+        g_sparse = !(LAST_DENSE && i + 1 == layers.size());
         layer_forward(layers[i], kept ? xa : saved[i].x, kept ? xb : Tensor(), cos, sin, d, scratch,
-                      kept ? &saved[i] : nullptr, &h_next, &m_next);
+                      kept ? &saved[i] : nullptr, &h_next, &m_next, [&](const Tensor& in, const Tensor& out) {
+                        data.record_mlp(static_cast<int64_t>(i), ids, in.view({d.B, d.S, d.H}), out.view({d.B, d.S, d.H}));
+                      });
         h = h_next;
         m = m_next;
       }
@@ -339,8 +363,10 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       for (int64_t i = static_cast<int64_t>(layers.size()) - 1; i >= 0; --i) {
         if (!saved[i].complete) {  // recompute
           Tensor unused_h, unused_m;
+          g_sparse = !(LAST_DENSE && i + 1 == static_cast<int64_t>(layers.size()));
           layer_forward(layers[i], saved[i].x, Tensor(), cos, sin, d, scratch, &saved[i], &unused_h, &unused_m);
         }
+        data.record_mlp_grad(i, ids, dx.view({d.B, d.S, d.H}));  // the layer's output gradient is its MLP output's
         dx = layer_backward(layers[i], dx, saved[i], cos, sin, d, scratch);
       }
       add_grad(embed, torch::embedding_dense_backward(dx.view({d.B, d.S, d.H}), ids, cfg.vocab_size, -1, false));
