@@ -19,17 +19,17 @@ import { tmpDir } from './helpers/tmp';
 
 /** The command's batch size, in the test's copy of hparams. */
 const BATCH = 4;
-const T = { probe_loss_abs: 0.01, cell_loss_abs: 0.01, batch_loss_abs: 0.01, logits_rel_error: 0.1, update_rel_error: 0.1, kind_update_rel_error: 0.5, mlp_update_rel_error: 0.2, mlp_pair_energy_excess: 0.5, group_loss_shift_abs: 0.01, head_alignment_abs: 0.001, head_position_excess: 1, head_position_excess_last: 2, layer_position_excess: 1, layer_position_excess_last: 2, head_trajectory_excess: 1, mlp_trajectory_excess: 10, attention_trajectory_excess: 50, head_input_error: 0.05, head_grad_error: 0.01, mlp_output_error: 0.01, mlp_record_trajectory_excess: 2, min_changed_share_ratio: 0.97 };
+const T = { probe_loss_abs: 0.01, cell_loss_abs: 0.01, batch_loss_abs: 0.01, logits_rel_error: 0.1, update_rel_error: 0.1, kind_update_rel_error: 0.5, mlp_update_rel_error: 0.2, mlp_pair_energy_excess: 0.5, group_loss_shift_abs: 0.01, head_alignment_abs: 0.001, head_position_excess: 1, head_position_excess_last: 2, layer_position_excess: 1, layer_position_excess_last: 2, head_trajectory_excess: 1, mlp_trajectory_excess: 10, attention_trajectory_excess: 50, head_input_error: 0.05, head_grad_error: 0.01, layer_forward_error: 0.01, layer_backward_error: 0.02, mlp_record_trajectory_excess: 2, min_changed_share_ratio: 0.97 };
 
 /** A completed run whose checks are `v` (probe: its loss minus the reference's). */
-function run(seed: number, v: { probe?: number; row?: number; batch?: number; logits?: number; update?: number; kind?: number; mlp?: number; pair?: number; head?: number; mlpSteps?: number; mlpOutput?: number; mlpRecord?: number; changed?: number; frozen?: string[] }, codes: string[] = []): RunReport {
+function run(seed: number, v: { probe?: number; row?: number; batch?: number; logits?: number; update?: number; kind?: number; mlp?: number; pair?: number; head?: number; mlpSteps?: number; layerForward?: number; mlpRecord?: number; changed?: number; frozen?: string[] }, codes: string[] = []): RunReport {
   return {
     seed, ok: codes.length === 0, failures: codes.map((code) => ({ code: code as never, message: code })),
     seconds: 1, tokens: 1, tokens_per_second: 1, overhead_seconds: 0, checkpoint_seconds: null, step_seconds: 1, reported_loss: 1, reported_peak_memory_bytes: 0,
     checks: {
       probe_loss: 2 + (v.probe ?? 0), reference_probe_loss: 2, initial_probe_loss: 3, cell_loss_deviation: v.row ?? 0, batch_loss_shift: v.batch ?? 0,
       logits_rel_error: v.logits ?? 0, update_rel_error: v.update ?? 0, max_tensor_rel_error: 0, max_kind_rel_error: v.kind ?? 0, worst_kind: null, max_mlp_kind_rel_error: v.mlp ?? 0, max_mlp_pair_excess: v.pair ?? 0, kind_rel_errors: {}, max_group_shift: 0, worst_group: null, group_shifts: {}, max_head_alignment: 0, head_alignment: [], max_head_position_excess: 0, last_head_position_excess: 0, head_position_excess: [], max_layer_position_excess: 0, last_layer_position_excess: 0, layer_positions: [],
-      max_trajectory_error: 0, max_head_trajectory: v.head ?? 0, max_mlp_trajectory: v.mlpSteps ?? 0, max_attention_trajectory: 0, max_head_input_error: 0, max_head_grad_error: 0, ...(v.mlpOutput !== undefined && { max_mlp_output_error: v.mlpOutput, max_mlp_record_trajectory: v.mlpRecord ?? 0 }), worst_trajectory: null, trajectory: [],
+      max_trajectory_error: 0, max_head_trajectory: v.head ?? 0, max_mlp_trajectory: v.mlpSteps ?? 0, max_attention_trajectory: 0, max_head_input_error: 0, max_head_grad_error: 0, ...(v.layerForward !== undefined && { max_layer_forward_error: v.layerForward, max_layer_backward_error: 0, max_mlp_record_trajectory: v.mlpRecord ?? 0 }), worst_trajectory: null, trajectory: [],
       changed_share: v.changed ?? 1, reference_changed_share: 1, frozen_tensors: v.frozen ?? [],
     },
   };
@@ -48,8 +48,8 @@ describe('calibrate: the margin verdict and the recommendation', function () {
     assert.deepEqual(measureRun('x', run(1, {}, ['tokens']), T), { case: 'x', seed: 1, worst: Infinity, worstCheck: 'tokens' });
     assert.deepEqual(measureRun('x', { ...run(1, {}, ['crash']), checks: null }, T), { case: 'x', seed: 1, worst: Infinity, worstCheck: 'crash' });
     assert.deepEqual(measureRun('x', run(1, { head: 1.5 }), T), { case: 'x', seed: 1, worst: 1.5, worstCheck: 'lm_head\'s steps against the judge\'s own' });
-    assert.deepEqual(measureRun('x', run(1, { mlpOutput: 0.03, mlpRecord: 1 }), T), { case: 'x', seed: 1, worst: 3, worstCheck: 'a layer\'s recorded MLP output against the MLP of its recorded input' });
-    assert.deepEqual(measureRun('x', run(1, { mlpOutput: 0, mlpRecord: 5 }), T), { case: 'x', seed: 1, worst: 2.5, worstCheck: 'an MLP kind\'s steps against the judge\'s from the record\'s gradient' });
+    assert.deepEqual(measureRun('x', run(1, { layerForward: 0.03, mlpRecord: 1 }), T), { case: 'x', seed: 1, worst: 3, worstCheck: 'a layer\'s recorded forward against the judge\'s from the record before it' });
+    assert.deepEqual(measureRun('x', run(1, { layerForward: 0, mlpRecord: 5 }), T), { case: 'x', seed: 1, worst: 2.5, worstCheck: 'an MLP kind\'s steps against the judge\'s from the record\'s gradient' });
     assert.deepEqual(measureRun('x', run(1, { mlpSteps: 12 }), T), { case: 'x', seed: 1, worst: 1.2, worstCheck: 'an MLP kind\'s steps against the judge\'s own' });
     // A limit this kind of device does not apply (null: no trajectory on CUDA yet) does not measure.
     assert.equal(measureRun('x', run(1, { head: 1.5 }), { ...T, head_trajectory_excess: null }).worst, 0);

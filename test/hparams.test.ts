@@ -4,7 +4,7 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { calibrationFor, loadHparams, MLP_RECORD_KEYS, parseHparams, recordsMlp, recordsTrajectory, TRAJECTORY_KEYS } from '../src/config/hparams';
+import { calibrationFor, loadHparams, LAYER_RECORD_KEYS, parseHparams, recordsLayers, recordsTrajectory, TRAJECTORY_KEYS } from '../src/config/hparams';
 import { PROJECT_ROOT } from '../src/util/paths';
 import { UserError } from '../src/errors';
 import { tmpDir } from './helpers/tmp';
@@ -68,7 +68,7 @@ describe('hparams validation', function () {
   it('names a key of the wrong type by its full path, with what it must be and what it got, for every key', function () {
     // The trajectory's and the records' limits may be null (not applied where not calibrated): a string is wrong for them.
     for (const p of paths(shipped()).leaves) {
-      const wrong = /((head|mlp|attention|mlp_record)_trajectory_excess|head_(input|grad)_error|mlp_output_error)$/.test(p) ? 'x' : null;
+      const wrong = /((head|mlp|attention|mlp_record)_trajectory_excess|head_(input|grad)_error|layer_(forward|backward)_error)$/.test(p) ? 'x' : null;
       rejects(edited(shipped(), p, (o, k) => (o[k] = wrong)), new RegExp(`^hp\\.json: "${esc(p)}" must be .+, got ${esc(JSON.stringify(wrong))}$`), `${p} = ${JSON.stringify(wrong)}`);
     }
   });
@@ -117,10 +117,11 @@ describe('hparams validation', function () {
     assert.equal(recordsTrajectory(none), false);
     for (const k of TRAJECTORY_KEYS) assert.equal(recordsTrajectory({ ...none, [k]: 1 }), true, `${k} alone`);
     assert.equal(recordsTrajectory(hp.verification.cuda), true, 'CUDA records since its limits were calibrated on an H200 (README, The trajectory)');
-    assert.equal(recordsMlp(hp.verification.cpu), true, 'the CPU reads the MLP\'s record');
-    assert.equal(recordsMlp({ ...hp.verification.cpu, mlp_output_error: null, mlp_record_trajectory_excess: null }), false);
-    for (const k of MLP_RECORD_KEYS) assert.equal(recordsMlp({ ...hp.verification.cpu, mlp_output_error: null, mlp_record_trajectory_excess: null, [k]: 1 }), true, `${k} alone`);
-    assert.equal(recordsMlp(hp.verification.cuda), false, 'CUDA does not take the MLP\'s record until its limits are calibrated on a card (README, The MLP\'s record)');
+    assert.equal(recordsLayers(hp.verification.cpu), true, 'the CPU reads the layers\' record');
+    const none2 = { ...hp.verification.cpu, ...Object.fromEntries(LAYER_RECORD_KEYS.map((k) => [k, null])) };
+    assert.equal(recordsLayers(none2), false);
+    for (const k of LAYER_RECORD_KEYS) assert.equal(recordsLayers({ ...none2, [k]: 1 }), true, `${k} alone`);
+    assert.equal(recordsLayers(hp.verification.cuda), false, 'CUDA does not take the layers\' record until its limits are calibrated on a card (README, The layers\' record)');
   });
 
   it('names the file it read', function () {

@@ -28,7 +28,8 @@ const T: Thresholds = {
   attention_trajectory_excess: 60,
   head_input_error: 0.05,
   head_grad_error: 0.01,
-  mlp_output_error: 0.01,
+  layer_forward_error: 0.01,
+  layer_backward_error: 0.02,
   mlp_record_trajectory_excess: 2,
   min_changed_share_ratio: 0.97,
   basis: 'test',
@@ -172,23 +173,24 @@ describe('judge: the checks on a completed run', function () {
     assert.deepEqual(codes({ trajectory: [{ ...step({ headRowsMissing: 16 }), recorded: false }] }), ['unrecorded']);
   });
 
-  it('the MLP\'s record: missing (layer, row) pairs fail alone; then its output and its record-judged steps each against their own limit; a run without it is not read; null is not applied', function () {
-    const step = (mlp: { mlpOutputError?: number; mlpRowsMissing?: number; mlpRecordKinds?: Record<string, number> }) => ({ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {}, mlpOutputError: 0, mlpRowsMissing: 0, mlpRecordKinds: { [K_UP]: 0.5 }, ...mlp });
-    const at = (...mlps: Parameters<typeof step>[0][]): Partial<NativeRunOutcome> => ({ trajectory: mlps.map(step) });
-    assert.deepEqual(codes(at({}, { mlpOutputError: 0.0099, mlpRecordKinds: { [K_UP]: 1.99, 'model.layers.*.input_layernorm.weight': 50 } })), []);
-    const [missing, ...none] = judge(T, outcome(at({}, { mlpRowsMissing: 5, mlpOutputError: Infinity })), outcome(), cmp(), TOKENS, 1);
+  it('the layers\' record: missing (layer, row) pairs fail alone; then its forward, its backward and its record-judged MLP steps each against their own limit; a run without it is not read; null is not applied', function () {
+    const step = (rec: { layerForwardError?: number; layerBackwardError?: number; layerRowsMissing?: number; mlpRecordKinds?: Record<string, number> }) => ({ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {}, layerForwardError: 0, layerBackwardError: 0.005, layerRowsMissing: 0, mlpRecordKinds: { [K_UP]: 0.5 }, ...rec });
+    const at = (...recs: Parameters<typeof step>[0][]): Partial<NativeRunOutcome> => ({ trajectory: recs.map(step) });
+    assert.deepEqual(codes(at({}, { layerForwardError: 0.0099, layerBackwardError: 0.0199, mlpRecordKinds: { [K_UP]: 1.99, 'model.layers.*.input_layernorm.weight': 50 } })), []);
+    const [missing, ...none] = judge(T, outcome(at({}, { layerRowsMissing: 5, layerForwardError: Infinity })), outcome(), cmp(), TOKENS, 1);
     assert.equal(none.length, 0);
-    assert.equal(missing.code, 'mlp_record');
-    assert.match(missing.message, /^5 \(layer, row\) pair\(s\) of timed step 2 have no finite record .* data\.record_mlp\(\) and data\.record_mlp_grad\(\)/);
-    const [output, steps, ...rest] = judge(T, outcome(at({ mlpOutputError: 0.02 }, { mlpRecordKinds: { 'model.layers.*.mlp.down_proj.weight': 7 } })), outcome(), cmp(), TOKENS, 1);
+    assert.equal(missing.code, 'layer_record');
+    assert.match(missing.message, /^5 \(layer, row\) pair\(s\) of timed step 2 have no finite record .* data\.record_layer\(\) and data\.record_layer_grad\(\)/);
+    const [forward, backward, steps, ...rest] = judge(T, outcome(at({ layerForwardError: 0.02 }, { layerBackwardError: 0.5, mlpRecordKinds: { 'model.layers.*.mlp.down_proj.weight': 7 } })), outcome(), cmp(), TOKENS, 1);
     assert.equal(rest.length, 0);
-    assert.deepEqual([output.code, steps.code], ['mlp_record', 'trajectory']);
-    assert.match(output.message, /^at timed step 1, a layer's recorded MLP output differs .* by 0\.0200 relative on its worst row \(allowed 0\.01\)/);
+    assert.deepEqual([forward.code, backward.code, steps.code], ['layer_record', 'layer_record', 'trajectory']);
+    assert.match(forward.message, /^at timed step 1, a value of the layers' recorded forward differs .* by 0\.0200 relative on its worst row \(allowed 0\.01\)/);
+    assert.match(backward.message, /^at timed step 2, a value of the layers' recorded backward differs .* by 0\.500 relative on its worst row \(allowed 0\.02\)/);
     assert.match(steps.message, /^at timed step 2, model\.layers\.\*\.mlp\.down_proj\.weight's step, pooled over the layers, lands 7\.00 units .* \(allowed 2\)/);
-    assert.deepEqual(codes(at({ mlpOutputError: NaN })), ['mlp_record']);
-    assert.deepEqual(judge({ ...T, mlp_output_error: null, mlp_record_trajectory_excess: null }, outcome(at({ mlpOutputError: 0.3, mlpRecordKinds: { [K_UP]: 90 } })), outcome(), cmp(), TOKENS, 1), []);
-    assert.deepEqual(codes({}), [], 'no MLP record taken: nothing read');
-    assert.deepEqual(codes({ trajectory: [{ ...step({ mlpRowsMissing: 16 }), recorded: false }] }), ['unrecorded']);
+    assert.deepEqual(codes(at({ layerForwardError: NaN })), ['layer_record']);
+    assert.deepEqual(judge({ ...T, layer_forward_error: null, layer_backward_error: null, mlp_record_trajectory_excess: null }, outcome(at({ layerForwardError: 0.3, layerBackwardError: 1, mlpRecordKinds: { [K_UP]: 90 } })), outcome(), cmp(), TOKENS, 1), []);
+    assert.deepEqual(codes({}), [], 'no layers\' record taken: nothing read');
+    assert.deepEqual(codes({ trajectory: [{ ...step({ layerRowsMissing: 16 }), recorded: false }] }), ['unrecorded']);
   });
 
   for (const [what, code, run, c] of cases) {

@@ -93,7 +93,7 @@ describe('multi-rank: two ranks with Gloo on the CPU, through the harness', func
     const got = codes(v);
     // Rejected by verification, not by a crash or the ranks' disagreement (they agree: both applied the same
     // wrong update); among the reasons, the rows rank 1 never trained stand out in their cells' losses.
-    const verification: FailureCode[] = ['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'frozen', 'changed_share', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'layer_positions', 'trajectory', 'loss_head', 'mlp_record'];
+    const verification: FailureCode[] = ['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'frozen', 'changed_share', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'layer_positions', 'trajectory', 'loss_head', 'layer_record'];
     assert.ok(got.length > 0 && got.every((c) => verification.includes(c)), `rejected for ${got.join(', ')}: ${v.reasons.join('; ')}`);
     assert.ok(got.includes('cell_loss'), v.reasons.join('; '));
   });
@@ -107,10 +107,10 @@ describe('multi-rank: two ranks with Gloo on the CPU, through the harness', func
     assert.doesNotMatch(v.reasons.join('; '), /residue|foresight/);
   });
 
-  it('records every rank\'s rows of the loss head and the MLPs: a rank 1 that switches its record off fails loss_head and mlp_record', async () => {
+  it('records every rank\'s rows of the loss head and the layers: a rank 1 that switches its record off fails loss_head and layer_record', async () => {
     const v = await judge('head_off_rank1');
     assert.equal(v.accepted, false);
-    assert.deepEqual([...new Set(codes(v))], ['loss_head', 'mlp_record'], v.reasons.join('; '));
+    assert.deepEqual([...new Set(codes(v))], ['loss_head', 'layer_record'], v.reasons.join('; '));
     // Rank 1's share of the batch (half its rows), in the first timed step; for the MLPs, in every layer.
     assert.match(v.reasons.join('; '), new RegExp(`${hparams.benchmark_batch_size / 2} row\\(s\\) of timed step 1's batch`));
     assert.match(v.reasons.join('; '), new RegExp(`${(hparams.benchmark_batch_size / 2) * layers()} \\(layer, row\\) pair\\(s\\) of timed step 1`));

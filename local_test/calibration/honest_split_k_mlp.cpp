@@ -6,7 +6,7 @@
 // rounding, so each layer's MLP output and each MLP weight's gradient differ
 // from the reference's by one layer's rounding: the floor the MLP's record
 // (train_api.h, version 6) must allow. The layers are run by hand (the
-// engine's attention and norms), so it records the MLP and the loss head itself.
+// engine's attention and norms), so it records the layers and the loss head itself.
 // expect: pass
 #include <tournament/train_api.h>
 
@@ -36,6 +36,7 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     const int64_t B = batch.size(0), S = batch.size(1);
     auto x = model->model->embed_tokens(batch);                      // [B, S, H]
     auto [cos, sin] = model->rope(S, x.scalar_type(), x.device());   // [S, D] each
+    std::vector<std::pair<Tensor, Tensor>> mlp_io;                   // each layer's MLP input and output
     for (size_t i = 0; i < model->model->layers->size(); ++i) {
       auto& layer = *model->model->layers[i]->as<DecoderLayerImpl>();
       auto h = x + layer.self_attn(layer.input_layernorm(x), cos, sin);           // [B, S, H]
@@ -43,9 +44,10 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
       auto& mlp = *layer.mlp;
       auto act = torch::silu(split_k_linear(in, mlp.gate_proj->weight)) * split_k_linear(in, mlp.up_proj->weight);
       auto out = split_k_linear(act, mlp.down_proj->weight);                      // [B, S, H]
-      const auto at = static_cast<int64_t>(i);
-      data.record_mlp(at, batch, in.detach(), out.detach());
-      out.register_hook([&data, at, batch](const Tensor& g) { data.record_mlp_grad(at, batch, g); });
+      data.record_layer(static_cast<int64_t>(i), batch, h.detach(), out.detach());
+      in.retain_grad();  // for the record's gradients, after backward
+      out.retain_grad();
+      mlp_io.emplace_back(in, out);
       x = h + out;
     }
     auto hidden = model->model->norm(x);  // [B, S, H]
@@ -55,6 +57,9 @@ TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num
     loss = linear_cross_entropy(hidden, model->lm_head_weight(), batch, logits);
     loss.backward();
     data.record_loss_head(batch, hidden.detach(), hidden.grad());
+    for (size_t i = 0; i < mlp_io.size(); ++i) {
+      data.record_layer_grad(static_cast<int64_t>(i), batch, mlp_io[i].second.grad(), mlp_io[i].first.grad());
+    }
     data.wait_recorded();
     opt.step();
     data.step_done();

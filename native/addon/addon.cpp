@@ -343,7 +343,7 @@ class Evaluator : public Napi::ObjectWrap<Evaluator> {
     c.timed_timeout_s = num(t, "timed");
     c.checkpoint_perturbation = num(o, "checkpointPerturbation");
     c.record_trajectory = o.Get("recordTrajectory").ToBoolean();
-    c.record_mlp = o.Get("recordMlp").ToBoolean();
+    c.record_layers = o.Get("recordLayers").ToBoolean();
     guarded(env, [&] {
       c.model = read_config(o.Get("config").As<Napi::Object>());
       c.device = parse_device(o.Get("device").As<Napi::String>().Utf8Value());
@@ -455,9 +455,10 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
           o.Set("headInputError", out->trajectory[t].head_input_error);
           o.Set("headGradError", out->trajectory[t].head_grad_error);
           o.Set("headRowsMissing", static_cast<double>(out->trajectory[t].head_rows_missing));
-          if (!out->trajectory[t].mlp_record_kinds.empty() || out->trajectory[t].mlp_rows_missing > 0) {
-            o.Set("mlpOutputError", out->trajectory[t].mlp_output_error);
-            o.Set("mlpRowsMissing", static_cast<double>(out->trajectory[t].mlp_rows_missing));
+          if (!out->trajectory[t].mlp_record_kinds.empty() || out->trajectory[t].layer_rows_missing > 0) {
+            o.Set("layerForwardError", out->trajectory[t].layer_forward_error);
+            o.Set("layerBackwardError", out->trajectory[t].layer_backward_error);
+            o.Set("layerRowsMissing", static_cast<double>(out->trajectory[t].layer_rows_missing));
             auto mlp = Napi::Object::New(env);
             for (const auto& [kind, e] : out->trajectory[t].mlp_record_kinds) mlp.Set(kind, e);
             o.Set("mlpRecordKinds", mlp);

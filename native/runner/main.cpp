@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
     if (init.trajectory_bytes > 0) {
       if (init.steps < 2 || init.trajectory_bytes != proto::trajectory_region_bytes(cfg, init.params_bytes, init.batch_size,
                                                                                     init.seq_len, init.steps,
-                                                                                    init.record_mlp != 0)) {
+                                                                                    init.record_layers != 0)) {
         fail(proto::ErrorKind::kException, "INIT names a trajectory that does not fit the parameters");
       }
       trajectory = SharedRegion::map(proto::kTrajectoryFd, init.trajectory_bytes, torch::kCPU);
@@ -219,11 +219,11 @@ int main(int argc, char** argv) {
     }
     const size_t heads_at = (init.steps - 1) * init.params_bytes;
     const auto heads = trajectory.view(heads_at, proto::head_record_shape(cfg, B, S, init.steps), torch::kBFloat16);
-    const auto mlp = init.record_mlp == 0 ? torch::Tensor()
+    const auto layers = init.record_layers == 0 ? torch::Tensor()
                                           : trajectory.view(heads_at + proto::head_record_bytes(cfg, B, S, init.steps),
-                                                            proto::mlp_record_shape(cfg, B, S, init.steps),
+                                                            proto::layer_record_shape(cfg, B, S, init.steps),
                                                             torch::kBFloat16);
-    batches.record_heads_into(heads[0], heads[1], mlp);
+    batches.record_heads_into(heads[0], heads[1], layers);
     set_head_recorder(&batches);  // model->hidden_states records there (train_api.h, versions 5 and 6)
   }
   TrainResult out = call(fn, model, batches, init.steps, device, opt);

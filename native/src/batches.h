@@ -71,13 +71,14 @@ class TableBatches : public DataIterator, public HeadRecorder {
   // The loss head's record (train_api.h, version 5): `inputs` and `grads`
   // [steps, batch, S, H] bf16 (host), shared by every rank, row r of a
   // step's being row r of that step's batch; this rank writes its own share's
-  // rows only. The MLP's record (version 6): `mlp` [3, layers, steps, batch,
-  // S, H] bf16 (host): inputs, outputs, output gradients, laid out alike, or
-  // undefined where it is not recorded. Without them (warmup) nothing is recorded.
-  void record_heads_into(torch::Tensor inputs, torch::Tensor grads, torch::Tensor mlp = {}) {
+  // rows only. The layers' record (version 6): `layers` [4, layers, steps,
+  // batch, S, H] bf16 (host): residuals after the attention, MLP outputs,
+  // MLP output gradients, MLP input gradients, laid out alike, or undefined
+  // where it is not recorded. Without them (warmup) nothing is recorded.
+  void record_heads_into(torch::Tensor inputs, torch::Tensor grads, torch::Tensor layers = {}) {
     head_inputs_ = std::move(inputs);
     head_grads_ = std::move(grads);
-    mlp_ = std::move(mlp);
+    layers_ = std::move(layers);
   }
   void record_loss_head(const torch::Tensor& input_ids, const torch::Tensor& hidden,
                         const torch::Tensor& hidden_grad) override {
@@ -89,24 +90,26 @@ class TableBatches : public DataIterator, public HeadRecorder {
     copy_rows(head_inputs_, where, hidden);
     copy_rows(head_grads_, where, hidden_grad);
   }
-  void record_mlp(int64_t layer, const torch::Tensor& input_ids, const torch::Tensor& input,
-                  const torch::Tensor& output) override {
-    static const char* who = "data.record_mlp()";
-    if (!mlp_.defined()) return;
+  void record_layer(int64_t layer, const torch::Tensor& input_ids, const torch::Tensor& residual,
+                    const torch::Tensor& mlp_output) override {
+    static const char* who = "data.record_layer()";
+    if (!layers_.defined()) return;
     check_layer(layer, who);
     const auto where = locate_rows(input_ids, true, who);
-    check_shape(input, input_ids, who, "input");
-    check_shape(output, input_ids, who, "output");
-    copy_rows(mlp_[0][layer], where, input);
-    copy_rows(mlp_[1][layer], where, output);
+    check_shape(residual, input_ids, who, "residual");
+    check_shape(mlp_output, input_ids, who, "mlp_output");
+    record_layer_at(layer, where, residual, mlp_output);
   }
-  void record_mlp_grad(int64_t layer, const torch::Tensor& input_ids, const torch::Tensor& output_grad) override {
-    static const char* who = "data.record_mlp_grad()";
-    if (!mlp_.defined()) return;
+  void record_layer_grad(int64_t layer, const torch::Tensor& input_ids, const torch::Tensor& mlp_output_grad,
+                         const torch::Tensor& mlp_input_grad) override {
+    static const char* who = "data.record_layer_grad()";
+    if (!layers_.defined()) return;
     check_layer(layer, who);
     const auto where = locate_rows(input_ids, true, who);
-    check_shape(output_grad, input_ids, who, "output_grad");
-    copy_rows(mlp_[2][layer], where, output_grad);
+    check_shape(mlp_output_grad, input_ids, who, "mlp_output_grad");
+    check_shape(mlp_input_grad, input_ids, who, "mlp_input_grad");
+    record_mlp_output_grad_at(layer, where, mlp_output_grad);
+    record_mlp_input_grad_at(layer, where, mlp_input_grad);
   }
 
   // The engine's own record (head_record.h): what the model's layers and
@@ -120,15 +123,17 @@ class TableBatches : public DataIterator, public HeadRecorder {
   void record_head_grad_at(const Rows& where, const torch::Tensor& hidden_grad) override {
     if (!where.from.empty()) copy_rows(head_grads_, where, hidden_grad);
   }
-  void record_mlp_at(int64_t layer, const Rows& where, const torch::Tensor& input,
-                     const torch::Tensor& output) override {
-    if (!mlp_.defined() || where.from.empty()) return;
-    copy_rows(mlp_[0][layer], where, input);
-    copy_rows(mlp_[1][layer], where, output);
+  void record_layer_at(int64_t layer, const Rows& where, const torch::Tensor& residual,
+                       const torch::Tensor& mlp_output) override {
+    if (!layers_.defined() || where.from.empty()) return;
+    copy_rows(layers_[0][layer], where, residual);
+    copy_rows(layers_[1][layer], where, mlp_output);
   }
-  void record_mlp_grad_at(int64_t layer, const Rows& where, const torch::Tensor& output_grad) override {
-    if (!mlp_.defined() || where.from.empty()) return;
-    copy_rows(mlp_[2][layer], where, output_grad);
+  void record_mlp_output_grad_at(int64_t layer, const Rows& where, const torch::Tensor& grad) override {
+    if (layers_.defined() && !where.from.empty()) copy_rows(layers_[2][layer], where, grad);
+  }
+  void record_mlp_input_grad_at(int64_t layer, const Rows& where, const torch::Tensor& grad) override {
+    if (layers_.defined() && !where.from.empty()) copy_rows(layers_[3][layer], where, grad);
   }
 
   // Once inner_steps has returned: the current stream's later work (the
@@ -189,9 +194,9 @@ class TableBatches : public DataIterator, public HeadRecorder {
     }
   }
   void check_layer(int64_t layer, const char* who) const {
-    if (layer < 0 || layer >= mlp_.size(1)) {
+    if (layer < 0 || layer >= layers_.size(1)) {
       throw std::runtime_error(std::string(who) + ": layer " + std::to_string(layer) + " is not 0 to " +
-                               std::to_string(mlp_.size(1) - 1) + " (train_api.h)");
+                               std::to_string(layers_.size(1) - 1) + " (train_api.h)");
     }
   }
   // t's rows where.from into `into` [steps, B, S, H] (host) at (where.step,
@@ -206,7 +211,7 @@ class TableBatches : public DataIterator, public HeadRecorder {
     for (size_t k = 0; k < where.from.size(); ++k) copy_.start(into[where.step[k]][where.row[k]], rows[where.from[k]]);
   }
 
-  torch::Tensor params_, trajectory_, head_inputs_, head_grads_, mlp_;
+  torch::Tensor params_, trajectory_, head_inputs_, head_grads_, layers_;
   compat::SideCopy copy_;
   int64_t steps_done_ = 0;
   bool deferred_ = false, waited_ = true;

@@ -273,9 +273,9 @@ Evaluator::Evaluator(EvalConfig cfg) : cfg_(std::move(cfg)) {
   // (train_api.h, version 5; protocol.h), then, where the caller says, the
   // MLP's (version 6): each rank writes its own share.
   trajectory_slots_ = cfg_.record_trajectory ? cfg_.steps - 1 : 0;
-  cfg_.record_mlp = cfg_.record_mlp && trajectory_slots_ > 0;
+  cfg_.record_layers = cfg_.record_layers && trajectory_slots_ > 0;
   trajectory_bytes_ = trajectory_slots_ > 0 ? proto::trajectory_region_bytes(cfg_.model, params_.size(), B, S,
-                                                                            cfg_.steps, cfg_.record_mlp)
+                                                                            cfg_.steps, cfg_.record_layers)
                                             : 0;
   trajectory_ = SharedRegion::create(std::max<size_t>(1, trajectory_bytes_), torch::kCPU);
   check_replay_fits();
@@ -615,7 +615,7 @@ bool Evaluator::start_up(RunState& st) {
     init.data_bytes = data_.size();
     init.logits_bytes = r == 0 ? logits_.size() : other_ranks_[r - 1].logits.size();
     init.trajectory_bytes = st.in.reference ? 0 : trajectory_bytes_;
-    init.record_mlp = init.trajectory_bytes > 0 && cfg_.record_mlp ? 1 : 0;
+    init.record_layers = init.trajectory_bytes > 0 && cfg_.record_layers ? 1 : 0;
     init.rank = r;
     init.world_size = ranks();
     init.rendezvous_timeout_ms = static_cast<int64_t>(cfg_.start_timeout_s * 1000);

@@ -53,10 +53,10 @@ struct EvalConfig {
   // recorded and the judge repeats the steps (trajectory.cpp): where the
   // device's limits for those readings are calibrated, and in calibrations.
   bool record_trajectory = false;
-  // With it, whether every layer's MLP input, output and output gradient are
-  // recorded too (train_api.h, version 6) and the judge reads them: where
+  // With it, whether every layer's residual, MLP output and their gradients
+  // are recorded too (train_api.h, version 6) and the judge reads them: where
   // the device's limits for those readings are calibrated, and in calibrations.
-  bool record_mlp = false;
+  bool record_layers = false;
 };
 
 struct RunInputs {
@@ -109,16 +109,18 @@ struct RunOutcome {
     // arithmetic, float32 throughout).
     double head_input_error = 0, head_grad_error = 0;
     int64_t head_rows_missing = 0;  // rows with a non-finite input or gradient (unrecorded rows are NaN)
-    // The MLP's record of the step (train_api.h, version 6), where recorded:
-    // the worst row's relative error, over the layers, of the recorded output
-    // against the nearer of the judge's two MLPs (the reference's arithmetic,
-    // float32 throughout) applied to the recorded input with the weights the
-    // step started from; and per MLP kind, pooled over the layers, the
-    // trajectory reading of the step judged from the gradient the judge
-    // computes from the recorded inputs and output gradients (its own AdamW
-    // moments from those gradients), in the unit of `kinds`.
-    double mlp_output_error = 0;
-    int64_t mlp_rows_missing = 0;  // (layer, row) pairs with a non-finite input, output or output gradient
+    // The layers' record of the step (train_api.h, version 6), where
+    // recorded: the worst row's relative error, over the layers, of each
+    // recorded value against the judge's own computation of it from the
+    // record's link before it (forward: the attention's residual from the
+    // layer's input, the MLP's output, the loss head's input; backward: the
+    // MLP's input gradient, each layer's output gradient from the one above),
+    // the nearer of two arithmetics (the reference's, float32 throughout);
+    // and per MLP kind, pooled over the layers, the trajectory reading of the
+    // step judged from the gradient the record gives (its own AdamW moments
+    // from those gradients), in the unit of `kinds`.
+    double layer_forward_error = 0, layer_backward_error = 0;
+    int64_t layer_rows_missing = 0;  // (layer, row) pairs with a non-finite record
     std::vector<std::pair<std::string, double>> mlp_record_kinds;
   };
   std::vector<TrajectoryStep> trajectory;

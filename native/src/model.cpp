@@ -310,7 +310,7 @@ torch::Tensor DecoderLayerImpl::forward_observed(const torch::Tensor& x, const t
   auto h = x + self_attn(input_layernorm(x), cos, sin);  // [B, S, H]
   auto in = post_attention_layernorm(h);                 // [B, S, H]
   auto out = mlp(in);                                    // [B, S, H]
-  if (on_mlp) on_mlp(in, out);
+  if (on_mlp) on_mlp(h, in, out);
   return h + out;                                        // [B, S, H]
 }
 
@@ -398,7 +398,7 @@ torch::Tensor Qwen2ForCausalLMImpl::hidden_states(const torch::Tensor& input_ids
   auto x = model->embed_tokens(input_ids);                          // [B, S, H]
   auto [cos, sin] = rope(S, x.scalar_type(), x.device());           // [S, D] each
   // In a runner's timed call, with gradients: the loss head's record
-  // (train_api.h, version 5) and every layer's MLP record (version 6), at the
+  // (train_api.h, version 5) and every layer's record (version 6), at the
   // batch rows input_ids holds (none: nothing is recorded).
   auto* recorder = torch::GradMode::is_enabled() ? head_recorder() : nullptr;
   const auto where = recorder != nullptr ? recorder->locate(input_ids) : HeadRecorder::Rows{};
@@ -408,11 +408,14 @@ torch::Tensor Qwen2ForCausalLMImpl::hidden_states(const torch::Tensor& input_ids
     DecoderLayerImpl::MlpObserver on_mlp;
     if (recorder != nullptr) {
       const auto at = static_cast<int64_t>(i);
-      on_mlp = [recorder, at, where](const torch::Tensor& in, const torch::Tensor& out) {
-        recorder->record_mlp_at(at, where, in, out);
-        // The hook holds the rows, not out: no cycle through out's own graph.
+      on_mlp = [recorder, at, where](const torch::Tensor& residual, const torch::Tensor& in, const torch::Tensor& out) {
+        recorder->record_layer_at(at, where, residual, out);
+        // The hooks hold the rows, not the tensors: no cycle through their own graph.
         if (out.requires_grad()) {
-          out.register_hook([recorder, at, where](const torch::Tensor& g) { recorder->record_mlp_grad_at(at, where, g); });
+          out.register_hook([recorder, at, where](const torch::Tensor& g) { recorder->record_mlp_output_grad_at(at, where, g); });
+        }
+        if (in.requires_grad()) {  // the input feeds the MLP alone: its gradient is the MLP's backward
+          in.register_hook([recorder, at, where](const torch::Tensor& g) { recorder->record_mlp_input_grad_at(at, where, g); });
         }
       };
     }

@@ -98,20 +98,20 @@ uint64_t head_record_bytes(const Qwen2Config& cfg, int64_t rows, int64_t seq_len
   return n;
 }
 
-std::vector<int64_t> mlp_record_shape(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps) {
-  return {3, cfg.num_hidden_layers, steps, rows, seq_len, cfg.hidden_size};
+std::vector<int64_t> layer_record_shape(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps) {
+  return {4, cfg.num_hidden_layers, steps, rows, seq_len, cfg.hidden_size};
 }
 
-uint64_t mlp_record_bytes(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps) {
+uint64_t layer_record_bytes(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps) {
   uint64_t n = c10::elementSize(torch::kBFloat16);
-  for (auto d : mlp_record_shape(cfg, rows, seq_len, steps)) n *= static_cast<uint64_t>(d);
+  for (auto d : layer_record_shape(cfg, rows, seq_len, steps)) n *= static_cast<uint64_t>(d);
   return n;
 }
 
 uint64_t trajectory_region_bytes(const Qwen2Config& cfg, uint64_t params_bytes, int64_t rows, int64_t seq_len,
-                                 int64_t steps, bool record_mlp) {
+                                 int64_t steps, bool record_layers) {
   return (steps - 1) * params_bytes + head_record_bytes(cfg, rows, seq_len, steps) +
-         (record_mlp ? mlp_record_bytes(cfg, rows, seq_len, steps) : 0);
+         (record_layers ? layer_record_bytes(cfg, rows, seq_len, steps) : 0);
 }
 
 ParamAllocator region_allocator(const SharedRegion& region, const ParamLayout& layout, torch::Dtype dtype) {

@@ -13,7 +13,7 @@
 // the trajectory (host memory: the parameters after each timed step but the
 // last, as the plugin's data.step_done() records them, then the loss head's
 // record of every timed step, head_record_shape, then, where recorded, the
-// MLP's, mlp_record_shape; the parameters rank 0's only); stdin
+// layers', layer_record_shape; the parameters rank 0's only); stdin
 // is /dev/null, stdout and stderr a log file of the run; the environment
 // outside the sandbox is PATH alone.
 //
@@ -65,9 +65,9 @@ struct Init {
   // where nothing is recorded (CUDA, for now; a run of one step) and for
   // ranks past 0.
   uint64_t trajectory_bytes;
-  // 1: the region ends with the MLP's record (mlp_record_shape) after the
+  // 1: the region ends with the layers' record (layer_record_shape) after the
   // loss head's; 0: it does not (where the device's limits do not read it).
-  int32_t record_mlp;
+  int32_t record_layers;
   // This runner's rank among world_size (1: the one-rank contract) and how
   // long it may wait for the others to meet.
   int32_t rank, world_size;
@@ -132,13 +132,14 @@ ParamAllocator region_allocator(const SharedRegion& region, const ParamLayout& l
 // each rank writes its own contiguous share).
 std::vector<int64_t> head_record_shape(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps);
 uint64_t head_record_bytes(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps);
-// The MLP's record (train_api.h, version 6), after the loss head's: bf16
-// [3, layers, steps, rows, seq_len, hidden], every layer's MLP inputs, then
-// outputs, then output gradients, rows as in the loss head's.
-std::vector<int64_t> mlp_record_shape(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps);
-uint64_t mlp_record_bytes(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps);
-// The trajectory region's size: the parameters' slots, the loss head's record, and the MLP's where recorded.
+// The layers' record (train_api.h, version 6), after the loss head's: bf16
+// [4, layers, steps, rows, seq_len, hidden], every layer's residuals after
+// the attention, then MLP outputs, MLP output gradients and MLP input
+// gradients, rows as in the loss head's.
+std::vector<int64_t> layer_record_shape(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps);
+uint64_t layer_record_bytes(const Qwen2Config& cfg, int64_t rows, int64_t seq_len, int64_t steps);
+// The trajectory region's size: the parameters' slots, the loss head's record, and the layers' where recorded.
 uint64_t trajectory_region_bytes(const Qwen2Config& cfg, uint64_t params_bytes, int64_t rows, int64_t seq_len,
-                                 int64_t steps, bool record_mlp);
+                                 int64_t steps, bool record_layers);
 
 }  // namespace tournament::protocol

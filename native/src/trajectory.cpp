@@ -231,73 +231,138 @@ HeadWeightGrads judge_head_record(RunOutcome::TrajectoryStep& step, const torch:
   return out;
 }
 
-// The MLP's record of one step (train_api.h, version 6): `record` [3, L,
-// steps, B, S, H] (the shared region's, read once here): every layer's MLP
-// input, output and output gradient; `gate`, `up`, `down` the layers'
-// weights at the step's start (the replay's), `ranks` as for the loss head.
-// The output must be the MLP of the recorded input: one layer's rounding, so
-// an MLP whose forward skipped part of its products (attack pass 31: each
-// position's smallest terms of down_proj's input dropped) shows at its own
-// size, not within the tuned example's forward spread over the layers. Fills
-// `grads` and `halves` (the layers' weights' places, as the weights) with
-// the gradient the recorded inputs and output gradients give (the whole
+// The layers' record of one step (train_api.h, version 6): `record` [4, L,
+// steps, B, S, H] (the shared region's, read once here): every layer's
+// residual after the attention, MLP output, MLP output gradient and MLP
+// input gradient; `head_inputs`, `head_grads` [B, S, H] the loss head's record
+// of the step; `replay` at the weights the step started from; `ranks` as for
+// the loss head. The judge computes every layer again from the record alone,
+// each link from the one before it, so that each recorded value is read
+// against one layer's rounding, not against the judge's own forward and
+// backward (which differ from an honest run's by its rounding grown through
+// every layer: the tuned example's):
+//   forward: the layer's input (the embeddings, or the layer before's
+//   residual plus its MLP output) -> the attention's residual -> the MLP's
+//   output from the post-attention norm of the recorded residual; after the
+//   last layer, the loss head's input;
+//   backward: the loss head's recorded gradient -> the last layer's output
+//   gradient; each layer's MLP output gradient -> its MLP input gradient ->
+//   (with the post-attention norm's and the attention's backward) the output
+//   gradient of the layer below.
+// An MLP or an attention that skipped part of its work (attack passes 28, 31
+// and 32: small terms dropped in the MLP's forward, its input gradient or its
+// input) shows at its own size in the link where it was made. Each reading is
+// the worst row's relative error (the MLP's links against the nearer of the
+// reference's arithmetic and float32 throughout). Fills `grads` and `halves`
+// (per layer: gate, up, down) with the gradient the record gives (the whole
 // batch's, and its two halves' accumulated), where every row of every layer
-// is finite: each MLP weight's step is judged from it too, so an MLP whose
-// backward skipped part of its products (attack pass 28) shows at its own
-// size where the judge's own backward would spread as wide as the tuned
-// example's rounding through the layers.
-void judge_mlp_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& record, int64_t t,
-                      const std::vector<std::array<torch::Tensor, 3>>& weights, int64_t ranks,
-                      std::vector<std::array<torch::Tensor, 3>>& grads,
-                      std::vector<std::array<torch::Tensor, 3>>& halves) {
-  const auto device = weights[0][0].device();
-  const auto dtype = weights[0][0].scalar_type();
-  grads.assign(weights.size(), {});
-  halves.assign(weights.size(), {});
-  std::vector<std::array<torch::Tensor, 3>> in_grads(weights.size()), in_halves(weights.size());
-  for (size_t l = 0; l < weights.size(); ++l) {
-    const auto& [w_gate, w_up, w_down] = weights[l];
-    auto read = [&](int k) { return record[k][static_cast<int64_t>(l)][t].to(device, dtype, false, /*copy=*/true); };
-    const auto in = read(0), out = read(1), grad = read(2);  // [B, S, H] each
-    const int64_t B = in.size(0), S = in.size(1);
+// is finite: each MLP weight's step is judged from it too (attack pass 28's
+// backward drop shows there).
+void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& record, int64_t t,
+                        Qwen2ForCausalLM& replay, const torch::Tensor& batch, const torch::Tensor& head_inputs,
+                        const torch::Tensor& head_grads, int64_t ranks, std::vector<std::array<torch::Tensor, 3>>& grads,
+                        std::vector<std::array<torch::Tensor, 3>>& halves) {
+  auto& layers = *replay->model->layers;
+  const int64_t L = static_cast<int64_t>(layers.size()), B = batch.size(0), S = batch.size(1);
+  const auto device = batch.device();
+  const auto dtype = replay->lm_head_weight().scalar_type();
+  grads.assign(L, {});
+  halves.assign(L, {});
+  std::vector<std::array<torch::Tensor, 3>> got(L), got_halves(L);
+  const auto seen = [&](const torch::Tensor& x) { return x.narrow(1, 0, S - 1); };  // [B, S-1, H]
+  // A record copied here, its last position zeroed: that position feeds no
+  // loss (a run need not compute it; its gradients are 0), and it reaches no
+  // other position forward (causal attention), so a zero is as good as any.
+  auto load = [&](const torch::Tensor& r) {
+    auto x = r.to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
+    x.narrow(1, S - 1, 1).zero_();
+    return x;
+  };
+  auto finite_rows = [&](const torch::Tensor& x) { return torch::isfinite(seen(x)).flatten(1).all(1); };  // [B]
+  auto worst = [&](double& into, const torch::Tensor& run, const torch::Tensor& judge) {
+    into = std::max(into, largest(row_errors(seen(run), seen(judge))));
+  };
+  auto nearer = [&](double& into, const torch::Tensor& run, const torch::Tensor& a, const torch::Tensor& b) {
+    into = std::max(into, largest(torch::minimum(row_errors(seen(run), seen(a)), row_errors(seen(run), seen(b)))));
+  };
+  auto f32 = [](const torch::Tensor& w) { return w.detach().to(torch::kFloat32); };
+  const auto [cos, sin] = replay->rope(S, dtype, device);
+  torch::Tensor h, dy_above;  // the layer's input from the record; the output gradient of the layer before
+  {
+    torch::NoGradGuard no_grad;
+    h = replay->model->embed_tokens(batch);  // [B, S, H]
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    auto& layer = *layers[l]->as<DecoderLayerImpl>();
+    auto& mlp = *layer.mlp;
+    const auto w_gate = mlp.gate_proj->weight.detach(), w_up = mlp.up_proj->weight.detach(),
+               w_down = mlp.down_proj->weight.detach();
+    const auto residual = load(record[0][l][t]), out = load(record[1][l][t]), out_grad = load(record[2][l][t]),
+               in_grad = load(record[3][l][t]);  // [B, S, H] each
+    step.layer_rows_missing += (~(finite_rows(residual) & finite_rows(out) & finite_rows(out_grad) &
+                                  finite_rows(in_grad))).sum().item<int64_t>();
+    torch::Tensor x;  // the MLP's input: the post-attention norm of the recorded residual
     {
       torch::NoGradGuard no_grad;
-      // The last position feeds no loss: a run need not compute it, and its
-      // gradient is 0 (as for the loss head's record).
-      grad.narrow(1, S - 1, 1).zero_();
-      const auto seen = [&](const torch::Tensor& x) { return x.narrow(1, 0, S - 1); };  // [B, S-1, H]
-      const auto finite = torch::isfinite(seen(in)).flatten(1).all(1) & torch::isfinite(seen(out)).flatten(1).all(1) &
-                          torch::isfinite(grad).flatten(1).all(1);
-      step.mlp_rows_missing += (~finite).sum().item<int64_t>();
-      const auto ours = swiglu_mlp(in, w_gate, w_up, w_down);  // [B, S, H]
-      const auto f32 = swiglu_mlp(in.to(torch::kFloat32), w_gate.to(torch::kFloat32), w_up.to(torch::kFloat32),
-                                  w_down.to(torch::kFloat32)).to(dtype);
-      step.mlp_output_error = std::max(
-          step.mlp_output_error,
-          largest(torch::minimum(row_errors(seen(out), seen(ours)), row_errors(seen(out), seen(f32)))));
+      worst(step.layer_forward_error, residual, h + layer.self_attn(layer.input_layernorm(h), cos, sin));
+      x = layer.post_attention_layernorm(residual);
+      nearer(step.layer_forward_error, out, swiglu_mlp(x, w_gate, w_up, w_down),
+             swiglu_mlp(x.to(torch::kFloat32), f32(w_gate), f32(w_up), f32(w_down)).to(dtype));
     }
-    // The gradient at the recorded input and output gradient: leaves of its
-    // own, detached aliases of the weights (the replay's gradients are not
-    // touched); each rank's output gradient is of its own share's loss, so
-    // the ranks' mean is the sum over every row over the ranks.
+    // The MLP's backward from the recorded output gradient: its input
+    // gradient (both arithmetics), and its weights' gradients (leaves of
+    // their own: the replay's gradients are not touched; each rank's output
+    // gradient is of its own share's loss, so the ranks' mean is the sum
+    // over every row over the ranks).
     auto leaves = [&] {
       return std::array<torch::Tensor, 3>{w_gate.detach().requires_grad_(true), w_up.detach().requires_grad_(true),
                                           w_down.detach().requires_grad_(true)};
     };
     auto whole = leaves();
-    swiglu_mlp(in, whole[0], whole[1], whole[2]).backward(grad);
-    for (int k = 0; k < 3; ++k) in_grads[l][k] = ranks > 1 ? whole[k].grad() / static_cast<double>(ranks) : whole[k].grad();
+    auto xl = x.detach().requires_grad_(true);
+    swiglu_mlp(xl, whole[0], whole[1], whole[2]).backward(out_grad);
+    auto x32 = x.detach().to(torch::kFloat32).requires_grad_(true);
+    swiglu_mlp(x32, f32(w_gate), f32(w_up), f32(w_down)).backward(out_grad.to(torch::kFloat32));
+    nearer(step.layer_backward_error, in_grad, xl.grad(), x32.grad().to(dtype));
+    for (int k = 0; k < 3; ++k) got[l][k] = ranks > 1 ? whole[k].grad() / static_cast<double>(ranks) : whole[k].grad();
     if (B > 1) {
       auto parts = leaves();
       for (auto [start, rows] : halves_of(B)) {
-        swiglu_mlp(in.narrow(0, start, rows), parts[0], parts[1], parts[2]).backward(grad.narrow(0, start, rows));
+        swiglu_mlp(x.narrow(0, start, rows), parts[0], parts[1], parts[2]).backward(out_grad.narrow(0, start, rows));
       }
-      for (int k = 0; k < 3; ++k) in_halves[l][k] = ranks > 1 ? parts[k].grad() / static_cast<double>(ranks) : parts[k].grad();
+      for (int k = 0; k < 3; ++k) got_halves[l][k] = ranks > 1 ? parts[k].grad() / static_cast<double>(ranks) : parts[k].grad();
     }
+    // The output gradient of the layer below, from this layer's recorded
+    // gradients: the residual's (this output gradient plus the post-attention
+    // norm's backward of the MLP's input gradient), then the attention's
+    // backward down to the layer's input.
+    if (l > 0) {
+      auto r = residual.detach().requires_grad_(true);
+      const auto g_residual =
+          out_grad + torch::autograd::grad({layer.post_attention_layernorm(r)}, {r}, {in_grad})[0];
+      auto hl = h.detach().requires_grad_(true);
+      const auto below = torch::autograd::grad({hl + layer.self_attn(layer.input_layernorm(hl), cos, sin)}, {hl},
+                                               {g_residual})[0];
+      worst(step.layer_backward_error, dy_above, below);
+    }
+    {
+      torch::NoGradGuard no_grad;
+      h = residual + out;  // the next layer's input
+    }
+    dy_above = out_grad;
   }
-  if (step.mlp_rows_missing > 0) return;
-  grads = std::move(in_grads);
-  halves = std::move(in_halves);
+  // The loss head's input is the final norm of the last layer's output, and
+  // the last layer's output gradient that norm's backward of its gradient.
+  const auto head_in = load(head_inputs), head_grad = load(head_grads);
+  {
+    torch::NoGradGuard no_grad;
+    worst(step.layer_forward_error, head_in, replay->model->norm(h));
+  }
+  auto hl = h.detach().requires_grad_(true);
+  worst(step.layer_backward_error, dy_above, torch::autograd::grad({replay->model->norm(hl)}, {hl}, {head_grad})[0]);
+  if (step.layer_rows_missing > 0) return;
+  grads = std::move(got);
+  halves = std::move(got_halves);
 }
 
 }  // namespace
@@ -309,9 +374,9 @@ void Evaluator::check_replay_fits() const {
   // is gone; and the working set of a checkpointed step and of the judging's
   // slices (about fifteen float32 temporaries of 2^26 elements).
   constexpr int64_t kWorkingSet = int64_t{12} << 30;
-  // The MLP's record adds its weights' own moments, gradient and halves'
-  // gradient: at most four more copies (the MLP is most of the parameters).
-  const int64_t need = (cfg_.record_mlp ? 9 : 5) * static_cast<int64_t>(layout_.bytes) + kWorkingSet;
+  // The layers' record adds the MLP weights' own moments, gradient and
+  // halves' gradient: at most four more copies (the MLP is most of the parameters).
+  const int64_t need = (cfg_.record_layers ? 9 : 5) * static_cast<int64_t>(layout_.bytes) + kWorkingSet;
   const int64_t have = compat::available_device_memory(cfg_.device);
   if (have >= need) return;
   auto gib = [](int64_t b) { return std::to_string(static_cast<int64_t>(std::ceil(b / double(int64_t{1} << 30)))); };
@@ -370,13 +435,13 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
                                             torch::kBFloat16);  // [2, steps, B, S, H]: inputs, gradients
   const auto recorded_weights = as_params(recorded);
   const int64_t B = cfg_.batch_size;
-  // The MLP's record (train_api.h, version 6), after the loss head's, where recorded.
-  const auto mlp_record =
-      cfg_.record_mlp ? trajectory_.view(static_cast<size_t>(trajectory_slots_) * params_.size() +
+  // The layers' record (train_api.h, version 6), after the loss head's, where recorded.
+  const auto layer_record =
+      cfg_.record_layers ? trajectory_.view(static_cast<size_t>(trajectory_slots_) * params_.size() +
                                              protocol::head_record_bytes(cfg_.model, B, cfg_.seq_len, cfg_.steps),
-                                         protocol::mlp_record_shape(cfg_.model, B, cfg_.seq_len, cfg_.steps),
+                                         protocol::layer_record_shape(cfg_.model, B, cfg_.seq_len, cfg_.steps),
                                          torch::kBFloat16)
-                      : torch::Tensor();  // [3, L, steps, B, S, H]: inputs, outputs, output gradients
+                      : torch::Tensor();  // [4, L, steps, B, S, H]: residuals, MLP outputs, their gradients
   // Each layer's MLP weights' places among the replay's parameters (gate, up, down).
   std::vector<std::array<size_t, 3>> mlp_at(cfg_.model.num_hidden_layers);
   for (size_t l = 0; l < mlp_at.size(); ++l) {
@@ -400,7 +465,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
   // of their own from those gradients (the run's own moments are its
   // gradients', which an honest run's record gives up to one layer's rounding).
   std::vector<torch::Tensor> record_avg(mine.size()), record_avg_sq(mine.size());
-  if (mlp_record.defined()) {
+  if (layer_record.defined()) {
     for (const auto& layer : mlp_at) {
       for (size_t i : layer) {
         record_avg[i] = torch::zeros_like(mine[i]);
@@ -477,12 +542,12 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       if (halves[lm_head].defined() && head.halves.defined()) halves[lm_head] = head.halves.to(halves[lm_head].device());
     }
     head = HeadWeightGrads{};
-    // The MLP's record: its readings, and the gradients its weights' steps are judged from too.
+    // The layers' record: its readings, and the gradients the MLP weights' steps are judged from too.
     std::vector<torch::Tensor> record_grad(mine.size()), record_halves(mine.size());
-    if (mlp_record.defined()) {
-      std::vector<std::array<torch::Tensor, 3>> weights, grads, parts;
-      for (const auto& layer : mlp_at) weights.push_back({mine[layer[0]], mine[layer[1]], mine[layer[2]]});
-      judge_mlp_record(step, mlp_record, t, weights, ranks(), grads, parts);
+    if (layer_record.defined()) {
+      std::vector<std::array<torch::Tensor, 3>> grads, parts;
+      judge_layer_record(step, layer_record, t, replay, batch, head_record[0][t], head_record[1][t], ranks(), grads,
+                         parts);
       for (size_t l = 0; l < grads.size(); ++l) {
         for (int k = 0; k < 3; ++k) {
           record_grad[mlp_at[l][k]] = grads[l][k];

@@ -110,19 +110,27 @@ export interface Thresholds {
    */
   head_grad_error: number | null;
   /**
-   * The MLP's record (train_api.h, version 6), per timed step and layer: the run's recorded MLP output against the
-   * nearer of the judge's two MLPs (the reference's arithmetic and float32 throughout) applied to the run's recorded
-   * input with the weights the step started from, the worst row's relative error. One layer's rounding: honest runs
-   * read about 0; an MLP forward that skipped part of its products (the thirty-first attack pass) reads at its own
-   * size. null: not applied on this kind of device (and the MLP's record not taken there).
+   * The layers' record (train_api.h, version 6), per timed step: every recorded value of the forward (each layer's
+   * residual after the attention and MLP output, the loss head's input) against the judge's own computation of it from
+   * the record's value before it (the layer's input: the embeddings or the layer before's residual plus MLP output),
+   * with the weights the step started from, the worst row's relative error over the layers (the MLP against the nearer
+   * of the reference's arithmetic and float32 throughout). One layer's rounding: honest runs read about 0 where the
+   * judge's own forward reads their rounding grown through every layer; an MLP or an attention that skipped part of its
+   * work reads at its own size (attack passes 31 and 32). null: not applied on this kind of device (and the layers'
+   * record not taken there).
    */
-  mlp_output_error: number | null;
+  layer_forward_error: number | null;
   /**
-   * The MLP's weights' trajectory reading with each step judged from the gradient the judge computes from the run's
-   * recorded MLP inputs and output gradients (and its own moments from those), not from its own backward: one layer's
-   * rounding, where the judge's own spreads as wide as honest kernels' rounding through the layers. An MLP backward
-   * that skipped part of its products (the twenty-eighth attack pass) reads at its own size. null: not applied on this
-   * kind of device.
+   * The same for the backward: each layer's MLP input gradient from its recorded output gradient, and each layer's
+   * output gradient from the layer above's (the loss head's recorded gradient at the top).
+   */
+  layer_backward_error: number | null;
+  /**
+   * The MLP's weights' trajectory reading with each step judged from the gradient the judge computes from the layers'
+   * record (the MLP's input from the recorded residual, its output gradient as recorded) and its own moments from
+   * those, not from its own backward: one layer's rounding, where the judge's own spreads as wide as honest kernels'
+   * rounding through the layers. An MLP backward that skipped part of its products (the twenty-eighth attack pass)
+   * reads at its own size. null: not applied on this kind of device.
    */
   mlp_record_trajectory_excess: number | null;
   /** changed share / reference changed share must be at least this. */
@@ -137,14 +145,14 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'mlp_output_error', 'mlp_record_trajectory_excess', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'mlp_record_trajectory_excess', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** The thresholds that read the trajectory and the loss head's record: runs record those only where one of them is set. */
-export const TRAJECTORY_KEYS = ['head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'mlp_output_error', 'mlp_record_trajectory_excess'] as const;
+export const TRAJECTORY_KEYS = ['head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'mlp_record_trajectory_excess'] as const;
 
-/** The thresholds that read the MLP's record (train_api.h, version 6): runs record it only where one of them is set. */
-export const MLP_RECORD_KEYS = ['mlp_output_error', 'mlp_record_trajectory_excess'] as const;
+/** The thresholds that read the layers' record (train_api.h, version 6): runs record it only where one of them is set. */
+export const LAYER_RECORD_KEYS = ['layer_forward_error', 'layer_backward_error', 'mlp_record_trajectory_excess'] as const;
 
 /**
  * Whether runs judged by these thresholds record every timed step and the loss head (the runner's copies, the judge's
@@ -156,11 +164,11 @@ export function recordsTrajectory(t: Pick<Thresholds, (typeof TRAJECTORY_KEYS)[n
 }
 
 /**
- * Whether those runs record every layer's MLP input, output and output gradient too (host memory: three activations
- * of every layer for every timed step, about 49 GB a run at the 7B shape) and the judge reads them.
+ * Whether those runs record every layer's residual, MLP output and their gradients too (host memory: four
+ * activations of every layer for every timed step, about 66 GB a run at the 7B shape) and the judge reads them.
  */
-export function recordsMlp(t: Pick<Thresholds, (typeof MLP_RECORD_KEYS)[number]>): boolean {
-  return MLP_RECORD_KEYS.some((k) => t[k] !== null);
+export function recordsLayers(t: Pick<Thresholds, (typeof LAYER_RECORD_KEYS)[number]>): boolean {
+  return LAYER_RECORD_KEYS.some((k) => t[k] !== null);
 }
 
 /** The thresholds alone, without their basis and records. */
@@ -281,7 +289,8 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   attention_trajectory_excess: orNull(num(0, 1e6, true)),
   head_input_error: orNull(num(0, 1e6, true)),
   head_grad_error: orNull(num(0, 1e6, true)),
-  mlp_output_error: orNull(num(0, 1e6, true)),
+  layer_forward_error: orNull(num(0, 1e6, true)),
+  layer_backward_error: orNull(num(0, 1e6, true)),
   mlp_record_trajectory_excess: orNull(num(0, 1e6, true)),
   min_changed_share_ratio: num(0, 1),
 };

@@ -92,8 +92,8 @@ export interface EvaluatorOptions {
    * record; NativeRunOutcome.trajectory is empty without).
    */
   recordTrajectory: boolean;
-  /** With it, record every layer's MLP input, output and output gradient too, and read them (train_api.h, version 6). */
-  recordMlp: boolean;
+  /** With it, record every layer's residual, MLP output and their gradients too, and read them (train_api.h, version 6). */
+  recordLayers: boolean;
 }
 
 export interface NativeRunOutcome {
@@ -120,14 +120,14 @@ export interface NativeRunOutcome {
    * from the weights before it than any AdamW step moves them. headInputError, headGradError: the loss head's record of
    * the step (train_api.h, version 5), its input against the judge's forward and its gradient against the nearer of the
    * judge's own two from that input (the reference's arithmetic, float32 throughout), relative (Infinity where not finite); headRowsMissing: batch rows with no finite record. Empty
-   * where nothing is recorded (CUDA, for now; a run of one step). Where the MLP's record is taken (train_api.h,
-   * version 6): mlpOutputError, the worst row's recorded MLP output against the nearer of the judge's two MLPs of the
-   * recorded input, over the layers; mlpRowsMissing, (layer, row) pairs without a finite record; mlpRecordKinds, per
-   * MLP kind the trajectory reading of the step judged from the record's gradient.
+   * where nothing is recorded (CUDA, for now; a run of one step). Where the layers' record is taken (train_api.h,
+   * version 6): layerForwardError, layerBackwardError, the worst row's recorded value against the judge's own
+   * computation of it from the record's link before it, over the layers; layerRowsMissing, (layer, row) pairs without
+   * a finite record; mlpRecordKinds, per MLP kind the trajectory reading of the step judged from the record's gradient.
    */
   trajectory: {
     recorded: boolean; outOfReach: number; kinds: Record<string, number>; headInputError: number; headGradError: number; headRowsMissing: number;
-    mlpOutputError?: number; mlpRowsMissing?: number; mlpRecordKinds?: Record<string, number>;
+    layerForwardError?: number; layerBackwardError?: number; layerRowsMissing?: number; mlpRecordKinds?: Record<string, number>;
   }[];
   /** Wall-clock seconds of each phase of the run, in order (timing capture only). */
   phaseSeconds?: Record<string, number>;

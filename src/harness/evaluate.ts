@@ -7,7 +7,7 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { recordsMlp, recordsTrajectory, thresholdValues, type Hparams, type Thresholds } from '../config/hparams';
+import { recordsLayers, recordsTrajectory, thresholdValues, type Hparams, type Thresholds } from '../config/hparams';
 import { Rng } from '../data/synthetic';
 import { readTokens, TokenSet } from '../data/tokens';
 import { readQwen2Config } from '../engine/config';
@@ -66,7 +66,7 @@ export interface EvaluateOptions {
    * Record every timed step and the loss head, and repeat the steps after each
    * run (the trajectory and the loss head's record), and the layers' MLPs
    * (the MLP's record). Default: each where the device's thresholds judge it
-   * (recordsTrajectory, recordsMlp); calibrations always record all, since
+   * (recordsTrajectory, recordsLayers); calibrations always record all, since
    * they measure the readings those thresholds come from.
    */
   recordTrajectory?: boolean;
@@ -305,21 +305,26 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
       failures.push({ code: 'loss_head', message: `at timed step ${record.grad.step}, the loss head's recorded gradient differs from the nearer of the judge's own two at the recorded input (the reference's arithmetic, float32 throughout) by ${fmt(record.grad.error)} relative (allowed ${v.head_grad_error}): that gradient was not computed from its input` });
     }
   }
-  // The MLP's record (train_api.h, version 6), where taken, on the steps whose start was recorded.
-  const mlpMissing = outcome.trajectory.findIndex((t) => t.recorded && (t.mlpRowsMissing ?? 0) > 0);
-  const mlpRecord = worstMlpRecord(outcome);
-  if (unrecorded < 0 && mlpMissing >= 0) {
+  // The layers' record (train_api.h, version 6), where taken, on the steps whose start was recorded.
+  const layersMissing = outcome.trajectory.findIndex((t) => t.recorded && (t.layerRowsMissing ?? 0) > 0);
+  const layerRecord = worstLayerRecord(outcome);
+  if (unrecorded < 0 && layersMissing >= 0) {
     failures.push({
-      code: 'mlp_record',
-      message: `${outcome.trajectory[mlpMissing].mlpRowsMissing} (layer, row) pair(s) of timed step ${mlpMissing + 1} have no finite record of the MLP's input, output and output gradient: a submission that does not run its layers through model->hidden_states must call data.record_mlp() and data.record_mlp_grad() for every layer in every step (train_api.h)`,
+      code: 'layer_record',
+      message: `${outcome.trajectory[layersMissing].layerRowsMissing} (layer, row) pair(s) of timed step ${layersMissing + 1} have no finite record of the layer's residual, MLP output and their gradients: a submission that does not run its layers through model->hidden_states must call data.record_layer() and data.record_layer_grad() for every layer in every step (train_api.h)`,
     });
-  } else if (unrecorded < 0 && mlpRecord) {
-    if (v.mlp_output_error !== null && !(mlpRecord.output.error <= v.mlp_output_error)) {
-      failures.push({ code: 'mlp_record', message: `at timed step ${mlpRecord.output.step}, a layer's recorded MLP output differs from the nearer of the judge's two MLPs (the reference's arithmetic, float32 throughout) of its recorded input, with the weights recorded before the step, by ${fmt(mlpRecord.output.error)} relative on its worst row (allowed ${v.mlp_output_error}): it is not what that MLP computes` });
+  } else if (unrecorded < 0 && layerRecord) {
+    const links = (what: string, w: StepError, limit: number) =>
+      `at timed step ${w.step}, a value of the layers' recorded ${what} differs from the judge's own computation of it from the record's value before it, with the weights recorded before the step, by ${fmt(w.error)} relative on its worst row (allowed ${limit}): it is not what that layer computes`;
+    if (v.layer_forward_error !== null && !(layerRecord.forward.error <= v.layer_forward_error)) {
+      failures.push({ code: 'layer_record', message: links('forward', layerRecord.forward, v.layer_forward_error) });
     }
-    if (v.mlp_record_trajectory_excess !== null && mlpRecord.steps && !(mlpRecord.steps.error <= v.mlp_record_trajectory_excess)) {
-      const w = mlpRecord.steps;
-      failures.push({ code: 'trajectory', message: `at timed step ${w.step}, ${w.kind}'s step, pooled over the layers, lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's AdamW step of the gradient of the run's own recorded MLP inputs and output gradients (allowed ${v.mlp_record_trajectory_excess}): that step's MLP weight gradients were not computed from them` });
+    if (v.layer_backward_error !== null && !(layerRecord.backward.error <= v.layer_backward_error)) {
+      failures.push({ code: 'layer_record', message: links('backward', layerRecord.backward, v.layer_backward_error) });
+    }
+    if (v.mlp_record_trajectory_excess !== null && layerRecord.steps && !(layerRecord.steps.error <= v.mlp_record_trajectory_excess)) {
+      const w = layerRecord.steps;
+      failures.push({ code: 'trajectory', message: `at timed step ${w.step}, ${w.kind}'s step, pooled over the layers, lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's AdamW step of the gradient the run's own layers' record gives (allowed ${v.mlp_record_trajectory_excess}): that step's MLP weight gradients were not computed from it` });
     }
   }
   const kind = worstKind(cmp);
@@ -472,23 +477,24 @@ export function worstHeadRecord(outcome: Pick<NativeRunOutcome, 'trajectory'>): 
   return { input: { step: input.step, error: input.input }, grad: { step: grad.step, error: grad.grad } };
 }
 
+type StepError = { step: number; error: number };
 /**
- * The MLP's record (train_api.h, version 6): the step whose recorded output is furthest from the judge's MLP of its
- * recorded input, and the step and MLP kind whose step lands furthest from the judge's from the record's gradient
- * (NaN counts as furthest), of the steps with every row of every layer recorded; null where it is not recorded.
+ * The layers' record (train_api.h, version 6): the steps whose recorded forward and backward are furthest from the
+ * judge's own computation from the record, and the step and MLP kind whose step lands furthest from the judge's from
+ * the record's gradient (NaN counts as furthest), of the steps with every row of every layer recorded; null where it
+ * is not recorded.
  */
-export function worstMlpRecord(outcome: Pick<NativeRunOutcome, 'trajectory'>): { output: { step: number; error: number }; steps: { step: number; kind: string; error: number } | null } | null {
-  const read = outcome.trajectory.map((t, i) => ({ t, step: i + 1 })).filter(({ t }) => t.recorded && t.mlpOutputError !== undefined && t.mlpRowsMissing === 0);
+export function worstLayerRecord(outcome: Pick<NativeRunOutcome, 'trajectory'>): { forward: StepError; backward: StepError; steps: { step: number; kind: string; error: number } | null } | null {
+  const read = outcome.trajectory.map((t, i) => ({ t, step: i + 1 })).filter(({ t }) => t.recorded && t.layerForwardError !== undefined && t.layerRowsMissing === 0);
   if (read.length === 0) return null;
-  let output = { step: 0, error: -1 };
+  const worst = (value: (t: NativeRunOutcome['trajectory'][number]) => number | undefined): StepError =>
+    read.map(({ t, step }) => ({ step, error: Number.isNaN(value(t)) ? Infinity : (value(t) ?? 0) })).reduce((a, b) => (b.error > a.error ? b : a));
   let steps: { step: number; kind: string; error: number } | null = null;
   for (const { t, step } of read) {
-    const e = Number.isNaN(t.mlpOutputError) ? Infinity : (t.mlpOutputError as number);
-    if (e > output.error) output = { step, error: e };
     const w = largest(t.mlpRecordKinds ?? {}, MLP_KINDS);
     if (w && (!steps || w.value > steps.error)) steps = { step, kind: w.key, error: w.value };
   }
-  return { output, steps };
+  return { forward: worst((t) => t.layerForwardError), backward: worst((t) => t.layerBackwardError), steps };
 }
 
 /** The MLP's kinds, which mlp_update_rel_error and mlp_pair_energy_excess bound besides kind_update_rel_error. */
@@ -664,7 +670,7 @@ async function judgeAll(
     timeouts: o.hparams.runner_timeouts,
     checkpointPerturbation: o.checkpointPerturbation,
     recordTrajectory: o.recordTrajectory ?? recordsTrajectory(thresholds),
-    recordMlp: o.recordTrajectory ?? recordsMlp(thresholds),
+    recordLayers: o.recordTrajectory ?? recordsLayers(thresholds),
   }, path.dirname(path.join(o.benchmarkDir, CONFIG_PATH)));
   // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
   const hostEnv: Record<string, string> = process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {};
@@ -775,7 +781,7 @@ function report(
   const mlpSteps = worstTrajectory(r, MLP_KINDS);
   const attentionSteps = worstTrajectory(r, ATTENTION_KINDS);
   const headRecord = worstHeadRecord(r);
-  const mlpRecord = worstMlpRecord(r);
+  const layerRecord = worstLayerRecord(r);
   return {
     seed,
     ok: r.completed && failures.length === 0,
@@ -822,7 +828,7 @@ function report(
       max_attention_trajectory: attentionSteps?.error ?? 0,
       max_head_input_error: headRecord?.input.error ?? 0,
       max_head_grad_error: headRecord?.grad.error ?? 0,
-      ...(mlpRecord && { max_mlp_output_error: mlpRecord.output.error, max_mlp_record_trajectory: mlpRecord.steps?.error ?? 0 }),
+      ...(layerRecord && { max_layer_forward_error: layerRecord.forward.error, max_layer_backward_error: layerRecord.backward.error, max_mlp_record_trajectory: layerRecord.steps?.error ?? 0 }),
       worst_trajectory: trajectory && { step: trajectory.step, kind: trajectory.kind },
       trajectory: r.trajectory.map((t) => t.kinds),
       changed_share: c.cmp.changedShare,

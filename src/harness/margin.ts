@@ -26,12 +26,13 @@ export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ra
   { key: 'attention_trajectory_excess', name: 'an attention kind\'s steps against the judge\'s own', value: (k) => k.max_attention_trajectory ?? 0 },
   { key: 'head_input_error', name: 'the loss head\'s recorded input against the judge\'s forward', value: (k) => k.max_head_input_error ?? 0 },
   { key: 'head_grad_error', name: 'the loss head\'s recorded gradient against the judge\'s from that input', value: (k) => k.max_head_grad_error ?? 0 },
-  { key: 'mlp_output_error', name: 'a layer\'s recorded MLP output against the MLP of its recorded input', value: (k) => k.max_mlp_output_error ?? 0 },
+  { key: 'layer_forward_error', name: 'a layer\'s recorded forward against the judge\'s from the record before it', value: (k) => k.max_layer_forward_error ?? 0 },
+  { key: 'layer_backward_error', name: 'a layer\'s recorded backward against the judge\'s from the record before it', value: (k) => k.max_layer_backward_error ?? 0 },
   { key: 'mlp_record_trajectory_excess', name: 'an MLP kind\'s steps against the judge\'s from the record\'s gradient', value: (k) => k.max_mlp_record_trajectory ?? 0 },
 ];
 
 /** The failure codes a threshold decides; any other failure rejects a run whatever the thresholds. */
-export const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'layer_positions', 'trajectory', 'loss_head', 'mlp_record', 'changed_share']);
+export const THRESHOLD_CODES = new Set(['probe_loss', 'cell_loss', 'batch_loss', 'logits', 'update_error', 'group_loss', 'head_gradient', 'head_positions', 'layer_positions', 'trajectory', 'loss_head', 'layer_record', 'changed_share']);
 
 export interface RunMeasure {
   case: string;

@@ -26,7 +26,7 @@ export const FAILURE_CODES = [
   'trajectory', // lm_head's or an MLP kind's timed steps land too far from the judge's own steps from the weights recorded before each
   'unreachable', // a recorded step moved weights further than any AdamW step can: states no training made
   'loss_head', // the loss head's recorded input or gradient (train_api.h, version 5) is missing, or off the judge's own
-  'mlp_record', // a layer's recorded MLP input, output or output gradient (train_api.h, version 6) is missing, or its output is not the MLP of its input
+  'layer_record', // a layer's record (train_api.h, version 6) is missing, or a recorded value is not what the layer computes from the record's value before it
   'unrecorded', // the weights after a timed step were not recorded (data.step_done() not called) or are not finite
   'late_write', // the parameter or logits memory changed after the runner was killed
   'rank_divergence', // several ranks: at DONE a rank's parameters differ from rank 0's (the ones verified)
@@ -128,8 +128,10 @@ export interface RunReport {
     max_head_input_error: number;
     /** The same for its gradient against the nearer of the judge's own two from the recorded input (the reference's arithmetic, float32 throughout), judged by head_grad_error; 0 where not recorded. */
     max_head_grad_error: number;
-    /** The MLP's record: the largest over the timed steps and layers of its output against the judge's MLP of its recorded input, judged by mlp_output_error; 0 where not recorded. */
-    max_mlp_output_error?: number;
+    /** The layers' record: the largest over the timed steps and layers of a recorded forward value against the judge's own computation of it from the record's link before it, judged by layer_forward_error; absent where not recorded. */
+    max_layer_forward_error?: number;
+    /** The same for the backward's recorded values, judged by layer_backward_error. */
+    max_layer_backward_error?: number;
     /** The MLP's kinds' largest trajectory reading with each step judged from the record's gradient, judged by mlp_record_trajectory_excess; 0 where not recorded. */
     max_mlp_record_trajectory?: number;
     /** Per timed step: every kind's trajectory error (empty where not recorded). */

@@ -6,9 +6,9 @@
 // (as before session 39), a rank 1 whose loss head estimated its gradient
 // (attack passes 12 and 23) would meet only the weight checks; every rank's
 // rows are recorded, so the run fails for the missing rows alone. The same
-// hook carries the MLP's record (train_api.h, version 6): its rows go missing
-// too (mlp_record).
-// expect: loss_head|mlp_record
+// hook carries the layers' record (train_api.h, version 6): its rows go
+// missing too (layer_record).
+// expect: loss_head|layer_record
 #include <tournament/train_api.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 

@@ -14,6 +14,7 @@
 
 namespace tournament {
 
+
 struct Qwen2Config {
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
@@ -117,9 +118,11 @@ class DecoderLayerImpl : public torch::nn::Module {
   DecoderLayerImpl(const ParamAllocator& alloc, const std::string& name, const Qwen2Config& cfg,
                    AttentionKernel kernel);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
-  // forward(), handing the MLP's input and output to `on_mlp` (where set)
-  // before the residual add: the runner's record (train_api.h, version 6).
-  using MlpObserver = std::function<void(const torch::Tensor& input, const torch::Tensor& output)>;
+  // forward(), handing the residual after the attention, the MLP's input
+  // (its norm) and the MLP's output to `on_mlp` (where set), before the
+  // residual add: the runner's record (train_api.h, version 6).
+  using MlpObserver =
+      std::function<void(const torch::Tensor& residual, const torch::Tensor& input, const torch::Tensor& output)>;
   torch::Tensor forward_observed(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                  const MlpObserver& on_mlp);
   RMSNorm input_layernorm{nullptr};

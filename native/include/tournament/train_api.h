@@ -24,9 +24,9 @@
 //   (version 3, below; data.wait_recorded() before each, version 4, lets the
 //   record run beside your next step on CUDA), and let the validator record
 //   the loss head's input and its gradient (version 5, below: automatic
-//   where that input comes from model->hidden_states) and each layer's MLP
-//   input, output and output gradient (version 6, below: automatic where the
-//   layers run through model->hidden_states). Anything else is yours:
+//   where that input comes from model->hidden_states) and each layer's
+//   residual, MLP output and their gradients (version 6, below: automatic
+//   where the layers run through model->hidden_states). Anything else is yours:
 //   kernels, CUDA graphs, checkpointing, fusions, precision tricks within
 //   the verification tolerance (README, "Verification").
 //
@@ -145,29 +145,36 @@ class DataIterator {
   // record of hidden_states skips it).
   virtual void record_loss_head(const torch::Tensor& input_ids, const torch::Tensor& hidden,
                                 const torch::Tensor& hidden_grad) = 0;
-  // Version 6: the MLP's record. For every timed step the validator
+  // Version 6: the layers' record. For every timed step the validator
   // records, for each decoder layer and each row of the step's batch, the
-  // MLP's input (the post-attention norm's output, [rows, seq_len, hidden]),
-  // its output (down(silu(gate(x)) * up(x)), before the residual add) and
-  // the gradient of the step's loss with respect to that output, and checks
-  // them where they are made: the output against the MLP the judge applies
-  // to the recorded input with the weights the step started from (the
-  // reference's arithmetic, linear_acc32's products, or float32 throughout:
-  // the nearer), and each MLP weight's step against the AdamW step of the
-  // gradient the judge computes from the recorded input and output gradient
-  // (README, Verification, "the MLP's record"). The layers of
-  // model->hidden_states (and so model->forward) record all three by
+  // residual stream after the attention (x + attention(...), which the
+  // post-attention norm normalises: [rows, seq_len, hidden]), the MLP's
+  // output (down(silu(gate(n)) * up(n)) of n, that norm's output, before the
+  // residual add), and the gradients of the step's loss with respect to that
+  // output and to the MLP's input n. The judge then computes every layer
+  // again from the record alone, each link from the one before, with the
+  // weights the step started from: the layer's input (the embeddings, or the
+  // layer before's residual plus its MLP output), the attention's residual,
+  // the MLP's output, the loss head's input; and backward the MLP's input
+  // gradient and each layer's output gradient from the one above (the loss
+  // head's record's gradient at the top). Each recorded value must be that
+  // computation up to one layer's rounding, in the reference's arithmetic
+  // (model.cpp; linear_acc32's products) or float32 throughout (the nearer);
+  // and each MLP weight's step must be the AdamW step of the gradient the
+  // record gives (README, Verification, "the layers' record"). The layers of
+  // model->hidden_states (and so model->forward) record everything by
   // themselves when they run with gradients (a checkpointed layer when its
   // forward is recomputed). A submission that computes the layers itself
-  // calls record_mlp(layer, input_ids, input, output) in the forward and
-  // record_mlp_grad(layer, input_ids, output_grad) in the backward, for every
-  // layer (0 to num_hidden_layers - 1) and every row of the step's batch
-  // (once for the batch or once per group of rows), before step_done();
-  // input_ids, the copy and the last position as for record_loss_head. A
-  // step whose rows are not all recorded fails the run.
-  virtual void record_mlp(int64_t layer, const torch::Tensor& input_ids, const torch::Tensor& input,
-                          const torch::Tensor& output) = 0;
-  virtual void record_mlp_grad(int64_t layer, const torch::Tensor& input_ids, const torch::Tensor& output_grad) = 0;
+  // calls record_layer(layer, input_ids, residual, mlp_output) in the forward
+  // and record_layer_grad(layer, input_ids, mlp_output_grad, mlp_input_grad)
+  // in the backward, for every layer (0 to num_hidden_layers - 1) and every
+  // row of the step's batch (once for the batch or once per group of rows),
+  // before step_done(); input_ids, the copy and the last position as for
+  // record_loss_head. A step whose rows are not all recorded fails the run.
+  virtual void record_layer(int64_t layer, const torch::Tensor& input_ids, const torch::Tensor& residual,
+                            const torch::Tensor& mlp_output) = 0;
+  virtual void record_layer_grad(int64_t layer, const torch::Tensor& input_ids, const torch::Tensor& mlp_output_grad,
+                                 const torch::Tensor& mlp_input_grad) = 0;
 };
 
 struct TrainResult {
