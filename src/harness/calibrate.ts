@@ -273,8 +273,10 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult>
   const dup = o.cases.find((c, i) => o.cases.indexOf(c) !== i);
   if (dup) throw new UserError(`case ${dup} is listed twice`);
   const { cases: _, command, ...rest } = o;
-  // Recorded whatever the limits in force: a calibration measures the readings they are set from.
-  const verdicts = await evaluateSubmissions({ ...rest, recordTrajectory: true, submissions: cases.map((c) => ({ file: c.file, env: c.env, label: c.name })) });
+  // Recorded whatever the limits in force: a calibration measures the readings they are set from. The layers'
+  // record too on the CPU; on a card only where its limits are set: at the 7B shape it would add about 66 GB of
+  // host memory to the trajectory's 61 GB, never measured (README, The layers' record).
+  const verdicts = await evaluateSubmissions({ ...rest, recordTrajectory: true, recordLayers: kind === 'cpu' ? true : undefined, submissions: cases.map((c) => ({ file: c.file, env: c.env, label: c.name })) });
   const compileFailed = verdicts.flatMap((v, i) => (v.reasons[0]?.startsWith('compile:') ? [`${cases[i].id}: ${v.reasons[0]}`] : []));
   if (compileFailed.length) throw new UserError(`calibration plugins did not compile: ${compileFailed.join('; ')}`);
   const refs = verdicts[0].reference_runs;

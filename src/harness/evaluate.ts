@@ -64,12 +64,16 @@ export interface EvaluateOptions {
   checkpointPerturbation?: number;
   /**
    * Record every timed step and the loss head, and repeat the steps after each
-   * run (the trajectory and the loss head's record), and the layers' MLPs
-   * (the MLP's record). Default: each where the device's thresholds judge it
-   * (recordsTrajectory, recordsLayers); calibrations always record all, since
-   * they measure the readings those thresholds come from.
+   * run (the trajectory and the loss head's record). Default: where the
+   * device's thresholds judge them (recordsTrajectory); calibrations always
+   * record, since they measure the readings those thresholds come from.
    */
   recordTrajectory?: boolean;
+  /**
+   * With the trajectory, record every layer too (the layers' record). Default:
+   * where the device's thresholds judge it (recordsLayers).
+   */
+  recordLayers?: boolean;
   onProgress?: (text: string) => void;
 }
 
@@ -670,7 +674,7 @@ async function judgeAll(
     timeouts: o.hparams.runner_timeouts,
     checkpointPerturbation: o.checkpointPerturbation,
     recordTrajectory: o.recordTrajectory ?? recordsTrajectory(thresholds),
-    recordLayers: o.recordTrajectory ?? recordsLayers(thresholds),
+    recordLayers: o.recordLayers ?? recordsLayers(thresholds),
   }, path.dirname(path.join(o.benchmarkDir, CONFIG_PATH)));
   // The loader path is the one piece of the host environment a runner needs (GPU drivers live there on some hosts).
   const hostEnv: Record<string, string> = process.env.LD_LIBRARY_PATH ? { LD_LIBRARY_PATH: process.env.LD_LIBRARY_PATH } : {};

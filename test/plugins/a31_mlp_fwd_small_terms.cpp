@@ -188,7 +188,7 @@ void layer_forward(const Layer& L, const Tensor& xa, const Tensor& xb, const Ten
 
 // dy [T, H], the gradient of the layer's output x + h-path + m -> dx [T, H];
 // sets the layer's parameter gradients and frees `s`; *mlp_input_grad [T, H]
-// the gradient of the MLP's input (the MLP's record).
+// the gradient of the MLP's input (the layers' record).
 Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& cos, const Tensor& sin, const Dims& d,
                       Scratch& scratch, Tensor* mlp_input_grad) {
   // MLP: y = h + down(silu(gate) * up), gate / up = n2 W^T, n2 = norm(h)
@@ -205,7 +205,7 @@ Tensor layer_backward(const Layer& L, const Tensor& dy, Saved& s, const Tensor& 
   n2 = Tensor();
   auto dn2 = matmul_acc32(s.gate, w_gate);                       // [T, H]
   dn2 = linear_acc32(s.up, w_up.t(), dn2);                       // + the second product, added by cuBLAS (addmm, beta = 1; autograd rounds it to bf16 first)
-  *mlp_input_grad = dn2;                                         // [T, H], the MLP's record
+  *mlp_input_grad = dn2;                                         // [T, H], the layers' record
   s.gate = Tensor();
   s.up = Tensor();
   Tensor dln;
