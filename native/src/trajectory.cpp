@@ -287,7 +287,7 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
   };
   auto f32 = [](const torch::Tensor& w) { return w.detach().to(torch::kFloat32); };
   const auto [cos, sin] = replay->rope(S, dtype, device);
-  torch::Tensor h, dy_above;  // the layer's input from the record; the output gradient of the layer before
+  torch::Tensor h, below_grad;  // the layer's input from the record; the recorded output gradient of the layer below
   {
     torch::NoGradGuard no_grad;
     h = replay->model->embed_tokens(batch);  // [B, S, H]
@@ -343,13 +343,13 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
       auto hl = h.detach().requires_grad_(true);
       const auto below = torch::autograd::grad({hl + layer.self_attn(layer.input_layernorm(hl), cos, sin)}, {hl},
                                                {g_residual})[0];
-      worst(step.layer_backward_error, dy_above, below);
+      worst(step.layer_backward_error, below_grad, below);
     }
     {
       torch::NoGradGuard no_grad;
       h = residual + out;  // the next layer's input
     }
-    dy_above = out_grad;
+    below_grad = out_grad;
   }
   // The loss head's input is the final norm of the last layer's output, and
   // the last layer's output gradient that norm's backward of its gradient.
@@ -359,7 +359,7 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
     worst(step.layer_forward_error, head_in, replay->model->norm(h));
   }
   auto hl = h.detach().requires_grad_(true);
-  worst(step.layer_backward_error, dy_above, torch::autograd::grad({replay->model->norm(hl)}, {hl}, {head_grad})[0]);
+  worst(step.layer_backward_error, below_grad, torch::autograd::grad({replay->model->norm(hl)}, {hl}, {head_grad})[0]);
   if (step.layer_rows_missing > 0) return;
   grads = std::move(got);
   halves = std::move(got_halves);
