@@ -30,6 +30,7 @@ const T: Thresholds = {
   head_grad_error: 0.01,
   layer_forward_error: 0.01,
   layer_backward_error: 0.02,
+  layer_small_term_share: 0.05,
   mlp_record_trajectory_excess: 2,
   min_changed_share_ratio: 0.97,
   basis: 'test',
@@ -174,7 +175,7 @@ describe('judge: the checks on a completed run', function () {
   });
 
   it('the layers\' record: missing (layer, row) pairs fail alone; then its forward, its backward and its record-judged MLP steps each against their own limit; a run without it is not read; null is not applied', function () {
-    const step = (rec: { layerForwardError?: number; layerBackwardError?: number; layerRowsMissing?: number; mlpRecordKinds?: Record<string, number> }) => ({ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {}, layerForwardError: 0, layerBackwardError: 0.005, layerRowsMissing: 0, mlpRecordKinds: { [K_UP]: 0.5 }, ...rec });
+    const step = (rec: { layerForwardError?: number; layerBackwardError?: number; layerSmallTerms?: number; layerRowsMissing?: number; mlpRecordKinds?: Record<string, number> }) => ({ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {}, layerForwardError: 0, layerBackwardError: 0.005, layerSmallTerms: 0.003, layerRowsMissing: 0, mlpRecordKinds: { [K_UP]: 0.5 }, ...rec });
     const at = (...recs: Parameters<typeof step>[0][]): Partial<NativeRunOutcome> => ({ trajectory: recs.map(step) });
     assert.deepEqual(codes(at({}, { layerForwardError: 0.0099, layerBackwardError: 0.0199, mlpRecordKinds: { [K_UP]: 1.99, 'model.layers.*.input_layernorm.weight': 50 } })), []);
     const [missing, ...none] = judge(T, outcome(at({}, { layerRowsMissing: 5, layerForwardError: Infinity })), outcome(), cmp(), TOKENS, 1);
@@ -188,7 +189,13 @@ describe('judge: the checks on a completed run', function () {
     assert.match(backward.message, /^at timed step 2, a value of the layers' recorded backward differs .* by 0\.500 relative on its worst row \(allowed 0\.02\)/);
     assert.match(steps.message, /^at timed step 2, model\.layers\.\*\.mlp\.down_proj\.weight's step, pooled over the layers, lands 7\.00 units .* \(allowed 2\)/);
     assert.deepEqual(codes(at({ layerForwardError: NaN })), ['layer_record']);
-    assert.deepEqual(judge({ ...T, layer_forward_error: null, layer_backward_error: null, mlp_record_trajectory_excess: null }, outcome(at({ layerForwardError: 0.3, layerBackwardError: 1, mlpRecordKinds: { [K_UP]: 90 } })), outcome(), cmp(), TOKENS, 1), []);
+    // By direction: the record lacks a product's small-term part.
+    const [small, ...none3] = judge(T, outcome(at({}, { layerSmallTerms: 1.01 })), outcome(), cmp(), TOKENS, 1);
+    assert.equal(none3.length, 0);
+    assert.equal(small.code, 'layer_record');
+    assert.match(small.message, /^at timed step 2, the layers' record lacks 1\.01 of an MLP product's small-term part .* allowed 0\.05\)/);
+    assert.deepEqual(codes(at({ layerSmallTerms: 0.049 })), []);
+    assert.deepEqual(judge({ ...T, layer_forward_error: null, layer_backward_error: null, layer_small_term_share: null, mlp_record_trajectory_excess: null }, outcome(at({ layerForwardError: 0.3, layerBackwardError: 1, layerSmallTerms: 1, mlpRecordKinds: { [K_UP]: 90 } })), outcome(), cmp(), TOKENS, 1), []);
     assert.deepEqual(codes({}), [], 'no layers\' record taken: nothing read');
     assert.deepEqual(codes({ trajectory: [{ ...step({ layerRowsMissing: 16 }), recorded: false }] }), ['unrecorded']);
   });

@@ -458,6 +458,7 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
           if (!out->trajectory[t].mlp_record_kinds.empty() || out->trajectory[t].layer_rows_missing > 0) {
             o.Set("layerForwardError", out->trajectory[t].layer_forward_error);
             o.Set("layerBackwardError", out->trajectory[t].layer_backward_error);
+            o.Set("layerSmallTerms", out->trajectory[t].layer_small_terms);
             o.Set("layerRowsMissing", static_cast<double>(out->trajectory[t].layer_rows_missing));
             auto mlp = Napi::Object::New(env);
             for (const auto& [kind, e] : out->trajectory[t].mlp_record_kinds) mlp.Set(kind, e);

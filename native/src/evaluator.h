@@ -120,6 +120,10 @@ struct RunOutcome {
     // step judged from the gradient the record gives (its own AdamW moments
     // from those gradients), in the unit of `kinds`.
     double layer_forward_error = 0, layer_backward_error = 0;
+    // The largest share, over the MLP's forward and input-gradient links and
+    // a few sizes, of the product's small-term part that the recorded value
+    // lacks (trajectory.cpp, small_term_fit): about 0 for honest rounding.
+    double layer_small_terms = 0;
     int64_t layer_rows_missing = 0;  // (layer, row) pairs with a non-finite record
     std::vector<std::pair<std::string, double>> mlp_record_kinds;
   };

@@ -258,6 +258,28 @@ HeadWeightGrads judge_head_record(RunOutcome::TrajectoryStep& step, const torch:
 // batch's, and its two halves' accumulated), where every row of every layer
 // is finite: each MLP weight's step is judged from it too (attack pass 28's
 // backward drop shows there).
+// How much of a product's small-term part a run's value lacks: for each
+// share q, the part of `product`(operand) that each position's smallest q of
+// |operand| make (`product` of the operand with the rest zeroed), and the
+// error's component along it over its size (summed into num[q], den[q]; the
+// fitted share is -num / den). Honest rounding does not follow that part;
+// a run that dropped those terms lacks all of it (share 1), however small it
+// is next to the product (attack pass 33: every link's size limit spent).
+constexpr std::array<double, 4> kSmallShares{0.05, 0.1, 0.2, 0.35};
+void small_term_fit(const torch::Tensor& operand, const std::function<torch::Tensor(const torch::Tensor&)>& product,
+                    const torch::Tensor& error, int64_t S, std::array<double, 4>& num, std::array<double, 4>& den) {
+  const auto mag = operand.abs().to(torch::kFloat32);  // [B, S, K]
+  const int64_t K = operand.size(-1);
+  const auto e = error.narrow(1, 0, S - 1).to(torch::kFloat32);
+  for (size_t i = 0; i < kSmallShares.size(); ++i) {
+    const int64_t k = std::max<int64_t>(1, static_cast<int64_t>(kSmallShares[i] * K));
+    const auto cut = std::get<0>(mag.kthvalue(k, -1, /*keepdim=*/true));  // [B, S, 1]
+    const auto part = product(operand * (mag <= cut).to(operand.scalar_type())).narrow(1, 0, S - 1).to(torch::kFloat32);
+    num[i] += (e * part).sum().item<double>();
+    den[i] += part.pow(2).sum().item<double>();
+  }
+}
+
 void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& record, int64_t t,
                         Qwen2ForCausalLM& replay, const torch::Tensor& batch, const torch::Tensor& head_inputs,
                         const torch::Tensor& head_grads, int64_t ranks, std::vector<std::array<torch::Tensor, 3>>& grads,
@@ -288,6 +310,7 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
   auto f32 = [](const torch::Tensor& w) { return w.detach().to(torch::kFloat32); };
   const auto [cos, sin] = replay->rope(S, dtype, device);
   torch::Tensor h, below_grad;  // the layer's input from the record; the recorded output gradient of the layer below
+  std::array<double, 4> fwd_num{}, fwd_den{}, bwd_num{}, bwd_den{};  // the small-term fits, over the layers
   {
     torch::NoGradGuard no_grad;
     h = replay->model->embed_tokens(batch);  // [B, S, H]
@@ -306,8 +329,23 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
       torch::NoGradGuard no_grad;
       worst(step.layer_forward_error, residual, h + layer.self_attn(layer.input_layernorm(h), cos, sin));
       x = layer.post_attention_layernorm(residual);
-      nearer(step.layer_forward_error, out, swiglu_mlp(x, w_gate, w_up, w_down),
+      const auto ours = swiglu_mlp(x, w_gate, w_up, w_down);
+      nearer(step.layer_forward_error, out, ours,
              swiglu_mlp(x.to(torch::kFloat32), f32(w_gate), f32(w_up), f32(w_down)).to(dtype));
+      const auto act = torch::silu(linear_acc32(x, w_gate)) * linear_acc32(x, w_up);  // [B, S, I]
+      small_term_fit(act, [&](const torch::Tensor& a) { return linear_acc32(a, w_down); }, out.to(torch::kFloat32) - ours.to(torch::kFloat32), S, fwd_num, fwd_den);
+    }
+    {
+      // The MLP's input gradient's small terms: d gate W_gate + d up W_up with
+      // each position's smallest entries of d gate and d up alone.
+      auto g = linear_acc32(x, w_gate).detach().requires_grad_(true), u = linear_acc32(x, w_up).detach().requires_grad_(true);
+      linear_acc32(torch::silu(g) * u, w_down).backward(out_grad);
+      const auto d_gate = g.grad(), d_up = u.grad();  // [B, S, I]
+      torch::NoGradGuard no_grad;
+      const auto dx = matmul_acc32(d_gate, w_gate) + matmul_acc32(d_up, w_up);
+      const auto err = in_grad.to(torch::kFloat32) - dx.to(torch::kFloat32);
+      small_term_fit(d_gate, [&](const torch::Tensor& a) { return matmul_acc32(a, w_gate); }, err, S, bwd_num, bwd_den);
+      small_term_fit(d_up, [&](const torch::Tensor& a) { return matmul_acc32(a, w_up); }, err, S, bwd_num, bwd_den);
     }
     // The MLP's backward from the recorded output gradient: its input
     // gradient (both arithmetics), and its weights' gradients (leaves of
@@ -360,6 +398,12 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
   }
   auto hl = h.detach().requires_grad_(true);
   worst(step.layer_backward_error, below_grad, torch::autograd::grad({replay->model->norm(hl)}, {hl}, {head_grad})[0]);
+  for (size_t i = 0; i < kSmallShares.size(); ++i) {
+    for (const auto& [num, den] : {std::make_pair(fwd_num[i], fwd_den[i]), std::make_pair(bwd_num[i], bwd_den[i])}) {
+      const double share = den > 0 ? -num / den : 0.0;
+      step.layer_small_terms = std::max(step.layer_small_terms, std::isfinite(share) ? share : INFINITY);
+    }
+  }
   if (step.layer_rows_missing > 0) return;
   grads = std::move(got);
   halves = std::move(got_halves);

@@ -126,6 +126,14 @@ export interface Thresholds {
    */
   layer_backward_error: number | null;
   /**
+   * The same record's MLP links read by the error's direction, not its size: for a few shares q, the part of the
+   * product that each position's smallest q of its operand make (the MLP's output from silu(gate) up, its input
+   * gradient from d gate and d up), and the share of that part the recorded value lacks, fitted over the step's rows
+   * and layers. Honest rounding does not follow that part and reads about 0; a run that dropped those terms lacks all of
+   * it, however small it is next to the product (the thirty-third attack pass spent each link's size limit so).
+   */
+  layer_small_term_share: number | null;
+  /**
    * The MLP's weights' trajectory reading with each step judged from the gradient the judge computes from the layers'
    * record (the MLP's input from the recorded residual, its output gradient as recorded) and its own moments from
    * those, not from its own backward: one layer's rounding, where the judge's own spreads as wide as honest kernels'
@@ -145,14 +153,14 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'mlp_record_trajectory_excess', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'mlp_record_trajectory_excess', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** The thresholds that read the trajectory and the loss head's record: runs record those only where one of them is set. */
-export const TRAJECTORY_KEYS = ['head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'mlp_record_trajectory_excess'] as const;
+export const TRAJECTORY_KEYS = ['head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'mlp_record_trajectory_excess'] as const;
 
 /** The thresholds that read the layers' record (train_api.h, version 6): runs record it only where one of them is set. */
-export const LAYER_RECORD_KEYS = ['layer_forward_error', 'layer_backward_error', 'mlp_record_trajectory_excess'] as const;
+export const LAYER_RECORD_KEYS = ['layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'mlp_record_trajectory_excess'] as const;
 
 /**
  * Whether runs judged by these thresholds record every timed step and the loss head (the runner's copies, the judge's
@@ -291,6 +299,7 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   head_grad_error: orNull(num(0, 1e6, true)),
   layer_forward_error: orNull(num(0, 1e6, true)),
   layer_backward_error: orNull(num(0, 1e6, true)),
+  layer_small_term_share: orNull(num(0, 1e6, true)),
   mlp_record_trajectory_excess: orNull(num(0, 1e6, true)),
   min_changed_share_ratio: num(0, 1),
 };

@@ -326,6 +326,9 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
     if (v.layer_backward_error !== null && !(layerRecord.backward.error <= v.layer_backward_error)) {
       failures.push({ code: 'layer_record', message: links('backward', layerRecord.backward, v.layer_backward_error) });
     }
+    if (v.layer_small_term_share !== null && !(layerRecord.smallTerms.error <= v.layer_small_term_share)) {
+      failures.push({ code: 'layer_record', message: `at timed step ${layerRecord.smallTerms.step}, the layers' record lacks ${fmt(layerRecord.smallTerms.error)} of an MLP product's small-term part (the part each position's smallest entries of its operand make; allowed ${v.layer_small_term_share}): those terms were left out` });
+    }
     if (v.mlp_record_trajectory_excess !== null && layerRecord.steps && !(layerRecord.steps.error <= v.mlp_record_trajectory_excess)) {
       const w = layerRecord.steps;
       failures.push({ code: 'trajectory', message: `at timed step ${w.step}, ${w.kind}'s step, pooled over the layers, lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's AdamW step of the gradient the run's own layers' record gives (allowed ${v.mlp_record_trajectory_excess}): that step's MLP weight gradients were not computed from it` });
@@ -488,7 +491,7 @@ type StepError = { step: number; error: number };
  * the record's gradient (NaN counts as furthest), of the steps with every row of every layer recorded; null where it
  * is not recorded.
  */
-export function worstLayerRecord(outcome: Pick<NativeRunOutcome, 'trajectory'>): { forward: StepError; backward: StepError; steps: { step: number; kind: string; error: number } | null } | null {
+export function worstLayerRecord(outcome: Pick<NativeRunOutcome, 'trajectory'>): { forward: StepError; backward: StepError; smallTerms: StepError; steps: { step: number; kind: string; error: number } | null } | null {
   const read = outcome.trajectory.map((t, i) => ({ t, step: i + 1 })).filter(({ t }) => t.recorded && t.layerForwardError !== undefined && t.layerRowsMissing === 0);
   if (read.length === 0) return null;
   const worst = (value: (t: NativeRunOutcome['trajectory'][number]) => number | undefined): StepError =>
@@ -498,7 +501,7 @@ export function worstLayerRecord(outcome: Pick<NativeRunOutcome, 'trajectory'>):
     const w = largest(t.mlpRecordKinds ?? {}, MLP_KINDS);
     if (w && (!steps || w.value > steps.error)) steps = { step, kind: w.key, error: w.value };
   }
-  return { forward: worst((t) => t.layerForwardError), backward: worst((t) => t.layerBackwardError), steps };
+  return { forward: worst((t) => t.layerForwardError), backward: worst((t) => t.layerBackwardError), smallTerms: worst((t) => t.layerSmallTerms), steps };
 }
 
 /** The MLP's kinds, which mlp_update_rel_error and mlp_pair_energy_excess bound besides kind_update_rel_error. */
@@ -832,7 +835,7 @@ function report(
       max_attention_trajectory: attentionSteps?.error ?? 0,
       max_head_input_error: headRecord?.input.error ?? 0,
       max_head_grad_error: headRecord?.grad.error ?? 0,
-      ...(layerRecord && { max_layer_forward_error: layerRecord.forward.error, max_layer_backward_error: layerRecord.backward.error, max_mlp_record_trajectory: layerRecord.steps?.error ?? 0 }),
+      ...(layerRecord && { max_layer_forward_error: layerRecord.forward.error, max_layer_backward_error: layerRecord.backward.error, max_layer_small_terms: layerRecord.smallTerms.error, max_mlp_record_trajectory: layerRecord.steps?.error ?? 0 }),
       worst_trajectory: trajectory && { step: trajectory.step, kind: trajectory.kind },
       trajectory: r.trajectory.map((t) => t.kinds),
       changed_share: c.cmp.changedShare,

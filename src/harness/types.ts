@@ -132,6 +132,8 @@ export interface RunReport {
     max_layer_forward_error?: number;
     /** The same for the backward's recorded values, judged by layer_backward_error. */
     max_layer_backward_error?: number;
+    /** The largest share of an MLP product's small-term part that a recorded value lacks, judged by layer_small_term_share. */
+    max_layer_small_terms?: number;
     /** The MLP's kinds' largest trajectory reading with each step judged from the record's gradient, judged by mlp_record_trajectory_excess; 0 where not recorded. */
     max_mlp_record_trajectory?: number;
     /** Per timed step: every kind's trajectory error (empty where not recorded). */

@@ -1,6 +1,9 @@
-// Attack pass 33 (2026-12-06, session 42; fresh context, CPU; docs/attack-passes.md, 33): an OPEN gap, not run by the
-// suite (README, Verification, known gaps). Built on the reference's own arithmetic, it starts at exactly 0 on every
-// check of the layers' record and spends the whole tolerance (2x the tuned example's rounding) on dropped small terms.
+// Attack pass 33 (2026-12-06, session 42; fresh context, CPU; docs/attack-passes.md, 33). Built on the reference's
+// own arithmetic, it starts at exactly 0 on every size check of the layers' record and spent each link's whole limit
+// (2x the tuned example's rounding) on dropped small terms (2.12% of a 7B step): ACCEPTED. Closed the same session by
+// layer_small_term_share: the record lacks the products' small-term part whole, 1.01 against 0.05
+// (docs/measurements/2026-12-06-layer-record.md).
+// expect: layer_record
 // The pass's own notes follow.
 // Attack pass 33 (CPU, against the layers' record): the reference's own arithmetic layer by layer, with the MLP's
 // input gradient (d gate W_gate + d up W_up) from each position's largest 88% of d gate and d up, recorded as used:
