@@ -324,28 +324,19 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
                in_grad = load(record[3][l][t]);  // [B, S, H] each
     step.layer_rows_missing += (~(finite_rows(residual) & finite_rows(out) & finite_rows(out_grad) &
                                   finite_rows(in_grad))).sum().item<int64_t>();
-    torch::Tensor x;  // the MLP's input: the post-attention norm of the recorded residual
+    torch::Tensor x, gate, up;  // the MLP's input (the post-attention norm of the recorded residual), its two products [B, S, I]
     {
       torch::NoGradGuard no_grad;
       worst(step.layer_forward_error, residual, h + layer.self_attn(layer.input_layernorm(h), cos, sin));
       x = layer.post_attention_layernorm(residual);
-      const auto ours = swiglu_mlp(x, w_gate, w_up, w_down);
+      gate = linear_acc32(x, w_gate);
+      up = linear_acc32(x, w_up);
+      const auto act = torch::silu(gate) * up;        // [B, S, I]
+      const auto ours = linear_acc32(act, w_down);    // swiglu_mlp's forward, its products kept
       nearer(step.layer_forward_error, out, ours,
              swiglu_mlp(x.to(torch::kFloat32), f32(w_gate), f32(w_up), f32(w_down)).to(dtype));
-      const auto act = torch::silu(linear_acc32(x, w_gate)) * linear_acc32(x, w_up);  // [B, S, I]
-      small_term_fit(act, [&](const torch::Tensor& a) { return linear_acc32(a, w_down); }, out.to(torch::kFloat32) - ours.to(torch::kFloat32), S, fwd_num, fwd_den);
-    }
-    {
-      // The MLP's input gradient's small terms: d gate W_gate + d up W_up with
-      // each position's smallest entries of d gate and d up alone.
-      auto g = linear_acc32(x, w_gate).detach().requires_grad_(true), u = linear_acc32(x, w_up).detach().requires_grad_(true);
-      linear_acc32(torch::silu(g) * u, w_down).backward(out_grad);
-      const auto d_gate = g.grad(), d_up = u.grad();  // [B, S, I]
-      torch::NoGradGuard no_grad;
-      const auto dx = matmul_acc32(d_gate, w_gate) + matmul_acc32(d_up, w_up);
-      const auto err = in_grad.to(torch::kFloat32) - dx.to(torch::kFloat32);
-      small_term_fit(d_gate, [&](const torch::Tensor& a) { return matmul_acc32(a, w_gate); }, err, S, bwd_num, bwd_den);
-      small_term_fit(d_up, [&](const torch::Tensor& a) { return matmul_acc32(a, w_up); }, err, S, bwd_num, bwd_den);
+      small_term_fit(act, [&](const torch::Tensor& a) { return linear_acc32(a, w_down); },
+                     out.to(torch::kFloat32) - ours.to(torch::kFloat32), S, fwd_num, fwd_den);
     }
     // The MLP's backward from the recorded output gradient: its input
     // gradient (both arithmetics), and its weights' gradients (leaves of
@@ -362,6 +353,17 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
     auto x32 = x.detach().to(torch::kFloat32).requires_grad_(true);
     swiglu_mlp(x32, f32(w_gate), f32(w_up), f32(w_down)).backward(out_grad.to(torch::kFloat32));
     nearer(step.layer_backward_error, in_grad, xl.grad(), x32.grad().to(dtype));
+    {
+      // The MLP's input gradient's small terms: d gate W_gate + d up W_up with
+      // each position's smallest entries of d gate and d up alone.
+      auto g = gate.requires_grad_(true), u = up.requires_grad_(true);
+      linear_acc32(torch::silu(g) * u, w_down).backward(out_grad);
+      const auto d_gate = g.grad(), d_up = u.grad();  // [B, S, I]
+      torch::NoGradGuard no_grad;
+      const auto err = in_grad.to(torch::kFloat32) - xl.grad().to(torch::kFloat32);
+      small_term_fit(d_gate, [&](const torch::Tensor& a) { return matmul_acc32(a, w_gate); }, err, S, bwd_num, bwd_den);
+      small_term_fit(d_up, [&](const torch::Tensor& a) { return matmul_acc32(a, w_up); }, err, S, bwd_num, bwd_den);
+    }
     for (int k = 0; k < 3; ++k) got[l][k] = ranks > 1 ? whole[k].grad() / static_cast<double>(ranks) : whole[k].grad();
     if (B > 1) {
       auto parts = leaves();
