@@ -31,6 +31,8 @@ const T: Thresholds = {
   layer_forward_error: 0.01,
   layer_backward_error: 0.02,
   layer_small_term_share: 0.05,
+  layer_small_term_energy: 0.0005,
+  mlp_grad_small_term_excess: 1.25,
   mlp_record_trajectory_excess: 2,
   min_changed_share_ratio: 0.97,
   basis: 'test',
@@ -175,7 +177,7 @@ describe('judge: the checks on a completed run', function () {
   });
 
   it('the layers\' record: missing (layer, row) pairs fail alone; then its forward, its backward and its record-judged MLP steps each against their own limit; a run without it is not read; null is not applied', function () {
-    const step = (rec: { layerForwardError?: number; layerBackwardError?: number; layerSmallTerms?: number; layerRowsMissing?: number; mlpRecordKinds?: Record<string, number> }) => ({ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {}, layerForwardError: 0, layerBackwardError: 0.005, layerSmallTerms: 0.003, layerRowsMissing: 0, mlpRecordKinds: { [K_UP]: 0.5 }, ...rec });
+    const step = (rec: { layerForwardError?: number; layerBackwardError?: number; layerSmallTerms?: number; layerSmallEnergy?: number; mlpGradSmallTerms?: number; layerRowsMissing?: number; mlpRecordKinds?: Record<string, number> }) => ({ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {}, layerForwardError: 0, layerBackwardError: 0.005, layerSmallTerms: 0.003, layerSmallEnergy: 0.00003, mlpGradSmallTerms: 0.5, layerRowsMissing: 0, mlpRecordKinds: { [K_UP]: 0.5 }, ...rec });
     const at = (...recs: Parameters<typeof step>[0][]): Partial<NativeRunOutcome> => ({ trajectory: recs.map(step) });
     assert.deepEqual(codes(at({}, { layerForwardError: 0.0099, layerBackwardError: 0.0199, mlpRecordKinds: { [K_UP]: 1.99, 'model.layers.*.input_layernorm.weight': 50 } })), []);
     const [missing, ...none] = judge(T, outcome(at({}, { layerRowsMissing: 5, layerForwardError: Infinity })), outcome(), cmp(), TOKENS, 1);
@@ -195,7 +197,20 @@ describe('judge: the checks on a completed run', function () {
     assert.equal(small.code, 'layer_record');
     assert.match(small.message, /^at timed step 2, the layers' record lacks 1\.01 of an MLP product's small-term part .* allowed 0\.05\)/);
     assert.deepEqual(codes(at({ layerSmallTerms: 0.049 })), []);
-    assert.deepEqual(judge({ ...T, layer_forward_error: null, layer_backward_error: null, layer_small_term_share: null, mlp_record_trajectory_excess: null }, outcome(at({ layerForwardError: 0.3, layerBackwardError: 1, layerSmallTerms: 1, mlpRecordKinds: { [K_UP]: 90 } })), outcome(), cmp(), TOKENS, 1), []);
+    // By energy: the links' error lies along their small terms (dropped without bias).
+    const [energy, ...none4] = judge(T, outcome(at({ layerSmallEnergy: 0.0041 }, {})), outcome(), cmp(), TOKENS, 1);
+    assert.equal(none4.length, 0);
+    assert.equal(energy.code, 'layer_record');
+    assert.match(energy.message, /^at timed step 1, an MLP link's error in the layers' record has 0\.00410 relative of the value in excess along its small terms' weight vectors \(allowed 0\.0005;/);
+    assert.deepEqual(codes(at({ layerSmallEnergy: 0.00049 })), []);
+    assert.deepEqual(codes(at({ layerSmallEnergy: NaN })), ['layer_record']);
+    // The weight gradients' small-term part missing from the record-judged steps.
+    const [grad, ...none5] = judge(T, outcome(at({}, { mlpGradSmallTerms: 2.97 })), outcome(), cmp(), TOKENS, 1);
+    assert.equal(none5.length, 0);
+    assert.equal(grad.code, 'trajectory');
+    assert.match(grad.message, /^at timed step 2, the MLP weights' steps land 2\.97 times nearer .* \(allowed 1\.25\)/);
+    assert.deepEqual(codes(at({ mlpGradSmallTerms: 1.24 })), []);
+    assert.deepEqual(judge({ ...T, layer_forward_error: null, layer_backward_error: null, layer_small_term_share: null, layer_small_term_energy: null, mlp_record_trajectory_excess: null, mlp_grad_small_term_excess: null }, outcome(at({ layerForwardError: 0.3, layerBackwardError: 1, layerSmallTerms: 1, layerSmallEnergy: 9, mlpGradSmallTerms: 1, mlpRecordKinds: { [K_UP]: 90 } })), outcome(), cmp(), TOKENS, 1), []);
     assert.deepEqual(codes({}), [], 'no layers\' record taken: nothing read');
     assert.deepEqual(codes({ trajectory: [{ ...step({ layerRowsMissing: 16 }), recorded: false }] }), ['unrecorded']);
   });

@@ -459,6 +459,8 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
             o.Set("layerForwardError", out->trajectory[t].layer_forward_error);
             o.Set("layerBackwardError", out->trajectory[t].layer_backward_error);
             o.Set("layerSmallTerms", out->trajectory[t].layer_small_terms);
+            o.Set("layerSmallEnergy", out->trajectory[t].layer_small_energy);
+            o.Set("mlpGradSmallTerms", out->trajectory[t].mlp_grad_small_terms);
             o.Set("layerRowsMissing", static_cast<double>(out->trajectory[t].layer_rows_missing));
             auto mlp = Napi::Object::New(env);
             for (const auto& [kind, e] : out->trajectory[t].mlp_record_kinds) mlp.Set(kind, e);

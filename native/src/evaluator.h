@@ -124,6 +124,18 @@ struct RunOutcome {
     // a few sizes, of the product's small-term part that the recorded value
     // lacks (trajectory.cpp, small_term_fit): about 0 for honest rounding.
     double layer_small_terms = 0;
+    // The same links read by the error's energy: its excess along the small
+    // terms' weight vectors over what the rest's give, as a size relative to
+    // the value (small_term_fit): about 0 for honest rounding (it lands evenly,
+    // or on the large terms), most of the error where small terms were
+    // dropped without bias (attack pass 34).
+    double layer_small_energy = 0;
+    // The MLP weights' steps against a cheat's: over a few sizes and both
+    // operands of each weight gradient, the run's shortfall energy against
+    // the judge's step over that against its step of the record's gradient
+    // with the small-term part left out (trajectory_errors): under 1 for
+    // honest rounding, over 1 where the part was left out.
+    double mlp_grad_small_terms = 0;
     int64_t layer_rows_missing = 0;  // (layer, row) pairs with a non-finite record
     std::vector<std::pair<std::string, double>> mlp_record_kinds;
   };

@@ -231,6 +231,105 @@ HeadWeightGrads judge_head_record(RunOutcome::TrajectoryStep& step, const torch:
   return out;
 }
 
+// How much of a product's small-term part a run's value lacks, read two
+// ways over the step's rows and layers, for each share q of kSmallShares:
+// the part of `product`(operand) that each position's smallest q of
+// |operand| make (`product` of the operand with the rest zeroed), and
+//   share: the error's component along that part over its size (summed into
+//   num[q], den[q]; the fitted share is -num / den). Honest rounding does not
+//   follow that part; a run that dropped those terms lacks all of it (share
+//   1), however small it is next to the product (attack pass 33: every
+//   link's size limit spent);
+//   energy: `along`(error), each term's weight vector's share of the error's
+//   energy (the error's component along it, squared, over its norm squared),
+//   summed over the small terms less what the rest's mean gives as many:
+//   the error's excess along the small terms, as a share of its energy along
+//   every term, then as a size relative to the value (the error's and the
+//   value's energies, err and ref, which the caller sums). Honest rounding
+//   lands evenly on every term's vector, or more on the large terms' (their
+//   operand rounds by more): an excess of 0 but for sampling (a run whose
+//   error is a few flipped roundings samples it thinly). Small terms dropped
+//   without bias (each kept with probability |t| / cut at the cut's size:
+//   attack pass 34) leave no share but an error that lies along their own
+//   vectors, most of its energy in excess.
+constexpr std::array<double, 4> kSmallShares{0.05, 0.1, 0.2, 0.35};
+struct SmallTerms {
+  std::array<double, 4> num{}, den{}, small{}, small_n{}, rest{}, rest_n{};
+  double err = 0, ref = 0;
+  double share() const {
+    double out = 0;
+    for (size_t i = 0; i < num.size(); ++i) out = std::max(out, den[i] > 0 ? -num[i] / den[i] : 0.0);
+    return std::isfinite(out) ? out : INFINITY;
+  }
+  double energy() const {
+    double out = 0;
+    for (size_t i = 0; i < small.size(); ++i) {
+      const double all = small[i] + rest[i];
+      if (small_n[i] == 0 || rest_n[i] == 0 || !(all > 0)) continue;
+      const double excess = std::max(0.0, small[i] - rest[i] * small_n[i] / rest_n[i]) / all;
+      out = std::max(out, ref > 0 ? std::sqrt(excess * err / ref) : INFINITY);
+    }
+    return std::isfinite(out) ? out : INFINITY;
+  }
+};
+// Each position's smallest q of |operand| over its last dim, for each q of `shares` (bool [..., K] each).
+std::vector<torch::Tensor> small_masks(const torch::Tensor& operand, at::ArrayRef<double> shares) {
+  const auto mag = operand.abs().to(torch::kFloat32);
+  const int64_t K = operand.size(-1);
+  std::vector<torch::Tensor> out;
+  for (const double q : shares) {
+    const int64_t k = std::max<int64_t>(1, static_cast<int64_t>(q * K));
+    out.push_back(mag <= std::get<0>(mag.kthvalue(k, -1, /*keepdim=*/true)));
+  }
+  return out;
+}
+using TensorFn = std::function<torch::Tensor(const torch::Tensor&)>;
+void small_term_fit(const torch::Tensor& operand, const TensorFn& product, const TensorFn& along,
+                    const torch::Tensor& error, int64_t S, SmallTerms& acc) {
+  const auto e = error.narrow(1, 0, S - 1).to(torch::kFloat32);  // [B, S-1, H]
+  const auto energy = along(e);                                    // [B, S-1, K]
+  const auto masks = small_masks(operand, kSmallShares);
+  for (size_t i = 0; i < kSmallShares.size(); ++i) {
+    const auto part = product(operand * masks[i].to(operand.scalar_type())).narrow(1, 0, S - 1).to(torch::kFloat32);
+    acc.num[i] += (e * part).sum().item<double>();
+    acc.den[i] += part.pow(2).sum().item<double>();
+    const auto small = masks[i].narrow(1, 0, S - 1);
+    const auto n = small.sum().item<double>();
+    const auto in_small = (energy * small).sum().item<double>();
+    acc.small[i] += in_small;
+    acc.small_n[i] += n;
+    acc.rest[i] += energy.sum().item<double>() - in_small;
+    acc.rest_n[i] += static_cast<double>(small.numel()) - n;
+  }
+}
+// `along` for a product whose term k's weight vector is row k of `rows` [K, H].
+TensorFn energy_along(const torch::Tensor& rows) {
+  const auto r = rows.detach().to(torch::kFloat32);
+  const auto norms = r.pow(2).sum(1).clamp_min(1e-30);  // [K]
+  return [r, norms](const torch::Tensor& e) { return torch::matmul(e, r.t()).pow(2) / norms; };
+}
+
+// The small-term parts of an MLP weight's gradient sum_rows a^T b ([A, B]
+// from a [rows, A] and b [rows, B]; its transpose where `transposed`): for
+// each q of kGradShares, from each row's smallest q of a, then of b (float32;
+// kSmallGrads of them). Finer than the links' shares: a step is read through
+// its rounding, where a part dropped beside the one fitted hides it. From 5%:
+// leaving out less of the three weight gradients' operands skips under 1.3%
+// of a 7B step.
+constexpr std::array<double, 6> kGradShares{0.05, 0.07, 0.1, 0.14, 0.2, 0.35};
+constexpr size_t kSmallGrads = 2 * kGradShares.size();
+std::vector<torch::Tensor> small_gradient_parts(const torch::Tensor& a, const torch::Tensor& b, double scale,
+                                                bool transposed) {
+  const auto a2 = a.flatten(0, -2).to(torch::kFloat32), b2 = b.flatten(0, -2).to(torch::kFloat32);
+  std::vector<torch::Tensor> out;
+  auto add = [&](const torch::Tensor& x, const torch::Tensor& y) {
+    out.push_back((transposed ? torch::matmul(y.t(), x) : torch::matmul(x.t(), y)) * scale);
+  };
+  for (const auto& m : small_masks(a2, kGradShares)) add(a2 * m, b2);
+  for (const auto& m : small_masks(b2, kGradShares)) add(a2, b2 * m);
+  return out;
+}
+
 // The layers' record of one step (train_api.h, version 6): `record` [4, L,
 // steps, B, S, H] (the shared region's, read once here): every layer's
 // residual after the attention, MLP output, MLP output gradient and MLP
@@ -257,40 +356,22 @@ HeadWeightGrads judge_head_record(RunOutcome::TrajectoryStep& step, const torch:
 // (per layer: gate, up, down) with the gradient the record gives (the whole
 // batch's, and its two halves' accumulated), where every row of every layer
 // is finite: each MLP weight's step is judged from it too (attack pass 28's
-// backward drop shows there).
-// How much of a product's small-term part a run's value lacks: for each
-// share q, the part of `product`(operand) that each position's smallest q of
-// |operand| make (`product` of the operand with the rest zeroed), and the
-// error's component along it over its size (summed into num[q], den[q]; the
-// fitted share is -num / den). Honest rounding does not follow that part;
-// a run that dropped those terms lacks all of it (share 1), however small it
-// is next to the product (attack pass 33: every link's size limit spent).
-constexpr std::array<double, 4> kSmallShares{0.05, 0.1, 0.2, 0.35};
-void small_term_fit(const torch::Tensor& operand, const std::function<torch::Tensor(const torch::Tensor&)>& product,
-                    const torch::Tensor& error, int64_t S, std::array<double, 4>& num, std::array<double, 4>& den) {
-  const auto mag = operand.abs().to(torch::kFloat32);  // [B, S, K]
-  const int64_t K = operand.size(-1);
-  const auto e = error.narrow(1, 0, S - 1).to(torch::kFloat32);
-  for (size_t i = 0; i < kSmallShares.size(); ++i) {
-    const int64_t k = std::max<int64_t>(1, static_cast<int64_t>(kSmallShares[i] * K));
-    const auto cut = std::get<0>(mag.kthvalue(k, -1, /*keepdim=*/true));  // [B, S, 1]
-    const auto part = product(operand * (mag <= cut).to(operand.scalar_type())).narrow(1, 0, S - 1).to(torch::kFloat32);
-    num[i] += (e * part).sum().item<double>();
-    den[i] += part.pow(2).sum().item<double>();
-  }
-}
-
+// backward drop shows there), and `small_grads` with its small-term parts
+// (small_gradient_parts), which that step must not lack.
 void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& record, int64_t t,
                         Qwen2ForCausalLM& replay, const torch::Tensor& batch, const torch::Tensor& head_inputs,
                         const torch::Tensor& head_grads, int64_t ranks, std::vector<std::array<torch::Tensor, 3>>& grads,
-                        std::vector<std::array<torch::Tensor, 3>>& halves) {
+                        std::vector<std::array<torch::Tensor, 3>>& halves,
+                        std::vector<std::array<std::vector<torch::Tensor>, 3>>& small_grads) {
   auto& layers = *replay->model->layers;
   const int64_t L = static_cast<int64_t>(layers.size()), B = batch.size(0), S = batch.size(1);
   const auto device = batch.device();
   const auto dtype = replay->lm_head_weight().scalar_type();
   grads.assign(L, {});
   halves.assign(L, {});
+  small_grads.assign(L, {});
   std::vector<std::array<torch::Tensor, 3>> got(L), got_halves(L);
+  std::vector<std::array<std::vector<torch::Tensor>, 3>> small(L);
   const auto seen = [&](const torch::Tensor& x) { return x.narrow(1, 0, S - 1); };  // [B, S-1, H]
   // A record copied here, its last position zeroed: that position feeds no
   // loss (a run need not compute it; its gradients are 0), and it reaches no
@@ -310,7 +391,7 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
   auto f32 = [](const torch::Tensor& w) { return w.detach().to(torch::kFloat32); };
   const auto [cos, sin] = replay->rope(S, dtype, device);
   torch::Tensor h, below_grad;  // the layer's input from the record; the recorded output gradient of the layer below
-  std::array<double, 4> fwd_num{}, fwd_den{}, bwd_num{}, bwd_den{};  // the small-term fits, over the layers
+  SmallTerms fwd, bwd;  // the small-term readings of the MLP's two links, over the layers
   {
     torch::NoGradGuard no_grad;
     h = replay->model->embed_tokens(batch);  // [B, S, H]
@@ -335,8 +416,11 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
       const auto ours = linear_acc32(act, w_down);    // swiglu_mlp's forward, its products kept
       nearer(step.layer_forward_error, out, ours,
              swiglu_mlp(x.to(torch::kFloat32), f32(w_gate), f32(w_up), f32(w_down)).to(dtype));
-      small_term_fit(act, [&](const torch::Tensor& a) { return linear_acc32(a, w_down); },
-                     out.to(torch::kFloat32) - ours.to(torch::kFloat32), S, fwd_num, fwd_den);
+      const auto fwd_err = out.to(torch::kFloat32) - ours.to(torch::kFloat32);
+      small_term_fit(act, [&](const torch::Tensor& a) { return linear_acc32(a, w_down); }, energy_along(w_down.t()),
+                     fwd_err, S, fwd);
+      fwd.err += seen(fwd_err).pow(2).sum().item<double>();
+      fwd.ref += seen(ours).to(torch::kFloat32).pow(2).sum().item<double>();
     }
     // The MLP's backward from the recorded output gradient: its input
     // gradient (both arithmetics), and its weights' gradients (leaves of
@@ -361,8 +445,19 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
       const auto d_gate = g.grad(), d_up = u.grad();  // [B, S, I]
       torch::NoGradGuard no_grad;
       const auto err = in_grad.to(torch::kFloat32) - xl.grad().to(torch::kFloat32);
-      small_term_fit(d_gate, [&](const torch::Tensor& a) { return matmul_acc32(a, w_gate); }, err, S, bwd_num, bwd_den);
-      small_term_fit(d_up, [&](const torch::Tensor& a) { return matmul_acc32(a, w_up); }, err, S, bwd_num, bwd_den);
+      small_term_fit(d_gate, [&](const torch::Tensor& a) { return matmul_acc32(a, w_gate); }, energy_along(w_gate), err,
+                     S, bwd);
+      small_term_fit(d_up, [&](const torch::Tensor& a) { return matmul_acc32(a, w_up); }, energy_along(w_up), err, S,
+                     bwd);
+      bwd.err += seen(err).pow(2).sum().item<double>();
+      bwd.ref += seen(xl.grad()).to(torch::kFloat32).pow(2).sum().item<double>();
+      // Each weight gradient's small-term parts (gate: d gate^T x; up: d up^T
+      // x; down: out_grad^T act, from act^T out_grad, so that each kind's
+      // parts come in the same order: the intermediate side's first), each
+      // rank's share of the mean as above.
+      const double scale = 1.0 / static_cast<double>(ranks);
+      small[l] = {small_gradient_parts(d_gate, x, scale, false), small_gradient_parts(d_up, x, scale, false),
+                  small_gradient_parts(torch::silu(gate.detach()) * up.detach(), out_grad, scale, true)};
     }
     for (int k = 0; k < 3; ++k) got[l][k] = ranks > 1 ? whole[k].grad() / static_cast<double>(ranks) : whole[k].grad();
     if (B > 1) {
@@ -400,15 +495,12 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
   }
   auto hl = h.detach().requires_grad_(true);
   worst(step.layer_backward_error, below_grad, torch::autograd::grad({replay->model->norm(hl)}, {hl}, {head_grad})[0]);
-  for (size_t i = 0; i < kSmallShares.size(); ++i) {
-    for (const auto& [num, den] : {std::make_pair(fwd_num[i], fwd_den[i]), std::make_pair(bwd_num[i], bwd_den[i])}) {
-      const double share = den > 0 ? -num / den : 0.0;
-      step.layer_small_terms = std::max(step.layer_small_terms, std::isfinite(share) ? share : INFINITY);
-    }
-  }
+  step.layer_small_terms = std::max(fwd.share(), bwd.share());
+  step.layer_small_energy = std::max(fwd.energy(), bwd.energy());
   if (step.layer_rows_missing > 0) return;
   grads = std::move(got);
   halves = std::move(got_halves);
+  small_grads = std::move(small);
 }
 
 }  // namespace
@@ -511,11 +603,19 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
   // of their own from those gradients (the run's own moments are its
   // gradients', which an honest run's record gives up to one layer's rounding).
   std::vector<torch::Tensor> record_avg(mine.size()), record_avg_sq(mine.size());
+  // And the moments of the same gradients with each of their small-term
+  // parts left out of every step (the moments a run that drops the part
+  // keeps: most of a later step's shift comes from the earlier steps').
+  std::vector<std::vector<torch::Tensor>> small_avg(mine.size()), small_avg_sq(mine.size());
   if (layer_record.defined()) {
     for (const auto& layer : mlp_at) {
       for (size_t i : layer) {
         record_avg[i] = torch::zeros_like(mine[i]);
         record_avg_sq[i] = torch::zeros_like(mine[i]);
+        for (size_t q = 0; q < kSmallGrads; ++q) {
+          small_avg[i].push_back(torch::zeros_like(mine[i]));
+          small_avg_sq[i].push_back(torch::zeros_like(mine[i]));
+        }
       }
     }
   }
@@ -590,17 +690,24 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     head = HeadWeightGrads{};
     // The layers' record: its readings, and the gradients the MLP weights' steps are judged from too.
     std::vector<torch::Tensor> record_grad(mine.size()), record_halves(mine.size());
+    std::vector<std::vector<torch::Tensor>> record_small(mine.size());
     if (layer_record.defined()) {
       std::vector<std::array<torch::Tensor, 3>> grads, parts;
+      std::vector<std::array<std::vector<torch::Tensor>, 3>> small;
       judge_layer_record(step, layer_record, t, replay, batch, head_record[0][t], head_record[1][t], ranks(), grads,
-                         parts);
+                         parts, small);
       for (size_t l = 0; l < grads.size(); ++l) {
         for (int k = 0; k < 3; ++k) {
           record_grad[mlp_at[l][k]] = grads[l][k];
           record_halves[mlp_at[l][k]] = parts[l][k];
+          record_small[mlp_at[l][k]] = small[l][k];
         }
       }
     }
+    // The record-judged steps' small-term fits, per MLP kind pooled over the
+    // layers (the shortfall's energy against the judge's step and against
+    // its step without each part: kSmallGrads).
+    std::map<std::string, std::vector<std::pair<double, double>>> small_fits;
     torch::NoGradGuard no_grad;
     using Sums = std::map<std::string, std::pair<double, double>>;  // kind -> (the run's sum d^2, the unit's)
     Sums sums, record_sums;
@@ -608,15 +715,23 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     // gradient g against the run's `target`, in the unit of the same step
     // with g moved by rounding-size noise and with the halves' gradient h
     // (where defined). The judge's step lands in p, m and v.
+    // Where `small` is given (the record's small-term parts of g and the
+    // moments without them, sliced as g is), also reads the run's step
+    // against the judge's without each part (into small_fits).
+    struct SmallSlices {
+      std::vector<torch::Tensor> part, avg, avg_sq;
+    };
     auto read_slice = [&](torch::Tensor p, const torch::Tensor& g, const torch::Tensor& h, torch::Tensor m,
                           torch::Tensor v, const torch::Tensor& w, double sigma, at::Generator& gen,
-                          std::pair<double, double>& sum) {
+                          std::pair<double, double>& sum, const SmallSlices& small,
+                          std::vector<std::pair<double, double>>* fits) {
       // Elements with a history (v > 0 before the step). An element's first
       // step is lr times the sign of its gradient, so a gradient of rounding
       // size may flip it by 2 lr (the tuned example's first steps read 0.04 to
       // 0.07 of the step that way, its later ones under 0.011;
       // docs/measurements/2026-12-05-trajectory.md). Only they are read.
       const auto history = v > 0;
+      const auto start = small.part.empty() ? torch::Tensor() : p.clone();
       const auto noisy = trial_step(p, noisy_gradient(g, sigma, gen), m, v, t + 1, cfg_.optimizer);
       const auto split = h.defined() ? trial_step(p, h, m, v, t + 1, cfg_.optimizer) : torch::Tensor();
       torch::Tensor unrounded;
@@ -630,6 +745,34 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       sum.first += shortfall(w).pow(2).sum().item<double>();
       sum.second += shortfall(noisy).pow(2).sum().item<double>();
       if (split.defined()) sum.second += shortfall(split).pow(2).sum().item<double>();
+      if (small.part.empty()) return;
+      // The judge's step from the gradient with each part left out, with the
+      // moments of the gradients with it left out in every step so far (a
+      // run that drops a part drops it from its moments too). The run's
+      // weights read as above against it: a run that left the part out lands
+      // nearer that step, honest rounding, which does not follow the part,
+      // further. The fit: the shortfall's energy against the judge's step
+      // over that against the step without the part: 1 or under for honest
+      // rounding, over 1 where the part was left out (attack pass 34: each
+      // position's smallest 8% of the MLP's weight-gradient operands dropped,
+      // read at 1.35 to 1.54 of 2.3 by the energy above). Read from the third
+      // step on: the second's moments carry the unread first step's gradient
+      // at nearly half the step's weight, and there honest gradient
+      // accumulation's first-step rounding read up to 4.7 (the third step on:
+      // 0.61 at most; docs/measurements/2026-12-06-small-terms.md).
+      const double own = shortfall(w).pow(2).sum().item<double>();
+      const bool read = t >= 2;
+      for (size_t q = 0; q < small.part.size(); ++q) {
+        auto p2 = start.clone(), ma = small.avg[q], va = small.avg_sq[q];  // views: the moments land in them
+        torch::Tensor without;
+        adamw_unfused_step_(p2, g.to(torch::kFloat32) - small.part[q], ma, va, t + 1, cfg_.optimizer, &without);
+        if (!read) continue;
+        const auto landed = p2.to(torch::kFloat32);
+        const auto short_without =
+            ((w - without).abs() - half_gap(w, without)).clamp_min(0).masked_fill(w == landed, 0) * history;
+        (*fits)[q].first += own;
+        (*fits)[q].second += short_without.pow(2).sum().item<double>();
+      }
     };
     for (size_t i = 0; i < mine.size(); ++i) {
       const auto grad = mine[i].grad();
@@ -643,14 +786,24 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       each_slice(mine[i], [&](const Slice& part) {  // views: the steps land in mine and the moments
         const auto w = part(target[i]).to(torch::kFloat32);
         if (from_record) {  // first: it starts from mine's slice as it is, on a copy
+          SmallSlices small;
+          auto& fits = small_fits[tensor_kind(names[i])];
+          fits.resize(record_small[i].size());
+          for (size_t q = 0; q < record_small[i].size(); ++q) {
+            small.part.push_back(part(record_small[i][q]).to(w.device()));
+            small.avg.push_back(part(small_avg[i][q]));
+            small.avg_sq.push_back(part(small_avg_sq[i][q]));
+          }
           read_slice(part(mine[i]).clone(), part(record_grad[i]),
                      record_halves[i].defined() ? part(record_halves[i]) : torch::Tensor(), part(record_avg[i]),
-                     part(record_avg_sq[i]), w, record_sigma, record_gen, record_sums[tensor_kind(names[i])]);
+                     part(record_avg_sq[i]), w, record_sigma, record_gen, record_sums[tensor_kind(names[i])], small,
+                     &fits);
         }
         read_slice(part(mine[i]), part(grad), halves[i].defined() ? part(halves[i]) : torch::Tensor(),
-                   part(exp_avg[i]), part(exp_avg_sq[i]), w, sigma, gen, s);
+                   part(exp_avg[i]), part(exp_avg_sq[i]), w, sigma, gen, s, {}, nullptr);
       });
       halves[i] = record_grad[i] = record_halves[i] = torch::Tensor();  // their memory is the next tensor's
+      record_small[i].clear();
       mine[i].mutable_grad() = torch::Tensor();
     }
     auto excess = [](const Sums& by_kind, std::vector<std::pair<std::string, double>>& out) {
@@ -662,6 +815,12 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     };
     excess(sums, step.kinds);
     excess(record_sums, step.mlp_record_kinds);
+    for (const auto& [kind, fits] : small_fits) {
+      for (const auto& [own, without] : fits) {
+        const double ratio = without > 0 ? own / without : own > 0 ? INFINITY : 0.0;
+        step.mlp_grad_small_terms = std::max(step.mlp_grad_small_terms, std::isfinite(ratio) ? ratio : INFINITY);
+      }
+    }
     steps.push_back(std::move(step));
   }
   return steps;

@@ -134,6 +134,16 @@ export interface Thresholds {
    */
   layer_small_term_share: number | null;
   /**
+   * The same links read by the error's energy: each term's weight vector's share of the error's energy (its component
+   * along the vector, squared, over the vector's norm squared), summed over each position's smallest q of the operand
+   * less what the rest's mean gives as many: the error's excess along the small terms, as a size relative to the value
+   * (as layer_forward_error and layer_backward_error read, pooled over the step's rows and layers). Honest rounding
+   * lands evenly on every vector, or more on the large terms' (their operand rounds by more): about 0. Small terms
+   * dropped without bias (kept at random with probability |t| / cut, at the cut's size: the thirty-fourth attack pass)
+   * leave no missing share, but an error along their own vectors, most of it in excess.
+   */
+  layer_small_term_energy: number | null;
+  /**
    * The MLP's weights' trajectory reading with each step judged from the gradient the judge computes from the layers'
    * record (the MLP's input from the recorded residual, its output gradient as recorded) and its own moments from
    * those, not from its own backward: one layer's rounding, where the judge's own spreads as wide as honest kernels'
@@ -141,6 +151,17 @@ export interface Thresholds {
    * reads at its own size. null: not applied on this kind of device.
    */
   mlp_record_trajectory_excess: number | null;
+  /**
+   * The MLP weights' record-judged steps read against a cheat's, as layer_small_term_share reads the links: for shares
+   * q of 5 to 35% and either operand of each weight gradient (gate: d gate and the MLP's input; up: d up and the input;
+   * down: silu(gate) up and the output gradient), the judge's AdamW step of the record's gradient without the part each
+   * position's smallest q of the operand make (with moments from such gradients in every step so far, as a run that
+   * drops them keeps), and the run's weights' shortfall energy against the judge's whole step over that against this
+   * one, per MLP kind pooled over the layers, from the third step on. Honest rounding, which does not follow the part,
+   * lands nearer the whole step (under 1); a gradient that left those terms out lands nearer the other (the
+   * thirty-fourth attack pass dropped 8% of them, 2.12% of a 7B step, inside mlp_record_trajectory_excess).
+   */
+  mlp_grad_small_term_excess: number | null;
   /** changed share / reference changed share must be at least this. */
   min_changed_share_ratio: number;
   /** The measurement these rest on: where, how, the worst honest run and the closest cheat. */
@@ -153,14 +174,14 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'mlp_record_trajectory_excess', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'layer_small_term_energy', 'mlp_record_trajectory_excess', 'mlp_grad_small_term_excess', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** The thresholds that read the trajectory and the loss head's record: runs record those only where one of them is set. */
-export const TRAJECTORY_KEYS = ['head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'mlp_record_trajectory_excess'] as const;
+export const TRAJECTORY_KEYS = ['head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'layer_small_term_energy', 'mlp_record_trajectory_excess', 'mlp_grad_small_term_excess'] as const;
 
 /** The thresholds that read the layers' record (train_api.h, version 6): runs record it only where one of them is set. */
-export const LAYER_RECORD_KEYS = ['layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'mlp_record_trajectory_excess'] as const;
+export const LAYER_RECORD_KEYS = ['layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'layer_small_term_energy', 'mlp_record_trajectory_excess', 'mlp_grad_small_term_excess'] as const;
 
 /**
  * Whether runs judged by these thresholds record every timed step and the loss head (the runner's copies, the judge's
@@ -300,7 +321,9 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   layer_forward_error: orNull(num(0, 1e6, true)),
   layer_backward_error: orNull(num(0, 1e6, true)),
   layer_small_term_share: orNull(num(0, 1e6, true)),
+  layer_small_term_energy: orNull(num(0, 1e6, true)),
   mlp_record_trajectory_excess: orNull(num(0, 1e6, true)),
+  mlp_grad_small_term_excess: orNull(num(0, 1e6, true)),
   min_changed_share_ratio: num(0, 1),
 };
 

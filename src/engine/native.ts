@@ -127,7 +127,7 @@ export interface NativeRunOutcome {
    */
   trajectory: {
     recorded: boolean; outOfReach: number; kinds: Record<string, number>; headInputError: number; headGradError: number; headRowsMissing: number;
-    layerForwardError?: number; layerBackwardError?: number; layerSmallTerms?: number; layerRowsMissing?: number; mlpRecordKinds?: Record<string, number>;
+    layerForwardError?: number; layerBackwardError?: number; layerSmallTerms?: number; layerSmallEnergy?: number; mlpGradSmallTerms?: number; layerRowsMissing?: number; mlpRecordKinds?: Record<string, number>;
   }[];
   /** Wall-clock seconds of each phase of the run, in order (timing capture only). */
   phaseSeconds?: Record<string, number>;

@@ -329,6 +329,12 @@ export function judge(v: Thresholds, outcome: NativeRunOutcome, ref: NativeRunOu
     if (v.layer_small_term_share !== null && !(layerRecord.smallTerms.error <= v.layer_small_term_share)) {
       failures.push({ code: 'layer_record', message: `at timed step ${layerRecord.smallTerms.step}, the layers' record lacks ${fmt(layerRecord.smallTerms.error)} of an MLP product's small-term part (the part each position's smallest entries of its operand make; allowed ${v.layer_small_term_share}): those terms were left out` });
     }
+    if (v.layer_small_term_energy !== null && !(layerRecord.smallEnergy.error <= v.layer_small_term_energy)) {
+      failures.push({ code: 'layer_record', message: `at timed step ${layerRecord.smallEnergy.step}, an MLP link's error in the layers' record has ${fmt(layerRecord.smallEnergy.error)} relative of the value in excess along its small terms' weight vectors (allowed ${v.layer_small_term_energy}; rounding lands evenly or on the large terms): small terms were dropped or sampled` });
+    }
+    if (v.mlp_grad_small_term_excess !== null && !(layerRecord.gradSmallTerms.error <= v.mlp_grad_small_term_excess)) {
+      failures.push({ code: 'trajectory', message: `at timed step ${layerRecord.gradSmallTerms.step}, the MLP weights' steps land ${fmt(layerRecord.gradSmallTerms.error)} times nearer (in the trajectory's shortfall energy) to the judge's AdamW steps of the gradient the run's own layers' record gives with a small-term part left out (the part each position's smallest entries of an operand make) than to its steps of the whole gradient (allowed ${v.mlp_grad_small_term_excess}): those terms were left out of the weight gradients` });
+    }
     if (v.mlp_record_trajectory_excess !== null && layerRecord.steps && !(layerRecord.steps.error <= v.mlp_record_trajectory_excess)) {
       const w = layerRecord.steps;
       failures.push({ code: 'trajectory', message: `at timed step ${w.step}, ${w.kind}'s step, pooled over the layers, lands ${fmt(w.error)} units of rounding-size gradient noise from the judge's AdamW step of the gradient the run's own layers' record gives (allowed ${v.mlp_record_trajectory_excess}): that step's MLP weight gradients were not computed from it` });
@@ -491,7 +497,7 @@ type StepError = { step: number; error: number };
  * the record's gradient (NaN counts as furthest), of the steps with every row of every layer recorded; null where it
  * is not recorded.
  */
-export function worstLayerRecord(outcome: Pick<NativeRunOutcome, 'trajectory'>): { forward: StepError; backward: StepError; smallTerms: StepError; steps: { step: number; kind: string; error: number } | null } | null {
+export function worstLayerRecord(outcome: Pick<NativeRunOutcome, 'trajectory'>): { forward: StepError; backward: StepError; smallTerms: StepError; smallEnergy: StepError; gradSmallTerms: StepError; steps: { step: number; kind: string; error: number } | null } | null {
   const read = outcome.trajectory.map((t, i) => ({ t, step: i + 1 })).filter(({ t }) => t.recorded && t.layerForwardError !== undefined && t.layerRowsMissing === 0);
   if (read.length === 0) return null;
   const worst = (value: (t: NativeRunOutcome['trajectory'][number]) => number | undefined): StepError =>
@@ -501,7 +507,7 @@ export function worstLayerRecord(outcome: Pick<NativeRunOutcome, 'trajectory'>):
     const w = largest(t.mlpRecordKinds ?? {}, MLP_KINDS);
     if (w && (!steps || w.value > steps.error)) steps = { step, kind: w.key, error: w.value };
   }
-  return { forward: worst((t) => t.layerForwardError), backward: worst((t) => t.layerBackwardError), smallTerms: worst((t) => t.layerSmallTerms), steps };
+  return { forward: worst((t) => t.layerForwardError), backward: worst((t) => t.layerBackwardError), smallTerms: worst((t) => t.layerSmallTerms), smallEnergy: worst((t) => t.layerSmallEnergy), gradSmallTerms: worst((t) => t.mlpGradSmallTerms), steps };
 }
 
 /** The MLP's kinds, which mlp_update_rel_error and mlp_pair_energy_excess bound besides kind_update_rel_error. */
@@ -835,7 +841,7 @@ function report(
       max_attention_trajectory: attentionSteps?.error ?? 0,
       max_head_input_error: headRecord?.input.error ?? 0,
       max_head_grad_error: headRecord?.grad.error ?? 0,
-      ...(layerRecord && { max_layer_forward_error: layerRecord.forward.error, max_layer_backward_error: layerRecord.backward.error, max_layer_small_terms: layerRecord.smallTerms.error, max_mlp_record_trajectory: layerRecord.steps?.error ?? 0 }),
+      ...(layerRecord && { max_layer_forward_error: layerRecord.forward.error, max_layer_backward_error: layerRecord.backward.error, max_layer_small_terms: layerRecord.smallTerms.error, max_layer_small_energy: layerRecord.smallEnergy.error, max_mlp_record_trajectory: layerRecord.steps?.error ?? 0, max_mlp_grad_small_terms: layerRecord.gradSmallTerms.error }),
       worst_trajectory: trajectory && { step: trajectory.step, kind: trajectory.kind },
       trajectory: r.trajectory.map((t) => t.kinds),
       changed_share: c.cmp.changedShare,
