@@ -289,6 +289,7 @@ void small_term_fit(const torch::Tensor& operand, const TensorFn& product, const
   const auto e = error.narrow(1, 0, S - 1).to(torch::kFloat32);  // [B, S-1, H]
   const auto energy = along(e);                                    // [B, S-1, K]
   const auto masks = small_masks(operand, kSmallShares);
+  const double total = energy.sum().item<double>();
   for (size_t i = 0; i < kSmallShares.size(); ++i) {
     const auto part = product(operand * masks[i].to(operand.scalar_type())).narrow(1, 0, S - 1).to(torch::kFloat32);
     acc.num[i] += (e * part).sum().item<double>();
@@ -298,7 +299,7 @@ void small_term_fit(const torch::Tensor& operand, const TensorFn& product, const
     const auto in_small = (energy * small).sum().item<double>();
     acc.small[i] += in_small;
     acc.small_n[i] += n;
-    acc.rest[i] += energy.sum().item<double>() - in_small;
+    acc.rest[i] += total - in_small;
     acc.rest_n[i] += static_cast<double>(small.numel()) - n;
   }
 }
@@ -405,14 +406,15 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
                in_grad = load(record[3][l][t]);  // [B, S, H] each
     step.layer_rows_missing += (~(finite_rows(residual) & finite_rows(out) & finite_rows(out_grad) &
                                   finite_rows(in_grad))).sum().item<int64_t>();
-    torch::Tensor x, gate, up;  // the MLP's input (the post-attention norm of the recorded residual), its two products [B, S, I]
+    // The MLP's input (the post-attention norm of the recorded residual), its two products and silu(gate) up [B, S, I].
+    torch::Tensor x, gate, up, act;
     {
       torch::NoGradGuard no_grad;
       worst(step.layer_forward_error, residual, h + layer.self_attn(layer.input_layernorm(h), cos, sin));
       x = layer.post_attention_layernorm(residual);
       gate = linear_acc32(x, w_gate);
       up = linear_acc32(x, w_up);
-      const auto act = torch::silu(gate) * up;        // [B, S, I]
+      act = torch::silu(gate) * up;
       const auto ours = linear_acc32(act, w_down);    // swiglu_mlp's forward, its products kept
       nearer(step.layer_forward_error, out, ours,
              swiglu_mlp(x.to(torch::kFloat32), f32(w_gate), f32(w_up), f32(w_down)).to(dtype));
@@ -457,7 +459,7 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
       // rank's share of the mean as above.
       const double scale = 1.0 / static_cast<double>(ranks);
       small[l] = {small_gradient_parts(d_gate, x, scale, false), small_gradient_parts(d_up, x, scale, false),
-                  small_gradient_parts(torch::silu(gate.detach()) * up.detach(), out_grad, scale, true)};
+                  small_gradient_parts(act, out_grad, scale, true)};
     }
     for (int k = 0; k < 3; ++k) got[l][k] = ranks > 1 ? whole[k].grad() / static_cast<double>(ranks) : whole[k].grad();
     if (B > 1) {
@@ -737,12 +739,15 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       torch::Tensor unrounded;
       adamw_unfused_step_(p, g, m, v, t + 1, cfg_.optimizer, &unrounded);
       const auto judged = p.to(torch::kFloat32);
-      // How far the judge's unrounded result would have to move to round to
-      // w (past half the gap to w's bf16 neighbour on its side); 0 where it rounds to w already.
-      auto shortfall = [&](const torch::Tensor& x) {
-        return ((x - unrounded).abs() - half_gap(x, unrounded)).clamp_min(0).masked_fill(x == judged, 0) * history;
+      // How far an unrounded result (`centre`, rounding to `rounded`) would
+      // have to move to round to x (past half the gap to x's bf16 neighbour
+      // on its side); 0 where it rounds to x already. shortfall: the judge's.
+      auto miss = [&](const torch::Tensor& x, const torch::Tensor& centre, const torch::Tensor& rounded) {
+        return ((x - centre).abs() - half_gap(x, centre)).clamp_min(0).masked_fill(x == rounded, 0) * history;
       };
-      sum.first += shortfall(w).pow(2).sum().item<double>();
+      auto shortfall = [&](const torch::Tensor& x) { return miss(x, unrounded, judged); };
+      const double own = shortfall(w).pow(2).sum().item<double>();
+      sum.first += own;
       sum.second += shortfall(noisy).pow(2).sum().item<double>();
       if (split.defined()) sum.second += shortfall(split).pow(2).sum().item<double>();
       if (small.part.empty()) return;
@@ -760,18 +765,15 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       // at nearly half the step's weight, and there honest gradient
       // accumulation's first-step rounding read up to 4.7 (the third step on:
       // 0.61 at most; docs/measurements/2026-12-06-small-terms.md).
-      const double own = shortfall(w).pow(2).sum().item<double>();
       const bool read = t >= 2;
+      const auto gf = g.to(torch::kFloat32);
       for (size_t q = 0; q < small.part.size(); ++q) {
         auto p2 = start.clone(), ma = small.avg[q], va = small.avg_sq[q];  // views: the moments land in them
         torch::Tensor without;
-        adamw_unfused_step_(p2, g.to(torch::kFloat32) - small.part[q], ma, va, t + 1, cfg_.optimizer, &without);
+        adamw_unfused_step_(p2, gf - small.part[q], ma, va, t + 1, cfg_.optimizer, &without);
         if (!read) continue;
-        const auto landed = p2.to(torch::kFloat32);
-        const auto short_without =
-            ((w - without).abs() - half_gap(w, without)).clamp_min(0).masked_fill(w == landed, 0) * history;
         (*fits)[q].first += own;
-        (*fits)[q].second += short_without.pow(2).sum().item<double>();
+        (*fits)[q].second += miss(w, without, p2.to(torch::kFloat32)).pow(2).sum().item<double>();
       }
     };
     for (size_t i = 0; i < mine.size(); ++i) {

@@ -14,7 +14,6 @@
 
 namespace tournament {
 
-
 struct Qwen2Config {
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
