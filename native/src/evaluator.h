@@ -130,11 +130,13 @@ struct RunOutcome {
     // or on the large terms), most of the error where small terms were
     // dropped without bias (attack pass 34).
     double layer_small_energy = 0;
-    // The MLP weights' steps against a cheat's: over a few sizes and both
-    // operands of each weight gradient, the run's shortfall energy against
-    // the judge's step over that against its step of the record's gradient
-    // with the small-term part left out (trajectory_errors): under 1 for
-    // honest rounding, over 1 where the part was left out.
+    // The MLP weights' steps against a cheat's: for each small-term part of
+    // the weight gradients (each position's smallest entries of an operand,
+    // or the products under one threshold), the elements whose run weight
+    // only the judge's step without the part gives over those only its whole
+    // step gives, pooled over the kinds, layers and steps so far
+    // (trajectory_errors): about 0.35 at most for honest rounding, more
+    // where the part was left out.
     double mlp_grad_small_terms = 0;
     int64_t layer_rows_missing = 0;  // (layer, row) pairs with a non-finite record
     std::vector<std::pair<std::string, double>> mlp_record_kinds;

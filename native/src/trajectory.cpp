@@ -38,6 +38,9 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <random>
+
+#include <ATen/Parallel.h>
 
 #include "compat.h"
 #include "evaluator.h"
@@ -331,6 +334,85 @@ std::vector<torch::Tensor> small_gradient_parts(const torch::Tensor& a, const to
   return out;
 }
 
+// The same gradient's product-level small-term parts: for each q of
+// kProductShares, the sum of its products a[t,i] b[t,n] under one threshold
+// over the whole product (the q quantile of |a b|, from a sample of them), a
+// rule no position's operand entries follow (attack pass 35: the smallest
+// 12% of the products, 3.18% of a 7B step, passed the operand parts). From
+// 10%: at 7% honest gradient accumulation reads nearest (0.42 against 0.35;
+// docs/measurements/2026-12-06-small-products.md). Every product is tested, as such a cheat tests it:
+// a matrix product's multiply-adds without its speed, so where a gradient
+// has more than kProductBudget products only a sample of the intermediate
+// side's columns (i) is, drawn from host entropy after the run (a run that
+// knew them could drop elsewhere), and `where` marks their elements.
+constexpr std::array<double, 3> kProductShares{0.1, 0.14, 0.2};
+constexpr int64_t kProductBudget = int64_t{1} << 28;
+struct GradParts {
+  std::vector<torch::Tensor> parts;  // kSmallGrads operand parts, then the kProductShares product parts
+  torch::Tensor where;               // the product parts' elements computed (bool); undefined: every element
+};
+GradParts gradient_parts(const torch::Tensor& a, const torch::Tensor& b, double scale, bool transposed) {
+  GradParts out{small_gradient_parts(a, b, scale, transposed), torch::Tensor()};
+  const auto a2 = a.flatten(0, -2).to(torch::kCPU, torch::kFloat32).contiguous();  // [T, A]
+  const auto b2 = b.flatten(0, -2).to(torch::kCPU, torch::kFloat32).contiguous();  // [T, N]
+  const int64_t T = a2.size(0), A = a2.size(1), N = b2.size(1);
+  constexpr int64_t Q = kProductShares.size();
+  static_assert(Q == 3, "the loop below keeps one accumulator per share");
+  // The thresholds from 2^18 products drawn with a fixed generator (the rule
+  // is the same for every run; only where it is read is secret).
+  auto gen = at::detail::createCPUGenerator(35);
+  const int64_t n = int64_t{1} << 18;
+  const auto long_opt = torch::TensorOptions().dtype(torch::kLong);
+  const auto rt = torch::randint(T, {n}, gen, long_opt), ra = torch::randint(A, {n}, gen, long_opt),
+             rb = torch::randint(N, {n}, gen, long_opt);
+  const auto sample = std::get<0>((a2.index({rt, ra}) * b2.index({rt, rb})).abs().sort());  // [n]
+  std::array<float, Q> taus{};
+  for (int64_t q = 0; q < Q; ++q) taus[q] = sample[static_cast<int64_t>(kProductShares[q] * n)].item<float>();
+  torch::Tensor cols;  // undefined: every column
+  int64_t C = A;
+  if (T * A * N > kProductBudget) {
+    C = std::max<int64_t>(1, kProductBudget / (T * N));
+    std::random_device rd;
+    auto host = at::detail::createCPUGenerator((static_cast<uint64_t>(rd()) << 32) | rd());
+    cols = std::get<0>(torch::randperm(A, host, long_opt).narrow(0, 0, C).sort());
+  }
+  const auto s = (cols.defined() ? a2.index_select(1, cols) : a2).t().contiguous();  // [C, T]
+  auto sums = torch::zeros({Q, C, N}, torch::kFloat32);
+  const float* sp = s.data_ptr<float>();
+  const float* bp = b2.data_ptr<float>();
+  float* op = sums.data_ptr<float>();
+  at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      for (int64_t t = 0; t < T; ++t) {
+        const float v = sp[c * T + t];
+        if (v == 0) continue;
+        const float* row = bp + t * N;
+        float* acc0 = op + c * N;
+        float* acc1 = op + (C + c) * N;
+        float* acc2 = op + (2 * C + c) * N;
+        for (int64_t k = 0; k < N; ++k) {
+          const float p = v * row[k], m = std::fabs(p);
+          acc0[k] += m < taus[0] ? p : 0.0f;
+          acc1[k] += m < taus[1] ? p : 0.0f;
+          acc2[k] += m < taus[2] ? p : 0.0f;
+        }
+      }
+    }
+  });
+  sums.mul_(scale);
+  const auto device = a.device();
+  for (int64_t q = 0; q < Q; ++q) {
+    auto part = sums[q];  // [C, N]
+    if (cols.defined()) part = torch::zeros({A, N}, torch::kFloat32).index_copy_(0, cols, part);
+    out.parts.push_back((transposed ? part.t() : part).to(device));
+  }
+  if (cols.defined()) {
+    const auto where = torch::zeros({A, N}, torch::kBool).index_fill_(0, cols, true);
+    out.where = (transposed ? where.t() : where).to(device);
+  }
+  return out;
+}
+
 // The layers' record of one step (train_api.h, version 6): `record` [4, L,
 // steps, B, S, H] (the shared region's, read once here): every layer's
 // residual after the attention, MLP output, MLP output gradient and MLP
@@ -363,7 +445,7 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
                         Qwen2ForCausalLM& replay, const torch::Tensor& batch, const torch::Tensor& head_inputs,
                         const torch::Tensor& head_grads, int64_t ranks, std::vector<std::array<torch::Tensor, 3>>& grads,
                         std::vector<std::array<torch::Tensor, 3>>& halves,
-                        std::vector<std::array<std::vector<torch::Tensor>, 3>>& small_grads) {
+                        std::vector<std::array<GradParts, 3>>& small_grads) {
   auto& layers = *replay->model->layers;
   const int64_t L = static_cast<int64_t>(layers.size()), B = batch.size(0), S = batch.size(1);
   const auto device = batch.device();
@@ -372,7 +454,7 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
   halves.assign(L, {});
   small_grads.assign(L, {});
   std::vector<std::array<torch::Tensor, 3>> got(L), got_halves(L);
-  std::vector<std::array<std::vector<torch::Tensor>, 3>> small(L);
+  std::vector<std::array<GradParts, 3>> small(L);
   const auto seen = [&](const torch::Tensor& x) { return x.narrow(1, 0, S - 1); };  // [B, S-1, H]
   // A record copied here, its last position zeroed: that position feeds no
   // loss (a run need not compute it; its gradients are 0), and it reaches no
@@ -458,8 +540,8 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
       // parts come in the same order: the intermediate side's first), each
       // rank's share of the mean as above.
       const double scale = 1.0 / static_cast<double>(ranks);
-      small[l] = {small_gradient_parts(d_gate, x, scale, false), small_gradient_parts(d_up, x, scale, false),
-                  small_gradient_parts(act, out_grad, scale, true)};
+      small[l] = {gradient_parts(d_gate, x, scale, false), gradient_parts(d_up, x, scale, false),
+                  gradient_parts(act, out_grad, scale, true)};
     }
     for (int k = 0; k < 3; ++k) got[l][k] = ranks > 1 ? whole[k].grad() / static_cast<double>(ranks) : whole[k].grad();
     if (B > 1) {
@@ -609,12 +691,17 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
   // parts left out of every step (the moments a run that drops the part
   // keeps: most of a later step's shift comes from the earlier steps').
   std::vector<std::vector<torch::Tensor>> small_avg(mine.size()), small_avg_sq(mine.size());
+  // Per part (kSmallGrads operand parts, then the product parts), the
+  // elements whose run weight only the step without it gives, and those only
+  // the judge's whole step gives, pooled over the MLP kinds, layers and read
+  // steps so far (read_slice).
+  std::vector<std::array<double, 2>> small_counts(kSmallGrads + kProductShares.size());
   if (layer_record.defined()) {
     for (const auto& layer : mlp_at) {
       for (size_t i : layer) {
         record_avg[i] = torch::zeros_like(mine[i]);
         record_avg_sq[i] = torch::zeros_like(mine[i]);
-        for (size_t q = 0; q < kSmallGrads; ++q) {
+        for (size_t q = 0; q < kSmallGrads + kProductShares.size(); ++q) {
           small_avg[i].push_back(torch::zeros_like(mine[i]));
           small_avg_sq[i].push_back(torch::zeros_like(mine[i]));
         }
@@ -692,10 +779,10 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     head = HeadWeightGrads{};
     // The layers' record: its readings, and the gradients the MLP weights' steps are judged from too.
     std::vector<torch::Tensor> record_grad(mine.size()), record_halves(mine.size());
-    std::vector<std::vector<torch::Tensor>> record_small(mine.size());
+    std::vector<GradParts> record_small(mine.size());
     if (layer_record.defined()) {
       std::vector<std::array<torch::Tensor, 3>> grads, parts;
-      std::vector<std::array<std::vector<torch::Tensor>, 3>> small;
+      std::vector<std::array<GradParts, 3>> small;
       judge_layer_record(step, layer_record, t, replay, batch, head_record[0][t], head_record[1][t], ranks(), grads,
                          parts, small);
       for (size_t l = 0; l < grads.size(); ++l) {
@@ -706,10 +793,6 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
         }
       }
     }
-    // The record-judged steps' small-term fits, per MLP kind pooled over the
-    // layers (the shortfall's energy against the judge's step and against
-    // its step without each part: kSmallGrads).
-    std::map<std::string, std::vector<std::pair<double, double>>> small_fits;
     torch::NoGradGuard no_grad;
     using Sums = std::map<std::string, std::pair<double, double>>;  // kind -> (the run's sum d^2, the unit's)
     Sums sums, record_sums;
@@ -719,14 +802,15 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     // (where defined). The judge's step lands in p, m and v.
     // Where `small` is given (the record's small-term parts of g and the
     // moments without them, sliced as g is), also reads the run's step
-    // against the judge's without each part (into small_fits).
+    // against the judge's without each part (into small_counts).
     struct SmallSlices {
       std::vector<torch::Tensor> part, avg, avg_sq;
+      torch::Tensor where;  // the product parts' elements read (undefined: all)
     };
     auto read_slice = [&](torch::Tensor p, const torch::Tensor& g, const torch::Tensor& h, torch::Tensor m,
                           torch::Tensor v, const torch::Tensor& w, double sigma, at::Generator& gen,
                           std::pair<double, double>& sum, const SmallSlices& small,
-                          std::vector<std::pair<double, double>>* fits) {
+                          std::vector<std::array<double, 2>>* fits) {
       // Elements with a history (v > 0 before the step). An element's first
       // step is lr times the sign of its gradient, so a gradient of rounding
       // size may flip it by 2 lr (the tuned example's first steps read 0.04 to
@@ -746,25 +830,24 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
         return ((x - centre).abs() - half_gap(x, centre)).clamp_min(0).masked_fill(x == rounded, 0) * history;
       };
       auto shortfall = [&](const torch::Tensor& x) { return miss(x, unrounded, judged); };
-      const double own = shortfall(w).pow(2).sum().item<double>();
-      sum.first += own;
+      const auto own = shortfall(w);
+      sum.first += own.pow(2).sum().item<double>();
       sum.second += shortfall(noisy).pow(2).sum().item<double>();
       if (split.defined()) sum.second += shortfall(split).pow(2).sum().item<double>();
       if (small.part.empty()) return;
       // The judge's step from the gradient with each part left out, with the
       // moments of the gradients with it left out in every step so far (a
-      // run that drops a part drops it from its moments too). The run's
-      // weights read as above against it: a run that left the part out lands
-      // nearer that step, honest rounding, which does not follow the part,
-      // further. The fit: the shortfall's energy against the judge's step
-      // over that against the step without the part: 1 or under for honest
-      // rounding, over 1 where the part was left out (attack pass 34: each
-      // position's smallest 8% of the MLP's weight-gradient operands dropped,
-      // read at 1.35 to 1.54 of 2.3 by the energy above). Read from the third
-      // step on: the second's moments carry the unread first step's gradient
-      // at nearly half the step's weight, and there honest gradient
-      // accumulation's first-step rounding read up to 4.7 (the third step on:
-      // 0.61 at most; docs/measurements/2026-12-06-small-terms.md).
+      // run that drops a part drops it from its moments too). Where the run's
+      // weight is what exactly one of the two steps rounds to, it counts for
+      // that step: a run that left the part out lands on the step without it
+      // where the two differ, honest rounding mostly on the judge's. The
+      // reading is the count for the step without the part over the count
+      // for the judge's, pooled over the MLP kinds, layers and steps so far:
+      // element counts, not the shortfall's energy, whose few largest
+      // elements decided it (honest gradient accumulation read 2.45 on one
+      // step where its pooled count reads 0.36). Read from the third step on:
+      // the second's moments carry the unread first step's gradient at nearly
+      // half the step's weight (docs/measurements/2026-12-06-small-terms.md).
       const bool read = t >= 2;
       const auto gf = g.to(torch::kFloat32);
       for (size_t q = 0; q < small.part.size(); ++q) {
@@ -772,8 +855,14 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
         torch::Tensor without;
         adamw_unfused_step_(p2, gf - small.part[q], ma, va, t + 1, cfg_.optimizer, &without);
         if (!read) continue;
-        (*fits)[q].first += own;
-        (*fits)[q].second += miss(w, without, p2.to(torch::kFloat32)).pow(2).sum().item<double>();
+        const auto other = miss(w, without, p2.to(torch::kFloat32));
+        auto nearer = (own > 0) & (other == 0), further = (own == 0) & (other > 0);
+        if (q >= kSmallGrads && small.where.defined()) {  // a sample of columns: read there alone
+          nearer = nearer & small.where;
+          further = further & small.where;
+        }
+        (*fits)[q][0] += nearer.sum().item<double>();
+        (*fits)[q][1] += further.sum().item<double>();
       }
     };
     for (size_t i = 0; i < mine.size(); ++i) {
@@ -789,23 +878,23 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
         const auto w = part(target[i]).to(torch::kFloat32);
         if (from_record) {  // first: it starts from mine's slice as it is, on a copy
           SmallSlices small;
-          auto& fits = small_fits[tensor_kind(names[i])];
-          fits.resize(record_small[i].size());
-          for (size_t q = 0; q < record_small[i].size(); ++q) {
-            small.part.push_back(part(record_small[i][q]).to(w.device()));
+          const auto& parts = record_small[i].parts;
+          if (record_small[i].where.defined()) small.where = part(record_small[i].where).to(w.device());
+          for (size_t q = 0; q < parts.size(); ++q) {
+            small.part.push_back(part(parts[q]).to(w.device()));
             small.avg.push_back(part(small_avg[i][q]));
             small.avg_sq.push_back(part(small_avg_sq[i][q]));
           }
           read_slice(part(mine[i]).clone(), part(record_grad[i]),
                      record_halves[i].defined() ? part(record_halves[i]) : torch::Tensor(), part(record_avg[i]),
                      part(record_avg_sq[i]), w, record_sigma, record_gen, record_sums[tensor_kind(names[i])], small,
-                     &fits);
+                     &small_counts);
         }
         read_slice(part(mine[i]), part(grad), halves[i].defined() ? part(halves[i]) : torch::Tensor(),
                    part(exp_avg[i]), part(exp_avg_sq[i]), w, sigma, gen, s, {}, nullptr);
       });
       halves[i] = record_grad[i] = record_halves[i] = torch::Tensor();  // their memory is the next tensor's
-      record_small[i].clear();
+      record_small[i] = GradParts{};
       mine[i].mutable_grad() = torch::Tensor();
     }
     auto excess = [](const Sums& by_kind, std::vector<std::pair<std::string, double>>& out) {
@@ -817,11 +906,9 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     };
     excess(sums, step.kinds);
     excess(record_sums, step.mlp_record_kinds);
-    for (const auto& [kind, fits] : small_fits) {
-      for (const auto& [own, without] : fits) {
-        const double ratio = without > 0 ? own / without : own > 0 ? INFINITY : 0.0;
-        step.mlp_grad_small_terms = std::max(step.mlp_grad_small_terms, std::isfinite(ratio) ? ratio : INFINITY);
-      }
+    for (const auto& [nearer, further] : small_counts) {
+      const double ratio = further > 0 ? nearer / further : nearer > 0 ? INFINITY : 0.0;
+      step.mlp_grad_small_terms = std::max(step.mlp_grad_small_terms, ratio);
     }
     steps.push_back(std::move(step));
   }

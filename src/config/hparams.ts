@@ -152,14 +152,16 @@ export interface Thresholds {
    */
   mlp_record_trajectory_excess: number | null;
   /**
-   * The MLP weights' record-judged steps read against a cheat's, as layer_small_term_share reads the links: for shares
-   * q of 5 to 35% and either operand of each weight gradient (gate: d gate and the MLP's input; up: d up and the input;
-   * down: silu(gate) up and the output gradient), the judge's AdamW step of the record's gradient without the part each
-   * position's smallest q of the operand make (with moments from such gradients in every step so far, as a run that
-   * drops them keeps), and the run's weights' shortfall energy against the judge's whole step over that against this
-   * one, per MLP kind pooled over the layers, from the third step on. Honest rounding, which does not follow the part,
-   * lands nearer the whole step (under 1); a gradient that left those terms out lands nearer the other (the
-   * thirty-fourth attack pass dropped 8% of them, 2.12% of a 7B step, inside mlp_record_trajectory_excess).
+   * The MLP weights' record-judged steps read against a cheat's: for each small-term part of the weight gradients (the
+   * part each position's smallest q of an operand make, q of 5 to 35%, either operand: gate: d gate and the MLP's
+   * input; up: d up and the input; down: silu(gate) up and the output gradient; and the products a[t,i] b[t,n] under
+   * one threshold over the whole product, its q of 10, 14 and 20%), the judge's AdamW step of the record's gradient
+   * without the part (with moments from such gradients in every step so far, as a run that drops them keeps). The
+   * reading: the elements whose run weight only that step gives over those only the judge's whole step gives, pooled
+   * over the MLP kinds, layers and steps from the third on; the largest over the parts. Honest rounding, which does not
+   * follow the part, lands mostly on the whole step (about 0.35 for gradient accumulation); a gradient that left those
+   * terms out lands on the other (the thirty-fourth attack pass dropped 8% of the operands, 2.12% of a 7B step; the
+   * thirty-fifth 12% of the products, 3.18%).
    */
   mlp_grad_small_term_excess: number | null;
   /** changed share / reference changed share must be at least this. */

@@ -1,9 +1,10 @@
-// Attack pass 35 (2026-12-06, session 43; fresh context, CPU; docs/attack-passes.md, 35): an OPEN gap, not run by the
-// suite (README, Verification, known gaps). The three MLP weight gradients without the smallest 12% of their products
-// a[t,i] b[t,h] (one threshold over the whole product: 3.18% of a 7B step by arithmetic; no faster as written):
-// ACCEPTED 3 of 4 runs by the pass (mlp_grad_small_term_excess 0.85 to 2.78 against 1.25); re-run by the session,
-// `bin/tournament local-bench test/plugins-open/a35_dw_prod12.cpp --runs 3 --seed 3590 --json`: 2 of 3 runs passed
-// (0.83, 0.89), the third read 2.20 (the evaluation rejected, as every run must pass).
+// Attack pass 35 (2026-12-06, session 43; fresh context, CPU; docs/attack-passes.md, 35): the three MLP weight
+// gradients without the smallest 12% of their products a[t,i] b[t,h] (one threshold over the whole product: 3.18% of
+// a 7B step by arithmetic; no faster as written). ACCEPTED in most runs against the operand parts' energy reading
+// (0.83 to 2.78 against 1.25). Closed in session 44: mlp_grad_small_term_excess counts elements and its parts include
+// the products under one threshold (10, 14 and 20%): this reads 0.83 to 0.97 against 0.75 (honest at most 0.369;
+// docs/measurements/2026-12-06-small-products.md).
+// expect: trajectory
 // The pass's own notes follow.
 // Pass 35 (CPU, 40 minutes, against mlp_grad_small_term_excess): the three MLP weight gradients with the
 // smallest PROD_DROP share of their PRODUCTS a[t,i]*b[t,h] left out (a product-level threshold, not each position's
