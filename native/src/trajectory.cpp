@@ -353,8 +353,7 @@ struct GradParts {
 };
 GradParts gradient_parts(const torch::Tensor& a, const torch::Tensor& b, double scale, bool transposed) {
   GradParts out{small_gradient_parts(a, b, scale, transposed), torch::Tensor()};
-  const auto a2 = a.flatten(0, -2).to(torch::kCPU, torch::kFloat32).contiguous();  // [T, A]
-  const auto b2 = b.flatten(0, -2).to(torch::kCPU, torch::kFloat32).contiguous();  // [T, N]
+  const auto a2 = a.flatten(0, -2), b2 = b.flatten(0, -2);  // [T, A], [T, N], where they are
   const int64_t T = a2.size(0), A = a2.size(1), N = b2.size(1);
   constexpr int64_t Q = kProductShares.size();
   static_assert(Q == 3, "the loop below keeps one accumulator per share");
@@ -363,9 +362,11 @@ GradParts gradient_parts(const torch::Tensor& a, const torch::Tensor& b, double 
   auto gen = at::detail::createCPUGenerator(35);
   const int64_t n = int64_t{1} << 18;
   const auto long_opt = torch::TensorOptions().dtype(torch::kLong);
-  const auto rt = torch::randint(T, {n}, gen, long_opt), ra = torch::randint(A, {n}, gen, long_opt),
-             rb = torch::randint(N, {n}, gen, long_opt);
-  const auto sample = std::get<0>((a2.index({rt, ra}) * b2.index({rt, rb})).abs().sort());  // [n]
+  const auto rt = torch::randint(T, {n}, gen, long_opt).to(a2.device()),
+             ra = torch::randint(A, {n}, gen, long_opt).to(a2.device()),
+             rb = torch::randint(N, {n}, gen, long_opt).to(a2.device());
+  const auto sample = std::get<0>((a2.index({rt, ra}).to(torch::kFloat32) * b2.index({rt, rb}).to(torch::kFloat32))
+                                      .abs().to(torch::kCPU).sort());  // [n]
   std::array<float, Q> taus{};
   for (int64_t q = 0; q < Q; ++q) taus[q] = sample[static_cast<int64_t>(kProductShares[q] * n)].item<float>();
   torch::Tensor cols;  // undefined: every column
@@ -376,10 +377,13 @@ GradParts gradient_parts(const torch::Tensor& a, const torch::Tensor& b, double 
     auto host = at::detail::createCPUGenerator((static_cast<uint64_t>(rd()) << 32) | rd());
     cols = std::get<0>(torch::randperm(A, host, long_opt).narrow(0, 0, C).sort());
   }
-  const auto s = (cols.defined() ? a2.index_select(1, cols) : a2).t().contiguous();  // [C, T]
+  // The tested columns [C, T] and the other side [T, N], on the host in float32.
+  const auto s = (cols.defined() ? a2.index_select(1, cols.to(a2.device())) : a2)
+                     .to(torch::kCPU, torch::kFloat32).t().contiguous();
+  const auto bh = b2.to(torch::kCPU, torch::kFloat32).contiguous();
   auto sums = torch::zeros({Q, C, N}, torch::kFloat32);
   const float* sp = s.data_ptr<float>();
-  const float* bp = b2.data_ptr<float>();
+  const float* bp = bh.data_ptr<float>();
   float* op = sums.data_ptr<float>();
   at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
