@@ -340,11 +340,12 @@ std::vector<torch::Tensor> small_gradient_parts(const torch::Tensor& a, const to
 // rule no position's operand entries follow (attack pass 35: the smallest
 // 12% of the products, 3.18% of a 7B step, passed the operand parts). From
 // 10%: at 7% honest gradient accumulation reads nearest (0.42 against 0.35;
-// docs/measurements/2026-12-06-small-products.md). Every product is tested, as such a cheat tests it:
-// a matrix product's multiply-adds without its speed, so where a gradient
-// has more than kProductBudget products only a sample of the intermediate
-// side's columns (i) is, drawn from host entropy after the run (a run that
-// knew them could drop elsewhere), and `where` marks their elements.
+// docs/measurements/2026-12-06-small-products.md). Every product is tested,
+// as such a cheat tests it: a matrix product's multiply-adds without its
+// speed, so where a gradient has more than kProductBudget products only a
+// sample of the intermediate side's columns (i) is, drawn from host entropy
+// after the run (a run that knew them could drop elsewhere), and `where`
+// marks their elements.
 constexpr std::array<double, 3> kProductShares{0.1, 0.14, 0.2};
 constexpr int64_t kProductBudget = int64_t{1} << 28;
 struct GradParts {
