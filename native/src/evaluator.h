@@ -132,11 +132,11 @@ struct RunOutcome {
     double layer_small_energy = 0;
     // The MLP weights' steps against a cheat's: for each small-term part of
     // the weight gradients (each position's smallest entries of an operand,
-    // or the products under one threshold), the elements the run flipped off
-    // the judge's rounding the way its step without the part moves over those
-    // flipped the other way (a lower bound), pooled over the kinds, layers and
-    // steps so far (trajectory_errors): at most 1.42 for honest rounding,
-    // more where the part was left out.
+    // or the products under one threshold), the elements whose run weight
+    // only the judge's step without the part gives over those only its whole
+    // step gives, pooled over the kinds, layers and steps so far
+    // (trajectory_errors): about 0.35 at most for honest rounding, more
+    // where the part was left out.
     double mlp_grad_small_terms = 0;
     int64_t layer_rows_missing = 0;  // (layer, row) pairs with a non-finite record
     std::vector<std::pair<std::string, double>> mlp_record_kinds;

@@ -697,9 +697,9 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
   // keeps: most of a later step's shift comes from the earlier steps').
   std::vector<std::vector<torch::Tensor>> small_avg(mine.size()), small_avg_sq(mine.size());
   // Per part (kSmallGrads operand parts, then the product parts), the
-  // elements the run flipped off the judge's rounding the way the step
-  // without the part moves, and those flipped the other way, pooled over the
-  // MLP kinds, layers and steps so far (read_slice).
+  // elements whose run weight only the step without it gives, and those only
+  // the judge's whole step gives, pooled over the MLP kinds, layers and read
+  // steps so far (read_slice).
   std::vector<std::array<double, 2>> small_counts(kSmallGrads + kProductShares.size());
   if (layer_record.defined()) {
     for (const auto& layer : mlp_at) {
@@ -835,40 +835,39 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
         return ((x - centre).abs() - half_gap(x, centre)).clamp_min(0).masked_fill(x == rounded, 0) * history;
       };
       auto shortfall = [&](const torch::Tensor& x) { return miss(x, unrounded, judged); };
-      sum.first += shortfall(w).pow(2).sum().item<double>();
+      const auto own = shortfall(w);
+      sum.first += own.pow(2).sum().item<double>();
       sum.second += shortfall(noisy).pow(2).sum().item<double>();
       if (split.defined()) sum.second += shortfall(split).pow(2).sum().item<double>();
       if (small.part.empty()) return;
       // The judge's step from the gradient with each part left out, with the
       // moments of the gradients with it left out in every step so far (a
-      // run that drops a part drops it from its moments too). Of the
-      // elements the run's weight flipped off the judge's rounding, those
-      // flipped the way the step without the part moves (agree) against
-      // those flipped the other way, pooled over the MLP kinds, layers and
-      // steps from the second on (the first has no history): a run that left
-      // the part out flips mostly its way. Honest rounding's flips agree
-      // somewhat more than half the time too (its noise adds to AdamW's
-      // second moment, which shrinks the step as leaving out a part of the
-      // gradient that runs with it does: 1.2 to 1.42 of disagreeing, from
-      // two to sixteen micro-batches), but not as the noise grows, where a
-      // count of elements landing on either step rose with it (sixteen
-      // micro-batches 0.74 against the 0.37 of two;
-      // docs/measurements/2026-12-06-small-products.md).
+      // run that drops a part drops it from its moments too). Where the run's
+      // weight is what exactly one of the two steps rounds to, it counts for
+      // that step: a run that left the part out lands on the step without it
+      // where the two differ, honest rounding mostly on the judge's. The
+      // reading is the count for the step without the part over the count
+      // for the judge's, pooled over the MLP kinds, layers and steps so far:
+      // element counts, not the shortfall's energy, whose few largest
+      // elements decided it (honest gradient accumulation read 2.45 on one
+      // step where its pooled count reads 0.36). Read from the third step on:
+      // the second's moments carry the unread first step's gradient at nearly
+      // half the step's weight (docs/measurements/2026-12-06-small-terms.md).
+      const bool read = t >= 2;
       const auto gf = g.to(torch::kFloat32);
       for (size_t q = 0; q < small.part.size(); ++q) {
         auto p2 = start.clone(), ma = small.avg[q], va = small.avg_sq[q];  // views: the moments land in them
         torch::Tensor without;
         adamw_unfused_step_(p2, gf - small.part[q], ma, va, t + 1, cfg_.optimizer, &without);
-        if (t < 1) continue;
-        const auto flipped = (w != judged) & history;
-        const auto sense = (w - judged).sign() * (without - unrounded).sign();
-        auto agree = flipped & (sense > 0), disagree = flipped & (sense < 0);
+        if (!read) continue;
+        const auto other = miss(w, without, p2.to(torch::kFloat32));
+        auto nearer = (own > 0) & (other == 0), further = (own == 0) & (other > 0);
         if (q >= kSmallGrads && small.where.defined()) {  // a sample of columns: read there alone
-          agree = agree & small.where;
-          disagree = disagree & small.where;
+          nearer = nearer & small.where;
+          further = further & small.where;
         }
-        (*fits)[q][0] += agree.sum().item<double>();
-        (*fits)[q][1] += disagree.sum().item<double>();
+        (*fits)[q][0] += nearer.sum().item<double>();
+        (*fits)[q][1] += further.sum().item<double>();
       }
     };
     for (size_t i = 0; i < mine.size(); ++i) {
@@ -912,11 +911,9 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     };
     excess(sums, step.kinds);
     excess(record_sums, step.mlp_record_kinds);
-    for (const auto& [agree, disagree] : small_counts) {
-      // The ratio's lower bound (two standard deviations off each count; the
-      // 1 keeps a handful of flips from reading as infinitely many).
-      const double sense = std::max(0.0, agree - 2 * std::sqrt(agree)) / (disagree + 2 * std::sqrt(disagree) + 1);
-      step.mlp_grad_small_terms = std::max(step.mlp_grad_small_terms, sense);
+    for (const auto& [nearer, further] : small_counts) {
+      const double ratio = further > 0 ? nearer / further : nearer > 0 ? INFINITY : 0.0;
+      step.mlp_grad_small_terms = std::max(step.mlp_grad_small_terms, ratio);
     }
     steps.push_back(std::move(step));
   }

@@ -157,13 +157,11 @@ export interface Thresholds {
    * input; up: d up and the input; down: silu(gate) up and the output gradient; and the products a[t,i] b[t,n] under
    * one threshold over the whole product, its q of 10, 14 and 20%), the judge's AdamW step of the record's gradient
    * without the part (with moments from such gradients in every step so far, as a run that drops them keeps). The
-   * reading: of the elements the run's weight flipped off the judge's rounding, those flipped the way the step without
-   * the part moves over those flipped the other way (a lower bound: each count two standard deviations off), pooled
-   * over the MLP kinds, layers and steps from the second on; the largest over the parts. Honest rounding's flips agree
-   * 1.2 to 1.42 times as often as not (its noise shrinks AdamW's steps a little, as leaving out a part does), whatever
-   * the noise (two to sixteen micro-batches); a gradient that left those terms out flips mostly that way (the
-   * thirty-fourth attack pass dropped 8% of the operands, 2.12% of a 7B step: 3.8 and more; the thirty-fifth 12% of the
-   * products, 3.18%: 3.1 and more).
+   * reading: the elements whose run weight only that step gives over those only the judge's whole step gives, pooled
+   * over the MLP kinds, layers and steps from the third on; the largest over the parts. Honest rounding, which does not
+   * follow the part, lands mostly on the whole step (about 0.35 for gradient accumulation); a gradient that left those
+   * terms out lands on the other (the thirty-fourth attack pass dropped 8% of the operands, 2.12% of a 7B step; the
+   * thirty-fifth 12% of the products, 3.18%).
    */
   mlp_grad_small_term_excess: number | null;
   /** changed share / reference changed share must be at least this. */

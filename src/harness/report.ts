@@ -28,7 +28,7 @@ export function formatVerdict(v: Verdict, o: { submission: string; device: strin
         lines.push(`             steps against the judge's own: lm_head ${c.max_head_trajectory.toPrecision(3)}, MLP ${c.max_mlp_trajectory.toPrecision(3)}, attention ${c.max_attention_trajectory.toPrecision(3)} noise units`);
         lines.push(`             loss head's record against the judge's: input ${c.max_head_input_error.toPrecision(3)}, gradient ${c.max_head_grad_error.toPrecision(3)} relative`);
         if (c.max_layer_forward_error !== undefined) {
-          lines.push(`             layers' record against the judge's from the record: forward ${c.max_layer_forward_error.toPrecision(3)}, backward ${(c.max_layer_backward_error ?? 0).toPrecision(3)} relative, small terms missing ${(c.max_layer_small_terms ?? 0).toPrecision(3)}, their energy ${(c.max_layer_small_energy ?? 0).toPrecision(3)}; MLP steps from its gradient ${(c.max_mlp_record_trajectory ?? 0).toPrecision(3)} noise units, flipped the way of a cheat's without small terms ${(c.max_mlp_grad_small_terms ?? 0).toPrecision(3)}`);
+          lines.push(`             layers' record against the judge's from the record: forward ${c.max_layer_forward_error.toPrecision(3)}, backward ${(c.max_layer_backward_error ?? 0).toPrecision(3)} relative, small terms missing ${(c.max_layer_small_terms ?? 0).toPrecision(3)}, their energy ${(c.max_layer_small_energy ?? 0).toPrecision(3)}; MLP steps from its gradient ${(c.max_mlp_record_trajectory ?? 0).toPrecision(3)} noise units, against a cheat's without small terms (elements' ratio) ${(c.max_mlp_grad_small_terms ?? 0).toPrecision(3)}`);
         }
       }
     }

@@ -136,7 +136,7 @@ export interface RunReport {
     max_layer_small_terms?: number;
     /** The largest energy of an MLP link's error along its small terms' vectors against the rest's, judged by layer_small_term_energy. */
     max_layer_small_energy?: number;
-    /** The MLP weights' flips off the judge's rounding the way its step without a small-term part of the gradient moves over those the other way (a lower bound, the largest over the parts), judged by mlp_grad_small_term_excess. */
+    /** The MLP weights' elements that only the judge's step without a small-term part of the gradient gives over those only its whole step gives (the largest over the parts), judged by mlp_grad_small_term_excess. */
     max_mlp_grad_small_terms?: number;
     /** The MLP's kinds' largest trajectory reading with each step judged from the record's gradient, judged by mlp_record_trajectory_excess; 0 where not recorded. */
     max_mlp_record_trajectory?: number;

@@ -3,7 +3,7 @@
 // one threshold, at 8.5% (2.25% of a 7B step by arithmetic; no faster as written), between the judge's lowest
 // products' part (10%) and the honest spread: ACCEPTED 2 of 2 (`bin/tournament local-bench
 // test/plugins-open/a36_prod085.cpp --runs 2 --seed 36100 --json`: mlp_grad_small_term_excess 0.40 and 0.47 against
-// 0.75); at 9.5% (2.52%) 2 of 2 (0.68, 0.69). The pass's own notes follow.
+// 0.75); at 9.5% (2.52%) 2 of 2 (0.68, 0.69). Still open (session 44 tried a reading by the flips' direction and dropped it). The pass's own notes follow.
 // Attack pass 36 (CPU, against mlp_grad_small_term_excess at 0.75): pass 35's product-level drop of the three MLP
 // weight gradients at PROD_DROP=0.085 (between the honest-spread 7.5% and the judge's lowest product part, 10%),
 // plus the attention's four weight gradients (q, k, v, o) without the smallest ATT_DROP=0.0 of their products a[t,i] b[t,h]
