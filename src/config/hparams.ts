@@ -159,8 +159,8 @@ export interface Thresholds {
    * without the part (with moments from such gradients in every step so far, as a run that drops them keeps). The
    * reading: the elements whose run weight only that step gives over those only the judge's whole step gives, pooled
    * over the MLP kinds, layers and steps from the third on; the largest over the parts. Honest rounding, which does not
-   * follow the part, lands mostly on the whole step (about 0.35 for gradient accumulation); a gradient that left those
-   * terms out lands on the other (the thirty-fourth attack pass dropped 8% of the operands, 2.12% of a 7B step; the
+   * follow the part, lands mostly on the whole step (0.31 to 0.39 for accumulation over two halves, wider over more
+   * micro-batches: sixteen read 0.74); a gradient that left those terms out lands on the other (the thirty-fourth attack pass dropped 8% of the operands, 2.12% of a 7B step; the
    * thirty-fifth 12% of the products, 3.18%).
    */
   mlp_grad_small_term_excess: number | null;
