@@ -1,0 +1,297 @@
+// Attack pass 37 (2026-12-06, session 44; fresh context, CPU; docs/attack-passes.md, 37): pass 35's drop of the MLP
+// weight gradients' smallest 12% of products (3.18% of a 7B step by arithmetic) plus white noise on the MLP weights'
+// unrounded AdamW results before rounding (never in the moments), to dilute a reading by the direction of the run's
+// flips: ACCEPTED 6 of 6 runs against session 44's direction reading (commit 029700d, reverted). Against the element
+// counts in force it is rejected: `bin/tournament local-bench test/plugins/a37_noise_p12.cpp --runs 2 --seed 3704
+// --json` read 1.03 and 1.16 against 0.75.
+// expect: trajectory
+// Attack pass 37 (CPU): pass 35's drop of the MLP weight gradients' smallest PROD_DROP products (one global threshold),
+// plus white noise of NOISE_U x lr/1024 added to the MLP weights' UNROUNDED AdamW result (steps 2+) before rounding to bf16;
+// the noise never enters the moments. Dilutes mlp_grad_small_term_excess's agree/disagree flips toward ~1 at little
+// shortfall energy. 12% = 3.18% of a 7B step by arithmetic (26.49% x 0.12); noise costs ~0.01%.
+// Attack pass 36 (2026-12-06, session 44; fresh context, CPU; docs/attack-passes.md, 36): an OPEN gap, not run by the
+// suite (README, Verification, known gaps). Pass 35's drop of the three MLP weight gradients' smallest products under
+// one threshold, at 8.5% (2.25% of a 7B step by arithmetic; no faster as written), between the judge's lowest
+// products' part (10%) and the honest spread: ACCEPTED 2 of 2 (`bin/tournament local-bench
+// test/plugins-open/a36_prod085.cpp --runs 2 --seed 36100 --json`: mlp_grad_small_term_excess 0.40 and 0.47 against
+// 0.75); at 9.5% (2.52%) 2 of 2 (0.68, 0.69). The pass's own notes follow.
+// Attack pass 36 (CPU, against mlp_grad_small_term_excess at 0.75): pass 35's product-level drop of the three MLP
+// weight gradients at PROD_DROP=0.085 (between the honest-spread 7.5% and the judge's lowest product part, 10%),
+// plus the attention's four weight gradients (q, k, v, o) without the smallest ATT_DROP=0.0 of their products a[t,i] b[t,h]
+// (one threshold per gradient), which no small-term reading looks at (only the attention trajectory, limit 75).
+// Share of a Qwen2.5-7B step by arithmetic: MLP weight grads 26.5% x 0.085 + attention weight grads 3.82% x 0.0 = 2.25%.
+// (7B: linear params 7.07e9 -> 42.42 GFLOP/token; causal attention core fwd+bwd 0.62 GFLOP/token; MLP dW 11.41, attention dW 1.644.)
+// As in pass 35 the skipped multiply-adds are counted by arithmetic (the threshold test taken as free); no faster as written.
+// Attack pass 35 (2026-12-06, session 43; fresh context, CPU; docs/attack-passes.md, 35): the three MLP weight
+// gradients without the smallest 12% of their products a[t,i] b[t,h] (one threshold over the whole product: 3.18% of
+// a 7B step by arithmetic; no faster as written). ACCEPTED in most runs against the operand parts' energy reading
+// (0.83 to 2.78 against 1.25). Closed in session 44: mlp_grad_small_term_excess counts elements and its parts include
+// the products under one threshold (10, 14 and 20%): this reads 0.83 to 0.97 against 0.75 (honest at most 0.369;
+// docs/measurements/2026-12-06-small-products.md).
+// (pass 35's file header, as the pass copied it; its expect line does not apply here)
+// The pass's own notes follow.
+// Pass 35 (CPU, 40 minutes, against mlp_grad_small_term_excess): the three MLP weight gradients with the
+// smallest PROD_DROP share of their PRODUCTS a[t,i]*b[t,h] left out (a product-level threshold, not each position's
+// smallest operand entries): PROD_DROP x 26.49% of a 7B step by arithmetic (0.20: 5.30%; no faster as written).
+// Every other part is the reference's own arithmetic (pass 33's base, every record link exact), recorded as used.
+#ifndef PROD_DROP
+#define PROD_DROP 0.12
+#endif
+#ifndef NOISE_K
+#define NOISE_K 0.0
+#endif
+#ifndef NOISE_U
+#define NOISE_U 1.5
+#endif
+#define F_FWD 0.0
+#define F_DX 0.0
+#define F_DW 0.0
+#define FWD_LAST 1
+// Pass 33: MLP small terms dropped on the reference's own arithmetic (F_FWD, F_DX, F_DW below).
+// Pass 33 base: the reference's arithmetic exactly (the engine's modules and autograd, layer by layer), with
+// every layer's intermediates in hand so that a cheat can replace one piece. Each cheat file defines hooks
+// before including this.
+#include <tournament/train_api.h>
+#include <algorithm>
+#include <functional>
+#include <cmath>
+using namespace tournament;
+using torch::Tensor;
+
+namespace p33 {
+inline Tensor rotate_half(const Tensor& x) { auto h = x.chunk(2, -1); return torch::cat({-h[1], h[0]}, -1); }
+inline Tensor rope(const Tensor& x, const Tensor& c, const Tensor& s) { return x * c + rotate_half(x) * s; }
+
+// What a layer's backward hands a cheat: the exact intermediates (T = B*S rows).
+struct LayerGrads {
+  int64_t layer, step, steps;
+  Tensor n1, dq, dk, dv, a, dh;        // [T,H] n1; [T,H] dq (q_proj out grad); [T,KV] dk, dv; [T,H] a (o_proj input); [T,H] dh (o_proj out grad)
+  Tensor gWq, gbq, gWk, gbk, gWv, gbv, gWo;  // exact
+};
+}  // namespace p33
+
+
+#ifndef F_FWD
+#define F_FWD 0.0
+#endif
+#ifndef F_DX
+#define F_DX 0.0
+#endif
+#ifndef F_DW
+#define F_DW 0.0
+#endif
+#ifndef FWD_LAST
+#define FWD_LAST 1
+#endif
+namespace p33 {
+// t [..., I] with each position's smallest fraction f (by magnitude) zeroed.
+inline Tensor drop_small(const Tensor& t, double f) {
+  const int64_t I = t.size(-1), k = static_cast<int64_t>(f * I);
+  if (k <= 0) return t;
+  auto mag = t.abs().to(torch::kFloat32);
+  auto thr = std::get<0>(mag.kthvalue(k, -1, true));
+  return t.masked_fill(mag <= thr, 0);
+}
+}
+#include <cstdio>
+#ifndef PROD_DROP
+#define PROD_DROP 0.20
+#endif
+#ifndef DROP_FROM_STEP
+#define DROP_FROM_STEP 0
+#endif
+namespace p35 {
+static double g_skipped = 0, g_total = 0;
+static int64_t g_step = 0;
+// sum_t a[t,i] b[t,h] over the products with |a b| >= tau, tau the s quantile of |a b| (from a sample of 2^20
+// products): a^T b [A, B] without its smallest products.
+inline torch::Tensor prod_drop_mm(const torch::Tensor& a_in, const torch::Tensor& b_in, double s, int64_t l, int kind) {
+  auto a = a_in.to(torch::kFloat32), b = b_in.to(torch::kFloat32);
+  const int64_t T = a.size(0), I = a.size(1), H = b.size(1);
+  g_total += static_cast<double>(T) * I * H;
+  if (s <= 0 || g_step < DROP_FROM_STEP) return torch::matmul(a.t(), b);
+  const int64_t n = 1 << 20;
+  auto ti = torch::randint(T, {n}, torch::kLong), ii = torch::randint(I, {n}, torch::kLong),
+       hi = torch::randint(H, {n}, torch::kLong);
+  auto sample = (a.index({ti, ii}) * b.index({ti, hi})).abs();
+  const double tau = std::get<0>(sample.kthvalue(static_cast<int64_t>(s * n))).item<double>();
+  auto out = torch::zeros({I, H}, a.options());
+  const int64_t C = 64;
+  for (int64_t t0 = 0; t0 < T; t0 += C) {
+    const int64_t c = std::min(C, T - t0);
+    auto p = a.narrow(0, t0, c).unsqueeze(2) * b.narrow(0, t0, c).unsqueeze(1);  // [c, I, H]
+    auto keep = p.abs() >= tau;
+    g_skipped += static_cast<double>(p.numel()) - keep.sum().item<double>();
+    out += p.masked_fill(keep.logical_not(), 0).sum(0);
+  }
+  if (NOISE_K > 0) {  // symmetric noise: white, zero mean, NOISE_K x the judge's rounding unit (rms / 256)
+    const double sig = NOISE_K * out.pow(2).mean().sqrt().item<double>() / 256.0;
+    out += sig * torch::randn(out.sizes(), out.options());
+  }
+  return out;
+}
+}  // namespace p35
+inline Tensor p33_mlp_fwd(const Tensor& n2, MLPImpl& mlp, int64_t l, int64_t L) {
+  auto gate = linear_acc32(n2, mlp.gate_proj->weight);
+  auto up = linear_acc32(n2, mlp.up_proj->weight);
+  auto p = torch::silu(gate) * up;
+  if (FWD_LAST || l + 1 < L) p = p33::drop_small(p, F_FWD);
+  return linear_acc32(p, mlp.down_proj->weight);
+}
+// SwiGLUFunction::backward's ops, with the drops; out: dn2, dWg, dWu, dWd.
+inline void p33_mlp_bwd(const Tensor& x, const Tensor& dyin, MLPImpl& mlp, int64_t l, int64_t L, Tensor* out) {
+  const auto &w_gate = mlp.gate_proj->weight, &w_up = mlp.up_proj->weight, &w_down = mlp.down_proj->weight;
+  torch::NoGradGuard ng;
+  auto gate = linear_acc32(x, w_gate), up = linear_acc32(x, w_up);
+  const int64_t H = x.size(-1), I = gate.size(-1);
+  auto dy = dyin.reshape({-1, H});
+  auto x2 = x.reshape({-1, H});
+  auto silu_gate = torch::silu(gate).reshape({-1, I});
+  auto up2 = up.reshape({-1, I});
+  auto prod = silu_gate * up2;
+  auto d_w_down = p35::prod_drop_mm(dy, prod, PROD_DROP, l, 2).to(dy.scalar_type());
+  auto d_prod = matmul_acc32(dy, w_down);
+  auto d_silu = d_prod * up2;
+  auto d_up = d_prod * silu_gate;
+  auto d_gate = torch::silu_backward(d_silu, gate.reshape({-1, I}));
+  auto d_w_gate = p35::prod_drop_mm(d_gate, x2, PROD_DROP, l, 0).to(x2.scalar_type());
+  auto d_w_up = p35::prod_drop_mm(d_up, x2, PROD_DROP, l, 1).to(x2.scalar_type());
+  auto dx = matmul_acc32(p33::drop_small(d_gate, F_DX), w_gate) + matmul_acc32(p33::drop_small(d_up, F_DX), w_up);
+  out[0] = dx.view(x.sizes()); out[1] = d_w_gate; out[2] = d_w_up; out[3] = d_w_down;
+}
+
+#ifndef P33_ATTN_HOOK
+#define P33_ATTN_HOOK(lg) ((void)0)
+#endif
+#ifndef P33_STEP_HOOK
+#define P33_STEP_HOOK(model, step) ((void)0)
+#endif
+
+TrainResult inner_steps(Qwen2ForCausalLM& model, DataIterator& data, int64_t num_steps, torch::Device device,
+                        const OptimizerConfig& optimizer) {
+  std::vector<Tensor> batches(num_steps);
+  for (int64_t s = 0; s < num_steps; ++s) TORCH_CHECK(data.next(&batches[s]), "data ran out");
+  const int64_t B = data.batch_size(), S = data.seq_len();
+  const auto& cfg = model->config;
+  const int64_t H = cfg.hidden_size, Nq = cfg.num_attention_heads, Nkv = cfg.num_key_value_heads, D = cfg.head_dim();
+  auto& layers = *model->model->layers;
+  const int64_t L = layers.size();
+  auto [cos, sin] = model->rope(S, model->model->embed_tokens->weight.scalar_type(), device);
+  // MLP weights stepped by hand (the engine's unfused AdamW, its unrounded result in hand), the rest by AdamW.
+  std::vector<Tensor> rest, mlpw, mlpm, mlpv;
+  for (auto& item : model->named_parameters()) {
+    if (item.key().find(".mlp.") != std::string::npos) {
+      mlpw.push_back(item.value());
+      mlpm.push_back(torch::zeros_like(item.value()));
+      mlpv.push_back(torch::zeros_like(item.value()));
+    } else {
+      rest.push_back(item.value());
+    }
+  }
+  AdamW opt(rest, optimizer);
+  TrainResult result;
+  Tensor loss;
+  for (int64_t step = 0; step < num_steps; ++step) {
+    const auto& ids = batches[step];
+    const bool last = step == num_steps - 1;
+    std::vector<Tensor> xs(L + 1);
+    {
+      torch::NoGradGuard ng;
+      xs[0] = model->model->embed_tokens(ids);
+      for (int64_t l = 0; l < L; ++l) {
+        auto& ly = *layers[l]->as<DecoderLayerImpl>();
+        auto h = xs[l] + ly.self_attn(ly.input_layernorm(xs[l]), cos, sin);
+        auto out = p33_mlp_fwd(ly.post_attention_layernorm(h), *ly.mlp, l, L);
+        data.record_layer(l, ids, h, out);
+        xs[l + 1] = h + out;
+      }
+    }
+    Tensor dy;
+    {
+      auto xt = xs[L].detach().requires_grad_(true);
+      auto hidden = model->model->norm(xt);
+      Tensor logits;
+      if (last) logits = torch::empty({B, S - 1, cfg.vocab_size}, hidden.options());
+      loss = linear_cross_entropy(hidden, model->lm_head_weight(), ids, logits);
+      auto g = torch::autograd::grad({loss}, {hidden, xt, model->lm_head_weight(), model->model->norm->weight});
+      data.record_loss_head(ids, hidden.detach(), g[0]);
+      dy = g[1];
+      model->lm_head_weight().mutable_grad() = g[2];
+      model->model->norm->weight.mutable_grad() = g[3];
+      if (last) result.logits = logits;
+    }
+    for (int64_t l = L - 1; l >= 0; --l) {
+      auto& ly = *layers[l]->as<DecoderLayerImpl>();
+      auto& at = *ly.self_attn;
+      auto& mlp = *ly.mlp;
+      auto x = xs[l].detach().requires_grad_(true);
+      auto n1 = ly.input_layernorm(x);
+      auto qo = linear_acc32(n1, at.q_proj->weight, at.q_proj->bias);
+      auto ko = linear_acc32(n1, at.k_proj->weight, at.k_proj->bias);
+      auto vo = linear_acc32(n1, at.v_proj->weight, at.v_proj->bias);
+      auto q = p33::rope(qo.view({B, S, Nq, D}).transpose(1, 2), cos, sin);
+      auto k = p33::rope(ko.view({B, S, Nkv, D}).transpose(1, 2), cos, sin);
+      auto v = vo.view({B, S, Nkv, D}).transpose(1, 2);
+      auto a = causal_attention(q, k, v, at.kernel).transpose(1, 2).reshape({B, S, H});
+      auto o = linear_acc32(a, at.o_proj->weight);
+      auto h = x + o;
+      auto n2 = ly.post_attention_layernorm(h);
+      Tensor mg[4];  // dn2, dWg, dWu, dWd
+      p33_mlp_bwd(n2.detach(), dy, mlp, l, L, mg);
+      std::vector<Tensor> wrt = {x, n2, qo, ko, vo, a, o,
+                                 at.q_proj->weight, at.q_proj->bias, at.k_proj->weight, at.k_proj->bias,
+                                 at.v_proj->weight, at.v_proj->bias, at.o_proj->weight,
+                                 ly.input_layernorm->weight, ly.post_attention_layernorm->weight};
+      auto g = torch::autograd::grad({h, n2}, wrt, {dy, mg[0]}, /*retain*/ false, false, /*allow_unused*/ false);
+      g.insert(g.begin() + 14, {mg[1], mg[2], mg[3]});
+      g[1] = mg[0];
+      data.record_layer_grad(l, ids, dy, g[1]);
+      p33::LayerGrads lg{l, step, num_steps, n1.detach().reshape({B * S, H}), g[2].reshape({B * S, -1}),
+                         g[3].reshape({B * S, -1}), g[4].reshape({B * S, -1}), a.detach().reshape({B * S, H}),
+                         g[6].reshape({B * S, H}), g[7], g[8], g[9], g[10], g[11], g[12], g[13]};
+      P33_ATTN_HOOK(lg);
+      at.q_proj->weight.mutable_grad() = lg.gWq;
+      at.q_proj->bias.mutable_grad() = lg.gbq;
+      at.k_proj->weight.mutable_grad() = lg.gWk;
+      at.k_proj->bias.mutable_grad() = lg.gbk;
+      at.v_proj->weight.mutable_grad() = lg.gWv;
+      at.v_proj->bias.mutable_grad() = lg.gbv;
+      at.o_proj->weight.mutable_grad() = lg.gWo;
+      mlp.gate_proj->weight.mutable_grad() = g[14];
+      mlp.up_proj->weight.mutable_grad() = g[15];
+      mlp.down_proj->weight.mutable_grad() = g[16];
+      ly.input_layernorm->weight.mutable_grad() = g[17];
+      ly.post_attention_layernorm->weight.mutable_grad() = g[18];
+      dy = g[0];
+    }
+    {
+      auto ew = model->model->embed_tokens->weight;
+      auto x0 = model->model->embed_tokens(ids);
+      ew.mutable_grad() = torch::autograd::grad({x0}, {ew}, {dy})[0];
+    }
+    P33_STEP_HOOK(model, step);
+    p35::g_step = step;
+    data.wait_recorded();
+    opt.step();
+    {
+      torch::NoGradGuard ng;
+      for (size_t i = 0; i < mlpw.size(); ++i) {
+        Tensor u;
+        auto g = mlpw[i].grad();
+        adamw_unfused_step_(mlpw[i], g, mlpm[i], mlpv[i], step + 1, optimizer, &u);
+        if (NOISE_U > 0 && step >= 1) {  // symmetric noise on the unrounded step, not in the moments
+          mlpw[i].copy_(u + (NOISE_U * optimizer.lr * 0.25 / 256.0) * torch::randn(u.sizes(), u.options()));
+        }
+        mlpw[i].mutable_grad() = Tensor();
+      }
+    }
+    data.step_done();
+    opt.zero_grad();
+    result.total_tokens += ids.numel();
+  }
+  std::fprintf(stderr, "P35 skipped products share %.4f\n", p35::g_skipped / std::max(1.0, p35::g_total));
+  TORCH_CHECK(p35::g_skipped >= 0.97 * PROD_DROP * p35::g_total, "P35 skipped too little");
+  if (loss.defined()) result.final_loss = loss.item<double>();
+  return result;
+}
+
