@@ -388,13 +388,13 @@ GradParts gradient_parts(const torch::Tensor& a, const torch::Tensor& b, double 
   float* op = sums.data_ptr<float>();
   at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
+      float* acc0 = op + c * N;
+      float* acc1 = op + (C + c) * N;
+      float* acc2 = op + (2 * C + c) * N;
       for (int64_t t = 0; t < T; ++t) {
         const float v = sp[c * T + t];
         if (v == 0) continue;
         const float* row = bp + t * N;
-        float* acc0 = op + c * N;
-        float* acc1 = op + (C + c) * N;
-        float* acc2 = op + (2 * C + c) * N;
         for (int64_t k = 0; k < N; ++k) {
           const float p = v * row[k], m = std::fabs(p);
           acc0[k] += m < taus[0] ? p : 0.0f;
