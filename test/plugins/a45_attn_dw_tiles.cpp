@@ -1,6 +1,6 @@
 // Session 45, the realisable form of attack pass 36's attention part: the attention's four weight gradients (q, k,
 // v, o) without the 25% of their tiles (64 tokens x 16 x 16) whose bound |a_tile| |b_tile| is smallest (0.96% of a
-// 7B step; 2% would take 52%). Rejected by the attention's trajectory (874 to 975 against 75 on the validator's shape;
+// 7B step; 2% would take 52%). Rejected by the attention's trajectory (874 to 1,348 against 75 on the validator's shape;
 // at 52%, 1,766 and more).
 // Each form is one a kernel can actually skip: whole tiles chosen from their norms (O(T (I + H)) to compute), or whole
 // tokens, gathered out before a dense product. Shares of a Qwen2.5-7B step by arithmetic: the MLP weight gradients

@@ -1,14 +1,11 @@
 // Session 45: the three MLP weight gradients without the 2% of tokens whose |a_t| |b_t| is smallest (each
 // gradient its own; the tokens gathered out before a dense product: 0.53% of a 7B step). Rejected by the
-// record-judged steps (mlp_record_trajectory_excess 35 to 42 against 2.3 on the validator's shape).
+// record-judged steps (mlp_record_trajectory_excess 33 to 45 against 2.3 on the validator's shape, 58 to 62 in the suite's).
 // Each form is one a kernel can actually skip: whole tiles chosen from their norms (O(T (I + H)) to compute), or whole
 // tokens, gathered out before a dense product. Shares of a Qwen2.5-7B step by arithmetic: the MLP weight gradients
 // are 26.5% of it, the attention's four 3.82%. Every other part is the reference's own arithmetic (pass 33's base,
 // every record link exact), recorded as used. Measured: docs/measurements/2026-12-06-realisable-drops.md.
 // expect: trajectory
-#define TILE_T 1
-#define TILE_I 0
-#define TILE_H 0
 #define PROD_DROP 0.02
 #define F_FWD 0.0
 #define F_DX 0.0
@@ -70,32 +67,18 @@ inline Tensor drop_small(const Tensor& t, double f) {
 namespace p35 {
 static double g_skipped = 0, g_total = 0;
 static int64_t g_step = 0;
-// a^T b [I, H] without the share s of its tiles (TC tokens x TI x TH) whose bound |a_tile|_F |b_tile|_F is
-// smallest: what a block-sparse kernel can skip, chosen from norms that cost O(T (I + H)).
+// a^T b [I, H] without the share s of the tokens whose bound |a_t| |b_t| is smallest.
 inline torch::Tensor prod_drop_mm(const torch::Tensor& a_in, const torch::Tensor& b_in, double s, int64_t l, int kind) {
   auto a = a_in.to(torch::kFloat32), b = b_in.to(torch::kFloat32);
   const int64_t T = a.size(0), I = a.size(1), H = b.size(1);
   g_total += static_cast<double>(T) * I * H;
   if (s <= 0 || g_step < DROP_FROM_STEP) return torch::matmul(a.t(), b);
-  const int64_t TC = TILE_T, TI = TILE_I > 0 ? TILE_I : I, TH = TILE_H > 0 ? TILE_H : H;
-  TORCH_CHECK(T % TC == 0 && I % TI == 0 && H % TH == 0, "tile shape");
-  const int64_t nt = T / TC, ni = I / TI, nh = H / TH;
-  auto na = a.pow(2).view({nt, TC, ni, TI}).sum({1, 3}).sqrt();  // [nt, ni]
-  auto nb = b.pow(2).view({nt, TC, nh, TH}).sum({1, 3}).sqrt();  // [nt, nh]
-  auto bound = na.unsqueeze(2) * nb.unsqueeze(1);                 // [nt, ni, nh]
-  const int64_t k = static_cast<int64_t>(s * bound.numel());
-  auto keep = torch::ones_like(bound, torch::kBool);
-  if (k > 0) {
-    auto idx = std::get<1>(bound.flatten().topk(k, 0, /*largest*/ false));
-    keep.view({-1}).index_fill_(0, idx, false);
-  }
-  g_skipped += static_cast<double>(k) * TC * TI * TH;
-  auto out = torch::zeros({I, H}, a.options());
-  for (int64_t c = 0; c < nt; ++c) {
-    auto p = a.narrow(0, c * TC, TC).t().matmul(b.narrow(0, c * TC, TC));  // [I, H]
-    auto m = keep[c].repeat_interleave(TI, 0).repeat_interleave(TH, 1);
-    out += p.masked_fill(m.logical_not(), 0);
-  }
+  // Each token's bound |a_t| |b_t|; the share s with the smallest is gathered out before one dense product.
+  auto bound = a.norm(2, 1) * b.norm(2, 1);  // [T]
+  const int64_t k = static_cast<int64_t>(s * T);
+  auto kept = std::get<1>(bound.topk(T - k, 0, /*largest*/ true));
+  g_skipped += static_cast<double>(k) * I * H;
+  auto out = a.index_select(0, kept).t().matmul(b.index_select(0, kept));
   return out;
 }
 }  // namespace p35
