@@ -68,7 +68,7 @@ describe('hparams validation', function () {
   it('names a key of the wrong type by its full path, with what it must be and what it got, for every key', function () {
     // The trajectory's and the records' limits may be null (not applied where not calibrated): a string is wrong for them.
     for (const p of paths(shipped()).leaves) {
-      const wrong = /((head|mlp|attention|mlp_record)_trajectory_excess|head_(input|grad)_error|layer_(forward|backward)_error|layer_small_term_(share|energy)|mlp_grad_small_term_excess)$/.test(p) ? 'x' : null;
+      const wrong = /((head|mlp|attention|mlp_record|attention_record)_trajectory_excess|head_(input|grad)_error|layer_(forward|backward)_error|layer_small_term_(share|energy)|mlp_grad_small_term_excess)$/.test(p) ? 'x' : null;
       rejects(edited(shipped(), p, (o, k) => (o[k] = wrong)), new RegExp(`^hp\\.json: "${esc(p)}" must be .+, got ${esc(JSON.stringify(wrong))}$`), `${p} = ${JSON.stringify(wrong)}`);
     }
   });

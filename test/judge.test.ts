@@ -34,6 +34,7 @@ const T: Thresholds = {
   layer_small_term_energy: 0.0005,
   mlp_grad_small_term_excess: 0.72,
   mlp_record_trajectory_excess: 2,
+  attention_record_trajectory_excess: 3,
   min_changed_share_ratio: 0.97,
   basis: 'test',
   calibrations: [],
@@ -177,20 +178,30 @@ describe('judge: the checks on a completed run', function () {
   });
 
   it('the layers\' record: missing (layer, row) pairs fail alone; then its forward, its backward and its record-judged MLP steps each against their own limit; a run without it is not read; null is not applied', function () {
-    const step = (rec: { layerForwardError?: number; layerBackwardError?: number; layerSmallTerms?: number; layerSmallEnergy?: number; mlpGradSmallTerms?: number; layerRowsMissing?: number; mlpRecordKinds?: Record<string, number> }) => ({ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {}, layerForwardError: 0, layerBackwardError: 0.005, layerSmallTerms: 0.003, layerSmallEnergy: 0.00003, mlpGradSmallTerms: 0.5, layerRowsMissing: 0, mlpRecordKinds: { [K_UP]: 0.5 }, ...rec });
+    const step = (rec: { layerForwardError?: number; layerBackwardError?: number; layerSmallTerms?: number; layerSmallEnergy?: number; mlpGradSmallTerms?: number; layerRowsMissing?: number; recordKinds?: Record<string, number> }) => ({ recorded: true, outOfReach: 0, ...HEAD_OK, kinds: {}, layerForwardError: 0, layerBackwardError: 0.005, layerSmallTerms: 0.003, layerSmallEnergy: 0.00003, mlpGradSmallTerms: 0.5, layerRowsMissing: 0, recordKinds: { [K_UP]: 0.5 }, ...rec });
     const at = (...recs: Parameters<typeof step>[0][]): Partial<NativeRunOutcome> => ({ trajectory: recs.map(step) });
-    assert.deepEqual(codes(at({}, { layerForwardError: 0.0099, layerBackwardError: 0.0199, mlpRecordKinds: { [K_UP]: 1.99, 'model.layers.*.input_layernorm.weight': 50 } })), []);
+    assert.deepEqual(codes(at({}, { layerForwardError: 0.0099, layerBackwardError: 0.0199, recordKinds: { [K_UP]: 1.99, 'model.layers.*.input_layernorm.weight': 50 } })), []);
     const [missing, ...none] = judge(T, outcome(at({}, { layerRowsMissing: 5, layerForwardError: Infinity })), outcome(), cmp(), TOKENS, 1);
     assert.equal(none.length, 0);
     assert.equal(missing.code, 'layer_record');
     assert.match(missing.message, /^5 \(layer, row\) pair\(s\) of timed step 2 have no finite record .* data\.record_layer\(\) and data\.record_layer_grad\(\)/);
-    const [forward, backward, steps, ...rest] = judge(T, outcome(at({ layerForwardError: 0.02 }, { layerBackwardError: 0.5, mlpRecordKinds: { 'model.layers.*.mlp.down_proj.weight': 7 } })), outcome(), cmp(), TOKENS, 1);
+    const [forward, backward, steps, ...rest] = judge(T, outcome(at({ layerForwardError: 0.02 }, { layerBackwardError: 0.5, recordKinds: { 'model.layers.*.mlp.down_proj.weight': 7 } })), outcome(), cmp(), TOKENS, 1);
     assert.equal(rest.length, 0);
     assert.deepEqual([forward.code, backward.code, steps.code], ['layer_record', 'layer_record', 'trajectory']);
     assert.match(forward.message, /^at timed step 1, a value of the layers' recorded forward differs .* by 0\.0200 relative on its worst row \(allowed 0\.01\)/);
     assert.match(backward.message, /^at timed step 2, a value of the layers' recorded backward differs .* by 0\.500 relative on its worst row \(allowed 0\.02\)/);
     assert.match(steps.message, /^at timed step 2, model\.layers\.\*\.mlp\.down_proj\.weight's step, pooled over the layers, lands 7\.00 units .* \(allowed 2\)/);
     assert.deepEqual(codes(at({ layerForwardError: NaN })), ['layer_record']);
+    // The attention's record-judged steps: each kind's median over the steps from the second, against their own limit
+    // (3 here); one step far off is not enough, the MLP's kinds are not read by it.
+    const Q = 'model.layers.*.self_attn.q_proj.weight', KP = 'model.layers.*.self_attn.k_proj.weight';
+    assert.deepEqual(codes(at({ recordKinds: { [Q]: 50 } }, { recordKinds: { [Q]: 2.99, [K_UP]: 1.99 } })), [], 'the first step is not read');
+    assert.deepEqual(codes(at({}, { recordKinds: { [KP]: 9 } }, { recordKinds: { [KP]: 1 } }, { recordKinds: { [KP]: 2 } })), [], 'median 2 of 9, 1, 2');
+    const [attention, ...none2] = judge(T, outcome(at({}, { recordKinds: { [KP]: 3.5, [K_UP]: 1.5 } }, { recordKinds: { [KP]: 4, [Q]: 1 } }, { recordKinds: { [KP]: 1 } })), outcome(), cmp(), TOKENS, 1);
+    assert.equal(none2.length, 0);
+    assert.equal(attention.code, 'trajectory');
+    assert.match(attention.message, /^over the 3 timed steps from the second, model\.layers\.\*\.self_attn\.k_proj\.weight's steps, pooled over the layers, land a median 3\.50 units .* \(allowed 3\): the attention's weight gradients were not computed from it/);
+    assert.deepEqual(codes(at({}, { recordKinds: { 'model.layers.*.self_attn.o_proj.weight': NaN } }, { recordKinds: { 'model.layers.*.self_attn.o_proj.weight': 0 } })), ['trajectory']);
     // By direction: the record lacks a product's small-term part.
     const [small, ...none3] = judge(T, outcome(at({}, { layerSmallTerms: 1.01 })), outcome(), cmp(), TOKENS, 1);
     assert.equal(none3.length, 0);
@@ -211,7 +222,7 @@ describe('judge: the checks on a completed run', function () {
     assert.match(grad.message, /^by timed step 2, 2\.97 times as many of the MLP weights' elements land where only the judge's AdamW step .* without a small-term part lands .* \(allowed 0\.72\)/);
     assert.deepEqual(codes(at({ mlpGradSmallTerms: 0.71 })), []);
     assert.deepEqual(codes(at({ mlpGradSmallTerms: Infinity })), ['trajectory']);
-    assert.deepEqual(judge({ ...T, layer_forward_error: null, layer_backward_error: null, layer_small_term_share: null, layer_small_term_energy: null, mlp_record_trajectory_excess: null, mlp_grad_small_term_excess: null }, outcome(at({ layerForwardError: 0.3, layerBackwardError: 1, layerSmallTerms: 1, layerSmallEnergy: 9, mlpGradSmallTerms: 1, mlpRecordKinds: { [K_UP]: 90 } })), outcome(), cmp(), TOKENS, 1), []);
+    assert.deepEqual(judge({ ...T, layer_forward_error: null, layer_backward_error: null, layer_small_term_share: null, layer_small_term_energy: null, mlp_record_trajectory_excess: null, attention_record_trajectory_excess: null, mlp_grad_small_term_excess: null }, outcome(at({ layerForwardError: 0.3, layerBackwardError: 1, layerSmallTerms: 1, layerSmallEnergy: 9, mlpGradSmallTerms: 1, recordKinds: { [K_UP]: 90 } })), outcome(), cmp(), TOKENS, 1), []);
     assert.deepEqual(codes({}), [], 'no layers\' record taken: nothing read');
     assert.deepEqual(codes({ trajectory: [{ ...step({ layerRowsMissing: 16 }), recorded: false }] }), ['unrecorded']);
   });

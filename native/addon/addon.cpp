@@ -455,16 +455,16 @@ Napi::Value Evaluator::Run(const Napi::CallbackInfo& info) {
           o.Set("headInputError", out->trajectory[t].head_input_error);
           o.Set("headGradError", out->trajectory[t].head_grad_error);
           o.Set("headRowsMissing", static_cast<double>(out->trajectory[t].head_rows_missing));
-          if (!out->trajectory[t].mlp_record_kinds.empty() || out->trajectory[t].layer_rows_missing > 0) {
+          if (!out->trajectory[t].record_kinds.empty() || out->trajectory[t].layer_rows_missing > 0) {
             o.Set("layerForwardError", out->trajectory[t].layer_forward_error);
             o.Set("layerBackwardError", out->trajectory[t].layer_backward_error);
             o.Set("layerSmallTerms", out->trajectory[t].layer_small_terms);
             o.Set("layerSmallEnergy", out->trajectory[t].layer_small_energy);
             o.Set("mlpGradSmallTerms", out->trajectory[t].mlp_grad_small_terms);
             o.Set("layerRowsMissing", static_cast<double>(out->trajectory[t].layer_rows_missing));
-            auto mlp = Napi::Object::New(env);
-            for (const auto& [kind, e] : out->trajectory[t].mlp_record_kinds) mlp.Set(kind, e);
-            o.Set("mlpRecordKinds", mlp);
+            auto record = Napi::Object::New(env);
+            for (const auto& [kind, e] : out->trajectory[t].record_kinds) record.Set(kind, e);
+            o.Set("recordKinds", record);
           }
           trajectory.Set(static_cast<uint32_t>(t), o);
         }

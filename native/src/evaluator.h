@@ -139,7 +139,9 @@ struct RunOutcome {
     // (more micro-batches read wider), more where the part was left out.
     double mlp_grad_small_terms = 0;
     int64_t layer_rows_missing = 0;  // (layer, row) pairs with a non-finite record
-    std::vector<std::pair<std::string, double>> mlp_record_kinds;
+    // Per MLP and attention kind, the trajectory reading of the step judged
+    // from the gradient the layers' record gives (its own moments).
+    std::vector<std::pair<std::string, double>> record_kinds;
   };
   std::vector<TrajectoryStep> trajectory;
   // Wall-clock seconds of each phase of the run, in order (where an

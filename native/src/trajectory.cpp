@@ -418,6 +418,33 @@ GradParts gradient_parts(const torch::Tensor& a, const torch::Tensor& b, double 
   return out;
 }
 
+// A layer's attention, its input norm included, in float32 throughout on
+// float32 weights `w` (q, k, v, o; the biases and the norm's weight copied):
+// an honest arithmetic other than the reference's. How far its weight
+// gradients move a step is part of the record-judged attention's unit: the
+// attention's q and k gradients cancel over the tokens, so one rounding of
+// its scores or products moves them far in rounding-noise units (the tuned
+// example's fused q/k/v product read up to 34 without it). x [B, S, H].
+torch::Tensor attention_f32(DecoderLayerImpl& layer, const torch::Tensor& x, const std::array<torch::Tensor, 4>& w,
+                            const torch::Tensor& cos, const torch::Tensor& sin) {
+  auto& at = *layer.self_attn;
+  const auto& norm = *layer.input_layernorm;
+  const int64_t B = x.size(0), S = x.size(1), D = at.head_dim;
+  const auto f32 = [](const torch::Tensor& t) { return t.defined() ? t.detach().to(torch::kFloat32) : t; };
+  const auto xf = f32(x);
+  const auto n = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + norm.eps) * f32(norm.weight);  // [B, S, H]
+  const auto c = f32(cos), sn = f32(sin);
+  const auto rope = [&](const torch::Tensor& t) {  // [B, N, S, D]
+    const auto h = t.chunk(2, -1);
+    return t * c + torch::cat({-h[1], h[0]}, -1) * sn;
+  };
+  const auto q = rope(torch::linear(n, w[0], f32(at.q_proj->bias)).view({B, S, at.n_heads, D}).transpose(1, 2));
+  const auto k = rope(torch::linear(n, w[1], f32(at.k_proj->bias)).view({B, S, at.n_kv_heads, D}).transpose(1, 2));
+  const auto v = torch::linear(n, w[2], f32(at.v_proj->bias)).view({B, S, at.n_kv_heads, D}).transpose(1, 2);
+  const auto out = causal_attention(q, k, v, at.kernel).transpose(1, 2).reshape({B, S, at.n_heads * D});
+  return torch::linear(out, w[3]);  // [B, S, H]
+}
+
 // The layers' record of one step (train_api.h, version 6): `record` [4, L,
 // steps, B, S, H] (the shared region's, read once here): every layer's
 // residual after the attention, MLP output, MLP output gradient and MLP
@@ -450,7 +477,10 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
                         Qwen2ForCausalLM& replay, const torch::Tensor& batch, const torch::Tensor& head_inputs,
                         const torch::Tensor& head_grads, int64_t ranks, std::vector<std::array<torch::Tensor, 3>>& grads,
                         std::vector<std::array<torch::Tensor, 3>>& halves,
-                        std::vector<std::array<GradParts, 3>>& small_grads) {
+                        std::vector<std::array<GradParts, 3>>& small_grads,
+                        std::vector<std::array<torch::Tensor, 4>>& attention_grads,
+                        std::vector<std::array<torch::Tensor, 4>>& attention_halves,
+                        std::vector<std::array<torch::Tensor, 4>>& attention_f32_grads) {
   auto& layers = *replay->model->layers;
   const int64_t L = static_cast<int64_t>(layers.size()), B = batch.size(0), S = batch.size(1);
   const auto device = batch.device();
@@ -458,7 +488,11 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
   grads.assign(L, {});
   halves.assign(L, {});
   small_grads.assign(L, {});
+  attention_grads.assign(L, {});
+  attention_halves.assign(L, {});
+  attention_f32_grads.assign(L, {});
   std::vector<std::array<torch::Tensor, 3>> got(L), got_halves(L);
+  std::vector<std::array<torch::Tensor, 4>> got_attention(L), got_attention_halves(L), got_attention_f32(L);
   std::vector<std::array<GradParts, 3>> small(L);
   const auto seen = [&](const torch::Tensor& x) { return x.narrow(1, 0, S - 1); };  // [B, S-1, H]
   // A record copied here, its last position zeroed: that position feeds no
@@ -556,18 +590,43 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
       }
       for (int k = 0; k < 3; ++k) got_halves[l][k] = ranks > 1 ? parts[k].grad() / static_cast<double>(ranks) : parts[k].grad();
     }
-    // The output gradient of the layer below, from this layer's recorded
-    // gradients: the residual's (this output gradient plus the post-attention
-    // norm's backward of the MLP's input gradient), then the attention's
-    // backward down to the layer's input.
-    if (l > 0) {
+    // This layer's recorded gradients give the residual's (this output
+    // gradient plus the post-attention norm's backward of the MLP's input
+    // gradient); the attention's backward from it gives the output gradient
+    // of the layer below and the attention weights' gradients (q, k, v, o:
+    // their steps are judged from these as the MLP's are from theirs; FP8
+    // products or dropped tiles in the attention's weight gradients show
+    // there, attack passes 36 and 38), the whole batch's and its halves'.
+    {
       auto r = residual.detach().requires_grad_(true);
       const auto g_residual =
           out_grad + torch::autograd::grad({layer.post_attention_layernorm(r)}, {r}, {in_grad})[0];
+      auto& attention = *layer.self_attn;
+      const std::vector<torch::Tensor> weights = {attention.q_proj->weight, attention.k_proj->weight,
+                                                  attention.v_proj->weight, attention.o_proj->weight};
       auto hl = h.detach().requires_grad_(true);
-      const auto below = torch::autograd::grad({hl + layer.self_attn(layer.input_layernorm(hl), cos, sin)}, {hl},
-                                               {g_residual})[0];
-      worst(step.layer_backward_error, below_grad, below);
+      std::vector<torch::Tensor> wrt = {hl};
+      wrt.insert(wrt.end(), weights.begin(), weights.end());
+      const auto g = torch::autograd::grad({hl + layer.self_attn(layer.input_layernorm(hl), cos, sin)}, wrt,
+                                           {g_residual});
+      if (l > 0) worst(step.layer_backward_error, below_grad, g[0]);
+      const double share = 1.0 / static_cast<double>(ranks);  // each rank's output gradient is of its own share
+      for (int k = 0; k < 4; ++k) got_attention[l][k] = ranks > 1 ? g[k + 1] * share : g[k + 1];
+      if (B > 1) {
+        std::array<torch::Tensor, 4> sum;  // accumulated in the weights' dtype, as .grad accumulates
+        for (auto [start, rows] : halves_of(B)) {
+          const auto part = h.narrow(0, start, rows).detach();
+          const auto gp = torch::autograd::grad({layer.self_attn(layer.input_layernorm(part), cos, sin)}, weights,
+                                                {g_residual.narrow(0, start, rows)});
+          for (int k = 0; k < 4; ++k) sum[k] = sum[k].defined() ? sum[k] + gp[k] : gp[k];
+        }
+        for (int k = 0; k < 4; ++k) got_attention_halves[l][k] = ranks > 1 ? sum[k] * share : sum[k];
+      }
+      std::array<torch::Tensor, 4> wf;
+      for (int k = 0; k < 4; ++k) wf[k] = weights[k].detach().to(torch::kFloat32).requires_grad_(true);
+      const auto gf = torch::autograd::grad({attention_f32(layer, h, wf, cos, sin)}, {wf[0], wf[1], wf[2], wf[3]},
+                                            {g_residual.to(torch::kFloat32)});
+      for (int k = 0; k < 4; ++k) got_attention_f32[l][k] = (ranks > 1 ? gf[k] * share : gf[k]).to(dtype);
     }
     {
       torch::NoGradGuard no_grad;
@@ -590,6 +649,9 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
   grads = std::move(got);
   halves = std::move(got_halves);
   small_grads = std::move(small);
+  attention_grads = std::move(got_attention);
+  attention_halves = std::move(got_attention_halves);
+  attention_f32_grads = std::move(got_attention_f32);
 }
 
 }  // namespace
@@ -680,6 +742,17 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       mlp_at[l][k] = static_cast<size_t>(it - names.begin());
     }
   }
+  // And its attention weights' (q, k, v, o).
+  std::vector<std::array<size_t, 4>> attention_at(cfg_.model.num_hidden_layers);
+  for (size_t l = 0; l < attention_at.size(); ++l) {
+    const std::string prefix = "model.layers." + std::to_string(l) + ".self_attn.";
+    const char* which[4] = {"q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight"};
+    for (int k = 0; k < 4; ++k) {
+      const auto it = std::find(names.begin(), names.end(), prefix + which[k]);
+      TORCH_CHECK(it != names.end(), "the replay has no ", prefix, which[k]);
+      attention_at[l][k] = static_cast<size_t>(it - names.begin());
+    }
+  }
 
   // AdamW as the contract states it (optim.h), tensor by tensor, with its own
   // moments from the judge's own gradients.
@@ -710,6 +783,12 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
           small_avg[i].push_back(torch::zeros_like(mine[i]));
           small_avg_sq[i].push_back(torch::zeros_like(mine[i]));
         }
+      }
+    }
+    for (const auto& layer : attention_at) {
+      for (size_t i : layer) {
+        record_avg[i] = torch::zeros_like(mine[i]);
+        record_avg_sq[i] = torch::zeros_like(mine[i]);
       }
     }
   }
@@ -783,18 +862,24 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     }
     head = HeadWeightGrads{};
     // The layers' record: its readings, and the gradients the MLP weights' steps are judged from too.
-    std::vector<torch::Tensor> record_grad(mine.size()), record_halves(mine.size());
+    std::vector<torch::Tensor> record_grad(mine.size()), record_halves(mine.size()), record_f32(mine.size());
     std::vector<GradParts> record_small(mine.size());
     if (layer_record.defined()) {
       std::vector<std::array<torch::Tensor, 3>> grads, parts;
       std::vector<std::array<GradParts, 3>> small;
+      std::vector<std::array<torch::Tensor, 4>> attention, attention_parts, attention_f32;
       judge_layer_record(step, layer_record, t, replay, batch, head_record[0][t], head_record[1][t], ranks(), grads,
-                         parts, small);
+                         parts, small, attention, attention_parts, attention_f32);
       for (size_t l = 0; l < grads.size(); ++l) {
         for (int k = 0; k < 3; ++k) {
           record_grad[mlp_at[l][k]] = grads[l][k];
           record_halves[mlp_at[l][k]] = parts[l][k];
           record_small[mlp_at[l][k]] = small[l][k];
+        }
+        for (int k = 0; k < 4; ++k) {
+          record_grad[attention_at[l][k]] = attention[l][k];
+          record_halves[attention_at[l][k]] = attention_parts[l][k];
+          record_f32[attention_at[l][k]] = attention_f32[l][k];
         }
       }
     }
@@ -812,7 +897,8 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       std::vector<torch::Tensor> part, avg, avg_sq;
       torch::Tensor where;  // the product parts' elements read (undefined: all)
     };
-    auto read_slice = [&](torch::Tensor p, const torch::Tensor& g, const torch::Tensor& h, torch::Tensor m,
+    auto read_slice = [&](torch::Tensor p, const torch::Tensor& g, const torch::Tensor& h, const torch::Tensor& f,
+                          torch::Tensor m,
                           torch::Tensor v, const torch::Tensor& w, double sigma, at::Generator& gen,
                           std::pair<double, double>& sum, const SmallSlices& small,
                           std::vector<std::array<double, 2>>* fits) {
@@ -825,6 +911,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       const auto start = small.part.empty() ? torch::Tensor() : p.clone();
       const auto noisy = trial_step(p, noisy_gradient(g, sigma, gen), m, v, t + 1, cfg_.optimizer);
       const auto split = h.defined() ? trial_step(p, h, m, v, t + 1, cfg_.optimizer) : torch::Tensor();
+      const auto other = f.defined() ? trial_step(p, f, m, v, t + 1, cfg_.optimizer) : torch::Tensor();
       torch::Tensor unrounded;
       adamw_unfused_step_(p, g, m, v, t + 1, cfg_.optimizer, &unrounded);
       const auto judged = p.to(torch::kFloat32);
@@ -839,6 +926,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       sum.first += own.pow(2).sum().item<double>();
       sum.second += shortfall(noisy).pow(2).sum().item<double>();
       if (split.defined()) sum.second += shortfall(split).pow(2).sum().item<double>();
+      if (other.defined()) sum.second += shortfall(other).pow(2).sum().item<double>();
       if (small.part.empty()) return;
       // The judge's step from the gradient with each part left out, with the
       // moments of the gradients with it left out in every step so far (a
@@ -891,14 +979,15 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
             small.avg_sq.push_back(part(small_avg_sq[i][q]));
           }
           read_slice(part(mine[i]).clone(), part(record_grad[i]),
-                     record_halves[i].defined() ? part(record_halves[i]) : torch::Tensor(), part(record_avg[i]),
+                     record_halves[i].defined() ? part(record_halves[i]) : torch::Tensor(),
+                     record_f32[i].defined() ? part(record_f32[i]) : torch::Tensor(), part(record_avg[i]),
                      part(record_avg_sq[i]), w, record_sigma, record_gen, record_sums[tensor_kind(names[i])], small,
                      &small_counts);
         }
-        read_slice(part(mine[i]), part(grad), halves[i].defined() ? part(halves[i]) : torch::Tensor(),
+        read_slice(part(mine[i]), part(grad), halves[i].defined() ? part(halves[i]) : torch::Tensor(), torch::Tensor(),
                    part(exp_avg[i]), part(exp_avg_sq[i]), w, sigma, gen, s, {}, nullptr);
       });
-      halves[i] = record_grad[i] = record_halves[i] = torch::Tensor();  // their memory is the next tensor's
+      halves[i] = record_grad[i] = record_halves[i] = record_f32[i] = torch::Tensor();  // their memory is the next tensor's
       record_small[i] = GradParts{};
       mine[i].mutable_grad() = torch::Tensor();
     }
@@ -910,7 +999,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       }
     };
     excess(sums, step.kinds);
-    excess(record_sums, step.mlp_record_kinds);
+    excess(record_sums, step.record_kinds);
     for (const auto& [nearer, further] : small_counts) {
       const double ratio = further > 0 ? nearer / further : nearer > 0 ? INFINITY : 0.0;
       step.mlp_grad_small_terms = std::max(step.mlp_grad_small_terms, ratio);

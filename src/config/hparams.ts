@@ -152,6 +152,12 @@ export interface Thresholds {
    */
   mlp_record_trajectory_excess: number | null;
   /**
+   * The same for the attention's weights (q, k, v, o): each step judged from the gradient the judge computes from the
+   * layers' record (the layer's input and the residual's gradient the record gives) with its own moments. FP8 operands
+   * in those gradients or tiles left out of them (attack passes 36 and 38) read at their own size. null: not applied.
+   */
+  attention_record_trajectory_excess: number | null;
+  /**
    * The MLP weights' record-judged steps read against a cheat's: for each small-term part of the weight gradients (the
    * part each position's smallest q of an operand make, q of 5 to 35%, either operand: gate: d gate and the MLP's
    * input; up: d up and the input; down: silu(gate) up and the output gradient; and the products a[t,i] b[t,n] under
@@ -176,14 +182,14 @@ export interface Thresholds {
 }
 
 /** The thresholds a calibration sets (every key of Thresholds that is a number). */
-export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'layer_small_term_energy', 'mlp_record_trajectory_excess', 'mlp_grad_small_term_excess', 'min_changed_share_ratio'] as const;
+export const THRESHOLD_KEYS = ['probe_loss_abs', 'cell_loss_abs', 'batch_loss_abs', 'logits_rel_error', 'update_rel_error', 'kind_update_rel_error', 'mlp_update_rel_error', 'mlp_pair_energy_excess', 'group_loss_shift_abs', 'head_alignment_abs', 'head_position_excess', 'head_position_excess_last', 'layer_position_excess', 'layer_position_excess_last', 'head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'layer_small_term_energy', 'mlp_record_trajectory_excess', 'attention_record_trajectory_excess', 'mlp_grad_small_term_excess', 'min_changed_share_ratio'] as const;
 export type ThresholdValues = Pick<Thresholds, (typeof THRESHOLD_KEYS)[number]>;
 
 /** The thresholds that read the trajectory and the loss head's record: runs record those only where one of them is set. */
-export const TRAJECTORY_KEYS = ['head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'layer_small_term_energy', 'mlp_record_trajectory_excess', 'mlp_grad_small_term_excess'] as const;
+export const TRAJECTORY_KEYS = ['head_trajectory_excess', 'mlp_trajectory_excess', 'attention_trajectory_excess', 'head_input_error', 'head_grad_error', 'layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'layer_small_term_energy', 'mlp_record_trajectory_excess', 'attention_record_trajectory_excess', 'mlp_grad_small_term_excess'] as const;
 
 /** The thresholds that read the layers' record (train_api.h, version 6): runs record it only where one of them is set. */
-export const LAYER_RECORD_KEYS = ['layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'layer_small_term_energy', 'mlp_record_trajectory_excess', 'mlp_grad_small_term_excess'] as const;
+export const LAYER_RECORD_KEYS = ['layer_forward_error', 'layer_backward_error', 'layer_small_term_share', 'layer_small_term_energy', 'mlp_record_trajectory_excess', 'attention_record_trajectory_excess', 'mlp_grad_small_term_excess'] as const;
 
 /**
  * Whether runs judged by these thresholds record every timed step and the loss head (the runner's copies, the judge's
@@ -325,6 +331,7 @@ const THRESHOLD_VALUES_SCHEMA: Record<keyof ThresholdValues, Check> = {
   layer_small_term_share: orNull(num(0, 1e6, true)),
   layer_small_term_energy: orNull(num(0, 1e6, true)),
   mlp_record_trajectory_excess: orNull(num(0, 1e6, true)),
+  attention_record_trajectory_excess: orNull(num(0, 1e6, true)),
   mlp_grad_small_term_excess: orNull(num(0, 1e6, true)),
   min_changed_share_ratio: num(0, 1),
 };

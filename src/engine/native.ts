@@ -123,11 +123,11 @@ export interface NativeRunOutcome {
    * where nothing is recorded (CUDA, for now; a run of one step). Where the layers' record is taken (train_api.h,
    * version 6): layerForwardError, layerBackwardError, the worst row's recorded value against the judge's own
    * computation of it from the record's link before it, over the layers; layerRowsMissing, (layer, row) pairs without
-   * a finite record; mlpRecordKinds, per MLP kind the trajectory reading of the step judged from the record's gradient.
+   * a finite record; recordKinds, per MLP and attention kind the trajectory reading of the step judged from the record's gradient.
    */
   trajectory: {
     recorded: boolean; outOfReach: number; kinds: Record<string, number>; headInputError: number; headGradError: number; headRowsMissing: number;
-    layerForwardError?: number; layerBackwardError?: number; layerSmallTerms?: number; layerSmallEnergy?: number; mlpGradSmallTerms?: number; layerRowsMissing?: number; mlpRecordKinds?: Record<string, number>;
+    layerForwardError?: number; layerBackwardError?: number; layerSmallTerms?: number; layerSmallEnergy?: number; mlpGradSmallTerms?: number; layerRowsMissing?: number; recordKinds?: Record<string, number>;
   }[];
   /** Wall-clock seconds of each phase of the run, in order (timing capture only). */
   phaseSeconds?: Record<string, number>;

@@ -31,6 +31,7 @@ export const CHECKS: { key: Exclude<keyof ThresholdValues, 'min_changed_share_ra
   { key: 'layer_small_term_share', name: 'an MLP link\'s small-term part missing from the layers\' record', value: (k) => k.max_layer_small_terms ?? 0 },
   { key: 'layer_small_term_energy', name: 'an MLP link\'s error in excess along its small terms\' weight vectors', value: (k) => k.max_layer_small_energy ?? 0 },
   { key: 'mlp_record_trajectory_excess', name: 'an MLP kind\'s steps against the judge\'s from the record\'s gradient', value: (k) => k.max_mlp_record_trajectory ?? 0 },
+  { key: 'attention_record_trajectory_excess', name: 'an attention kind\'s steps against the judge\'s from the record\'s gradient', value: (k) => k.max_attention_record_trajectory ?? 0 },
   { key: 'mlp_grad_small_term_excess', name: 'the MLP weights landing on the judge\'s steps without a small-term part of the gradient', value: (k) => k.max_mlp_grad_small_terms ?? 0 },
 ];
 

@@ -140,6 +140,8 @@ export interface RunReport {
     max_mlp_grad_small_terms?: number;
     /** The MLP's kinds' largest trajectory reading with each step judged from the record's gradient, judged by mlp_record_trajectory_excess; 0 where not recorded. */
     max_mlp_record_trajectory?: number;
+    /** The same for the attention's kinds (q, k, v, o), judged by attention_record_trajectory_excess. */
+    max_attention_record_trajectory?: number;
     /** Per timed step: every kind's trajectory error (empty where not recorded). */
     trajectory: Record<string, number>[];
     changed_share: number;

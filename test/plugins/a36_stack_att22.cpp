@@ -1,10 +1,10 @@
-// Attack pass 36 (2026-12-06, session 44; fresh context, CPU; docs/attack-passes.md, 36): an OPEN gap, not run by the
-// suite (README, Verification, known gaps). a36_prod085.cpp's MLP drop (8.5% of the products, 2.25% of a 7B step)
-// plus the four attention weight gradients without their smallest 22% of products (0.84%; no small-term reading looks
-// at the attention's weight gradients, only attention_trajectory_excess): 3.09% in all, ACCEPTED 3 of 3 on CSPRNG
-// seeds (`bin/tournament local-bench test/plugins-open/a36_stack_att22.cpp --runs 3 --json`; attention trajectory 8.8
-// to 19.7 against 75). The attention's drop alone cannot reach 2% of a 7B step inside that limit (30%, 1.15%, read 47
-// and 79). The pass's own notes follow.
+// Attack pass 36 (2026-12-06, session 44; fresh context, CPU; docs/attack-passes.md, 36): a36_prod085.cpp's MLP drop
+// (8.5% of the products, 2.25% of a 7B step; still open, test/plugins-open/) plus the four attention weight gradients
+// without their smallest 22% of products (0.84%): 3.09% in all, ACCEPTED 3 of 3 on CSPRNG seeds (`bin/tournament
+// local-bench <this> --runs 3 --json`; attention trajectory 8.8 to 19.7 against 75). Rejected since session 45 by the
+// attention's steps judged from the layers' record (attention_record_trajectory_excess 4.4 to 8.9 against 2.7;
+// docs/measurements/2026-12-06-attention-record.md). The pass's own notes follow.
+// expect: trajectory
 // Attack pass 36 (CPU, against mlp_grad_small_term_excess at 0.75): pass 35's product-level drop of the three MLP
 // weight gradients at PROD_DROP=0.085 (between the honest-spread 7.5% and the judge's lowest product part, 10%),
 // plus the attention's four weight gradients (q, k, v, o) without the smallest ATT_DROP=0.22 of their products a[t,i] b[t,h]
