@@ -472,7 +472,11 @@ torch::Tensor attention_f32(DecoderLayerImpl& layer, const torch::Tensor& x, con
 // batch's, and its two halves' accumulated), where every row of every layer
 // is finite: each MLP weight's step is judged from it too (attack pass 28's
 // backward drop shows there), and `small_grads` with its small-term parts
-// (small_gradient_parts), which that step must not lack.
+// (small_gradient_parts), which that step must not lack; and
+// `attention_grads`, `attention_halves` and `attention_f32_grads` (per layer:
+// q, k, v, o) with the attention weights' gradients the record gives, the
+// whole batch's, its halves' and the whole batch's in float32 throughout
+// (attention_f32), from which each attention weight's step is judged.
 void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& record, int64_t t,
                         Qwen2ForCausalLM& replay, const torch::Tensor& batch, const torch::Tensor& head_inputs,
                         const torch::Tensor& head_grads, int64_t ranks, std::vector<std::array<torch::Tensor, 3>>& grads,
@@ -861,7 +865,7 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
       if (halves[lm_head].defined() && head.halves.defined()) halves[lm_head] = head.halves.to(halves[lm_head].device());
     }
     head = HeadWeightGrads{};
-    // The layers' record: its readings, and the gradients the MLP weights' steps are judged from too.
+    // The layers' record: its readings, and the gradients the MLP's and the attention's weights' steps are judged from too.
     std::vector<torch::Tensor> record_grad(mine.size()), record_halves(mine.size()), record_f32(mine.size());
     std::vector<GradParts> record_small(mine.size());
     if (layer_record.defined()) {
@@ -888,8 +892,9 @@ std::vector<RunOutcome::TrajectoryStep> Evaluator::trajectory_errors(const torch
     Sums sums, record_sums;
     // One slice's reading: the step from p (whose moments are m, v) with
     // gradient g against the run's `target`, in the unit of the same step
-    // with g moved by rounding-size noise and with the halves' gradient h
-    // (where defined). The judge's step lands in p, m and v.
+    // with g moved by rounding-size noise, with the halves' gradient h and
+    // with the float32-throughout gradient f (each where defined). The judge's
+    // step lands in p, m and v.
     // Where `small` is given (the record's small-term parts of g and the
     // moments without them, sliced as g is), also reads the run's step
     // against the judge's without each part (into small_counts).
