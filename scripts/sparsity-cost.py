@@ -7,7 +7,8 @@ product costs. This times, side by side on one card:
   - the dense bf16 product, and the same with a share of a's entries zeroed (the values do not change its time);
   - the same zeros as a sparse CSR operand (cuSPARSE), bf16 and float32, against dense float32;
   - 2:4 semi-structured sparsity (half of every group of four along T), the one pattern the tensor cores skip;
-  - the dense product as a sum over chunks of tokens, all of them and one fewer (a block-sparse kernel's saving).
+  - the dense product as a sum over chunks of tokens, all of them and one fewer (a block-sparse kernel's saving);
+  - attack pass 39's form: the least-weighing quarter of the tokens sorted out and run from INT8 operands.
 Prints one JSON object. Usage: python3 scripts/sparsity-cost.py [--tokens T --inter I --hidden H] [--reps N]
 (on a machine without CUDA it times the CPU; give it a smaller shape there).
 """
@@ -96,6 +97,30 @@ def main():
         return acc
     ms[f"chunks_{C}_all_{nchunks}"] = timed(lambda: chunked(nchunks), max(3, args.reps // 4))
     ms[f"chunks_{C}_keep_{nchunks - 1}"] = timed(lambda: chunked(nchunks - 1), max(3, args.reps // 4))
+    # Attack pass 39's form: the tokens sorted by |a_t| |b_t|, the least-weighing quarter from INT8 operands
+    # (torch._int_mm with one scale per operand, the cheapest INT8 form), the rest in bf16, with the norms, the sort,
+    # the gathers and the quantisation; and the INT8 product alone, against dense bf16 on the same quarter.
+    try:
+        a_tok = a  # [T, I]
+        q4 = T // 4
+        def int8_chunk():
+            bound = a_tok.float().norm(dim=1) * b.float().norm(dim=1)             # [T]
+            order = bound.argsort()
+            small, rest = order[:q4], order[q4:]
+            a8, b8 = a_tok.index_select(0, small), b.index_select(0, small)       # [T/4, I], [T/4, H]
+            sa, sb = a8.abs().amax().float() / 127, b8.abs().amax().float() / 127
+            qa = (a8.float() / sa).round().to(torch.int8).t().contiguous()        # [I, T/4]
+            qb = (b8.float() / sb).round().to(torch.int8).t().contiguous().t()     # [T/4, H], column-major as _int_mm takes it
+            part = torch._int_mm(qa, qb).float() * (sa * sb)                      # [I, H]
+            return part + a_tok.index_select(0, rest).t() @ b.index_select(0, rest)
+        ms["int8_quarter_sorted_with_overheads"] = timed(int8_chunk, args.reps)
+        qa = torch.randint(-127, 127, (I, q4), device=dev, dtype=torch.int8)
+        qb = torch.randint(-127, 127, (H, q4), device=dev, dtype=torch.int8).t()
+        ms["int8_quarter_product_alone"] = timed(lambda: torch._int_mm(qa, qb), args.reps)
+        aq, bq = at[:, :q4].contiguous(), b[:q4].contiguous()
+        ms["bf16_quarter_product_alone"] = timed(lambda: aq @ bq, args.reps)
+    except Exception as e:
+        out.setdefault("unsupported", {})["int8_quarter"] = str(e).splitlines()[0][:200]
     print(json.dumps(out, indent=1))
 
 
