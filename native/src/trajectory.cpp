@@ -531,11 +531,15 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
                in_grad = load(record[3][l][t]);  // [B, S, H] each
     step.layer_rows_missing += (~(finite_rows(residual) & finite_rows(out) & finite_rows(out_grad) &
                                   finite_rows(in_grad))).sum().item<int64_t>();
+    // The attention's residual from the layer's input, once, with its graph: the forward link reads its value, the
+    // backward below (the layer below's output gradient, the attention weights' gradients) runs through it.
+    auto hl = h.detach().requires_grad_(true);
+    const auto attended = hl + layer.self_attn(layer.input_layernorm(hl), cos, sin);  // [B, S, H]
     // The MLP's input (the post-attention norm of the recorded residual), its two products and silu(gate) up [B, S, I].
     torch::Tensor x, gate, up, act;
     {
       torch::NoGradGuard no_grad;
-      worst(step.layer_forward_error, residual, h + layer.self_attn(layer.input_layernorm(h), cos, sin));
+      worst(step.layer_forward_error, residual, attended.detach());
       x = layer.post_attention_layernorm(residual);
       gate = linear_acc32(x, w_gate);
       up = linear_acc32(x, w_up);
@@ -608,11 +612,9 @@ void judge_layer_record(RunOutcome::TrajectoryStep& step, const torch::Tensor& r
       auto& attention = *layer.self_attn;
       const std::vector<torch::Tensor> weights = {attention.q_proj->weight, attention.k_proj->weight,
                                                   attention.v_proj->weight, attention.o_proj->weight};
-      auto hl = h.detach().requires_grad_(true);
       std::vector<torch::Tensor> wrt = {hl};
       wrt.insert(wrt.end(), weights.begin(), weights.end());
-      const auto g = torch::autograd::grad({hl + layer.self_attn(layer.input_layernorm(hl), cos, sin)}, wrt,
-                                           {g_residual});
+      const auto g = torch::autograd::grad({attended}, wrt, {g_residual});
       if (l > 0) worst(step.layer_backward_error, below_grad, g[0]);
       const double share = 1.0 / static_cast<double>(ranks);  // each rank's output gradient is of its own share
       for (int k = 0; k < 4; ++k) got_attention[l][k] = ranks > 1 ? g[k + 1] * share : g[k + 1];
